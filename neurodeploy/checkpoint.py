@@ -1,0 +1,143 @@
+"""Checkpoints: our own format and the official Spikingformer containers.
+
+Our format (``.pt``, written with ``torch.save``, read with ``weights_only=True``) is one dict::
+
+    {
+      "format": "neurodeploy-checkpoint",
+      "format_version": 1,
+      "arch": "spikingformer-digits",          # a name from neurodeploy.models.registry
+      "config": {...},                          # the architecture's config dataclass as a dict
+      "state_dict": {...},                      # torch state_dict of the eval-mode module
+      "metrics": {"test_accuracy": 0.95, ...}   # optional
+      "neurodeploy_version": "0.1.0",
+    }
+
+Official checkpoints: timm ``CheckpointSaver`` files (``.pth.tar``) keep the weights under
+``state_dict`` (and an ``argparse.Namespace`` under ``args``, which we allow as the one safe extra
+global); the DVS scripts keep them under ``model``.  A bare state_dict is accepted too.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import BadInputError
+from .models.registry import arch_names, build_model, config_from_dict
+
+FORMAT = "neurodeploy-checkpoint"
+FORMAT_VERSION = 1
+
+
+def _torch_load(path: Path):
+    if not path.exists():
+        raise BadInputError(f"{path}: no such file")
+    if path.is_dir():
+        raise BadInputError(f"{path}: is a directory, expected a checkpoint file")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling refused"
+        raise BadInputError(f"{path}: not a safe checkpoint (weights_only load refused: {first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"{path}: not a readable PyTorch checkpoint ({msg})") from None
+
+
+def extract_state_dict(obj, path: Path | str = "<checkpoint>") -> dict:
+    """The state_dict inside a loaded container: ours, timm's (``state_dict``), DVS (``model``), bare."""
+    if isinstance(obj, dict):
+        if obj.get("format") == FORMAT:
+            sd = obj.get("state_dict")
+        elif "state_dict" in obj and isinstance(obj["state_dict"], dict):
+            sd = obj["state_dict"]
+        elif "model" in obj and isinstance(obj["model"], dict):
+            sd = obj["model"]
+        else:
+            sd = obj
+        if isinstance(sd, dict) and sd and all(isinstance(v, torch.Tensor) for v in sd.values()):
+            # DDP-wrapped training saves "module." prefixes
+            if all(k.startswith("module.") for k in sd):
+                sd = {k[len("module."):]: v for k, v in sd.items()}
+            return sd
+    raise BadInputError(f"{path}: no state_dict found (expected keys 'state_dict' or 'model', or a bare state_dict)")
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: dict, source: str = "<checkpoint>") -> None:
+    """``load_state_dict(strict=True)`` with an error that names the first bad key."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise BadInputError(f"{source}: missing key '{missing[0]}'{more}")
+    if unexpected:
+        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+        raise BadInputError(f"{source}: unexpected key '{unexpected[0]}'{more}")
+    for k, ref in expected.items():
+        got = state_dict[k]
+        if tuple(got.shape) != tuple(ref.shape):
+            raise BadInputError(f"{source}: key '{k}' has shape {list(got.shape)}, expected {list(ref.shape)}")
+    model.load_state_dict(state_dict, strict=True)
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, metrics: dict | None = None) -> Path:
+    """Write our checkpoint format atomically (temp file, then rename)."""
+    from . import __version__
+
+    arch = getattr(model, "arch", None)
+    if arch is None:
+        raise ValueError("model has no .arch name; build it with neurodeploy.build_model")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "config": model.cfg.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metrics": dict(metrics or {}),
+        "neurodeploy_version": __version__,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model(path: str | os.PathLike, arch: str | None = None) -> nn.Module:
+    """Eval-mode torch module from our checkpoint, or from an official one when ``arch`` is given."""
+    path = Path(path)
+    obj = _torch_load(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        saved_arch = obj.get("arch")
+        if saved_arch not in arch_names():
+            raise BadInputError(f"{path}: unknown architecture {saved_arch!r} in checkpoint")
+        if arch is not None and arch != saved_arch:
+            raise BadInputError(f"{path}: checkpoint holds {saved_arch!r}, not {arch!r}")
+        if not isinstance(obj.get("config"), dict):
+            raise BadInputError(f"{path}: key 'config' is missing or not a dict")
+        try:
+            cfg = config_from_dict(saved_arch, obj["config"])
+        except (TypeError, ValueError) as exc:
+            raise BadInputError(f"{path}: bad 'config': {exc}") from None
+        model = build_model(saved_arch, cfg.to_dict())
+        load_state_dict_strict(model, extract_state_dict(obj, path), str(path))
+        model.metrics = dict(obj.get("metrics") or {})
+    else:
+        if arch is None:
+            raise BadInputError(
+                f"{path}: not a neurodeploy checkpoint; for an official checkpoint pass --arch "
+                f"(one of {', '.join(arch_names())})"
+            )
+        model = build_model(arch)
+        load_state_dict_strict(model, extract_state_dict(obj, path), str(path))
+        model.metrics = {}
+    model.eval()
+    return model

@@ -1,0 +1,122 @@
+"""Architecture names used by ``--arch`` and by :func:`neurodeploy.build_model`.
+
+Official Spikingformer variants (facts: shared/reference/spikingformer.md section 1.2):
+
+| name                               | D   | depth | heads | T         | tokenizer        | classes |
+|------------------------------------|-----|-------|-------|-----------|------------------|---------|
+| spikingformer-cifar10-4-384        | 384 | 4     | 12    | 4         | ConvBN+2SPE+2SPED | 10     |
+| spikingformer-cifar100-4-384       | 384 | 4     | 8     | 4         | ConvBN+2SPE+2SPED | 100    |
+| spikingformer-imagenet-8-{384,512,768} | D | 8   | 8     | 4         | ConvBN+4SPED     | 1000    |
+| spikingformer-cifar10dvs-2-256     | 256 | 2     | 16    | from input| ConvBN+4SPED, tau 1.5 | 10 |
+| spikingformer-gesture-2-256        | 256 | 2     | 16    | from input| ConvBN+4SPED, tau 1.5 | 11 |
+| spikingformer-digits (demo)        | 64  | 1     | 4     | 4         | ConvBN+SPE+SPED on 8x8 digits | 10 |
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from .baselines import SEWConfig, SEWResNet, Spikformer, SpikformerConfig
+from .spikingformer import Spikingformer, SpikingformerConfig
+
+
+def _cifar(classes: int, heads: int, D: int = 384, depth: int = 4) -> SpikingformerConfig:
+    return SpikingformerConfig(
+        num_classes=classes, in_channels=3, img_size=32, embed_dim=D, depth=depth, num_heads=heads, T=4, tau=2.0,
+        tokenizer_channels=[D // 8, D // 4, D // 2, D, D], tokenizer_pools=[False, False, True, True],
+        tokenizer_naming="cifar", attention_order="qk_first",
+    )
+
+
+def _imagenet(D: int) -> SpikingformerConfig:
+    return SpikingformerConfig(
+        num_classes=1000, in_channels=3, img_size=224, embed_dim=D, depth=8, num_heads=8, T=4, tau=2.0,
+        tokenizer_channels=[D // 8, D // 4, D // 2, D, D], tokenizer_pools=[True, True, True, True],
+        tokenizer_naming="imagenet", attention_order="kv_first",
+    )
+
+
+def _dvs(classes: int) -> SpikingformerConfig:
+    D = 256
+    return SpikingformerConfig(
+        num_classes=classes, in_channels=2, img_size=128, embed_dim=D, depth=2, num_heads=16, T=None, tau=1.5,
+        tokenizer_channels=[D // 8, D // 4, D // 2, D, D], tokenizer_pools=[True, True, True, True],
+        tokenizer_naming="imagenet", attention_order="qk_first", event_input=True,
+    )
+
+
+def _digits() -> SpikingformerConfig:
+    return SpikingformerConfig(
+        num_classes=10, in_channels=1, img_size=8, embed_dim=64, depth=1, num_heads=4, T=4, tau=2.0,
+        tokenizer_channels=[16, 32, 64], tokenizer_pools=[False, True], tokenizer_naming="cifar",
+        attention_order="kv_first",
+    )
+
+
+SPIKINGFORMER_CONFIGS: dict[str, Callable[[], SpikingformerConfig]] = {
+    "spikingformer-cifar10-4-384": lambda: _cifar(10, 12),
+    "spikingformer-cifar100-4-384": lambda: _cifar(100, 8),
+    "spikingformer-imagenet-8-384": lambda: _imagenet(384),
+    "spikingformer-imagenet-8-512": lambda: _imagenet(512),
+    "spikingformer-imagenet-8-768": lambda: _imagenet(768),
+    "spikingformer-cifar10dvs-2-256": lambda: _dvs(10),
+    "spikingformer-gesture-2-256": lambda: _dvs(11),
+    "spikingformer-digits": _digits,
+}
+
+BASELINE_CONFIGS: dict[str, Callable[[], object]] = {
+    "spikformer-digits": lambda: SpikformerConfig(),
+    "sew-resnet-digits-add": lambda: SEWConfig(connect_f="ADD"),
+    "sew-resnet-digits-and": lambda: SEWConfig(connect_f="AND"),
+    "sew-resnet-digits-iand": lambda: SEWConfig(connect_f="IAND"),
+}
+
+#: official parameter counts (including the unused LayerNorms), spikingformer.md section 1.2
+OFFICIAL_PARAMETER_COUNTS = {
+    "spikingformer-cifar10-4-384": 9_326_266,
+    "spikingformer-cifar100-4-384": 9_360_916,
+    "spikingformer-imagenet-8-384": 16_828_312,
+    "spikingformer-imagenet-8-512": 29_705_768,
+    "spikingformer-imagenet-8-768": 66_363_208,
+    "spikingformer-cifar10dvs-2-256": 2_568_714,
+    "spikingformer-gesture-2-256": 2_568_971,
+}
+
+
+def arch_names() -> list[str]:
+    return list(SPIKINGFORMER_CONFIGS) + list(BASELINE_CONFIGS)
+
+
+def default_config(arch: str):
+    if arch in SPIKINGFORMER_CONFIGS:
+        return SPIKINGFORMER_CONFIGS[arch]()
+    if arch in BASELINE_CONFIGS:
+        return BASELINE_CONFIGS[arch]()
+    from ..errors import BadInputError
+
+    raise BadInputError(f"unknown architecture {arch!r}; known: {', '.join(arch_names())}")
+
+
+def model_from_config(config) -> nn.Module:
+    if isinstance(config, SpikingformerConfig):
+        return Spikingformer(config)
+    if isinstance(config, SpikformerConfig):
+        return Spikformer(config)
+    if isinstance(config, SEWConfig):
+        return SEWResNet(config)
+    raise TypeError(f"not a model config: {type(config).__name__}")
+
+
+def config_from_dict(arch: str, d: dict):
+    """Rebuild the config dataclass for ``arch`` from a saved dict (unknown keys ignored)."""
+    base = default_config(arch)
+    return type(base).from_dict({**base.to_dict(), **d})
+
+
+def build_model(arch: str, config: dict | None = None) -> nn.Module:
+    """Build an untrained model of architecture ``arch`` (optionally overriding config fields)."""
+    cfg = default_config(arch) if config is None else config_from_dict(arch, config)
+    model = model_from_config(cfg)
+    model.arch = arch
+    return model

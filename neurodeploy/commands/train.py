@@ -1,0 +1,47 @@
+"""``neurodeploy train``: train a model (the digits demo by default) and save our checkpoint."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..models.registry import arch_names
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a Spikingformer (digits demo on CPU; CIFAR/ImageNet from a local folder)",
+        description="Train a model and save a neurodeploy checkpoint. The default trains the digits demo "
+        "(scikit-learn's bundled 8x8 digits) on CPU. CIFAR10/100 and ImageNet read a local folder (--data); "
+        "GPU when present; launch with torchrun for several GPUs.",
+    )
+    p.add_argument("--arch", default="spikingformer-digits", choices=arch_names(), metavar="ARCH",
+                   help="architecture name (default: spikingformer-digits)")
+    p.add_argument("-o", "--output", default="demo-out/spikingformer-digits.pt", help="checkpoint to write")
+    p.add_argument("--data", default=None, help="local data folder (CIFAR10/100, ImageNet train/ val/)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--reuse", action="store_true", help="keep an existing checkpoint at --output instead of training")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_model
+    from ..training import digits_test_accuracy, train
+
+    out = Path(args.output)
+    if args.reuse and out.exists():
+        model = load_model(out)
+        acc = model.metrics.get("test_accuracy")
+        if args.arch == "spikingformer-digits":
+            acc = digits_test_accuracy(model)
+        print(f"reusing {out} ({model.arch}); test accuracy {acc * 100:.2f}%")
+        return 0
+    metrics = train(args.arch, out, data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                    seed=args.seed, device=args.device)
+    print(f"saved {out}; test accuracy {metrics['test_accuracy'] * 100:.2f}% "
+          f"({metrics['epochs']} epochs, {metrics['train_seconds']} s)")
+    return 0

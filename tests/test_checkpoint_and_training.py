@@ -1,0 +1,82 @@
+"""Our checkpoint format, hostile/corrupt files, and the trained digits demo model."""
+import os
+import pickle
+
+import pytest
+import torch
+
+from neurodeploy import build_model, load_model, save_checkpoint
+from neurodeploy.cli import main
+from neurodeploy.errors import BadInputError
+from neurodeploy.training import digits_split, digits_test_accuracy
+
+
+def test_our_format_round_trips_with_weights_only(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("spikingformer-digits").eval()
+    path = save_checkpoint(model, tmp_path / "m.pt", {"test_accuracy": 0.5})
+    raw = torch.load(path, weights_only=True)  # the documented container is weights_only-safe
+    assert raw["format"] == "neurodeploy-checkpoint" and raw["format_version"] == 1
+    assert raw["arch"] == "spikingformer-digits" and raw["config"]["embed_dim"] == 64
+    loaded = load_model(path)
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+    assert loaded.metrics == {"test_accuracy": 0.5}
+    assert not (tmp_path / "m.pt.tmp").exists()
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/neurodeploy-pwned",))
+
+
+def test_hostile_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "payload": _Evil()}, path)
+    with pytest.raises(BadInputError, match=r"evil\.pt: not a safe checkpoint"):
+        load_model(path, arch="spikingformer-digits")
+    assert not os.path.exists("/tmp/neurodeploy-pwned")
+
+
+def test_corrupt_and_missing_files(tmp_path):
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    with pytest.raises(BadInputError, match=r"corrupt\.pt: not a readable PyTorch checkpoint"):
+        load_model(bad, arch="spikingformer-digits")
+    with pytest.raises(BadInputError, match=r"nope\.pt: no such file"):
+        load_model(tmp_path / "nope.pt")
+    plain = tmp_path / "plain.pt"
+    torch.save(build_model("spikingformer-digits").state_dict(), plain)
+    with pytest.raises(BadInputError, match="pass --arch"):
+        load_model(plain)  # official/bare state_dicts need the architecture name
+    assert load_model(plain, arch="spikingformer-digits") is not None
+    with pytest.raises(BadInputError, match="unknown architecture 'vit-huge'"):
+        load_model(plain, arch="vit-huge")
+
+
+def test_digits_split_is_fixed():
+    x_tr, y_tr, x_te, y_te = digits_split()
+    assert x_tr.shape == (1437, 1, 8, 8) and x_te.shape == (360, 1, 8, 8)
+    assert torch.bincount(y_te).tolist() == [36, 36, 35, 37, 36, 37, 36, 36, 35, 36]
+    x2 = digits_split()[2]
+    assert torch.equal(x_te, x2)
+
+
+def test_trained_demo_model_reaches_93_percent(trained_digits_model):
+    acc = digits_test_accuracy(trained_digits_model)
+    assert acc >= 0.93, acc
+    assert trained_digits_model.metrics["test_accuracy"] == pytest.approx(acc)
+
+
+def test_train_cli_reuse_and_errors(trained_digits_checkpoint, capsys, tmp_path):
+    assert main(["train", "--reuse", "-o", str(trained_digits_checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "reusing" in out
+    # CIFAR needs a local data folder; a missing one is a one-line error with exit code 2
+    assert main(["train", "--arch", "spikingformer-cifar10-4-384", "-o", str(tmp_path / "c.pt")]) == 2
+    assert "needs --data" in capsys.readouterr().err
+    assert main(["train", "--arch", "spikingformer-cifar10-4-384", "--data", str(tmp_path / "none"),
+                 "-o", str(tmp_path / "c.pt")]) == 2
+    assert "data folder not found" in capsys.readouterr().err
+    assert not (tmp_path / "c.pt").exists()

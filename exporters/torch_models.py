@@ -1,0 +1,262 @@
+"""Spikingformer (every variant), Spikformer and SEW-ResNet -> ``nir.NIRGraph`` (docs/nir.md).
+
+Written by hand rather than with ``nirtorch.torch_to_nir``: nirtorch cannot trace the attention
+products, MaxPool, the [T, B] reshapes or BatchNorm (reference nir.md section 2.1), so the exporter walks
+the known module structure and emits each operation's exact NIR form.
+"""
+from __future__ import annotations
+
+import nir
+import numpy as np
+
+from neurodeploy.errors import BadInputError, UnsupportedError
+from neurodeploy.graph.attention import make_attention_node
+
+from .builder import GraphBuilder, check_coverage
+
+MAX_EXPANSION_WEIGHTS = 30_000_000
+
+SUPPORTED_TORCH = (
+    "neurodeploy Spikingformer (Conv2d/Conv1d + BatchNorm, MultiStepLIF, MaxPool2d(3, 2, 1), spiking self-attention, "
+    "Linear head), Spikformer and SEW-ResNet (ADD/AND/IAND) models; snnTorch and Norse modules through their importers"
+)
+
+
+def _image_shape(cfg, input_shape):
+    if input_shape is None:
+        return (int(cfg.in_channels), int(cfg.img_size), int(cfg.img_size))
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) == 2:
+        shape = (int(cfg.in_channels), *shape)
+    if len(shape) != 3 or shape[0] != cfg.in_channels or min(shape) < 1:
+        raise BadInputError(f"input shape {list(shape)}: expected [{cfg.in_channels}, H, W] with H, W >= 1")
+    return shape
+
+
+def _graph_meta(arch: str, T, events: bool) -> dict:
+    return {
+        "neurodeploy.arch": arch,
+        "neurodeploy.time_steps": int(T or 0),
+        "neurodeploy.input_encoding": "events" if events else "direct",
+        "neurodeploy.input_domain": "counts" if events else "real",
+        "neurodeploy.readout_reduction": "mean_over_time",
+    }
+
+
+def _attention(b: GraphBuilder, prefix: str, qkv: list[str], D: int, N: int, heads: int, scale: float,
+               expand: bool) -> list[str]:
+    """Nodes computing scale * Q (K^T V); returns the names whose (summed) outputs feed attn_lif."""
+    if expand:
+        return _expand_attention(b, prefix, qkv, D, N, heads, scale)
+    stack = []
+    for i, (letter, src) in enumerate(zip("qkv", qkv)):
+        w = np.zeros((3 * D, D, 1), dtype=b.dtype)
+        w[i * D + np.arange(D), np.arange(D), 0] = 1
+        stack.append(b.add(f"{prefix}.stack_{letter}", nir.Conv1d(input_shape=N, weight=w, stride=1, padding=0,
+                                                                   dilation=1, groups=1, bias=np.zeros(3 * D, b.dtype)),
+                           src, source=prefix, role="routing"))
+    node = make_attention_node(D, heads, N, scale, source=prefix, dtype=b.dtype)
+    b.add(f"{prefix}.attention", node, stack, source=prefix)
+    return [f"{prefix}.attention"]
+
+
+def _expand_attention(b: GraphBuilder, prefix: str, qkv: list[str], D: int, N: int, heads: int, scale: float) -> list[str]:
+    """Exact expansion into standard primitives (docs/nir.md, "Exact expansion"):
+
+    P[(h,i,j), m] = AND(K[hd+i, m], V[hd+j, m])            token-wise Conv1d from K and V + Threshold(1.5)
+    for every token shift s in -(N-1)..N-1:
+      Qs = Q shifted by s (Conv1d, kernel 2|s|+1)           Qs[c, m] = Q[c, m+s] (0 outside)
+      U_s[(h,i,j), m] = AND(Qs[hd+i, m], P[(h,i,j), m])     Conv1d select + identity edge + Threshold(1.5)
+      Z_s[(h,j), m] = sum_i U_s                             Conv1d (integer)
+      y[hd+j, n] += scale * Z_s[(h,j), n - s]               Conv1d, kernel 2|s|+1 (shift back)
+    so y[hd+j, n] = scale * sum_{i,m} Q[hd+i,n] K[hd+i,m] V[hd+j,m] exactly (integers times a power of 2)."""
+    d = D // heads
+    U = heads * d * d
+    weights = 2 * D * D * (2 * N * N - 1) + 2 * (2 * N - 1) * U * D + 2 * U * D
+    if weights > MAX_EXPANSION_WEIGHTS:
+        raise UnsupportedError(
+            f"{prefix}: the exact attention expansion would need {weights / 1e6:.0f}M weights (D={D}, N={N} tokens, "
+            f"limit {MAX_EXPANSION_WEIGHTS / 1e6:.0f}M per block); it is meant for small models such as "
+            "spikingformer-digits: export without --expand-attention"
+        )
+    q, k, v = qkv
+    dt = b.dtype
+    zero = lambda n: np.zeros(n, dtype=dt)  # noqa: E731
+    hh, ii, jj = np.meshgrid(np.arange(heads), np.arange(d), np.arange(d), indexing="ij")
+    unit = (hh * d * d + ii * d + jj).reshape(-1)
+    ch_i = (hh * d + ii).reshape(-1)
+    ch_j = (hh * d + jj).reshape(-1)
+    ex = f"{prefix}.expand"
+
+    def conv1d(name, w, src, pad=0):
+        return b.add(name, nir.Conv1d(input_shape=N, weight=w, stride=1, padding=pad, dilation=1, groups=1,
+                                      bias=zero(w.shape[0])), src, source=prefix)
+
+    wk = np.zeros((U, D, 1), dtype=dt)
+    wk[unit, ch_i, 0] = 1
+    wv = np.zeros((U, D, 1), dtype=dt)
+    wv[unit, ch_j, 0] = 1
+    conv1d(f"{ex}.kv_k", wk, k)
+    conv1d(f"{ex}.kv_v", wv, v)
+    p_and = b.add(f"{ex}.kv_and", nir.Threshold(threshold=np.full((U, N), 1.5, dtype=dt)),
+                  [f"{ex}.kv_k", f"{ex}.kv_v"], source=prefix)
+    wsel = np.zeros((U, D, 1), dtype=dt)
+    wsel[unit, ch_i, 0] = 1
+    wsum = np.zeros((heads * d, U, 1), dtype=dt)
+    wsum[ch_j, unit, 0] = 1
+    outs = []
+    for s in range(-(N - 1), N):
+        tag = f"{'m' if s < 0 else 'p'}{abs(s)}"
+        a = abs(s)
+        ker = 2 * a + 1
+        wshift = np.zeros((D, D, ker), dtype=dt)
+        wshift[np.arange(D), np.arange(D), a + s] = 1          # out[c, m] = in[c, m + s]
+        qs = conv1d(f"{ex}.q_shift_{tag}", wshift, q, pad=a)
+        qsel = conv1d(f"{ex}.q_select_{tag}", wsel, qs)
+        u = b.add(f"{ex}.and_{tag}", nir.Threshold(threshold=np.full((U, N), 1.5, dtype=dt)), [qsel, p_and], source=prefix)
+        z = conv1d(f"{ex}.sum_{tag}", wsum, u)
+        wback = np.zeros((D, D, ker), dtype=dt)
+        wback[np.arange(D), np.arange(D), a - s] = scale      # out[c, n] = scale * in[c, n - s]
+        outs.append(conv1d(f"{ex}.back_{tag}", wback, z, pad=a))
+    return outs
+
+
+def export_spikingformer(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:
+    cfg = model.cfg
+    b = GraphBuilder(dtype)
+    shape = _image_shape(cfg, input_shape)
+    b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
+    prev = ["input"]
+    tok = model.patch_embed
+    for i in range(tok.num_stages):
+        names = tok.stage_names(i)
+        if i > 0:
+            path = f"patch_embed.{names['lif']}"
+            prev = [b.lif(path, getattr(tok, names["lif"], None), shape, prev)]
+            if tok.pools[i - 1]:
+                name, shape = b.maxpool(f"patch_embed.{names['pool']}", getattr(tok, names["pool"], None), shape, prev)
+                prev = [name]
+        cpath, bpath = f"patch_embed.{names['conv']}", f"patch_embed.{names['bn']}"
+        name, shape = b.conv_bn(cpath, getattr(tok, names["conv"], None), getattr(tok, names["bn"], None), bpath, shape,
+                                prev, dims=2, role="encoder" if i == 0 else None)
+        prev = [name]
+    D, N = shape[0], shape[1] * shape[2]
+    if D != cfg.embed_dim:
+        raise UnsupportedError(f"tokenizer outputs {D} channels, embed_dim is {cfg.embed_dim}")
+    if N < 1:
+        raise BadInputError(f"input shape {list(_image_shape(cfg, input_shape))} leaves no tokens after the tokenizer")
+    stream = [b.add("patch_embed.flatten", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=1), prev,
+                    source="patch_embed")]
+    for j, blk in enumerate(model.block):
+        a, p = blk.attn, f"block.{j}.attn"
+        x = b.lif(f"{p}.proj_lif", a.proj_lif, (D, N), stream)
+        qkv = []
+        for n in "qkv":
+            c, _ = b.conv_bn(f"{p}.{n}_conv", getattr(a, f"{n}_conv"), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", (D, N), [x], dims=1)
+            qkv.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), (D, N), [c]))
+        att = _attention(b, p, qkv, D, N, a.num_heads, float(a.scale), expand_attention)
+        al = b.lif(f"{p}.attn_lif", a.attn_lif, (D, N), att)
+        pc, _ = b.conv_bn(f"{p}.proj_conv", a.proj_conv, a.proj_bn, f"{p}.proj_bn", (D, N), [al], dims=1)
+        stream.append(pc)
+        m, p = blk.mlp, f"block.{j}.mlp"
+        l1 = b.lif(f"{p}.mlp1_lif", m.mlp1_lif, (D, N), stream)
+        c1, (Hd, _) = b.conv_bn(f"{p}.mlp1_conv", m.mlp1_conv, m.mlp1_bn, f"{p}.mlp1_bn", (D, N), [l1], dims=1)
+        l2 = b.lif(f"{p}.mlp2_lif", m.mlp2_lif, (Hd, N), [c1])
+        c2, _ = b.conv_bn(f"{p}.mlp2_conv", m.mlp2_conv, m.mlp2_bn, f"{p}.mlp2_bn", (Hd, N), [l2], dims=1)
+        stream.append(c2)
+    head = b.readout("head", model.head, stream, (D, N))
+    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
+    check_coverage(model, b.used_modules, {"norm1", "norm2"}, "Spikingformer", SUPPORTED_TORCH)
+    return b.graph(_graph_meta(getattr(model, "arch", "spikingformer"), cfg.T, cfg.event_input))
+
+
+def export_spikformer(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:
+    """Spikformer: post-activation blocks; the residual stream is a sum of spikes (integers) that q/k/v
+    and fc1 read directly (fan-in of every earlier branch output)."""
+    cfg = model.cfg
+    b = GraphBuilder(dtype)
+    shape = _image_shape(cfg, input_shape)
+    b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
+    prev = ["input"]
+    sps = model.patch_embed
+    for i in range(sps.num_stages):
+        sfx = "" if i == 0 else str(i)
+        name, shape = b.conv_bn(f"patch_embed.proj_conv{sfx}", getattr(sps, f"proj_conv{sfx}", None),
+                                getattr(sps, f"proj_bn{sfx}", None), f"patch_embed.proj_bn{sfx}", shape, prev, dims=2,
+                                role="encoder" if i == 0 else None)
+        prev = [b.lif(f"patch_embed.proj_lif{sfx}", getattr(sps, f"proj_lif{sfx}", None), shape, [name])]
+        if sps.pools[i]:
+            name, shape = b.maxpool(f"patch_embed.maxpool{sfx}", getattr(sps, f"maxpool{sfx}", None), shape, prev)
+            prev = [name]
+    feat = prev[0]
+    name, _ = b.conv_bn("patch_embed.rpe_conv", sps.rpe_conv, sps.rpe_bn, "patch_embed.rpe_bn", shape, [feat], dims=2)
+    rpe = b.lif("patch_embed.rpe_lif", sps.rpe_lif, shape, [name])
+    D, N = shape[0], shape[1] * shape[2]
+    stream = [b.add("patch_embed.flatten", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=1), [rpe, feat],
+                    source="patch_embed")]
+    for j, blk in enumerate(model.block):
+        a, p = blk.attn, f"block.{j}.attn"
+        qkv = []
+        for n in "qkv":
+            c, _ = b.conv_bn(f"{p}.{n}_conv", getattr(a, f"{n}_conv"), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", (D, N), stream, dims=1)
+            qkv.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), (D, N), [c]))
+        att = _attention(b, p, qkv, D, N, a.num_heads, float(a.scale), expand_attention)
+        al = b.lif(f"{p}.attn_lif", a.attn_lif, (D, N), att)
+        pc, _ = b.conv_bn(f"{p}.proj_conv", a.proj_conv, a.proj_bn, f"{p}.proj_bn", (D, N), [al], dims=1)
+        stream.append(b.lif(f"{p}.proj_lif", a.proj_lif, (D, N), [pc]))
+        m, p = blk.mlp, f"block.{j}.mlp"
+        c1, (Hd, _) = b.conv_bn(f"{p}.fc1_conv", m.fc1_conv, m.fc1_bn, f"{p}.fc1_bn", (D, N), stream, dims=1)
+        l1 = b.lif(f"{p}.fc1_lif", m.fc1_lif, (Hd, N), [c1])
+        c2, _ = b.conv_bn(f"{p}.fc2_conv", m.fc2_conv, m.fc2_bn, f"{p}.fc2_bn", (Hd, N), [l1], dims=1)
+        stream.append(b.lif(f"{p}.fc2_lif", m.fc2_lif, (D, N), [c2]))
+    head = b.readout("head", model.head, stream, (D, N))
+    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
+    check_coverage(model, b.used_modules, set(), "Spikformer", SUPPORTED_TORCH)
+    return b.graph(_graph_meta(getattr(model, "arch", "spikformer"), cfg.T, False))
+
+
+def export_sew(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
+    """SEW-ResNet: ADD joins are summed edges (integer stream); AND = Threshold(a + b > 1.5) and
+    IAND = Threshold(x - out > 0.5) (out negated by Scale(-1)) are exact for binary a, b, x, out."""
+    cfg = model.cfg
+    b = GraphBuilder(dtype)
+    shape = _image_shape(cfg, input_shape)
+    b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
+    name, shape = b.conv_bn("conv", model.conv, model.bn, "bn", shape, ["input"], dims=2, role="encoder")
+    stream = [b.lif("sn", model.sn, shape, [name])]
+    for i, blk in enumerate(model.layer):
+        p = f"layer.{i}"
+        c1, _ = b.conv_bn(f"{p}.conv1", blk.conv1, blk.bn1, f"{p}.bn1", shape, stream, dims=2)
+        s1 = b.lif(f"{p}.sn1", blk.sn1, shape, [c1])
+        c2, _ = b.conv_bn(f"{p}.conv2", blk.conv2, blk.bn2, f"{p}.bn2", shape, [s1], dims=2)
+        out = b.lif(f"{p}.sn2", blk.sn2, shape, [c2])
+        if blk.connect_f == "ADD":
+            stream = [out] + stream
+            continue
+        if len(stream) != 1:
+            raise UnsupportedError(f"module {p!r}: {blk.connect_f} after an ADD block joins a non-binary stream "
+                                   "(the Threshold form is exact only for binary operands)")
+        if blk.connect_f == "AND":
+            stream = [b.add(f"{p}.connect", nir.Threshold(threshold=np.full(shape, 1.5, dtype=b.dtype)),
+                            [out, stream[0]], source=p, connect_f="AND")]
+        elif blk.connect_f == "IAND":
+            neg = b.add(f"{p}.connect.neg", nir.Scale(scale=np.full(shape, -1.0, dtype=b.dtype)), out, source=p)
+            stream = [b.add(f"{p}.connect", nir.Threshold(threshold=np.full(shape, 0.5, dtype=b.dtype)),
+                            [stream[0], neg], source=p, connect_f="IAND")]
+        else:
+            raise UnsupportedError(f"module {p!r}: connect_f {blk.connect_f!r} (supported: ADD, AND, IAND)")
+    head = b.readout("fc", model.fc, stream, shape)
+    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
+    check_coverage(model, b.used_modules, set(), "SEW-ResNet", SUPPORTED_TORCH)
+    return b.graph(_graph_meta(getattr(model, "arch", "sew-resnet"), cfg.T, False))
+
+
+def export_torch_model(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:
+    family = getattr(model, "arch_family", None)
+    if family == "spikingformer":
+        return export_spikingformer(model, input_shape, dtype, expand_attention)
+    if family == "spikformer":
+        return export_spikformer(model, input_shape, dtype, expand_attention)
+    if family == "sew-resnet":  # no attention: the file is standard NIR with or without expand_attention
+        return export_sew(model, input_shape, dtype)
+    raise UnsupportedError(f"model of type {type(model).__name__} is not supported; supported: {SUPPORTED_TORCH}")

@@ -1,0 +1,73 @@
+"""``neurodeploy export MODEL -o OUT``: write OUT/model.nir (atomically).
+
+MODEL is our checkpoint, an official checkpoint (with ``--arch``) or a .nir file from any tool.  Later
+stages hook in through :func:`post_export` (the lowering's ``--target`` option adds its arguments in
+:func:`add_stage_arguments` and its work in ``post_export``): both receive everything they need and the
+export itself does not change.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..errors import BadInputError
+
+MODEL_FILE = "model.nir"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "export",
+        help="export a model (checkpoint or .nir file) to OUT/model.nir",
+        description="Export a model to NIR (docs/nir.md): our checkpoint, an official checkpoint with --arch, or a .nir file.",
+    )
+    p.add_argument("model", metavar="MODEL", help="checkpoint (.pt/.pth/.pth.tar) or .nir file")
+    p.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder (created); writes OUT/model.nir")
+    p.add_argument("--arch", default=None, help="architecture of an official checkpoint (a name from neurodeploy.arch_names(), e.g. spikingformer-imagenet-8-768)")
+    p.add_argument("--expand-attention", action="store_true",
+                   help="write the attention as standard NIR primitives (exact; small models only)")
+    p.add_argument("--input-shape", type=int, nargs=3, metavar=("C", "H", "W"), default=None,
+                   help="input image shape (default: the model config's)")
+    add_stage_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
+    """Hook: later stages (e.g. ``--target`` lowering) add their options here."""
+
+
+def post_export(graph, out_dir: Path, args: argparse.Namespace) -> list[Path]:
+    """Hook: called with the exported graph and the output folder after OUT/model.nir is written;
+    returns the extra files written (none yet)."""
+    return []
+
+
+def export_to_folder(model, out_dir, arch=None, expand_attention=False, input_shape=None):
+    """Python API behind the command: returns (graph, path of model.nir)."""
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.graph import write_graph
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInputError(f"{out_dir}: exists and is not a folder")
+    graph = to_nir(model, arch=arch, expand_attention=expand_attention, input_shape=input_shape)
+    path = write_graph(graph, out_dir / MODEL_FILE)
+    return graph, path
+
+
+def run(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    model = Path(args.model)
+    if model.suffix == ".nir" and args.arch:
+        raise BadInputError(f"{model}: --arch applies to checkpoints, not to .nir files")
+    graph, path = export_to_folder(model, args.out, arch=args.arch, expand_attention=args.expand_attention,
+                                   input_shape=args.input_shape)
+    extra = post_export(graph, Path(args.out), args)
+    arch = (graph.metadata or {}).get("neurodeploy.arch", "?")
+    print(f"wrote {path} ({arch}: {len(graph.nodes)} nodes, {len(graph.edges)} edges, "
+          f"{time.perf_counter() - t0:.1f} s)")
+    for p in extra:
+        print(f"wrote {p}")
+    return 0

@@ -1,0 +1,101 @@
+"""The ``neurodeploy.spiking_attention`` extension (version 1), see docs/nir.md.
+
+NIR 1.0.8 has no product of two activations, so Spikingformer's attention ``scale * Q (K^T V)`` is one
+``nir.NIRGraph`` subgraph node whose namespaced metadata carries the operation.  Its body is a Conv1d
+with all-NaN weights: a tool that ignores the metadata computes NaN, never a plausible wrong value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nir
+import numpy as np
+import torch
+
+from ..errors import BadInputError
+from .core import meta
+
+EXTENSION = "spiking_attention"
+EXTENSION_VERSION = 1
+SEMANTICS = (
+    "input [3D, N] = stack(Q, K, V) along channels; per head h (channels h*d..h*d+d-1, d = D/heads): "
+    "y_h = scale * Q_h (K_h^T V_h) with Q_h, K_h, V_h the [N, d] slices; output [D, N] = heads merged "
+    "along channels"
+)
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    dim: int
+    heads: int
+    tokens: int
+    scale: float
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+
+def make_attention_node(dim: int, heads: int, tokens: int, scale: float, source: str | None = None,
+                        dtype=np.float32) -> nir.NIRGraph:
+    """The extension subgraph [3D, N] -> [D, N]: input -> unsupported (all-NaN Conv1d) -> output."""
+    if dim % heads:
+        raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+    nan_w = np.full((dim, 3 * dim, 1), np.nan, dtype=dtype)
+    nan_b = np.full((dim,), np.nan, dtype=dtype)
+    body = nir.Conv1d(input_shape=tokens, weight=nan_w, stride=1, padding=0, dilation=1, groups=1, bias=nan_b)
+    md = {
+        "neurodeploy.extension": EXTENSION,
+        "neurodeploy.extension_version": EXTENSION_VERSION,
+        "neurodeploy.heads": int(heads),
+        "neurodeploy.dim": int(dim),
+        "neurodeploy.tokens": int(tokens),
+        "neurodeploy.scale": float(scale),
+        "neurodeploy.semantics": SEMANTICS,
+    }
+    if source:
+        md["neurodeploy.source"] = source
+    return nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([3 * dim, tokens])}),
+            "unsupported": body,
+            "output": nir.Output(output_type={"output": np.array([dim, tokens])}),
+        },
+        edges=[("input", "unsupported"), ("unsupported", "output")],
+        metadata=md,
+    )
+
+
+def attention_spec(node) -> AttentionSpec | None:
+    """The attention parameters of an extension node, or None for any other node.
+
+    Raises BadInputError for an extension node with a version or fields this reader does not know."""
+    if not isinstance(node, nir.NIRGraph) or meta(node, "neurodeploy.extension") != EXTENSION:
+        return None
+    version = meta(node, "neurodeploy.extension_version")
+    where = meta(node, "neurodeploy.source", "attention node")
+    if version != EXTENSION_VERSION:
+        raise BadInputError(f"{where}: spiking_attention extension version {version!r}, this reader knows {EXTENSION_VERSION}")
+    try:
+        spec = AttentionSpec(int(meta(node, "neurodeploy.dim")), int(meta(node, "neurodeploy.heads")),
+                             int(meta(node, "neurodeploy.tokens")), float(meta(node, "neurodeploy.scale")))
+    except (TypeError, ValueError):
+        raise BadInputError(f"{where}: spiking_attention node lacks dim/heads/tokens/scale metadata") from None
+    if spec.heads <= 0 or spec.dim % spec.heads:
+        raise BadInputError(f"{where}: spiking_attention dim {spec.dim} not divisible by heads {spec.heads}")
+    return spec
+
+
+def attention_forward(spec: AttentionSpec, x: torch.Tensor) -> torch.Tensor:
+    """[..., 3D, N] stacked Q, K, V -> [..., D, N] = scale * Q_h (K_h^T V_h) per head.
+
+    For binary Q, K, V every product and sum is an integer below 2^24, so the result is exact in float32
+    and independent of the multiplication order (the torch model's (QK^T)V and Q(K^TV) agree bit for bit)."""
+    D, N, h, d = spec.dim, spec.tokens, spec.heads, spec.head_dim
+    if x.shape[-2:] != (3 * D, N):
+        raise BadInputError(f"spiking_attention expects [..., {3 * D}, {N}], got {list(x.shape)}")
+    lead = x.shape[:-2]
+    q, k, v = (x[..., i * D:(i + 1) * D, :].reshape(*lead, h, d, N) for i in range(3))
+    kv = k @ v.transpose(-1, -2)            # [.., h, d, d] = K_h^T V_h (rows i of K, columns j of V)
+    y = kv.transpose(-1, -2) @ q            # [.., h, d(j), N] = sum_i Q[i, n] * KV[i, j]
+    return (y * spec.scale).reshape(*lead, D, N)

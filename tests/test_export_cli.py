@@ -1,0 +1,103 @@
+"""``neurodeploy export``: our checkpoint, an official one with --arch, a .nir file; error cases exit 2
+with one clear line and leave no partial output."""
+from __future__ import annotations
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+import neurodeploy
+from neurodeploy.cli import main
+from neurodeploy.graph import read_graph, reduce_output, simulate, write_graph
+
+from export_helpers import random_input, random_model
+
+CNN = "/work/shared/data/nir-paper/02_cnn/cnn_sinabs.nir"
+
+
+@pytest.fixture(scope="module")
+def digits_ckpt(tmp_path_factory):
+    model = random_model("spikingformer-digits")
+    path = neurodeploy.save_checkpoint(model, tmp_path_factory.mktemp("ck") / "digits.pt")
+    return model, path
+
+
+def err_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neurodeploy: error: ")
+    return err[0]
+
+
+def test_export_our_checkpoint(digits_ckpt, tmp_path, capsys):
+    model, path = digits_ckpt
+    assert main(["export", str(path), "-o", str(tmp_path / "out")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.nir"]
+    g = read_graph(tmp_path / "out" / "model.nir")
+    assert g.metadata["neurodeploy.arch"] == "spikingformer-digits"
+    x = random_input(model, batch=4)
+    with torch.no_grad():
+        ref = model(x)
+    got = reduce_output(g, simulate(g, x))
+    assert float((got - ref).abs().max() / ref.abs().max()) < 1e-5
+
+
+def test_export_official_checkpoint_needs_arch(tmp_path, capsys):
+    model = random_model("sew-resnet-digits-and")
+    path = tmp_path / "official.pth"
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, path)
+    assert main(["export", str(path), "-o", str(tmp_path / "o1")]) == 2
+    assert "pass --arch" in err_line(capsys)
+    assert not (tmp_path / "o1" / "model.nir").exists()
+    assert main(["export", str(path), "--arch", "sew-resnet-digits-and", "-o", str(tmp_path / "o2")]) == 0
+    assert isinstance(read_graph(tmp_path / "o2" / "model.nir").nodes["layer.0.connect"], nir.Threshold)
+
+
+def test_export_expanded_attention_is_standard(digits_ckpt, tmp_path):
+    _, path = digits_ckpt
+    assert main(["export", str(path), "-o", str(tmp_path), "--expand-attention"]) == 0
+    g = nir.read(tmp_path / "model.nir")
+    assert not any(isinstance(n, nir.NIRGraph) for n in g.nodes.values())
+
+
+def test_export_nir_file(tmp_path):
+    assert main(["export", CNN, "-o", str(tmp_path)]) == 0
+    g = read_graph(tmp_path / "model.nir")
+    assert g.metadata["neurodeploy.arch"] == "nir-file" and len(g.nodes) == 15
+
+
+def test_corrupt_nir_file(tmp_path, capsys):
+    bad = tmp_path / "bad.nir"
+    bad.write_bytes(open(CNN, "rb").read()[:4096])
+    assert main(["export", str(bad), "-o", str(tmp_path / "out")]) == 2
+    line = err_line(capsys)
+    assert "bad.nir" in line and "NIR" in line
+    assert not (tmp_path / "out" / "model.nir").exists()
+
+
+def test_unsupported_graph_in_nir_file(tmp_path, capsys):
+    g = nir.NIRGraph(nodes={"a": nir.Input(input_type={"input": np.array([2])}),
+                            "b": nir.Input(input_type={"input": np.array([2])}),
+                            "x": nir.Threshold(threshold=np.zeros(2, np.float32)),
+                            "output": nir.Output(output_type={"output": np.array([2])})},
+                     edges=[("a", "x"), ("b", "x"), ("x", "output")])
+    path = write_graph(g, tmp_path / "two_inputs.nir")
+    assert main(["export", str(path), "-o", str(tmp_path / "out")]) == 2
+    assert "exactly one Input and one Output" in err_line(capsys)
+
+
+def test_wrong_input_shape(digits_ckpt, tmp_path, capsys):
+    _, path = digits_ckpt
+    assert main(["export", str(path), "-o", str(tmp_path), "--input-shape", "3", "8", "8"]) == 2
+    assert err_line(capsys) == "neurodeploy: error: input shape [3, 8, 8]: expected [1, H, W] with H, W >= 1"
+    assert main(["export", str(path), "-o", str(tmp_path), "--input-shape", "1", "0", "8"]) == 2
+    assert "input shape [1, 0, 8]" in err_line(capsys)
+    assert not (tmp_path / "model.nir").exists()
+
+
+def test_missing_model_and_arch_with_nir(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nope.pt"), "-o", str(tmp_path)]) == 2
+    assert "nope.pt: no such file" in err_line(capsys)
+    assert main(["export", CNN, "--arch", "spikingformer-digits", "-o", str(tmp_path)]) == 2
+    assert "--arch applies to checkpoints" in err_line(capsys)

@@ -8,7 +8,6 @@ times the graph's memory (5 GiB peak for imagenet-8-768 instead of 2.3 GiB).  Re
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import h5py
@@ -16,6 +15,7 @@ import nir
 import numpy as np
 
 from ..errors import BadInputError
+from ..fileio import atomic_path
 
 
 def read_graph(path: str | os.PathLike, type_check: bool = True) -> nir.NIRGraph:
@@ -83,16 +83,8 @@ def write_graph(graph: nir.NIRGraph, path: str | os.PathLike, compression: str |
                 compression_opts=None) -> Path:
     """Write ``graph`` in nir.write's layout to a temp file next to ``path``, then rename over it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
             _write_graph_group(f.create_group("node"), graph, compression, compression_opts)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

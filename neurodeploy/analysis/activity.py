@@ -1,0 +1,175 @@
+"""Dynamic check: run the graph on sample data and record what reaches every synaptic node.
+
+* The input of a synaptic node is the sum of its predecessors' recorded outputs (NIR fan-in).  A value
+  outside the domain the static analysis proved (a 2 where it proved binary, a value outside a proven
+  integer range) is an *internal error* of the analysis, reported and, with ``strict``, raised.
+* Firing rates: for every spiking node (LIF, IF, CubaLIF, Threshold) the mean output per neuron and
+  step; for every synaptic node the input rate (share of non-zero input elements per step) and the mean
+  input value (spikes per input per step for binary input).  The report stage uses them for energy.
+
+Sample data: ``load_samples`` reads .npy / .npz / .pt files ([B, *input] or [B, T, *input]); the
+bundled scikit-learn digits (test split) serve the digits demo models.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+
+from ..errors import BadInputError, NeurodeployError
+from .domains import SPIKING, SYNAPTIC, DomainAnalysis, analyze, is_attention
+
+_INT_TOL = 1e-4  # float32 sums of integers are exact below 2^24; allow rounding from scaled values
+
+
+def load_samples(path: str | Path, limit: int | None = None) -> torch.Tensor:
+    """Sample inputs from .npy, .npz (key ``x``, ``data``, ``images`` or the only array) or .pt (a tensor,
+    or a dict with one of those keys, or a (x, y) tuple)."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"{path}: no such file")
+    if path.is_dir():
+        raise BadInputError(f"{path}: is a directory, expected a .npy/.npz/.pt file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            x = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                keys = list(z.keys())
+                key = next((k for k in ("x", "data", "images", "inputs") if k in keys), None)
+                if key is None:
+                    if len(keys) != 1:
+                        raise BadInputError(f"{path}: .npz holds {keys}; name the samples 'x' (or data/images)")
+                    key = keys[0]
+                x = z[key]
+        elif suffix in (".pt", ".pth"):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(obj, dict):
+                key = next((k for k in ("x", "data", "images", "inputs") if k in obj), None)
+                if key is None:
+                    raise BadInputError(f"{path}: dict without a key 'x' (or data/images/inputs)")
+                obj = obj[key]
+            elif isinstance(obj, (tuple, list)) and obj:
+                obj = obj[0]
+            if not isinstance(obj, torch.Tensor):
+                raise BadInputError(f"{path}: expected a tensor of samples, found {type(obj).__name__}")
+            x = obj.detach().cpu().numpy()
+        else:
+            raise BadInputError(f"{path}: unknown sample format {suffix or '(none)'}; use .npy, .npz or .pt")
+    except BadInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy/torch raise many types for corrupt files
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"{path}: cannot read samples ({msg})") from None
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise BadInputError(f"{path}: samples must be numeric, found dtype {x.dtype}")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise BadInputError(f"{path}: expected samples [B, ...], found shape {list(x.shape)}")
+    if not np.all(np.isfinite(x)):
+        raise BadInputError(f"{path}: samples contain NaN or infinity")
+    if limit is not None:
+        x = x[:limit]
+    return torch.as_tensor(x.astype(np.float32))
+
+
+def digits_samples(limit: int = 64) -> torch.Tensor:
+    """The bundled digits test split ([B, 1, 8, 8], normalised as for training)."""
+    from ..training import digits_split
+
+    _, _, x_te, _ = digits_split()
+    return x_te[:limit]
+
+
+class _Stats:
+    __slots__ = ("count", "nonzero", "total", "lo", "hi", "nonint")
+
+    def __init__(self):
+        self.count = 0
+        self.nonzero = 0
+        self.total = 0.0
+        self.lo = math.inf
+        self.hi = -math.inf
+        self.nonint = False
+
+    def add(self, v: torch.Tensor):
+        v = v.detach().double()
+        self.count += v.numel()
+        self.nonzero += int((v != 0).sum())
+        self.total += float(v.sum())
+        if v.numel():
+            self.lo = min(self.lo, float(v.min()))
+            self.hi = max(self.hi, float(v.max()))
+
+    def observe_int(self, v: torch.Tensor, scale: float):
+        if not self.nonint:
+            q = v.detach().double() / scale
+            self.nonint = bool((q - q.round()).abs().max() > _INT_TOL) if q.numel() else False
+
+
+def record_activity(graph: nir.NIRGraph, x, T: int | None = None, analysis: DomainAnalysis | None = None,
+                    batch_size: int = 32, strict: bool = False) -> dict:
+    """Run ``graph`` on samples ``x`` and return a plain dict::
+
+        {"samples", "time_steps", "firing_rates": {spiking node: rate}, "input_rates": {synaptic node:
+         share of non-zero inputs}, "input_mean": {...}, "input_range": {node: [min, max]},
+         "internal_errors": [message, ...]}
+
+    ``strict``: raise NeurodeployError on the first internal error."""
+    from ..graph.simulate import simulate
+
+    res = analysis if analysis is not None else analyze(graph)
+    x = torch.as_tensor(x, dtype=torch.float32)
+    preds = {n: [] for n in graph.nodes}
+    for s, d in graph.edges:
+        preds[d].append(s)
+    synaptic = sorted(n for n, v in graph.nodes.items() if isinstance(v, SYNAPTIC) or is_attention(v))
+    spiking = sorted(n for n, v in graph.nodes.items() if isinstance(v, SPIKING + (nir.Threshold,)))
+    syn_stats = {n: _Stats() for n in synaptic}
+    spk_stats = {n: _Stats() for n in spiking}
+    steps = None
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start:start + batch_size]
+        _, rec = simulate(graph, xb, T, record=True)
+        for n in synaptic:
+            vals = [rec[p] for p in preds[n] if p in rec]
+            if not vals:
+                continue
+            v = vals[0] if len(vals) == 1 else torch.stack(vals, 0).sum(0)
+            steps = v.shape[0]
+            syn_stats[n].add(v)
+            d = res.inp.get(n)
+            if d is not None and not d.is_real:
+                syn_stats[n].observe_int(v, d.scale)
+        for n in spiking:
+            if n in rec:
+                spk_stats[n].add(rec[n])
+        del rec
+    errors = []
+    for n in synaptic:
+        st, d = syn_stats[n], res.inp.get(n)
+        if d is None or d.is_real or st.count == 0:
+            continue
+        lo, hi = d.lo * d.scale, d.hi * d.scale
+        if d.scale < 0:
+            lo, hi = hi, lo
+        out_of_range = st.lo < lo - _INT_TOL * max(1.0, abs(lo)) or st.hi > hi + _INT_TOL * max(1.0, abs(hi))
+        if out_of_range or st.nonint:
+            seen = f"values in [{st.lo:g}, {st.hi:g}]" + (", not all integers" if st.nonint else "")
+            errors.append(f"internal error: the analysis proved the input of {n!r} {d.text()}, "
+                          f"but the simulation saw {seen}")
+    if errors and strict:
+        raise NeurodeployError(errors[0])
+    return {
+        "samples": int(x.shape[0]),
+        "time_steps": int(steps) if steps is not None else int(T or 0),
+        "firing_rates": {n: (s.total / s.count if s.count else 0.0) for n, s in spk_stats.items()},
+        "input_rates": {n: (s.nonzero / s.count if s.count else 0.0) for n, s in syn_stats.items()},
+        "input_mean": {n: (s.total / s.count if s.count else 0.0) for n, s in syn_stats.items()},
+        "input_range": {n: ([s.lo, s.hi] if s.count else None) for n, s in syn_stats.items()},
+        "internal_errors": errors,
+    }

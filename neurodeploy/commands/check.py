@@ -1,0 +1,85 @@
+"""``neurodeploy check MODEL``: is the model spike-pure (every synaptic operation an accumulate)?
+
+Exit codes: 0 spike-pure (apart from the allowed exceptions), 1 violations, 2 bad input or an internal
+error (nothing written).  See docs/purity.md.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "check", help="spike-purity check: prove which layers are accumulate-only, name every violation",
+        description="Value-domain analysis of the model's NIR graph: every synaptic node is AC (binary input), "
+                    "INTxFLOAT (integer input) or MAC (real input). Exit 0 if spike-pure, 1 if not, 2 on bad input.")
+    p.add_argument("model", metavar="MODEL",
+                   help="our checkpoint (.pt), an official checkpoint with --arch, a .nir file, or an architecture "
+                        "name (untrained weights: purity is a property of the structure)")
+    p.add_argument("--arch", help="architecture of an official checkpoint")
+    p.add_argument("--allow", action="append", default=[], metavar="LIST",
+                   help="comma-separated exceptions: roles 'encoder' (layer reading the real input), 'readout' "
+                        "(non-spiking head), or node names / source module paths; may be repeated")
+    p.add_argument("--input-domain", choices=("real", "counts", "binary"),
+                   help="what the graph input carries (default: the graph's metadata, else real)")
+    p.add_argument("--data", metavar="FILE",
+                   help="sample inputs (.npy/.npz/.pt, [B, ...] or [B, T, ...]) or 'digits' for the dynamic check; "
+                        "digits demo models use the bundled digits by default")
+    p.add_argument("--no-dynamic", action="store_true", help="skip the dynamic check (no simulation)")
+    p.add_argument("--samples", type=int, default=64, help="at most this many samples for the dynamic check (64)")
+    p.add_argument("-T", "--time-steps", type=int, dest="time_steps",
+                   help="time steps for inputs without a time axis (default: the model's)")
+    p.add_argument("--fold-readout", action="store_true",
+                   help="rewrite the non-spiking head exactly as accumulates of spikes (verified by simulation)")
+    p.add_argument("--format", choices=("text", "json", "junit", "sarif"), default="text", help="output format")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
+    p.set_defaults(func=run)
+    return p
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def run(args) -> int:
+    from ..analysis.check import check_model
+    from ..analysis.formats import render
+
+    if args.samples < 1:
+        raise BadInputError(f"--samples must be >= 1, got {args.samples}")
+    if args.time_steps is not None and args.time_steps < 1:
+        raise BadInputError(f"--time-steps must be >= 1, got {args.time_steps}")
+    if args.output and Path(args.output).is_dir():
+        raise BadInputError(f"-o {args.output}: is a directory")
+    report = check_model(args.model, arch=args.arch, allow=args.allow, input_domain=args.input_domain,
+                         data=args.data, fold=args.fold_readout, T=args.time_steps, samples=args.samples,
+                         dynamic=not args.no_dynamic)
+    dyn = report.extra.get("dynamic")
+    if dyn and dyn["internal_errors"]:
+        from ..errors import NeurodeployError
+
+        raise NeurodeployError(dyn["internal_errors"][0] + f" ({len(dyn['internal_errors'])} in all)")
+    model_path = report.extra["model"].get("path")
+    text = render(report, args.format, artifact_uri=model_path,
+                  elapsed=float(report.extra.get("elapsed_seconds", 0.0)))
+    if args.output:
+        _write_atomic(Path(args.output), text)
+        verdict = "spike-pure" if report.pure else f"NOT spike-pure ({len(report.violations)} violation(s))"
+        sys.stdout.write(f"{report.extra['model'].get('name')}: {verdict}; report written to {args.output}\n")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK if report.pure else EXIT_CHECK_FAILED

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-NIR_PAPER = SHARED / "data" / "nir-paper"
+#: the public NIR paper files (neuromorphs/NIR paper/, BSD-3-Clause, see LICENSE-NIR there), copied from
+#: shared/data/nir-paper so that the suite is self-contained
+NIR_PAPER = REPO / "tests" / "data" / "nir-paper"
 
 _TRAINING_SOURCES = ["neurodeploy/neuron.py", "neurodeploy/training.py", "neurodeploy/checkpoint.py",
                      "neurodeploy/models/spikingformer.py", "neurodeploy/models/registry.py"]
@@ -49,6 +50,5 @@ def trained_digits_model(trained_digits_checkpoint):
 
 @pytest.fixture(scope="session")
 def nir_paper() -> Path:
-    """The public NIR paper files (../shared/data/nir-paper)."""
-    assert NIR_PAPER.is_dir(), f"{NIR_PAPER} is missing (the shared/ folder beside the checkout)"
+    """The public NIR paper files (tests/data/nir-paper)."""
     return NIR_PAPER

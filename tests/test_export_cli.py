@@ -2,6 +2,7 @@
 with one clear line and leave no partial output."""
 from __future__ import annotations
 
+from conftest import NIR_PAPER
 import nir
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from neurodeploy.graph import read_graph, reduce_output, simulate, write_graph
 
 from export_helpers import random_input, random_model
 
-CNN = "/work/shared/data/nir-paper/02_cnn/cnn_sinabs.nir"
+CNN = str(NIR_PAPER / "02_cnn" / "cnn_sinabs.nir")
 
 
 @pytest.fixture(scope="module")

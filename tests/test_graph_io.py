@@ -1,6 +1,7 @@
 """read_graph / write_graph errors and atomicity; the attention extension through nir.write / nir.read."""
 from __future__ import annotations
 
+from conftest import NIR_PAPER
 import h5py
 import nir
 import nirtorch
@@ -11,7 +12,7 @@ import torch
 from neurodeploy.errors import BadInputError
 from neurodeploy.graph import attention_spec, make_attention_node, read_graph, simulate, write_graph
 
-CNN = "/work/shared/data/nir-paper/02_cnn/cnn_sinabs.nir"
+CNN = str(NIR_PAPER / "02_cnn" / "cnn_sinabs.nir")
 
 
 def test_read_errors_are_one_line_and_name_the_file(tmp_path):

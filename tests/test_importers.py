@@ -2,6 +2,7 @@
 simulator against nirtorch / snnTorch / Norse on the NIR paper files."""
 from __future__ import annotations
 
+from conftest import NIR_PAPER
 import warnings
 
 import nir
@@ -14,7 +15,7 @@ from neurodeploy.errors import BadInputError, UnsupportedError
 from neurodeploy.exporters import to_nir
 from neurodeploy.graph import read_graph, simulate, write_graph
 
-DATA = "/work/shared/data/nir-paper"
+DATA = str(NIR_PAPER)
 CNN = f"{DATA}/02_cnn/cnn_sinabs.nir"
 LIF = f"{DATA}/01_lif/lif_norse.nir"
 

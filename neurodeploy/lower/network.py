@@ -1,0 +1,441 @@
+"""The lowered network: a hardware-neutral integer description of a Loihi 2 fixed-point network.
+
+Everything after lowering (our fixed-point engine in :mod:`neurodeploy.sim`, the Lava builder in
+:mod:`neurodeploy.lava`, the netx writer, the resource mapper) reads this description and nothing else.
+
+Records (plain dataclasses, integers only where the chip holds integers):
+
+* :class:`Population` - a group of neurons with one neuron model.
+  ``kind`` is ``input`` (external data enters here: ``input_kind`` = ``spikes`` (0/1 per step) or
+  ``graded`` (an integer payload per step)), ``lif`` (Lava CUBA LIF, fixed point) or ``readout`` (a
+  non-spiking integrator: a CUBA LIF whose threshold is never reached; its ``v`` is the output).
+  Parameters in Lava's register units: ``du``/``dv`` 12-bit decays, ``vth`` 17-bit threshold mantissa
+  (compared as ``v > vth * 2**6``), ``bias_mant`` 13-bit (scalar or one per neuron) and ``bias_exp``.
+  ``bias_input``: name of an input whose per-sample values are written to ``bias_mant`` (an image as
+  input bias, the "host-side encoder" input).  ``reset_interval``/``reset_offset``: Lava ``LIFReset``
+  (u and v are zeroed before the dynamics of step t when ``t % interval == offset``, t counted from 1).
+* :class:`Synapse` - one synapse group (one Lava Dense / Sparse / DelayDense / DelaySparse / Conv).
+  ``kind`` = ``identity`` (the source's output goes straight into the destination's a_in: no Lava
+  synapse process, no delay; used for netx input layers), ``dense`` (weights (n_out, n_in)), ``sparse`` (same, stored densely here but built as a Lava
+  Sparse), ``conv`` (weights in PyTorch layout (C_out, C_in/groups, kH, kW), correlation as in PyTorch;
+  source shape (C, H, W)).  ``weight_exp``, ``num_weight_bits``, ``sign_mode`` (1 mixed, 2 excitatory,
+  3 inhibitory; Lava's SignMode) as Lava applies them; ``delays`` (per synapse, dense only) are the
+  model's own synaptic delays; ``balance_delay`` is the delay added by lowering so that paths of
+  different length meet in step (the layer-synchronous model ignores it, the pipelined one adds it).
+  ``graded``: the source sends integer payloads (Lava ``num_message_bits`` = 24) instead of spikes.
+* :class:`Encoder` - a host-side input layer (real-valued input, direct encoding): computed once per
+  sample on the host; its integer output is the bias mantissa of a population (``bias`` input).
+* :class:`Attention` - Spikingformer's spiking self-attention as one integer op:
+  per head h, ``a = weight * Q_h (K_h^T V_h)`` on the [D, N] spike maps of populations q, k, v; feeds
+  population ``dst`` like a synapse group (one step of pipeline latency, plus ``balance_delays``).
+
+A network is pipelined exactly like Lava: every synapse group and attention op adds one time step.
+``LoweredNetwork.latency`` gives each population's pipeline depth.
+
+File format (``save``/``load``): one ``.npz`` file; key ``__meta__`` holds a UTF-8 JSON document
+(``format`` = ``neurodeploy.lowered``, ``version`` = 1, the records with every scalar field) and every
+array field is stored as its own npz entry ``<record kind>/<record name>/<field>`` referenced from the
+JSON as ``{"array": key}``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadInputError, UnsupportedError
+
+FORMAT = "neurodeploy.lowered"
+VERSION = 1
+
+MIXED, EXCITATORY, INHIBITORY = 1, 2, 3
+MAX_DELAY = 62          # DelayDense/DelaySparse (netx clamps at 62; Lava checks 63)
+VTH_MAX = (1 << 17) - 1
+DECAY_MAX = 4095
+BIAS_MANT_MIN, BIAS_MANT_MAX = -(1 << 12), (1 << 12) - 1
+UV_MAX = (1 << 23) - 1
+
+
+@dataclass
+class Population:
+    name: str
+    shape: tuple
+    kind: str = "lif"               # input | lif | readout
+    du: int = 4095
+    dv: int = 0
+    vth: int = 1
+    bias_mant: Any = 0              # int or int array of the population's shape
+    bias_exp: int = 0
+    input_kind: str = ""            # for kind == input: spikes | graded | bias (feeds a bias_input only)
+    bias_input: str = ""            # name of an input whose per-sample values go to bias_mant
+    reset_interval: int = 0
+    reset_offset: int = 0
+    source: str = ""                # NIR node / file layer this came from
+    scale: float = 0.0              # integer units (of a_in) per float unit of the source model
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class Synapse:
+    name: str
+    src: str
+    dst: str
+    kind: str                       # dense | sparse | conv
+    weights: np.ndarray
+    weight_exp: int = 0
+    num_weight_bits: int = 8
+    sign_mode: int = 0              # 0: let Lava infer it; else 1 mixed, 2 excitatory, 3 inhibitory
+    delays: Any = None              # int array like weights (dense/sparse) or None
+    balance_delay: int = 0
+    graded: bool = False
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
+    groups: int = 1
+    source: str = ""
+
+
+def conv_out_shape(src_shape, s: "Synapse") -> tuple:
+    """(C_out, H_out, W_out) of a conv synapse group on a (C, H, W) source."""
+    c, h, w = src_shape
+    kh, kw = np.asarray(s.weights).shape[2:4]
+    ho = (h + 2 * s.padding[0] - s.dilation[0] * (kh - 1) - 1) // s.stride[0] + 1
+    wo = (w + 2 * s.padding[1] - s.dilation[1] * (kw - 1) - 1) // s.stride[1] + 1
+    return (int(np.asarray(s.weights).shape[0]), int(ho), int(wo))
+
+
+@dataclass
+class Attention:
+    name: str
+    q: str
+    k: str
+    v: str
+    dst: str
+    heads: int
+    dim: int
+    tokens: int
+    weight: int = 1
+    balance_delays: tuple = (0, 0, 0)   # extra delay on the q, k, v inputs
+    source: str = ""
+
+
+@dataclass
+class Encoder:
+    """Host-side encoder: the real-valued input layer, computed once per sample on the host (not per
+    step, not on chip).  ``encode(x)`` gives the bias mantissas of the ``bias`` input population
+    ``name``: ``round((layer(x) * row_gain + bias) * gain)`` clipped to 13 bits (``kind`` conv: a PyTorch
+    conv2d with per-output-channel ``row_gain``; dense: ``weights`` (n_out, n_in) already scaled)."""
+    name: str
+    node: str
+    kind: str
+    weights: np.ndarray
+    row_gain: np.ndarray
+    bias: np.ndarray
+    gain: float
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
+    groups: int = 1
+    input_shape: tuple = ()
+
+    def encode(self, x, device="cpu"):
+        import torch
+        import torch.nn.functional as F
+        x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float64, device=device)
+        x = x.reshape((x.shape[0],) + tuple(self.input_shape))
+        if self.kind == "conv":
+            w = torch.as_tensor(self.weights, device=device) * torch.as_tensor(self.row_gain, device=device)[:, None, None, None]
+            y = F.conv2d(x, w, stride=tuple(self.stride), padding=tuple(self.padding),
+                         dilation=tuple(self.dilation), groups=int(self.groups)).reshape(x.shape[0], -1)
+        else:
+            y = x.reshape(x.shape[0], -1) @ torch.as_tensor(self.weights, device=device).T
+        y = (y + torch.as_tensor(self.bias, device=device)) * float(self.gain)
+        return torch.clamp(torch.round(y), BIAS_MANT_MIN, BIAS_MANT_MAX).to(torch.int64)
+
+
+@dataclass
+class LoweredNetwork:
+    populations: list = field(default_factory=list)
+    synapses: list = field(default_factory=list)
+    attention: list = field(default_factory=list)
+    encoders: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)      # population names read as outputs
+    metadata: dict = field(default_factory=dict)
+
+    # -- lookup ------------------------------------------------------------------------------
+    def pop(self, name: str) -> Population:
+        for p in self.populations:
+            if p.name == name:
+                return p
+        raise BadInputError(f"lowered network: no population named '{name}'")
+
+    @property
+    def inputs(self) -> list:
+        return [p for p in self.populations if p.kind == "input"]
+
+    def incoming(self, name: str) -> list:
+        return [s for s in self.synapses if s.dst == name] + [a for a in self.attention if a.dst == name]
+
+    # -- structure ---------------------------------------------------------------------------
+    def validate(self) -> None:
+        names = [p.name for p in self.populations]
+        if len(set(names)) != len(names):
+            raise BadInputError("lowered network: duplicate population names")
+        byname = {p.name: p for p in self.populations}
+        for p in self.populations:
+            if p.kind not in ("input", "lif", "readout"):
+                raise BadInputError(f"population '{p.name}': unknown kind '{p.kind}'")
+            if p.kind == "input":
+                if p.input_kind not in ("spikes", "graded", "bias"):
+                    raise BadInputError(f"input '{p.name}': input_kind must be spikes, graded or bias")
+                continue
+            # du = -1 (netx: iDecay 0, no current decay) and dv = 4096 (netx: vDecay 4096) are what
+            # Lava computes with; the hardware registers hold du + 1 and dv.
+            if not (-1 <= p.du <= DECAY_MAX and 0 <= p.dv <= DECAY_MAX + 1):
+                raise UnsupportedError(f"population '{p.name}': du/dv outside the 12-bit decay registers")
+            if not (0 <= p.vth <= VTH_MAX + 1):
+                raise UnsupportedError(f"population '{p.name}': vth {p.vth} outside 17 bits")
+            bm = np.asarray(p.bias_mant)
+            if bm.size and (bm.min() < BIAS_MANT_MIN or bm.max() > BIAS_MANT_MAX) and not p.bias_input:
+                raise UnsupportedError(f"population '{p.name}': bias mantissa outside 13 bits")
+            if p.bias_input and p.bias_input not in byname:
+                raise BadInputError(f"population '{p.name}': bias_input '{p.bias_input}' is not a population")
+        for s in self.synapses:
+            for end in (s.src, s.dst):
+                if end not in byname:
+                    raise BadInputError(f"synapse '{s.name}': unknown population '{end}'")
+            if byname[s.dst].kind == "input":
+                raise BadInputError(f"synapse '{s.name}': targets input population '{s.dst}'")
+            n_in, n_out = byname[s.src].size, byname[s.dst].size
+            w = np.asarray(s.weights)
+            if s.kind == "identity":
+                if n_in != n_out or s.delays is not None or s.balance_delay:
+                    raise BadInputError(f"synapse '{s.name}': identity needs equal sizes and no delay")
+            elif s.kind in ("dense", "sparse"):
+                if w.shape != (n_out, n_in):
+                    raise BadInputError(f"synapse '{s.name}': weights {w.shape}, expected {(n_out, n_in)}")
+            elif s.kind == "conv":
+                if w.ndim != 4 or len(byname[s.src].shape) != 3:
+                    raise BadInputError(f"synapse '{s.name}': conv needs 4-d weights and a (C, H, W) source")
+                if s.weight_exp != 0:
+                    raise UnsupportedError(f"synapse '{s.name}': Lava's Conv ignores weight_exp; it must be 0")
+                if int(np.prod(conv_out_shape(byname[s.src].shape, s))) != n_out:
+                    raise BadInputError(f"synapse '{s.name}': conv output {conv_out_shape(byname[s.src].shape, s)} "
+                                        f"does not fill population '{s.dst}' ({n_out} neurons)")
+            else:
+                raise BadInputError(f"synapse '{s.name}': unknown kind '{s.kind}'")
+            if s.delays is not None:
+                d = np.asarray(s.delays)
+                if s.kind == "conv":
+                    raise UnsupportedError(f"synapse '{s.name}': per-synapse delays on a conv")
+                if d.min() < 0:
+                    raise BadInputError(f"synapse '{s.name}': negative delay")
+            if self.max_delay(s) > MAX_DELAY:
+                raise UnsupportedError(
+                    f"synapse '{s.name}' ({s.source or s.name}): delay {self.max_delay(s)} exceeds the "
+                    f"Loihi 2 maximum of {MAX_DELAY} steps")
+        for a in self.attention:
+            for end in (a.q, a.k, a.v, a.dst):
+                if end not in byname:
+                    raise BadInputError(f"attention '{a.name}': unknown population '{end}'")
+            if max(a.balance_delays) > MAX_DELAY:
+                raise UnsupportedError(f"attention '{a.name}': delay exceeds {MAX_DELAY}")
+
+    @staticmethod
+    def max_delay(s: Synapse) -> int:
+        d = 0 if s.delays is None else int(np.max(s.delays))
+        return d + int(s.balance_delay)
+
+    def topological_order(self) -> list:
+        """Population names, every population after the sources of its zero-delay inputs."""
+        deps = {p.name: set() for p in self.populations}
+        for s in self.synapses:
+            if s.kind == "identity" or s.delays is None or int(np.min(s.delays)) == 0:
+                deps[s.dst].add(s.src)
+        for a in self.attention:
+            deps[a.dst].update((a.q, a.k, a.v))
+        order, done = [], set()
+        pending = [p.name for p in self.populations]
+        while pending:
+            progressed = False
+            for n in list(pending):
+                if deps[n] - {n} <= done:
+                    order.append(n)
+                    done.add(n)
+                    pending.remove(n)
+                    progressed = True
+            if not progressed:
+                raise UnsupportedError(
+                    f"lowered network: zero-delay cycle through populations {sorted(pending)}")
+        return order
+
+    def latency(self) -> dict:
+        """Pipeline depth of each population (inputs 0; each synapse hop +1, + its balance delay).
+        Raises if the incoming paths of a population disagree (the network is not balanced)."""
+        lat = {}
+        for name in self.topological_order():
+            inc = self.incoming(name)
+            if self.pop(name).kind == "input" or not inc:
+                lat[name] = 0
+                continue
+            arrivals = set()
+            for c in inc:
+                if isinstance(c, Synapse):
+                    if c.src == name:
+                        continue
+                    arrivals.add(lat[c.src] + (0 if c.kind == "identity" else 1 + c.balance_delay))
+                else:
+                    for src, b in zip((c.q, c.k, c.v), c.balance_delays):
+                        arrivals.add(lat[src] + 1 + b)
+            if len(arrivals) > 1:
+                raise UnsupportedError(
+                    f"population '{name}': incoming paths arrive at steps {sorted(arrivals)}; "
+                    "balance the delays")
+            lat[name] = arrivals.pop() if arrivals else 0
+        return lat
+
+    def encode_inputs(self, x, device="cpu") -> dict:
+        """Run the host-side encoders on a real input batch x [B, ...] -> ``{bias input: mantissas}``."""
+        return {e.name: e.encode(x, device=device) for e in self.encoders}
+
+    def counts(self) -> dict:
+        n_neurons = sum(p.size for p in self.populations if p.kind != "input")
+        n_syn = 0
+        for s in self.synapses:
+            w = np.asarray(s.weights)
+            if s.kind == "identity":
+                continue
+            if s.kind == "conv":
+                # synaptic connections actually made (output size x fan-in per output)
+                n_syn += self.pop(s.dst).size * int(np.prod(w.shape[1:]))
+            else:
+                n_syn += int(np.count_nonzero(w))
+        return {"populations": len(self.populations), "neurons": n_neurons,
+                "synapse_groups": len(self.synapses), "synapses": n_syn,
+                "attention_ops": len(self.attention),
+                "input_neurons": sum(p.size for p in self.populations if p.kind == "input")}
+
+    # -- serialisation -----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """A JSON-able dict; arrays become nested lists (use save() for large networks)."""
+        meta, arrays = self._split()
+        return _inline(meta, arrays)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LoweredNetwork":
+        if d.get("format") != FORMAT:
+            raise BadInputError(f"not a lowered network (format '{d.get('format')}')")
+        if int(d.get("version", 0)) > VERSION:
+            raise BadInputError(f"lowered network version {d.get('version')} is newer than {VERSION}")
+        net = cls(outputs=list(d.get("outputs", [])), metadata=dict(d.get("metadata", {})))
+        for rec in d.get("populations", []):
+            net.populations.append(_make(Population, rec))
+        for rec in d.get("synapses", []):
+            net.synapses.append(_make(Synapse, rec))
+        for rec in d.get("attention", []):
+            net.attention.append(_make(Attention, rec))
+        for rec in d.get("encoders", []):
+            net.encoders.append(_make(Encoder, rec))
+        return net
+
+    def _split(self):
+        arrays = {}
+
+        def rec(kind, obj):
+            out = {}
+            for f in fields(obj):
+                val = getattr(obj, f.name)
+                if isinstance(val, np.ndarray):
+                    key = f"{kind}/{obj.name}/{f.name}"
+                    arrays[key] = val
+                    out[f.name] = {"array": key}
+                elif isinstance(val, tuple):
+                    out[f.name] = list(val)
+                elif isinstance(val, (np.integer,)):
+                    out[f.name] = int(val)
+                elif isinstance(val, (np.floating,)):
+                    out[f.name] = float(val)
+                else:
+                    out[f.name] = val
+            return out
+
+        meta = {"format": FORMAT, "version": VERSION, "outputs": list(self.outputs),
+                "metadata": self.metadata,
+                "populations": [rec("population", p) for p in self.populations],
+                "synapses": [rec("synapse", s) for s in self.synapses],
+                "attention": [rec("attention", a) for a in self.attention],
+                "encoders": [rec("encoder", e) for e in self.encoders]}
+        return meta, arrays
+
+    def save(self, path: str) -> None:
+        meta, arrays = self._split()
+        payload = {"__meta__": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
+        payload.update(arrays)
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
+        os.close(fd)
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **payload)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str) -> "LoweredNetwork":
+        try:
+            z = np.load(path, allow_pickle=False)
+            meta = json.loads(bytes(z["__meta__"]).decode("utf-8"))
+            arrays = {k: z[k] for k in z.files if k != "__meta__"}
+        except (OSError, ValueError, KeyError) as exc:
+            raise BadInputError(f"{path}: not a lowered network file ({exc})") from exc
+        return cls.from_dict(_resolve(meta, arrays))
+
+
+_TUPLES = {"shape", "stride", "padding", "dilation", "balance_delays", "input_shape"}
+
+
+def _make(klass, rec: dict):
+    names = {f.name for f in fields(klass)}
+    kwargs = {}
+    for k, v in rec.items():
+        if k not in names:
+            continue
+        if k in _TUPLES:
+            v = tuple(int(x) for x in v)
+        elif klass.__name__ == "Encoder" and k in ("weights", "row_gain", "bias"):
+            v = np.asarray(v, dtype=np.float64)
+        elif k in ("weights", "delays", "bias_mant") and isinstance(v, list):
+            v = np.asarray(v, dtype=np.int64)
+        kwargs[k] = v
+    return klass(**kwargs)
+
+
+def _inline(meta, arrays):
+    if isinstance(meta, dict):
+        if set(meta) == {"array"}:
+            return np.asarray(arrays[meta["array"]]).tolist()
+        return {k: _inline(v, arrays) for k, v in meta.items()}
+    if isinstance(meta, list):
+        return [_inline(v, arrays) for v in meta]
+    return meta
+
+
+def _resolve(meta, arrays):
+    if isinstance(meta, dict):
+        if set(meta) == {"array"}:
+            return arrays[meta["array"]]
+        return {k: _resolve(v, arrays) for k, v in meta.items()}
+    if isinstance(meta, list):
+        return [_resolve(v, arrays) for v in meta]
+    return meta

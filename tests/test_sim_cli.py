@@ -1,0 +1,61 @@
+"""``neurodeploy simulate`` and the ``export --target loihi2`` hook (export_loihi2)."""
+import json
+
+import numpy as np
+import pytest
+
+from neurodeploy.cli import main
+from neurodeploy.lower import LoweredNetwork
+from neurodeploy.lower.testmodels import tiny_spikingformer
+from neurodeploy.sim import simulate
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.graph import write_graph
+    d = tmp_path_factory.mktemp("tiny")
+    g = to_nir(tiny_spikingformer(), arch="spikingformer-digits")
+    write_graph(g, d / "model.nir")
+    rng = np.random.default_rng(0)
+    np.savez(d / "data.npz", x=rng.random((12, 1, 8, 8)).astype(np.float32), y=rng.integers(0, 3, 12))
+    return g, d
+
+
+def test_simulate_fast_prints_accuracy_and_agreement(tiny_files, capsys):
+    _, d = tiny_files
+    rc = main(["simulate", str(d / "model.nir"), "--target", "loihi2", "--backend", "fast",
+               "--data", str(d / "data.npz"), "--json", "--batch", "5"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["samples"] == 12 and res["latency_steps"] == 8 and res["steps_per_sample"] == 4
+    assert 0.0 <= res["loihi2_accuracy"] <= 1.0 and res["prediction_agreement"] >= 0.75
+    assert min(res["layer_spike_agreement"].values()) > 0.9
+    assert len(res["layer_spike_agreement"]) == 10
+
+
+def test_simulate_bad_input_exits_2(tiny_files, tmp_path, capsys):
+    _, d = tiny_files
+    assert main(["simulate", str(tmp_path / "missing.nir")]) == 2
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"nope")
+    assert main(["simulate", str(d / "model.nir"), "--data", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("neurodeploy: error:") for line in err)
+
+
+def test_export_loihi2_writes_lowered_network_netx_and_summary(tiny_files, tmp_path):
+    from neurodeploy.lava.export import export_loihi2
+    g, _ = tiny_files
+    summary = export_loihi2(g, tmp_path)
+    out = tmp_path / "loihi2"
+    assert json.loads((out / "summary.json").read_text())["latency_steps"] == summary["latency_steps"] == 8
+    assert summary["neurons"] == 2947 and summary["synapse_groups"] == 12 and summary["max_delay"] == 5
+    assert summary["inputs"][0]["mode"].startswith("host-side encoder")
+    assert summary["attention"][0]["neurocore_option"]["and_neurons"] == 2 * 16 * 16 * 8 * 8
+    assert summary["netx"]["written"] and summary["netx"]["layers"] >= 2
+    assert (out / "network.net").exists()
+    net = LoweredNetwork.load(str(out / "network.npz"))
+    x = np.random.default_rng(3).random((2, 1, 8, 8)).astype(np.float32)
+    r = simulate(net, net.encode_inputs(x), 12, record=["readout"])
+    assert np.abs(r["readout"]["v"]).max() > 0

@@ -1,0 +1,90 @@
+"""``neurodeploy report MODEL --target loihi2 [--target speck ...] [--profile FILE] [--data FILE]
+[--firing-rates FILE] [--format json|md|html] [-o FILE] [--max-chips N] [--max-energy-uj X] [--min-fidelity P]``
+
+Exit codes: 0 report written and every budget met; 1 a budget exceeded (the report is still written);
+2 bad input (one line on stderr, nothing written).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "report", help="deployment report: chip fit per target, energy, firing rates, fidelity (JSON/Markdown/HTML)",
+        description="Chip fit (cores, chips, system, bottleneck), energy (paper method, NeuroBench metrics, target "
+                    "estimates), spike purity and fidelity. Exit 0 ok, 1 a budget exceeded, 2 bad input.")
+    p.add_argument("model", metavar="MODEL", help="architecture name, our checkpoint, an official one with --arch, or a .nir file")
+    p.add_argument("--arch", help="architecture of an official checkpoint")
+    p.add_argument("--target", action="append", default=[], metavar="NAME",
+                   help="built-in target (see `neurodeploy targets`); may be repeated (default loihi2)")
+    p.add_argument("--profile", action="append", default=[], metavar="FILE", help="a hardware profile TOML; may be repeated")
+    p.add_argument("--data", metavar="FILE", help="sample inputs for firing rates and fidelity (.npy/.npz/.pt, or 'digits')")
+    p.add_argument("--firing-rates", metavar="FILE", help="JSON {node: rate in [0,1]} (or a `check --format json` report)")
+    p.add_argument("--format", choices=("json", "md", "html"), default="md", help="output format (md)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
+    p.add_argument("--max-chips", type=int, metavar="N", help="budget: exit 1 if a target needs more chips (or does not fit)")
+    p.add_argument("--max-energy-uj", type=float, metavar="X", help="budget: exit 1 if the energy per inference exceeds X uJ")
+    p.add_argument("--min-fidelity", type=float, metavar="P",
+                   help="budget: exit 1 if the float vs fixed-point prediction agreement is below P (0..1)")
+    p.add_argument("--samples", type=int, default=64, help="at most this many samples from --data (64)")
+    p.set_defaults(func=run)
+    return p
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def run(args) -> int:
+    from ..report import build_report, load_firing_rates
+    from ..report.render import render
+
+    if args.max_chips is not None and args.max_chips < 1:
+        raise BadInputError(f"--max-chips must be >= 1, got {args.max_chips}")
+    if args.max_energy_uj is not None and not args.max_energy_uj > 0:
+        raise BadInputError(f"--max-energy-uj must be > 0, got {args.max_energy_uj}")
+    if args.min_fidelity is not None and not 0.0 <= args.min_fidelity <= 1.0:
+        raise BadInputError(f"--min-fidelity must be a fraction in [0, 1], got {args.min_fidelity}")
+    if args.samples < 1:
+        raise BadInputError(f"--samples must be >= 1, got {args.samples}")
+    if args.output and Path(args.output).is_dir():
+        raise BadInputError(f"-o {args.output}: is a directory")
+    rates = load_firing_rates(args.firing_rates) if args.firing_rates else None
+    doc = build_report(args.model, targets=args.target, profile_files=args.profile, arch=args.arch, data=args.data,
+                       firing_rates=rates, max_chips=args.max_chips, max_energy_uj=args.max_energy_uj,
+                       min_fidelity=args.min_fidelity, samples=args.samples)
+    text = render(doc, args.format)
+    ok = doc["budgets"]["ok"]
+    if args.output:
+        write_atomic(Path(args.output), text)
+        fits = ", ".join(f"{t['target']}: {'fits' if t['fits'] else 'does not fit'}"
+                         + (f" ({t['cores']:,} cores, {t['chips']} chip(s), {t['system']})" if t["fits"] else "")
+                         for t in doc["targets"])
+        sys.stdout.write(f"{doc['model']['name']}: {fits}; report written to {args.output}\n")
+    else:
+        sys.stdout.write(text)
+    if not ok:
+        bad = [c for c in doc["budgets"]["checks"] if not c["ok"]]
+        sys.stderr.write("neurodeploy: budget exceeded: " + "; ".join(
+            f"{c['budget']} {c['target'] or ''} {c['value'] if c['value'] is not None else c.get('why', '')} > {c['limit']}".replace("  ", " ")
+            for c in bad) + "\n")
+        return EXIT_CHECK_FAILED
+    return EXIT_OK

@@ -1,0 +1,506 @@
+"""The network description the mapper reads: populations and synapse groups, hardware-neutral.
+
+Adapters build it from the lowering's :class:`neurodeploy.lower.network.LoweredNetwork`
+(:func:`from_lowered`), from a neurodeploy NIR graph (:func:`from_graph`), or from a plain layer list
+(:func:`mlp`, :func:`conv_chain`, used for the calibration networks of the Loihi 2 compiler tables).
+
+Shapes are normalised to (C, H, W): a 1-D population of n neurons is (n, 1, 1); token maps [D, N] are
+(D, 1, N) so that tiling along W groups tokens.
+
+Spikingformer's attention product (no synapse can multiply two activations) is expanded into *product
+neurons* (one per multiply, a ProdNeuron-like two-input neuron with graded output) in the cheaper of the
+two equivalent orders:
+  * ``Q (K^T V)``: per block heads*N*d^2 products for K^T V, heads*d^2 accumulators (fan-in N), then
+    heads*N*d^2 products for Q (K^T V), summed into the attention LIF (fan-in d);
+  * ``(Q K^T) V``: heads*N^2*d products, heads*N^2 accumulators, heads*N^2*d products.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import BadInputError
+
+
+@dataclass
+class MapPopulation:
+    name: str
+    shape: tuple                    # (C, H, W)
+    layer: str = ""                 # source node / layer (reports, firing-rate lookup)
+    kind: str = "lif"               # input | lif | readout | product | accumulator
+    on_chip: bool = True            # False: spikes come from the host (they cost input axons only)
+    neuron_model: str = "lif"
+    rate_from: tuple = ()           # product neurons: node names whose firing rates bound this one's (min)
+
+    @property
+    def size(self) -> int:
+        return int(math.prod(self.shape))
+
+
+@dataclass
+class MapSynapses:
+    name: str
+    src: str
+    dst: str
+    kind: str                       # dense | conv | structured
+    layer: str = ""
+    weight_bits: int = 8
+    # dense: optional explicit weights (n_dst, n_src) for exact per-axon counts (else fully connected)
+    weights: np.ndarray | None = None
+    # conv geometry (kind == conv), PyTorch semantics; src/dst shapes from the populations
+    kernel: tuple = (1, 1)
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    groups: int = 1
+    # structured (attention products): synapses per dst neuron, targets per src axon
+    fan_in: int = 0
+    targets_per_axon: int = 0
+    max_delay: int = 0
+    graded: bool = False
+
+    def nnz(self, src_size: int, dst_shape: tuple) -> int:
+        if self.kind == "dense":
+            return int(np.count_nonzero(self.weights)) if self.weights is not None else src_size * int(math.prod(dst_shape))
+        if self.kind == "conv":
+            c_out, h, w = dst_shape
+            cin_g = self._c_in // self.groups
+            return c_out * h * w * cin_g * self.kernel[0] * self.kernel[1]
+        return int(math.prod(dst_shape)) * self.fan_in
+
+    dst_view: tuple = ()            # conv whose (C, H, W) output is flattened into the dst's (C, 1, H*W)
+    _c_in: int = 0
+    _dst_c: int = 0
+
+
+@dataclass
+class MapNetwork:
+    name: str
+    populations: list = field(default_factory=list)
+    synapses: list = field(default_factory=list)
+    operations: dict = field(default_factory=dict)     # operation -> [layers using it]
+    time_steps: int = 1
+    notes: list = field(default_factory=list)
+
+    def pop(self, name: str) -> MapPopulation:
+        cache = self.__dict__.get("_pops")
+        if cache is None or len(cache) != len(self.populations):
+            cache = {p.name: p for p in self.populations}
+            self.__dict__["_pops"] = cache
+        if name in cache:
+            return cache[name]
+        raise BadInputError(f"mapping network {self.name}: no population named '{name}'")
+
+    def incoming(self, name: str) -> list:
+        cache = self.__dict__.get("_incoming")
+        if cache is None or cache[0] != len(self.synapses):
+            by: dict = {}
+            for s in self.synapses:
+                by.setdefault(s.dst, []).append(s)
+            cache = (len(self.synapses), by)
+            self.__dict__["_incoming"] = cache
+        return cache[1].get(name, [])
+
+    def use(self, op: str, layer: str) -> None:
+        self.operations.setdefault(op, [])
+        if layer not in self.operations[op]:
+            self.operations[op].append(layer)
+
+    def add_pop(self, p: MapPopulation) -> MapPopulation:
+        self.populations.append(p)
+        return p
+
+    def add_syn(self, s: MapSynapses) -> MapSynapses:
+        src = self.pop(s.src)
+        if s.kind == "conv" and not s._c_in:
+            s._c_in = src.shape[0]
+        s._dst_c = self.pop(s.dst).shape[0]
+        self.synapses.append(s)
+        return s
+
+    def depth(self) -> int:
+        """Pipeline depth: the longest chain of synapse groups (each adds one time step, as in Lava)."""
+        order = [p.name for p in self.populations]
+        d = {n: 0 for n in order}
+        for _ in range(len(order)):
+            changed = False
+            for s in self.synapses:
+                if d[s.dst] < d[s.src] + 1 and d[s.src] + 1 <= len(order):
+                    d[s.dst] = d[s.src] + 1
+                    changed = True
+            if not changed:
+                break
+        return max(d.values()) if d else 0
+
+
+def cxhw(shape) -> tuple:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 1:
+        return (shape[0], 1, 1)
+    if len(shape) == 2:
+        return (shape[0], 1, shape[1])
+    if len(shape) == 3:
+        return shape
+    raise BadInputError(f"population shape {shape}: expected 1-3 dimensions")
+
+
+def add_attention(net: MapNetwork, name: str, q: str, k: str, v: str, dst: str, heads: int, dim: int, tokens: int,
+                  layer: str = "") -> None:
+    """Expand one attention op into product / accumulator populations (see the module docstring)."""
+    H, D, N = int(heads), int(dim), int(tokens)
+    d = D // H
+    layer = layer or name
+    net.use("activation_product", layer)
+    net.use("graded_spikes", layer)
+    kv_first = N * d * d <= N * N * d   # Q (K^T V) costs heads*N*d^2 products per stage, (Q K^T) V heads*N^2*d
+    if kv_first:
+        p1 = net.add_pop(MapPopulation(f"{name}.kv_products", (H * d * d, 1, N), layer, "product", neuron_model="programmable",
+                                       rate_from=(k, v)))
+        acc = net.add_pop(MapPopulation(f"{name}.kv", (H * d * d, 1, 1), layer, "accumulator", neuron_model="programmable"))
+        p2 = net.add_pop(MapPopulation(f"{name}.q_kv_products", (H * d * d, 1, N), layer, "product", neuron_model="programmable",
+                                       rate_from=(q,)))
+        net.add_syn(MapSynapses(f"{name}.k->kv_products", k, p1.name, "structured", layer, fan_in=1, targets_per_axon=d))
+        net.add_syn(MapSynapses(f"{name}.v->kv_products", v, p1.name, "structured", layer, fan_in=1, targets_per_axon=d))
+        net.add_syn(MapSynapses(f"{name}.kv_products->kv", p1.name, acc.name, "structured", layer, fan_in=N, targets_per_axon=1, graded=True))
+        net.add_syn(MapSynapses(f"{name}.q->q_kv_products", q, p2.name, "structured", layer, fan_in=1, targets_per_axon=d))
+        net.add_syn(MapSynapses(f"{name}.kv->q_kv_products", acc.name, p2.name, "structured", layer, fan_in=1, targets_per_axon=N, graded=True))
+        net.add_syn(MapSynapses(f"{name}.q_kv_products->out", p2.name, dst, "structured", layer, fan_in=d, targets_per_axon=1, graded=True))
+    else:
+        p1 = net.add_pop(MapPopulation(f"{name}.qk_products", (H * N * d, 1, N), layer, "product", neuron_model="programmable",
+                                       rate_from=(q, k)))
+        acc = net.add_pop(MapPopulation(f"{name}.qk", (H * N, 1, N), layer, "accumulator", neuron_model="programmable"))
+        p2 = net.add_pop(MapPopulation(f"{name}.qk_v_products", (H * N * d, 1, N), layer, "product", neuron_model="programmable",
+                                       rate_from=(v,)))
+        net.add_syn(MapSynapses(f"{name}.q->qk_products", q, p1.name, "structured", layer, fan_in=1, targets_per_axon=N))
+        net.add_syn(MapSynapses(f"{name}.k->qk_products", k, p1.name, "structured", layer, fan_in=1, targets_per_axon=N))
+        net.add_syn(MapSynapses(f"{name}.qk_products->qk", p1.name, acc.name, "structured", layer, fan_in=d, targets_per_axon=1, graded=True))
+        net.add_syn(MapSynapses(f"{name}.v->qk_v_products", v, p2.name, "structured", layer, fan_in=1, targets_per_axon=N))
+        net.add_syn(MapSynapses(f"{name}.qk->qk_v_products", acc.name, p2.name, "structured", layer, fan_in=1, targets_per_axon=d, graded=True))
+        net.add_syn(MapSynapses(f"{name}.qk_v_products->out", p2.name, dst, "structured", layer, fan_in=N, targets_per_axon=1, graded=True))
+    net.notes.append(f"{layer}: attention expanded into product neurons, order "
+                     f"{'Q (K^T V)' if kv_first else '(Q K^T) V'} (the cheaper of the two equivalent orders)")
+
+
+# -- adapters -----------------------------------------------------------------------------------------------
+def from_lowered(lowered, name: str = "lowered") -> MapNetwork:
+    """From :class:`neurodeploy.lower.network.LoweredNetwork` (the lowering's output)."""
+    net = MapNetwork(name=name, time_steps=int(lowered.metadata.get("time_steps", 0) or 1) if hasattr(lowered, "metadata") else 1)
+    for p in lowered.populations:
+        kind = getattr(p, "kind", "lif")
+        input_kind = getattr(p, "input_kind", "")
+        on_chip = not (kind == "input" and input_kind in ("spikes", "graded"))
+        if kind == "input" and input_kind == "bias":
+            on_chip = False  # values go to another population's bias_mant, no neurons of its own
+        net.add_pop(MapPopulation(p.name, cxhw(p.shape), getattr(p, "source", "") or p.name, kind, on_chip,
+                                  neuron_model="lif" if kind != "input" else "input"))
+        if getattr(p, "bias_input", ""):
+            net.use("bias_input", p.source or p.name)
+    for s in lowered.synapses:
+        w = np.asarray(s.weights)
+        bits = int(getattr(s, "num_weight_bits", 8) or 8)
+        delay = 0 if getattr(s, "delays", None) is None else int(np.max(s.delays))
+        layer = getattr(s, "source", "") or s.name
+        if s.kind in ("dense", "sparse"):
+            net.add_syn(MapSynapses(s.name, s.src, s.dst, "dense", layer, bits, weights=w, max_delay=delay,
+                                    graded=bool(getattr(s, "graded", False))))
+            net.use("dense", layer)
+        elif s.kind == "conv":
+            net.add_syn(MapSynapses(s.name, s.src, s.dst, "conv", layer, bits, kernel=tuple(w.shape[2:4]),
+                                    stride=tuple(s.stride), padding=tuple(s.padding), groups=int(s.groups),
+                                    graded=bool(getattr(s, "graded", False))))
+            net.use("conv2d", layer)
+        else:
+            raise BadInputError(f"lowered synapse '{s.name}': unknown kind '{s.kind}'")
+        if getattr(s, "graded", False):
+            net.use("graded_spikes", layer)
+    for a in getattr(lowered, "attention", []):
+        add_attention(net, a.name, a.q, a.k, a.v, a.dst, a.heads, a.dim, a.tokens, getattr(a, "source", "") or a.name)
+    for p in net.populations:
+        if p.kind == "readout":
+            net.use("readout", p.layer)
+    return net
+
+
+def mlp(sizes: list[int], name: str = "mlp", input_on_chip: bool = False, weight_bits: int = 8) -> MapNetwork:
+    """A fully connected chain sizes[0] -> sizes[1] -> ... (input from the host unless ``input_on_chip``)."""
+    net = MapNetwork(name=name)
+    net.add_pop(MapPopulation("input", (sizes[0], 1, 1), "input", "input", input_on_chip))
+    prev = "input"
+    for i, n in enumerate(sizes[1:]):
+        p = net.add_pop(MapPopulation(f"fc{i}", (n, 1, 1), f"fc{i}"))
+        net.add_syn(MapSynapses(f"fc{i}.w", prev, p.name, "dense", f"fc{i}", weight_bits))
+        net.use("dense", p.layer)
+        prev = p.name
+    return net
+
+
+def conv_chain(input_shape, layers: list[dict], name: str = "convnet", input_on_chip: bool = True) -> MapNetwork:
+    """A chain of conv / dense layers: each dict has ``type`` (conv | dense) and for conv ``out``, ``kernel``,
+    ``stride``, ``padding``; for dense ``out``.  Output shapes are computed as PyTorch does."""
+    net = MapNetwork(name=name)
+    shape = cxhw(input_shape)
+    net.add_pop(MapPopulation("input", shape, "input", "input", input_on_chip))
+    prev = "input"
+    for i, L in enumerate(layers):
+        lname = L.get("name", f"{L['type']}{i}")
+        if L["type"] == "conv":
+            kh, kw = _pair(L.get("kernel", 3))
+            sh, sw = _pair(L.get("stride", 1))
+            ph, pw = _pair(L.get("padding", 0))
+            c, h, w = shape
+            shape = (int(L["out"]), (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+            net.add_pop(MapPopulation(lname, shape, lname))
+            net.add_syn(MapSynapses(f"{lname}.w", prev, lname, "conv", lname, kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw)))
+            net.use("conv2d", lname)
+        elif L["type"] == "dense":
+            shape = (int(L["out"]), 1, 1)
+            net.add_pop(MapPopulation(lname, shape, lname))
+            net.add_syn(MapSynapses(f"{lname}.w", prev, lname, "dense", lname))
+            net.use("dense", lname)
+        else:
+            raise BadInputError(f"layer {i}: unknown type {L['type']!r}")
+        prev = lname
+    return net
+
+
+def _pair(v) -> tuple[int, int]:
+    a = np.asarray(v).ravel()
+    if a.size >= 2:
+        return int(a[0]), int(a[1])
+    return int(a[0]), int(a[0])
+
+
+def _one(v) -> int:
+    return int(np.asarray(v).ravel()[0])
+
+
+def pilotnet_lif() -> MapNetwork:
+    """PilotNet-LIF as shipped in lava-dl (lava_loihi.md 3.5): input [3, 66, 200] on chip (image as bias),
+    5 convs, flatten, dense 100 -> 50 -> 10 -> 1."""
+    return conv_chain((3, 66, 200), [
+        {"type": "conv", "out": 24, "kernel": 3, "stride": 2, "name": "conv1"},
+        {"type": "conv", "out": 36, "kernel": 3, "stride": 2, "name": "conv2"},
+        {"type": "conv", "out": 48, "kernel": 3, "stride": 2, "name": "conv3"},
+        {"type": "conv", "out": 64, "kernel": 3, "stride": (2, 1), "padding": (1, 0), "name": "conv4"},
+        {"type": "conv", "out": 64, "kernel": 3, "stride": 1, "name": "conv5"},
+        {"type": "dense", "out": 100, "name": "fc1"},
+        {"type": "dense", "out": 50, "name": "fc2"},
+        {"type": "dense", "out": 10, "name": "fc3"},
+        {"type": "dense", "out": 1, "name": "fc4"},
+    ], name="pilotnet-lif", input_on_chip=True)
+
+
+def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNetwork:
+    """From a neurodeploy NIR graph (docs/nir.md).
+
+    Populations: every spiking node (LIF / IF / CubaLIF / Threshold, the OR of a max-pool included), the
+    ``readout`` Affine (a non-spiking integrator) and the graph input (host side, off chip: real-valued or
+    event input enters the first cores as graded / spike messages).  Synapse groups: every Conv / Affine /
+    SumPool from its spiking source (through Flatten and routing nodes) into every population it feeds; a
+    chain of linear nodes with no neuron in between (the residual stream into the readout) is one dense
+    group per source.  The attention extension node is expanded by :func:`add_attention`.
+
+    ``residual``: ``relay`` (a LIF fed by several synaptic nodes, i.e. the residual stream, reads one graded
+    relay population per partial sum; the readout reads the final stream through a token-sum population) or
+    ``direct`` (every contributing synaptic node becomes its own synapse group into the LIF; binary spikes
+    only, but fan-in grows with depth)."""
+    import nir
+
+    from ..graph import attention_spec, predecessors, topological_order
+    from ..graph.core import meta, node_shape
+
+    preds = predecessors(graph)
+    T = int(meta(graph, "neurodeploy.time_steps", 0) or 1)
+    net = MapNetwork(name=name or str(meta(graph, "neurodeploy.arch", "nir-graph")), time_steps=T)
+    spiking = (nir.LIF, nir.IF, nir.CubaLIF, nir.Threshold)
+    order = topological_order(graph)
+    pops: set[str] = set()
+    tokens_seen = [0]
+    for n in order:
+        if attention_spec(graph.nodes[n]) is not None:
+            tokens_seen[0] = attention_spec(graph.nodes[n]).tokens
+        node = graph.nodes[n]
+        if isinstance(node, nir.Input):
+            shp = node_shape(node) or tuple(np.asarray(next(iter(node.input_type.values()))).tolist())
+            net.add_pop(MapPopulation(n, cxhw(shp), n, "input", on_chip=False, neuron_model="input"))
+            pops.add(n)
+        elif isinstance(node, spiking):
+            # a Threshold (the OR of a max-pool) is a memoryless LIF (full decay) on every target
+            net.add_pop(MapPopulation(n, cxhw(node_shape(node)), n, "lif", neuron_model="if" if isinstance(node, nir.IF) else "lif"))
+            pops.add(n)
+        elif isinstance(node, (nir.Affine, nir.Linear)) and meta(node, "neurodeploy.role") == "readout":
+            net.add_pop(MapPopulation(n, cxhw(node_shape(node)), n, "readout"))
+            net.use("readout", n)
+            pops.add(n)
+
+    def sources(n, seen=None):
+        """Populations feeding node n's *input* through pass-through nodes (flatten, routing, sums)."""
+        out = []
+        for p in preds.get(n, []):
+            node = graph.nodes[p]
+            if p in pops:
+                out.append((p, None))
+            elif isinstance(node, nir.Flatten) or meta(node, "neurodeploy.role") == "routing":
+                out.extend(sources(p))
+            else:
+                out.append((None, p))   # a synaptic (or other) node
+        return out
+
+    def synaptic_sources(n):
+        """Ultimate spiking sources of synaptic node n's input: [(population, node n)]."""
+        res = []
+        for pop, other in sources(n):
+            if pop is not None:
+                res.append(pop)
+            else:
+                res.extend(s for s, _ in _linear_chain(other))
+        return res
+
+    def _linear_chain(n):
+        """(source population, first synaptic node) pairs for a non-spiking value node n."""
+        node = graph.nodes[n]
+        out = []
+        if isinstance(node, (nir.Conv1d, nir.Conv2d, nir.Affine, nir.Linear, nir.SumPool2d)):
+            for s in synaptic_sources(n):
+                out.append((s, n))
+        elif attention_spec(node) is not None:
+            pass
+        else:
+            for pop, other in sources(n):
+                if pop is not None:
+                    out.append((pop, n))
+                elif other is not None:
+                    out.extend(_linear_chain(other))
+        return out
+
+    def geometry(node):
+        if isinstance(node, nir.Conv2d):
+            w = np.asarray(node.weight)
+            pad = node.padding if not isinstance(node.padding, str) else (w.shape[2] // 2, w.shape[3] // 2)
+            return dict(kind="conv", kernel=tuple(w.shape[2:4]), stride=_pair(node.stride), padding=_pair(pad), groups=_one(node.groups))
+        if isinstance(node, nir.Conv1d):
+            w = np.asarray(node.weight)
+            pad = node.padding if not isinstance(node.padding, str) else w.shape[2] // 2
+            return dict(kind="conv", kernel=(1, int(w.shape[2])), stride=(1, _one(node.stride)), padding=(0, _one(pad)), groups=_one(node.groups))
+        if isinstance(node, nir.SumPool2d):
+            return dict(kind="conv", kernel=_pair(node.kernel_size), stride=_pair(node.stride), padding=_pair(node.padding), groups=-1)
+        return dict(kind="dense")
+
+    topo = {n: i for i, n in enumerate(order)}
+
+    def add_group(syn_name, src, dst_name, layer=None):
+        """Synapse group of synaptic node ``syn_name`` from population ``src`` into population ``dst_name``."""
+        node = graph.nodes[syn_name]
+        dst = net.pop(dst_name)
+        src_pop = net.pop(src)
+        layer = layer or syn_name
+        g = geometry(node)
+        out_shape = cxhw(node_shape(node)) if node_shape(node) else dst.shape
+        gname = f"{syn_name}:{src}->{dst_name}"
+        if g["kind"] == "conv" and out_shape != dst.shape and out_shape[0] == dst.shape[0] and \
+                out_shape[1] * out_shape[2] == dst.shape[1] * dst.shape[2]:
+            # a spatial conv whose output is flattened into tokens: keep its geometry (token range -> rows)
+            groups = src_pop.shape[0] if g["groups"] == -1 else g["groups"]
+            net.add_syn(MapSynapses(gname, src, dst_name, "conv", layer, kernel=g["kernel"], stride=g["stride"],
+                                    padding=g["padding"], groups=groups, dst_view=out_shape))
+            net.use("conv2d", layer)
+        elif g["kind"] == "conv" and out_shape != dst.shape:
+            # any other reshaped conv: same synapses, counted without geometry
+            groups = src_pop.shape[0] if g["groups"] == -1 else g["groups"]
+            k = g["kernel"][0] * g["kernel"][1]
+            net.add_syn(MapSynapses(gname, src, dst_name, "structured", layer, fan_in=k * src_pop.shape[0] // groups,
+                                    targets_per_axon=max(1, round(k * out_shape[0] / groups / (g["stride"][0] * g["stride"][1])))))
+            net.use("conv2d", layer)
+        elif g["kind"] == "conv":
+            groups = src_pop.shape[0] if g["groups"] == -1 else g["groups"]
+            net.add_syn(MapSynapses(gname, src, dst_name, "conv", layer, kernel=g["kernel"], stride=g["stride"],
+                                    padding=g["padding"], groups=groups))
+            net.use("sumpool" if isinstance(node, nir.SumPool2d) else ("conv1d" if isinstance(node, nir.Conv1d) else "conv2d"), layer)
+        else:
+            net.add_syn(MapSynapses(gname, src, dst_name, "dense", layer))
+            net.use("dense", layer)
+
+    streams: dict = {}
+
+    def stream_for(contribs, shape):
+        """Relay population carrying the sum of ``contribs`` (residual stream) as graded spikes."""
+        key = tuple(contribs)
+        if key in streams:
+            return streams[key]
+        name = f"stream@{key[-1][1]}"
+        net.add_pop(MapPopulation(name, shape, key[-1][1], "accumulator", neuron_model="programmable"))
+        if len(key) > 1:
+            prev = stream_for(key[:-1], shape)
+            net.add_syn(MapSynapses(f"{prev}->{name}", prev, name, "structured", key[-1][1], fan_in=1, targets_per_axon=1, graded=True))
+        add_group(key[-1][1], key[-1][0], name)
+        net.use("graded_spikes", key[-1][1])
+        streams[key] = name
+        return name
+
+    for n in order:
+        if n not in pops or graph.nodes[n].__class__ is nir.Input:
+            continue
+        dst = net.pop(n)
+        contribs = []
+        for pop, other in sources(n):
+            if pop is not None:  # neuron -> neuron without a synaptic node: one-to-one
+                net.add_syn(MapSynapses(f"{pop}->{n}", pop, n, "structured", n, fan_in=1, targets_per_axon=1))
+                continue
+            node = graph.nodes[other]
+            spec = attention_spec(node)
+            if spec is not None:
+                qkv = {}
+                for p in preds.get(other, []):
+                    for tag in "qkv":
+                        if p.endswith(f"stack_{tag}"):
+                            src = [s for s, _ in sources(p) if s]
+                            qkv[tag] = src[0] if src else None
+                add_attention(net, other, qkv.get("q"), qkv.get("k"), qkv.get("v"), n, spec.heads, spec.dim, spec.tokens,
+                              layer=other)
+                tokens_seen[0] = spec.tokens
+                continue
+            direct = isinstance(node, (nir.Conv1d, nir.Conv2d, nir.Affine, nir.Linear, nir.SumPool2d))
+            if direct and meta(node, "neurodeploy.role") != "readout" and dst.kind != "readout":
+                contribs.extend((s, other) for s in synaptic_sources(other))
+            else:
+                # a linear chain without neurons (the residual stream into the readout)
+                chain = _linear_chain(other) if not direct else [(s, other) for s in synaptic_sources(other)]
+                contribs.extend(chain)
+        seen = set()
+        contribs = [c for c in sorted(contribs, key=lambda c: topo[c[1]]) if not (c in seen or seen.add(c))]
+        if not contribs:
+            continue
+        if dst.kind == "readout":
+            if residual == "relay":
+                first = graph.nodes[contribs[-1][1]]
+                shp = cxhw(node_shape(first)) if node_shape(first) else None
+                shape = (shp[0], 1, shp[1] * shp[2]) if shp else (1, 1, 1)
+                st = stream_for(contribs, shape) if len(contribs) > 1 else None
+                N = tokens_seen[0]
+                if st is not None and N and shape[2] == N:
+                    # mean over tokens, then the head: exact rewrite of the folded head (docs/nir.md)
+                    tm = net.add_pop(MapPopulation(f"{n}.token_sum", (shape[0], 1, 1), n, "accumulator", neuron_model="programmable"))
+                    net.add_syn(MapSynapses(f"{st}->{tm.name}", st, tm.name, "structured", n, fan_in=N, targets_per_axon=1, graded=True))
+                    net.add_syn(MapSynapses(f"{tm.name}->{n}", tm.name, n, "dense", n, graded=True))
+                    net.use("dense", n)
+                    net.notes.append(f"{n}: readout as token sum ({N} tokens) then the {shape[0]} x {dst.size} head")
+                    continue
+                if st is not None:
+                    net.add_syn(MapSynapses(f"{st}->{n}", st, n, "dense", n, graded=True))
+                    net.use("dense", n)
+                    continue
+            for s, first in contribs:
+                net.add_syn(MapSynapses(f"{first}:{s}->{n}", s, n, "dense", n))
+            net.use("dense", n)
+            continue
+        if residual == "relay" and len(contribs) > 1:
+            st = stream_for(contribs, dst.shape)
+            net.add_syn(MapSynapses(f"{st}->{n}", st, n, "structured", n, fan_in=1, targets_per_axon=1, graded=True))
+        else:
+            for s, other in contribs:
+                add_group(other, s, n)
+    if streams:
+        net.notes.append(f"residual stream carried by {len(streams)} graded relay population(s) (one per partial sum) "
+                         "instead of re-synapsing every earlier branch into every later LIF")
+    return net

@@ -1,0 +1,233 @@
+"""Hardware profiles: one TOML per target in ``hardware_profiles/`` (installed as
+``neurodeploy.hardware_profiles``), validated against ``hardware_profiles/schema.json``.
+
+Every number in a profile is a *quantity*: ``{ value = ..., source = "...", confidence = "..." }`` (plus an
+optional ``unit`` and ``note``), so each figure carries where it came from and how sure we are.  Users can
+pass their own file (``--profile FILE``); a bad profile is a :class:`BadInputError` naming the file and the
+dotted key.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - 3.10
+    import tomli as tomllib
+
+import jsonschema
+
+from .errors import BadInputError
+
+PROFILE_PACKAGE = "neurodeploy.hardware_profiles"
+
+
+@dataclass
+class Profile:
+    """A validated hardware profile.  ``data`` is the raw TOML table; helpers read quantity values."""
+
+    name: str
+    path: str
+    data: dict = field(repr=False)
+
+    # -- quantities ----------------------------------------------------------------------------------
+    def quantity(self, section: str, key: str) -> dict | None:
+        sec = self.data.get(section, {})
+        q = sec.get(key)
+        return q if isinstance(q, dict) and "value" in q else None
+
+    def value(self, section: str, key: str, default: Any = None) -> Any:
+        q = self.quantity(section, key)
+        return default if q is None else q["value"]
+
+    def core_limit(self, key: str, default: Any = None) -> Any:
+        return self.value("core", key, default)
+
+    def chip_limit(self, key: str, default: Any = None) -> Any:
+        return self.value("chip", key, default)
+
+    @property
+    def title(self) -> str:
+        return self.data["title"]
+
+    @property
+    def cost_model(self) -> str:
+        return self.data["cost_model"]
+
+    @property
+    def cores_per_chip(self) -> int:
+        return int(self.value("chip", "cores"))
+
+    @property
+    def operations(self) -> list[str]:
+        return list(self.data["features"]["operations"])
+
+    @property
+    def neuron_models(self) -> list[str]:
+        return list(self.data["features"]["neuron_models"])
+
+    @property
+    def attention(self) -> dict:
+        return dict(self.data["features"]["attention"])
+
+    @property
+    def pack_populations(self) -> bool:
+        return bool(self.data["mapping"]["pack_populations"]["value"])
+
+    @property
+    def tiling(self) -> str:
+        return self.data["mapping"]["tiling"]
+
+    @property
+    def systems(self) -> list[tuple[str, int]]:
+        """(name, chips), smallest first."""
+        return sorted(((s["name"], int(s["chips"]["value"])) for s in self.data["systems"]), key=lambda s: s[1])
+
+    def energy(self, key: str) -> float | None:
+        v = self.value("energy", key)
+        return None if v is None else float(v)
+
+    def sources(self) -> list[dict]:
+        """Every quantity as {key, value, unit, source, confidence, note} (for reports)."""
+        out = []
+
+        def walk(prefix, node):
+            if isinstance(node, dict):
+                if "value" in node and "source" in node:
+                    out.append({"key": prefix, **{k: node.get(k) for k in ("value", "unit", "source", "confidence", "note")}})
+                    return
+                for k, v in node.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            elif isinstance(node, list):
+                for i, v in enumerate(node):
+                    walk(f"{prefix}[{i}]", v)
+
+        walk("", self.data)
+        return out
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict:
+    text = resources.files(PROFILE_PACKAGE).joinpath("schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _dotted(path) -> str:
+    parts = []
+    for p in path:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts) or "<top level>"
+
+
+#: per-core limits each cost model reads (neurodeploy.mapping.partition)
+REQUIRED_CORE_KEYS = {
+    "loihi2": ("neurons", "input_axons", "synapse_memory"),
+    "loihi1": ("neurons", "input_axons", "synapse_memory"),
+    "spinnaker2": ("neurons", "synapse_memory"),
+    "crossbar": ("neurons", "input_axons"),
+    "dynapcnn": ("kernel_memory", "neuron_memory", "bias_memory", "kernel_size", "channels", "fan_out"),
+    "xylo": ("input_channels", "hidden_neurons", "output_neurons"),
+    "akida": ("weight_memory",),
+}
+LIST_KEYS = {"kernel_memory", "neuron_memory"}
+
+
+def validate_profile(data: dict, where: str) -> None:
+    """Schema check plus the consistency rules a schema cannot say.  Raises BadInputError."""
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), list(map(str, e.absolute_path))))
+    if errors:
+        err = errors[0]
+        # a oneOf/anyOf failure names the container; prefer the deepest sub-error for the key
+        best = err
+        for sub in err.context or []:
+            if len(list(sub.absolute_path)) > len(list(best.absolute_path)):
+                best = sub
+        key = _dotted(best.absolute_path)
+        raise BadInputError(f"hardware profile {where}: key {key}: {best.message}")
+    cores = data["chip"]["cores"]["value"]
+    if not isinstance(cores, (int, float)) or isinstance(cores, bool) or cores < 1 or int(cores) != cores:
+        raise BadInputError(f"hardware profile {where}: key chip.cores: must be a positive integer, got {cores!r}")
+    for sec in ("core", "chip"):
+        for key, q in data[sec].items():
+            v = q["value"]
+            if isinstance(v, list) and len(v) != int(cores):
+                raise BadInputError(
+                    f"hardware profile {where}: key {sec}.{key}: per-core list has {len(v)} entries, chip.cores is {int(cores)}")
+    for key in REQUIRED_CORE_KEYS.get(data["cost_model"], ()):
+        if key not in data["core"]:
+            raise BadInputError(f"hardware profile {where}: key core.{key}: required by cost_model "
+                                f"'{data['cost_model']}' but missing")
+        v = data["core"][key]["value"]
+        if isinstance(v, bool) or (key in LIST_KEYS) != isinstance(v, list):
+            want = f"a list of {int(cores)} numbers (one per core)" if key in LIST_KEYS else "a number"
+            raise BadInputError(f"hardware profile {where}: key core.{key}.value: must be {want}")
+    for i, s in enumerate(data["systems"]):
+        c = s["chips"]["value"]
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or c < 1 or int(c) != c:
+            raise BadInputError(f"hardware profile {where}: key systems[{i}].chips: must be a positive integer, got {c!r}")
+
+
+def builtin_names() -> list[str]:
+    root = resources.files(PROFILE_PACKAGE)
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def _parse(text: str, where: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInputError(f"hardware profile {where}: not valid TOML: {exc}") from None
+
+
+def load_profile_file(path: str | Path) -> Profile:
+    p = Path(path)
+    if not p.is_file():
+        raise BadInputError(f"hardware profile {p}: no such file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"hardware profile {p}: cannot read: {exc}") from None
+    data = _parse(text, str(p))
+    validate_profile(data, str(p))
+    return Profile(name=data["name"], path=str(p), data=data)
+
+
+@lru_cache(maxsize=None)
+def _load_builtin(name: str) -> Profile:
+    res = resources.files(PROFILE_PACKAGE).joinpath(f"{name}.toml")
+    where = f"{name}.toml (built in)"
+    data = _parse(res.read_text(encoding="utf-8"), where)
+    validate_profile(data, where)
+    if data["name"] != name:
+        raise BadInputError(f"hardware profile {where}: key name: {data['name']!r} does not match the file name")
+    return Profile(name=name, path=str(res), data=data)
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A built-in target name (``loihi2``) or a path to a TOML profile."""
+    s = str(name_or_path)
+    if s in builtin_names():
+        return _load_builtin(s)
+    if s.endswith(".toml") or "/" in s or Path(s).exists():
+        return load_profile_file(s)
+    raise BadInputError(f"unknown target {s!r}; built-in targets: {', '.join(builtin_names())} (or a .toml profile path)")
+
+
+def load_profiles(targets: list[str] | None = None, extra_files: list[str] | None = None) -> list[Profile]:
+    """Built-in ``targets`` plus user profile files; a user file overrides a built-in of the same name."""
+    user = [load_profile_file(f) for f in (extra_files or [])]
+    by_name = {p.name: p for p in user}
+    out: list[Profile] = []
+    for t in targets or []:
+        out.append(by_name.pop(t) if t in by_name else load_profile(t))
+    out.extend(by_name.values())
+    return out

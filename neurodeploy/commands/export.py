@@ -35,13 +35,43 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
-    """Hook: later stages (e.g. ``--target`` lowering) add their options here."""
+    """Options of the stages after the export: lowering for a target and the deployment report."""
+    parser.add_argument("--target", action="append", default=None, metavar="TARGET",
+                        help="also deploy for TARGET (repeatable): 'loihi2' lowers to Loihi 2 fixed point and writes "
+                             "OUT/loihi2/ (lowered network, netx .net file, summary.json); every target gets the "
+                             "deployment report OUT/report.{json,md,html}. 'neurodeploy targets' lists them")
+    parser.add_argument("--data", default=None, metavar="FILE",
+                        help="sample inputs (.npy/.npz/.pt, or 'digits') for firing rates and fidelity in the report")
+
+
+def validate_stage_arguments(args: argparse.Namespace) -> None:
+    """Fail before anything is written when a stage option is bad (unknown target name)."""
+    if args.target:
+        from ..profiles import load_profiles
+
+        load_profiles(args.target, None)
 
 
 def post_export(graph, out_dir: Path, args: argparse.Namespace) -> list[Path]:
-    """Hook: called with the exported graph and the output folder after OUT/model.nir is written;
-    returns the extra files written (none yet)."""
-    return []
+    """After OUT/model.nir: lower for Loihi 2 (OUT/loihi2/) and write the deployment report; returns the files."""
+    if not args.target:
+        return []
+    files: list[Path] = []
+    if "loihi2" in args.target:
+        from ..lava.export import export_loihi2
+
+        summary = export_loihi2(graph, out_dir)
+        files += [Path(f) for f in summary["files"].values() if f]
+        print(f"loihi2: latency {summary['latency_steps']} steps, {summary['neurons']} neurons, "
+              f"{summary['synapses']} synapses")
+    from ..report import build_report, write_report_files
+
+    doc = build_report(graph, targets=list(dict.fromkeys(args.target)), data=args.data)
+    files += write_report_files(doc, out_dir)
+    for t in doc["targets"]:
+        fit = "fits" if t["fits"] else "does NOT fit"
+        print(f"{t['target']}: {fit}" + (f" ({t['chips']} chip(s), {t.get('system') or ''})" if t["fits"] else ""))
+    return files
 
 
 def export_to_folder(model, out_dir, arch=None, expand_attention=False, input_shape=None):
@@ -62,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if model.suffix == ".nir" and args.arch:
         raise BadInputError(f"{model}: --arch applies to checkpoints, not to .nir files")
+    validate_stage_arguments(args)
     graph, path = export_to_folder(model, args.out, arch=args.arch, expand_attention=args.expand_attention,
                                    input_shape=args.input_shape)
     extra = post_export(graph, Path(args.out), args)

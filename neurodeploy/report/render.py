@@ -56,8 +56,10 @@ def _sections(doc: dict):
     s = p["summary"]
     yield "p", (f"Verdict: **{p['verdict']}** - {s['synaptic_nodes']} synaptic nodes, classes "
                 + ", ".join(f"{k} {v}" for k, v in s["classes"].items() if v) + f"; {s['violations']} violation(s).")
-    if p["violations"]:
-        yield "table", (["node", "class", "role"], [[v["node"], v["class"], v["role"] or ""] for v in p["violations"][:MAX_ROWS]])
+    rows = [[v["node"], v["class"], v["role"] or "", "violation"] for v in p["violations"]]
+    rows += [[v["node"], v["class"], v["role"] or "", "allowed exception"] for v in p.get("allowed", [])]
+    if rows:
+        yield "table", (["node", "class", "role", "status"], rows[:MAX_ROWS])
     fr = doc["firing_rates"]
     yield "h2", "Firing rates"
     yield "p", f"Source: {fr['source'] or 'none (give --data or --firing-rates)'}."

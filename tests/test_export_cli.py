@@ -102,3 +102,33 @@ def test_missing_model_and_arch_with_nir(tmp_path, capsys):
     assert "nope.pt: no such file" in err_line(capsys)
     assert main(["export", CNN, "--arch", "spikingformer-digits", "-o", str(tmp_path)]) == 2
     assert "--arch applies to checkpoints" in err_line(capsys)
+
+
+@pytest.mark.slow
+def test_export_target_loihi2_writes_lowering_and_report(trained_digits_checkpoint, tmp_path, capsys):
+    import json
+
+    from neurodeploy.lower.network import LoweredNetwork
+
+    out = tmp_path / "deploy"
+    assert main(["export", str(trained_digits_checkpoint), "-o", str(out), "--target", "loihi2"]) == 0
+    printed = capsys.readouterr().out
+    assert "loihi2: fits (1 chip(s), Oheo Gulch)" in printed
+    summary = json.loads((out / "loihi2" / "summary.json").read_text())
+    net = LoweredNetwork.load(str(out / "loihi2" / "network.npz"))
+    assert summary["neurons"] == sum(p.size for p in net.populations if p.kind != "input") == net.counts()["neurons"]
+    assert summary["latency_steps"] == net.metadata["latency"] > 0
+    assert (out / "loihi2" / "network.net").stat().st_size > 0
+    report = json.loads((out / "report.json").read_text())
+    assert [t["target"] for t in report["targets"]] == ["loihi2"] and report["targets"][0]["fits"]
+    assert report["lowering"]["ran"] and report["lowering"]["fidelity"] >= 0.99
+    assert (out / "report.md").read_text().startswith("# Deployment report: spikingformer-digits")
+    assert "<img" in (out / "report.html").read_text()
+
+
+def test_export_unknown_target_writes_nothing(trained_digits_checkpoint, tmp_path, capsys):
+    out = tmp_path / "deploy"
+    assert main(["export", str(trained_digits_checkpoint), "-o", str(out), "--target", "loihi9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown target 'loihi9'" in err
+    assert not out.exists()

@@ -5,12 +5,11 @@ error (nothing written).  See docs/purity.md.
 """
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
+from ..fileio import write_text_atomic
 
 
 def add_parser(subparsers):
@@ -42,19 +41,6 @@ def add_parser(subparsers):
     return p
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def run(args) -> int:
     from ..analysis.check import check_model
     from ..analysis.formats import render
@@ -77,7 +63,7 @@ def run(args) -> int:
     text = render(report, args.format, artifact_uri=model_path,
                   elapsed=float(report.extra.get("elapsed_seconds", 0.0)))
     if args.output:
-        _write_atomic(Path(args.output), text)
+        write_text_atomic(args.output, text)
         verdict = "spike-pure" if report.pure else f"NOT spike-pure ({len(report.violations)} violation(s))"
         sys.stdout.write(f"{report.extra['model'].get('name')}: {verdict}; report written to {args.output}\n")
     else:

@@ -6,12 +6,11 @@ Exit codes: 0 report written and every budget met; 1 a budget exceeded (the repo
 """
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
+from ..fileio import write_text_atomic
 
 
 def add_parser(subparsers):
@@ -37,22 +36,6 @@ def add_parser(subparsers):
     return p
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def run(args) -> int:
     from ..report import build_report, load_firing_rates
     from ..report.render import render
@@ -74,7 +57,7 @@ def run(args) -> int:
     text = render(doc, args.format)
     ok = doc["budgets"]["ok"]
     if args.output:
-        write_atomic(Path(args.output), text)
+        write_text_atomic(args.output, text)
         fits = ", ".join(f"{t['target']}: {'fits' if t['fits'] else 'does not fit'}"
                          + (f" ({t['cores']:,} cores, {t['chips']} chip(s), {t['system']})" if t["fits"] else "")
                          for t in doc["targets"])

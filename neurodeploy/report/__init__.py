@@ -300,13 +300,13 @@ def _budgets(targets, energy, lowering, max_chips, max_energy_uj, min_fidelity) 
 
 def write_report_files(doc: dict, out_dir: str | Path, formats=("json", "md", "html"), stem: str = "report") -> list[Path]:
     """Write ``doc`` as ``<out_dir>/<stem>.<fmt>`` for each format, each atomically (for ``export --target``)."""
-    from ..commands.report import write_atomic
+    from ..fileio import write_text_atomic
     from .render import render
 
     out = []
     texts = {fmt: render(doc, fmt) for fmt in formats}  # render everything first: no partial set on error
     for fmt, text in texts.items():
         path = Path(out_dir) / f"{stem}.{fmt}"
-        write_atomic(path, text)
+        write_text_atomic(path, text)
         out.append(path)
     return out

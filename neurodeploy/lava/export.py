@@ -40,26 +40,49 @@ def summarize(net: LoweredNetwork, report: dict | None = None) -> dict:
                            "note": "computed once per sample on the host; the image is held as bias for all steps"})
         else:
             inputs.append({"population": p.name, "mode": f"{p.input_kind} input", "neurons": p.size})
+    from ..errors import UnsupportedError
+    from ..lower.attention_neurons import attention_neurons, attention_to_neurons, and_neuron_count
     att = []
     for a in net.attention:
         dh = a.dim // a.heads
+        try:
+            # counted on the groups the neuron lowering really builds
+            pop, syns = attention_neurons(a)
+            neuro = {"and_neurons": pop.size, "synapses": int(sum(np.count_nonzero(x.weights) for x in syns)),
+                     "synapse_groups": len(syns), "extra_latency_steps": 1, "feasible": True}
+        except UnsupportedError as exc:
+            M = and_neuron_count(a)
+            neuro = {"and_neurons": M, "synapses": 4 * M, "synapse_groups": 4, "extra_latency_steps": 1,
+                     "feasible": False, "refused": str(exc)}
+        neuro["note"] = ("y[c,n] = sum_{j,m} AND(Q[j,n], K[j,m], V[c,m]): one three-input coincidence LIF "
+                         "(vth 2, no memory) per term, fed by three excitatory all-ones sparse groups, summed "
+                         "by one sparse group of weight m into the attention LIF (lower with "
+                         "attention='neurons')")
         att.append({
             "name": a.name, "heads": a.heads, "dim": a.dim, "tokens": a.tokens,
             "process_option": {"lava_process": "neurodeploy SpikingAttention (fixed_pt PyProcessModel)",
                                "integer_ops_per_step": a.heads * (a.tokens * dh * dh * 2),
                                "neurons": 0, "synapses": 0},
-            "neurocore_option": {"and_neurons": a.heads * a.tokens * a.tokens * dh * dh,
-                                 "synapses": 3 * a.heads * a.tokens * a.tokens * dh * dh
-                                 + a.heads * a.tokens * a.tokens * dh * dh,
-                                 "note": "y[n,j] = sum_{i,m} AND(q[n,i], k[m,i], v[m,j]): one 3-input coincidence "
-                                         "neuron per term, summed by a Dense into the attention LIF"},
+            "neurocore_option": neuro,
         })
+    options = {"process": {"neurons": counts["neurons"], "synapses": counts["synapses"],
+                           "synapse_groups": counts["synapse_groups"], "attention_ops": counts["attention_ops"],
+                           "latency_steps": lat}}
+    if net.attention:
+        try:
+            nn = attention_to_neurons(net)
+            c2 = nn.counts()
+            options["neurons"] = {"neurons": c2["neurons"], "synapses": c2["synapses"],
+                                  "synapse_groups": c2["synapse_groups"], "attention_ops": c2["attention_ops"],
+                                  "latency_steps": int(nn.metadata.get("latency", 0))}
+        except UnsupportedError as exc:
+            options["neurons"] = {"feasible": False, "refused": str(exc)}
     s = {"target": "loihi2", "latency_steps": lat, "steps_per_sample": T,
          "sample_period_steps": (T + lat) if T else None,
          "populations": counts["populations"], "neurons": counts["neurons"],
          "synapse_groups": counts["synapse_groups"], "synapses": counts["synapses"],
          "max_delay": max([int(s.balance_delay) for s in net.synapses] + [0]),
-         "inputs": inputs, "attention": att, "outputs": list(net.outputs),
+         "inputs": inputs, "attention": att, "attention_options": options, "outputs": list(net.outputs),
          "readout_scale": net.metadata.get("readout_scale")}
     if report is not None:
         s["quantization"] = report

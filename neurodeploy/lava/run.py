@@ -6,8 +6,19 @@ balance delay becomes a ``DelaySparse`` with the same connections) and one :clas
 attention op.  Populations are flat (n,) in the C order of their (C, H, W) shape; conv synapses see them
 through reshape/transpose ports in Lava's (W, H, C) layout, with the kernel flipped and transposed to
 Lava's (C_out, W, H, C_in) as netx does.
+
+Recording: one recorder process per recorded population (:mod:`neurodeploy.lava.record`: its output
+port's payload and, for neurons, u and v read after each step like Lava's Monitor), saved to files by the
+recorder itself; Monitor.get_data reads element by element and is far too slow for whole populations.
+
+:func:`run_lava` runs one sample; :func:`run_lava_chained` runs many samples back to back in ONE process
+graph (chained mode, :mod:`neurodeploy.lower.chain`: periodic LIFReset of every population, the encoder
+output as graded RingBuffer input), bit-exact with :func:`neurodeploy.lower.chain.simulate_chained`.
 """
 from __future__ import annotations
+
+import os
+import shutil
 
 import numpy as np
 
@@ -153,42 +164,66 @@ class LavaNetwork:
             out_port(a.v).connect(proc.v_in)
             proc.a_out.connect(self.procs[a.dst].a_in)
             self.procs[a.name] = proc
-        # Lava's Monitor model serves one probe: one Monitor per recorded variable
-        self.monitors = []
-        self.probes = []
-        for name in sorted(self.record):
+        # recorders (neurodeploy.lava.record): like Lava's Monitor, but saved to files by their own OS
+        # process (Monitor.get_data reads element by element, far too slow for whole populations)
+        import tempfile
+
+        from .record import SpikeRecorder, StateRecorder
+        self.tmpdir = tempfile.mkdtemp(prefix="neurodeploy-lava-")
+        self.recorders = []
+        for i, name in enumerate(sorted(self.record)):
             p = pops[name]
             if p.kind == "input" and p.input_kind == "bias":
                 continue
             proc = self.procs[name]
-            targets = [("s", proc.s_out, "s_out")]
-            if p.kind != "input":
-                targets += [("u", proc.u, "u"), ("v", proc.v, "v")]
-            for key, target, var in targets:
-                mon = Monitor()
-                mon.probe(target, steps)
-                self.monitors.append(mon)
-                self.probes.append((mon, name, key, var))
+            path = os.path.join(self.tmpdir, f"rec{i}")
+            state = p.kind != "input"
+            rec = (StateRecorder if state else SpikeRecorder)(n=p.size, steps=steps, path=path)
+            proc.s_out.connect(rec.s_in)
+            if state:
+                rec.u_ref.connect_var(proc.u)
+                rec.v_ref.connect_var(proc.v)
+            self.recorders.append((name, path, state))
         self.anchor = next(iter(self.procs.values()))
 
-    def run(self) -> dict:
+    def run(self, chunk: int | None = None, progress=None) -> dict:
+        """Run all steps (in pieces of ``chunk`` steps, calling ``progress(steps)`` after each) and stop
+        the runtime.  ``self.timing``: seconds of the first piece (includes compiling and starting the
+        OS processes), of the rest, and the steps of each."""
+        import time
+
         from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2SimCfg
 
+        chunk = int(chunk or self.steps)
+        cfg = Loihi2SimCfg(select_tag="fixed_pt")
+        self.timing = {"first_s": 0.0, "first_steps": 0, "rest_s": 0.0, "rest_steps": 0}
         try:
-            self.anchor.run(condition=RunSteps(num_steps=self.steps),
-                            run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-            data = [(m, m.get_data()) for m in self.monitors]
+            done = 0
+            while done < self.steps:
+                n = min(chunk, self.steps - done)
+                t0 = time.perf_counter()
+                self.anchor.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
+                dt = time.perf_counter() - t0
+                key = "first" if done == 0 else "rest"
+                self.timing[f"{key}_s"] += dt
+                self.timing[f"{key}_steps"] += n
+                done += n
+                if progress is not None:
+                    progress(n)
         finally:
             try:
                 self.anchor.stop()
             except Exception:  # noqa: BLE001 - stopping a runtime that never started
                 pass
-        out = {}
-        got = {id(m): d for m, d in data}
-        for mon, name, key, var in self.probes:
-            arr = np.asarray(got[id(mon)][self.procs[name].name][var])
-            out.setdefault(name, {})[key] = arr.reshape(self.steps, 1, -1).astype(np.int64)
+        from .record import load_recording
+        try:
+            out = {}
+            for name, path, state in self.recorders:
+                out[name] = {k: a.reshape(self.steps, 1, -1).astype(np.int64)
+                             for k, a in load_recording(path, state).items()}
+        finally:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
         return out
 
 
@@ -196,3 +231,25 @@ def run_lava(net: LoweredNetwork, inputs: dict, steps: int, record=None) -> dict
     """Run one sample in Lava; ``{pop: {"s"|"u"|"v": array [steps, 1, n]}}`` like the fast engine.
     ``inputs`` as for :meth:`neurodeploy.sim.Engine.run` with batch 1."""
     return LavaNetwork(net, inputs, steps, record).run()
+
+
+def run_lava_chained(net: LoweredNetwork, inputs: dict, period: int | None = None, record=None,
+                     conv_as_sparse: bool = True, chunk: int | None = None, progress=None):
+    """Run MANY samples in ONE Lava process graph (chained mode, :mod:`neurodeploy.lower.chain`).
+
+    ``inputs``: batched engine-style inputs of ``net`` (B samples: ``[T', B, ...]`` sequences, ``[B, ...]``
+    bias values); the samples run back to back, ``period`` (default T + latency) steps each, with every
+    population reset at the start of its window and the per-sample encoder output fed as graded input.
+    ``conv_as_sparse``: conv groups run as Sparse where exact (much faster in Lava's CPU simulation).
+    ``progress(steps)`` is called after every ``chunk`` steps.
+    Returns ``(chained network, {pop: {"s"|"u"|"v": array [B*period, 1, n]}}, timing)``;
+    :func:`neurodeploy.lower.chain.simulate_chained` computes the same with our engine.
+    """
+    from ..lower.chain import chain_inputs, chain_network
+
+    chained = chain_network(net, period, conv_as_sparse=conv_as_sparse)
+    cin = chain_inputs(chained, inputs)
+    steps = next(iter(cin.values())).shape[0]
+    lnet = LavaNetwork(chained, cin, steps, record)
+    res = lnet.run(chunk=chunk, progress=progress)
+    return chained, res, lnet.timing

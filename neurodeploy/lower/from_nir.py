@@ -521,51 +521,64 @@ class _Lowerer:
         return out
 
     def balance(self, net: LoweredNetwork):
-        lat = {}
-        incoming = {p.name: [] for p in net.populations}
-        for s in net.synapses:
-            incoming[s.dst].append(s)
-        for a in net.attention:
-            incoming[a.dst].append(a)
-        order = net.topological_order()
-        for name in order:
-            arr = []
-            for c in incoming[name]:
-                if isinstance(c, Synapse):
-                    arr.append(lat[c.src] + 1)
-                else:
-                    arr += [lat[c.q] + 1, lat[c.k] + 1, lat[c.v] + 1]
-            lat[name] = max(arr) if arr else 0
-            for c in incoming[name]:
-                if isinstance(c, Synapse):
-                    c.balance_delay = lat[name] - lat[c.src] - 1
-                    if c.balance_delay > MAX_DELAY:
-                        raise UnsupportedError(
-                            f"node '{net.pop(name).source}': path from '{c.src}' needs a delay of {c.balance_delay} "
-                            f"steps, more than the Loihi 2 maximum {MAX_DELAY}")
-                else:
-                    c.balance_delays = tuple(lat[name] - lat[s] - 1 for s in (c.q, c.k, c.v))
-        Lmax = max(lat.values()) if lat else 0
-        period = (int(self.T) + Lmax) if self.T else 0
-        for p in net.populations:
-            if p.kind == "input" or lat[p.name] == 0:
-                continue
-            if np.any(np.asarray(p.bias_mant) != 0) or p.kind == "readout":
-                # zero u and v when the first input arrives (bias must not act while the pipeline fills)
-                p.reset_interval = period if period else 1 << 20
-                p.reset_offset = (lat[p.name] + 1) % p.reset_interval
-        net.metadata["latency"] = int(Lmax)
-        net.metadata["population_latency"] = {k: int(v) for k, v in lat.items()}
+        balance_network(net, self.T)
+
+
+def balance_network(net: LoweredNetwork, T=None) -> None:
+    """Delay balancing (in place): each population's latency is its longest incoming path (one step per
+    synapse group or attention op), every group into it gets ``balance_delay`` (attention ops
+    ``balance_delays``) so that all its inputs arrive together; more than 62 -> error naming the node.
+    Populations with a bias (and readouts) are reset (LIFReset, period ``T + latency``) at the step their
+    first input arrives.  Sets ``metadata["latency"]`` and ``metadata["population_latency"]``."""
+    lat = {}
+    incoming = {p.name: [] for p in net.populations}
+    for s in net.synapses:
+        incoming[s.dst].append(s)
+    for a in net.attention:
+        incoming[a.dst].append(a)
+    order = net.topological_order()
+    for name in order:
+        arr = []
+        for c in incoming[name]:
+            if isinstance(c, Synapse):
+                arr.append(lat[c.src] + 1)
+            else:
+                arr += [lat[c.q] + 1, lat[c.k] + 1, lat[c.v] + 1]
+        lat[name] = max(arr) if arr else 0
+        for c in incoming[name]:
+            if isinstance(c, Synapse):
+                c.balance_delay = lat[name] - lat[c.src] - 1
+                if c.balance_delay > MAX_DELAY:
+                    raise UnsupportedError(
+                        f"node '{net.pop(name).source}': path from '{c.src}' needs a delay of {c.balance_delay} "
+                        f"steps, more than the Loihi 2 maximum {MAX_DELAY}")
+            else:
+                c.balance_delays = tuple(lat[name] - lat[s] - 1 for s in (c.q, c.k, c.v))
+    Lmax = max(lat.values()) if lat else 0
+    period = (int(T) + Lmax) if T else 0
+    for p in net.populations:
+        if p.kind == "input" or lat[p.name] == 0:
+            continue
+        if np.any(np.asarray(p.bias_mant) != 0) or p.kind == "readout":
+            # zero u and v when the first input arrives (bias must not act while the pipeline fills)
+            p.reset_interval = period if period else 1 << 20
+            p.reset_offset = (lat[p.name] + 1) % p.reset_interval
+    net.metadata["latency"] = int(Lmax)
+    net.metadata["population_latency"] = {k: int(v) for k, v in lat.items()}
 
 
 def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = None, rounding: str = "nearest",
-                input_range=(0.0, 1.0), bias_exp_min: int = 0):
+                input_range=(0.0, 1.0), bias_exp_min: int = 0, attention: str = "process"):
     """Lower ``graph``; returns ``(LoweredNetwork, report)``.  ``T``: steps per sample (default from the
     graph metadata ``neurodeploy.time_steps``); ``scale``: force one integer scale for every population;
     ``rounding``: how decays dv are rounded: ``nearest`` or ``floor`` (truncation, as the NIR paper's
     Lava conversion);
     ``input_range``: bound of real-valued inputs (sizes the encoder's bias exponent);
-    ``bias_exp_min``: smallest bias exponent (6 = biases in weight units, as netx files require)."""
+    ``bias_exp_min``: smallest bias exponent (6 = biases in weight units, as netx files require);
+    ``attention``: ``process`` (one integer op, our Lava process) or ``neurons`` (three-input AND
+    coincidence LIF neurons and synapse groups only, small models: :mod:`neurodeploy.lower.attention_neurons`)."""
+    if attention not in ("process", "neurons"):
+        raise BadInputError(f"attention must be 'process' or 'neurons', not '{attention}'")
     from ..graph import graph_dt
     if rounding not in ("nearest", "floor"):
         raise BadInputError(f"rounding must be 'nearest' or 'floor', not '{rounding}'")
@@ -573,4 +586,7 @@ def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = N
         T = int(_meta(graph, "neurodeploy.time_steps", 0) or 0) or None
     low = _Lowerer(graph, T, scale, rounding, input_range, graph_dt(graph), bias_exp_min)
     net = low.lower()
+    if attention == "neurons":
+        from .attention_neurons import attention_to_neurons
+        net = attention_to_neurons(net)
     return net, low.report

@@ -28,8 +28,11 @@ Records (plain dataclasses, integers only where the chip holds integers):
 * :class:`Attention` - Spikingformer's spiking self-attention as one integer op:
   per head h, ``a = weight * Q_h (K_h^T V_h)`` on the [D, N] spike maps of populations q, k, v; feeds
   population ``dst`` like a synapse group (one step of pipeline latency, plus ``balance_delays``).
+  (``lower_graph(..., attention="neurons")`` replaces it by AND coincidence neurons and synapse groups
+  for small models: :mod:`neurodeploy.lower.attention_neurons`.)
 
 A network is pipelined exactly like Lava: every synapse group and attention op adds one time step.
+Many samples can run back to back in one run (chained mode: :mod:`neurodeploy.lower.chain`).
 ``LoweredNetwork.latency`` gives each population's pipeline depth.
 
 File format (``save``/``load``): one ``.npz`` file; key ``__meta__`` holds a UTF-8 JSON document

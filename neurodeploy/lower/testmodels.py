@@ -24,3 +24,37 @@ def tiny_spikingformer(seed: int = 0, embed_dim: int = 16, heads: int = 2, depth
                 m.weight.copy_(torch.rand(n, generator=g) * 1.5 + 0.8)
                 m.bias.copy_(torch.rand(n, generator=g) * 1.0 + (0.6 if "attn" in name or "mlp" in name else 0.3))
     return model.eval()
+
+
+def tiny_attention_net(dim: int = 4, heads: int = 2, tokens: int = 4, T: int = 3, weight: int = 3):
+    """A hand-made lowered network around one attention op (process form): spike inputs qin, kin, vin
+    ([dim, 1, tokens]) relayed 1:1 by threshold neurons q, k and v (v through one more relay, so the q and k
+    paths need a balance delay), the attention into ``attn`` (a LIF with tau 2 and a bias), plus a direct
+    group from qin into ``attn`` (a second, shorter path to re-balance).  Delay-balanced for T steps."""
+    import numpy as np
+
+    from .from_nir import balance_network
+    from .network import EXCITATORY, Attention, LoweredNetwork, Population, Synapse
+
+    shape = (dim, 1, tokens)
+    n = dim * tokens
+    eye = np.eye(n, dtype=np.int64)
+    net = LoweredNetwork()
+    for name in ("qin", "kin", "vin"):
+        net.populations.append(Population(name, shape, kind="input", input_kind="spikes"))
+    relay = dict(du=4095, dv=4096, vth=0)
+    for name in ("q", "k", "v0", "v"):
+        net.populations.append(Population(name, shape, **relay))
+    net.populations.append(Population("attn", shape, du=4095, dv=2048, vth=12, bias_mant=40, bias_exp=1))
+    for src, dst in (("qin", "q"), ("kin", "k"), ("vin", "v0"), ("v0", "v")):
+        net.synapses.append(Synapse(f"{dst}.syn", src, dst, "dense", eye.copy(), sign_mode=EXCITATORY))
+    rng = np.random.default_rng(5)
+    net.synapses.append(Synapse("attn<-qin", "qin", "attn", "dense", 2 * rng.integers(-3, 4, (n, n)),
+                                weight_exp=1))
+    net.attention.append(Attention("attention", "q", "k", "v", "attn", heads=heads, dim=dim, tokens=tokens,
+                                   weight=weight))
+    net.outputs = ["attn"]
+    net.metadata["time_steps"] = T
+    balance_network(net, T)
+    net.validate()
+    return net

@@ -1,5 +1,5 @@
 # neurodeploy: two commands from a fresh clone.
-#   make demo   set up .venv, train (or reuse) the demo Spikingformer, run the later stages that exist
+#   make demo   set up .venv, train (or reuse) the demo Spikingformer, export, check, lower, simulate, report
 #   make test   set up .venv, run the test suite
 # Also: make install (set-up only), make bench (benchmarks, installs spikingjelly), make clean.
 #
@@ -22,13 +22,13 @@ STAMP      := $(VENV)/.installed-$(SETUP_HASH)
 DEMO_OUT   := demo-out
 DEMO_MODEL := $(DEMO_OUT)/spikingformer-digits.pt
 
-# has_cmd,NAME: true if the installed CLI has subcommand NAME (an absent one makes argparse exit 2)
-has_cmd = $(ND) $(1) --help >/dev/null 2>&1
+# digits test images run through Lava in the demo (one chained Lava run; ~3 samples/s on 2 cores)
+LAVA_SAMPLES ?= 100
 
 .PHONY: help install demo test bench clean distclean chromium
 
 help:
-	@echo "make demo    set up .venv, train (or reuse) the demo model, run the available pipeline stages"
+	@echo "make demo    set up .venv, train (or reuse) the demo model, export/check/lower/simulate/report it"
 	@echo "make test    set up .venv and run the test suite"
 	@echo "make install set up .venv only (Python 3.11, CPU torch, neurodeploy editable, Lava)"
 	@echo "make bench   run benchmarks/*.py (installs the benchmark-only spikingjelly 0.0.0.0.14)"
@@ -61,37 +61,21 @@ chromium:
 
 demo: $(STAMP)
 	@mkdir -p $(DEMO_OUT)
-	@echo "== [1/5] train (or reuse) the demo Spikingformer on scikit-learn digits"
-	@if $(call has_cmd,train); then \
-		$(ND) train --arch spikingformer-digits -o $(DEMO_MODEL) --reuse; \
-	else \
-		echo "neurodeploy: the 'train' subcommand is not built yet" >&2; exit 1; \
-	fi
-	@# ---- later demo stages: each runs only once its subcommand exists ---------------------------
-	@# DEMO STAGE export (issue 3; issue 5 adds --target loihi2): NIR graph into demo-out/nir/
-	@echo "== [2/5] export to NIR"
-	@if $(call has_cmd,export); then \
-		$(ND) export $(DEMO_MODEL) -o $(DEMO_OUT)/nir; \
-	else echo "   (skipped: 'neurodeploy export' not built yet)"; fi
-	@# DEMO STAGE check (issue 4): spike-purity verdict; exit 1 is a verdict, not a demo failure
-	@echo "== [3/5] spike-purity check"
-	@if $(call has_cmd,check); then \
-		rc=0; $(ND) check $(DEMO_MODEL) || rc=$$?; \
-		if [ $$rc -gt 1 ]; then exit $$rc; fi; \
-	else echo "   (skipped: 'neurodeploy check' not built yet)"; fi
-	@# DEMO STAGE simulate (issues 5, 6): Lava / fixed-point accuracy next to float accuracy
-	@echo "== [4/5] simulate on Loihi 2 (fixed point)"
-	@if $(call has_cmd,simulate); then \
-		$(ND) simulate $(DEMO_MODEL) --target loihi2; \
-	else echo "   (skipped: 'neurodeploy simulate' not built yet)"; fi
-	@# DEMO STAGE report (issue 7): deployment report
-	@echo "== [5/5] deployment report"
-	@if $(call has_cmd,report); then \
-		$(ND) report $(DEMO_MODEL) --target loihi2 -o $(DEMO_OUT)/report.md; \
-	else echo "   (skipped: 'neurodeploy report' not built yet)"; fi
-	@# ---- end of demo stages ---------------------------------------------------------------------
+	@echo "== [1/6] train (or reuse) the demo Spikingformer on scikit-learn digits"
+	$(ND) train --arch spikingformer-digits -o $(DEMO_MODEL) --reuse
+	@echo "== [2/6] export to NIR and deploy for Loihi 2 (lowered network, netx file, report)"
+	$(ND) export $(DEMO_MODEL) -o $(DEMO_OUT)/deploy --target loihi2
+	@echo "== [3/6] spike-purity check (encoder allowed, readout folded into accumulates)"
+	$(ND) check $(DEMO_MODEL) --allow encoder --fold-readout
+	@echo "== [4/6] Loihi 2 fixed point on our fast engine: all 360 digits test images"
+	$(ND) simulate $(DEMO_MODEL) --target loihi2 --backend fast
+	@echo "== [5/6] Loihi 2 fixed point in Lava (Loihi2SimCfg fixed_pt): first $(LAVA_SAMPLES) test images"
+	$(ND) simulate $(DEMO_MODEL) --target loihi2 --backend lava --limit $(LAVA_SAMPLES)
+	@echo "== [6/6] deployment report"
+	$(ND) report $(DEMO_MODEL) --target loihi2 --target speck --format html -o $(DEMO_OUT)/report.html
 	@echo "== demo artifacts in $(CURDIR)/$(DEMO_OUT):"
-	@ls -l $(DEMO_OUT)
+	@ls -l $(DEMO_OUT) $(DEMO_OUT)/deploy
+	@echo "== report: $(CURDIR)/$(DEMO_OUT)/report.html (also $(DEMO_OUT)/deploy/report.{md,json,html})"
 
 bench: $(STAMP)
 	@$(VPY) -c "import spikingjelly" >/dev/null 2>&1 || $(PIP) install spikingjelly==0.0.0.0.14 --no-deps

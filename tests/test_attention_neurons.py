@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from neurodeploy.errors import UnsupportedError
-from neurodeploy.lava.attention import attention_numpy
+from neurodeploy.lava.processes.attention import attention_numpy
 from neurodeploy.lower.attention_neurons import MAX_AND_NEURONS, attention_to_neurons
 from neurodeploy.lower.testmodels import tiny_attention_net
 from neurodeploy.sim import simulate

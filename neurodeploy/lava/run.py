@@ -7,7 +7,7 @@ attention op.  Populations are flat (n,) in the C order of their (C, H, W) shape
 through reshape/transpose ports in Lava's (W, H, C) layout, with the kernel flipped and transposed to
 Lava's (C_out, W, H, C_in) as netx does.
 
-Recording: one recorder process per recorded population (:mod:`neurodeploy.lava.record`: its output
+Recording: one recorder process per recorded population (:mod:`neurodeploy.lava.processes.record`: its output
 port's payload and, for neurons, u and v read after each step like Lava's Monitor), saved to files by the
 recorder itself; Monitor.get_data reads element by element and is far too slow for whole populations.
 
@@ -68,7 +68,7 @@ class LavaNetwork:
         from lava.utils.weightutils import SignMode
         from scipy.sparse import csr_matrix
 
-        from .attention import SpikingAttention
+        from .processes.attention import SpikingAttention
 
         net.validate()
         self.net = net
@@ -164,11 +164,11 @@ class LavaNetwork:
             out_port(a.v).connect(proc.v_in)
             proc.a_out.connect(self.procs[a.dst].a_in)
             self.procs[a.name] = proc
-        # recorders (neurodeploy.lava.record): like Lava's Monitor, but saved to files by their own OS
+        # recorders (neurodeploy.lava.processes.record): like Lava's Monitor, but saved to files by their own OS
         # process (Monitor.get_data reads element by element, far too slow for whole populations)
         import tempfile
 
-        from .record import SpikeRecorder, StateRecorder
+        from .processes.record import SpikeRecorder, StateRecorder
         self.tmpdir = tempfile.mkdtemp(prefix="neurodeploy-lava-")
         self.recorders = []
         for i, name in enumerate(sorted(self.record)):
@@ -216,7 +216,7 @@ class LavaNetwork:
                 self.anchor.stop()
             except Exception:  # noqa: BLE001 - stopping a runtime that never started
                 pass
-        from .record import load_recording
+        from .processes.record import load_recording
         try:
             out = {}
             for name, path, state in self.recorders:

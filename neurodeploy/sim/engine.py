@@ -16,9 +16,10 @@ Semantics (lava-nc 0.10.0 ``PyLifModelBitAcc`` / ``PyLifResetModelBitAcc``, ``Py
 * Every synapse group and attention op delivers one step later (``pipelined=True``, Lava) plus its
   delays; ``pipelined=False`` is the layer-synchronous model (same step, balance delays ignored).
 
-Tensors are torch int64 (state) on ``device``; vectorised over neurons and over a batch of samples.
-Products are computed in float32 where the sum is provably below 2**24 and in float64 otherwise, so they
-are exact integers.
+Tensors live on ``device``; vectorised over neurons and over a batch of samples.  Every number is an
+integer held exactly: products are summed in float32 where the sum is provably below 2**24 (CPU only;
+GPUs may use TF32), else float64 (exact below 2**53); LIF state is float32 or float64 where bounds prove
+it exact (see ``Engine``), else int64 with the reference update :func:`lif_step`.
 """
 from __future__ import annotations
 
@@ -112,12 +113,71 @@ def lif_step(u, v, a_in, du, dv, vth, bias, safe=False):
     return u, v, s
 
 
+_SKIP_CHECK_MAX = 1 << 18       # sources up to this many values (batch x neurons) are checked for silence
+_F32_EXACT = float(1 << 24)     # integers of magnitude <= 2**24 are exact in float32
+_F64_EXACT = float(1 << 53)
+
+
+def _odd(f: int) -> int:
+    """The odd part of a decay factor (its significant bits: v * f is exact when v * odd(f) is)."""
+    f = abs(int(f))
+    while f and not f & 1:
+        f >>= 1
+    return f
+
+
+def _weight_bound(w: np.ndarray) -> float:
+    """Largest sum of |weights| feeding one output neuron (the most a spike vector can add)."""
+    w = np.abs(np.asarray(w, dtype=np.float64))
+    w = w.reshape(w.shape[0], -1)
+    return float(w.sum(1).max(initial=0))
+
+
+_COMPILE_MIN = 1 << 15          # compile the LIF update for populations with at least this many values
+
+
+def _k_v(v, slot, bias, fv, th):
+    """Fused fast LIF step, du = 4095 (u = a_in << 6): the integers of :meth:`Engine._lif_fast` (every
+    intermediate is an exactly representable integer, so any evaluation order gives the same result;
+    clamping where the bound proves it unnecessary changes nothing; dv = 4096 is fv = 0)."""
+    x = torch.trunc(v * fv) + slot * 64 + bias
+    x = x.clamp(-_V_LIM, _V_LIM)
+    spike = x > th
+    v.copy_(torch.where(spike, torch.zeros_like(x), x))
+    return spike.to(torch.float32)
+
+
+def _k_uv(u, v, slot, bias, fu, fv, th):
+    """Fused fast LIF step with current decay."""
+    un = torch.trunc(u * fu) + slot * 64
+    x = torch.trunc(v * fv) + un + bias
+    x = x.clamp(-_V_LIM, _V_LIM)
+    spike = x > th
+    u.copy_(un)
+    v.copy_(torch.where(spike, torch.zeros_like(x), x))
+    return spike.to(torch.float32)
+
+
+_KERNELS = {}
+
+
+def _kernel(no_current_memory: bool):
+    if no_current_memory not in _KERNELS:
+        _KERNELS[no_current_memory] = torch.compile(_k_v if no_current_memory else _k_uv, dynamic=True)
+    return _KERNELS[no_current_memory]
+
+
 @dataclass
 class _Group:
     syn: Synapse
     parts: list          # [(offset_pipelined, offset_sync, weight tensor)] per delay value
-    dtype: torch.dtype
-    bounded: bool = False   # |result| provably < 2**23 (no 24-bit wrap needed, float32 exact)
+    dtype: torch.dtype   # dtype the products are summed in (exact: see _prepare)
+    bounded: bool = False   # conv: |result| provably < 2**23 (no 24-bit wrap needed)
+    bound: float = float("inf")   # |contribution| per part after shift / wrap (a_in units)
+    shape: tuple = ()    # conv: source shape (C, H, W)
+    mm1x1: bool = False  # conv 1x1, stride 1, no padding, groups 1: computed as a batched matmul
+    src_hwc: bool = False   # neuron order of the source / destination inside the engine (see _layouts)
+    dst_hwc: bool = False
 
 
 class Engine:
@@ -127,18 +187,44 @@ class Engine:
     or graded integers, looped like Lava's RingBuffer when steps > T) or, for ``bias`` inputs, [B, *shape]
     (values written to the bias mantissa of the populations naming it in ``bias_input``).
     Returns ``{pop: {"s"|"u"|"v": tensor [steps, B, n]}}`` for the recorded populations.
+
+    Speed (never at the cost of an integer):
+
+    * Everything that does not depend on the time step is prepared once: weights in the exact float
+      dtype, bounds, per-population constants, preallocated buffers; the step loop reads a flat plan.
+    * Populations whose ``u`` provably stays inside 24 bits (no wrap-around possible; see
+      :meth:`_safe_flags`) run the LIF update on float state in a few in-place ops; the bound on ``|v|``
+      (fixed point of ``|v| (4096 - dv) / 4096 + |u|max + |bias|max``) decides whether saturation can
+      happen and whether float32 is exact (every product ``v * odd part of the decay factor`` and every
+      sum below 2**24) or float64 is needed (always exact: < 2**36).  Decay rounds toward zero as
+      ``copysign(floor(|x|), x)``; the spike is ``clamp(v - vth*64, 0, 1)`` (integers); reset is
+      ``v - v * s``.  The others run the int64 reference update :func:`lif_step`.
+    * Synaptic input is summed in float32 when the sum of all incoming groups is provably below 2**24,
+      else float64.  3-D populations that only meet conv/dense groups are held channels-last (H, W, C)
+      inside the engine (faster CPU convolutions); results are returned in (C, H, W) order.
+    * On the CPU a silent source (no spike in the whole batch) skips its synapse work (it adds exactly 0).
+    * ``compile=True``: the LIF update of large populations runs as one fused torch.compile kernel
+      (falls back to the eager ops if compiling is impossible); the first run pays the compile time.
+    * ``threads``: torch intra-op threads during ``run`` (None: leave torch's setting alone); one thread
+      is fastest for small batches and on a busy machine.
     """
 
-    def __init__(self, net: LoweredNetwork, device: str | torch.device = "cpu", pipelined: bool = True):
+    _products_f64 = False   # tests: sum every product in float64 as on a GPU
+
+    def __init__(self, net: LoweredNetwork, device: str | torch.device = "cpu", pipelined: bool = True,
+                 threads: int | None = None, compile: bool = False):
         net.validate()
         self.net = net
         self.device = torch.device(device)
+        self.threads = threads
+        self.compile = bool(compile)
         # float32 products are exact integers on the CPU; on GPUs cuDNN/cuBLAS may use TF32 (10-bit
         # mantissa), so there every product is computed in float64
-        self.exact32 = self.device.type == "cpu"
+        self.exact32 = self.device.type == "cpu" and not self._products_f64
         self.pipelined = pipelined
         self.order = net.topological_order()
         self.pops = {p.name: p for p in net.populations}
+        self.hwc = self._layouts()
         self.out_groups = {n: [] for n in self.pops}
         for s in net.synapses:
             self.out_groups[s.src].append(self._prepare(s))
@@ -153,6 +239,68 @@ class Engine:
         for a in self.atts:
             self.ring_len[a.dst] = max(self.ring_len[a.dst], 2)
         self.safe = self._safe_flags()
+        # bound of the summed synaptic input a_in per population (every group, every delay part) and
+        # the dtype it is accumulated in
+        self.in_bound = {n: 0.0 for n in self.pops}
+        for groups in self.out_groups.values():
+            for g in groups:
+                self.in_bound[g.syn.dst] += g.bound * len(g.parts)
+        for a in self.atts:
+            self.in_bound[a.dst] += self._att_bound(a)
+        self.ring_dtype = {}
+        for n, b in self.in_bound.items():
+            if b < _F32_EXACT and self.exact32:
+                self.ring_dtype[n] = torch.float32
+            else:
+                self.ring_dtype[n] = torch.float64
+        self.att_last = {}
+        for a in self.atts:
+            srcs = {a.q, a.k, a.v}
+            self.att_last.setdefault(max(srcs, key=self.order.index), []).append(a)
+
+    def _layouts(self) -> dict:
+        """Internal neuron order per population: (H, W, C) ("channels last") for 3-D populations that
+        only meet conv/dense synapse groups (and at least one conv): torch's CPU convolutions are faster
+        in that layout.  Weights, biases and inputs are permuted once; recordings are given back in the
+        network's (C, H, W) order."""
+        net = self.net
+        hwc = {p.name: len(p.shape) == 3 for p in net.populations}
+        conv = set()
+        for s in net.synapses:
+            if s.kind == "conv":
+                conv.update((s.src, s.dst))
+            elif s.kind not in ("dense", "sparse"):
+                hwc[s.src] = hwc[s.dst] = False
+        for a in net.attention:
+            for n in (a.q, a.k, a.v, a.dst):
+                hwc[n] = False
+        return {n: bool(h and n in conv) for n, h in hwc.items()}
+
+    def _perm(self, name: str):
+        """Internal position -> network neuron index (None: same order)."""
+        if not self.hwc.get(name):
+            return None
+        c, h, w = self.pops[name].shape
+        return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+
+    def _to_internal(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """[..., n] in network order -> internal order (a copy when they differ)."""
+        if not self.hwc.get(name):
+            return x
+        c, h, w = self.pops[name].shape
+        return x.reshape(x.shape[:-1] + (c, h, w)).movedim(-3, -1).reshape(x.shape[:-1] + (-1,))
+
+    def _to_network(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if not self.hwc.get(name):
+            return x
+        c, h, w = self.pops[name].shape
+        return x.reshape(x.shape[:-1] + (h, w, c)).movedim(-1, -3).reshape(x.shape[:-1] + (-1,))
+
+    @staticmethod
+    def _att_bound(a: Attention) -> float:
+        """|weight * Q_h (K_h^T V_h)| on 0/1 spike maps: K^T V entries <= tokens, each output sums dh of
+        them."""
+        return float(abs(a.weight)) * (a.dim // a.heads) * a.tokens
 
     def _safe_flags(self) -> dict:
         """Populations whose |u| provably stays within 24 bits (wrap-around work can be skipped)."""
@@ -177,12 +325,14 @@ class Engine:
                     rows = rows * 2.0 ** s.weight_exp + 1
                 bound[s.dst] += rows * (1 + (s.delays is not None and np.asarray(s.delays).max() > 0) * 63)
         for a in self.atts:
-            bound[a.dst] += abs(a.weight) * (a.dim // a.heads) * a.tokens * a.tokens
+            bound[a.dst] += self._att_bound(a)
         safe = {}
         for n, p in self.pops.items():
             if p.kind == "input":
                 continue
-            memory = 1 if p.du + 1 == 4096 else float("inf")
+            # |u_t| <= |u_{t-1}| (4095 - du) / 4096 + |a_in| 64 (decay rounds toward zero), so
+            # |u| <= |a_in|max 64 * 4096 / (du + 1)
+            memory = 4096.0 / (p.du + 1) if 0 <= p.du <= 4095 else float("inf")
             safe[n] = bound[n] * 64 * memory <= _M24 - 64
         return safe
 
@@ -194,40 +344,85 @@ class Engine:
         graded = s.graded or (src.kind == "input" and src.input_kind == "graded")
         if s.kind == "conv":
             w = np.asarray(s.weights).astype(np.int64)
-            bound = np.abs(w).reshape(w.shape[0], -1).sum(1).max(initial=0)
-            dtype = torch.float32 if (not graded and bound < (1 << 24) and self.exact32) else torch.float64
-            parts = [(1 + s.balance_delay, 0, torch.as_tensor(w, dtype=dtype, device=dev))]
-            return _Group(s, parts, dtype, bounded=(not graded and bound < _M24))
+            bound = _weight_bound(w)
+            dtype = torch.float32 if (not graded and bound < _F32_EXACT and self.exact32) else torch.float64
+            bounded = not graded and bound < _M24
+            mm1x1 = (tuple(w.shape[2:]) == (1, 1) and tuple(s.stride) == (1, 1) and tuple(s.padding) == (0, 0)
+                     and s.groups == 1)
+            src_hwc, dst_hwc = self.hwc[s.src], self.hwc[s.dst]
+            wt = torch.as_tensor(w, dtype=dtype, device=dev)
+            if mm1x1:
+                wt = wt.reshape(w.shape[0], w.shape[1]).contiguous()
+            elif src_hwc:
+                wt = wt.contiguous(memory_format=torch.channels_last)
+            parts = [(1 + s.balance_delay, 0, wt)]
+            return _Group(s, parts, dtype, bounded=bounded, bound=bound if bounded else float(_M24),
+                          shape=tuple(src.shape), mm1x1=mm1x1, src_hwc=src_hwc, dst_hwc=dst_hwc)
         w = lava_effective_weights(s.weights, s.sign_mode, s.num_weight_bits)
-        bound = np.abs(w).sum(1).max(initial=0)
-        dtype = torch.float32 if (not graded and bound < (1 << 24) and self.exact32) else torch.float64
+        d_all = None if s.delays is None else np.broadcast_to(np.asarray(s.delays), w.shape)
+        pin, pout = self._perm(s.src), self._perm(s.dst)
+        if pin is not None:
+            w = w[:, pin]
+            d_all = None if d_all is None else d_all[:, pin]
+        if pout is not None:
+            w = w[pout]
+            d_all = None if d_all is None else d_all[pout]
+        raw = float("inf") if graded else _weight_bound(w)
+        scaled = raw * 2.0 ** s.weight_exp + (1 if s.weight_exp < 0 else 0)
+        top = max(raw, scaled)
+        if top < _F32_EXACT and self.exact32:
+            dtype = torch.float32
+        elif top < _F64_EXACT or graded:
+            dtype = torch.float64
+        else:
+            dtype = torch.int64
         parts = []
         if s.delays is None:
             parts.append((1 + s.balance_delay, 0, torch.as_tensor(w.T.copy(), dtype=dtype, device=dev)))
         else:
-            d = np.broadcast_to(np.asarray(s.delays), w.shape)
+            d = d_all
             for k in np.unique(d):
                 wk = np.where(d == k, w, 0)
                 parts.append((1 + int(k) + s.balance_delay, int(k),
                               torch.as_tensor(wk.T.copy(), dtype=dtype, device=dev)))
-        return _Group(s, parts, dtype)
+        return _Group(s, parts, dtype, bound=scaled)
 
     def _contrib(self, g: _Group, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """One part's contribution to the destination's a_in (a new tensor; integers in a float dtype,
+        or int64)."""
         s = g.syn
         if s.kind == "identity":
-            return x
+            return x.clone()
+        B = x.shape[0]
         if s.kind == "conv":
-            src_shape = self.pops[s.src].shape
-            xin = x.to(g.dtype).reshape((x.shape[0],) + tuple(src_shape))
-            y = F.conv2d(xin, w, stride=tuple(s.stride), padding=tuple(s.padding),
-                         dilation=tuple(s.dilation), groups=s.groups).reshape(x.shape[0], -1)
+            xin = x.to(g.dtype)
+            c, h, wd = g.shape
+            if g.mm1x1:
+                xm = xin.reshape(B, h * wd, c).transpose(1, 2) if g.src_hwc else xin.reshape(B, c, h * wd)
+                if g.dst_hwc:            # [B, HW, C_out]
+                    y = torch.matmul(xm.transpose(1, 2), w.T).reshape(B, -1)
+                else:                    # [B, C_out, HW]
+                    y = torch.matmul(w, xm).reshape(B, -1)
+            else:
+                xin = xin.reshape(B, h, wd, c).permute(0, 3, 1, 2) if g.src_hwc else xin.reshape(B, c, h, wd)
+                y = F.conv2d(xin, w, stride=tuple(s.stride), padding=tuple(s.padding),
+                             dilation=tuple(s.dilation), groups=s.groups)
+                y = y.permute(0, 2, 3, 1).reshape(B, -1) if g.dst_hwc else y.reshape(B, -1)
             if g.bounded:          # exact integers below 2**23: no rounding, no wrap
-                return y.to(torch.int64)
-            return wrap24(y.round().to(torch.int64))
-        y = (x.to(g.dtype) @ w).round().to(torch.int64)
-        return _shift(y, int(s.weight_exp))
+                return y
+            y = y.round_()
+            return y.sub_(torch.floor((y + _M24) * (1.0 / (1 << 24))).mul_(float(1 << 24)))
+        e = int(s.weight_exp)
+        if g.dtype == torch.int64:
+            return _shift(x.to(torch.int64) @ w, e)
+        y = x.to(g.dtype) @ w
+        if e < 0:
+            return y.mul_(2.0 ** e).floor_()
+        if e > 0:
+            return y.mul_(float(1 << e))
+        return y
 
-    def _attention(self, a: Attention, q, k, v) -> torch.Tensor:
+    def _attention(self, a: Attention, q, k, v, dtype) -> torch.Tensor:
         B = q.shape[0]
         dh = a.dim // a.heads
         shp = (B, a.heads, dh, a.tokens)
@@ -236,9 +431,21 @@ class Engine:
         ktv = kh @ vh.transpose(-1, -2)                      # [B, H, dh(k), dh(v)]
         y = qh.transpose(-1, -2) @ ktv                       # [B, H, N, dh]
         y = y.transpose(-1, -2).reshape(B, -1)               # [B, D*N] in [D, N] order
-        return y.round().to(torch.int64) * int(a.weight)
+        if dtype == torch.int64:
+            return y.round().to(torch.int64) * int(a.weight)
+        return y.to(dtype).mul_(float(a.weight))
 
     def run(self, inputs: dict, steps: int, record=None, progress=None) -> dict:
+        if self.threads is None:
+            return self._run(inputs, steps, record, progress)
+        old = torch.get_num_threads()
+        torch.set_num_threads(int(self.threads))
+        try:
+            return self._run(inputs, steps, record, progress)
+        finally:
+            torch.set_num_threads(old)
+
+    def _run(self, inputs: dict, steps: int, record=None, progress=None) -> dict:
         dev = self.device
         record = set(self.pops) if record in ("all", True) else set(record or self.net.outputs)
         record = {n for n in record if self.pops[n].input_kind != "bias"}
@@ -256,6 +463,10 @@ class Engine:
                 x = x.reshape(x.shape[0], x.shape[1], -1)
                 b = x.shape[1]
                 x = x.to(torch.int64)
+                # the bounds that make the fast paths exact assume 0/1 spikes
+                if p.input_kind == "spikes" and x.numel() and not bool(((x == 0) | (x == 1)).all()):
+                    raise BadInputError(f"input '{p.name}': spike input must be 0 or 1 (use a graded input "
+                                        f"for integer payloads)")
             if x.shape[-1] != p.size:
                 raise BadInputError(f"input '{p.name}': {x.shape[-1]} values per step, expected {p.size}")
             if B is not None and b != B:
@@ -264,82 +475,225 @@ class Engine:
             data[p.name] = x
         if B is None:
             B = 1
-        u, v, par, ring = {}, {}, {}, {}
-        for name, p in self.pops.items():
-            n = p.size
-            if p.kind == "input":
-                continue
-            u[name] = torch.zeros(B, n, dtype=torch.int64, device=dev)
-            v[name] = torch.zeros(B, n, dtype=torch.int64, device=dev)
-            if p.bias_input:
-                bm = data[p.bias_input]
-            else:
-                bm = torch.as_tensor(np.broadcast_to(np.asarray(p.bias_mant, dtype=np.int64), p.shape).reshape(1, -1).copy(), device=dev)
-            bias = _shift(bm, int(p.bias_exp)) if p.bias_exp >= 0 else bm >> (-int(p.bias_exp))
-            if not p.bias_input and not torch.any(bias):
-                bias = 0
-            par[name] = (int(p.du), int(p.dv), int(p.vth), bias)
-            ring[name] = torch.zeros(self.ring_len[name], B, n, dtype=torch.int64, device=dev)
+        # reset schedules are in pipelined (hardware) time; the layer-synchronous model sees them shifted
+        shift = {n: 0 for n in self.pops}
+        if not self.pipelined and any(p.reset_interval for p in self.net.populations):
+            shift = self.net.latency()
         hist = {}  # spike histories for attention inputs with balance delays
         att_hist_len = {}
         for a in self.atts:
             for src, d in zip((a.q, a.k, a.v), a.balance_delays):
                 att_hist_len[src] = max(att_hist_len.get(src, 1), (d if self.pipelined else 0) + 1)
-        # reset schedules are in pipelined (hardware) time; the layer-synchronous model sees them shifted
-        shift = {n: 0 for n in self.pops}
-        if not self.pipelined and any(p.reset_interval for p in self.net.populations):
-            shift = self.net.latency()
         for name, L in att_hist_len.items():
-            hist[name] = [torch.zeros(B, self.pops[name].size, dtype=torch.int64, device=dev)] * L
+            hist[name] = [torch.zeros(B, self.pops[name].size, dtype=torch.float32, device=dev)] * L
+        # one plan per population, in topological order: everything the step loop needs, no lookups
+        plan = []
+        pend = {}
+        for name in self.order:
+            p = self.pops[name]
+            pl = _Plan(name, p.kind == "input")
+            pl.rec = name in record
+            pl.hist = hist.get(name)
+            pl.atts = self.att_last.get(name, [])
+            pl.groups = []
+            for g in self.out_groups[name]:
+                for off_p, off_s, w in g.parts:
+                    pl.groups.append((g, w, off_p if self.pipelined else off_s, g.syn.dst))
+            if pl.is_input:
+                pl.bias_only = p.input_kind == "bias"
+                if not pl.bias_only:
+                    x = data[name]
+                    # spikes (0/1) are exact in float32; graded payloads in float64
+                    xi = self._to_internal(name, x)
+                    pl.x = xi.to(torch.float32) if p.input_kind == "spikes" else xi.to(torch.float64)
+                    pl.xint = x
+                plan.append(pl)
+                continue
+            n = p.size
+            pl.L = self.ring_len[name]
+            pend[name] = pl.pend = [None] * pl.L
+            if p.bias_input:
+                bm = data[p.bias_input]
+            else:
+                bm = torch.as_tensor(np.broadcast_to(np.asarray(p.bias_mant, dtype=np.int64), p.shape).reshape(1, -1).copy(), device=dev)
+            bias = _shift(bm, int(p.bias_exp)) if p.bias_exp >= 0 else bm >> (-int(p.bias_exp))
+            bias = self._to_internal(name, bias)
+            bmax = float(bias.abs().max()) if bias.numel() else 0.0
+            pl.du, pl.dv, pl.vth = int(p.du), int(p.dv), int(p.vth)
+            pl.reset_interval = int(p.reset_interval)
+            if pl.reset_interval:
+                pl.reset_mod = p.reset_offset % p.reset_interval
+                pl.shift = shift[name]
+            pl.fast = bool(self.safe[name])
+            if pl.fast:
+                # |u| <= |a_in|max 64 * 4096 / (du + 1) (< 2**23: safe); |v_t| <= |v_{t-1}| (4096 - dv) / 4096
+                # + |u|max + |bias|max, so |v| stays below the fixed point of that bound (and V_LIM)
+                umax = self.in_bound[name] * 64 * (4096.0 / (pl.du + 1))
+                vmax = (umax + bmax) * 4096.0 / pl.dv if pl.dv > 0 else float("inf")
+                pl.clamp = not (vmax <= _V_LIM)
+                vstate = min(vmax, _V_LIM)
+                fu, fv = 4096 - (pl.du + 1), 4096 - pl.dv
+                # float32 state is exact when every product (v * odd part of the decay factor) and every
+                # sum stays below 2**24; float64 always is (< 2**36)
+                f32 = (umax * _odd(fu) < _F32_EXACT and vstate * _odd(fv) < _F32_EXACT
+                       and vstate * fv / 4096.0 + umax + bmax < _F32_EXACT)
+                sdt = torch.float32 if f32 else torch.float64
+                pl.u = torch.zeros(B, n, dtype=sdt, device=dev) if pl.du != 4095 else None
+                pl.v = torch.zeros(B, n, dtype=sdt, device=dev)
+                pl.tmp = torch.empty(B, n, dtype=sdt, device=dev)
+                # the spike tensor is reused every step unless an attention op keeps a history of it
+                pl.sbuf = None if pl.hist is not None else torch.empty(B, n, dtype=sdt, device=dev)
+                pl.bias = bias.to(sdt) if bmax else None
+                pl.fu = fu / 4096.0
+                pl.fv = fv / 4096.0
+                pl.th = float(pl.vth << 6)
+                pl.kernel = None
+                if self.compile and B * n >= _COMPILE_MIN:
+                    pl.kernel = _kernel(pl.du == 4095)
+                    pl.kt = tuple(torch.tensor(x, dtype=sdt, device=dev) for x in (pl.fu, pl.fv, pl.th))
+                    pl.kzero = torch.zeros(1, n, dtype=sdt, device=dev)
+            else:
+                pl.u = torch.zeros(B, n, dtype=torch.int64, device=dev)
+                pl.v = torch.zeros(B, n, dtype=torch.int64, device=dev)
+                pl.bias = bias if bmax or p.bias_input else 0
+                pl.zero_in = torch.zeros(B, n, dtype=torch.int64, device=dev)
+            plan.append(pl)
+        rdt = self.ring_dtype
         rec = {n: {"s": [], "u": [], "v": []} for n in record}
         spikes = {}
+        pipelined = self.pipelined
+        skip_silent = dev.type == "cpu"
         for t in range(steps):
             ts = t + 1
-            for name in self.order:
-                p = self.pops[name]
-                if p.kind == "input":
-                    if p.input_kind == "bias":
+            for pl in plan:
+                name = pl.name
+                if pl.is_input:
+                    if pl.bias_only:
                         continue
-                    x = data[name]
-                    s = x[t % x.shape[0]]
+                    i = t % pl.x.shape[0]
+                    s = pl.x[i]
+                    if pl.rec:
+                        rec[name]["s"].append(pl.xint[i])
                 else:
-                    L = ring[name].shape[0]
-                    a_in = ring[name][t % L].clone()
-                    ring[name][t % L].zero_()
-                    if p.reset_interval and (ts + shift[name]) % p.reset_interval == p.reset_offset % p.reset_interval:
-                        u[name].zero_()
-                        v[name].zero_()
-                    du, dv, vth, bias = par[name]
-                    u[name], v[name], sb = lif_step(u[name], v[name], a_in, du, dv, vth, bias, self.safe[name])
-                    s = sb.to(torch.int64)
-                spikes[name] = s
-                if name in hist:
-                    hist[name] = hist[name][1:] + [s]
-                if name in rec:
-                    rec[name]["s"].append(s)
-                    if p.kind != "input":
-                        rec[name]["u"].append(u[name].clone())
-                        rec[name]["v"].append(v[name].clone())
-                for g in self.out_groups[name]:
-                    for off_p, off_s, w in g.parts:
-                        off = off_p if self.pipelined else off_s
-                        rl = ring[g.syn.dst]
-                        rl[(t + off) % rl.shape[0]] += self._contrib(g, s, w)
-                for a in self.atts:
-                    if self._att_ready(a, name):
-                        if self.pipelined:
-                            q, k, vv = (hist[src][-1 - d] for src, d in zip((a.q, a.k, a.v), a.balance_delays))
+                    slot = pl.pend[t % pl.L]
+                    pl.pend[t % pl.L] = None
+                    if pl.reset_interval and (ts + pl.shift) % pl.reset_interval == pl.reset_mod:
+                        if pl.u is not None:
+                            pl.u.zero_()
+                        pl.v.zero_()
+                    if pl.fast and pl.kernel is not None:
+                        s = self._lif_fused(pl, slot)
+                    elif pl.fast:
+                        s = self._lif_fast(pl, slot)
+                    else:
+                        a_in = pl.zero_in if slot is None else slot.to(torch.int64)
+                        pl.u, pl.v, sb = lif_step(pl.u, pl.v, a_in, pl.du, pl.dv, pl.vth, pl.bias, False)
+                        s = sb.to(torch.float32)
+                    if pl.rec:
+                        r = rec[name]
+                        if pl.fast and pl.u is None:
+                            uu = (slot.to(torch.int64) << 6 if slot is not None
+                                  else torch.zeros(pl.v.shape, dtype=torch.int64, device=dev))
                         else:
-                            q, k, vv = spikes[a.q], spikes[a.k], spikes[a.v]
-                        off = 1 if self.pipelined else 0
-                        rl = ring[a.dst]
-                        rl[(t + off) % rl.shape[0]] += self._attention(a, q, k, vv)
+                            uu = pl.u.to(torch.int64, copy=True)
+                        for key, val in (("s", s.to(torch.int64)), ("u", uu), ("v", pl.v.to(torch.int64, copy=True))):
+                            r[key].append(self._to_network(name, val))
+                spikes[name] = s
+                if pl.hist is not None:
+                    pl.hist = pl.hist[1:] + [s]
+                    hist[name] = pl.hist
+                # a silent source adds exactly 0 (every group and the attention op are linear in each
+                # input): skip the work; the check needs a host sync, so only on the CPU, small tensors
+                silent = False
+                if skip_silent and pl.groups and s.numel() <= _SKIP_CHECK_MAX and \
+                        (pl.checks < 32 or pl.silent * 8 >= pl.checks):
+                    silent = not bool(s.any())
+                    pl.checks += 1
+                    pl.silent += silent
+                for g, w, off, dst in (() if silent else pl.groups):
+                    y = self._contrib(g, s, w)
+                    dt = rdt[dst]
+                    if y.dtype != dt:
+                        y = y.to(dt)
+                    ring = pend[dst]
+                    k = (t + off) % len(ring)
+                    if ring[k] is None:
+                        ring[k] = y
+                    else:
+                        ring[k].add_(y)
+                for a in pl.atts:
+                    if pipelined:
+                        q, k_, vv = (hist[src][-1 - d] for src, d in zip((a.q, a.k, a.v), a.balance_delays))
+                    else:
+                        q, k_, vv = spikes[a.q], spikes[a.k], spikes[a.v]
+                    if skip_silent and q.numel() <= _SKIP_CHECK_MAX and not all(bool(z.any()) for z in (q, k_, vv)):
+                        continue
+                    off = 1 if pipelined else 0
+                    y = self._attention(a, q, k_, vv, rdt[a.dst])
+                    ring = pend[a.dst]
+                    k = (t + off) % len(ring)
+                    if ring[k] is None:
+                        ring[k] = y
+                    else:
+                        ring[k].add_(y)
             if progress is not None:
                 progress(1)
         out = {}
         for n, r in rec.items():
             out[n] = {k: torch.stack(vals) for k, vals in r.items() if vals}
         return out
+
+    def _lif_fused(self, pl, slot):
+        """The fast LIF update as one compiled (torch.compile) kernel; falls back to :meth:`_lif_fast`
+        for good when compiling is not possible here (no C++ compiler / Triton)."""
+        fu, fv, th = pl.kt
+        sl = pl.kzero if slot is None else slot
+        bias = pl.kzero if pl.bias is None else pl.bias
+        try:
+            if pl.u is None:
+                return pl.kernel(pl.v, sl, bias, fv, th)
+            return pl.kernel(pl.u, pl.v, sl, bias, fu, fv, th)
+        except Exception as e:  # noqa: BLE001 - any compile failure: same integers from the eager path
+            import warnings
+            warnings.warn(f"neurodeploy.sim: torch.compile unavailable ({type(e).__name__}); using eager ops")
+            self.compile = False
+            pl.kernel = None
+            return self._lif_fast(pl, slot)
+
+    @staticmethod
+    def _lif_fast(pl, slot):
+        """Lava's fixed-point LIF in float state for a population whose u cannot wrap: the same integers
+        as :func:`lif_step` (exact: see ``_run``).  trunc toward zero is copysign(floor(|x|), x)."""
+        v, tmp = pl.v, pl.tmp
+        if pl.du == 4095:             # no current memory: u = a_in << 6
+            if pl.dv == 4096:
+                v.zero_()
+            elif pl.dv:
+                v.mul_(pl.fv)
+                torch.copysign(torch.abs(v, out=tmp).floor_(), v, out=v)
+            if slot is not None:
+                v.add_(slot, alpha=64)
+        else:
+            u = pl.u
+            u.mul_(pl.fu)
+            torch.copysign(torch.abs(u, out=tmp).floor_(), u, out=u)
+            if slot is not None:
+                u.add_(slot, alpha=64)
+            if pl.dv == 4096:
+                v.copy_(u)
+            else:
+                if pl.dv:
+                    v.mul_(pl.fv)
+                    torch.copysign(torch.abs(v, out=tmp).floor_(), v, out=v)
+                v.add_(u)
+        if pl.bias is not None:
+            v.add_(pl.bias)
+        if pl.clamp:
+            v.clamp_(-_V_LIM, _V_LIM)
+        # integers: v > th  <=>  v - th >= 1, so clamp(v - th, 0, 1) is the 0/1 spike; reset v := v - v s
+        s = (torch.sub(v, pl.th) if pl.sbuf is None else torch.sub(v, pl.th, out=pl.sbuf)).clamp_(0.0, 1.0)
+        v.addcmul_(v, s, value=-1.0)
+        return s if s.dtype == torch.float32 else s.to(torch.float32)
 
     def _att_ready(self, a: Attention, name: str) -> bool:
         """The attention op fires once per step, after the last of its inputs in topological order."""
@@ -348,6 +702,24 @@ class Engine:
             return False
         last = max(srcs, key=self.order.index)
         return name == last
+
+
+class _Plan:
+    """Per-population constants and state of one run (attribute access only in the step loop)."""
+    __slots__ = ("name", "is_input", "rec", "hist", "atts", "groups", "bias_only", "x", "xint", "L", "pend",
+                 "du", "dv", "vth", "reset_interval", "reset_mod", "shift", "fast", "u", "v", "bias", "fu",
+                 "fv", "th", "clamp", "zero_in", "tmp", "sbuf", "checks", "silent", "kernel", "kt", "kzero")
+
+    def __init__(self, name, is_input):
+        self.name = name
+        self.is_input = is_input
+        self.reset_interval = 0
+        self.reset_mod = 0
+        self.shift = 0
+        self.checks = 0     # silence checks done / found silent (checking stops when it rarely pays)
+        self.silent = 0
+        self.sbuf = None
+        self.kernel = None
 
 
 def simulate(net: LoweredNetwork, inputs: dict, steps: int, record=None, device="cpu", pipelined=True) -> dict:

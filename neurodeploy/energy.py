@@ -238,8 +238,6 @@ def ops_from_model(model_or_arch, time_steps: int | None = None) -> ModelOps:
 
 
 def _conv_layer(name, conv, out_shape, T, inp) -> OpLayer:
-    import torch
-
     positions = math.prod(out_shape[1:])
     k = math.prod(conv.kernel_size)
     c_in, c_out, groups = conv.in_channels, conv.out_channels, conv.groups

@@ -7,7 +7,8 @@
 * :func:`record_activity`: dynamic check and firing rates on sample data;
 * :func:`check_model`: all of it from a model, checkpoint or .nir file (what ``neurodeploy check`` runs).
 """
-from .activity import load_samples, record_activity
+from ..data import load_samples
+from .activity import record_activity
 from .check import check_model, load_graph
 from .domains import INPUT_DOMAINS, Domain, DomainAnalysis, analyze
 from .fold import fold_readout, verify_fold

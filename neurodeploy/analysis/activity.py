@@ -7,74 +7,20 @@
   step; for every synaptic node the input rate (share of non-zero input elements per step) and the mean
   input value (spikes per input per step for binary input).  The report stage uses them for energy.
 
-Sample data: ``load_samples`` reads .npy / .npz / .pt files ([B, *input] or [B, T, *input]); the
+Sample data: ``neurodeploy.data.load_samples`` reads .npy / .npz / .pt files ([B, *input] or [B, T, *input]); the
 bundled scikit-learn digits (test split) serve the digits demo models.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import nir
-import numpy as np
 import torch
 
-from ..errors import BadInputError, NeurodeployError
+from ..errors import NeurodeployError
 from .domains import SPIKING, SYNAPTIC, DomainAnalysis, analyze, is_attention
 
 _INT_TOL = 1e-4  # float32 sums of integers are exact below 2^24; allow rounding from scaled values
-
-
-def load_samples(path: str | Path, limit: int | None = None) -> torch.Tensor:
-    """Sample inputs from .npy, .npz (key ``x``, ``data``, ``images`` or the only array) or .pt (a tensor,
-    or a dict with one of those keys, or a (x, y) tuple)."""
-    path = Path(path)
-    if not path.exists():
-        raise BadInputError(f"{path}: no such file")
-    if path.is_dir():
-        raise BadInputError(f"{path}: is a directory, expected a .npy/.npz/.pt file")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            x = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.keys())
-                key = next((k for k in ("x", "data", "images", "inputs") if k in keys), None)
-                if key is None:
-                    if len(keys) != 1:
-                        raise BadInputError(f"{path}: .npz holds {keys}; name the samples 'x' (or data/images)")
-                    key = keys[0]
-                x = z[key]
-        elif suffix in (".pt", ".pth"):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(obj, dict):
-                key = next((k for k in ("x", "data", "images", "inputs") if k in obj), None)
-                if key is None:
-                    raise BadInputError(f"{path}: dict without a key 'x' (or data/images/inputs)")
-                obj = obj[key]
-            elif isinstance(obj, (tuple, list)) and obj:
-                obj = obj[0]
-            if not isinstance(obj, torch.Tensor):
-                raise BadInputError(f"{path}: expected a tensor of samples, found {type(obj).__name__}")
-            x = obj.detach().cpu().numpy()
-        else:
-            raise BadInputError(f"{path}: unknown sample format {suffix or '(none)'}; use .npy, .npz or .pt")
-    except BadInputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - numpy/torch raise many types for corrupt files
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInputError(f"{path}: cannot read samples ({msg})") from None
-    x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
-        raise BadInputError(f"{path}: samples must be numeric, found dtype {x.dtype}")
-    if x.ndim < 2 or x.shape[0] == 0:
-        raise BadInputError(f"{path}: expected samples [B, ...], found shape {list(x.shape)}")
-    if not np.all(np.isfinite(x)):
-        raise BadInputError(f"{path}: samples contain NaN or infinity")
-    if limit is not None:
-        x = x[:limit]
-    return torch.as_tensor(x.astype(np.float32))
 
 
 def digits_samples(limit: int = 64) -> torch.Tensor:

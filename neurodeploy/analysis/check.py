@@ -15,7 +15,8 @@ import torch
 
 from ..errors import BadInputError, NeurodeployError
 from ..graph.core import input_names, meta, node_shape
-from .activity import digits_samples, load_samples, record_activity
+from ..data import load_samples
+from .activity import digits_samples, record_activity
 from .domains import graph_input_domain
 from .fold import fold_readout, verify_fold
 from .purity import PurityReport, check_purity

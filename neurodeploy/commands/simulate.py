@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -38,17 +37,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def load_graph(model: str, arch: str | None = None):
-    path = Path(model)
-    if not path.exists():
-        raise BadInputError(f"{model}: no such file")
-    if path.suffix == ".nir":
-        from ..graph import read_graph
-        return read_graph(path)
-    from neurodeploy.exporters import to_nir
-    return to_nir(path, arch=arch)
+    """The NIR graph of MODEL (checkpoint, official checkpoint with ``arch``, .nir file, architecture name)."""
+    from ..analysis.check import load_graph as load_model_graph
+
+    return load_model_graph(model, arch)[0]
 
 
 def load_data(data: str | None, graph):
+    """(x, y) to simulate: --data FILE (labels optional), or the bundled digits test split for digits models."""
     if data is None:
         arch = str((graph.metadata or {}).get("neurodeploy.arch", ""))
         if "digits" not in arch:
@@ -56,13 +52,9 @@ def load_data(data: str | None, graph):
         from ..training import digits_split
         _, _, x, y = digits_split()
         return x.numpy(), y.numpy()
-    try:
-        z = np.load(data)
-        x = z["x"]
-        y = z["y"] if "y" in z.files else None
-    except (OSError, ValueError, KeyError) as exc:
-        raise BadInputError(f"{data}: needs an .npz with an array 'x' (and 'y') ({exc})") from exc
-    return x, y
+    from ..data import load_labeled_samples
+
+    return load_labeled_samples(data)
 
 
 def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, device="cpu", progress=True):

@@ -63,7 +63,6 @@ class LavaNetwork:
         from lava.proc.dense.process import Dense, DelayDense
         from lava.proc.io.source import RingBuffer
         from lava.proc.lif.process import LIF, LIFReset
-        from lava.proc.monitor.process import Monitor
         from lava.proc.sparse.process import Sparse, DelaySparse
         from lava.utils.weightutils import SignMode
         from scipy.sparse import csr_matrix
@@ -106,7 +105,7 @@ class LavaNetwork:
             return proc.s_out
 
         for s in net.synapses:
-            src, dst = pops[s.src], pops[s.dst]
+            src = pops[s.src]
             nmb = 24 if (s.graded or src.input_kind == "graded") else 0
             extra = {}
             if s.sign_mode:

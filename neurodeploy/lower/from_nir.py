@@ -272,7 +272,6 @@ class _Lowerer:
         if len(out_pred) == 1 and self.kind(out_pred[0]) == "linear":
             readout_val = self.value(out_pred[0], memo)
         neuron_nodes = [n for n in self.order if self.kind(n) == "neuron"]
-        specs = {}
         for n in neuron_nodes:
             popname[n] = n
         dst_list = [(n, "neuron") for n in neuron_nodes]
@@ -329,7 +328,6 @@ class _Lowerer:
                 dv, ge, k, pkind, name = 0, False, 1.0, "readout", "readout"
             groups_by_dst[name] = (val, rowgain, shape, dv, ge, k, pkind, dst)
         # ------------- quantize
-        enc_pops = {}
         for name, (val, rowgain, shape, dv, ge, k, pkind, dst) in groups_by_dst.items():
             n = int(np.prod(shape))
             mats = []

@@ -1,0 +1,90 @@
+"""Sample data files for the stages that run a model (check's dynamic check, simulate, report).
+
+``--data FILE``: ``.npy`` (samples only), ``.npz`` (samples under ``x``/``data``/``images``/``inputs`` or the
+only array; labels under ``y``/``labels``/``targets``), or ``.pt`` (a tensor, a dict with those keys, or an
+``(x, y)`` tuple; read with ``weights_only=True``).  Samples are [B, *input] or [B, T, *input].
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import BadInputError
+
+SAMPLE_KEYS = ("x", "data", "images", "inputs")
+LABEL_KEYS = ("y", "labels", "targets")
+
+
+def _read(path: Path):
+    """(samples, labels or None) as numpy arrays, with one-line errors naming the file."""
+    if not path.exists():
+        raise BadInputError(f"{path}: no such file")
+    if path.is_dir():
+        raise BadInputError(f"{path}: is a directory, expected a .npy/.npz/.pt file")
+    suffix = path.suffix.lower()
+    y = None
+    try:
+        if suffix == ".npy":
+            x = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                keys = list(z.keys())
+                key = next((k for k in SAMPLE_KEYS if k in keys), None)
+                if key is None:
+                    if len(keys) != 1:
+                        raise BadInputError(f"{path}: .npz holds {keys}; name the samples 'x' (or data/images)")
+                    key = keys[0]
+                x = z[key]
+                ykey = next((k for k in LABEL_KEYS if k in keys), None)
+                y = z[ykey] if ykey else None
+        elif suffix in (".pt", ".pth"):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(obj, dict):
+                key = next((k for k in SAMPLE_KEYS if k in obj), None)
+                if key is None:
+                    raise BadInputError(f"{path}: dict without a key 'x' (or data/images/inputs)")
+                ykey = next((k for k in LABEL_KEYS if k in obj), None)
+                y = obj[ykey] if ykey else None
+                obj = obj[key]
+            elif isinstance(obj, (tuple, list)) and obj:
+                y = obj[1] if len(obj) > 1 else None
+                obj = obj[0]
+            if not isinstance(obj, torch.Tensor):
+                raise BadInputError(f"{path}: expected a tensor of samples, found {type(obj).__name__}")
+            x = obj.detach().cpu().numpy()
+            if isinstance(y, torch.Tensor):
+                y = y.detach().cpu().numpy()
+        else:
+            raise BadInputError(f"{path}: unknown sample format {suffix or '(none)'}; use .npy, .npz or .pt")
+    except BadInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numpy/torch raise many types for corrupt files
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"{path}: cannot read samples ({msg})") from None
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise BadInputError(f"{path}: samples must be numeric, found dtype {x.dtype}")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise BadInputError(f"{path}: expected samples [B, ...], found shape {list(x.shape)}")
+    if not np.all(np.isfinite(x)):
+        raise BadInputError(f"{path}: samples contain NaN or infinity")
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape != (x.shape[0],) or y.dtype.kind not in "biu":
+            raise BadInputError(f"{path}: labels must be integers of shape [{x.shape[0]}], found "
+                                f"{y.dtype} {list(y.shape)}")
+    return x, y
+
+
+def load_samples(path: str | Path, limit: int | None = None) -> torch.Tensor:
+    """Sample inputs as a float32 tensor [B, ...] (the first ``limit``)."""
+    x, _ = _read(Path(path))
+    return torch.as_tensor(x[:limit].astype(np.float32))
+
+
+def load_labeled_samples(path: str | Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(samples float32 [B, ...], integer labels [B] or None), the first ``limit``."""
+    x, y = _read(Path(path))
+    return x[:limit].astype(np.float32), (None if y is None else y[:limit].astype(np.int64))

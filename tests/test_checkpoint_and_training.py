@@ -2,6 +2,7 @@
 import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +81,25 @@ def test_train_cli_reuse_and_errors(trained_digits_checkpoint, capsys, tmp_path)
                  "-o", str(tmp_path / "c.pt")]) == 2
     assert "data folder not found" in capsys.readouterr().err
     assert not (tmp_path / "c.pt").exists()
+
+
+@pytest.mark.slow
+def test_train_imagenet_layout_from_a_local_folder(tmp_path):
+    """``--data`` with an ImageFolder tree (train/, val/): one step of spikingformer-imagenet-8-384 on four
+    tiny generated images, saved in our format and loadable."""
+    from PIL import Image
+
+    from neurodeploy.training import train
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("n01440764", "n01443537"):
+            (tmp_path / "data" / split / cls).mkdir(parents=True)
+            img = rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)
+            Image.fromarray(img).save(tmp_path / "data" / split / cls / "a.png")
+    out = tmp_path / "imagenet.pt"
+    metrics = train("spikingformer-imagenet-8-384", out, data=str(tmp_path / "data"), epochs=1, batch_size=2,
+                    progress=False)
+    assert metrics["dataset"] == "imagenet" and 0.0 <= metrics["test_accuracy"] <= 1.0
+    model = load_model(out)
+    assert model.arch == "spikingformer-imagenet-8-384" and model.head.out_features == 1000

@@ -21,25 +21,10 @@ import torch.nn.functional as F
 
 from ..errors import UnsupportedError
 from ..graph.core import node_shape
+from ..graph.simulate import int_tuple, padding_arg
 from .domains import analyze, role_of, source_of
 
 _LINEAR = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
-
-
-def _ints(v, n):
-    a = [int(x) for x in np.asarray(v).reshape(-1)]
-    return tuple(a * n) if len(a) == 1 and n > 1 else tuple(a)
-
-
-def _pad(v, n):
-    if isinstance(v, bytes):
-        v = v.decode()
-    if isinstance(v, np.ndarray) and v.dtype.kind in "SUO":
-        v = v.reshape(-1)[0]
-        v = v.decode() if isinstance(v, bytes) else str(v)
-    if isinstance(v, str):
-        return v
-    return _ints(v, n)
 
 
 def _apply(node, x: torch.Tensor, with_bias: bool) -> torch.Tensor:
@@ -55,21 +40,21 @@ def _apply(node, x: torch.Tensor, with_bias: bool) -> torch.Tensor:
     if isinstance(node, (nir.Affine, nir.Linear)):
         return F.linear(x, w, b)
     if isinstance(node, nir.Conv1d):
-        return F.conv1d(x, w, b, _ints(node.stride, 1), _pad(node.padding, 1), _ints(node.dilation, 1),
+        return F.conv1d(x, w, b, int_tuple(node.stride, 1), padding_arg(node.padding, 1), int_tuple(node.dilation, 1),
                         int(np.asarray(node.groups).reshape(-1)[0]))
     if isinstance(node, nir.Conv2d):
-        return F.conv2d(x, w, b, _ints(node.stride, 2), _pad(node.padding, 2), _ints(node.dilation, 2),
+        return F.conv2d(x, w, b, int_tuple(node.stride, 2), padding_arg(node.padding, 2), int_tuple(node.dilation, 2),
                         int(np.asarray(node.groups).reshape(-1)[0]))
     raise UnsupportedError(f"readout folding: {type(node).__name__} is not linear")
 
 
 def _in_shape(name, node) -> tuple[int, ...]:
     if isinstance(node, nir.Conv2d):
-        hw = _ints(node.input_shape, 2)
+        hw = int_tuple(node.input_shape, 2)
         return (int(np.asarray(node.weight).shape[1]) * int(np.asarray(node.groups).reshape(-1)[0]),) + hw
     if isinstance(node, nir.Conv1d):
         return (int(np.asarray(node.weight).shape[1]) * int(np.asarray(node.groups).reshape(-1)[0]),
-                _ints(node.input_shape, 1)[0])
+                int_tuple(node.input_shape, 1)[0])
     if isinstance(node, (nir.Affine, nir.Linear)):
         return (int(np.asarray(node.weight).shape[1]),)
     shape = node_shape(node, "input")

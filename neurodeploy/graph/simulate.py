@@ -48,7 +48,8 @@ def steps_per_tau(tau, dt: float) -> np.ndarray:
     return out.reshape(k.shape)
 
 
-def _ints(value, n: int) -> tuple[int, ...]:
+def int_tuple(value, n: int) -> tuple[int, ...]:
+    """A NIR stride/padding/dilation/kernel field as an int tuple of length n (scalars broadcast)."""
     arr = np.asarray(value).reshape(-1)
     vals = tuple(int(v) for v in arr)
     if len(vals) == 1 and n > 1:
@@ -56,7 +57,8 @@ def _ints(value, n: int) -> tuple[int, ...]:
     return vals
 
 
-def _padding(value, n: int):
+def padding_arg(value, n: int):
+    """A NIR padding field as torch takes it: 'same'/'valid' (as read back from HDF5) or an int tuple."""
     if isinstance(value, bytes):
         value = value.decode()
     if isinstance(value, np.ndarray) and value.dtype.kind in "SUO":
@@ -64,7 +66,7 @@ def _padding(value, n: int):
         value = value.decode() if isinstance(value, bytes) else str(value)
     if isinstance(value, str):
         return value
-    return _ints(value, n)
+    return int_tuple(value, n)
 
 
 def _merge(x: torch.Tensor, fn) -> torch.Tensor:
@@ -205,8 +207,8 @@ def _make_runner(name: str, node, dt: float, dtype) -> _Runner:
     if kind in ("Conv1d", "Conv2d"):
         n = 1 if kind == "Conv1d" else 2
         w, b = P(node.weight), P(node.bias) if node.bias is not None else None
-        stride, dil = _ints(node.stride, n), _ints(node.dilation, n)
-        pad, groups = _padding(node.padding, n), int(np.asarray(node.groups).reshape(-1)[0])
+        stride, dil = int_tuple(node.stride, n), int_tuple(node.dilation, n)
+        pad, groups = padding_arg(node.padding, n), int(np.asarray(node.groups).reshape(-1)[0])
         conv = F.conv1d if n == 1 else F.conv2d
         return _Fn(lambda x: _merge(x, lambda y: conv(y, w, b, stride, pad, dil, groups)))
     if kind == "Flatten":
@@ -219,7 +221,7 @@ def _make_runner(name: str, node, dt: float, dtype) -> _Runner:
             raise UnsupportedError(f"node {name!r}: Flatten with negative dims and unknown input type")
         return _Fn(lambda x: x.flatten(start + 2, end + 2))
     if kind in ("SumPool2d", "AvgPool2d"):
-        k, s, p = _ints(node.kernel_size, 2), _ints(node.stride, 2), _ints(node.padding, 2)
+        k, s, p = int_tuple(node.kernel_size, 2), int_tuple(node.stride, 2), int_tuple(node.padding, 2)
         div = 1 if kind == "SumPool2d" else None
         return _Fn(lambda x: _merge(x, lambda y: F.avg_pool2d(y, k, s, p, count_include_pad=True, divisor_override=div)))
     if kind == "Threshold":

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .errors import BadInputError
+from .fileio import atomic_path
 from .models.registry import arch_names, build_model, config_from_dict
 
 FORMAT = "neurodeploy-checkpoint"
@@ -105,9 +106,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, metrics: dict | N
         "metrics": dict(metrics or {}),
         "neurodeploy_version": __version__,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

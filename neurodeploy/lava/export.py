@@ -7,23 +7,19 @@ counts, input handling and its cost, attention options, per-layer quantization r
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..fileio import write_text_atomic
 from ..lower.from_nir import lower_graph
 from ..lower.network import LoweredNetwork
 from .netx_writer import write_netx
 
 
 def _atomic_json(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), suffix=".json.tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-        fh.write("\n")
-    os.replace(tmp, path)
+    text = json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    write_text_atomic(path, text + "\n")
 
 
 def summarize(net: LoweredNetwork, report: dict | None = None) -> dict:

@@ -18,11 +18,10 @@ in the summary (netx then zeroes layer k at step k + 1, exactly the lowered netw
 """
 from __future__ import annotations
 
-import os
-import tempfile
 
 import numpy as np
 
+from ..fileio import atomic_path
 from ..lower.network import LoweredNetwork
 
 
@@ -88,10 +87,6 @@ def write_netx(net: LoweredNetwork, path: str) -> dict:
     chain, reason = netx_chain(net)
     if len(chain) < 2:
         return {"layers": 0, "populations": [], "stopped": reason, "path": None}
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".net.tmp")
-    os.close(fd)
 
     def neuron(g, p):
         n = g.create_group("neuron")
@@ -107,7 +102,7 @@ def write_netx(net: LoweredNetwork, path: str) -> dict:
         e = int(p.bias_exp) - 6
         return bm << e if e >= 0 else bm >> -e
 
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h:
             layer = h.create_group("layer")
             sim = h.create_group("simulation")
@@ -162,10 +157,5 @@ def write_netx(net: LoweredNetwork, path: str) -> dict:
                 i += 1
                 prev = p
                 flat = s.kind != "conv"
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return {"layers": len(chain), "populations": [p.name for p, _ in chain], "stopped": reason,
             "path": str(path)}

@@ -43,14 +43,13 @@ JSON as ``{"array": key}``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
+from ..fileio import atomic_path
 
 FORMAT = "neurodeploy.lowered"
 VERSION = 1
@@ -381,18 +380,8 @@ class LoweredNetwork:
         meta, arrays = self._split()
         payload = {"__meta__": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
         payload.update(arrays)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **payload)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **payload)
 
     @classmethod
     def load(cls, path: str) -> "LoweredNetwork":

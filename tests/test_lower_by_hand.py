@@ -91,3 +91,28 @@ def test_maxpool_on_spikes_is_sum_pool_into_threshold_neurons():
     x = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 1, 0], [1, 1, 1, 1]]).reshape(4, 1, 1, 2, 2)
     r = simulate(net, {"input": x}, 4, record="all", pipelined=False)
     assert r["mp.or"]["s"].reshape(4).tolist() == [0, 1, 1, 1]  # OR of the window = max of bits
+
+
+def test_string_conv_padding_is_converted_or_refused_by_name():
+    import pytest
+
+    from neurodeploy.errors import UnsupportedError
+
+    def graph(pad, stride, out):
+        n = (2,) + out
+        nodes = {
+            "input": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+            "c": nir.Conv2d(input_shape=(4, 4), weight=np.ones((2, 1, 3, 3), F32), stride=stride, padding=pad,
+                            dilation=1, groups=1, bias=np.zeros(2, F32)),
+            "l": nir.LIF(tau=np.full(n, 2e-4, F32), r=np.ones(n, F32), v_leak=np.zeros(n, F32),
+                         v_threshold=np.ones(n, F32)),
+            "output": nir.Output(output_type={"output": np.array(n)}),
+        }
+        return nir.NIRGraph(nodes=nodes, edges=[("input", "c"), ("c", "l"), ("l", "output")],
+                            metadata={"neurodeploy.time_steps": 2, "neurodeploy.input_domain": "binary"})
+
+    for pad, out, want in (("same", (4, 4), (1, 1)), ("valid", (2, 2), (0, 0))):
+        net, _ = lower_graph(graph(pad, 1, out), T=2)
+        assert next(s for s in net.synapses if s.kind == "conv").padding == want
+    with pytest.raises(UnsupportedError, match=r"node 'c': padding 'same' with stride \(2, 2\)"):
+        lower_graph(graph("same", 2, (4, 4)), T=2)  # NIR keeps the size for "same" whatever the stride

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadInputError, UnsupportedError
+from ..graph.simulate import int_tuple, padding_arg
 from .network import (MAX_DELAY, MIXED, VTH_MAX, Attention, Encoder, LoweredNetwork, Population, Synapse)
 
 _NEURONS = ("LIF", "IF", "Threshold")
@@ -72,10 +73,23 @@ def _pop_shape(shape):
 
 
 def _pair(v, n=2):
-    a = np.asarray(v).reshape(-1)
-    if a.size == 1:
-        return tuple(int(a[0]) for _ in range(n))
-    return tuple(int(x) for x in a[:n])
+    return int_tuple(v, n)[:n]
+
+
+def _conv_padding(node, name: str, n: int) -> tuple:
+    """Integer padding of a NIR Conv1d/Conv2d; 'valid' and (stride 1, odd kernel) 'same' are converted,
+    other string paddings are refused with the node named."""
+    pad = padding_arg(node.padding, n)
+    if not isinstance(pad, str):
+        return pad[:n]
+    if pad == "valid":
+        return (0,) * n
+    k = np.asarray(node.weight).shape[2:2 + n]
+    dil, stride = _pair(node.dilation, n), _pair(node.stride, n)
+    if pad == "same" and all(s == 1 for s in stride) and all(d * (kk - 1) % 2 == 0 for d, kk in zip(dil, k)):
+        return tuple(d * (kk - 1) // 2 for d, kk in zip(dil, k))
+    raise UnsupportedError(f"node '{name}': padding {pad!r} with stride {stride} and kernel {tuple(k)} "
+                           "(supported: integers, 'valid', 'same' with stride 1 and an odd kernel)")
 
 
 @dataclass
@@ -164,14 +178,11 @@ class _Lowerer:
             return x * torch.as_tensor(_arr(node.scale))
         if t == "Conv2d":
             w = torch.as_tensor(_arr(node.weight))
-            pad = node.padding
-            if isinstance(pad, str):
-                raise UnsupportedError(f"node '{name}': string padding '{pad}'")
-            return F.conv2d(x, w, stride=_pair(node.stride), padding=_pair(pad), dilation=_pair(node.dilation),
-                            groups=int(node.groups))
+            return F.conv2d(x, w, stride=_pair(node.stride), padding=_conv_padding(node, name, 2),
+                            dilation=_pair(node.dilation), groups=int(node.groups))
         if t == "Conv1d":
             w = torch.as_tensor(_arr(node.weight))
-            return F.conv1d(x, w, stride=_pair(node.stride, 1), padding=_pair(node.padding, 1),
+            return F.conv1d(x, w, stride=_pair(node.stride, 1), padding=_conv_padding(node, name, 1),
                             dilation=_pair(node.dilation, 1), groups=int(node.groups))
         if t in ("SumPool2d", "AvgPool2d"):
             k, s, p = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
@@ -344,12 +355,12 @@ class _Lowerer:
                     node = g.nodes[real_ops[0]]
                     tn = type(node).__name__
                     if tn == "Conv2d" and len(src_shape) == 3:
-                        native = ("conv", _arr(node.weight), _pair(node.stride), _pair(node.padding),
+                        native = ("conv", _arr(node.weight), _pair(node.stride), _conv_padding(node, real_ops[0], 2),
                                   _pair(node.dilation), int(node.groups))
-                    elif tn == "Conv1d" and len(src_shape) == 2 and not isinstance(node.padding, str):
+                    elif tn == "Conv1d" and len(src_shape) == 2:
                         w1 = _arr(node.weight)
                         native = ("conv", w1.reshape(w1.shape[:2] + (1, w1.shape[2])),
-                                  (1, _pair(node.stride, 1)[0]), (0, _pair(node.padding, 1)[0]),
+                                  (1, _pair(node.stride, 1)[0]), (0, _conv_padding(node, real_ops[0], 1)[0]),
                                   (1, _pair(node.dilation, 1)[0]), int(node.groups))
                     elif tn in ("SumPool2d",) and len(src_shape) == 3:
                         kk = _pair(node.kernel_size)

@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import BadInputError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -18,13 +20,19 @@ def _umask() -> int:
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; on success it is renamed to ``path``, on error removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # an unwritable place is bad input (exit 2), not a crash
+        raise BadInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise BadInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -227,7 +227,7 @@ def load_profiles(targets: list[str] | None = None, extra_files: list[str] | Non
     user = [load_profile_file(f) for f in (extra_files or [])]
     by_name = {p.name: p for p in user}
     out: list[Profile] = []
-    for t in targets or []:
+    for t in dict.fromkeys(targets or []):  # a target named twice is mapped once
         out.append(by_name.pop(t) if t in by_name else load_profile(t))
     out.extend(by_name.values())
     return out

@@ -81,6 +81,9 @@ def test_train_cli_reuse_and_errors(trained_digits_checkpoint, capsys, tmp_path)
                  "-o", str(tmp_path / "c.pt")]) == 2
     assert "data folder not found" in capsys.readouterr().err
     assert not (tmp_path / "c.pt").exists()
+    # --reuse checks the architecture of the checkpoint it reuses
+    assert main(["train", "--reuse", "--arch", "sew-resnet-digits-add", "-o", str(trained_digits_checkpoint)]) == 2
+    assert "holds 'spikingformer-digits', not 'sew-resnet-digits-add'" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -132,3 +132,20 @@ def test_export_unknown_target_writes_nothing(trained_digits_checkpoint, tmp_pat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown target 'loihi9'" in err
     assert not out.exists()
+
+
+def test_export_target_with_bad_data_writes_nothing(trained_digits_checkpoint, tmp_path, capsys):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((3, 2, 5, 5), np.float32))
+    out = tmp_path / "deploy"
+    assert main(["export", str(trained_digits_checkpoint), "-o", str(out), "--target", "loihi2",
+                 "--data", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expects [B, 1, 8, 8]" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_unwritable_output_is_a_one_line_error(trained_digits_checkpoint, capsys):
+    assert main(["export", str(trained_digits_checkpoint), "-o", "/proc/neurodeploy-out"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write" in err

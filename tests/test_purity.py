@@ -254,3 +254,25 @@ def test_bad_graphs_are_reported_with_the_node():
         analyze(att)
     with pytest.raises(BadInputError, match="input domain"):
         analyze(att, input_domain="spikes")
+
+
+def test_nested_subgraph_nodes_are_analysed_and_reported_once():
+    import nir
+    import numpy as np
+
+    from neurodeploy.analysis import analyze, check_purity
+
+    f = np.float32
+    sub = nir.NIRGraph(nodes={"i": nir.Input(input_type={"input": np.array([3])}),
+                              "fc": nir.Affine(weight=np.ones((2, 3), f), bias=np.zeros(2, f)),
+                              "o": nir.Output(output_type={"output": np.array([2])})},
+                       edges=[("i", "fc"), ("fc", "o")])
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([3])}),
+                            "lif": nir.LIF(tau=np.full(3, 2e-4, f), r=np.ones(3, f), v_leak=np.zeros(3, f),
+                                           v_threshold=np.ones(3, f)),
+                            "sub": sub, "output": nir.Output(output_type={"output": np.array([2])})},
+                     edges=[("input", "lif"), ("lif", "sub"), ("sub", "output")])
+    order = analyze(g).order
+    assert sorted(order) == sorted(set(order)) and "sub.fc" in order
+    ops = check_purity(g).ops
+    assert [(o.node, o.op_class) for o in ops] == [("sub.fc", "AC")]

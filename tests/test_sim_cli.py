@@ -59,3 +59,18 @@ def test_export_loihi2_writes_lowered_network_netx_and_summary(tiny_files, tmp_p
     x = np.random.default_rng(3).random((2, 1, 8, 8)).astype(np.float32)
     r = simulate(net, net.encode_inputs(x), 12, record=["readout"])
     assert np.abs(r["readout"]["v"]).max() > 0
+
+
+def test_simulate_rejects_bad_options_with_one_line(capsys):
+    from neurodeploy.cli import main
+
+    for opts, msg in ((["--batch", "0"], "--batch must be >= 1"), (["--limit", "-3"], "--limit must be >= 1"),
+                      (["--device", "nope"], "--device 'nope'"), (["--device", "cuda:0"], "--device 'cuda:0'")):
+        if opts[0] == "--device" and opts[1].startswith("cuda"):
+            import torch
+
+            if torch.cuda.is_available():
+                continue  # a machine with a GPU accepts it
+        assert main(["simulate", "spikingformer-digits", *opts]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and msg in err, err

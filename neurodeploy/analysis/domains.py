@@ -450,12 +450,13 @@ def _analyze_into(res: DomainAnalysis, graph: nir.NIRGraph, prefix: str, input_d
     names = order(graph)
     full = {n: prefix + n for n in names}
     for n in names:
+        if full[n] not in res.nodes:  # a nested graph is re-analysed on every fixed-point pass: list it once
+            res.order.append(full[n])
         res.nodes[full[n]] = graph.nodes[n]
         res.preds[full[n]] = [full[p] for p in local_preds[n]]
-        res.order.append(full[n])
     supports: dict[str, np.ndarray] = {}
     changes: dict[str, int] = {}
-    for _ in range(64):  # fixed point (one pass for feed-forward graphs)
+    for _ in range(64):  # fixed point (a feed-forward graph settles after one pass; one more confirms it)
         changed = False
         for n in names:
             f = full[n]

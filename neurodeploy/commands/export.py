@@ -52,6 +52,18 @@ def validate_stage_arguments(args: argparse.Namespace) -> None:
         load_profiles(args.target, None)
 
 
+def validated_samples(graph, args: argparse.Namespace):
+    """The --data samples, read and checked against the graph's input shape (None without --data)."""
+    if args.data is None:
+        return None
+    from ..analysis.check import resolve_samples
+    from ..graph.simulate import input_sequence
+
+    x, _ = resolve_samples(graph, args.data, {"arch": (graph.metadata or {}).get("neurodeploy.arch")})
+    input_sequence(graph, x)
+    return x
+
+
 def post_export(graph, out_dir: Path, args: argparse.Namespace) -> list[Path]:
     """After OUT/model.nir: lower for Loihi 2 (OUT/loihi2/) and write the deployment report; returns the files."""
     if not args.target:
@@ -66,7 +78,8 @@ def post_export(graph, out_dir: Path, args: argparse.Namespace) -> list[Path]:
               f"{summary['synapses']} synapses")
     from ..report import build_report, write_report_files
 
-    doc = build_report(graph, targets=list(dict.fromkeys(args.target)), data=args.data)
+    samples = getattr(args, "samples", None)
+    doc = build_report(graph, targets=args.target, data=args.data if samples is None else samples)
     files += write_report_files(doc, out_dir)
     for t in doc["targets"]:
         fit = "fits" if t["fits"] else "does NOT fit"
@@ -90,12 +103,19 @@ def export_to_folder(model, out_dir, arch=None, expand_attention=False, input_sh
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model = Path(args.model)
-    if model.suffix == ".nir" and args.arch:
+    if model.suffix.lower() == ".nir" and args.arch:
         raise BadInputError(f"{model}: --arch applies to checkpoints, not to .nir files")
     validate_stage_arguments(args)
-    graph, path = export_to_folder(model, args.out, arch=args.arch, expand_attention=args.expand_attention,
-                                   input_shape=args.input_shape)
-    extra = post_export(graph, Path(args.out), args)
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.graph import write_graph
+
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInputError(f"{out_dir}: exists and is not a folder")
+    graph = to_nir(model, arch=args.arch, expand_attention=args.expand_attention, input_shape=args.input_shape)
+    args.samples = validated_samples(graph, args) if args.target else None  # bad --data: fail before writing
+    path = write_graph(graph, out_dir / MODEL_FILE)
+    extra = post_export(graph, out_dir, args)
     arch = (graph.metadata or {}).get("neurodeploy.arch", "?")
     print(f"wrote {path} ({arch}: {len(graph.nodes)} nodes, {len(graph.edges)} edges, "
           f"{time.perf_counter() - t0:.1f} s)")

@@ -36,6 +36,15 @@ def add_parser(subparsers):
     return p
 
 
+def _budget_text(c: dict) -> str:
+    """'max_chips loihi2: 3 > 2', 'min_fidelity loihi2: 0.9 < 0.95', 'max_chips loihi: does not fit the target'."""
+    where = f"{c['budget']} {c['target']}" if c.get("target") else c["budget"]
+    if c["value"] is None:
+        return f"{where}: {c.get('why', 'not met')}"
+    op = "<" if c["budget"].startswith("min_") else ">"
+    return f"{where}: {c['value']:g} {op} {c['limit']:g}"
+
+
 def run(args) -> int:
     from ..report import build_report, load_firing_rates
     from ..report.render import render
@@ -66,8 +75,6 @@ def run(args) -> int:
         sys.stdout.write(text)
     if not ok:
         bad = [c for c in doc["budgets"]["checks"] if not c["ok"]]
-        sys.stderr.write("neurodeploy: budget exceeded: " + "; ".join(
-            f"{c['budget']} {c['target'] or ''} {c['value'] if c['value'] is not None else c.get('why', '')} > {c['limit']}".replace("  ", " ")
-            for c in bad) + "\n")
+        sys.stderr.write("neurodeploy: budget exceeded: " + "; ".join(_budget_text(c) for c in bad) + "\n")
         return EXIT_CHECK_FAILED
     return EXIT_OK

@@ -111,9 +111,11 @@ def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, devi
         xb = x[i:i + bsz]
         with torch.no_grad():
             for j in range(0, len(xb), batch):
-                fout, rec = float_simulate(graph, torch.as_tensor(xb[j:j + batch]), T=T, record=True)
+                first = i + j == 0  # per-layer agreement is measured on the first batch: record only there
+                out = float_simulate(graph, torch.as_tensor(xb[j:j + batch]), T=T, record=first)
+                fout, rec = out if first else (out, None)
                 float_pred.append(fout.float().mean(0).reshape(len(xb[j:j + batch]), -1).numpy().argmax(1))
-                if i + j == 0:
+                if first:
                     first_rec, first_x = rec, xb[j:j + batch]
         t0 = time.perf_counter()
         if backend == "fast":
@@ -157,7 +159,25 @@ def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, devi
     return result
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    import torch
+
+    for opt in ("batch", "limit", "steps"):
+        value = getattr(args, opt)
+        if value is not None and value < 1:
+            raise BadInputError(f"--{opt} must be >= 1, got {value}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as exc:
+        raise BadInputError(f"--device {args.device!r}: {str(exc).splitlines()[0]}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BadInputError(f"--device {args.device!r}: no CUDA device is available")
+    if device.type not in ("cpu", "cuda"):
+        raise BadInputError(f"--device {args.device!r}: use cpu or cuda")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_options(args)
     graph = load_graph(args.model, args.arch)
     x, y = load_data(args.data, graph)
     limit = args.limit if args.limit is not None else (100 if args.backend == "lava" else None)

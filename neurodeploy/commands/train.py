@@ -30,15 +30,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
-    from ..training import digits_test_accuracy, train
+    from ..training import dataset_for_arch, digits_test_accuracy, train
 
     out = Path(args.output)
     if args.reuse and out.exists():
-        model = load_model(out)
+        model = load_model(out, arch=args.arch)  # a checkpoint of another architecture is an error
         acc = model.metrics.get("test_accuracy")
-        if args.arch == "spikingformer-digits":
+        if dataset_for_arch(model.arch) == "digits":
             acc = digits_test_accuracy(model)
-        print(f"reusing {out} ({model.arch}); test accuracy {acc * 100:.2f}%")
+        shown = "n/a" if acc is None else f"{acc * 100:.2f}%"
+        print(f"reusing {out} ({model.arch}); test accuracy {shown}")
         return 0
     metrics = train(args.arch, out, data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     seed=args.seed, device=args.device)

@@ -38,14 +38,14 @@ SUPPORTED_TYPES = (
 def steps_per_tau(tau, dt: float) -> np.ndarray:
     """``tau / dt`` in float64, each value snapped to the shortest decimal within float32 rounding."""
     k = np.asarray(tau, dtype=np.float64) / float(dt)
-    out = k.copy().reshape(-1)
-    for idx, val in enumerate(k.reshape(-1)):
+    values, where = np.unique(k, return_inverse=True)  # exporters write one tau per node: snap each value once
+    for idx, val in enumerate(values):
         for digits in range(1, 8):
             snapped = float(f"{val:.{digits}g}")
             if abs(snapped - val) <= 4e-7 * abs(val):
-                out[idx] = snapped
+                values[idx] = snapped
                 break
-    return out.reshape(k.shape)
+    return values[where.reshape(-1)].reshape(k.shape)
 
 
 def int_tuple(value, n: int) -> tuple[int, ...]:
@@ -324,7 +324,8 @@ class _Zeros(dict):
         return torch.zeros(())
 
 
-def _input_sequence(graph: nir.NIRGraph, x, T: int | None, dtype) -> torch.Tensor:
+def input_sequence(graph: nir.NIRGraph, x, T: int | None = None, dtype=torch.float32) -> torch.Tensor:
+    """``x`` as [T, B, *input] for ``graph``; a clear error when its shape does not fit the graph input."""
     in_name = input_names(graph)
     if len(in_name) != 1:
         raise UnsupportedError(f"the simulator needs exactly one Input node, found {in_name}")
@@ -358,7 +359,7 @@ def simulate(graph: nir.NIRGraph, x, T: int | None = None, record: bool = False,
     ``record_membrane=True`` also ``records[name + ":v"]``, the membrane of each top-level neuron node
     after the step (after reset)."""
     dt = graph_dt(graph) if dt is None else float(dt)
-    seq = _input_sequence(graph, x, T, dtype)
+    seq = input_sequence(graph, x, T, dtype)
     program = _Program(graph, dt, dtype)
     if record_membrane:
         record = True

@@ -169,6 +169,14 @@ class LavaNetwork:
 
         from .processes.record import SpikeRecorder, StateRecorder
         self.tmpdir = tempfile.mkdtemp(prefix="neurodeploy-lava-")
+        try:
+            self._add_recorders(pops, steps, SpikeRecorder, StateRecorder)
+        except BaseException:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            raise
+        self.anchor = next(iter(self.procs.values()))
+
+    def _add_recorders(self, pops, steps, SpikeRecorder, StateRecorder) -> None:
         self.recorders = []
         for i, name in enumerate(sorted(self.record)):
             p = pops[name]
@@ -183,20 +191,25 @@ class LavaNetwork:
                 rec.u_ref.connect_var(proc.u)
                 rec.v_ref.connect_var(proc.v)
             self.recorders.append((name, path, state))
-        self.anchor = next(iter(self.procs.values()))
 
     def run(self, chunk: int | None = None, progress=None) -> dict:
         """Run all steps (in pieces of ``chunk`` steps, calling ``progress(steps)`` after each) and stop
         the runtime.  ``self.timing``: seconds of the first piece (includes compiling and starting the
         OS processes), of the rest, and the steps of each."""
-        import time
-
         from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2SimCfg
 
         chunk = int(chunk or self.steps)
         cfg = Loihi2SimCfg(select_tag="fixed_pt")
         self.timing = {"first_s": 0.0, "first_steps": 0, "rest_s": 0.0, "rest_steps": 0}
+        try:
+            return self._run_and_read(chunk, cfg, progress, RunSteps)
+        finally:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)  # the recordings, also after a failed run
+
+    def _run_and_read(self, chunk, cfg, progress, RunSteps) -> dict:
+        import time
+
         try:
             done = 0
             while done < self.steps:
@@ -216,14 +229,10 @@ class LavaNetwork:
             except Exception:  # noqa: BLE001 - stopping a runtime that never started
                 pass
         from .processes.record import load_recording
-        try:
-            out = {}
-            for name, path, state in self.recorders:
-                out[name] = {k: a.reshape(self.steps, 1, -1).astype(np.int64)
-                             for k, a in load_recording(path, state).items()}
-        finally:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
-        return out
+
+        return {name: {k: a.reshape(self.steps, 1, -1).astype(np.int64)
+                       for k, a in load_recording(path, state).items()}
+                for name, path, state in self.recorders}
 
 
 def run_lava(net: LoweredNetwork, inputs: dict, steps: int, record=None) -> dict:

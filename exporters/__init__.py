@@ -35,7 +35,7 @@ def to_nir(model_or_path, *, arch: str | None = None, input_shape=None, expand_a
     ``expand_attention`` writes the attention as standard primitives (small models only)."""
     if isinstance(model_or_path, (str, os.PathLike)):
         path = Path(model_or_path)
-        if path.suffix == ".nir":
+        if path.suffix.lower() == ".nir":
             return import_nir_file(path)
         from neurodeploy.checkpoint import load_model
 

@@ -101,4 +101,4 @@ def from_norse(model: torch.nn.Module, sample_data, dt: float = DT_DEFAULT) -> n
         raise UnsupportedError("Norse's exporter dropped a layer: "
                                f"{sorted(set(mods) - set(nodes))}")
     graph = nir.NIRGraph(nodes=nodes, edges=list(raw.edges), metadata={})
-    return import_graph(graph, arch="norse", where="Norse model: ")
+    return import_graph(graph, arch="norse", where="Norse model: ", dt=dt)

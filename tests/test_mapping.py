@@ -159,3 +159,20 @@ def test_lowered_network_adapter_counts_real_weights():
     # attention: heads 2, d 4, N 4 -> Q (K^T V) (N*d^2 = 64 <= N^2*d = 64): 2 * 2*4*4*4 products + 2*4*4 accumulators
     assert per["att"]["neurons"] == 2 * 2 * 4 * 4 * 4 + 2 * 4 * 4
     assert "activation_product" in net.operations and not fit(net, load_profile("loihi")).fits
+
+
+def test_uneven_explicit_weights_are_checked_on_every_tile():
+    """A tile the tiler did not probe can hold more synapses: every tile of an exact-weights population
+    is compared with the core limits, so an overfull core is a verdict, never a silent fit."""
+    import numpy as np
+
+    w = np.zeros((5, 20000), np.int8)
+    w[[0, 2, 4], :5000] = 1   # rows 0, 2, 4: 5,000 synapses each
+    w[[1, 3], :] = 1          # rows 1, 3: 20,000 synapses each, over 16,000 input axons per core on their own
+    net = MapNetwork("uneven")
+    net.add_pop(MapPopulation("in", (20000, 1, 1), layer="in", kind="input", on_chip=False))
+    net.add_pop(MapPopulation("out", (5, 1, 1), layer="out"))
+    net.add_syn(MapSynapses("in->out", "in", "out", "dense", layer="out", weights=w))
+    r = fit(net, load_profile("loihi2"))
+    assert not r.fits
+    assert any(v.rule == "limit" and "exceeds a core" in v.message for v in r.violations), r.violations

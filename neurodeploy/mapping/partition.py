@@ -475,6 +475,12 @@ def _fit_tiled(net, profile, cost, res: FitResult, rates, pack):
         for b in _boxes(pop.shape, *tiles):
             if exact:
                 u = cost.usage(net, pop, b)
+                over = _over(u, cost.limits)  # the tiling probed a few tiles; uneven weights can overfill others
+                if over:
+                    detail = ", ".join(f"{r} {u.get(r)} > {cost.limits[r]}" for r in over)
+                    res.violations.append(Violation("limit", pop.layer, f"tile {b} of '{pop.name}' exceeds a core "
+                                                                        f"of {profile.name}: {detail}"))
+                    break
             else:  # uniform tiles: usage depends only on the tile's size and which borders it touches
                 key = (b[1] - b[0], b[3] - b[2], b[5] - b[4], b[0] == 0, b[1] == C, b[2] == 0, b[3] == H, b[4] == 0, b[5] == W)
                 u = memo.get(key)

@@ -76,7 +76,7 @@ def _pair(v, n=2):
     return int_tuple(v, n)[:n]
 
 
-def _conv_padding(node, name: str, n: int) -> tuple:
+def conv_padding(node, name: str, n: int) -> tuple:
     """Integer padding of a NIR Conv1d/Conv2d; 'valid' and (stride 1, odd kernel) 'same' are converted,
     other string paddings are refused with the node named."""
     pad = padding_arg(node.padding, n)
@@ -178,11 +178,11 @@ class _Lowerer:
             return x * torch.as_tensor(_arr(node.scale))
         if t == "Conv2d":
             w = torch.as_tensor(_arr(node.weight))
-            return F.conv2d(x, w, stride=_pair(node.stride), padding=_conv_padding(node, name, 2),
+            return F.conv2d(x, w, stride=_pair(node.stride), padding=conv_padding(node, name, 2),
                             dilation=_pair(node.dilation), groups=int(node.groups))
         if t == "Conv1d":
             w = torch.as_tensor(_arr(node.weight))
-            return F.conv1d(x, w, stride=_pair(node.stride, 1), padding=_conv_padding(node, name, 1),
+            return F.conv1d(x, w, stride=_pair(node.stride, 1), padding=conv_padding(node, name, 1),
                             dilation=_pair(node.dilation, 1), groups=int(node.groups))
         if t in ("SumPool2d", "AvgPool2d"):
             k, s, p = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
@@ -355,12 +355,12 @@ class _Lowerer:
                     node = g.nodes[real_ops[0]]
                     tn = type(node).__name__
                     if tn == "Conv2d" and len(src_shape) == 3:
-                        native = ("conv", _arr(node.weight), _pair(node.stride), _conv_padding(node, real_ops[0], 2),
+                        native = ("conv", _arr(node.weight), _pair(node.stride), conv_padding(node, real_ops[0], 2),
                                   _pair(node.dilation), int(node.groups))
                     elif tn == "Conv1d" and len(src_shape) == 2:
                         w1 = _arr(node.weight)
                         native = ("conv", w1.reshape(w1.shape[:2] + (1, w1.shape[2])),
-                                  (1, _pair(node.stride, 1)[0]), (0, _conv_padding(node, real_ops[0], 1)[0]),
+                                  (1, _pair(node.stride, 1)[0]), (0, conv_padding(node, real_ops[0], 1)[0]),
                                   (1, _pair(node.dilation, 1)[0]), int(node.groups))
                     elif tn in ("SumPool2d",) and len(src_shape) == 3:
                         kk = _pair(node.kernel_size)

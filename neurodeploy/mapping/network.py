@@ -374,15 +374,17 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
                     out.extend(_linear_chain(other))
         return out
 
-    def geometry(node):
+    from ..lower.from_nir import conv_padding
+
+    def geometry(node, name):
         if isinstance(node, nir.Conv2d):
             w = np.asarray(node.weight)
-            pad = node.padding if not isinstance(node.padding, str) else (w.shape[2] // 2, w.shape[3] // 2)
-            return dict(kind="conv", kernel=tuple(w.shape[2:4]), stride=_pair(node.stride), padding=_pair(pad), groups=_one(node.groups))
+            return dict(kind="conv", kernel=tuple(w.shape[2:4]), stride=_pair(node.stride),
+                        padding=conv_padding(node, name, 2), groups=_one(node.groups))
         if isinstance(node, nir.Conv1d):
             w = np.asarray(node.weight)
-            pad = node.padding if not isinstance(node.padding, str) else w.shape[2] // 2
-            return dict(kind="conv", kernel=(1, int(w.shape[2])), stride=(1, _one(node.stride)), padding=(0, _one(pad)), groups=_one(node.groups))
+            return dict(kind="conv", kernel=(1, int(w.shape[2])), stride=(1, _one(node.stride)),
+                        padding=(0, conv_padding(node, name, 1)[0]), groups=_one(node.groups))
         if isinstance(node, nir.SumPool2d):
             return dict(kind="conv", kernel=_pair(node.kernel_size), stride=_pair(node.stride), padding=_pair(node.padding), groups=-1)
         return dict(kind="dense")
@@ -395,7 +397,7 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
         dst = net.pop(dst_name)
         src_pop = net.pop(src)
         layer = layer or syn_name
-        g = geometry(node)
+        g = geometry(node, syn_name)
         out_shape = cxhw(node_shape(node)) if node_shape(node) else dst.shape
         gname = f"{syn_name}:{src}->{dst_name}"
         if g["kind"] == "conv" and out_shape != dst.shape and out_shape[0] == dst.shape[0] and \

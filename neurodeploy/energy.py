@@ -491,7 +491,14 @@ def target_energy(ops: ModelOps, rates: dict, profile) -> dict | None:
     else:
         assumptions.append("no neuron-update figure in the profile: neuron updates not priced")
     if e_static:
-        assumptions.append(f"static power {static_w} W x step time {step_s} s x T={T} steps (measured board figures)")
+        sq, tq = q("static_power_w"), q("step_time_s") or q("tick_s")
+        assumptions.append(f"static power {static_w} W x step time {step_s} s x T={T} steps "
+                           f"({sq.get('source', '')}, {sq.get('confidence', '')}; {tq.get('source', '')}, "
+                           f"{tq.get('confidence', '')})")
+        if any("static power included" in str(q(k).get("note", "")) for k in ("synop_pj", "neuron_update_pj")):
+            assumptions.append("the per-op figures are whole-system upper bounds that already contain static power, "
+                               "so synaptic + neuron + static counts static power more than once: read the total as "
+                               "an upper bound and the breakdown for the parts")
     else:
         assumptions.append("static power not included (no figure)")
     assumptions.append("memory traffic, routing and I/O not priced separately")

@@ -154,7 +154,7 @@ def test_trained_digits_in_lava_chained_equals_engine_and_float_accuracy(trained
 
 @pytest.mark.slow
 def test_trained_digits_engine_accuracy_all_360_and_layer_agreement(trained_digits_checkpoint, capsys):
-    from neurodeploy.commands.simulate import simulate_loihi2
+    from neurodeploy.fidelity import simulate_loihi2
     g, net, x, y = _digits(trained_digits_checkpoint)
     res = simulate_loihi2(g, x, y, backend="fast", batch=120, progress=False)
     assert res["samples"] == 360

@@ -141,7 +141,7 @@ def _lower_and_fidelity(graph, x, want_fidelity: bool):
     sec: dict = {"ran": False}
     try:
         if x is not None and want_fidelity:
-            from ..commands.simulate import simulate_loihi2
+            from ..fidelity import simulate_loihi2
 
             res = simulate_loihi2(graph, x.numpy() if hasattr(x, "numpy") else x, progress=False)
             sec.update(ran=True, fidelity=res["prediction_agreement"], samples=res["samples"],

@@ -100,12 +100,3 @@ def ensure_lava() -> None:
             "with --no-deps --ignore-requires-python)"
         )
     _import_lava_multiprocessing()
-
-
-def lava_available() -> bool:
-    try:
-        ensure_lava()
-        import lava.magma.core.run_configs  # noqa: F401
-    except Exception:  # noqa: BLE001 - any import problem means "not available"
-        return False
-    return True

@@ -26,7 +26,6 @@ import numpy as np
 from ..errors import BadInputError, UnsupportedError
 from ..lower.network import LoweredNetwork, Synapse, conv_out_shape
 
-VTH_NEVER = (1 << 17) - 1
 
 
 def conv_to_matrix(s: Synapse, src_shape, dst_shape) -> np.ndarray:

@@ -201,17 +201,6 @@ class _Lowerer:
             b = np.broadcast_to(b.reshape((-1,) + (1,) * (len(out) - 1)), out)
         return b.reshape(-1)
 
-    def in_shape(self, name):
-        node = self.g.nodes[name]
-        s = _shape(node, "input")
-        if s is None:
-            raise BadInputError(f"node '{name}': no input shape")
-        return s
-
-    def out_size(self, name):
-        s = _shape(self.g.nodes[name], "output")
-        return int(np.prod(s))
-
     def chain_matrix(self, ops, in_shape):
         """Dense (n_out, n_in) float64 matrix of a chain of bias-free linear nodes."""
         n_in = int(np.prod(in_shape))

@@ -70,10 +70,6 @@ def _shift(x: torch.Tensor, e: int) -> torch.Tensor:
     return x
 
 
-def wrap24(x: torch.Tensor) -> torch.Tensor:
-    return torch.remainder(x + _M24, 1 << 24) - _M24
-
-
 def _wrap32(x: torch.Tensor) -> torch.Tensor:
     return torch.remainder(x + (1 << 31), 1 << 32) - (1 << 31)
 
@@ -228,7 +224,6 @@ class Engine:
         self.out_groups = {n: [] for n in self.pops}
         for s in net.synapses:
             self.out_groups[s.src].append(self._prepare(s))
-        self.att_by_dst = {}
         self.atts = list(net.attention)
         self.ring_len = {n: 1 for n in self.pops}
         for n, groups in self.out_groups.items():
@@ -694,14 +689,6 @@ class Engine:
         s = (torch.sub(v, pl.th) if pl.sbuf is None else torch.sub(v, pl.th, out=pl.sbuf)).clamp_(0.0, 1.0)
         v.addcmul_(v, s, value=-1.0)
         return s if s.dtype == torch.float32 else s.to(torch.float32)
-
-    def _att_ready(self, a: Attention, name: str) -> bool:
-        """The attention op fires once per step, after the last of its inputs in topological order."""
-        srcs = {a.q, a.k, a.v}
-        if name not in srcs:
-            return False
-        last = max(srcs, key=self.order.index)
-        return name == last
 
 
 class _Plan:

@@ -137,6 +137,8 @@ def check_model(model, arch: str | None = None, allow=None, input_domain: str | 
         act = record_activity(graph, x, T, analysis=report.analysis)
         act["data"] = data_desc
         extra["dynamic"] = act
+        if act["internal_errors"]:  # a value the analysis proved impossible: never report a verdict on it
+            raise NeurodeployError(act["internal_errors"][0] + f" ({len(act['internal_errors'])} in all)")
     extra["elapsed_seconds"] = time.perf_counter() - t0
     report.extra = extra
     report.graph = graph

@@ -54,11 +54,6 @@ def run(args) -> int:
     report = check_model(args.model, arch=args.arch, allow=args.allow, input_domain=args.input_domain,
                          data=args.data, fold=args.fold_readout, T=args.time_steps, samples=args.samples,
                          dynamic=not args.no_dynamic)
-    dyn = report.extra.get("dynamic")
-    if dyn and dyn["internal_errors"]:
-        from ..errors import NeurodeployError
-
-        raise NeurodeployError(dyn["internal_errors"][0] + f" ({len(dyn['internal_errors'])} in all)")
     model_path = report.extra["model"].get("path")
     text = render(report, args.format, artifact_uri=model_path,
                   elapsed=float(report.extra.get("elapsed_seconds", 0.0)))

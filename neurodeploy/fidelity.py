@@ -11,8 +11,10 @@ import numpy as np
 from .errors import BadInputError
 
 
-def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, device="cpu", progress=True):
-    """Returns a result dict (accuracies, agreement, per-layer spike agreement, steps/s)."""
+def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, device="cpu", progress=True,
+                    return_network=False):
+    """Returns a result dict (accuracies, agreement, per-layer spike agreement, steps/s).
+    With ``return_network=True`` it returns ``(result, lowered network)`` so callers need not lower again."""
     import torch
     from tqdm import tqdm
 
@@ -110,4 +112,4 @@ def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, devi
         y = np.asarray(y)[:n]
         result["float_accuracy"] = float((fp == y).mean())
         result["loihi2_accuracy"] = float((ip == y).mean())
-    return result
+    return (result, net) if return_network else result

@@ -143,12 +143,14 @@ def _lower_and_fidelity(graph, x, want_fidelity: bool):
         if x is not None and want_fidelity:
             from ..fidelity import simulate_loihi2
 
-            res = simulate_loihi2(graph, x.numpy() if hasattr(x, "numpy") else x, progress=False)
+            res, low = simulate_loihi2(graph, x.numpy() if hasattr(x, "numpy") else x, progress=False,
+                                       return_network=True)
             sec.update(ran=True, fidelity=res["prediction_agreement"], samples=res["samples"],
                        latency_steps=res["latency_steps"], layer_spike_agreement=res["layer_spike_agreement"],
                        clipped_weights=res.get("clipped_weights"), clipped_biases=res.get("clipped_biases"),
                        note="fidelity = share of samples whose fixed-point (Loihi 2) prediction equals the float model's")
-        low, _ = lower_graph(graph, input_range=(float(x.min()), float(x.max())) if x is not None else (0.0, 1.0))
+        else:  # the same lowering simulate_loihi2 makes (input range of the samples, or [0, 1])
+            low, _ = lower_graph(graph, input_range=(float(x.min()), float(x.max())) if x is not None else (0.0, 1.0))
         sec["ran"] = True
         sec.setdefault("note", "lowered (no sample data: fidelity not measured)")
         return low, sec

@@ -1,7 +1,13 @@
-"""Fidelity of the Loihi 2 fixed-point network against the float model (the ``simulate`` command, the
-report and ``make demo`` use it): lower the NIR graph, run the lowered network on our fast engine or in Lava
-(chained: all samples in one run), run the float reference simulator on the same samples, and compare
-predictions, accuracies and per-layer spikes."""
+"""Fidelity: a lowered (fixed-point) network against the float model it came from, on sample data.
+
+* :func:`float_predictions` - the float reference (our NIR simulator), batched.
+* :func:`simulate_lowered` - run a Loihi 2 lowered network on our fast engine or in Lava (chained: all
+  samples in one run) and compare predictions, accuracies and per-layer spikes with the float model.
+  The lowered network is given: whoever made it (the Loihi 2 target of a deployment) is the one whose
+  artifact is measured, so the figure belongs to the network that is written and mapped.
+* :func:`simulate_loihi2` - convenience for the Python API: lower ``graph`` (input range from ``x``), then
+  :func:`simulate_lowered`.
+"""
 from __future__ import annotations
 
 import time
@@ -11,98 +17,128 @@ import numpy as np
 from .errors import BadInputError
 
 
-def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, device="cpu", progress=True,
-                    return_network=False):
-    """Returns a result dict (accuracies, agreement, per-layer spike agreement, steps/s).
-    With ``return_network=True`` it returns ``(result, lowered network)`` so callers need not lower again."""
-    import torch
-    from tqdm import tqdm
-
-    from .graph import simulate as float_simulate
-    from .lower.chain import chain_inputs, chain_network, split_windows
-    from .lower.from_nir import lower_graph
-    from .sim import Engine
-
-    x = np.asarray(x, dtype=np.float32)
+def graph_time_steps(graph, steps: int | None = None) -> int:
     T = steps or int((graph.metadata or {}).get("neurodeploy.time_steps", 0) or 0)
     if not T:
         raise BadInputError("the model does not fix its time steps; give --steps N")
-    domain = str((graph.metadata or {}).get("neurodeploy.input_domain", "binary"))
-    net, report = lower_graph(graph, T=T, input_range=(float(x.min()), float(x.max())))
+    return int(T)
+
+
+def float_predictions(graph, x, steps: int | None = None, batch: int = 64, record_first: bool = False):
+    """Class predictions [B] of the float model (mean output over time, argmax); with ``record_first`` also
+    the per-node records of the first batch (for per-layer agreement)."""
+    import torch
+
+    from .graph import simulate as float_simulate
+
+    T = graph_time_steps(graph, steps)
+    x = np.asarray(x, dtype=np.float32)
+    preds, first = [], None
+    with torch.no_grad():
+        for j in range(0, len(x), batch):
+            xb = torch.as_tensor(x[j:j + batch])
+            want = record_first and j == 0
+            out = float_simulate(graph, xb, T=T, record=want)
+            fout, rec = out if want else (out, None)
+            if want:
+                first = rec
+            preds.append(fout.float().mean(0).reshape(len(xb), -1).numpy().argmax(1))
+    p = np.concatenate(preds) if preds else np.zeros((0,), dtype=np.int64)
+    return (p, first) if record_first else p
+
+
+def _encode(net, x, T, L, device):
+    """Engine inputs of the lowered network for samples ``x`` (host encoder, or spike/graded sequences
+    padded by the latency)."""
+    if net.encoders:
+        return dict(net.encode_inputs(x, device=device))
+    inp = net.inputs[0]
+    seq = np.broadcast_to(x[None], (T,) + x.shape) if x.ndim == len(inp.shape) + 1 else np.swapaxes(x, 0, 1)
+    seq = np.concatenate([seq, np.zeros((L,) + seq.shape[1:], seq.dtype)])
+    return {inp.name: seq.astype(np.int64)}
+
+
+def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: str = "fast", batch: int = 64,
+                     device: str = "cpu", progress: bool = True, layers: bool = True) -> dict:
+    """Fidelity of the lowered network ``net`` (made from ``graph``) on samples ``x`` [B, ...] (labels ``y``
+    optional): predictions of the fixed-point run (``backend`` fast: our engine, batched; lava: Lava
+    ``fixed_pt``, all samples chained in one run) against the float model's; ``layers``: per-layer spike
+    agreement float vs integer on the first batch (layer-synchronous engine)."""
+    import torch
+    from tqdm import tqdm
+
+    from .lower.chain import chain_inputs, chain_network, split_windows
+    from .sim import Engine
+
+    if backend not in ("fast", "lava"):
+        raise BadInputError(f"backend must be 'fast' or 'lava', not {backend!r}")
+    x = np.asarray(x, dtype=np.float32)
+    T = graph_time_steps(graph, steps or int(net.metadata.get("time_steps", 0) or 0) or None)
     L = int(net.metadata["latency"])
     out_pop = net.outputs[0]
     readout = net.pop(out_pop).kind == "readout"
     n = len(x)
-    float_pred, int_pred = [], []
-    layer_agree = {}
-    t_run = 0.0
-    steps_done = 0
-
-    def inputs_for(xb):
-        if domain == "real":
-            return {k: v for k, v in net.encode_inputs(xb, device=device).items()}
-        seq = np.broadcast_to(xb[None], (T,) + xb.shape) if xb.ndim == len(net.inputs[0].shape) + 1 else \
-            np.swapaxes(xb, 0, 1)
-        seq = np.concatenate([seq, np.zeros((L,) + seq.shape[1:], seq.dtype)])
-        return {net.inputs[0].name: seq.astype(np.int64)}
+    if n == 0:
+        raise BadInputError("no samples to simulate")
 
     def decode(res):
         if readout:
-            return res[out_pop]["v"][-1].float().cpu().numpy() if torch.is_tensor(res[out_pop]["v"]) \
-                else res[out_pop]["v"][-1]
+            v = res[out_pop]["v"][-1]
+            return v.float().cpu().numpy() if torch.is_tensor(v) else v
         s = res[out_pop]["s"]
         s = s.float().cpu().numpy() if torch.is_tensor(s) else s
         return s[L:L + T].sum(0)
 
-    # both back-ends run the chained-mode network (neurodeploy.lower.chain): every population reset at
-    # the start of its sample window, so one sample's result does not depend on the one before; Lava
-    # runs all samples back to back in ONE process graph, the fast engine one sample per batch row
+    t_float = time.perf_counter()
+    float_pred, first_rec = float_predictions(graph, x, T, batch=batch, record_first=layers)
+    t_float = time.perf_counter() - t_float
+    # both back-ends run the chained-mode network (neurodeploy.lower.chain): every population reset at the
+    # start of its sample window, so one sample's result does not depend on the one before; Lava runs all
+    # samples back to back in ONE process graph, the fast engine one sample per batch row
     P = T + L
     chained = chain_network(net, P, bias_as_graded=(backend == "lava"), conv_as_sparse=(backend == "lava"))
     bar = tqdm(total=n, desc=f"loihi2/{backend}", unit="sample", disable=not progress)
     engine = Engine(chained, device=device) if backend == "fast" else None
     timing = None
+    int_pred = []
+    t_run = 0.0
     bsz = batch if backend == "fast" else n
     for i in range(0, n, bsz):
         xb = x[i:i + bsz]
-        with torch.no_grad():
-            for j in range(0, len(xb), batch):
-                first = i + j == 0  # per-layer agreement is measured on the first batch: record only there
-                out = float_simulate(graph, torch.as_tensor(xb[j:j + batch]), T=T, record=first)
-                fout, rec = out if first else (out, None)
-                float_pred.append(fout.float().mean(0).reshape(len(xb[j:j + batch]), -1).numpy().argmax(1))
-                if first:
-                    first_rec, first_x = rec, xb[j:j + batch]
         t0 = time.perf_counter()
         if backend == "fast":
-            res = engine.run(chain_inputs(chained, inputs_for(xb), batched=True), P, record=[out_pop])
+            res = engine.run(chain_inputs(chained, _encode(net, xb, T, L, device), batched=True), P, record=[out_pop])
             bar.update(len(xb))
         else:
-            from .lava.run import run_lava_chained
-            inp = {k: (v.cpu().numpy() if torch.is_tensor(v) else v) for k, v in inputs_for(xb).items()}
+            from .lava.run import run_lava_chained  # Lava is optional and slow to import
+            inp = {k: (v.cpu().numpy() if torch.is_tensor(v) else v) for k, v in _encode(net, xb, T, L, device).items()}
             chunk = P * max(1, min(10, len(xb) // 20 or 1))
             _, res, timing = run_lava_chained(net, inp, P, record=[out_pop], chunk=chunk,
                                               progress=lambda k: bar.update(k // P))
             res = {k: {kk: torch.as_tensor(a) for kk, a in r.items()} for k, r in
                    split_windows(res, len(xb), P).items()}
         t_run += time.perf_counter() - t0
-        steps_done += P * len(xb) if backend == "lava" else P
         int_pred.append(np.asarray(decode(res)).reshape(len(xb), -1).argmax(1))
-    # per-layer spike agreement float vs integer (layer-synchronous engine, first batch)
-    sync = Engine(net, device=device, pipelined=False).run(
-        {k: (v[:T] if net.pop(k).input_kind != "bias" else v) for k, v in inputs_for(first_x).items()}, T,
-        record=[p.name for p in net.populations if p.kind == "lif"])
-    for name, r in sync.items():
-        if name in first_rec:
-            f = first_rec[name].reshape(T, len(first_x), -1).numpy()
-            layer_agree[name] = float((f == r["s"].cpu().numpy()).mean())
     bar.close()
-    fp, ip = np.concatenate(float_pred), np.concatenate(int_pred)
-    result = {"backend": backend, "samples": int(n), "steps_per_sample": T, "latency_steps": L,
-              "prediction_agreement": float((fp == ip).mean()),
-              "steps_per_s": steps_done / max(t_run, 1e-9),
-              "samples_per_s": n / max(t_run, 1e-9), "layer_spike_agreement": layer_agree,
-              "clipped_weights": report["clipped_weights"], "clipped_biases": report["clipped_biases"]}
+    layer_agree = {}
+    if layers:
+        first_x = x[:batch]
+        sync = Engine(net, device=device, pipelined=False).run(
+            {k: (v[:T] if net.pop(k).input_kind != "bias" else v) for k, v in _encode(net, first_x, T, L, device).items()},
+            T, record=[p.name for p in net.populations if p.kind == "lif"])
+        for name, r in sync.items():
+            if name in first_rec:
+                f = first_rec[name].reshape(T, len(first_x), -1).numpy()
+                layer_agree[name] = float((f == r["s"].cpu().numpy()).mean())
+    ip = np.concatenate(int_pred)
+    result = {"backend": backend, "samples": int(n), "batch": int(bsz), "steps_per_sample": T, "latency_steps": L,
+              "prediction_agreement": float((float_pred == ip).mean()),
+              "samples_per_s": n / max(t_run, 1e-9),
+              "sample_steps_per_s": n * P / max(t_run, 1e-9),
+              "float_reference_s": t_float, "fixed_point_s": t_run,
+              "layer_spike_agreement": layer_agree,
+              "clipped_weights": (net.metadata.get("quantization") or {}).get("clipped_weights"),
+              "clipped_biases": (net.metadata.get("quantization") or {}).get("clipped_biases")}
     if timing is not None:
         # Lava, chained: one process graph for all samples; the first chunk includes compiling it
         result["lava"] = {"compile_and_first_chunk_s": timing["first_s"], "first_chunk_steps": timing["first_steps"],
@@ -110,6 +146,21 @@ def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, devi
                           if timing["rest_steps"] else None}
     if y is not None:
         y = np.asarray(y)[:n]
-        result["float_accuracy"] = float((fp == y).mean())
+        result["float_accuracy"] = float((float_pred == y).mean())
         result["loihi2_accuracy"] = float((ip == y).mean())
-    return (result, net) if return_network else result
+    return result
+
+
+def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, device="cpu", progress=True,
+                    return_network=False):
+    """Lower ``graph`` for Loihi 2 (input range from ``x``) and measure its fidelity on ``x``
+    (:func:`simulate_lowered`).  With ``return_network=True`` returns ``(result, lowered network)``."""
+    from .lower.from_nir import lower_graph
+
+    x = np.asarray(x, dtype=np.float32)
+    T = graph_time_steps(graph, steps)
+    net, report = lower_graph(graph, T=T, input_range=(float(x.min()), float(x.max())))
+    net.metadata["quantization"] = {"clipped_weights": report["clipped_weights"],
+                                    "clipped_biases": report["clipped_biases"]}
+    res = simulate_lowered(graph, net, x, y, steps=T, backend=backend, batch=batch, device=device, progress=progress)
+    return (res, net) if return_network else res

@@ -49,3 +49,39 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+@contextlib.contextmanager
+def staged_dir(path: str | os.PathLike):
+    """Yield a temporary sibling folder of ``path``; on success it replaces ``path`` as a whole (the old
+    folder is renamed away, the new one renamed in, the old one removed), on error it is removed and
+    ``path`` is left as it was."""
+    import shutil
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BadInputError(f"{path}: exists and is not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+        old = None
+        try:
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+                os.rmdir(old)
+                os.replace(path, old)
+            os.replace(tmp, path)
+        except OSError as exc:
+            if old is not None and old.exists() and not path.exists():
+                os.replace(old, path)
+            raise BadInputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

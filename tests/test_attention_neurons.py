@@ -105,22 +105,3 @@ def test_and_neuron_attention_in_lava_equals_engine_and_process():
     proc = run_lava(proc_net, x, steps, record="all")
     _assert_shifted_equal(proc, lava, proc_net.latency(), neur_net.latency(), T, ["attn"])
     assert int(lava["attention.and"]["s"].sum()) > 5 and int(lava["attn"]["s"].sum()) > 3
-
-
-def test_export_summary_counts_both_attention_options(tmp_path):
-    from neurodeploy.exporters import to_nir
-    from neurodeploy.lava.export import summarize
-    from neurodeploy.lower.from_nir import lower_graph
-    from neurodeploy.lower.testmodels import tiny_spikingformer
-    g = to_nir(tiny_spikingformer(), arch="spikingformer-digits")
-    net, _ = lower_graph(g)
-    s = summarize(net)
-    a = s["attention"][0]
-    M = 2 * 16 * 16 * 8 * 8
-    assert a["neurocore_option"]["and_neurons"] == M and a["neurocore_option"]["synapses"] == 4 * M
-    assert a["neurocore_option"]["synapse_groups"] == 4 and a["neurocore_option"]["extra_latency_steps"] == 1
-    assert a["process_option"]["neurons"] == 0 and a["process_option"]["synapses"] == 0
-    opt = s["attention_options"]
-    assert opt["process"]["neurons"] == s["neurons"] == 2947
-    assert opt["neurons"]["neurons"] == 2947 + M and opt["neurons"]["synapses"] == s["synapses"] + 4 * M
-    assert opt["neurons"]["latency_steps"] == s["latency_steps"] + 1

@@ -1,4 +1,4 @@
-"""``neurodeploy simulate`` and the ``export --target loihi2`` hook (export_loihi2)."""
+"""``neurodeploy simulate`` and the Loihi 2 target's artifact files."""
 import json
 
 import numpy as np
@@ -44,18 +44,30 @@ def test_simulate_bad_input_exits_2(tiny_files, tmp_path, capsys):
     assert len(err) == 2 and all(line.startswith("neurodeploy: error:") for line in err)
 
 
-def test_export_loihi2_writes_lowered_network_netx_and_summary(tiny_files, tmp_path):
-    from neurodeploy.lava.export import export_loihi2
+def test_loihi2_target_writes_lowered_network_netx_and_summary(tiny_files, tmp_path):
+    from neurodeploy.deploy import Deployment, get_target
     g, _ = tiny_files
-    summary = export_loihi2(g, tmp_path)
+    dep = Deployment.build(g, targets=["loihi2"], annotate=False)
+    dep.lower()
+    t = dep.targets[0]
+    files = t.target.write(t.artifact, tmp_path / "loihi2")
     out = tmp_path / "loihi2"
-    assert json.loads((out / "summary.json").read_text())["latency_steps"] == summary["latency_steps"] == 8
+    # one lowering only: its biases are not in the weight units netx fixes (bias_exp 6), so no netx prefix
+    # is written, and the summary says why
+    assert sorted(p.name for p in files) == ["network.npz", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["latency_steps"] == 8
     assert summary["neurons"] == 2947 and summary["synapse_groups"] == 12 and summary["max_delay"] == 5
     assert summary["inputs"][0]["mode"].startswith("host-side encoder")
-    assert summary["attention"][0]["neurocore_option"]["and_neurons"] == 2 * 16 * 16 * 8 * 8
-    assert summary["netx"]["written"] and summary["netx"]["layers"] >= 2
-    assert (out / "network.net").exists()
+    # a digits model: the input range is calibrated on the bundled digits (first 64), recorded in the artifact
+    from neurodeploy.training import digits_split
+    xd = digits_split()[2][:64]
+    assert summary["input_range"] == {"range": [float(xd.min()), float(xd.max())],
+                                      "source": "calibrated on bundled digits (test split, first 64) (64 samples)"}
+    assert not summary["netx"]["written"] and "bias_exp" in summary["netx"]["stopped"]
     net = LoweredNetwork.load(str(out / "network.npz"))
+    back = get_target("loihi2").read(out)
+    assert back.net.metadata["input_range"] == summary["input_range"]
     x = np.random.default_rng(3).random((2, 1, 8, 8)).astype(np.float32)
     r = simulate(net, net.encode_inputs(x), 12, record=["readout"])
     assert np.abs(r["readout"]["v"]).max() > 0

@@ -83,14 +83,34 @@ def test_channels_last_layout_and_float32_state_on_a_conv_chain():
 
 
 def test_compiled_lif_kernel_equals_eager(monkeypatch):
-    """torch.compile'd LIF (where a C++ compiler / Triton exists; otherwise the engine falls back to the
-    eager ops and says so) gives the same integers."""
+    """torch.compile'd LIF gives the same integers as the eager ops.  The compiled kernel must really run
+    (the engine keeps ``compile`` on only when no compile failure made it fall back)."""
     monkeypatch.setattr(engine_mod, "_COMPILE_MIN", 0)
     net = testnets.conv_dense_net()
     T = 10
     x = testnets.random_inputs(net, T, batch=3, seed=2)
-    comp = _run(Engine(net, compile=True), x, T)
+    eng = Engine(net, compile=True)
+    comp = _run(eng, x, T)
+    assert eng.compile, "torch.compile fell back to eager here: the compiled kernel was not tested"
     _same(comp, _run(Engine(net), x, T))
+
+
+def test_compile_failure_falls_back_to_the_same_integers(monkeypatch):
+    monkeypatch.setattr(engine_mod, "_COMPILE_MIN", 0)
+
+    def broken(_no_current_memory):
+        def k(*a):
+            raise RuntimeError("no compiler")
+        return k
+
+    monkeypatch.setattr(engine_mod, "_kernel", broken)
+    net = testnets.conv_dense_net()
+    x = testnets.random_inputs(net, 6, batch=2, seed=5)
+    eng = Engine(net, compile=True)
+    with pytest.warns(UserWarning, match="torch.compile unavailable"):
+        got = _run(eng, x, 6)
+    assert not eng.compile
+    _same(got, _run(Engine(net), x, 6))
 
 
 def test_spike_inputs_must_be_binary():

@@ -1,9 +1,13 @@
-"""``neurodeploy export MODEL -o OUT``: write OUT/model.nir (atomically).
+"""``neurodeploy export MODEL -o OUT [--target T ...] [--data FILE]``.
 
-MODEL is our checkpoint, an official checkpoint (with ``--arch``) or a .nir file from any tool.  Later
-stages hook in through :func:`post_export` (the lowering's ``--target`` option adds its arguments in
-:func:`add_stage_arguments` and its work in ``post_export``): both receive everything they need and the
-export itself does not change.
+MODEL is our checkpoint, an official checkpoint (with ``--arch``) or a .nir file from any tool.  Writes
+OUT/model.nir; with ``--target`` it builds one :class:`~neurodeploy.deploy.Deployment`, lowers the model once
+per target (``OUT/<target>/``: the artifact, e.g. OUT/loihi2/network.npz), measures fidelity and chip fit
+on that same artifact and writes the deployment report OUT/report.{json,md,html}.
+
+The folder is written all-or-nothing: everything is built in a temporary sibling folder that replaces OUT
+only when every file is complete (:func:`neurodeploy.fileio.staged_dir`); a failed run leaves an older OUT
+as it was.  A target whose lowering refuses the model fails the export (exit 2, the reason on one line).
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..errors import BadInputError
+from ..errors import BadInputError, UnsupportedError
 
 MODEL_FILE = "model.nir"
 
@@ -19,11 +23,13 @@ MODEL_FILE = "model.nir"
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "export",
-        help="export a model (checkpoint or .nir file) to OUT/model.nir",
-        description="Export a model to NIR (docs/nir.md): our checkpoint, an official checkpoint with --arch, or a .nir file.",
+        help="export a model (checkpoint or .nir file) to OUT/model.nir, and deploy it for targets",
+        description="Export a model to NIR (docs/nir.md): our checkpoint, an official checkpoint with --arch, or a "
+                    ".nir file; with --target also lower it for each target (OUT/<target>/) and write the "
+                    "deployment report (OUT/report.{json,md,html}).",
     )
     p.add_argument("model", metavar="MODEL", help="checkpoint (.pt/.pth/.pth.tar) or .nir file")
-    p.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder (created); writes OUT/model.nir")
+    p.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder (replaced as a whole)")
     p.add_argument("--arch", default=None, help="architecture of an official checkpoint (a name from neurodeploy.arch_names(), e.g. spikingformer-imagenet-8-768)")
     p.add_argument("--expand-attention", action="store_true",
                    help="write the attention as standard NIR primitives (exact; small models only)")
@@ -35,69 +41,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of the stages after the export: lowering for a target and the deployment report."""
+    """Options of the stages after the export: deployment per target and the report."""
     parser.add_argument("--target", action="append", default=None, metavar="TARGET",
                         help="also deploy for TARGET (repeatable): 'loihi2' lowers to Loihi 2 fixed point and writes "
                              "OUT/loihi2/ (lowered network, netx .net file, summary.json); every target gets the "
                              "deployment report OUT/report.{json,md,html}. 'neurodeploy targets' lists them")
+    parser.add_argument("--profile", action="append", default=[], metavar="FILE",
+                        help="a hardware profile TOML (a target of its own; repeatable)")
     parser.add_argument("--data", default=None, metavar="FILE",
-                        help="sample inputs (.npy/.npz/.pt, or 'digits') for firing rates and fidelity in the report")
-
-
-def validate_stage_arguments(args: argparse.Namespace) -> None:
-    """Fail before anything is written when a stage option is bad (unknown target name)."""
-    if args.target:
-        from ..profiles import load_profiles
-
-        load_profiles(args.target, None)
-
-
-def validated_samples(graph, args: argparse.Namespace):
-    """The --data samples, read and checked against the graph's input shape (None without --data)."""
-    if args.data is None:
-        return None
-    from ..analysis.check import resolve_samples
-    from ..graph.simulate import input_sequence
-
-    x, _ = resolve_samples(graph, args.data, {"arch": (graph.metadata or {}).get("neurodeploy.arch")})
-    input_sequence(graph, x)
-    return x
-
-
-def post_export(graph, out_dir: Path, args: argparse.Namespace) -> list[Path]:
-    """After OUT/model.nir: lower for Loihi 2 (OUT/loihi2/) and write the deployment report; returns the files."""
-    if not args.target:
-        return []
-    files: list[Path] = []
-    if "loihi2" in args.target:
-        from ..lava.export import export_loihi2
-
-        summary = export_loihi2(graph, out_dir)
-        files += [Path(f) for f in summary["files"].values() if f]
-        print(f"loihi2: latency {summary['latency_steps']} steps, {summary['neurons']} neurons, "
-              f"{summary['synapses']} synapses")
-    from ..report import build_report, write_report_files
-
-    samples = getattr(args, "samples", None)
-    doc = build_report(graph, targets=args.target, data=args.data if samples is None else samples)
-    files += write_report_files(doc, out_dir)
-    for t in doc["targets"]:
-        fit = "fits" if t["fits"] else "does NOT fit"
-        print(f"{t['target']}: {fit}" + (f" ({t['chips']} chip(s), {t.get('system') or ''})" if t["fits"] else ""))
-    return files
+                        help="sample inputs (.npy/.npz/.pt, or 'digits'): input-range calibration, firing rates and "
+                             "fidelity")
+    parser.add_argument("--samples", type=int, default=64, metavar="K",
+                        help="at most K samples from --data for calibration, rates and fidelity (64)")
 
 
 def export_to_folder(model, out_dir, arch=None, expand_attention=False, input_shape=None):
-    """Python API behind the command: returns (graph, path of model.nir)."""
-    from neurodeploy.exporters import to_nir
-    from neurodeploy.graph import write_graph
+    """Python API behind the command without targets: returns (graph, path of model.nir)."""
+    from ..exporters import to_nir
+    from ..fileio import staged_dir
+    from ..graph import write_graph
 
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BadInputError(f"{out_dir}: exists and is not a folder")
     graph = to_nir(model, arch=arch, expand_attention=expand_attention, input_shape=input_shape)
-    path = write_graph(graph, out_dir / MODEL_FILE)
-    return graph, path
+    with staged_dir(out_dir) as tmp:
+        write_graph(graph, Path(tmp) / MODEL_FILE)
+    return graph, out_dir / MODEL_FILE
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,20 +73,58 @@ def run(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if model.suffix.lower() == ".nir" and args.arch:
         raise BadInputError(f"{model}: --arch applies to checkpoints, not to .nir files")
-    validate_stage_arguments(args)
-    from neurodeploy.exporters import to_nir
-    from neurodeploy.graph import write_graph
-
+    if args.samples < 1:
+        raise BadInputError(f"--samples must be >= 1, got {args.samples}")
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInputError(f"{out_dir}: exists and is not a folder")
+    from ..deploy import Deployment
+    from ..exporters import to_nir
+    from ..fileio import staged_dir
+    from ..graph import write_graph
+
+    targets = list(args.target or [])
+    if targets or args.profile:
+        from ..profiles import load_profiles
+
+        load_profiles(targets, args.profile)  # an unknown target or a bad profile: fail before any work
     graph = to_nir(model, arch=args.arch, expand_attention=args.expand_attention, input_shape=args.input_shape)
-    args.samples = validated_samples(graph, args) if args.target else None  # bad --data: fail before writing
-    path = write_graph(graph, out_dir / MODEL_FILE)
-    extra = post_export(graph, out_dir, args)
+    dep = doc = None
+    if targets or args.profile:
+        dep = Deployment.build(graph, targets=targets, profile_files=args.profile, data=args.data,
+                               samples=args.samples)
+        dep.info.update(name=model.name, path=str(model))
+        dep.lower()
+        refused = [t for t in dep.targets if not t.deployable]
+        if refused:
+            raise UnsupportedError(f"{refused[0].name}: cannot deploy: {refused[0].cannot_deploy}")
+        dep.measure_fidelity(progress=False)
+        dep.map()
+    written = []
+    with staged_dir(out_dir) as tmp:
+        tmp = Path(tmp)
+        write_graph(graph, tmp / MODEL_FILE)
+        written.append(MODEL_FILE)
+        if dep is not None:
+            from ..report import build_report, write_report_files
+
+            written += [str(p.relative_to(tmp)) for p in dep.write(tmp)]
+            doc = build_report(dep)
+            written += [str(p.relative_to(tmp)) for p in write_report_files(doc, tmp)]
+    if dep is not None:
+        for t in dep.targets:
+            s = t.artifact.summary if hasattr(t.artifact, "summary") else {}
+            if s:
+                print(f"{t.name}: latency {s.get('latency_steps')} steps, {s.get('neurons'):,} neurons, "
+                      f"{s.get('synapses'):,} synapses")
+        for t in doc["targets"]:
+            fit = "fits" if t["fits"] else "does NOT fit"
+            fid = t.get("fidelity", {}).get("prediction_agreement")
+            print(f"{t['target']}: {fit}" + (f" ({t['chips']} chip(s), {t.get('system') or ''})" if t["fits"] else "")
+                  + (f"; fidelity {100 * fid:.2f} % on {t['fidelity']['samples']} samples" if fid is not None else ""))
     arch = (graph.metadata or {}).get("neurodeploy.arch", "?")
-    print(f"wrote {path} ({arch}: {len(graph.nodes)} nodes, {len(graph.edges)} edges, "
+    print(f"wrote {out_dir / MODEL_FILE} ({arch}: {len(graph.nodes)} nodes, {len(graph.edges)} edges, "
           f"{time.perf_counter() - t0:.1f} s)")
-    for p in extra:
-        print(f"wrote {p}")
+    for rel in written[1:]:
+        print(f"wrote {out_dir / rel}")
     return 0

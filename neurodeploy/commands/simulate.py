@@ -1,28 +1,29 @@
 """``neurodeploy simulate MODEL --target loihi2 --backend fast|lava [--data FILE] [--steps N]``.
 
-Lowers MODEL (our checkpoint, or a .nir file) for Loihi 2, runs the integer network on the data with our
-fixed-point engine (``fast``: batched, bit-exact with Lava) or in Lava itself (``lava``: all samples
-chained in time in ONE Lava process graph, :func:`neurodeploy.lava.run.run_lava_chained`), and prints the float model's accuracy, the Loihi 2 accuracy, their prediction agreement and
-per-layer spike agreement.  ``--data``: an .npz with ``x`` [N, ...] (and ``y`` for accuracy); default:
-the digits test split for digits models.
+MODEL is our checkpoint, a .nir file, an architecture name, or a folder written by ``neurodeploy export
+--target T`` (OUT, or OUT/<target>): then the artifact in that folder is simulated as it is, not lowered
+again, so the figure equals the one in OUT/report.json for the same samples.  The target's simulator runs
+the artifact on the data (Loihi 2: ``fast`` is our fixed-point engine, batched and bit-exact with Lava;
+``lava`` runs all samples chained in time in ONE Lava process graph) and prints the float model's accuracy,
+the target's accuracy, their prediction agreement and per-layer spike agreement.  ``--data``: an .npz with
+``x`` [N, ...] (and ``y`` for accuracy); default: the digits test split for digits models.
 """
 from __future__ import annotations
 
 import argparse
 import json
-
+from pathlib import Path
 
 from ..errors import BadInputError
-from ..fidelity import simulate_loihi2
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "simulate", help="simulate a model lowered to a neuromorphic target (Loihi 2 fixed point)",
         description="Lower MODEL for Loihi 2 and simulate it: our fast fixed-point engine or Lava.")
-    p.add_argument("model", metavar="MODEL", help="checkpoint (.pt) or .nir file")
-    p.add_argument("--target", default="loihi2", choices=["loihi2"])
-    p.add_argument("--backend", default="fast", choices=["fast", "lava"])
+    p.add_argument("model", metavar="MODEL", help="checkpoint (.pt), .nir file, or a folder written by export --target")
+    p.add_argument("--target", default="loihi2", help="a target with a simulator (default loihi2)")
+    p.add_argument("--backend", default=None, help="the target's simulator (loihi2: fast (default) or lava)")
     p.add_argument("--data", default=None, metavar="FILE", help=".npz with x [N, ...] and optional y")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="time steps per sample (default: the model's)")
     p.add_argument("--limit", type=int, default=None, metavar="K",
@@ -73,29 +74,66 @@ def _check_options(args: argparse.Namespace) -> None:
         raise BadInputError(f"--device {args.device!r}: use cpu or cuda")
 
 
+def load_artifact(model: str, target: str, arch: str | None = None, data: str | None = None):
+    """(graph, target implementation, artifact): from an export folder (OUT or OUT/<target>), else lowered
+    from MODEL now."""
+    from ..deploy import Deployment, get_target
+    from ..graph import read_graph
+
+    path = Path(model)
+    if path.is_dir():
+        folder = path / target if (path / target).is_dir() else path
+        nir_file = folder.parent / "model.nir" if folder != path else path / "model.nir"
+        if not nir_file.is_file():
+            raise BadInputError(f"{path}: not an export folder (no model.nir beside the {target}/ artifact)")
+        impl = get_target(target)
+        return read_graph(nir_file), impl, impl.read(folder)
+    # lowered as `export --target` would (input range calibrated on the first 64 samples of the same data)
+    dep = Deployment.build(model, targets=[target], arch=arch, data=data, annotate=False)
+    dep.lower()
+    t = dep.targets[0]
+    if not t.deployable:
+        raise BadInputError(f"{target}: cannot deploy: {t.cannot_deploy}")
+    return dep.graph, t.target, t.artifact
+
+
 def run(args: argparse.Namespace) -> int:
     _check_options(args)
-    graph = load_graph(args.model, args.arch)
+    from ..deploy import get_target
+
+    impl = get_target(args.target)
+    if not impl.backends:
+        raise BadInputError(f"--target {args.target}: this target has no simulator")
+    backend = args.backend or impl.backends[0]
+    if backend not in impl.backends:
+        raise BadInputError(f"--backend {backend!r}: target {args.target} has {', '.join(impl.backends)}")
+    graph, impl, artifact = load_artifact(args.model, args.target, args.arch, args.data)
     x, y = load_data(args.data, graph)
-    limit = args.limit if args.limit is not None else (100 if args.backend == "lava" else None)
+    limit = args.limit if args.limit is not None else (100 if backend == "lava" else None)
     if limit is not None:
         x = x[:limit]
         y = None if y is None else y[:limit]
     if len(x) == 0:
         raise BadInputError("no samples to simulate")
-    res = simulate_loihi2(graph, x, y, steps=args.steps, backend=args.backend, batch=args.batch,
-                          device=args.device)
+    opts = {"batch": args.batch, "device": args.device}
+    if args.steps:
+        opts["steps"] = args.steps
+    res = impl.simulate(artifact, graph, x, y, backend=backend, progress=not args.json, **opts)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
+    acc = res.get("loihi2_accuracy", res.get("target_accuracy"))
     if "float_accuracy" in res:
         print(f"float accuracy   {100 * res['float_accuracy']:.2f} %  ({res['samples']} samples)")
-        print(f"loihi2 accuracy  {100 * res['loihi2_accuracy']:.2f} %  (backend {res['backend']}, "
-              f"{res['steps_per_sample']} steps + {res['latency_steps']} latency)")
-    print(f"prediction agreement float vs loihi2: {100 * res['prediction_agreement']:.2f} %")
-    for name, a in res["layer_spike_agreement"].items():
+        print(f"{args.target} accuracy  {100 * acc:.2f} %  (backend {res['backend']}"
+              + (f", {res['steps_per_sample']} steps + {res['latency_steps']} latency" if "latency_steps" in res else "")
+              + ")")
+    print(f"prediction agreement float vs {args.target}: {100 * res['prediction_agreement']:.2f} %")
+    for name, a in res.get("layer_spike_agreement", {}).items():
         print(f"  spike agreement {name}: {100 * a:.2f} %")
-    print(f"{res['steps_per_s']:.1f} steps/s, {res['samples_per_s']:.1f} samples/s")
+    if "sample_steps_per_s" in res:
+        print(f"{res['samples_per_s']:.1f} samples/s, {res['sample_steps_per_s']:.0f} sample-steps/s "
+              f"(batch {res['batch']}; fixed point only, float reference {res['float_reference_s']:.1f} s apart)")
     if res.get("lava"):
         lv = res["lava"]
         steady = f", steady {lv['steady_steps_per_s']:.1f} steps/s" if lv["steady_steps_per_s"] else ""

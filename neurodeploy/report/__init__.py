@@ -134,29 +134,36 @@ def _model_summary(graph, info, ops) -> dict:
     }
 
 
-def _lower_and_fidelity(graph, x, want_fidelity: bool):
-    """(lowered network or None, lowering section).  Fidelity = prediction agreement float vs fixed point."""
-    from ..lower.from_nir import lower_graph
+def _cannot_deploy_section(t) -> dict:
+    return {"target": t.name, "title": t.profile.title, "fits": False, "verdict_kind": "cannot_deploy",
+            "cannot_deploy": t.cannot_deploy, "verdict": f"cannot deploy: {t.cannot_deploy}",
+            "violations": [{"rule": "lowering", "layer": "", "message": t.cannot_deploy}], "warnings": [],
+            "cores": None, "chips": None, "system": None, "system_chips": None, "latency_steps": None,
+            "pipeline_depth": None, "interchip_spikes_per_step": None, "interchip_note": "", "bottleneck": None,
+            "notes": [], "energy_estimate": t.energy_estimate, "resources": [], "per_layer": [], "per_core": [],
+            "per_core_listed": 0, "mapped_from": "nothing (the target's lowering refused the model)"}
 
-    sec: dict = {"ran": False}
-    try:
-        if x is not None and want_fidelity:
-            from ..fidelity import simulate_loihi2
 
-            res, low = simulate_loihi2(graph, x.numpy() if hasattr(x, "numpy") else x, progress=False,
-                                       return_network=True)
-            sec.update(ran=True, fidelity=res["prediction_agreement"], samples=res["samples"],
-                       latency_steps=res["latency_steps"], layer_spike_agreement=res["layer_spike_agreement"],
-                       clipped_weights=res.get("clipped_weights"), clipped_biases=res.get("clipped_biases"),
-                       note="fidelity = share of samples whose fixed-point (Loihi 2) prediction equals the float model's")
-        else:  # the same lowering simulate_loihi2 makes (input range of the samples, or [0, 1])
-            low, _ = lower_graph(graph, input_range=(float(x.min()), float(x.max())) if x is not None else (0.0, 1.0))
-        sec["ran"] = True
-        sec.setdefault("note", "lowered (no sample data: fidelity not measured)")
-        return low, sec
-    except NeurodeployError as exc:
-        sec.update(ran=False, note=f"lowering not run: {exc}")
-        return None, sec
+def _fidelity_section(dep) -> dict:
+    """The Loihi 2 fidelity in the section the report has always had (``lowering``)."""
+    for t in dep.targets:
+        if t.fidelity is not None:
+            f = t.fidelity
+            return {"ran": True, "target": t.name, "fidelity": f["prediction_agreement"], "samples": f["samples"],
+                    "data": dep.samples_desc, "backend": f.get("backend"),
+                    "latency_steps": f.get("latency_steps"), "layer_spike_agreement": f.get("layer_spike_agreement", {}),
+                    "clipped_weights": f.get("clipped_weights"), "clipped_biases": f.get("clipped_biases"),
+                    "float_accuracy": f.get("float_accuracy"), "target_accuracy": f.get("loihi2_accuracy",
+                                                                                        f.get("target_accuracy")),
+                    "note": "fidelity = share of samples whose fixed-point prediction equals the float model's, "
+                            "measured on the artifact that is written and mapped"}
+    lowered = [t for t in dep.targets if t.artifact is not None and t.target.backends]
+    refused = [t for t in dep.targets if t.cannot_deploy]
+    if lowered:
+        return {"ran": True, "target": lowered[0].name, "note": lowered[0].fidelity_note or "lowered (fidelity not measured)"}
+    if refused:
+        return {"ran": False, "note": f"lowering not run: {refused[0].cannot_deploy}"}
+    return {"ran": False, "note": "no target with a lowering"}
 
 
 ALLOWED_EXCEPTIONS = ("encoder", "readout")
@@ -164,94 +171,52 @@ ALLOWED_EXCEPTIONS = ("encoder", "readout")
 
 def build_report(model, targets: list[str] | None = None, profile_files: list[str] | None = None, arch: str | None = None,
                  data=None, firing_rates: dict | None = None, rates_note: str = "", max_chips: int | None = None,
-                 max_energy_uj: float | None = None, min_fidelity: float | None = None, lower: bool | None = None,
-                 samples: int = 64) -> dict:
-    """The report as a dict.  ``model``: architecture name, checkpoint, .nir file, torch model or graph."""
-    from ..analysis.activity import record_activity
-    from ..analysis.check import load_graph, resolve_samples
-    from ..analysis.purity import check_purity
-    from ..energy import neurobench_metrics, ops_from_graph, paper_energy, published_firing_rates, target_energy
-    from ..mapping import fit, from_graph, from_lowered
-    from ..profiles import load_profiles
-    from .. import __version__
+                 max_energy_uj: float | None = None, min_fidelity: float | None = None, samples: int = 64) -> dict:
+    """The report as a dict.  ``model``: architecture name, checkpoint, .nir file, torch model or graph
+    (a :class:`neurodeploy.deploy.Deployment` is built and run), or a Deployment already run."""
+    from ..deploy import Deployment
 
     t0 = time.perf_counter()
-    profiles = load_profiles(targets or (["loihi2"] if not profile_files else []), profile_files)
-    graph, info = load_graph(model, arch)
-    ops = ops_from_graph(graph)
-    # the verdict the paper argues for: every synaptic op spike-driven apart from the encoder (real input)
-    # and a non-spiking readout, which are listed as allowed exceptions
-    purity = check_purity(graph, allow=ALLOWED_EXCEPTIONS)
-    x, data_desc = resolve_samples(graph, data, info, samples)
-
-    # firing rates: given file > measured on data > published (official architectures)
-    rates_src = None
-    rates: dict = {}
-    if firing_rates:
-        from ..energy import rate_of
-
-        if not any(rate_of(firing_rates, n) is not None for n in ops.neurons):
-            example = ", ".join(list(ops.neurons)[:3])
-            raise BadInputError(f"--firing-rates: no key names a spiking node of the model (expected NIR node names "
-                                f"such as {example})")
-        rates, rates_src = dict(firing_rates), rates_note or "supplied by the user (--firing-rates)"
-    elif x is not None:
-        act = record_activity(graph, x, analysis=purity.analysis)
-        rates, rates_src = dict(act["firing_rates"]), f"measured on {data_desc} ({act['samples']} samples)"
+    if isinstance(model, Deployment):
+        dep = model
     else:
-        a = info.get("arch") or ""
-        try:
-            rates, rates_src = published_firing_rates(str(a))
-        except NeurodeployError:
-            rates, rates_src = {}, None
-    from ..graph import topological_order
+        dep = Deployment.build(model, targets=targets, profile_files=profile_files, arch=arch, data=data,
+                               samples=samples, firing_rates=firing_rates, rates_note=rates_note).run()
+    doc = report_document(dep, max_chips=max_chips, max_energy_uj=max_energy_uj, min_fidelity=min_fidelity)
+    doc["elapsed_seconds"] = time.perf_counter() - t0
+    return doc
 
-    order = {n: i for i, n in enumerate(topological_order(graph))}
-    rates = dict(sorted(rates.items(), key=lambda kv: (order.get(kv[0], order.get(kv[0] + ".or", len(order))), kv[0])))
-    energy = None
-    nb = None
-    if rates:
-        e = paper_energy(ops, rates, rates_note=rates_src or "", strict=False)
-        energy = e.to_dict()
-        energy["energy_uj"] = e.energy_mj * 1e3
-        nb = neurobench_metrics(ops, rates, weight_bits=8)
 
-    # lowering + fidelity (Loihi 2), when data is there or asked for
-    lowered, lowering = None, {"ran": False, "note": "not run (no sample data; give --data)"}
-    wants_loihi2 = any(p.cost_model == "loihi2" for p in profiles)
-    if wants_loihi2 and (lower or (lower is None and x is not None)):
-        lowered, lowering = _lower_and_fidelity(graph, x, x is not None)
+def report_document(dep, max_chips: int | None = None, max_energy_uj: float | None = None,
+                    min_fidelity: float | None = None) -> dict:
+    """Arrange a run :class:`~neurodeploy.deploy.Deployment` into the report dict (computes nothing new)."""
+    from .. import __version__
 
-    nets: dict = {}
+    graph, info, ops, purity = dep.graph, dep.info, dep.ops, dep.purity
     target_secs = []
-    for prof in profiles:
-        if prof.cost_model == "loihi2" and lowered is not None:
-            key = "lowered"
-            if key not in nets:
-                nets[key] = from_lowered(lowered, name=str(info.get("name")))
-                nets[key].time_steps = ops.time_steps
-        else:
-            key = "relay" if "graded_spikes" in prof.operations else "direct"
-            if key not in nets:
-                nets[key] = from_graph(graph, residual=key)
-                # synaptic nodes fed by non-binary values (integer spike counts, real values) away from the
-                # encoder / readout need graded messages (e.g. SEW-ResNet's ADD residual)
-                for o in purity.ops:
-                    if o.op_class in ("INTxFLOAT", "MAC") and o.role not in ("encoder", "readout"):
-                        nets[key].use("graded_spikes", o.node)
-        res = fit(nets[key], prof, rates=rates)
-        est = target_energy(ops, rates, prof) if rates else None
-        sec = _target_section(res, prof, est)
-        sec["mapped_from"] = {"lowered": "the lowered integer network", "relay": "the NIR graph (graded residual relays)",
-                              "direct": "the NIR graph (binary spikes only)"}[key]
+    for t in dep.targets:
+        if not t.deployable:
+            target_secs.append(_cannot_deploy_section(t))
+            continue
+        sec = _target_section(t.fit, t.profile, t.energy_estimate)
+        desc = t.target.describe(t.artifact) if t.artifact is not None else {}
+        sec["mapped_from"] = desc.get("mapped_from", "")
+        sec["verdict_kind"] = "fits" if t.fit.fits else "does_not_fit"
+        if desc.get("artifact"):
+            sec["artifact"] = desc["artifact"]
+        if t.fidelity is not None:
+            sec["fidelity"] = {k: v for k, v in t.fidelity.items() if k != "layer_spike_agreement"}
+        elif t.fidelity_note:
+            sec["fidelity"] = {"note": t.fidelity_note}
         target_secs.append(sec)
-
-    budgets = _budgets(target_secs, energy, lowering, max_chips, max_energy_uj, min_fidelity)
+    lowering = _fidelity_section(dep)
+    budgets = _budgets(target_secs, dep.energy, lowering, max_chips, max_energy_uj, min_fidelity)
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "neurodeploy", "version": __version__},
         "model": _model_summary(graph, info, ops),
+        "data": {"samples": None if dep.samples is None else int(len(dep.samples)), "source": dep.samples_desc or None},
         "purity": {"verdict": ("spike-pure apart from allowed exceptions" if purity.exceptions else "spike-pure")
                    if purity.pure else "not spike-pure", "pure": purity.pure,
                    "allowed_roles": list(ALLOWED_EXCEPTIONS), "summary": purity.summary(),
@@ -259,12 +224,11 @@ def build_report(model, targets: list[str] | None = None, profile_files: list[st
                                   for o in purity.violations],
                    "allowed": [{"node": o.node, "class": o.op_class, "role": getattr(o, "role", None)}
                                for o in purity.exceptions]},
-        "firing_rates": {"source": rates_src, "rates": rates},
-        "energy": {"paper": energy, "neurobench": nb, "op_count_source": ops.source},
+        "firing_rates": {"source": dep.rates_source, "rates": dep.rates},
+        "energy": {"paper": dep.energy, "neurobench": dep.neurobench, "op_count_source": ops.source},
         "lowering": lowering,
         "targets": target_secs,
         "budgets": budgets,
-        "elapsed_seconds": time.perf_counter() - t0,
     }
 
 
@@ -274,7 +238,8 @@ def _budgets(targets, energy, lowering, max_chips, max_energy_uj, min_fidelity) 
         for t in targets:
             if not t["fits"]:
                 checks.append({"budget": "max_chips", "target": t["target"], "limit": max_chips, "value": None,
-                               "ok": False, "why": "does not fit the target"})
+                               "ok": False, "why": t["verdict"] if t.get("verdict_kind") == "cannot_deploy"
+                               else "does not fit the target"})
             else:
                 checks.append({"budget": "max_chips", "target": t["target"], "limit": max_chips, "value": t["chips"],
                                "ok": t["chips"] <= max_chips})
@@ -296,7 +261,7 @@ def _budgets(targets, energy, lowering, max_chips, max_energy_uj, min_fidelity) 
             raise BadInputError("--min-fidelity: fidelity needs the Loihi 2 lowering run on sample data "
                                 "(give --target loihi2 and --data); " + str(lowering.get("note", "")))
         v = lowering["fidelity"]
-        checks.append({"budget": "min_fidelity", "target": "loihi2", "limit": min_fidelity, "value": v, "ok": v >= min_fidelity})
+        checks.append({"budget": "min_fidelity", "target": lowering.get("target", "loihi2"), "limit": min_fidelity, "value": v, "ok": v >= min_fidelity})
     return {"checks": checks, "ok": all(c["ok"] for c in checks)}
 
 

@@ -1,0 +1,201 @@
+"""The deployment object: everything one command knows about one model, built once and read by ``export``,
+``simulate`` and ``report`` (and the report renderer, which computes nothing).
+
+``Deployment.build(model, targets=[...], data=...)`` loads the model's NIR graph and annotates it once:
+spike purity (value domains and op classes per node), op counts, sample data, firing rates (given, measured
+on the samples, or published) and energy by the paper's method.  :meth:`Deployment.lower` asks each target of
+the registry (:mod:`neurodeploy.deploy.registry`) for its artifact; a target whose lowering refuses a node is
+recorded as ``cannot deploy: <reason>``.  :meth:`measure_fidelity` simulates each artifact on the samples,
+:meth:`map` fits each artifact onto its chip, :meth:`write` writes ``OUT/<target>/``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BadInputError, NeurodeployError, UnsupportedError
+
+ALLOWED_EXCEPTIONS = ("encoder", "readout")
+
+
+@dataclass
+class TargetDeployment:
+    """One target of a deployment: its profile, implementation, artifact and results."""
+
+    name: str
+    profile: object                     # neurodeploy.profiles.Profile
+    target: object                      # neurodeploy.deploy.registry.Target
+    artifact: object = None
+    cannot_deploy: str | None = None    # why the lowering refused (then there is no artifact)
+    fit: object = None                  # neurodeploy.mapping.FitResult
+    fidelity: dict | None = None
+    fidelity_note: str = ""
+    energy_estimate: dict | None = None
+
+    @property
+    def deployable(self) -> bool:
+        return self.cannot_deploy is None
+
+
+@dataclass
+class Deployment:
+    graph: object                       # nir.NIRGraph
+    info: dict
+    samples: object = None              # numpy float32 [B, ...] or None
+    labels: object = None
+    samples_desc: str = ""
+    targets: list = field(default_factory=list)   # [TargetDeployment]
+    purity: object = None
+    ops: object = None
+    rates: dict = field(default_factory=dict)
+    rates_source: str | None = None
+    energy: dict | None = None          # paper method (45 nm), with energy_uj
+    neurobench: dict | None = None
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def build(cls, model, targets: list[str] | None = None, profile_files: list[str] | None = None,
+              arch: str | None = None, data=None, samples: int | None = 64, firing_rates: dict | None = None,
+              rates_note: str = "", labels=None, annotate: bool = True) -> "Deployment":
+        """Load ``model`` (architecture name, checkpoint, .nir file, torch model or NIR graph), resolve the
+        target profiles and sample data, and annotate the graph (purity, ops, firing rates, paper energy)."""
+        import numpy as np
+
+        from ..analysis.check import load_graph, resolve_samples
+        from ..profiles import load_profiles
+
+        profiles = load_profiles(targets or (["loihi2"] if not profile_files else []), profile_files)
+        graph, info = load_graph(model, arch)
+        dep = cls(graph, info)
+        if data is not None and not isinstance(data, (str, Path)) and labels is None and isinstance(data, tuple):
+            data, labels = data
+        x, desc = resolve_samples(graph, data, info, samples or 10 ** 9)
+        if x is not None:
+            dep.samples = np.asarray(x, dtype=np.float32)
+            dep.samples_desc = desc
+            if labels is not None:
+                dep.labels = np.asarray(labels)[:len(dep.samples)]
+            elif isinstance(data, (str, Path)) and str(data) != "digits":
+                from ..data import load_labeled_samples
+
+                _, y = load_labeled_samples(data, len(dep.samples))
+                dep.labels = y
+            elif desc.startswith("bundled digits"):
+                from ..training import digits_split
+
+                dep.labels = digits_split()[3].numpy()[:len(dep.samples)]
+        from .registry import get_target
+
+        dep.targets = [TargetDeployment(p.name, p, get_target(p.name)) for p in profiles]
+        if annotate:
+            dep.annotate(firing_rates, rates_note)
+        return dep
+
+    @property
+    def time_steps(self) -> int:
+        from ..graph import meta
+
+        return int(meta(self.graph, "neurodeploy.time_steps", 0) or 0)
+
+    @property
+    def input_domain(self) -> str:
+        from ..graph import meta
+
+        return str(meta(self.graph, "neurodeploy.input_domain", "binary"))
+
+    def annotate(self, firing_rates: dict | None = None, rates_note: str = "") -> None:
+        """Purity, op counts, firing rates (given > measured on the samples > published) and paper energy."""
+        from ..analysis.activity import record_activity
+        from ..analysis.purity import check_purity
+        from ..energy import neurobench_metrics, ops_from_graph, paper_energy, published_firing_rates, rate_of
+        from ..graph import topological_order
+
+        graph = self.graph
+        self.ops = ops_from_graph(graph)
+        # the verdict the paper argues for: every synaptic op spike-driven apart from the encoder (real input)
+        # and a non-spiking readout, which are listed as allowed exceptions
+        self.purity = check_purity(graph, allow=ALLOWED_EXCEPTIONS)
+        if firing_rates:
+            if not any(rate_of(firing_rates, n) is not None for n in self.ops.neurons):
+                example = ", ".join(list(self.ops.neurons)[:3])
+                raise BadInputError(f"--firing-rates: no key names a spiking node of the model (expected NIR node "
+                                    f"names such as {example})")
+            rates, src = dict(firing_rates), rates_note or "supplied by the user (--firing-rates)"
+        elif self.samples is not None:
+            import torch
+
+            act = record_activity(graph, torch.as_tensor(self.samples[:64]), analysis=self.purity.analysis)
+            rates, src = dict(act["firing_rates"]), f"measured on {self.samples_desc} ({act['samples']} samples)"
+        else:
+            try:
+                rates, src = published_firing_rates(str(self.info.get("arch") or ""))
+            except NeurodeployError:
+                rates, src = {}, None
+        order = {n: i for i, n in enumerate(topological_order(graph))}
+        self.rates = dict(sorted(rates.items(), key=lambda kv: (order.get(kv[0], order.get(kv[0] + ".or", len(order))),
+                                                                 kv[0])))
+        self.rates_source = src
+        if self.rates:
+            e = paper_energy(self.ops, self.rates, rates_note=src or "", strict=False)
+            self.energy = e.to_dict()
+            self.energy["energy_uj"] = e.energy_mj * 1e3
+            self.neurobench = neurobench_metrics(self.ops, self.rates, weight_bits=8)
+
+    # ------------------------------------------------------------------ stages
+    def target(self, name: str) -> TargetDeployment:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise BadInputError(f"target {name!r} is not part of this deployment")
+
+    def lower(self) -> None:
+        """Build each target's artifact once; a refusal is recorded, never estimated around."""
+        for t in self.targets:
+            if t.artifact is not None or t.cannot_deploy is not None:
+                continue
+            try:
+                t.artifact = t.target.lower(self, t.profile)
+            except UnsupportedError as exc:
+                t.cannot_deploy = str(exc)
+
+    def measure_fidelity(self, backend: str | None = None, progress: bool = False, **options) -> None:
+        """Simulate every deployable artifact that has a simulator on the samples (prediction agreement with
+        the float model)."""
+        for t in self.targets:
+            if not t.deployable or t.artifact is None or t.fidelity is not None:
+                continue
+            if not t.target.backends:
+                t.fidelity_note = "no simulator for this target (profile-only)"
+                continue
+            if self.samples is None:
+                t.fidelity_note = "no sample data: fidelity not measured (give --data)"
+                continue
+            t.fidelity = t.target.simulate(t.artifact, self.graph, self.samples, self.labels,
+                                           backend=backend or t.target.backends[0], progress=progress, **options)
+
+    def map(self) -> None:
+        """Chip fit of each artifact, and the target's energy estimate."""
+        from ..energy import target_energy
+
+        for t in self.targets:
+            if t.deployable and t.artifact is not None and t.fit is None:
+                t.fit = t.target.map(t.artifact, t.profile, self.rates)
+            if self.rates and t.energy_estimate is None:
+                t.energy_estimate = target_energy(self.ops, self.rates, t.profile)
+
+    def run(self, fidelity: bool = True, progress: bool = False) -> "Deployment":
+        """lower -> fidelity (when there are samples) -> map."""
+        self.lower()
+        if fidelity:
+            self.measure_fidelity(progress=progress)
+        self.map()
+        return self
+
+    def write(self, folder: Path) -> list[Path]:
+        """Each deployable target's artifact into ``folder/<target>/``."""
+        out = []
+        for t in self.targets:
+            if t.deployable and t.artifact is not None:
+                files = t.target.write(t.artifact, Path(folder) / t.name)
+                out += list(files or [])
+        return out

@@ -1,0 +1,151 @@
+"""The Loihi 2 target: NIR graph -> lowered fixed-point network (``neurodeploy.lower``) -> our engine or Lava
+``fixed_pt`` -> chip fit of exactly that network.
+
+Artifact folder ``OUT/loihi2/``: ``network.npz`` (the lowered network, format in
+:mod:`neurodeploy.lower.network`), ``network.net`` (the netx-expressible sequential prefix of the same
+network, when there is one), ``summary.json`` (latency, counts, input handling, attention, quantization,
+the input-range calibration, netx coverage).
+
+Input range: real-valued inputs go through a host-side encoder whose bias exponent is sized by the input
+range.  It is calibrated from the deployment's samples (``--data``, or the bundled digits for the digits
+demo models) when there are any, else :data:`DEFAULT_INPUT_RANGE` (standardised images, mean 0 / std 1,
+within 3 sigma).  The choice is recorded in the network metadata and in ``summary.json``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError
+from ..fileio import write_text_atomic
+from .target import Target
+
+DEFAULT_INPUT_RANGE = (-3.0, 3.0)
+NETWORK_FILE = "network.npz"
+NETX_FILE = "network.net"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class Loihi2Artifact:
+    net: object                     # neurodeploy.lower.LoweredNetwork
+    quantization: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+
+
+def summarize(net, quantization: dict | None = None) -> dict:
+    """Latency, counts, input handling and attention of a lowered network (``summary.json``)."""
+    counts = net.counts()
+    lat = int(net.metadata.get("latency", 0))
+    T = int(net.metadata.get("time_steps", 0) or 0)
+    inputs = []
+    for p in net.inputs:
+        if p.input_kind == "bias":
+            enc = next((e for e in net.encoders if e.name == p.name), None)
+            macs = int(np.prod(np.asarray(enc.weights).shape[1:]) * p.size) if enc is not None else 0
+            inputs.append({"population": p.name, "mode": "host-side encoder -> neuron bias",
+                           "host_macs_per_sample": macs, "chip_cost_per_step": 0,
+                           "note": "computed once per sample on the host; the image is held as bias for all steps"})
+        else:
+            inputs.append({"population": p.name, "mode": f"{p.input_kind} input", "neurons": p.size})
+    att = []
+    for a in net.attention:
+        dh = a.dim // a.heads
+        att.append({"name": a.name, "heads": a.heads, "dim": a.dim, "tokens": a.tokens, "weight": a.weight,
+                    "form": "process", "lava_process": "neurodeploy SpikingAttention (fixed_pt PyProcessModel)",
+                    "integer_ops_per_step": a.heads * (a.tokens * dh * dh * 2)})
+    s = {"target": "loihi2", "latency_steps": lat, "steps_per_sample": T,
+         "sample_period_steps": (T + lat) if T else None,
+         "populations": counts["populations"], "neurons": counts["neurons"],
+         "synapse_groups": counts["synapse_groups"], "synapses": counts["synapses"],
+         "attention_ops": counts["attention_ops"],
+         "max_delay": max([int(s.balance_delay) for s in net.synapses] + [0]),
+         "inputs": inputs, "attention": att, "outputs": list(net.outputs),
+         "readout_scale": net.metadata.get("readout_scale"),
+         "input_range": net.metadata.get("input_range"),
+         "passes": list(net.metadata.get("passes", []))}
+    if quantization is not None:
+        s["quantization"] = quantization
+    return s
+
+
+class Loihi2Target(Target):
+    name = "loihi2"
+    backends = ("fast", "lava")
+
+    # ------------------------------------------------------------------ lower
+    def lower(self, deployment, profile=None) -> Loihi2Artifact:
+        from ..lower.from_nir import lower_graph
+
+        x = deployment.samples
+        if x is not None and deployment.input_domain == "real":
+            rng = (float(np.min(x)), float(np.max(x)))
+            src = f"calibrated on {deployment.samples_desc} ({len(x)} samples)"
+        else:
+            rng = DEFAULT_INPUT_RANGE
+            src = ("default for standardised images (mean 0, std 1, within 3 sigma)"
+                   if deployment.input_domain == "real" else f"not used ({deployment.input_domain} input)")
+        net, quant = lower_graph(deployment.graph, T=deployment.time_steps or None, input_range=rng)
+        net.metadata["input_range"] = {"range": list(rng), "source": src}
+        net.metadata.setdefault("passes", ["lower_graph", "balance_delays"])
+        net.metadata["quantization"] = {"clipped_weights": quant["clipped_weights"],
+                                        "clipped_biases": quant["clipped_biases"]}
+        return Loihi2Artifact(net, quant, summarize(net, quant))
+
+    # ------------------------------------------------------------------ simulate
+    def simulate(self, artifact: Loihi2Artifact, graph, x, y=None, backend: str | None = None,
+                 progress: bool = False, **options) -> dict:
+        from ..fidelity import simulate_lowered
+
+        return simulate_lowered(graph, artifact.net, x, y, backend=backend or "fast", progress=progress, **options)
+
+    # ------------------------------------------------------------------ map
+    def map(self, artifact: Loihi2Artifact, profile, rates=None):
+        from ..mapping import fit, from_lowered
+
+        net = from_lowered(artifact.net, name=str(artifact.net.metadata.get("arch", "lowered")))
+        net.time_steps = int(artifact.net.metadata.get("time_steps", 0) or 0) or None
+        return fit(net, profile, rates=rates)
+
+    def describe(self, artifact: Loihi2Artifact) -> dict:
+        return {"mapped_from": "the lowered integer network", "artifact": artifact.summary}
+
+    # ------------------------------------------------------------------ files
+    def write(self, artifact: Loihi2Artifact, folder: Path) -> list[Path]:
+        from ..lava.netx_writer import write_netx
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        artifact.net.save(str(folder / NETWORK_FILE))
+        info = write_netx(artifact.net, str(folder / NETX_FILE))
+        summary = dict(artifact.summary)
+        summary["netx"] = {"written": bool(info["layers"]), "layers": info["layers"],
+                           "populations": info["populations"], "stopped": info["stopped"],
+                           "run_with": f"netx.hdf5.Network(net_config, reset_interval={summary['sample_period_steps']})"}
+        summary["files"] = {"lowered": NETWORK_FILE, "netx": NETX_FILE if info["path"] else None,
+                            "summary": SUMMARY_FILE}
+        artifact.summary = summary
+        text = json.dumps(summary, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+        write_text_atomic(folder / SUMMARY_FILE, text + "\n")
+        return [folder / NETWORK_FILE] + ([folder / NETX_FILE] if info["path"] else []) + [folder / SUMMARY_FILE]
+
+    def read(self, folder: Path) -> Loihi2Artifact:
+        from ..lower.network import LoweredNetwork
+
+        folder = Path(folder)
+        npz = folder / NETWORK_FILE
+        if not npz.is_file():
+            raise BadInputError(f"{folder}: no {NETWORK_FILE} (not a Loihi 2 artifact folder written by "
+                                "'neurodeploy export --target loihi2')")
+        net = LoweredNetwork.load(str(npz))
+        summary = {}
+        sp = folder / SUMMARY_FILE
+        if sp.is_file():
+            try:
+                summary = json.loads(sp.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise BadInputError(f"{sp}: not a JSON summary ({exc})") from None
+        return Loihi2Artifact(net, dict(summary.get("quantization") or {}), summary or summarize(net))

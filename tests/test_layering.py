@@ -1,0 +1,135 @@
+"""The structure: data flows one way.  Every import of a neurodeploy module (module level or inside a
+function) goes to the same or a lower floor of the declared order, and no two modules import each other
+through any chain (no circles).  Read from the source with ``ast``, nothing is imported."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# the declared order, lowest first (docs/design.md); "base" holds the leaf helpers every floor may use
+FLOORS = [
+    ("base", ["errors", "fileio", "lava_compat", "profiles", "data", "neuron"]),
+    ("models", ["models", "checkpoint", "training"]),
+    ("graph", ["graph", "exporters"]),
+    ("analysis", ["analysis"]),
+    ("lower", ["lower"]),
+    ("sim/lava", ["sim", "lava"]),
+    ("mapping/energy", ["mapping", "energy"]),
+    ("deploy", ["deploy", "fidelity"]),
+    ("report", ["report"]),
+    ("commands", ["commands", "cli"]),
+]
+FACE = {"neurodeploy", "neurodeploy.__main__"}   # the package face: re-exports, imports anything
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for base, prefix in ((ROOT / "neurodeploy", "neurodeploy"), (ROOT / "exporters", "neurodeploy.exporters")):
+        for f in base.rglob("*.py"):
+            rel = f.relative_to(base).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            mods[".".join([prefix] + parts)] = f
+    return mods
+
+
+def _floor(mod: str) -> int:
+    first = mod.split(".")[1]
+    for i, (_, names) in enumerate(FLOORS):
+        if first in names:
+            return i
+    raise AssertionError(f"module {mod} is on no declared floor: add it to FLOORS and docs/design.md")
+
+
+def _imports(mod: str, path: Path, known: set[str]) -> set[str]:
+    is_pkg = path.name == "__init__.py"
+    package = mod if is_pkg else mod.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                stem = ".".join(base + ([node.module] if node.module else []))
+            else:
+                stem = node.module or ""
+            targets = [stem] + [f"{stem}.{a.name}" for a in node.names]
+        for t in targets:
+            # the longest known module the name refers to
+            while t and t not in known:
+                t = t.rsplit(".", 1)[0] if "." in t else ""
+            if t and t != mod:
+                out.add(t)
+    return out
+
+
+def _graph():
+    mods = _modules()
+    known = set(mods)
+    return {m: _imports(m, p, known) for m, p in mods.items()}
+
+
+def test_every_import_follows_the_floors():
+    bad = []
+    for mod, deps in sorted(_graph().items()):
+        if mod in FACE:
+            continue
+        for d in sorted(deps):
+            if d in FACE:
+                if d == "neurodeploy":   # `from neurodeploy import __version__` is fine; nothing else
+                    continue
+                bad.append(f"{mod} -> {d}")
+                continue
+            if _floor(d) > _floor(mod):
+                bad.append(f"{mod} ({FLOORS[_floor(mod)][0]}) -> {d} ({FLOORS[_floor(d)][0]})")
+    assert not bad, "imports that go up a floor:\n" + "\n".join(bad)
+
+
+def test_no_import_circles():
+    g = {m: {d for d in deps if d not in FACE} for m, deps in _graph().items() if m not in FACE}
+    # a package's __init__ re-exporting its submodules is not a circle with them
+    for m in list(g):
+        g[m] = {d for d in g[m] if not d.startswith(m + ".")}
+    index, low, stack, on, comps = {}, {}, [], set(), []
+
+    def strong(v, counter=[0]):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in g.get(v, ()):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                comps.append(sorted(comp))
+
+    for v in sorted(g):
+        if v not in index:
+            strong(v)
+    assert not comps, "import circles: " + "; ".join(" <-> ".join(c) for c in comps)
+
+
+def test_the_floor_table_is_complete_and_the_checker_sees_imports():
+    g = _graph()
+    for mod in g:
+        if mod not in FACE:
+            _floor(mod)
+    # the reader must see function-level and relative imports, or the tests above prove nothing
+    assert "neurodeploy.deploy.registry" in g["neurodeploy.deploy.deployment"]
+    assert "neurodeploy.lava.run" in g["neurodeploy.fidelity"]            # imported inside a function
+    assert "neurodeploy.errors" in g["neurodeploy.exporters.builder"]

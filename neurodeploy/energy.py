@@ -256,15 +256,23 @@ def ops_from_graph(graph, time_steps: int | None = None) -> ModelOps:
     import nir
     import numpy as np
 
+    from .errors import UnsupportedError
     from .graph import attention_spec, predecessors, topological_order
     from .graph.core import meta, node_shape
+    from .graph.primitives import classes as primitive_classes, require_kinds
 
+    # every kind is named: synaptic layers and attention are counted; neurons are counted as neurons; pooling,
+    # reshapes, scales, delays and non-spiking readout integrators carry no synaptic op in the paper's method
+    # (its max-pool is free too); a nested subgraph other than the attention extension is refused
+    for n, k in require_kinds(graph, "the op count (energy)").items():
+        if k == "subgraph" and attention_spec(graph.nodes[n]) is None:
+            raise UnsupportedError(f"node '{n}': the op count (energy) cannot handle a nested NIR subgraph")
     T = int(time_steps or meta(graph, "neurodeploy.time_steps", 0) or 4)
     preds = predecessors(graph)
     layers: list[OpLayer] = []
     neurons: dict[str, int] = {}
     params = 0
-    spiking_types = (nir.LIF, nir.IF, nir.CubaLIF, nir.Threshold)
+    spiking_types = primitive_classes("spiking")
 
     def spiking_source(name, seen=None):
         """Nearest spiking predecessor through routing / flatten nodes; None for a real-valued input."""

@@ -34,11 +34,12 @@ import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
 from ..graph.core import meta as _meta
+from ..graph.primitives import SPIKING_NEURONS, classes as primitive_classes
 
 INF = math.inf
 INPUT_DOMAINS = ("real", "counts", "binary")
-SPIKING = (nir.LIF, nir.IF, nir.CubaLIF)
-NONSPIKING_NEURONS = (nir.LI, nir.I) + ((nir.CubaLI,) if hasattr(nir, "CubaLI") else ())
+SPIKING = SPIKING_NEURONS                       # from the one primitive table (graph/primitives.py)
+NONSPIKING_NEURONS = primitive_classes("integrator")
 SYNAPTIC = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.Scale)
 ATTENTION_EXTENSION = "spiking_attention"
 

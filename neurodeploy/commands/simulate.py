@@ -82,8 +82,9 @@ def load_artifact(model: str, target: str, arch: str | None = None, data: str | 
 
     path = Path(model)
     if path.is_dir():
+        # OUT (with OUT/<target>/) or OUT/<target> itself; the float model is OUT/model.nir
         folder = path / target if (path / target).is_dir() else path
-        nir_file = folder.parent / "model.nir" if folder != path else path / "model.nir"
+        nir_file = folder.parent / "model.nir"
         if not nir_file.is_file():
             raise BadInputError(f"{path}: not an export folder (no model.nir beside the {target}/ artifact)")
         impl = get_target(target)

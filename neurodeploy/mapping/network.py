@@ -307,13 +307,23 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
     only, but fan-in grows with depth)."""
     import nir
 
+    from ..errors import UnsupportedError
     from ..graph import attention_spec, predecessors, topological_order
     from ..graph.core import meta, node_shape
+    from ..graph.primitives import classes as primitive_classes, require_kinds
 
+    # every node type this mapping knows; anything else (LI, I, Delay, Scale, AvgPool2d...) is refused here
+    # rather than dropped from the network
+    kinds = require_kinds(graph, "the chip-fit mapping of the NIR graph",
+                          {"io", "spiking", "synaptic", "pool", "reshape", "subgraph"})
+    for n, k in kinds.items():
+        if (k == "subgraph" and attention_spec(graph.nodes[n]) is None) or isinstance(graph.nodes[n], nir.AvgPool2d):
+            raise UnsupportedError(f"node '{n}': the chip-fit mapping of the NIR graph cannot handle "
+                                   f"{type(graph.nodes[n]).__name__}" + (" (nested subgraph)" if k == "subgraph" else ""))
     preds = predecessors(graph)
     T = int(meta(graph, "neurodeploy.time_steps", 0) or 1)
     net = MapNetwork(name=name or str(meta(graph, "neurodeploy.arch", "nir-graph")), time_steps=T)
-    spiking = (nir.LIF, nir.IF, nir.CubaLIF, nir.Threshold)
+    spiking = primitive_classes("spiking")
     order = topological_order(graph)
     pops: set[str] = set()
     tokens_seen = [0]

@@ -67,10 +67,10 @@ demo: $(STAMP)
 	$(ND) export $(DEMO_MODEL) -o $(DEMO_OUT)/deploy --target loihi2
 	@echo "== [3/6] spike-purity check (encoder allowed, readout folded into accumulates)"
 	$(ND) check $(DEMO_MODEL) --allow encoder --fold-readout
-	@echo "== [4/6] Loihi 2 fixed point on our fast engine: all 360 digits test images"
-	$(ND) simulate $(DEMO_MODEL) --target loihi2 --backend fast
-	@echo "== [5/6] Loihi 2 fixed point in Lava (Loihi2SimCfg fixed_pt): first $(LAVA_SAMPLES) test images"
-	$(ND) simulate $(DEMO_MODEL) --target loihi2 --backend lava --limit $(LAVA_SAMPLES)
+	@echo "== [4/6] the exported Loihi 2 network on our fast engine: all 360 digits test images"
+	$(ND) simulate $(DEMO_OUT)/deploy --target loihi2 --backend fast
+	@echo "== [5/6] the exported Loihi 2 network in Lava (Loihi2SimCfg fixed_pt): first $(LAVA_SAMPLES) test images"
+	$(ND) simulate $(DEMO_OUT)/deploy --target loihi2 --backend lava --limit $(LAVA_SAMPLES)
 	@echo "== [6/6] deployment report"
 	$(ND) report $(DEMO_MODEL) --target loihi2 --target speck --format html -o $(DEMO_OUT)/report.html
 	@echo "== demo artifacts in $(CURDIR)/$(DEMO_OUT):"

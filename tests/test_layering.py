@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # the declared order, lowest first (docs/design.md); "base" holds the leaf helpers every floor may use
 FLOORS = [
-    ("base", ["errors", "fileio", "lava_compat", "profiles", "data", "neuron"]),
+    ("base", ["errors", "fileio", "lava_compat", "profiles", "data", "neuron", "lif"]),
     ("models", ["models", "checkpoint", "training"]),
     ("graph", ["graph", "exporters"]),
     ("analysis", ["analysis"]),

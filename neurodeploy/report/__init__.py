@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ..errors import BadInputError, NeurodeployError
+from .summary import summarize, target_details
 
 SCHEMA = "neurodeploy.report"
 SCHEMA_VERSION = 1
@@ -108,6 +109,7 @@ def _target_section(fit_res, profile, energy_est) -> dict:
                 row[r] = _fmt_used(c.usage[r], lim)
         d["per_core"].append(row)
     d["per_core_listed"] = len(d["per_core"])
+    d.update(target_details(fit_res, profile, energy_est))
     return d
 
 
@@ -247,7 +249,7 @@ def build_report(model, targets: list[str] | None = None, profile_files: list[st
         target_secs.append(sec)
 
     budgets = _budgets(target_secs, energy, lowering, max_chips, max_energy_uj, min_fidelity)
-    return {
+    doc = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "neurodeploy", "version": __version__},
@@ -266,6 +268,8 @@ def build_report(model, targets: list[str] | None = None, profile_files: list[st
         "budgets": budgets,
         "elapsed_seconds": time.perf_counter() - t0,
     }
+    doc["summary"] = summarize(doc)
+    return doc
 
 
 def _budgets(targets, energy, lowering, max_chips, max_energy_uj, min_fidelity) -> dict:

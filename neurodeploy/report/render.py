@@ -60,8 +60,8 @@ def _card(summ: dict):
     rows = []
     for r in summ["rows"]:
         kind = r["verdict_kind"]
-        sys_ = f"{_f(r['chips'])} - {r['system']} ({_f(r['system_chips'])}-chip system)" if r["system"] else "-"
-        bind = (f"{r['binding_resource']} ({r['binding_peak_pct']:.0f}% peak core)"
+        sys_ = f"{_f(r['chips'])} chip{'s' if r['chips'] != 1 else ''}, {r['system']}" if r["system"] else "-"
+        bind = (f"{r['binding_resource']} (peak core {r['binding_peak_pct']:.0f}%)"
                 if r["binding_resource"] and r["binding_peak_pct"] is not None else (r["binding_resource"] or "-"))
         energy = ("-" if r["total_uj"] is None else
                   f"{_uj(r['dynamic_uj'])} / {_uj(r['total_uj'])}" + _c(r["energy_confidence"]))

@@ -387,11 +387,13 @@ def _plot_energy(doc):
         names = [r["layer"] for r in rows]
         for ax, key, col, what in ((row[0], "dynamic_uj", _PALETTE[0], "dynamic"), (row[1], "static_uj", _PALETTE[5], "static")):
             vals = [r[key] for r in rows]
+            total = sum(r[key] for r in epl[t])
             ax.barh(range(len(rows)), vals, color=col)
             ax.set_yticks(range(len(rows)), names if ax is row[0] else [""] * len(rows), fontsize=6)
             ax.invert_yaxis()
             ax.set_xlabel(f"{what} energy per inference (uJ)")
-            ax.set_title(f"{t}: {what} {sum(vals):.3g} uJ", fontsize=9)
+            ax.set_title(f"{t}: {what} {total:.4g} uJ in all" + (f" (largest {len(rows)} of {len(epl[t])} layers)"
+                                                                   if len(rows) < len(epl[t]) else ""), fontsize=9)
     return "Energy per layer, dynamic (left) and static (right), per inference", _svg(fig)
 
 

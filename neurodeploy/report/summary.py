@@ -139,18 +139,19 @@ def _purity_short(p: dict) -> str:
 
 def _row(t: dict, doc: dict) -> dict:
     kind = _kind(t)
-    est = t.get("energy_estimate") or None
+    deployable = kind == "fits"
+    # energy per inference only where the model runs: a target that cannot hold it has no inference to price
+    est = (t.get("energy_estimate") or None) if kind == "fits" else None
     lo = doc.get("lowering") or {}
     measured = kind != "cannot_deploy" and t.get("mapped_from", "").startswith("the lowered") and lo.get("fidelity") is not None
     b = t.get("bottleneck") or None
-    deployable = kind == "fits"
     vc = t.get("verdict_confidence")
     return {
         "target": t["target"],
         "title": t.get("title", t["target"]),
         "verdict_kind": kind,
         "verdict": _verdict_text(t),
-        "cores": t.get("cores") if kind != "cannot_deploy" else None,
+        "cores": t.get("cores") if kind != "cannot_deploy" and (deployable or t.get("cores")) else None,
         "chips": t.get("chips") if deployable else None,
         "system": t.get("system") if deployable else None,
         "system_chips": t.get("system_chips") if deployable else None,
@@ -186,7 +187,7 @@ def energy_per_layer(t: dict, doc: dict) -> list[dict]:
     layer (e.g. computed off the cores) form one 'other' row."""
     est = t.get("energy_estimate")
     layers = t.get("per_layer") or []
-    if not est or not layers:
+    if not est or not layers or _kind(t) != "fits":
         return []
     br = est["breakdown_uj"]
     n_cores = sum(L["cores"] for L in layers) or 1

@@ -98,7 +98,7 @@ def test_two_target_report_side_by_side(all_targets):
     side = md.split("\n## ")[2]
     assert side.startswith("Targets side by side") and "|  | loihi2 | speck |" in side
     assert "| static energy (uJ) | 2,274 [derived] | - |" in side
-    assert "| smallest system | Oheo Gulch (1-chip system) | - |" in side
+    assert "| smallest system | Oheo Gulch (1-chip system) [documented] | - |" in side
     page = render(doc, "html")
     ids = re.findall(r'<section id="([a-z-]+)"', page)
     assert ids == ["summary", "side-by-side", "plots", "assumptions", "details"]

@@ -53,6 +53,7 @@ def test_console_detector_catches_errors(tmp_path):
     assert any("boom" in m for m in _console_messages(r.stderr)), r.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_html_report_in_chromium(tmp_path):
     page = tmp_path / "report.html"
     assert main(["report", "spikingformer-digits", "--samples", "8", "--target", "loihi2", "--target", "speck",

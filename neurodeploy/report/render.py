@@ -94,7 +94,8 @@ def _side_by_side(doc: dict):
         line("cores", lambda t, r: _f(r["cores"]) + _c(r["verdict_confidence"]) if r["cores"] is not None else "-"),
         line("cores per chip", lambda t, r: _f(t.get("cores_per_chip")) + _c(t.get("cores_per_chip_confidence"))),
         line("chips", lambda t, r: _f(r["chips"])),
-        line("smallest system", lambda t, r: f"{r['system']} ({_f(r['system_chips'])}-chip system)" if r["system"] else "-"),
+        line("smallest system", lambda t, r: f"{r['system']} ({_f(r['system_chips'])}-chip system)" + _c(_system_conf(t, r["system"]))
+             if r["system"] else "-"),
         line("binding resource", lambda t, r: r["binding_resource"] or "-"),
         line("peak core use (binding)", peak),
         line("latency (steps)", lambda t, r: _f(r["latency_steps"])),
@@ -108,6 +109,10 @@ def _side_by_side(doc: dict):
         line("mapped from", lambda t, r: t.get("mapped_from", "-")),
     ]
     return head, rows
+
+
+def _system_conf(t: dict, name):
+    return next((sy.get("confidence") for sy in t.get("systems") or [] if sy["name"] == name), None)
 
 
 def _assumptions(doc: dict):

@@ -96,13 +96,22 @@ def target_details(fit_res, profile: Profile, energy_est: dict | None) -> dict:
         "cost_model": profile.cost_model,
         "cores_per_chip": profile.cores_per_chip,
         "cores_per_chip_confidence": (profile.source_of("chip.cores") or {}).get("confidence"),
-        "systems": [{"name": n, "chips": c} for n, c in profile.systems],
+        "systems": _systems(profile),
         "profile_numbers": numbers,
         "verdict_confidence": _brief(verdict_w),
         "energy_confidence": _brief(energy_w),
         "limit_confidence": {r: (profile.source_of(f"core.{r}") or {}).get("confidence") for r in fit_res.limits},
         "per_layer_binding": binding,
     }
+
+
+def _systems(profile: Profile) -> list[dict]:
+    """Systems smallest first, each with the confidence of its chip count."""
+    out = []
+    for i, sy in enumerate(profile.data.get("systems", [])):
+        q = profile.source_of(f"systems[{i}].chips") or {}
+        out.append({"name": sy["name"], "chips": int(sy["chips"]["value"]), "confidence": q.get("confidence")})
+    return sorted(out, key=lambda sy: sy["chips"])
 
 
 def _brief(entry: dict | None) -> dict | None:

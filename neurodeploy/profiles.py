@@ -26,6 +26,11 @@ from .errors import BadInputError
 
 PROFILE_PACKAGE = "neurodeploy.hardware_profiles"
 
+#: confidence levels of profile quantities, strongest first (hardware_profiles/schema.json)
+CONFIDENCE_ORDER = ("measured", "source", "documented", "derived", "unverified", "assumption")
+#: a verdict resting on one of these is not firm (``report --strict`` exits 1)
+WEAK_CONFIDENCE = ("unverified", "assumption")
+
 
 @dataclass
 class Profile:
@@ -109,6 +114,47 @@ class Profile:
 
         walk("", self.data)
         return out
+
+    # -- confidence (reports) ----------------------------------------------------------------------------
+    def source_of(self, key: str) -> dict | None:
+        """The quantity at dotted ``key`` (``core.neurons``, ``systems[1].chips``, ``features.attention``) as
+        {key, value, unit, source, confidence, note}, or None if the profile has no such quantity."""
+        node: Any = self.data
+        for part in key.replace("[", ".[").split("."):
+            if part.startswith("["):
+                i = int(part[1:-1])
+                node = node[i] if isinstance(node, list) and i < len(node) else None
+            else:
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                return None
+        if not isinstance(node, dict) or "confidence" not in node:
+            return None
+        return {"key": key, **{k: node.get(k) for k in ("value", "unit", "source", "confidence", "note")}}
+
+    def verdict_keys(self, resources=()) -> list[str]:
+        """Dotted keys of the numbers a chip-fit verdict on this profile rests on: the per-core limits of
+        ``resources`` (default: every core limit), chip.cores, every system's chip count, the synapse
+        accounting of the cost model and the packing rule."""
+        core = self.data.get("core", {})
+        keys = [f"core.{r}" for r in (resources or core) if r in core]
+        keys.append("chip.cores")
+        keys += [f"systems[{i}].chips" for i in range(len(self.data.get("systems", [])))]
+        keys += [f"synapse_accounting.{k}" for k, q in self.data.get("synapse_accounting", {}).items()
+                 if isinstance(q, dict) and "confidence" in q]
+        keys.append("mapping.pack_populations")
+        return [k for k in keys if self.source_of(k) is not None]
+
+    def energy_keys(self) -> list[str]:
+        """Dotted keys of the energy figures (``energy.*``)."""
+        return [f"energy.{k}" for k, q in self.data.get("energy", {}).items() if isinstance(q, dict) and "confidence" in q]
+
+    @staticmethod
+    def weakest(entries: list[dict]) -> dict | None:
+        """The entry with the weakest confidence (CONFIDENCE_ORDER, strongest first); None for none."""
+        rank = {c: i for i, c in enumerate(CONFIDENCE_ORDER)}
+        entries = [e for e in entries if e]
+        return max(entries, key=lambda e: rank.get(e.get("confidence"), len(rank)), default=None)
 
 
 @lru_cache(maxsize=1)

@@ -123,7 +123,7 @@ def test_export_target_loihi2_writes_lowering_and_report(trained_digits_checkpoi
     assert [t["target"] for t in report["targets"]] == ["loihi2"] and report["targets"][0]["fits"]
     assert report["lowering"]["ran"] and report["lowering"]["fidelity"] >= 0.99
     assert (out / "report.md").read_text().startswith("# Deployment report: spikingformer-digits")
-    assert "<img" in (out / "report.html").read_text()
+    assert "<svg" in (out / "report.html").read_text()  # plots are inline SVG
 
 
 def test_export_unknown_target_writes_nothing(trained_digits_checkpoint, tmp_path, capsys):

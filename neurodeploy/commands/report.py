@@ -1,7 +1,9 @@
 """``neurodeploy report MODEL --target loihi2 [--target speck ...] [--profile FILE] [--data FILE]
-[--firing-rates FILE] [--format json|md|html] [-o FILE] [--max-chips N] [--max-energy-uj X] [--min-fidelity P]``
+[--firing-rates FILE] [--format json|md|html] [-o FILE] [--max-chips N] [--max-energy-uj X] [--min-fidelity P]
+[--strict]``
 
-Exit codes: 0 report written and every budget met; 1 a budget exceeded (the report is still written);
+Exit codes: 0 report written and every budget met; 1 a budget exceeded, or with ``--strict`` a verdict rests on
+an ``assumption`` or ``unverified`` profile number (the report is still written);
 2 bad input (one line on stderr, nothing written).
 """
 from __future__ import annotations
@@ -32,6 +34,9 @@ def add_parser(subparsers):
     p.add_argument("--min-fidelity", type=float, metavar="P",
                    help="budget: exit 1 if the float vs fixed-point prediction agreement is below P (0..1)")
     p.add_argument("--samples", type=int, default=64, help="at most this many samples from --data (64)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a verdict rests on a profile number of confidence 'assumption' or 'unverified' "
+                        "(the report is still written)")
     p.set_defaults(func=run)
     return p
 
@@ -73,8 +78,14 @@ def run(args) -> int:
         sys.stdout.write(f"{doc['model']['name']}: {fits}; report written to {args.output}\n")
     else:
         sys.stdout.write(text)
+    rc = EXIT_OK
     if not ok:
         bad = [c for c in doc["budgets"]["checks"] if not c["ok"]]
         sys.stderr.write("neurodeploy: budget exceeded: " + "; ".join(_budget_text(c) for c in bad) + "\n")
-        return EXIT_CHECK_FAILED
-    return EXIT_OK
+        rc = EXIT_CHECK_FAILED
+    if args.strict and not doc["summary"]["strict"]["ok"]:
+        weak = doc["summary"]["strict"]["weak"]
+        sys.stderr.write("neurodeploy: --strict: verdict rests on weak numbers: " + "; ".join(
+            f"{w['target']}: {w['key']} ({w['confidence']})" for w in weak) + "\n")
+        rc = EXIT_CHECK_FAILED
+    return rc

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ..errors import BadInputError, NeurodeployError
+from .summary import summarize, target_details
 
 SCHEMA = "neurodeploy.report"
 SCHEMA_VERSION = 1
@@ -108,6 +109,7 @@ def _target_section(fit_res, profile, energy_est) -> dict:
                 row[r] = _fmt_used(c.usage[r], lim)
         d["per_core"].append(row)
     d["per_core_listed"] = len(d["per_core"])
+    d.update(target_details(fit_res, profile, energy_est))
     return d
 
 
@@ -211,7 +213,7 @@ def report_document(dep, max_chips: int | None = None, max_energy_uj: float | No
         target_secs.append(sec)
     lowering = _fidelity_section(dep)
     budgets = _budgets(target_secs, dep.energy, lowering, max_chips, max_energy_uj, min_fidelity)
-    return {
+    doc = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "neurodeploy", "version": __version__},
@@ -230,6 +232,8 @@ def report_document(dep, max_chips: int | None = None, max_energy_uj: float | No
         "targets": target_secs,
         "budgets": budgets,
     }
+    doc["summary"] = summarize(doc)
+    return doc
 
 
 def _budgets(targets, energy, lowering, max_chips, max_energy_uj, min_fidelity) -> dict:

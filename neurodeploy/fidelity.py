@@ -17,6 +17,15 @@ import numpy as np
 from .errors import BadInputError
 
 
+def _distributed():
+    """(torch.distributed, rank, world size) when a process group is initialised (torchrun), else (None, 0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist, dist.get_rank(), dist.get_world_size()
+    return None, 0, 1
+
+
 def graph_time_steps(graph, steps: int | None = None) -> int:
     T = steps or int((graph.metadata or {}).get("neurodeploy.time_steps", 0) or 0)
     if not T:
@@ -89,22 +98,25 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
         s = s.float().cpu().numpy() if torch.is_tensor(s) else s
         return s[L:L + T].sum(0)
 
-    t_float = time.perf_counter()
-    float_pred, first_rec = float_predictions(graph, x, T, batch=batch, record_first=layers)
-    t_float = time.perf_counter() - t_float
     # both back-ends run the chained-mode network (neurodeploy.lower.chain): every population reset at the
     # start of its sample window, so one sample's result does not depend on the one before; Lava runs all
     # samples back to back in ONE process graph, the fast engine one sample per batch row
     P = T + L
+    dist, rank, world = _distributed()
+    bsz = batch if backend == "fast" else -(-n // world)
+    starts = list(range(0, n, bsz))[rank::world]      # whole batches per rank: the same batches as one process
     chained = chain_network(net, P, bias_as_graded=(backend == "lava"), conv_as_sparse=(backend == "lava"))
-    bar = tqdm(total=n, desc=f"loihi2/{backend}", unit="sample", disable=not progress)
-    engine = Engine(chained, device=device) if backend == "fast" else None
+    bar = tqdm(total=sum(min(bsz, n - i) for i in starts), desc=f"{'loihi2'}/{backend}", unit="sample",
+               disable=not progress or rank != 0)
+    engine = Engine(chained, device=device) if backend == "fast" and starts else None
     timing = None
-    int_pred = []
-    t_run = 0.0
-    bsz = batch if backend == "fast" else n
-    for i in range(0, n, bsz):
+    mine = []                # (start, float predictions, fixed-point predictions)
+    t_run = t_float = 0.0
+    for i in starts:
         xb = x[i:i + bsz]
+        t0 = time.perf_counter()
+        fp = float_predictions(graph, xb, T, batch=batch)
+        t_float += time.perf_counter() - t0
         t0 = time.perf_counter()
         if backend == "fast":
             res = engine.run(chain_inputs(chained, _encode(net, xb, T, L, device), batched=True), P, record=[out_pop])
@@ -118,11 +130,21 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
             res = {k: {kk: torch.as_tensor(a) for kk, a in r.items()} for k, r in
                    split_windows(res, len(xb), P).items()}
         t_run += time.perf_counter() - t0
-        int_pred.append(np.asarray(decode(res)).reshape(len(xb), -1).argmax(1))
+        mine.append((i, fp, np.asarray(decode(res)).reshape(len(xb), -1).argmax(1)))
     bar.close()
+    if dist is not None:           # gather every rank's batches (torch.distributed: gloo on CPU, nccl on GPUs)
+        parts = [None] * world
+        dist.all_gather_object(parts, (mine, t_run, t_float))
+        mine = [m for p in parts for m in p[0]]
+        t_run = max(p[1] for p in parts)
+        t_float = max(p[2] for p in parts)
+    mine.sort(key=lambda m: m[0])
+    float_pred = np.concatenate([m[1] for m in mine])
+    int_pred = [m[2] for m in mine]
     layer_agree = {}
     if layers:
         first_x = x[:batch]
+        _, first_rec = float_predictions(graph, first_x, T, batch=batch, record_first=True)
         sync = Engine(net, device=device, pipelined=False).run(
             {k: (v[:T] if net.pop(k).input_kind != "bias" else v) for k, v in _encode(net, first_x, T, L, device).items()},
             T, record=[p.name for p in net.populations if p.kind == "lif"])
@@ -131,12 +153,14 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
                 f = first_rec[name].reshape(T, len(first_x), -1).numpy()
                 layer_agree[name] = float((f == r["s"].cpu().numpy()).mean())
     ip = np.concatenate(int_pred)
-    result = {"backend": backend, "samples": int(n), "batch": int(bsz), "steps_per_sample": T, "latency_steps": L,
+    result = {"backend": backend, "samples": int(n), "batch": int(bsz), "processes": int(world),
+              "steps_per_sample": T, "latency_steps": L,
               "prediction_agreement": float((float_pred == ip).mean()),
               "samples_per_s": n / max(t_run, 1e-9),
               "sample_steps_per_s": n * P / max(t_run, 1e-9),
               "float_reference_s": t_float, "fixed_point_s": t_run,
               "layer_spike_agreement": layer_agree,
+              "predictions": ip.astype(int).tolist(), "float_predictions": float_pred.astype(int).tolist(),
               "clipped_weights": (net.metadata.get("quantization") or {}).get("clipped_weights"),
               "clipped_biases": (net.metadata.get("quantization") or {}).get("clipped_biases")}
     if timing is not None:

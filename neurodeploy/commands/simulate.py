@@ -98,8 +98,37 @@ def load_artifact(model: str, target: str, arch: str | None = None, data: str | 
     return dep.graph, t.target, t.artifact
 
 
+def init_distributed(device: str):
+    """Under torchrun (WORLD_SIZE > 1): join the process group (gloo on CPU, nccl on CUDA) with torchrun's
+    rendezvous (MASTER_ADDR/MASTER_PORT or --rdzv-endpoint); returns the rank, or None for one process."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+    return dist.get_rank()
+
+
 def run(args: argparse.Namespace) -> int:
     _check_options(args)
+    rank = init_distributed(args.device)
+    try:
+        return _run(args, rank)
+    finally:
+        if rank is not None:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run(args: argparse.Namespace, rank) -> int:
     from ..deploy import get_target
 
     impl = get_target(args.target)
@@ -120,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     if args.steps:
         opts["steps"] = args.steps
     res = impl.simulate(artifact, graph, x, y, backend=backend, progress=not args.json, **opts)
+    if rank:            # torchrun: every rank computed the same gathered result; rank 0 prints it
+        return 0
     if args.json:
         print(json.dumps(res, indent=2))
         return 0

@@ -207,7 +207,8 @@ def report_document(dep, max_chips: int | None = None, max_energy_uj: float | No
         if desc.get("artifact"):
             sec["artifact"] = desc["artifact"]
         if t.fidelity is not None:
-            sec["fidelity"] = {k: v for k, v in t.fidelity.items() if k != "layer_spike_agreement"}
+            sec["fidelity"] = {k: v for k, v in t.fidelity.items()
+                               if k not in ("layer_spike_agreement", "predictions", "float_predictions")}
         elif t.fidelity_note:
             sec["fidelity"] = {"note": t.fidelity_note}
         target_secs.append(sec)

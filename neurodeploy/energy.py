@@ -258,6 +258,7 @@ def ops_from_graph(graph, time_steps: int | None = None) -> ModelOps:
 
     from .errors import UnsupportedError
     from .graph import attention_spec, predecessors, topological_order
+    from .graph.attention import attention_roles
     from .graph.core import meta, node_shape
     from .graph.primitives import classes as primitive_classes, require_kinds
 
@@ -296,15 +297,9 @@ def ops_from_graph(graph, time_steps: int | None = None) -> ModelOps:
         spec = attention_spec(node)
         if spec is not None:
             tokens_hint = spec.tokens
-            qkv = []
-            for p in preds.get(name, []):
-                s = spiking_source(p) if meta(graph.nodes[p], "neurodeploy.role") == "routing" else p
-                qkv.append((p, s))
-            by = {}
-            for p, s in qkv:
-                for tag in ("q", "k", "v"):
-                    if p.endswith(f"stack_{tag}"):
-                        by[tag] = s
+            roles = attention_roles(graph, name)        # the one way operands are found (by routing weights)
+            by = {t: (roles[t] if isinstance(graph.nodes[roles[t]], spiking_types) else spiking_source(roles[f"{t}_route"]))
+                  for t in "qkv"}
             d = spec.dim // spec.heads
             layers.append(OpLayer(name=name, kind="attention", dense_ops=2 * spec.heads * spec.tokens * d * d,
                                   repeats=T, heads=spec.heads, tokens=spec.tokens, dim=spec.dim,

@@ -99,3 +99,36 @@ def attention_forward(spec: AttentionSpec, x: torch.Tensor) -> torch.Tensor:
     kv = k @ v.transpose(-1, -2)            # [.., h, d, d] = K_h^T V_h (rows i of K, columns j of V)
     y = kv.transpose(-1, -2) @ q            # [.., h, d(j), N] = sum_i Q[i, n] * KV[i, j]
     return (y * spec.scale).reshape(*lead, D, N)
+
+
+def attention_roles(graph: nir.NIRGraph, name: str) -> dict:
+    """The one way every stage finds an attention node's operands: ``{"q", "k", "v"}`` -> the node feeding
+    each stack routing Conv1d (found by its weights: an identity block at rows i*D..(i+1)*D, zeros elsewhere,
+    never by node names, which other tools choose freely), plus ``"q_route"``... the routing nodes and
+    ``"out"``: the nodes the attention feeds.  Raises BadInputError naming the node when the routing is not
+    the one the extension defines."""
+    from .core import predecessors, successors
+
+    spec = attention_spec(graph.nodes[name])
+    if spec is None:
+        raise BadInputError(f"node '{name}': not a spiking_attention node")
+    D = spec.dim
+    pred = predecessors(graph)
+    roles: dict = {}
+    for p in pred.get(name, []):
+        node = graph.nodes[p]
+        w = np.asarray(getattr(node, "weight", np.zeros((0, 0, 0))))
+        if not isinstance(node, nir.Conv1d) or w.shape[:2] != (3 * D, D) or len(pred.get(p, [])) != 1:
+            raise BadInputError(f"node '{name}': its input '{p}' is not a stack routing Conv1d [{3 * D}, {D}, 1]")
+        w2 = w[:, :, 0]
+        for i, tag in enumerate("qkv"):
+            block = w2[i * D:(i + 1) * D]
+            rest = np.delete(w2, np.s_[i * D:(i + 1) * D], 0)
+            if np.array_equal(block, np.eye(D)) and not np.any(rest):
+                roles[tag] = pred[p][0]
+                roles[f"{tag}_route"] = p
+    missing = [t for t in "qkv" if t not in roles]
+    if missing:
+        raise BadInputError(f"node '{name}': no stack routing for {', '.join(missing)}")
+    roles["out"] = list(successors(graph).get(name, []))
+    return roles

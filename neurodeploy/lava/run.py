@@ -40,6 +40,7 @@ class LavaNetwork:
         ensure_lava()
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import Dense, DelayDense
+        from lava.proc.graded.process import GradedVec
         from lava.proc.io.source import RingBuffer
         from lava.proc.lif.process import LIF, LIFReset
         from lava.proc.sparse.process import Sparse, DelaySparse
@@ -64,6 +65,9 @@ class LavaNetwork:
                     raise BadInputError(f"input '{p.name}': Lava runs one sample at a time; give [T, 1, ...]")
                 x = x.reshape(x.shape[0], -1).T.astype(np.int32)        # (n, T)
                 self.procs[p.name] = RingBuffer(data=x)
+                continue
+            if p.kind == "relay":         # graded relay: s_out = a_in each step (vth 0: |v| > 0 or 0 anyway)
+                self.procs[p.name] = GradedVec(shape=(p.size,), vth=0, name=p.name)
                 continue
             if p.bias_input:
                 bm = np.asarray(inputs[p.bias_input]).reshape(-1).astype(np.int32)
@@ -180,7 +184,7 @@ class LavaNetwork:
                 continue
             proc = self.procs[name]
             path = os.path.join(self.tmpdir, f"rec{i}")
-            state = p.kind != "input"
+            state = p.kind not in ("input", "relay")
             rec = (StateRecorder if state else SpikeRecorder)(n=p.size, steps=steps, path=path)
             proc.s_out.connect(rec.s_in)
             if state:

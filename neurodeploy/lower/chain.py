@@ -104,6 +104,9 @@ def chain_network(net: LoweredNetwork, period: int | None = None, bias_as_graded
                 continue            # replaced by one graded input per consuming population
             new_pops.append(p)
             continue
+        if p.kind == "relay":        # no state: nothing to reset
+            new_pops.append(p)
+            continue
         p.reset_interval = P
         p.reset_offset = (lat[p.name] + 1) % P
         if p.bias_input and bias_as_graded:

@@ -47,7 +47,13 @@ from ..errors import BadInputError, UnsupportedError
 from ..graph.simulate import int_tuple, padding_arg
 from .fixed_point import conv_out_hw, conv_to_sparse
 from .balance import balance_network  # noqa: F401 - re-exported (historic home)
-from .network import (MAX_DELAY, MIXED, VTH_MAX, Attention, Encoder, LoweredNetwork, Population, Synapse)
+from .network import (EXCITATORY, MAX_DELAY, MIXED, VTH_MAX, Attention, Encoder, LoweredNetwork, Population,
+                      Synapse)
+
+#: a chain with an Affine whose composed matrix would exceed this many elements is lowered through a relay
+#: population when the Affine pools positions (:meth:`_Lowerer._pooled_readout`); smaller ones stay one
+#: dense group
+RELAY_MIN_ELEMENTS = 1 << 24
 
 _NEURONS = ("LIF", "IF", "Threshold")
 _LINEAR = ("Conv2d", "Conv1d", "Affine", "Linear", "SumPool2d", "AvgPool2d", "Flatten", "Scale")
@@ -137,6 +143,7 @@ class _Lowerer:
         self.input_range = input_range
         self.dt = dt
         self.report = {"layers": [], "clipped_weights": 0, "clipped_biases": 0}
+        self.relays = {}
 
     # ---------------------------------------------------------------- structure
     def kind(self, name):
@@ -228,6 +235,7 @@ class _Lowerer:
         kernel), ``("dense", A)`` (Affine/Linear) and ``("scale", vector)``; Flatten only renames the shape
         (a C-order reshape keeps the neuron order).  Returns ``(ops, output size)``."""
         shape = tuple(int(a) for a in src_shape)
+        struct = shape                  # the last shape before Flattens (channels x positions)
         out = []
         for name in ops:
             node = self.g.nodes[name]
@@ -243,8 +251,8 @@ class _Lowerer:
                 A = _arr(node.weight)
                 if A.ndim != 2 or A.shape[1] != n:
                     raise UnsupportedError(f"node '{name}': weight {A.shape} does not take {n} inputs")
-                out.append(("dense", A))
-                shape = (A.shape[0],)
+                out.append(("dense", A, struct))
+                shape = struct = (A.shape[0],)
                 continue
             if t == "Scale":
                 vec = np.broadcast_to(_arr(node.scale), shape).reshape(-1).copy()
@@ -279,7 +287,7 @@ class _Lowerer:
                                        f"{view[0]} input channels")
             ho, wo = conv_out_hw(view[1:], W.shape[2:], *geo[:3])
             out.append(("conv", W) + geo + (tuple(view),))
-            shape = (W.shape[0], wo) if one_d else (W.shape[0], ho, wo)
+            shape = struct = (W.shape[0], wo) if one_d else (W.shape[0], ho, wo)
         return out, int(np.prod(shape))
 
     @staticmethod
@@ -389,6 +397,53 @@ class _Lowerer:
             out.append(y.reshape(x.shape[0], -1).numpy().T)
         return np.concatenate(out, 1)
 
+    def _pooled_readout(self, sops, src_shape):
+        """``(C, P, E)`` when the chain is pointwise ops (1x1 stride-1 convs, per-channel scales) on a
+        source of C channels x P positions, then an Affine that weighs every position of a channel alike
+        (Spikingformer's head: mean over tokens, then Linear): the chain is then E (n_out x C) applied to
+        the source's spike counts summed over positions (1x1 convs commute with that sum).  Else None."""
+        *pre, last = sops
+        if last[0] != "dense" or any(o[0] == "dense" for o in pre):
+            return None
+        src3 = tuple(_pop_shape(src_shape))
+        if len(src3) != 3:
+            return None
+        Cs, P = src3[0], src3[1] * src3[2]
+        Wc = np.eye(Cs)
+        for o in pre:
+            if o[0] == "scale":
+                per = o[1].reshape(Wc.shape[0], -1)
+                if not np.all(per == per[:, :1]):
+                    return None
+                Wc = per[:, 0][:, None] * Wc
+                continue
+            W, st, pad, dil, g, view = o[1:]
+            if W.shape[2:] != (1, 1) or tuple(st) != (1, 1) or any(pad) or int(np.prod(view[1:])) != P:
+                return None
+            Wc = self._full_kernel(W, g)[:, :, 0, 0] @ Wc
+        A, struct = last[1], last[2]
+        if len(struct) < 2 or struct[0] != Wc.shape[0] or int(np.prod(struct[1:])) != P:
+            return None
+        A3 = A.reshape(A.shape[0], struct[0], P)
+        if not np.all(A3 == A3[:, :, :1]):
+            return None
+        return Cs, P, A3[:, :, 0] @ Wc
+
+    def relay_for(self, net, src_pop: str, src_shape) -> str:
+        """The relay population carrying the spike counts of ``src_pop`` summed over its positions (one
+        per channel; built once per source): a ``relay`` population (C,) fed by a sum-pool conv group
+        (weights 1, kernel = the whole map, groups C).  Its output is the exact integer count (at most
+        the number of positions) as a graded payload."""
+        name = f"{src_pop}.sum"
+        if name in self.relays:
+            return name
+        C, h, w = tuple(_pop_shape(src_shape))
+        net.populations.append(Population(name, (C,), kind="relay", source=src_pop))
+        net.synapses.append(Synapse(f"{name}.syn", src_pop, name, "conv", np.ones((C, 1, h, w), dtype=np.int64),
+                                    groups=C, sign_mode=EXCITATORY, source=f"sum of {src_pop} over positions"))
+        self.relays[name] = src_pop
+        return name
+
     def chain_structure(self, ops, src_shape, rowgain, name):
         """The synapse group of one chain, structured: ``("conv", w, geometry)`` (one conv kernel, the
         chain's convs/pools composed where exact, ``rowgain`` folded per output channel), ``("dense", M)``
@@ -403,6 +458,11 @@ class _Lowerer:
         if not sops:                              # a bare reshape: the identity
             sops = [("scale", np.ones(n_in))]
         dense_at = [i for i, o in enumerate(sops) if o[0] == "dense"]
+        if dense_at and n_out * n_in > RELAY_MIN_ELEMENTS:
+            relay = self._pooled_readout(sops, src_shape)
+            if relay is not None:
+                C, P, E = relay
+                return ("relay", E * rowgain[:, None], ("relay", P, C))
         if dense_at:
             i = dense_at[0]
             M = sops[i][1].copy()
@@ -591,6 +651,15 @@ class _Lowerer:
             entries = []
             for t, src_shape, ops in mats:
                 kind, w, native = self.chain_structure(ops, src_shape, rowgain, dst)
+                if kind == "relay":
+                    if t.src == inp:
+                        kind, w, native = "dense", None, None
+                    else:
+                        # graded counts from a relay population into a dense group (see _pooled_readout)
+                        t = _Term(self.relay_for(net, popname.get(t.src, t.src), src_shape), t.ops)
+                        kind = "dense"
+                if w is None:
+                    raise UnsupportedError(f"node '{dst}': the input chain {ops} is too large for a dense group")
                 entries.append((kind, t, w, native))
             bias = np.zeros(n)
             for chain in val.bias_nodes:
@@ -629,7 +698,7 @@ class _Lowerer:
                 # keep |u| and |v| inside 24 bits: worst-case input x 64 S < 2**23
                 row = np.abs(bias).copy()
                 for e in chip:
-                    row += _row_abs_sum(e[0], e[2], n)
+                    row += _row_abs_sum(e[0], e[2], n) * (e[3][1] if e[3] and e[3][0] == "relay" else 1)
                 for e in enc_terms:
                     lo, hi = self.input_range
                     row += _row_abs_sum(e[0], e[2], n) * max(abs(lo), abs(hi))
@@ -665,7 +734,9 @@ class _Lowerer:
                                         groups=groups, sign_mode=sm, source=src_desc,
                                         src_view=() if tuple(view) == pshape else tuple(view)))
                 else:
-                    syns.append(Synapse(sname, src, name, kind, m_, weight_exp=e_, sign_mode=sm, source=src_desc))
+                    relay = bool(native) and native[0] == "relay"
+                    syns.append(Synapse(sname, src, name, kind, m_, weight_exp=e_, sign_mode=sm, source=src_desc,
+                                        graded=relay))
                 layer["groups"].append({"synapse": sname, "source": src_desc, "weight_exp": e_,
                                         "rel_error": err, "clipped": clipped})
             # ---- bias (constant part) and encoder

@@ -14,6 +14,9 @@ Records (plain dataclasses, integers only where the chip holds integers):
   ``bias_input``: name of an input whose per-sample values are written to ``bias_mant`` (an image as
   input bias, the "host-side encoder" input).  ``reset_interval``/``reset_offset``: Lava ``LIFReset``
   (u and v are zeroed before the dynamics of step t when ``t % interval == offset``, t counted from 1).
+  ``relay``: a graded relay with no state (Lava ``lava.proc.graded.GradedVec`` with vth 0, fixed_pt): every
+  step it sends its integer input ``a_in`` unchanged as a graded payload (24 bits); every group out of it
+  is ``graded``.  The lowering uses it for exact spike counts (a channel's spikes summed over positions).
 * :class:`Synapse` - one synapse group (one Lava Dense / Sparse / DelayDense / DelaySparse / Conv).
   ``kind`` = ``identity`` (the source's output goes straight into the destination's a_in: no Lava
   synapse process, no delay; used for netx input layers), ``dense`` (weights (n_out, n_in), only where
@@ -75,7 +78,7 @@ UV_MAX = (1 << 23) - 1
 class Population:
     name: str
     shape: tuple
-    kind: str = "lif"               # input | lif | readout
+    kind: str = "lif"               # input | lif | readout | relay
     du: int = 4095
     dv: int = 0
     vth: int = 1
@@ -253,8 +256,10 @@ class LoweredNetwork:
             raise BadInputError("lowered network: duplicate population names")
         byname = {p.name: p for p in self.populations}
         for p in self.populations:
-            if p.kind not in ("input", "lif", "readout"):
+            if p.kind not in ("input", "lif", "readout", "relay"):
                 raise BadInputError(f"population '{p.name}': unknown kind '{p.kind}'")
+            if p.kind == "relay":
+                continue
             if p.kind == "input":
                 if p.input_kind not in ("spikes", "graded", "bias"):
                     raise BadInputError(f"input '{p.name}': input_kind must be spikes, graded or bias")
@@ -276,6 +281,9 @@ class LoweredNetwork:
                     raise BadInputError(f"synapse '{s.name}': unknown population '{end}'")
             if byname[s.dst].kind == "input":
                 raise BadInputError(f"synapse '{s.name}': targets input population '{s.dst}'")
+            if byname[s.src].kind == "relay" and not s.graded:
+                raise BadInputError(f"synapse '{s.name}': groups out of relay '{s.src}' carry graded payloads "
+                                    "(graded must be set)")
             n_in, n_out = byname[s.src].size, byname[s.dst].size
             w = s.weights if sp.issparse(s.weights) else np.asarray(s.weights)
             if s.kind == "sparse" and not sp.issparse(s.weights):

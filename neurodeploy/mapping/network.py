@@ -196,6 +196,11 @@ def from_lowered(lowered, name: str = "lowered") -> MapNetwork:
         on_chip = not (kind == "input" and input_kind in ("spikes", "graded"))
         if kind == "input" and input_kind == "bias":
             on_chip = False  # values go to another population's bias_mant, no neurons of its own
+        if kind == "relay":     # graded relay (spike counts): a programmable neuron sending graded spikes
+            net.add_pop(MapPopulation(p.name, cxhw(p.shape), getattr(p, "source", "") or p.name, "accumulator",
+                                      True, neuron_model="programmable"))
+            net.use("graded_spikes", p.source or p.name)
+            continue
         net.add_pop(MapPopulation(p.name, cxhw(p.shape), getattr(p, "source", "") or p.name, kind, on_chip,
                                   neuron_model="lif" if kind != "input" else "input"))
         if getattr(p, "bias_input", ""):

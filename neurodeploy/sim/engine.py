@@ -306,7 +306,7 @@ class Engine:
             bound[a.dst] += self._att_bound(a)
         safe = {}
         for n, p in self.pops.items():
-            if p.kind == "input":
+            if p.kind in ("input", "relay"):
                 continue
             # |u_t| <= |u_{t-1}| (4095 - du) / 4096 + |a_in| 64 (decay rounds toward zero), so
             # |u| <= |a_in|max 64 * 4096 / (du + 1)
@@ -547,6 +547,10 @@ class Engine:
             n = p.size
             pl.L = self.ring_len[name]
             pend[name] = pl.pend = [None] * pl.L
+            if p.kind == "relay":        # graded relay: s = a_in (no state)
+                pl.relay = torch.zeros(B, n, dtype=self.ring_dtype[name], device=dev)
+                plan.append(pl)
+                continue
             if p.bias_input:
                 bm = data[p.bias_input]
             else:
@@ -609,6 +613,12 @@ class Engine:
                     s = pl.x[i]
                     if pl.rec:
                         rec[name]["s"].append(pl.xint[i])
+                elif pl.relay is not None:
+                    slot = pl.pend[t % pl.L]
+                    pl.pend[t % pl.L] = None
+                    s = pl.relay if slot is None else slot
+                    if pl.rec:
+                        rec[name]["s"].append(s.to(torch.int64))
                 else:
                     slot = pl.pend[t % pl.L]
                     pl.pend[t % pl.L] = None
@@ -735,7 +745,7 @@ class _Plan:
     """Per-population constants and state of one run (attribute access only in the step loop)."""
     __slots__ = ("name", "is_input", "rec", "hist", "atts", "groups", "bias_only", "x", "xint", "L", "pend",
                  "du", "dv", "vth", "reset_interval", "reset_mod", "shift", "fast", "u", "v", "bias", "fu",
-                 "fv", "th", "clamp", "zero_in", "tmp", "sbuf", "checks", "silent", "kernel", "kt", "kzero")
+                 "fv", "th", "clamp", "zero_in", "tmp", "sbuf", "checks", "silent", "kernel", "kt", "kzero", "relay")
 
     def __init__(self, name, is_input):
         self.name = name
@@ -747,6 +757,7 @@ class _Plan:
         self.silent = 0
         self.sbuf = None
         self.kernel = None
+        self.relay = None
 
 
 def simulate(net: LoweredNetwork, inputs: dict, steps: int, record=None, device="cpu", pipelined=True) -> dict:

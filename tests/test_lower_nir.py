@@ -66,7 +66,9 @@ def test_cnn_sinabs_lowering_exact_shift_and_fidelity():
     g = nir.read(os.path.join(DATA, "02_cnn", "cnn_sinabs.nir"))
     T, B = 8, 2
     net, report = lower_graph(g, T=T)
-    assert [s.kind for s in net.synapses] == ["conv", "conv", "dense", "dense", "dense"]
+    # 3 -> SumPool(2, s2) -> Conv(3x3, pad 1) -> 6 is ONE conv (6x6 kernel, stride 2, pad 2): the pool reads
+    # no padding, so the conv's zero padding of the pooled map is the input's zero padding
+    assert [s.kind for s in net.synapses] == ["conv", "conv", "conv", "dense", "dense"]
     assert net.metadata["latency"] == 5 and report["clipped_weights"] == 0
     x = (np.random.default_rng(0).random((T, B, 2, 34, 34)) < 0.15).astype(np.int64)
     sync = _shift_equal(net, {"input": x}, T)

@@ -4,8 +4,13 @@ One Lava process per population (``LIF`` / ``LIFReset``; inputs are ``io.source.
 synapse group (``Dense``, ``Sparse``, ``DelayDense``, ``DelaySparse``, ``Conv``; a conv that needs a
 balance delay becomes a ``DelaySparse`` with the same connections) and one :class:`SpikingAttention` per
 attention op.  Populations are flat (n,) in the C order of their (C, H, W) shape; conv synapses see them
-through reshape/transpose ports in Lava's (W, H, C) layout, with the kernel flipped and transposed to
-Lava's (C_out, W, H, C_in) as netx does.
+(as their ``src_view``) through reshape/transpose ports in Lava's (W, H, C) layout, with the kernel
+flipped and transposed to Lava's (C_out, W, H, C_in) as netx does.  Every conv group is a Lava ``Conv``
+(fixed_pt), never a matrix: a conv that needs a balance delay d >= 1 gets it from an identity
+``DelaySparse`` (one weight-1 synapse per source neuron, delay d - 1; a plain ``Sparse`` when d = 1) in
+front of the ``Conv``: both add one step, so the conv's input arrives d + 1 steps after the source
+spiked, as the engine computes it; the identity passes spikes (or 24-bit graded payloads) unchanged.
+Sparse groups are built from their CSR matrices (memory = connections).
 
 Recording: one recorder process per recorded population (:mod:`neurodeploy.lava.processes.record`: its output
 port's payload and, for neurons, u and v read after each step like Lava's Monitor), saved to files by the
@@ -24,32 +29,7 @@ import numpy as np
 
 
 from ..errors import BadInputError, UnsupportedError
-from ..lower.network import LoweredNetwork, Synapse, conv_out_shape
-
-
-
-def conv_to_matrix(s: Synapse, src_shape, dst_shape) -> np.ndarray:
-    """The (n_out, n_in) integer matrix of a PyTorch-layout conv (correlation) on flat C-order maps."""
-    w = np.asarray(s.weights, dtype=np.int64)
-    cin, h, wd = src_shape
-    cout, ho, wo = dst_shape
-    kh, kw = w.shape[2], w.shape[3]
-    g = s.groups
-    cin_g, cout_g = cin // g, cout // g
-    m = np.zeros((cout * ho * wo, cin * h * wd), dtype=np.int64)
-    oc, oy, ox = np.meshgrid(np.arange(cout), np.arange(ho), np.arange(wo), indexing="ij")
-    oc, oy, ox = oc.ravel(), oy.ravel(), ox.ravel()
-    rows = (oc * ho + oy) * wo + ox
-    for ci in range(cin_g):
-        for ky in range(kh):
-            for kx in range(kw):
-                iy = oy * s.stride[0] - s.padding[0] + ky * s.dilation[0]
-                ix = ox * s.stride[1] - s.padding[1] + kx * s.dilation[1]
-                ic = (oc // cout_g) * cin_g + ci
-                ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < wd)
-                cols = (ic * h + iy) * wd + ix
-                m[rows[ok], cols[ok]] += w[oc[ok], ci, ky, kx]
-    return m
+from ..lower.network import LoweredNetwork, conv_out_shape
 
 
 class LavaNetwork:
@@ -60,6 +40,7 @@ class LavaNetwork:
         ensure_lava()
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import Dense, DelayDense
+        from lava.proc.graded.process import GradedVec
         from lava.proc.io.source import RingBuffer
         from lava.proc.lif.process import LIF, LIFReset
         from lava.proc.sparse.process import Sparse, DelaySparse
@@ -84,6 +65,9 @@ class LavaNetwork:
                     raise BadInputError(f"input '{p.name}': Lava runs one sample at a time; give [T, 1, ...]")
                 x = x.reshape(x.shape[0], -1).T.astype(np.int32)        # (n, T)
                 self.procs[p.name] = RingBuffer(data=x)
+                continue
+            if p.kind == "relay":         # graded relay: s_out = a_in each step (vth 0: |v| > 0 or 0 anyway)
+                self.procs[p.name] = GradedVec(shape=(p.size,), vth=0, name=p.name)
                 continue
             if p.bias_input:
                 bm = np.asarray(inputs[p.bias_input]).reshape(-1).astype(np.int32)
@@ -112,43 +96,60 @@ class LavaNetwork:
             if s.kind == "identity":
                 out_port(s.src).connect(self.procs[s.dst].a_in)
                 continue
-            if s.kind == "conv" and s.balance_delay == 0:
+            if s.kind == "conv":
                 w = np.asarray(s.weights)[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).astype(np.int32)
-                c, h, wd = src.shape
+                c, h, wd = tuple(s.src_view) if s.src_view else src.shape
                 proc = Conv(weight=w, input_shape=(wd, h, c), padding=tuple(s.padding[::-1]),
                             stride=tuple(s.stride[::-1]), dilation=tuple(s.dilation[::-1]),
                             groups=int(s.groups), num_message_bits=nmb, name=s.name)
-                out_port(s.src).reshape((c, h, wd)).transpose([2, 1, 0]).connect(proc.s_in)
+                feed = out_port(s.src)
+                if s.balance_delay > 0:
+                    # exact delay line: identity weights 1 (excitatory: Lava keeps them), delay d - 1
+                    n = src.size
+                    eye = csr_matrix((np.ones(n, dtype=np.int32), (np.arange(n), np.arange(n))), shape=(n, n))
+                    d = int(s.balance_delay) - 1
+                    ident = dict(num_message_bits=nmb, sign_mode=SignMode.EXCITATORY, name=f"{s.name}.delay")
+                    if d > 0:
+                        dm = csr_matrix((np.full(n, d, dtype=int), (np.arange(n), np.arange(n))), shape=(n, n))
+                        line = DelaySparse(weights=eye, delays=dm, max_delay=d, **ident)
+                    else:
+                        line = Sparse(weights=eye, **ident)
+                    feed.connect(line.s_in)
+                    feed = line.a_out
+                    self.procs[f"{s.name}.delay"] = line
+                feed.reshape((c, h, wd)).transpose([2, 1, 0]).connect(proc.s_in)
                 co, ho, wo = conv_out_shape(src.shape, s)
                 proc.a_out.transpose([2, 1, 0]).reshape((co * ho * wo,)).connect(self.procs[s.dst].a_in)
                 self.procs[s.name] = proc
                 continue
-            if s.kind == "conv":
-                w = conv_to_matrix(s, src.shape, conv_out_shape(src.shape, s))
-                kind = "sparse"
-                if w.min() < 0 < w.max() and np.any(w % 2):
-                    raise UnsupportedError(f"synapse '{s.name}': odd mixed-sign conv weights cannot become a "
-                                           "delayed sparse group exactly")
-            else:
-                w = np.asarray(s.weights)
-                kind = s.kind
-            delay = s.balance_delay + (np.zeros(w.shape, dtype=np.int64) if s.delays is None
-                                       else np.broadcast_to(np.asarray(s.delays), w.shape))
+            w = s.weights
+            kind = s.kind
             has_delay = s.delays is not None or s.balance_delay > 0
             common = dict(num_message_bits=nmb, weight_exp=int(s.weight_exp),
                           num_weight_bits=int(s.num_weight_bits), name=s.name, **extra)
             if kind == "dense":
+                w = np.asarray(w)
+                delay = s.balance_delay + (np.zeros(w.shape, dtype=np.int64) if s.delays is None
+                                           else np.broadcast_to(np.asarray(s.delays), w.shape))
                 if has_delay:
                     proc = DelayDense(weights=w.astype(np.int32), delays=delay.astype(int),
                                       max_delay=int(delay.max()), **common)
                 else:
                     proc = Dense(weights=w.astype(np.int32), **common)
             else:
-                wm = csr_matrix(w.astype(np.int32))
+                wm = csr_matrix(w, dtype=np.int32)
+                wm.sort_indices()
                 if has_delay:
                     # DelaySparse needs delays with the same sparsity as the weights
-                    dm = csr_matrix(np.where(w != 0, delay, 0).astype(int))
-                    proc = DelaySparse(weights=wm, delays=dm, max_delay=int(delay.max()), **common)
+                    dm = wm.copy().astype(int)
+                    if s.delays is None:
+                        dm.data = np.zeros(dm.data.shape, dtype=int)
+                    else:
+                        dsp = csr_matrix(s.delays, dtype=int)
+                        rows = np.repeat(np.arange(wm.shape[0]), np.diff(wm.indptr))
+                        dm.data = np.asarray(dsp[rows, wm.indices]).reshape(-1).astype(int)
+                    dm.data = dm.data + int(s.balance_delay)
+                    proc = DelaySparse(weights=wm, delays=dm, max_delay=int(dm.data.max(initial=0)), **common)
                 else:
                     proc = Sparse(weights=wm, **common)
             out_port(s.src).connect(proc.s_in)
@@ -183,7 +184,7 @@ class LavaNetwork:
                 continue
             proc = self.procs[name]
             path = os.path.join(self.tmpdir, f"rec{i}")
-            state = p.kind != "input"
+            state = p.kind not in ("input", "relay")
             rec = (StateRecorder if state else SpikeRecorder)(n=p.size, steps=steps, path=path)
             proc.s_out.connect(rec.s_in)
             if state:

@@ -15,7 +15,7 @@ EXCITATORY sign mode, so Lava keeps the weight 1 that a MIXED group would trunca
 through one sparse group with weight ``weight`` (8-bit mantissa, exponent when needed) into the attention
 LIF, which thereby receives exactly ``weight * y`` in the step the process op would deliver it, one step
 later: the AND stage is one more synapse hop.  The three inputs must meet in the same step: the network
-is delay-balanced again (:func:`neurodeploy.lower.from_nir.balance_network`), which gives the q/k/v groups
+is delay-balanced again (:func:`neurodeploy.lower.balance.balance_network`), which gives the q/k/v groups
 their balance delays and shifts everything downstream of the attention by that one step (``latency``
 grows by one per attention op on the longest path).
 
@@ -28,8 +28,10 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import UnsupportedError
+from .balance import balance_network
 from .network import EXCITATORY, INHIBITORY, Attention, LoweredNetwork, Population, Synapse
 
 #: AND neurons per attention op above which the neuron lowering is refused (Loihi 2 neurocores hold up to
@@ -75,13 +77,11 @@ def attention_neurons(a: Attention, max_neurons: int = MAX_AND_NEURONS):
                      source=a.source or a.name)
     syns = []
     for key, src in (("q", a.q), ("k", a.k), ("v", a.v)):
-        w = np.zeros((M, size), dtype=np.int16)      # 0/1 (int16 keeps big ones small)
-        w[rows, cols[key]] = 1
+        w = sp.csr_matrix((np.ones(M, dtype=np.int64), (rows, cols[key])), shape=(M, size))   # 0/1, one per row
         syns.append(Synapse(f"{name}<-{key}", src, name, "sparse", w, sign_mode=EXCITATORY,
                             source=a.source or a.name))
     mant, exp = _weight_mantissa(a)
-    wout = np.zeros((size, M), dtype=np.int16)
-    wout[(h * dh + c) * N + n, rows] = mant
+    wout = sp.csr_matrix((np.full(M, mant, dtype=np.int64), ((h * dh + c) * N + n, rows)), shape=(size, M))
     syns.append(Synapse(f"{a.dst}<-{name}", name, a.dst, "sparse", wout, weight_exp=exp,
                         sign_mode=EXCITATORY if mant > 0 else INHIBITORY, source=a.source or a.name))
     return pop, syns
@@ -89,7 +89,6 @@ def attention_neurons(a: Attention, max_neurons: int = MAX_AND_NEURONS):
 
 def attention_to_neurons(net: LoweredNetwork, max_neurons: int = MAX_AND_NEURONS) -> LoweredNetwork:
     """A copy of ``net`` with every attention op replaced by AND coincidence neurons, re-balanced."""
-    from .from_nir import balance_network
     out = copy.deepcopy(net)
     for a in list(out.attention):
         pop, syns = attention_neurons(a, max_neurons)

@@ -22,8 +22,10 @@ pipeline depth ``l`` works on the sample during steps ``l+1 .. l+T`` of the wind
   :func:`chain_inputs`, which refuses otherwise).  The population's own bias becomes 0;
 * optionally (``conv_as_sparse``) conv synapse groups become ``sparse`` groups with the same integer
   connections when that is exact (the effective 8-bit Lava weights equal the conv weights and no sum can
-  reach the conv's 24-bit wrap): Lava's CPU Conv loops over C_in x C_out scipy convolutions per step,
-  Sparse is one sparse matrix product.
+  reach the conv's 24-bit wrap) and the group has at most ``max_connections`` connections (default
+  :data:`SPARSE_CONV_MAX`; larger convs stay Lava Convs): Lava's CPU Conv loops over C_in x C_out scipy
+  convolutions per step, Sparse is one sparse matrix product.  The sparse matrix is built from the
+  kernel geometry (:func:`neurodeploy.lower.fixed_point.conv_to_sparse`), never through a dense one.
 
 :func:`chain_inputs` turns batched engine-style inputs (``[T', B, ...]`` spike/graded sequences, looped
 like a RingBuffer, and ``[B, ...]`` bias values) into the chained inputs ``[B*period, 1, n]``;
@@ -40,9 +42,12 @@ import copy
 import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
-from .network import LoweredNetwork, Population, Synapse, MIXED, EXCITATORY, INHIBITORY, conv_out_shape
+from .fixed_point import conv_to_sparse, lava_effective_weights, lava_sign_mode
+from .network import LoweredNetwork, Population, Synapse
 
 _M23 = 1 << 23
+#: conv groups with more connections than this stay convs under ``conv_as_sparse`` (memory)
+SPARSE_CONV_MAX = 1 << 24
 
 
 def sample_period(net: LoweredNetwork, steps: int | None = None) -> int:
@@ -55,24 +60,19 @@ def sample_period(net: LoweredNetwork, steps: int | None = None) -> int:
     return T + int(net.metadata.get("latency", max(net.latency().values(), default=0)))
 
 
-def _effective(w, sign_mode):
-    from ..sim.engine import lava_effective_weights
-    return lava_effective_weights(w, sign_mode, 8)
-
-
-def _conv_as_sparse(net: LoweredNetwork, s: Synapse):
-    from ..lava.run import conv_to_matrix
+def _conv_as_sparse(net: LoweredNetwork, s: Synapse, max_connections: int = SPARSE_CONV_MAX):
     src = net.pop(s.src)
     if s.graded or src.input_kind == "graded":
         return None
-    m = conv_to_matrix(s, src.shape, conv_out_shape(src.shape, s))
-    if s.sign_mode:
-        mode = int(s.sign_mode)
-    else:
-        mode = EXCITATORY if m.min() >= 0 else (INHIBITORY if m.max() <= 0 else MIXED)
-    if not np.array_equal(_effective(m, mode), m):
+    if net.pop(s.dst).size * int(np.prod(np.shape(s.weights)[1:])) > max_connections:
         return None
-    if np.abs(m).sum(1).max(initial=0) >= _M23:
+    view = tuple(s.src_view) if s.src_view else tuple(src.shape)
+    m = conv_to_sparse(s.weights, view, s.stride, s.padding, s.dilation, s.groups)
+    mode = lava_sign_mode(m, s.sign_mode)
+    eff = lava_effective_weights(m, mode, 8)
+    if eff.nnz != m.nnz or (eff != m).nnz:
+        return None
+    if m.nnz and np.asarray(abs(m).sum(1)).max() >= _M23:
         return None
     return Synapse(s.name, s.src, s.dst, "sparse", m, weight_exp=0, num_weight_bits=8, sign_mode=mode,
                    delays=None, balance_delay=s.balance_delay, graded=False, source=s.source)
@@ -102,6 +102,9 @@ def chain_network(net: LoweredNetwork, period: int | None = None, bias_as_graded
         if p.kind == "input":
             if p.input_kind == "bias" and bias_as_graded:
                 continue            # replaced by one graded input per consuming population
+            new_pops.append(p)
+            continue
+        if p.kind == "relay":        # no state: nothing to reset
             new_pops.append(p)
             continue
         p.reset_interval = P

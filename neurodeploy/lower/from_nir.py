@@ -39,12 +39,21 @@ from dataclasses import dataclass, field
 
 import nir
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
 from ..errors import BadInputError, UnsupportedError
 from ..graph.simulate import int_tuple, padding_arg
-from .network import (MAX_DELAY, MIXED, VTH_MAX, Attention, Encoder, LoweredNetwork, Population, Synapse)
+from .fixed_point import conv_out_hw, conv_to_sparse
+from .balance import balance_network  # noqa: F401 - re-exported (historic home)
+from .network import (EXCITATORY, MAX_DELAY, MIXED, VTH_MAX, Attention, Encoder, LoweredNetwork, Population,
+                      Synapse)
+
+#: a chain with an Affine whose composed matrix would exceed this many elements is lowered through a relay
+#: population when the Affine pools positions (:meth:`_Lowerer._pooled_readout`); smaller ones stay one
+#: dense group
+RELAY_MIN_ELEMENTS = 1 << 24
 
 _NEURONS = ("LIF", "IF", "Threshold")
 _LINEAR = ("Conv2d", "Conv1d", "Affine", "Linear", "SumPool2d", "AvgPool2d", "Flatten", "Scale")
@@ -105,6 +114,22 @@ class _Value:
     bias_nodes: list = field(default_factory=list)   # (chain of node names producing a bias)
 
 
+def _absmax(w) -> float:
+    if sp.issparse(w):
+        return float(np.abs(w.data).max()) if w.nnz else 0.0
+    return float(np.abs(w).max()) if np.size(w) else 0.0
+
+
+def _row_abs_sum(kind, w, n) -> np.ndarray:
+    """Sum of |weights| into each of the n destination neurons (conv: per output channel, an upper bound)."""
+    if kind == "conv":
+        per = np.abs(w).reshape(w.shape[0], -1).sum(1)
+        return np.repeat(per, n // w.shape[0])
+    if sp.issparse(w):
+        return np.asarray(abs(w).sum(1)).reshape(-1)
+    return np.abs(w).sum(1)
+
+
 class _Lowerer:
     def __init__(self, graph: nir.NIRGraph, T, scale, rounding, input_range, dt, bias_exp_min=0):
         self.bias_exp_min = int(bias_exp_min)
@@ -118,6 +143,7 @@ class _Lowerer:
         self.input_range = input_range
         self.dt = dt
         self.report = {"layers": [], "clipped_weights": 0, "clipped_biases": 0}
+        self.relays = {}
 
     # ---------------------------------------------------------------- structure
     def kind(self, name):
@@ -201,14 +227,300 @@ class _Lowerer:
             b = np.broadcast_to(b.reshape((-1,) + (1,) * (len(out) - 1)), out)
         return b.reshape(-1)
 
-    def chain_matrix(self, ops, in_shape):
-        """Dense (n_out, n_in) float64 matrix of a chain of bias-free linear nodes."""
-        n_in = int(np.prod(in_shape))
-        eye = torch.eye(n_in, dtype=torch.float64).reshape((n_in,) + tuple(in_shape))
-        y = eye
-        for op in ops:
-            y = self.op_apply(op, y)
-        return y.reshape(n_in, -1).T.numpy()
+    # ---------------------------------------------------------------- structured chains
+    def chain_ops(self, ops, src_shape):
+        """The linear nodes of a chain as structured ops on flat C-order neuron vectors:
+        ``("conv", W, stride, padding, dilation, groups, view)`` (a PyTorch conv2d on the (C, H, W)
+        ``view``; Conv1d is a 1 x k conv on (C, 1, N); sum/avg pooling a grouped conv with a constant
+        kernel), ``("dense", A)`` (Affine/Linear) and ``("scale", vector)``; Flatten only renames the shape
+        (a C-order reshape keeps the neuron order).  Returns ``(ops, output size)``."""
+        shape = tuple(int(a) for a in src_shape)
+        struct = shape                  # the last shape before Flattens (channels x positions)
+        out = []
+        for name in ops:
+            node = self.g.nodes[name]
+            t = type(node).__name__
+            n = int(np.prod(shape))
+            if t == "Flatten":
+                osh = _shape(node, "output")
+                if osh is not None and int(np.prod(osh)) != n:
+                    raise UnsupportedError(f"node '{name}': Flatten output {osh} does not hold {n} values")
+                shape = tuple(osh) if osh is not None else (n,)
+                continue
+            if t in ("Affine", "Linear"):
+                A = _arr(node.weight)
+                if A.ndim != 2 or A.shape[1] != n:
+                    raise UnsupportedError(f"node '{name}': weight {A.shape} does not take {n} inputs")
+                out.append(("dense", A, struct))
+                shape = struct = (A.shape[0],)
+                continue
+            if t == "Scale":
+                vec = np.broadcast_to(_arr(node.scale), shape).reshape(-1).copy()
+                out.append(("scale", vec))
+                continue
+            if t == "Conv2d":
+                if len(shape) != 3:
+                    raise UnsupportedError(f"node '{name}': Conv2d on a {len(shape)}-d input {shape}")
+                W = _arr(node.weight)
+                geo = (_pair(node.stride), conv_padding(node, name, 2), _pair(node.dilation), int(node.groups))
+                view, one_d = shape, False
+            elif t == "Conv1d":
+                if len(shape) != 2:
+                    raise UnsupportedError(f"node '{name}': Conv1d on a {len(shape)}-d input {shape}")
+                w1 = _arr(node.weight)
+                W = w1.reshape(w1.shape[:2] + (1, w1.shape[2]))
+                geo = ((1, _pair(node.stride, 1)[0]), (0, conv_padding(node, name, 1)[0]),
+                       (1, _pair(node.dilation, 1)[0]), int(node.groups))
+                view, one_d = (shape[0], 1, shape[1]), True
+            elif t in ("SumPool2d", "AvgPool2d"):
+                if len(shape) != 3:
+                    raise UnsupportedError(f"node '{name}': {t} on a {len(shape)}-d input {shape}")
+                kk = _pair(node.kernel_size)
+                c = shape[0]
+                W = np.full((c, 1) + kk, 1.0 if t == "SumPool2d" else 1.0 / (kk[0] * kk[1]))
+                geo = (_pair(node.stride), _pair(node.padding), (1, 1), c)
+                view, one_d = shape, False
+            else:
+                raise UnsupportedError(f"node '{name}': {t}")
+            if W.shape[1] * geo[3] != view[0]:
+                raise UnsupportedError(f"node '{name}': kernel {W.shape} with groups {geo[3]} does not fit "
+                                       f"{view[0]} input channels")
+            ho, wo = conv_out_hw(view[1:], W.shape[2:], *geo[:3])
+            out.append(("conv", W) + geo + (tuple(view),))
+            shape = struct = (W.shape[0], wo) if one_d else (W.shape[0], ho, wo)
+        return out, int(np.prod(shape))
+
+    @staticmethod
+    def _conv_out(op) -> tuple:
+        W, st, pad, dil, g, view = op[1:]
+        return (int(W.shape[0]),) + conv_out_hw(view[1:], W.shape[2:], st, pad, dil)
+
+    @staticmethod
+    def _full_kernel(W, groups):
+        """A grouped kernel (O, I/g, kh, kw) as the equivalent ungrouped (O, I, kh, kw)."""
+        if groups == 1:
+            return W
+        O, ig = W.shape[:2]
+        F_ = np.zeros((O, ig * groups) + W.shape[2:])
+        og = O // groups
+        for gi in range(groups):
+            F_[gi * og:(gi + 1) * og, gi * ig:(gi + 1) * ig] = W[gi * og:(gi + 1) * og]
+        return F_
+
+    @staticmethod
+    def _find_groups(F_):
+        """The largest group count whose block-diagonal structure the full kernel F_ (O, I, kh, kw) has,
+        and the grouped kernel."""
+        O, I = F_.shape[:2]
+        nz = np.abs(F_).sum((2, 3)) != 0
+        for g in sorted((d for d in range(1, math.gcd(O, I) + 1) if O % d == 0 and I % d == 0), reverse=True):
+            og, ig = O // g, I // g
+            blocks = np.zeros_like(nz)
+            for gi in range(g):
+                blocks[gi * og:(gi + 1) * og, gi * ig:(gi + 1) * ig] = True
+            if not np.any(nz & ~blocks):
+                return g, np.stack([F_[gi * og:(gi + 1) * og, gi * ig:(gi + 1) * ig] for gi in range(g)]).reshape(
+                    (O, ig) + F_.shape[2:])
+        return 1, F_
+
+    def _compose_convs(self, c1, c2):
+        """c2 after c1 as ONE conv (stride s1 s2, padding p1 + p2 s1, the kernels convolved), or None when
+        that is not exact.  c2's zero padding of c1's output is exact only where c1 at those padded
+        positions would read nothing but the input's zero padding (e.g. a sum-pool with kernel = stride
+        before a padded conv); the output sizes must agree."""
+        W1, s1, p1, d1, g1, v1 = c1[1:]
+        W2, s2, p2, d2, g2, v2 = c2[1:]
+        if tuple(v2) != self._conv_out(c1):
+            return None
+        k1, k2 = W1.shape[2:], W2.shape[2:]
+        h_in, h1 = v1[1:], v2[1:]
+        for i in range(2):
+            if not p2[i]:
+                continue
+            if -s1[i] - p1[i] + d1[i] * (k1[i] - 1) >= 0:          # c1 at index -1 reads real input
+                return None
+            h2 = conv_out_hw(h1, k2, s2, p2, d2)[i]
+            if (h2 - 1) * s2[i] - p2[i] + d2[i] * (k2[i] - 1) >= h1[i] and h1[i] * s1[i] - p1[i] < h_in[i]:
+                return None                                          # c1 at index h1 reads real input
+        K = tuple(d2[i] * s1[i] * (k2[i] - 1) + d1[i] * (k1[i] - 1) + 1 for i in range(2))
+        if K[0] * K[1] > 1 << 12:
+            return None
+        F1, F2 = self._full_kernel(W1, g1), self._full_kernel(W2, g2)
+        W = np.zeros((F2.shape[0], F1.shape[1]) + K)
+        for a in range(k2[0]):
+            for b in range(k2[1]):
+                for y in range(k1[0]):
+                    for x in range(k1[1]):
+                        W[:, :, a * d2[0] * s1[0] + y * d1[0], b * d2[1] * s1[1] + x * d1[1]] += F2[:, :, a, b] @ F1[:, :, y, x]
+        st = (s1[0] * s2[0], s1[1] * s2[1])
+        pad = (p1[0] + p2[0] * s1[0], p1[1] + p2[1] * s1[1])
+        op = ("conv", W, st, pad, (1, 1), 1, tuple(v1))
+        if self._conv_out(op) != self._conv_out(c2):
+            return None
+        g, Wg = self._find_groups(W)
+        return ("conv", Wg, st, pad, (1, 1), g, tuple(v1))
+
+    def _op_sparse(self, op, n_in):
+        """Float (n_out, n_in) CSR matrix of one structured op (for irregular compositions)."""
+        if op[0] == "conv":
+            W, st, pad, dil, g, view = op[1:]
+            return conv_to_sparse(W, view, st, pad, dil, g, dtype=np.float64)
+        if op[0] == "scale":
+            return sp.diags(op[1]).tocsr()
+        return sp.csr_matrix(op[1])
+
+    @staticmethod
+    def _conv_t(op, M):
+        """M (rows, n_out of conv op) -> M @ conv (rows, n_in): each row pushed back through the conv
+        (the transposed conv; exact float sums), memory rows x n_in."""
+        W, st, pad, dil, g, view = op[1:]
+        co, ho, wo = _Lowerer._conv_out(op)
+        hw_full = tuple((o - 1) * s - 2 * p + d * (k - 1) + 1 for o, s, p, d, k in zip((ho, wo), st, pad, dil, W.shape[2:]))
+        opad = tuple(v - f for v, f in zip(view[1:], hw_full))
+        out = []
+        wt = torch.as_tensor(W)
+        for i in range(0, M.shape[0], 256):
+            y = torch.as_tensor(np.ascontiguousarray(M[i:i + 256])).reshape(-1, co, ho, wo)
+            x = F.conv_transpose2d(y, wt, stride=st, padding=pad, output_padding=opad, groups=g, dilation=dil)
+            out.append(x.reshape(y.shape[0], -1).numpy())
+        return np.concatenate(out, 0)
+
+    @staticmethod
+    def _conv_cols(op, M):
+        """conv @ M (each column of M pushed through the conv), memory n_out x columns."""
+        W, st, pad, dil, g, view = op[1:]
+        out = []
+        wt = torch.as_tensor(W)
+        for i in range(0, M.shape[1], 256):
+            x = torch.as_tensor(np.ascontiguousarray(M[:, i:i + 256].T)).reshape((-1,) + tuple(view))
+            y = F.conv2d(x, wt, stride=st, padding=pad, dilation=dil, groups=g)
+            out.append(y.reshape(x.shape[0], -1).numpy().T)
+        return np.concatenate(out, 1)
+
+    def _pooled_readout(self, sops, src_shape):
+        """``(C, P, E)`` when the chain is pointwise ops (1x1 stride-1 convs, per-channel scales) on a
+        source of C channels x P positions, then an Affine that weighs every position of a channel alike
+        (Spikingformer's head: mean over tokens, then Linear): the chain is then E (n_out x C) applied to
+        the source's spike counts summed over positions (1x1 convs commute with that sum).  Else None."""
+        *pre, last = sops
+        if last[0] != "dense" or any(o[0] == "dense" for o in pre):
+            return None
+        src3 = tuple(_pop_shape(src_shape))
+        if len(src3) != 3:
+            return None
+        Cs, P = src3[0], src3[1] * src3[2]
+        Wc = np.eye(Cs)
+        for o in pre:
+            if o[0] == "scale":
+                per = o[1].reshape(Wc.shape[0], -1)
+                if not np.all(per == per[:, :1]):
+                    return None
+                Wc = per[:, 0][:, None] * Wc
+                continue
+            W, st, pad, dil, g, view = o[1:]
+            if W.shape[2:] != (1, 1) or tuple(st) != (1, 1) or any(pad) or int(np.prod(view[1:])) != P:
+                return None
+            Wc = self._full_kernel(W, g)[:, :, 0, 0] @ Wc
+        A, struct = last[1], last[2]
+        if len(struct) < 2 or struct[0] != Wc.shape[0] or int(np.prod(struct[1:])) != P:
+            return None
+        A3 = A.reshape(A.shape[0], struct[0], P)
+        if not np.all(A3 == A3[:, :, :1]):
+            return None
+        return Cs, P, A3[:, :, 0] @ Wc
+
+    def relay_for(self, net, src_pop: str, src_shape) -> str:
+        """The relay population carrying the spike counts of ``src_pop`` summed over its positions (one
+        per channel; built once per source): a ``relay`` population (C,) fed by a sum-pool conv group
+        (weights 1, kernel = the whole map, groups C).  Its output is the exact integer count (at most
+        the number of positions) as a graded payload."""
+        name = f"{src_pop}.sum"
+        if name in self.relays:
+            return name
+        C, h, w = tuple(_pop_shape(src_shape))
+        net.populations.append(Population(name, (C,), kind="relay", source=src_pop))
+        net.synapses.append(Synapse(f"{name}.syn", src_pop, name, "conv", np.ones((C, 1, h, w), dtype=np.int64),
+                                    groups=C, sign_mode=EXCITATORY, source=f"sum of {src_pop} over positions"))
+        self.relays[name] = src_pop
+        return name
+
+    def chain_structure(self, ops, src_shape, rowgain, name):
+        """The synapse group of one chain, structured: ``("conv", w, geometry)`` (one conv kernel, the
+        chain's convs/pools composed where exact, ``rowgain`` folded per output channel), ``("dense", M)``
+        (only when the chain has an Affine/Linear: the product of the chain, computed from the Affine's
+        side, memory n_out x n_in of the result only) or ``("sparse", csr)`` (an irregular composition:
+        the product of the ops' sparse matrices, memory = connections).  Never a matrix pushed through
+        the chain from an identity."""
+        sops, n_out = self.chain_ops(ops, src_shape)
+        n_in = int(np.prod(src_shape))
+        if n_out != rowgain.size:
+            raise UnsupportedError(f"node '{name}': the chain {ops} gives {n_out} values for {rowgain.size} neurons")
+        if not sops:                              # a bare reshape: the identity
+            sops = [("scale", np.ones(n_in))]
+        dense_at = [i for i, o in enumerate(sops) if o[0] == "dense"]
+        if dense_at and n_out * n_in > RELAY_MIN_ELEMENTS:
+            relay = self._pooled_readout(sops, src_shape)
+            if relay is not None:
+                C, P, E = relay
+                return ("relay", E * rowgain[:, None], ("relay", P, C))
+        if dense_at:
+            i = dense_at[0]
+            M = sops[i][1].copy()
+            for o in sops[i + 1:]:
+                if o[0] == "dense":
+                    M = o[1] @ M
+                elif o[0] == "scale":
+                    M = o[1][:, None] * M
+                else:
+                    M = self._conv_cols(o, M)
+            for o in reversed(sops[:i]):
+                if o[0] == "scale":
+                    M = M * o[1][None, :]
+                else:
+                    M = self._conv_t(o, M)
+            return ("dense", M * rowgain[:, None], None)
+        # conv / pool / scale only: scales become depthwise 1x1 convs (per channel, else per neuron)
+        convs = []
+        shape3 = None
+        for o in sops:
+            if o[0] == "scale":
+                cshape = self._conv_out(convs[-1]) if convs else tuple(_pop_shape(src_shape))
+                if len(cshape) != 3:
+                    cshape = (int(np.prod(cshape)), 1, 1)
+                per = o[1].reshape(cshape[0], -1)
+                if np.all(per == per[:, :1]):
+                    W = per[:, 0].reshape(-1, 1, 1, 1)
+                    convs.append(("conv", W, (1, 1), (0, 0), (1, 1), cshape[0], cshape))
+                else:
+                    n = o[1].size
+                    convs.append(("conv", o[1].reshape(-1, 1, 1, 1), (1, 1), (0, 0), (1, 1), n, (n, 1, 1)))
+            else:
+                convs.append(o)
+        cur = convs[0]
+        for nxt in convs[1:]:
+            cur = self._compose_convs(cur, nxt) if cur is not None else None
+        if cur is not None:
+            W, st, pad, dil, g, view = cur[1:]
+            co = W.shape[0]
+            per = rowgain.reshape(co, -1)
+            if np.all(per == per[:, :1]):
+                # 1x1 stride-1 convs work on any (C, H, W) view with the same channels: use the source's own
+                if W.shape[2:] == (1, 1) and st == (1, 1) and not any(pad) and len(_pop_shape(src_shape)) == 3 \
+                        and _pop_shape(src_shape)[0] == view[0]:
+                    view = tuple(_pop_shape(src_shape))
+                return ("conv", W * per[:, 0][:, None, None, None], ("conv", W, tuple(st), tuple(pad), tuple(dil),
+                                                                   int(g), tuple(view)))
+        # irregular: the product of the ops' sparse matrices (connections only)
+        m = None
+        n = n_in
+        for o in convs:
+            s_ = self._op_sparse(o, n)
+            m = s_ if m is None else (s_ @ m).tocsr()
+            n = s_.shape[0]
+        m = sp.diags(rowgain) @ m
+        m = sp.csr_matrix(m)
+        m.eliminate_zeros()
+        return ("sparse", m, None)
 
     def bias_vector(self, chain):
         """Bias produced by chain[0]'s bias pushed through chain[1:]."""
@@ -335,34 +647,20 @@ class _Lowerer:
                 src_shape = in_shape if t.src == inp else (_shape(g.nodes[t.src], "output"))
                 ops = [o for o in t.ops]
                 mats.append((t, src_shape, ops))
-            # float weights per term (as matrices or native conv kernels) times rowgain
+            # float weights per term (structured: conv kernels, sparse, or dense for Affine chains) x rowgain
             entries = []
             for t, src_shape, ops in mats:
-                real_ops = [o for o in ops if type(g.nodes[o]).__name__ != "Flatten"]
-                native = None
-                if len(real_ops) == 1:
-                    node = g.nodes[real_ops[0]]
-                    tn = type(node).__name__
-                    if tn == "Conv2d" and len(src_shape) == 3:
-                        native = ("conv", _arr(node.weight), _pair(node.stride), conv_padding(node, real_ops[0], 2),
-                                  _pair(node.dilation), int(node.groups))
-                    elif tn == "Conv1d" and len(src_shape) == 2:
-                        w1 = _arr(node.weight)
-                        native = ("conv", w1.reshape(w1.shape[:2] + (1, w1.shape[2])),
-                                  (1, _pair(node.stride, 1)[0]), (0, conv_padding(node, real_ops[0], 1)[0]),
-                                  (1, _pair(node.dilation, 1)[0]), int(node.groups))
-                    elif tn in ("SumPool2d",) and len(src_shape) == 3:
-                        kk = _pair(node.kernel_size)
-                        c = src_shape[0]
-                        native = ("conv", np.ones((c, 1) + kk), _pair(node.stride), _pair(node.padding), (1, 1), c)
-                if native is not None and np.all(rowgain.reshape(shape[0], -1) == rowgain.reshape(shape[0], -1)[:, :1]):
-                    per_ch = rowgain.reshape(shape[0], -1)[:, 0]
-                    w = native[1] * per_ch[:, None, None, None]
-                    entries.append(("conv", t, w, native))
-                else:
-                    M = self.chain_matrix(ops, src_shape) * rowgain[:, None]
-                    kind = "dense"
-                    entries.append((kind, t, M, None))
+                kind, w, native = self.chain_structure(ops, src_shape, rowgain, dst)
+                if kind == "relay":
+                    if t.src == inp:
+                        kind, w, native = "dense", None, None
+                    else:
+                        # graded counts from a relay population into a dense group (see _pooled_readout)
+                        t = _Term(self.relay_for(net, popname.get(t.src, t.src), src_shape), t.ops)
+                        kind = "dense"
+                if w is None:
+                    raise UnsupportedError(f"node '{dst}': the input chain {ops} is too large for a dense group")
+                entries.append((kind, t, w, native))
             bias = np.zeros(n)
             for chain in val.bias_nodes:
                 b = self.bias_vector(chain)
@@ -395,20 +693,15 @@ class _Lowerer:
             elif self.fixed_scale:
                 S = self.fixed_scale
             else:
-                mx = max([float(np.abs(e[2]).max()) for e in chip] + [1e-12])
+                mx = max([_absmax(e[2]) for e in chip] + [1e-12])
                 S = 254.0 / mx
                 # keep |u| and |v| inside 24 bits: worst-case input x 64 S < 2**23
                 row = np.abs(bias).copy()
                 for e in chip:
-                    if e[0] == "conv":
-                        per = np.abs(e[2]).reshape(e[2].shape[0], -1).sum(1)
-                        row += np.repeat(per, n // e[2].shape[0])
-                    else:
-                        row += np.abs(e[2]).sum(1)
+                    row += _row_abs_sum(e[0], e[2], n) * (e[3][1] if e[3] and e[3][0] == "relay" else 1)
                 for e in enc_terms:
                     lo, hi = self.input_range
-                    per = np.abs(e[2]).reshape(e[2].shape[0], -1).sum(1) * max(abs(lo), abs(hi))
-                    row += np.repeat(per, n // e[2].shape[0]) if e[0] == "conv" else per
+                    row += _row_abs_sum(e[0], e[2], n) * max(abs(lo), abs(hi))
                 rmax = float(row.max()) if row.size else 0.0
                 if rmax > 0:
                     S = min(S, ((1 << 23) - 1) / (64.0 * rmax * (self.T if pkind == "readout" and self.T else 1)))
@@ -426,17 +719,24 @@ class _Lowerer:
             layer = {"population": name, "scale": S, "groups": []}
             syns = []
             for kind, t, w, native in chip:
-                x = w * S
-                m_, e_, clipped, err, sm = self.quant_group(x, conv=(kind == "conv"), name=name)
+                if kind == "sparse":
+                    m_, e_, clipped, err, sm = self.quant_group(w.data * S, conv=False, name=name)
+                    m_ = sp.csr_matrix((m_, w.indices, w.indptr), shape=w.shape)
+                else:
+                    m_, e_, clipped, err, sm = self.quant_group(w * S, conv=(kind == "conv"), name=name)
                 src = popname.get(t.src, t.src)
                 sname = f"{name}<-{t.src}" if len(chip) > 1 else f"{name}.syn"
                 src_desc = "/".join(t.ops) or t.src
                 if kind == "conv":
-                    _, _, stride, pad, dil, groups = native
+                    _, _, stride, pad, dil, groups, view = native
+                    pshape = tuple(_pop_shape(in_shape if t.src == inp else _shape(g.nodes[t.src], "output")))
                     syns.append(Synapse(sname, src, name, "conv", m_, stride=stride, padding=pad, dilation=dil,
-                                        groups=groups, sign_mode=sm, source=src_desc))
+                                        groups=groups, sign_mode=sm, source=src_desc,
+                                        src_view=() if tuple(view) == pshape else tuple(view)))
                 else:
-                    syns.append(Synapse(sname, src, name, kind, m_, weight_exp=e_, sign_mode=sm, source=src_desc))
+                    relay = bool(native) and native[0] == "relay"
+                    syns.append(Synapse(sname, src, name, kind, m_, weight_exp=e_, sign_mode=sm, source=src_desc,
+                                        graded=relay))
                 layer["groups"].append({"synapse": sname, "source": src_desc, "weight_exp": e_,
                                         "rel_error": err, "clipped": clipped})
             # ---- bias (constant part) and encoder
@@ -449,9 +749,12 @@ class _Lowerer:
                 e = enc_terms[0]
                 lo, hi = self.input_range
                 xin = max(abs(lo), abs(hi))
-                wabs = np.abs(e[2]).reshape(e[2].shape[0], -1).sum(1)
-                if e[0] == "conv":
-                    wabs = np.repeat(wabs, n // e[2].shape[0])
+                if e[0] == "sparse":
+                    if e[2].shape[0] * e[2].shape[1] > 1 << 26:
+                        raise UnsupportedError(f"node '{dst}': the input chain {e[1].ops} is neither one conv nor "
+                                               "small enough for a dense host-side encoder")
+                    e = ("dense", e[1], e[2].toarray(), None)
+                wabs = _row_abs_sum(e[0], e[2], n)
                 bound = float(np.max(wabs * xin * S * 64.0 + np.abs(bias_v)))
                 bias_input = f"{name}.encoded"
                 enc = (e, bound)
@@ -476,11 +779,11 @@ class _Lowerer:
                 self.encoders.append(Encoder(
                     name=bias_input, node=e[1].ops[0] if e[1].ops else inp, kind=e[0],
                     weights=(e[3][1] * 1.0 if e[0] == "conv" else e[2]).astype(np.float64),
-                    row_gain=(rowgain.reshape(shape[0], -1)[:, 0] if e[0] == "conv" else np.ones(1)),
+                    row_gain=(rowgain.reshape(e[3][1].shape[0], -1)[:, 0] if e[0] == "conv" else np.ones(1)),
                     bias=bias.reshape(-1), gain=S * 64.0 / (1 << bexp),
                     stride=e[3][2] if e[0] == "conv" else (1, 1), padding=e[3][3] if e[0] == "conv" else (0, 0),
                     dilation=e[3][4] if e[0] == "conv" else (1, 1), groups=e[3][5] if e[0] == "conv" else 1,
-                    input_shape=tuple(in_shape)))
+                    input_shape=tuple(e[3][6]) if e[0] == "conv" else tuple(in_shape)))
             net.populations.append(pop)
             net.synapses += syns
             if att_spec is not None:
@@ -520,49 +823,6 @@ class _Lowerer:
 
     def balance(self, net: LoweredNetwork):
         balance_network(net, self.T)
-
-
-def balance_network(net: LoweredNetwork, T=None) -> None:
-    """Delay balancing (in place): each population's latency is its longest incoming path (one step per
-    synapse group or attention op), every group into it gets ``balance_delay`` (attention ops
-    ``balance_delays``) so that all its inputs arrive together; more than 62 -> error naming the node.
-    Populations with a bias (and readouts) are reset (LIFReset, period ``T + latency``) at the step their
-    first input arrives.  Sets ``metadata["latency"]`` and ``metadata["population_latency"]``."""
-    lat = {}
-    incoming = {p.name: [] for p in net.populations}
-    for s in net.synapses:
-        incoming[s.dst].append(s)
-    for a in net.attention:
-        incoming[a.dst].append(a)
-    order = net.topological_order()
-    for name in order:
-        arr = []
-        for c in incoming[name]:
-            if isinstance(c, Synapse):
-                arr.append(lat[c.src] + 1)
-            else:
-                arr += [lat[c.q] + 1, lat[c.k] + 1, lat[c.v] + 1]
-        lat[name] = max(arr) if arr else 0
-        for c in incoming[name]:
-            if isinstance(c, Synapse):
-                c.balance_delay = lat[name] - lat[c.src] - 1
-                if c.balance_delay > MAX_DELAY:
-                    raise UnsupportedError(
-                        f"node '{net.pop(name).source}': path from '{c.src}' needs a delay of {c.balance_delay} "
-                        f"steps, more than the Loihi 2 maximum {MAX_DELAY}")
-            else:
-                c.balance_delays = tuple(lat[name] - lat[s] - 1 for s in (c.q, c.k, c.v))
-    Lmax = max(lat.values()) if lat else 0
-    period = (int(T) + Lmax) if T else 0
-    for p in net.populations:
-        if p.kind == "input" or lat[p.name] == 0:
-            continue
-        if np.any(np.asarray(p.bias_mant) != 0) or p.kind == "readout":
-            # zero u and v when the first input arrives (bias must not act while the pipeline fills)
-            p.reset_interval = period if period else 1 << 20
-            p.reset_offset = (lat[p.name] + 1) % p.reset_interval
-    net.metadata["latency"] = int(Lmax)
-    net.metadata["population_latency"] = {k: int(v) for k, v in lat.items()}
 
 
 def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = None, rounding: str = "nearest",

@@ -14,11 +14,19 @@ Records (plain dataclasses, integers only where the chip holds integers):
   ``bias_input``: name of an input whose per-sample values are written to ``bias_mant`` (an image as
   input bias, the "host-side encoder" input).  ``reset_interval``/``reset_offset``: Lava ``LIFReset``
   (u and v are zeroed before the dynamics of step t when ``t % interval == offset``, t counted from 1).
+  ``relay``: a graded relay with no state (Lava ``lava.proc.graded.GradedVec`` with vth 0, fixed_pt): every
+  step it sends its integer input ``a_in`` unchanged as a graded payload (24 bits); every group out of it
+  is ``graded``.  The lowering uses it for exact spike counts (a channel's spikes summed over positions).
 * :class:`Synapse` - one synapse group (one Lava Dense / Sparse / DelayDense / DelaySparse / Conv).
   ``kind`` = ``identity`` (the source's output goes straight into the destination's a_in: no Lava
-  synapse process, no delay; used for netx input layers), ``dense`` (weights (n_out, n_in)), ``sparse`` (same, stored densely here but built as a Lava
-  Sparse), ``conv`` (weights in PyTorch layout (C_out, C_in/groups, kH, kW), correlation as in PyTorch;
-  source shape (C, H, W)).  ``weight_exp``, ``num_weight_bits``, ``sign_mode`` (1 mixed, 2 excitatory,
+  synapse process, no delay; used for netx input layers), ``dense`` (weights (n_out, n_in), only where
+  the model has a Linear/Affine), ``sparse`` (a scipy CSR matrix (n_out, n_in) holding only the
+  connections that exist: :class:`SparseWeights`; built as a Lava Sparse), ``conv`` (weights in PyTorch
+  layout (C_out, C_in/groups, kH, kW), correlation as in PyTorch, zero padding; the source's flat
+  neurons seen as ``src_view`` (C, H, W) (empty: the source's own shape; a token map (C, 1, N) is a
+  flattened (C, H, W) map, so a conv after a Flatten sees the tokens as (C, H, W) or a Conv1d sees an image
+  as (C, 1, H*W)); its (C_out, H_out, W_out) output fills the destination in C order, whatever the
+  destination's shape).  ``weight_exp``, ``num_weight_bits``, ``sign_mode`` (1 mixed, 2 excitatory,
   3 inhibitory; Lava's SignMode) as Lava applies them; ``delays`` (per synapse, dense only) are the
   model's own synaptic delays; ``balance_delay`` is the delay added by lowering so that paths of
   different length meet in step (the layer-synchronous model ignores it, the pipelined one adds it).
@@ -36,9 +44,13 @@ Many samples can run back to back in one run (chained mode: :mod:`neurodeploy.lo
 ``LoweredNetwork.latency`` gives each population's pipeline depth.
 
 File format (``save``/``load``): one ``.npz`` file; key ``__meta__`` holds a UTF-8 JSON document
-(``format`` = ``neurodeploy.lowered``, ``version`` = 1, the records with every scalar field) and every
+(``format`` = ``neurodeploy.lowered``, ``version`` = 2, the records with every scalar field) and every
 array field is stored as its own npz entry ``<record kind>/<record name>/<field>`` referenced from the
-JSON as ``{"array": key}``.
+JSON as ``{"array": key}``; integer arrays in the smallest integer type that holds them (read back as
+int64).  A sparse field (``sparse`` weights and delays) is ``{"csr": {"shape": [n_out, n_in], "indptr":
+{"array": ...}, "indices": {"array": ...}, "data": {"array": ...}}}`` (npz entries
+``<field>.indptr/.indices/.data``): the file grows with the connections, never with n_out x n_in.
+Version 1 (sparse groups stored dense) and versions newer than 2 are refused with a message naming both.
 """
 from __future__ import annotations
 
@@ -47,14 +59,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import BadInputError, UnsupportedError
 from ..fileio import atomic_path
+from .fixed_point import EXCITATORY, INHIBITORY, MIXED  # noqa: F401 - re-exported (historic home)
 
 FORMAT = "neurodeploy.lowered"
-VERSION = 1
-
-MIXED, EXCITATORY, INHIBITORY = 1, 2, 3
+VERSION = 2
 MAX_DELAY = 62          # DelayDense/DelaySparse (netx clamps at 62; Lava checks 63)
 VTH_MAX = (1 << 17) - 1
 DECAY_MAX = 4095
@@ -66,7 +78,7 @@ UV_MAX = (1 << 23) - 1
 class Population:
     name: str
     shape: tuple
-    kind: str = "lif"               # input | lif | readout
+    kind: str = "lif"               # input | lif | readout | relay
     du: int = 4095
     dv: int = 0
     vth: int = 1
@@ -84,17 +96,51 @@ class Population:
         return int(np.prod(self.shape))
 
 
+#: sparse matrices up to this many n_out x n_in elements may be turned into dense arrays by ``np.asarray``
+#: (compatibility with readers written for dense weights); larger ones refuse
+DENSE_VIEW_MAX = 1 << 22
+
+
+class SparseWeights(sp.csr_matrix):
+    """A ``sparse`` group's weights (or delays): a scipy CSR matrix (n_out, n_in) of int64.
+    ``np.asarray`` of it gives the dense matrix only for small groups (at most :data:`DENSE_VIEW_MAX`
+    elements, e.g. tests and the digits model); for larger ones it raises, so no reader densifies a
+    full-size network by accident (read ``.data/.indices/.indptr`` or use scipy instead)."""
+
+    def __array__(self, dtype=None, copy=None):
+        n = int(self.shape[0]) * int(self.shape[1])
+        if n > DENSE_VIEW_MAX:
+            raise UnsupportedError(f"sparse weights {self.shape}: refusing a dense copy of {n} elements "
+                                   "(read them as a scipy sparse matrix)")
+        a = self.toarray()
+        return a if dtype is None else a.astype(dtype)
+
+
+def as_sparse(w, shape=None) -> SparseWeights:
+    """``w`` (dense array or any scipy sparse matrix) as :class:`SparseWeights` (int64, explicit zeros
+    dropped, indices sorted)."""
+    if isinstance(w, SparseWeights):
+        return w
+    m = sp.csr_matrix(w) if sp.issparse(w) else sp.csr_matrix(np.asarray(w).reshape(shape) if shape else
+                                                              np.asarray(w))
+    m = SparseWeights((m.data.astype(np.int64), m.indices.astype(np.int32 if m.shape[1] < (1 << 31) else np.int64),
+                       m.indptr.astype(np.int64)), shape=m.shape)
+    m.eliminate_zeros()
+    m.sort_indices()
+    return m
+
+
 @dataclass
 class Synapse:
     name: str
     src: str
     dst: str
-    kind: str                       # dense | sparse | conv
-    weights: np.ndarray
+    kind: str                       # identity | dense | sparse | conv
+    weights: Any                    # ndarray; SparseWeights (CSR) for kind sparse
     weight_exp: int = 0
     num_weight_bits: int = 8
     sign_mode: int = 0              # 0: let Lava infer it; else 1 mixed, 2 excitatory, 3 inhibitory
-    delays: Any = None              # int array like weights (dense/sparse) or None
+    delays: Any = None              # int array like weights (dense), SparseWeights (sparse), or None
     balance_delay: int = 0
     graded: bool = False
     stride: tuple = (1, 1)
@@ -102,11 +148,29 @@ class Synapse:
     dilation: tuple = (1, 1)
     groups: int = 1
     source: str = ""
+    src_view: tuple = ()            # conv: (C, H, W) view of the source's flat neurons (empty: its shape)
+
+    def __post_init__(self):
+        if self.kind == "sparse":
+            self.weights = as_sparse(self.weights)
+            if self.delays is not None:
+                d = self.delays
+                if not sp.issparse(d) and np.ndim(d) == 0:
+                    d = self.weights.copy()
+                    d.data = np.full(d.data.shape, int(self.delays), dtype=np.int64)
+                self.delays = as_sparse(d, self.weights.shape)
+
+    @property
+    def nnz(self) -> int:
+        """Stored non-zero weights (sparse/dense: connections; conv: kernel entries)."""
+        if sp.issparse(self.weights):
+            return int(self.weights.count_nonzero())
+        return int(np.count_nonzero(self.weights))
 
 
 def conv_out_shape(src_shape, s: "Synapse") -> tuple:
-    """(C_out, H_out, W_out) of a conv synapse group on a (C, H, W) source."""
-    c, h, w = src_shape
+    """(C_out, H_out, W_out) of a conv synapse group on its (C, H, W) source (``s.src_view`` if set)."""
+    c, h, w = tuple(s.src_view) if s.src_view else src_shape
     kh, kw = np.asarray(s.weights).shape[2:4]
     ho = (h + 2 * s.padding[0] - s.dilation[0] * (kh - 1) - 1) // s.stride[0] + 1
     wo = (w + 2 * s.padding[1] - s.dilation[1] * (kw - 1) - 1) // s.stride[1] + 1
@@ -192,8 +256,10 @@ class LoweredNetwork:
             raise BadInputError("lowered network: duplicate population names")
         byname = {p.name: p for p in self.populations}
         for p in self.populations:
-            if p.kind not in ("input", "lif", "readout"):
+            if p.kind not in ("input", "lif", "readout", "relay"):
                 raise BadInputError(f"population '{p.name}': unknown kind '{p.kind}'")
+            if p.kind == "relay":
+                continue
             if p.kind == "input":
                 if p.input_kind not in ("spikes", "graded", "bias"):
                     raise BadInputError(f"input '{p.name}': input_kind must be spikes, graded or bias")
@@ -215,8 +281,13 @@ class LoweredNetwork:
                     raise BadInputError(f"synapse '{s.name}': unknown population '{end}'")
             if byname[s.dst].kind == "input":
                 raise BadInputError(f"synapse '{s.name}': targets input population '{s.dst}'")
+            if byname[s.src].kind == "relay" and not s.graded:
+                raise BadInputError(f"synapse '{s.name}': groups out of relay '{s.src}' carry graded payloads "
+                                    "(graded must be set)")
             n_in, n_out = byname[s.src].size, byname[s.dst].size
-            w = np.asarray(s.weights)
+            w = s.weights if sp.issparse(s.weights) else np.asarray(s.weights)
+            if s.kind == "sparse" and not sp.issparse(s.weights):
+                raise BadInputError(f"synapse '{s.name}': sparse weights must be a sparse matrix")
             if s.kind == "identity":
                 if n_in != n_out or s.delays is not None or s.balance_delay:
                     raise BadInputError(f"synapse '{s.name}': identity needs equal sizes and no delay")
@@ -224,8 +295,12 @@ class LoweredNetwork:
                 if w.shape != (n_out, n_in):
                     raise BadInputError(f"synapse '{s.name}': weights {w.shape}, expected {(n_out, n_in)}")
             elif s.kind == "conv":
-                if w.ndim != 4 or len(byname[s.src].shape) != 3:
+                view = tuple(s.src_view) if s.src_view else tuple(byname[s.src].shape)
+                if w.ndim != 4 or len(view) != 3:
                     raise BadInputError(f"synapse '{s.name}': conv needs 4-d weights and a (C, H, W) source")
+                if int(np.prod(view)) != n_in:
+                    raise BadInputError(f"synapse '{s.name}': source view {view} does not match population "
+                                        f"'{s.src}' ({n_in} neurons)")
                 if s.weight_exp != 0:
                     raise UnsupportedError(f"synapse '{s.name}': Lava's Conv ignores weight_exp; it must be 0")
                 if int(np.prod(conv_out_shape(byname[s.src].shape, s))) != n_out:
@@ -234,10 +309,10 @@ class LoweredNetwork:
             else:
                 raise BadInputError(f"synapse '{s.name}': unknown kind '{s.kind}'")
             if s.delays is not None:
-                d = np.asarray(s.delays)
                 if s.kind == "conv":
                     raise UnsupportedError(f"synapse '{s.name}': per-synapse delays on a conv")
-                if d.min() < 0:
+                d = s.delays.data if sp.issparse(s.delays) else np.asarray(s.delays)
+                if d.size and d.min() < 0:
                     raise BadInputError(f"synapse '{s.name}': negative delay")
             if self.max_delay(s) > MAX_DELAY:
                 raise UnsupportedError(
@@ -252,14 +327,13 @@ class LoweredNetwork:
 
     @staticmethod
     def max_delay(s: Synapse) -> int:
-        d = 0 if s.delays is None else int(np.max(s.delays))
-        return d + int(s.balance_delay)
+        return _max_delay(s.delays) + int(s.balance_delay)
 
     def topological_order(self) -> list:
         """Population names, every population after the sources of its zero-delay inputs."""
         deps = {p.name: set() for p in self.populations}
         for s in self.synapses:
-            if s.kind == "identity" or s.delays is None or int(np.min(s.delays)) == 0:
+            if s.kind == "identity" or s.delays is None or _min_delay(s.delays) == 0:
                 deps[s.dst].add(s.src)
         for a in self.attention:
             deps[a.dst].update((a.q, a.k, a.v))
@@ -311,14 +385,13 @@ class LoweredNetwork:
         n_neurons = sum(p.size for p in self.populations if p.kind != "input")
         n_syn = 0
         for s in self.synapses:
-            w = np.asarray(s.weights)
             if s.kind == "identity":
                 continue
             if s.kind == "conv":
                 # synaptic connections actually made (output size x fan-in per output)
-                n_syn += self.pop(s.dst).size * int(np.prod(w.shape[1:]))
+                n_syn += self.pop(s.dst).size * int(np.prod(np.shape(s.weights)[1:]))
             else:
-                n_syn += int(np.count_nonzero(w))
+                n_syn += s.nnz
         return {"populations": len(self.populations), "neurons": n_neurons,
                 "synapse_groups": len(self.synapses), "synapses": n_syn,
                 "attention_ops": len(self.attention),
@@ -334,8 +407,12 @@ class LoweredNetwork:
     def from_dict(cls, d: dict) -> "LoweredNetwork":
         if d.get("format") != FORMAT:
             raise BadInputError(f"not a lowered network (format '{d.get('format')}')")
-        if int(d.get("version", 0)) > VERSION:
-            raise BadInputError(f"lowered network version {d.get('version')} is newer than {VERSION}")
+        version = int(d.get("version", 0))
+        if version != VERSION:
+            why = ("newer than this neurodeploy reads" if version > VERSION else
+                   "written by an older neurodeploy (sparse groups stored dense); lower the model again")
+            raise BadInputError(f"lowered network format version {version} is {why} (this version reads "
+                                f"version {VERSION})")
         net = cls(outputs=list(d.get("outputs", [])), metadata=dict(d.get("metadata", {})))
         for rec in d.get("populations", []):
             net.populations.append(_make(Population, rec))
@@ -354,9 +431,16 @@ class LoweredNetwork:
             out = {}
             for f in fields(obj):
                 val = getattr(obj, f.name)
-                if isinstance(val, np.ndarray):
+                if sp.issparse(val):
                     key = f"{kind}/{obj.name}/{f.name}"
-                    arrays[key] = val
+                    m = as_sparse(val)
+                    out[f.name] = {"csr": {"shape": [int(a) for a in m.shape]}}
+                    for part in ("indptr", "indices", "data"):
+                        arrays[f"{key}.{part}"] = _compact(getattr(m, part))
+                        out[f.name]["csr"][part] = {"array": f"{key}.{part}"}
+                elif isinstance(val, np.ndarray):
+                    key = f"{kind}/{obj.name}/{f.name}"
+                    arrays[key] = _compact(val)
                     out[f.name] = {"array": key}
                 elif isinstance(val, tuple):
                     out[f.name] = list(val)
@@ -394,7 +478,36 @@ class LoweredNetwork:
         return cls.from_dict(_resolve(meta, arrays))
 
 
-_TUPLES = {"shape", "stride", "padding", "dilation", "balance_delays", "input_shape"}
+_TUPLES = {"shape", "stride", "padding", "dilation", "balance_delays", "input_shape", "src_view"}
+
+
+def _compact(a: np.ndarray) -> np.ndarray:
+    """Integer arrays in the smallest integer type holding them (files stay small; read back as int64)."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu" or a.size == 0:
+        return a
+    lo, hi = int(a.min()), int(a.max())
+    for t in (np.int8, np.int16, np.int32):
+        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
+            return a.astype(t)
+    return a.astype(np.int64)
+
+
+def _min_delay(d) -> int:
+    if sp.issparse(d):
+        n = int(d.shape[0]) * int(d.shape[1])
+        if d.nnz < n:           # a missing entry is delay 0
+            return 0
+        return int(d.data.min()) if d.data.size else 0
+    return int(np.min(d))
+
+
+def _max_delay(d) -> int:
+    if d is None:
+        return 0
+    if sp.issparse(d):
+        return int(d.data.max()) if d.data.size else 0
+    return int(np.max(d)) if np.size(d) else 0
 
 
 def _make(klass, rec: dict):
@@ -403,12 +516,17 @@ def _make(klass, rec: dict):
     for k, v in rec.items():
         if k not in names:
             continue
-        if k in _TUPLES:
+        if isinstance(v, dict) and "csr" in v:
+            c = v["csr"]
+            v = as_sparse(sp.csr_matrix((np.asarray(c["data"], dtype=np.int64), np.asarray(c["indices"], dtype=np.int64),
+                                         np.asarray(c["indptr"], dtype=np.int64)), shape=tuple(c["shape"])))
+        elif k in _TUPLES:
             v = tuple(int(x) for x in v)
         elif klass.__name__ == "Encoder" and k in ("weights", "row_gain", "bias"):
             v = np.asarray(v, dtype=np.float64)
-        elif k in ("weights", "delays", "bias_mant") and isinstance(v, list):
-            v = np.asarray(v, dtype=np.int64)
+        elif k in ("weights", "delays", "bias_mant") and isinstance(v, (list, np.ndarray)):
+            v = np.asarray(v)
+            v = v.astype(np.int64) if v.dtype.kind in "iub" or isinstance(rec[k], list) else v
         kwargs[k] = v
     return klass(**kwargs)
 

@@ -33,7 +33,7 @@ def tiny_attention_net(dim: int = 4, heads: int = 2, tokens: int = 4, T: int = 3
     group from qin into ``attn`` (a second, shorter path to re-balance).  Delay-balanced for T steps."""
     import numpy as np
 
-    from .from_nir import balance_network
+    from .balance import balance_network
     from .network import EXCITATORY, Attention, LoweredNetwork, Population, Synapse
 
     shape = (dim, 1, tokens)

@@ -20,8 +20,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import BadInputError
+from ..lower.fixed_point import conv_out_hw
 
 
 @dataclass
@@ -62,7 +64,9 @@ class MapSynapses:
 
     def nnz(self, src_size: int, dst_shape: tuple) -> int:
         if self.kind == "dense":
-            return int(np.count_nonzero(self.weights)) if self.weights is not None else src_size * int(math.prod(dst_shape))
+            if self.weights is None:
+                return src_size * int(math.prod(dst_shape))
+            return int(self.weights.count_nonzero()) if sp.issparse(self.weights) else int(np.count_nonzero(self.weights))
         if self.kind == "conv":
             c_out, h, w = dst_shape
             cin_g = self._c_in // self.groups
@@ -192,23 +196,44 @@ def from_lowered(lowered, name: str = "lowered") -> MapNetwork:
         on_chip = not (kind == "input" and input_kind in ("spikes", "graded"))
         if kind == "input" and input_kind == "bias":
             on_chip = False  # values go to another population's bias_mant, no neurons of its own
+        if kind == "relay":     # graded relay (spike counts): a programmable neuron sending graded spikes
+            net.add_pop(MapPopulation(p.name, cxhw(p.shape), getattr(p, "source", "") or p.name, "accumulator",
+                                      True, neuron_model="programmable"))
+            net.use("graded_spikes", p.source or p.name)
+            continue
         net.add_pop(MapPopulation(p.name, cxhw(p.shape), getattr(p, "source", "") or p.name, kind, on_chip,
                                   neuron_model="lif" if kind != "input" else "input"))
         if getattr(p, "bias_input", ""):
             net.use("bias_input", p.source or p.name)
     for s in lowered.synapses:
-        w = np.asarray(s.weights)
         bits = int(getattr(s, "num_weight_bits", 8) or 8)
-        delay = 0 if getattr(s, "delays", None) is None else int(np.max(s.delays))
+        delay = int(lowered.max_delay(s) - s.balance_delay) if getattr(s, "delays", None) is not None else 0
         layer = getattr(s, "source", "") or s.name
+        graded = bool(getattr(s, "graded", False))
         if s.kind in ("dense", "sparse"):
+            # sparse weights stay a scipy CSR matrix: the mapper counts its connections per axon
+            w = s.weights if sp.issparse(s.weights) else np.asarray(s.weights)
             net.add_syn(MapSynapses(s.name, s.src, s.dst, "dense", layer, bits, weights=w, max_delay=delay,
-                                    graded=bool(getattr(s, "graded", False))))
+                                    graded=graded))
             net.use("dense", layer)
         elif s.kind == "conv":
-            net.add_syn(MapSynapses(s.name, s.src, s.dst, "conv", layer, bits, kernel=tuple(w.shape[2:4]),
-                                    stride=tuple(s.stride), padding=tuple(s.padding), groups=int(s.groups),
-                                    graded=bool(getattr(s, "graded", False))))
+            kshape = np.shape(s.weights)
+            src_pop = net.pop(s.src)
+            view = cxhw(s.src_view) if getattr(s, "src_view", ()) else src_pop.shape
+            oshape = (int(kshape[0]),) + conv_out_hw(view[1:], kshape[2:4], s.stride, s.padding, s.dilation)
+            dst_shape = net.pop(s.dst).shape
+            if view != src_pop.shape:
+                # a conv on a reshaped view of its source: same connections, counted without geometry
+                k = int(kshape[2]) * int(kshape[3])
+                net.add_syn(MapSynapses(s.name, s.src, s.dst, "structured", layer, bits,
+                                        fan_in=k * int(kshape[1]),
+                                        targets_per_axon=max(1, round(k * oshape[0] / int(s.groups)
+                                                                      / (s.stride[0] * s.stride[1]))),
+                                        graded=graded))
+            else:
+                net.add_syn(MapSynapses(s.name, s.src, s.dst, "conv", layer, bits, kernel=tuple(kshape[2:4]),
+                                        stride=tuple(s.stride), padding=tuple(s.padding), groups=int(s.groups),
+                                        graded=graded, dst_view=oshape if oshape != dst_shape else ()))
             net.use("conv2d", layer)
         else:
             raise BadInputError(f"lowered synapse '{s.name}': unknown kind '{s.kind}'")

@@ -22,6 +22,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from .network import MapNetwork, MapPopulation, MapSynapses
 
@@ -135,9 +136,14 @@ def group_load(net: MapNetwork, syn: MapSynapses, dst: MapPopulation, box: Box) 
     if syn.kind == "dense":
         if syn.weights is not None:
             rows = _flat_rows(dst.shape, box)
-            w = np.asarray(syn.weights)
-            w = w.reshape(w.shape[0], -1)[rows]
-            per_axon = np.count_nonzero(w, axis=0)
+            if sp.issparse(syn.weights):   # a lowered sparse group: count its stored connections per axon
+                w = sp.csr_matrix(syn.weights)[rows]
+                w.eliminate_zeros()
+                per_axon = np.bincount(w.indices, minlength=w.shape[1])
+            else:
+                w = np.asarray(syn.weights)
+                w = w.reshape(w.shape[0], -1)[rows]
+                per_axon = np.count_nonzero(w, axis=0)
             per_axon = per_axon[per_axon > 0]
             return int(per_axon.size), int(per_axon.sum()), per_axon
         return src.size, src.size * n, None

@@ -30,36 +30,12 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadInputError
+from ..lower.fixed_point import lava_effective_weights, lava_sign_mode  # noqa: F401 - re-exported
 from ..lower.network import Attention, LoweredNetwork, Synapse, MIXED, EXCITATORY, INHIBITORY
+import scipy.sparse as sp
 
 _M24 = 1 << 23
 _V_LIM = (1 << 23) - 1
-
-
-def lava_sign_mode(w: np.ndarray, sign_mode: int = 0) -> int:
-    if sign_mode:
-        return int(sign_mode)
-    w = np.asarray(w)
-    if w.size == 0 or w.min() >= 0:
-        return EXCITATORY
-    if w.max() <= 0:
-        return INHIBITORY
-    return MIXED
-
-
-def lava_effective_weights(w: np.ndarray, sign_mode: int = 0, num_weight_bits: int = 8) -> np.ndarray:
-    """The integer weights Lava's fixed-point Dense/Sparse actually use (clip to 8 bits, drop LSBs)."""
-    mode = lava_sign_mode(w, sign_mode)
-    w = np.asarray(w).astype(np.int64)
-    mixed = int(mode == MIXED)
-    if mode == INHIBITORY:
-        w = -w
-    w = np.clip(w, -(1 << 8) * mixed, (1 << 8) - 1)
-    n = 8 - int(num_weight_bits) + mixed
-    w = (w >> n) << n
-    if mode == INHIBITORY:
-        w = -w
-    return w
 
 
 def _shift(x: torch.Tensor, e: int) -> torch.Tensor:
@@ -122,11 +98,18 @@ def _odd(f: int) -> int:
     return f
 
 
-def _weight_bound(w: np.ndarray) -> float:
+def _weight_bound(w) -> float:
     """Largest sum of |weights| feeding one output neuron (the most a spike vector can add)."""
+    if sp.issparse(w):
+        return float(np.asarray(abs(w).sum(1)).max(initial=0)) if w.shape[0] else 0.0
     w = np.abs(np.asarray(w, dtype=np.float64))
     w = w.reshape(w.shape[0], -1)
     return float(w.sum(1).max(initial=0))
+
+
+#: sparse groups with at most this many n_out x n_in elements run as dense matrix products (faster for
+#: small groups); larger ones as torch sparse CSR products (memory = connections)
+_SPARSE_DENSE_MAX = 1 << 22
 
 
 _COMPILE_MIN = 1 << 15          # compile the LIF update for populations with at least this many values
@@ -172,6 +155,7 @@ class _Group:
     bound: float = float("inf")   # |contribution| per part after shift / wrap (a_in units)
     shape: tuple = ()    # conv: source shape (C, H, W)
     mm1x1: bool = False  # conv 1x1, stride 1, no padding, groups 1: computed as a batched matmul
+    sparse: bool = False  # weights are a torch sparse CSR tensor (n_out, n_in): y = (W @ x^T)^T
     src_hwc: bool = False   # neuron order of the source / destination inside the engine (see _layouts)
     dst_hwc: bool = False
 
@@ -314,16 +298,15 @@ class Engine:
                 if s.graded:
                     bound[s.dst] = float("inf")
                     continue
-                w = np.abs(np.asarray(s.weights, dtype=np.float64))
-                rows = w.reshape(w.shape[0], -1).sum(1).max(initial=0) if s.kind == "conv" else w.sum(1).max(initial=0)
+                rows = _weight_bound(s.weights)
                 if s.kind != "conv":
                     rows = rows * 2.0 ** s.weight_exp + 1
-                bound[s.dst] += rows * (1 + (s.delays is not None and np.asarray(s.delays).max() > 0) * 63)
+                bound[s.dst] += rows * (1 + (s.delays is not None and LoweredNetwork.max_delay(s) - s.balance_delay > 0) * 63)
         for a in self.atts:
             bound[a.dst] += self._att_bound(a)
         safe = {}
         for n, p in self.pops.items():
-            if p.kind == "input":
+            if p.kind in ("input", "relay"):
                 continue
             # |u_t| <= |u_{t-1}| (4095 - du) / 4096 + |a_in| 64 (decay rounds toward zero), so
             # |u| <= |a_in|max 64 * 4096 / (du + 1)
@@ -344,6 +327,7 @@ class Engine:
             bounded = not graded and bound < _M24
             mm1x1 = (tuple(w.shape[2:]) == (1, 1) and tuple(s.stride) == (1, 1) and tuple(s.padding) == (0, 0)
                      and s.groups == 1)
+            view = tuple(s.src_view) if s.src_view else tuple(src.shape)
             src_hwc, dst_hwc = self.hwc[s.src], self.hwc[s.dst]
             wt = torch.as_tensor(w, dtype=dtype, device=dev)
             if mm1x1:
@@ -352,9 +336,14 @@ class Engine:
                 wt = wt.contiguous(memory_format=torch.channels_last)
             parts = [(1 + s.balance_delay, 0, wt)]
             return _Group(s, parts, dtype, bounded=bounded, bound=bound if bounded else float(_M24),
-                          shape=tuple(src.shape), mm1x1=mm1x1, src_hwc=src_hwc, dst_hwc=dst_hwc)
+                          shape=view, mm1x1=mm1x1, src_hwc=src_hwc, dst_hwc=dst_hwc)
         w = lava_effective_weights(s.weights, s.sign_mode, s.num_weight_bits)
-        d_all = None if s.delays is None else np.broadcast_to(np.asarray(s.delays), w.shape)
+        if sp.issparse(w):
+            if w.shape[0] * w.shape[1] > _SPARSE_DENSE_MAX:
+                return self._prepare_sparse(s, w, graded)
+            w = w.toarray()
+        d_all = None if s.delays is None else (
+            s.delays.toarray() if sp.issparse(s.delays) else np.broadcast_to(np.asarray(s.delays), w.shape))
         pin, pout = self._perm(s.src), self._perm(s.dst)
         if pin is not None:
             w = w[:, pin]
@@ -381,6 +370,57 @@ class Engine:
                 parts.append((1 + int(k) + s.balance_delay, int(k),
                               torch.as_tensor(wk.T.copy(), dtype=dtype, device=dev)))
         return _Group(s, parts, dtype, bound=scaled)
+
+    def _prepare_sparse(self, s: Synapse, w, graded: bool) -> _Group:
+        """A large sparse group as torch CSR tensors (one per delay value): memory = connections."""
+        dev = self.device
+        pin, pout = self._perm(s.src), self._perm(s.dst)
+        w = sp.csr_matrix(w)
+        d = None
+        if s.delays is not None:
+            # the delay of every stored weight (a delay missing from the sparse delays is 0)
+            d = sp.csr_matrix((w != 0).astype(np.int64).multiply(sp.csr_matrix(s.delays)))
+        if pin is not None:
+            w = w[:, pin]
+            d = None if d is None else d[:, pin]
+        if pout is not None:
+            w = w[pout]
+            d = None if d is None else d[pout]
+        raw = float("inf") if graded else _weight_bound(w)
+        scaled = raw * 2.0 ** s.weight_exp + (1 if s.weight_exp < 0 else 0)
+        top = max(raw, scaled)
+        if top < _F32_EXACT and self.exact32:
+            dtype = torch.float32
+        elif top < _F64_EXACT or graded:
+            dtype = torch.float64
+        else:
+            raise BadInputError(f"synapse '{s.name}': sums beyond 2**53 in a large sparse group")
+
+        def csr(m):
+            m = sp.csr_matrix(m)
+            m.sort_indices()
+            import warnings
+            with warnings.catch_warnings():     # "sparse CSR support is in beta": the products are exact
+                warnings.simplefilter("ignore", UserWarning)
+                return torch.sparse_csr_tensor(torch.as_tensor(m.indptr.astype(np.int64)),
+                                               torch.as_tensor(m.indices.astype(np.int64)),
+                                               torch.as_tensor(m.data, dtype=dtype), size=m.shape, device=dev,
+                                               check_invariants=False)
+        parts = []
+        if d is None or d.nnz == 0:
+            parts.append((1 + s.balance_delay, 0, csr(w)))
+        else:
+            rest = w.copy()
+            for k in np.unique(d.data):
+                mask = d.copy()
+                mask.data = (mask.data == k).astype(np.int64)
+                wk = w.multiply(mask)
+                rest = rest - wk
+                parts.append((1 + int(k) + s.balance_delay, int(k), csr(wk)))
+            rest.eliminate_zeros()
+            if rest.nnz:
+                parts.insert(0, (1 + s.balance_delay, 0, csr(rest)))
+        return _Group(s, parts, dtype, bound=scaled, sparse=True)
 
     def _contrib(self, g: _Group, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """One part's contribution to the destination's a_in (a new tensor; integers in a float dtype,
@@ -410,7 +450,7 @@ class Engine:
         e = int(s.weight_exp)
         if g.dtype == torch.int64:
             return _shift(x.to(torch.int64) @ w, e)
-        y = x.to(g.dtype) @ w
+        y = torch.sparse.mm(w, x.to(g.dtype).T).T.contiguous() if g.sparse else x.to(g.dtype) @ w
         if e < 0:
             return y.mul_(2.0 ** e).floor_()
         if e > 0:
@@ -507,6 +547,10 @@ class Engine:
             n = p.size
             pl.L = self.ring_len[name]
             pend[name] = pl.pend = [None] * pl.L
+            if p.kind == "relay":        # graded relay: s = a_in (no state)
+                pl.relay = torch.zeros(B, n, dtype=self.ring_dtype[name], device=dev)
+                plan.append(pl)
+                continue
             if p.bias_input:
                 bm = data[p.bias_input]
             else:
@@ -569,6 +613,12 @@ class Engine:
                     s = pl.x[i]
                     if pl.rec:
                         rec[name]["s"].append(pl.xint[i])
+                elif pl.relay is not None:
+                    slot = pl.pend[t % pl.L]
+                    pl.pend[t % pl.L] = None
+                    s = pl.relay if slot is None else slot
+                    if pl.rec:
+                        rec[name]["s"].append(s.to(torch.int64))
                 else:
                     slot = pl.pend[t % pl.L]
                     pl.pend[t % pl.L] = None
@@ -695,7 +745,7 @@ class _Plan:
     """Per-population constants and state of one run (attribute access only in the step loop)."""
     __slots__ = ("name", "is_input", "rec", "hist", "atts", "groups", "bias_only", "x", "xint", "L", "pend",
                  "du", "dv", "vth", "reset_interval", "reset_mod", "shift", "fast", "u", "v", "bias", "fu",
-                 "fv", "th", "clamp", "zero_in", "tmp", "sbuf", "checks", "silent", "kernel", "kt", "kzero")
+                 "fv", "th", "clamp", "zero_in", "tmp", "sbuf", "checks", "silent", "kernel", "kt", "kzero", "relay")
 
     def __init__(self, name, is_input):
         self.name = name
@@ -707,6 +757,7 @@ class _Plan:
         self.silent = 0
         self.sbuf = None
         self.kernel = None
+        self.relay = None
 
 
 def simulate(net: LoweredNetwork, inputs: dict, steps: int, record=None, device="cpu", pipelined=True) -> dict:

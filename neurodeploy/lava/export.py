@@ -2,7 +2,7 @@
 
 Files: ``network.npz`` (the lowered network, format in neurodeploy.lower.network), ``network.net`` (the
 netx-expressible sequential prefix, when there is one), ``summary.json`` (latency, neuron and synapse
-counts, input handling and its cost, attention options, per-layer quantization report, netx coverage).
+counts, input handling and its cost, attention lowering (order, product neurons, added latency), per-layer quantization report, netx coverage).
 """
 from __future__ import annotations
 
@@ -36,49 +36,24 @@ def summarize(net: LoweredNetwork, report: dict | None = None) -> dict:
                            "note": "computed once per sample on the host; the image is held as bias for all steps"})
         else:
             inputs.append({"population": p.name, "mode": f"{p.input_kind} input", "neurons": p.size})
-    from ..errors import UnsupportedError
-    from ..lower.attention_neurons import attention_neurons, attention_to_neurons, and_neuron_count
-    att = []
+    # attention: the graded form (default: Lava ProdNeuron / GradedVec / graded Sparse, counted on the built
+    # records) or process ops (neurodeploy's custom process, lower_graph(..., attention="process"))
+    att = [dict(op, lowering="graded", lava_processes="ProdNeuron, GradedVec, Sparse, DelaySparse (standard library)")
+           for op in net.metadata.get("attention_graded", [])]
     for a in net.attention:
         dh = a.dim // a.heads
-        try:
-            # counted on the groups the neuron lowering really builds
-            pop, syns = attention_neurons(a)
-            neuro = {"and_neurons": pop.size, "synapses": int(sum(np.count_nonzero(x.weights) for x in syns)),
-                     "synapse_groups": len(syns), "extra_latency_steps": 1, "feasible": True}
-        except UnsupportedError as exc:
-            M = and_neuron_count(a)
-            neuro = {"and_neurons": M, "synapses": 4 * M, "synapse_groups": 4, "extra_latency_steps": 1,
-                     "feasible": False, "refused": str(exc)}
-        neuro["note"] = ("y[c,n] = sum_{j,m} AND(Q[j,n], K[j,m], V[c,m]): one three-input coincidence LIF "
-                         "(vth 2, no memory) per term, fed by three excitatory all-ones sparse groups, summed "
-                         "by one sparse group of weight m into the attention LIF (lower with "
-                         "attention='neurons')")
-        att.append({
-            "name": a.name, "heads": a.heads, "dim": a.dim, "tokens": a.tokens,
-            "process_option": {"lava_process": "neurodeploy SpikingAttention (fixed_pt PyProcessModel)",
-                               "integer_ops_per_step": a.heads * (a.tokens * dh * dh * 2),
-                               "neurons": 0, "synapses": 0},
-            "neurocore_option": neuro,
-        })
-    options = {"process": {"neurons": counts["neurons"], "synapses": counts["synapses"],
-                           "synapse_groups": counts["synapse_groups"], "attention_ops": counts["attention_ops"],
-                           "latency_steps": lat}}
-    if net.attention:
-        try:
-            nn = attention_to_neurons(net)
-            c2 = nn.counts()
-            options["neurons"] = {"neurons": c2["neurons"], "synapses": c2["synapses"],
-                                  "synapse_groups": c2["synapse_groups"], "attention_ops": c2["attention_ops"],
-                                  "latency_steps": int(nn.metadata.get("latency", 0))}
-        except UnsupportedError as exc:
-            options["neurons"] = {"feasible": False, "refused": str(exc)}
+        att.append({"name": a.name, "source": a.source or a.name, "lowering": "process", "heads": a.heads,
+                    "tokens": a.tokens, "head_dim": dh,
+                    "lava_processes": "neurodeploy SpikingAttention (custom fixed_pt PyProcessModel; no chip form)",
+                    "integer_ops_per_step": a.heads * (a.tokens * dh * dh * 2)})
     s = {"target": "loihi2", "latency_steps": lat, "steps_per_sample": T,
          "sample_period_steps": (T + lat) if T else None,
          "populations": counts["populations"], "neurons": counts["neurons"],
          "synapse_groups": counts["synapse_groups"], "synapses": counts["synapses"],
          "max_delay": max([int(s.balance_delay) for s in net.synapses] + [0]),
-         "inputs": inputs, "attention": att, "attention_options": options, "outputs": list(net.outputs),
+         "inputs": inputs, "attention": att, "outputs": list(net.outputs),
+         "product_neurons": counts["product_neurons"], "graded_vec_neurons": counts["graded_vec_neurons"],
+         "attention_latency_added_steps": int(net.metadata.get("attention_latency_added", 0)),
          "readout_scale": net.metadata.get("readout_scale")}
     if report is not None:
         s["quantization"] = report

@@ -117,14 +117,15 @@ def graded_parts(a: Attention, order: str):
 def attention_to_graded(net: LoweredNetwork, order: str = "auto") -> LoweredNetwork:
     """A copy of ``net`` with every attention op replaced by product neurons, graded counts and graded
     synapse groups (see the module docstring), re-balanced.  ``order``: ``auto`` (cheaper per op), ``ktv``
-    or ``qkt``.  Records per op the order, the product-neuron count and the added latency in
+    or ``qkt``, or a dict {op name: order} (missing ops: auto).  Records per op the order, the product-neuron count and the added latency in
     ``metadata["attention_graded"]`` and the network's added latency in ``metadata["attention_latency_added"]``."""
     from .from_nir import balance_network   # same layer: the shared delay balancing
     out = copy.deepcopy(net)
     before = int(max(net.latency().values(), default=0)) if net.attention else 0
     ops = []
     for a in list(out.attention):
-        o = choose_order(a) if order == "auto" else order
+        o = order.get(a.name, "auto") if isinstance(order, dict) else order
+        o = choose_order(a) if o == "auto" else o
         pops, syns = graded_parts(a, o)
         # every population after its sources (topological order is recomputed by the network anyway)
         out.populations += pops

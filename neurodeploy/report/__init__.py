@@ -219,7 +219,9 @@ def build_report(model, targets: list[str] | None = None, profile_files: list[st
     # lowering + fidelity (Loihi 2), when data is there or asked for
     lowered, lowering = None, {"ran": False, "note": "not run (no sample data; give --data)"}
     wants_loihi2 = any(p.cost_model == "loihi2" for p in profiles)
-    if wants_loihi2 and (lower or (lower is None and x is not None)):
+    # Loihi 2 maps attention only from what the lowering builds (mapping.network): lower when there is any
+    has_attention = any(L.kind == "attention" for L in ops.layers)
+    if wants_loihi2 and (lower or (lower is None and (x is not None or has_attention))):
         lowered, lowering = _lower_and_fidelity(graph, x, x is not None)
 
     nets: dict = {}

@@ -27,7 +27,11 @@ def _ops_net(seed=0):
                                vth=int(rng.integers(1, 40))))
         att.append(Attention(name, f"{name}.q", f"{name}.k", f"{name}.v", f"{name}.out", heads=H, dim=D, tokens=N,
                              weight=w))
-    return LoweredNetwork(populations=pops, attention=att, outputs=[f"{o[0]}.out" for o in OPS])
+    # one sink joins the ops into one connected graph (Lava compiles what the anchor process reaches)
+    pops.append(Population("sink", (1,), du=4095, dv=4096, vth=1000))
+    syn = [Synapse(f"{o[0]}->sink", f"{o[0]}.out", "sink", "dense", np.ones((1, o[1] * o[2] * o[3]), np.int64))
+           for o in OPS]
+    return LoweredNetwork(populations=pops, synapses=syn, attention=att, outputs=[f"{o[0]}.out" for o in OPS])
 
 
 def _inputs(net, T, B, seed=1):
@@ -55,10 +59,12 @@ def test_pass_records_orders_counts_and_latency():
     delayed = {s.name: s.balance_delay for s in g.synapses if s.balance_delay}
     assert delayed == {f"{o[0]}.p2<-in1": 2 for o in OPS}
     # structured records only: one weight per group, never a matrix over product neurons
-    assert all(np.asarray(s.weights).size == 1 for s in g.synapses)
-    assert rec["a4"]["order"] == "ktv" and choose_order(Attention("x", "q", "k", "v", "o", 1, 5, 2)) == "qkt"
+    assert all(np.asarray(s.weights).size == 1 for s in g.synapses if s.kind == "einsum")
+    assert sum(s.kind == "einsum" for s in g.synapses) == 6 * len(OPS)
+    assert (rec["a3"]["order"], rec["a4"]["order"]) == ("ktv", "qkt")     # dh 2 <= N 4; dh 5 > N 2
+    assert choose_order(Attention("x", "q", "k", "v", "o", 1, 4, 4)) == "ktv"          # tie: ktv
     w4 = next(s for s in g.synapses if s.name == "a4.out<-a4.p2")
-    assert (int(w4.weights[0]), w4.weight_exp) == (75, 3)         # 600 = 75 * 2**3
+    assert (int(w4.weights[0]), w4.weight_exp) == (150, 2)        # 600 = 150 * 2**2 (8-bit mantissa)
 
 
 def test_engine_equals_process_form_shifted_by_the_stage_latency():
@@ -131,7 +137,7 @@ def test_save_load_roundtrip_and_validation(tmp_path):
         bad.validate()
     big = LoweredNetwork(populations=[Population(n, (64, 512), kind="input", input_kind="spikes") for n in "qkv"]
                          + [Population("o", (64, 512))],
-                         attention=[Attention("big", "q", "k", "v", "o", heads=1, dim=64, tokens=512, weight=255)])
+                         attention=[Attention("big", "q", "k", "v", "o", heads=1, dim=64, tokens=512, weight=510)])
     with pytest.raises(UnsupportedError, match="attention 'big'.*24-bit"):
         attention_to_graded(big)
 

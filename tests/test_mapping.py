@@ -127,19 +127,40 @@ def test_spikingformer_attention_verdicts(digits_net):
     assert any(v.rule == "neuron_model" and v.layer == "patch_embed.block1_lif" for v in ak.violations)
 
 
-def test_spikingformer_digits_fits_loihi2_with_product_neurons(digits_net):
+def test_spikingformer_digits_fits_loihi2_with_the_built_product_neurons(digits_net):
+    # from the NIR graph the attention is not costed for Loihi 2 (it is mapped from what the lowering builds)
     r = fit(digits_net, load_profile("loihi2"))
+    assert not r.fits and [v.rule for v in r.violations] == ["unmapped"]
+    assert r.violations[0].layer == "block.0.attn.attention"
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.mapping import from_lowered
+    from neurodeploy.models import build_model
+
+    low, _ = lower_graph(to_nir(build_model("spikingformer-digits")))
+    net = from_lowered(low, "digits")
+    prof = load_profile("loihi2")
+    r = fit(net, prof)
     assert r.fits and r.n_chips == 1
-    # attention (4 heads, d = 16, 16 tokens), order Q (K^T V): 2 * 4*16*16*16 products + 4*16*16 accumulators
+    # attention (4 heads, d = 16, 16 tokens), order Q (K^T V): 2 * 4*16*16*16 ProdNeurons (2 LIF slots each:
+    # [core] product_neurons 2048 of 4096) + 4*16*16 GradedVec counts (1 slot each)
+    built = {p.name: p for p in net.populations if p.layer == "block.0.attn.attention"}
+    assert sorted((p.kind, p.size) for p in built.values()) == [("accumulator", 1024), ("product", 16384),
+                                                                 ("product", 16384)]
+    assert prof.core_limit("product_neurons") == 2048 and prof.core_limit("graded_vec_neurons") == 4096
     attn = sum(L["neurons"] for L in r.per_layer if L["layer"] == "block.0.attn.attention")
-    assert attn == 2 * 4 * 16 * 16 * 16 + 4 * 16 * 16
-    assert any("product neurons" in n for n in r.notes)
+    assert attn == 2 * (2 * 4 * 16 * 16 * 16) + 4 * 16 * 16
+    # every einsum group of the lowering is one structured group here, graded where the lowering says so
+    groups = {s.name: s for s in net.synapses if s.kind == "structured"}
+    assert {s.name for s in low.synapses if s.kind == "einsum"} == set(groups)
+    assert sum(s.graded for s in groups.values()) == 3
 
 
 def test_lowered_network_adapter_counts_real_weights():
     # the lowering's integer network: exact per-axon synapse counts from the weights (zeros cost nothing)
     import numpy as np
 
+    from neurodeploy.lower.attention_graded import attention_to_graded
     from neurodeploy.lower.network import Attention, LoweredNetwork, Population, Synapse
     from neurodeploy.mapping import from_lowered
 
@@ -150,14 +171,21 @@ def test_lowered_network_adapter_counts_real_weights():
                      Population("q", (8, 4)), Population("k", (8, 4)), Population("v", (8, 4)), Population("a", (8, 4))],
         synapses=[Synapse("w", "in", "h", "dense", w)],
         attention=[Attention("att", "q", "k", "v", "a", heads=2, dim=8, tokens=4)])
+    assert from_lowered(low, "process").unmapped == ["att"]     # a process op is not costed
+    low = attention_to_graded(low)
     net = from_lowered(low, "lowered")
     assert not net.pop("in").on_chip and net.pop("q").shape == (8, 1, 4)
     r = fit(net, load_profile("loihi2"))
     per = {L["layer"]: L for L in r.per_layer}
     # 392 axons * (1 + ceil(128 / 4)) = 12,936 > 12,000 -> 2 cores of 64: 392 * (1 + 16) = 6,664 each
     assert per["h"]["cores"] == 2 and per["h"]["input_axons"] == 2 * 392 and per["h"]["synapse_memory"] == 2 * 6664
-    # attention: heads 2, d 4, N 4 -> Q (K^T V) (N*d^2 = 64 <= N^2*d = 64): 2 * 2*4*4*4 products + 2*4*4 accumulators
-    assert per["att"]["neurons"] == 2 * 2 * 4 * 4 * 4 + 2 * 4 * 4
+    # attention: heads 2, d 4, N 4 -> Q (K^T V) (N*d^2 = 64 <= N^2*d = 64): 2 * 2*4*4*4 products (2 slots
+    # each) + 2*4*4 accumulators
+    assert per["att"]["neurons"] == 2 * (2 * 2 * 4 * 4 * 4) + 2 * 4 * 4
+    # SynMem of the counts (GradedVec, 32 neurons, one core): stage-1 products -> counts, graded, fan-in N = 4:
+    # 128 axons (the products) * (ceil(1 synapse per axon / 2 graded per unit) + 1 header) = 256
+    cnt = next(c for c in r.cores if c.pieces[0].population == "att.counts")
+    assert cnt.usage["synapse_memory"] == 128 * (1 + 1) and cnt.usage["input_axons"] == 128
     assert "activation_product" in net.operations and not fit(net, load_profile("loihi")).fits
 
 

@@ -51,11 +51,15 @@ def summarize(net, quantization: dict | None = None) -> dict:
                            "note": "computed once per sample on the host; the image is held as bias for all steps"})
         else:
             inputs.append({"population": p.name, "mode": f"{p.input_kind} input", "neurons": p.size})
-    att = []
+    # attention: the graded form (default: Lava ProdNeuron / GradedVec / graded Sparse, counted on the built
+    # records) or process ops (neurodeploy's custom process, lower_graph(..., attention="process"))
+    att = [dict(op, lowering="graded", lava_processes="ProdNeuron, GradedVec, Sparse, DelaySparse (standard library)")
+           for op in net.metadata.get("attention_graded", [])]
     for a in net.attention:
         dh = a.dim // a.heads
-        att.append({"name": a.name, "heads": a.heads, "dim": a.dim, "tokens": a.tokens, "weight": a.weight,
-                    "form": "process", "lava_process": "neurodeploy SpikingAttention (fixed_pt PyProcessModel)",
+        att.append({"name": a.name, "source": a.source or a.name, "lowering": "process", "heads": a.heads,
+                    "tokens": a.tokens, "head_dim": dh,
+                    "lava_processes": "neurodeploy SpikingAttention (custom fixed_pt PyProcessModel; no chip form)",
                     "integer_ops_per_step": a.heads * (a.tokens * dh * dh * 2)})
     s = {"target": "loihi2", "latency_steps": lat, "steps_per_sample": T,
          "sample_period_steps": (T + lat) if T else None,
@@ -64,6 +68,8 @@ def summarize(net, quantization: dict | None = None) -> dict:
          "attention_ops": counts["attention_ops"],
          "max_delay": max([int(s.balance_delay) for s in net.synapses] + [0]),
          "inputs": inputs, "attention": att, "outputs": list(net.outputs),
+         "product_neurons": counts.get("product_neurons", 0), "graded_vec_neurons": counts.get("graded_vec_neurons", 0),
+         "attention_latency_added_steps": int(net.metadata.get("attention_latency_added", 0)),
          "readout_scale": net.metadata.get("readout_scale"),
          "input_range": net.metadata.get("input_range"),
          "passes": list(net.metadata.get("passes", []))}

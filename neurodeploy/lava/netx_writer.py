@@ -63,6 +63,8 @@ def netx_chain(net: LoweredNetwork):
         s = outs[0]
         if not hasattr(s, "kind"):
             return chain, f"'{s.name}' is an attention op (not expressible in netx)"
+        if s.kind == "einsum":
+            return chain, f"'{s.name}' is a graded attention group (ProdNeuron/GradedVec: not expressible in netx)"
         dst = net.pop(s.dst)
         if len(into[dst.name]) != 1:
             return chain, f"population '{dst.name}' sums {len(into[dst.name])} groups (residual; not in netx)"

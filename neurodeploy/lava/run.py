@@ -29,7 +29,8 @@ import numpy as np
 
 
 from ..errors import BadInputError, UnsupportedError
-from ..lower.network import LoweredNetwork, conv_out_shape
+from ..lower.network import GRADED_KINDS, LoweredNetwork, conv_out_shape
+from .attention_graded import einsum_process, graded_population
 
 
 class LavaNetwork:
@@ -69,6 +70,9 @@ class LavaNetwork:
             if p.kind == "relay":         # graded relay: s_out = a_in each step (vth 0: |v| > 0 or 0 anyway)
                 self.procs[p.name] = GradedVec(shape=(p.size,), vth=0, name=p.name)
                 continue
+            if p.kind in GRADED_KINDS:       # ProdNeuron / GradedVec (lava/attention_graded.py)
+                self.procs[p.name] = graded_population(p)
+                continue
             if p.bias_input:
                 bm = np.asarray(inputs[p.bias_input]).reshape(-1).astype(np.int32)
                 if bm.size != p.size:
@@ -95,6 +99,9 @@ class LavaNetwork:
                 extra["sign_mode"] = SignMode(int(s.sign_mode))
             if s.kind == "identity":
                 out_port(s.src).connect(self.procs[s.dst].a_in)
+                continue
+            if s.kind == "einsum":              # structured graded group (lava/attention_graded.py)
+                self.procs[s.name] = einsum_process(s, nmb > 0, out_port(s.src), self.procs[s.dst])
                 continue
             if s.kind == "conv":
                 w = np.asarray(s.weights)[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).astype(np.int32)
@@ -184,7 +191,7 @@ class LavaNetwork:
                 continue
             proc = self.procs[name]
             path = os.path.join(self.tmpdir, f"rec{i}")
-            state = p.kind not in ("input", "relay")
+            state = p.kind not in ("input", "relay") + GRADED_KINDS
             rec = (StateRecorder if state else SpikeRecorder)(n=p.size, steps=steps, path=path)
             proc.s_out.connect(rec.s_in)
             if state:

@@ -826,17 +826,18 @@ class _Lowerer:
 
 
 def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = None, rounding: str = "nearest",
-                input_range=(0.0, 1.0), bias_exp_min: int = 0, attention: str = "process"):
+                input_range=(0.0, 1.0), bias_exp_min: int = 0, attention: str = "graded"):
     """Lower ``graph``; returns ``(LoweredNetwork, report)``.  ``T``: steps per sample (default from the
     graph metadata ``neurodeploy.time_steps``); ``scale``: force one integer scale for every population;
     ``rounding``: how decays dv are rounded: ``nearest`` or ``floor`` (truncation, as the NIR paper's
     Lava conversion);
     ``input_range``: bound of real-valued inputs (sizes the encoder's bias exponent);
     ``bias_exp_min``: smallest bias exponent (6 = biases in weight units, as netx files require);
-    ``attention``: ``process`` (one integer op, our Lava process) or ``neurons`` (three-input AND
-    coincidence LIF neurons and synapse groups only, small models: :mod:`neurodeploy.lower.attention_neurons`)."""
-    if attention not in ("process", "neurons"):
-        raise BadInputError(f"attention must be 'process' or 'neurons', not '{attention}'")
+    ``attention``: ``graded`` (default: Lava's ProdNeuron / GradedVec / graded Sparse only, the Loihi 2
+    form, :mod:`neurodeploy.lower.attention_graded`) or ``process`` (one integer op run by neurodeploy's
+    custom Lava process: faster in simulation, no chip equivalent)."""
+    if attention not in ("graded", "process"):
+        raise BadInputError(f"attention must be 'graded' or 'process', not '{attention}'")
     from ..graph import graph_dt
     if rounding not in ("nearest", "floor"):
         raise BadInputError(f"rounding must be 'nearest' or 'floor', not '{rounding}'")
@@ -844,7 +845,7 @@ def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = N
         T = int(_meta(graph, "neurodeploy.time_steps", 0) or 0) or None
     low = _Lowerer(graph, T, scale, rounding, input_range, graph_dt(graph), bias_exp_min)
     net = low.lower()
-    if attention == "neurons":
-        from .attention_neurons import attention_to_neurons
-        net = attention_to_neurons(net)
+    if attention == "graded" and net.attention:
+        from .attention_graded import attention_to_graded   # the pass imports balance_network from here
+        net = attention_to_graded(net)
     return net, low.report

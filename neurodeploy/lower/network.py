@@ -31,6 +31,16 @@ Records (plain dataclasses, integers only where the chip holds integers):
   model's own synaptic delays; ``balance_delay`` is the delay added by lowering so that paths of
   different length meet in step (the layer-synchronous model ignores it, the pipelined one adds it).
   ``graded``: the source sends integer payloads (Lava ``num_message_bits`` = 24) instead of spikes.
+  ``einsum`` (a structured group, stored as one record, never as a matrix): every destination neuron
+  ``dst[dst axes]`` receives ``weight * sum over the source axes missing from dst of src[src axes]``
+  (axes absent from the source are broadcast); ``einsum`` names the axes (``"hjm->hjcm"``), ``axes`` their
+  sizes, both sides in C order over the flat populations; ``weights`` holds the single weight.  Built as a
+  Lava Sparse / DelaySparse with one connection per (destination, summed index).  ``port`` (1 or 2) picks
+  the in-port ``a_in1`` / ``a_in2`` of a ``prod`` destination.
+  Population kinds ``prod`` (Lava ``ProdNeuron``: ``v = (a_in1 * a_in2) >> exp``, graded output
+  ``v * (|v| > vth)``, no memory) and ``graded_vec`` (Lava ``GradedVec``: ``v = a_in``, output
+  ``v * (|v| > vth)``, no memory) carry integer payloads (graded spikes); ``vth`` is compared directly,
+  without Loihi's ``<< 6``.  :mod:`neurodeploy.lower.attention_graded` builds attention from them.
 * :class:`Encoder` - a host-side input layer (real-valued input, direct encoding): computed once per
   sample on the host; its integer output is the bias mantissa of a population (``bias`` input).
 * :class:`Attention` - Spikingformer's spiking self-attention as one integer op:
@@ -72,6 +82,19 @@ VTH_MAX = (1 << 17) - 1
 DECAY_MAX = 4095
 BIAS_MANT_MIN, BIAS_MANT_MAX = -(1 << 12), (1 << 12) - 1
 UV_MAX = (1 << 23) - 1
+GRADED_KINDS = ("prod", "graded_vec")   # graded-spike neurons without memory (Lava ProdNeuron / GradedVec)
+
+
+def einsum_sides(s) -> tuple:
+    """(source axes, destination axes) of an ``einsum`` synapse group, e.g. ("hjm", "hjcm")."""
+    src, _, dst = str(s.einsum).partition("->")
+    return src.strip(), dst.strip()
+
+
+def einsum_fan_in(s) -> int:
+    """Connections into each destination neuron of an ``einsum`` group (product of the summed axes)."""
+    src, dst = einsum_sides(s)
+    return int(np.prod([int(s.axes[a]) for a in src if a not in dst], dtype=np.int64))
 
 
 @dataclass
@@ -90,6 +113,7 @@ class Population:
     reset_offset: int = 0
     source: str = ""                # NIR node / file layer this came from
     scale: float = 0.0              # integer units (of a_in) per float unit of the source model
+    exp: int = 0                    # prod / graded_vec: Lava's fixed-point base ``exp``
 
     @property
     def size(self) -> int:
@@ -149,6 +173,9 @@ class Synapse:
     groups: int = 1
     source: str = ""
     src_view: tuple = ()            # conv: (C, H, W) view of the source's flat neurons (empty: its shape)
+    port: int = 0                   # destination in-port: 0 a_in; 1 / 2 a_in1 / a_in2 of a prod population
+    einsum: str = ""                # kind einsum: "src axes->dst axes", e.g. "hjm->hjcm" (see GRADED_KINDS)
+    axes: Any = None                # kind einsum: {axis letter: size}
 
     def __post_init__(self):
         if self.kind == "sparse":
@@ -256,8 +283,12 @@ class LoweredNetwork:
             raise BadInputError("lowered network: duplicate population names")
         byname = {p.name: p for p in self.populations}
         for p in self.populations:
-            if p.kind not in ("input", "lif", "readout", "relay"):
+            if p.kind not in ("input", "lif", "readout", "relay") + GRADED_KINDS:
                 raise BadInputError(f"population '{p.name}': unknown kind '{p.kind}'")
+            if p.kind in GRADED_KINDS:
+                if not (0 <= int(p.vth) <= UV_MAX and 0 <= int(p.exp) < 24):
+                    raise UnsupportedError(f"population '{p.name}': graded vth/exp outside 24 bits")
+                continue
             if p.kind == "relay":
                 continue
             if p.kind == "input":
@@ -294,6 +325,8 @@ class LoweredNetwork:
             elif s.kind in ("dense", "sparse"):
                 if w.shape != (n_out, n_in):
                     raise BadInputError(f"synapse '{s.name}': weights {w.shape}, expected {(n_out, n_in)}")
+            elif s.kind == "einsum":
+                self._validate_einsum(s, n_in, n_out)
             elif s.kind == "conv":
                 view = tuple(s.src_view) if s.src_view else tuple(byname[s.src].shape)
                 if w.ndim != 4 or len(view) != 3:
@@ -308,8 +341,13 @@ class LoweredNetwork:
                                         f"does not fill population '{s.dst}' ({n_out} neurons)")
             else:
                 raise BadInputError(f"synapse '{s.name}': unknown kind '{s.kind}'")
+            need_port = byname[s.dst].kind == "prod"
+            if (s.port in (1, 2)) != need_port or s.port not in (0, 1, 2):
+                raise BadInputError(f"synapse '{s.name}': port {s.port} (1 or 2 exactly for a prod destination)")
+            if byname[s.src].kind in GRADED_KINDS and not s.graded:
+                raise BadInputError(f"synapse '{s.name}': source '{s.src}' sends graded spikes; set graded")
             if s.delays is not None:
-                if s.kind == "conv":
+                if s.kind in ("conv", "einsum"):
                     raise UnsupportedError(f"synapse '{s.name}': per-synapse delays on a conv")
                 d = s.delays.data if sp.issparse(s.delays) else np.asarray(s.delays)
                 if d.size and d.min() < 0:
@@ -324,6 +362,19 @@ class LoweredNetwork:
                     raise BadInputError(f"attention '{a.name}': unknown population '{end}'")
             if max(a.balance_delays) > MAX_DELAY:
                 raise UnsupportedError(f"attention '{a.name}': delay exceeds {MAX_DELAY}")
+
+    @staticmethod
+    def _validate_einsum(s: Synapse, n_in: int, n_out: int) -> None:
+        src, dst = einsum_sides(s)
+        axes = s.axes if isinstance(s.axes, dict) else {}
+        if (not src or not dst or len(set(src)) != len(src) or len(set(dst)) != len(dst)
+                or any(a not in axes or int(axes[a]) < 1 for a in src + dst)):
+            raise BadInputError(f"synapse '{s.name}': einsum '{s.einsum}' with axes {s.axes} is not valid")
+        if int(np.prod([int(axes[a]) for a in src])) != n_in or int(np.prod([int(axes[a]) for a in dst])) != n_out:
+            raise BadInputError(f"synapse '{s.name}': einsum '{s.einsum}' axes {axes} do not match the "
+                                f"population sizes {n_in} -> {n_out}")
+        if np.asarray(s.weights).size != 1:
+            raise BadInputError(f"synapse '{s.name}': an einsum group holds exactly one weight")
 
     @staticmethod
     def max_delay(s: Synapse) -> int:
@@ -390,11 +441,15 @@ class LoweredNetwork:
             if s.kind == "conv":
                 # synaptic connections actually made (output size x fan-in per output)
                 n_syn += self.pop(s.dst).size * int(np.prod(np.shape(s.weights)[1:]))
+            elif s.kind == "einsum":
+                n_syn += self.pop(s.dst).size * einsum_fan_in(s)
             else:
                 n_syn += s.nnz
         return {"populations": len(self.populations), "neurons": n_neurons,
                 "synapse_groups": len(self.synapses), "synapses": n_syn,
                 "attention_ops": len(self.attention),
+                "product_neurons": sum(p.size for p in self.populations if p.kind == "prod"),
+                "graded_vec_neurons": sum(p.size for p in self.populations if p.kind == "graded_vec"),
                 "input_neurons": sum(p.size for p in self.populations if p.kind == "input")}
 
     # -- serialisation -----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Chip fit: populations and synapse groups onto cores, chips and systems (see ``partition``)."""
-from .network import (MapNetwork, MapPopulation, MapSynapses, add_attention, conv_chain, cxhw, from_graph, from_lowered, mlp,
+from .network import (MapNetwork, MapPopulation, MapSynapses, conv_chain, cxhw, from_graph, from_lowered, mlp,
                       pilotnet_lif)
 from .partition import FitResult, Violation, fit
 
-__all__ = ["MapNetwork", "MapPopulation", "MapSynapses", "add_attention", "conv_chain", "cxhw", "from_graph", "from_lowered", "mlp",
+__all__ = ["MapNetwork", "MapPopulation", "MapSynapses", "conv_chain", "cxhw", "from_graph", "from_lowered", "mlp",
            "pilotnet_lif", "FitResult", "Violation", "fit"]

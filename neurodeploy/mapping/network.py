@@ -7,12 +7,14 @@ Adapters build it from the lowering's :class:`neurodeploy.lower.network.LoweredN
 Shapes are normalised to (C, H, W): a 1-D population of n neurons is (n, 1, 1); token maps [D, N] are
 (D, 1, N) so that tiling along W groups tokens.
 
-Spikingformer's attention product (no synapse can multiply two activations) is expanded into *product
-neurons* (one per multiply, a ProdNeuron-like two-input neuron with graded output) in the cheaper of the
-two equivalent orders:
-  * ``Q (K^T V)``: per block heads*N*d^2 products for K^T V, heads*d^2 accumulators (fan-in N), then
-    heads*N*d^2 products for Q (K^T V), summed into the attention LIF (fan-in d);
-  * ``(Q K^T) V``: heads*N^2*d products, heads*N^2 accumulators, heads*N^2*d products.
+Spikingformer's attention product (no synapse can multiply two activations) is mapped from what the
+lowering built (:mod:`neurodeploy.lower.attention_graded`): Lava ``ProdNeuron`` populations (kind
+``product``), ``GradedVec`` counts (kind ``accumulator``) and the graded ``einsum`` synapse groups between
+them, each with its own core accounting in the profile (Loihi 2: ``[core] product_neurons`` /
+``graded_vec_neurons``, ``[synapse_accounting] graded_synapses_per_unit``).  :func:`from_graph` does not
+cost attention at all: it marks the layer as using ``activation_product`` (targets without it keep their
+verdict) and ``MapNetwork.unmapped`` names it, so a target that supports it must be mapped from the
+lowered network.
 """
 from __future__ import annotations
 
@@ -24,6 +26,22 @@ import scipy.sparse as sp
 
 from ..errors import BadInputError
 from ..lower.fixed_point import conv_out_hw
+from ..lower.network import GRADED_KINDS, einsum_fan_in, einsum_sides
+
+
+def _operand_layers(lowered, name: str) -> tuple:
+    """Source layers of the binary spike operands feeding a prod / graded_vec population (its firing rate
+    is bounded by theirs)."""
+    pops = {p.name: p for p in lowered.populations}
+    out = []
+    for s in lowered.synapses:
+        if s.dst == name:
+            src = pops[s.src]
+            if src.kind in GRADED_KINDS:
+                out.extend(_operand_layers(lowered, src.name))
+            else:
+                out.append(src.source or src.name)
+    return tuple(dict.fromkeys(out))
 
 
 @dataclass
@@ -86,6 +104,7 @@ class MapNetwork:
     operations: dict = field(default_factory=dict)     # operation -> [layers using it]
     time_steps: int = 1
     notes: list = field(default_factory=list)
+    unmapped: list = field(default_factory=list)       # layers not costed here (attention in from_graph)
 
     def pop(self, name: str) -> MapPopulation:
         cache = self.__dict__.get("_pops")
@@ -149,43 +168,6 @@ def cxhw(shape) -> tuple:
     raise BadInputError(f"population shape {shape}: expected 1-3 dimensions")
 
 
-def add_attention(net: MapNetwork, name: str, q: str, k: str, v: str, dst: str, heads: int, dim: int, tokens: int,
-                  layer: str = "") -> None:
-    """Expand one attention op into product / accumulator populations (see the module docstring)."""
-    H, D, N = int(heads), int(dim), int(tokens)
-    d = D // H
-    layer = layer or name
-    net.use("activation_product", layer)
-    net.use("graded_spikes", layer)
-    kv_first = N * d * d <= N * N * d   # Q (K^T V) costs heads*N*d^2 products per stage, (Q K^T) V heads*N^2*d
-    if kv_first:
-        p1 = net.add_pop(MapPopulation(f"{name}.kv_products", (H * d * d, 1, N), layer, "product", neuron_model="programmable",
-                                       rate_from=(k, v)))
-        acc = net.add_pop(MapPopulation(f"{name}.kv", (H * d * d, 1, 1), layer, "accumulator", neuron_model="programmable"))
-        p2 = net.add_pop(MapPopulation(f"{name}.q_kv_products", (H * d * d, 1, N), layer, "product", neuron_model="programmable",
-                                       rate_from=(q,)))
-        net.add_syn(MapSynapses(f"{name}.k->kv_products", k, p1.name, "structured", layer, fan_in=1, targets_per_axon=d))
-        net.add_syn(MapSynapses(f"{name}.v->kv_products", v, p1.name, "structured", layer, fan_in=1, targets_per_axon=d))
-        net.add_syn(MapSynapses(f"{name}.kv_products->kv", p1.name, acc.name, "structured", layer, fan_in=N, targets_per_axon=1, graded=True))
-        net.add_syn(MapSynapses(f"{name}.q->q_kv_products", q, p2.name, "structured", layer, fan_in=1, targets_per_axon=d))
-        net.add_syn(MapSynapses(f"{name}.kv->q_kv_products", acc.name, p2.name, "structured", layer, fan_in=1, targets_per_axon=N, graded=True))
-        net.add_syn(MapSynapses(f"{name}.q_kv_products->out", p2.name, dst, "structured", layer, fan_in=d, targets_per_axon=1, graded=True))
-    else:
-        p1 = net.add_pop(MapPopulation(f"{name}.qk_products", (H * N * d, 1, N), layer, "product", neuron_model="programmable",
-                                       rate_from=(q, k)))
-        acc = net.add_pop(MapPopulation(f"{name}.qk", (H * N, 1, N), layer, "accumulator", neuron_model="programmable"))
-        p2 = net.add_pop(MapPopulation(f"{name}.qk_v_products", (H * N * d, 1, N), layer, "product", neuron_model="programmable",
-                                       rate_from=(v,)))
-        net.add_syn(MapSynapses(f"{name}.q->qk_products", q, p1.name, "structured", layer, fan_in=1, targets_per_axon=N))
-        net.add_syn(MapSynapses(f"{name}.k->qk_products", k, p1.name, "structured", layer, fan_in=1, targets_per_axon=N))
-        net.add_syn(MapSynapses(f"{name}.qk_products->qk", p1.name, acc.name, "structured", layer, fan_in=d, targets_per_axon=1, graded=True))
-        net.add_syn(MapSynapses(f"{name}.v->qk_v_products", v, p2.name, "structured", layer, fan_in=1, targets_per_axon=N))
-        net.add_syn(MapSynapses(f"{name}.qk->qk_v_products", acc.name, p2.name, "structured", layer, fan_in=1, targets_per_axon=d, graded=True))
-        net.add_syn(MapSynapses(f"{name}.qk_v_products->out", p2.name, dst, "structured", layer, fan_in=N, targets_per_axon=1, graded=True))
-    net.notes.append(f"{layer}: attention expanded into product neurons, order "
-                     f"{'Q (K^T V)' if kv_first else '(Q K^T) V'} (the cheaper of the two equivalent orders)")
-
-
 # -- adapters -----------------------------------------------------------------------------------------------
 def from_lowered(lowered, name: str = "lowered") -> MapNetwork:
     """From :class:`neurodeploy.lower.network.LoweredNetwork` (the lowering's output)."""
@@ -196,6 +178,16 @@ def from_lowered(lowered, name: str = "lowered") -> MapNetwork:
         on_chip = not (kind == "input" and input_kind in ("spikes", "graded"))
         if kind == "input" and input_kind == "bias":
             on_chip = False  # values go to another population's bias_mant, no neurons of its own
+        if kind in GRADED_KINDS:
+            # ProdNeuron / GradedVec (microcoded, graded output); token axis last (tiled along x)
+            shp = tuple(int(x) for x in p.shape)
+            shp = (int(math.prod(shp[:-1])), 1, shp[-1]) if len(shp) > 1 else (shp[0], 1, 1)
+            layer = getattr(p, "source", "") or p.name
+            net.add_pop(MapPopulation(p.name, shp, layer, "product" if kind == "prod" else "accumulator",
+                                      True, neuron_model="programmable",
+                                      rate_from=_operand_layers(lowered, p.name)))
+            net.use("activation_product" if kind == "prod" else "graded_spikes", layer)
+            continue
         if kind == "relay":     # graded relay (spike counts): a programmable neuron sending graded spikes
             net.add_pop(MapPopulation(p.name, cxhw(p.shape), getattr(p, "source", "") or p.name, "accumulator",
                                       True, neuron_model="programmable"))
@@ -216,6 +208,13 @@ def from_lowered(lowered, name: str = "lowered") -> MapNetwork:
             net.add_syn(MapSynapses(s.name, s.src, s.dst, "dense", layer, bits, weights=w, max_delay=delay,
                                     graded=graded))
             net.use("dense", layer)
+        elif s.kind == "einsum":
+            # structured graded / broadcast group: fan-in (summed axes) and targets per axon (broadcast axes)
+            src_ax, dst_ax = einsum_sides(s)
+            tpa = int(math.prod(int(s.axes[a]) for a in dst_ax if a not in src_ax))
+            net.add_syn(MapSynapses(s.name, s.src, s.dst, "structured", layer, bits, fan_in=einsum_fan_in(s),
+                                    targets_per_axon=tpa, max_delay=int(s.balance_delay),
+                                    graded=bool(s.graded)))
         elif s.kind == "conv":
             kshape = np.shape(s.weights)
             src_pop = net.pop(s.src)
@@ -240,7 +239,12 @@ def from_lowered(lowered, name: str = "lowered") -> MapNetwork:
         if getattr(s, "graded", False):
             net.use("graded_spikes", layer)
     for a in getattr(lowered, "attention", []):
-        add_attention(net, a.name, a.q, a.k, a.v, a.dst, a.heads, a.dim, a.tokens, getattr(a, "source", "") or a.name)
+        # a process op (attention="process"): neurodeploy's custom Lava process, nothing a chip runs
+        layer = getattr(a, "source", "") or a.name
+        net.use("activation_product", layer)
+        net.unmapped.append(layer)
+        net.notes.append(f"{layer}: attention lowered as a custom process (attention='process'); not mapped: "
+                         "lower with the default attention='graded' to map its product neurons")
     for p in net.populations:
         if p.kind == "readout":
             net.use("readout", p.layer)
@@ -324,7 +328,7 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
     event input enters the first cores as graded / spike messages).  Synapse groups: every Conv / Affine /
     SumPool from its spiking source (through Flatten and routing nodes) into every population it feeds; a
     chain of linear nodes with no neuron in between (the residual stream into the readout) is one dense
-    group per source.  The attention extension node is expanded by :func:`add_attention`.
+    group per source.  The attention extension node is not costed (``unmapped``; see the module docstring).
 
     ``residual``: ``relay`` (a LIF fed by several synaptic nodes, i.e. the residual stream, reads one graded
     relay population per partial sum; the readout reads the final stream through a token-sum population) or
@@ -493,8 +497,10 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
                         if p.endswith(f"stack_{tag}"):
                             src = [s for s, _ in sources(p) if s]
                             qkv[tag] = src[0] if src else None
-                add_attention(net, other, qkv.get("q"), qkv.get("k"), qkv.get("v"), n, spec.heads, spec.dim, spec.tokens,
-                              layer=other)
+                # not costed from the graph: the chip fit maps the product neurons the lowering builds
+                net.use("activation_product", other)
+                net.use("graded_spikes", other)
+                net.unmapped.append(other)
                 tokens_seen[0] = spec.tokens
                 continue
             direct = isinstance(node, (nir.Conv1d, nir.Conv2d, nir.Affine, nir.Linear, nir.SumPool2d))

@@ -179,7 +179,12 @@ class Loihi2Cost(CostModel):
         self.s_dense = float(profile.value("synapse_accounting", "dense_synapses_per_unit", 4))
         self.s_conv = float(profile.value("synapse_accounting", "conv_synapses_per_unit", 4))
         self.header = float(profile.value("synapse_accounting", "axon_header_units", 0))
+        self.s_graded = float(profile.value("synapse_accounting", "graded_synapses_per_unit", self.s_dense))
         self.tiling = profile.tiling
+        # neuron slots per neuron of each graded kind (a core holds core.neurons LIF neurons, fewer of these)
+        full = float(profile.core_limit("neurons", 4096))
+        self.slots = {"product": full / float(profile.core_limit("product_neurons", full)),
+                      "accumulator": full / float(profile.core_limit("graded_vec_neurons", full))}
 
     def usage(self, net, pop, box):
         n = _size(box)
@@ -198,9 +203,11 @@ class Loihi2Cost(CostModel):
                 c_box = box[1] - box[0]
                 units += math.ceil((src.shape[0] // max(1, syn.groups)) * syn.kernel[0] * syn.kernel[1] * c_box / self.s_conv)
             else:
-                units += a * math.ceil((s / max(1, a)) / self.s_dense)
+                per_unit = self.s_graded if syn.graded else self.s_dense
+                units += a * math.ceil((s / max(1, a)) / per_unit)
             units += int(math.ceil(a * self.header))
-        return {"neurons": n, "neuron_groups": 1, "input_axons": axons, "synapse_memory": units, "synapses": syn_total}
+        slots = math.ceil(n * self.slots.get(pop.kind, 1.0))
+        return {"neurons": slots, "neuron_groups": 1, "input_axons": axons, "synapse_memory": units, "synapses": syn_total}
 
 
 class Loihi1Cost(CostModel):
@@ -406,6 +413,11 @@ def feature_violations(net: MapNetwork, profile) -> list[Violation]:
             seen.add(m)
             out.append(Violation("neuron_model", p.layer, f"neuron model '{m}' is not supported by {profile.name} "
                                                           f"(supported: {', '.join(profile.neuron_models)})"))
+    if net.unmapped and "activation_product" in ops:
+        out.append(Violation("unmapped", net.unmapped[0],
+                             f"attention in {len(net.unmapped)} layer(s) is not costed from this network: {profile.name} "
+                             "maps the product neurons, counts and graded synapses the lowering builds (map the "
+                             "lowered network, attention='graded')"))
     dmax = profile.value("precision", "delay_max")
     for s in net.synapses:
         if s.max_delay and dmax is not None and s.max_delay > dmax:

@@ -33,9 +33,16 @@ from ..errors import BadInputError
 from ..lower.fixed_point import lava_effective_weights, lava_sign_mode  # noqa: F401 - re-exported
 from ..lower.network import Attention, LoweredNetwork, Synapse, MIXED, EXCITATORY, INHIBITORY
 import scipy.sparse as sp
+from ..lower.network import GRADED_KINDS, einsum_fan_in
+from .graded import EinsumGroup, graded_step, group_bound, value_bounds
 
 _M24 = 1 << 23
 _V_LIM = (1 << 23) - 1
+
+
+def _scalar_weight(s: Synapse) -> int:
+    """The effective weight of a one-weight (einsum) synapse group."""
+    return int(lava_effective_weights(np.asarray(s.weights).reshape(1, 1), s.sign_mode, s.num_weight_bits)[0, 0])
 
 
 def _shift(x: torch.Tensor, e: int) -> torch.Tensor:
@@ -206,6 +213,8 @@ class Engine:
         self.pops = {p.name: p for p in net.populations}
         self.hwc = self._layouts()
         self.out_groups = {n: [] for n in self.pops}
+        # graded-spike parts (prod / graded_vec populations, einsum groups): neurodeploy.sim.graded
+        self.gbound = value_bounds(net, _scalar_weight) if any(s.kind == "einsum" for s in net.synapses) else {}
         for s in net.synapses:
             self.out_groups[s.src].append(self._prepare(s))
         self.atts = list(net.attention)
@@ -292,6 +301,9 @@ class Engine:
                 continue
             for g in groups:
                 s = g.syn
+                if s.kind == "einsum":
+                    bound[s.dst] += g.bound
+                    continue
                 if s.kind == "identity":
                     bound[s.dst] = float("inf")
                     continue
@@ -318,6 +330,8 @@ class Engine:
         dev = self.device
         if s.kind == "identity":
             return _Group(s, [(0, 0, None)], torch.int64)
+        if s.kind == "einsum":
+            return self._prepare_einsum(s)
         src = self.pops[s.src]
         graded = s.graded or (src.kind == "input" and src.input_kind == "graded")
         if s.kind == "conv":
@@ -428,6 +442,8 @@ class Engine:
         s = g.syn
         if s.kind == "identity":
             return x.clone()
+        if s.kind == "einsum":
+            return w(x)
         B = x.shape[0]
         if s.kind == "conv":
             xin = x.to(g.dtype)
@@ -456,6 +472,26 @@ class Engine:
         if e > 0:
             return y.mul_(float(1 << e))
         return y
+
+    def _prepare_einsum(self, s: Synapse) -> _Group:
+        """An einsum group (block-structured integer product, :mod:`neurodeploy.sim.graded`)."""
+        b = self.gbound[s.src]
+        bound = group_bound(s, _scalar_weight(s), b)
+        top = max(bound, b * einsum_fan_in(s), b)
+        dtype = torch.float32 if (top < _F32_EXACT and self.exact32) else torch.float64
+        op = EinsumGroup(s, self.pops[s.src].size, _scalar_weight(s), dtype)
+        return _Group(s, [(1 + s.balance_delay, 0, op)], dtype, bound=bound)
+
+    def _graded(self, pl, slot, t, rec):
+        """One step of a prod / graded_vec population (no memory, no reset): its graded payload."""
+        slot2 = None
+        if pl.pend2 is not None:
+            slot2 = pl.pend2[t % pl.L]
+            pl.pend2[t % pl.L] = None
+        s = graded_step(pl.gkind, slot, slot2, pl.vth, pl.gexp, (pl.B, pl.n), pl.gdtype, self.device)
+        if pl.rec:
+            rec[pl.name]["s"].append(s.to(torch.int64))
+        return s
 
     def _attention(self, a: Attention, q, k, v, dtype) -> torch.Tensor:
         B = q.shape[0]
@@ -533,7 +569,8 @@ class Engine:
             pl.groups = []
             for g in self.out_groups[name]:
                 for off_p, off_s, w in g.parts:
-                    pl.groups.append((g, w, off_p if self.pipelined else off_s, g.syn.dst))
+                    pl.groups.append((g, w, off_p if self.pipelined else off_s,
+                                      (g.syn.dst, 2) if g.syn.port == 2 else g.syn.dst))
             if pl.is_input:
                 pl.bias_only = p.input_kind == "bias"
                 if not pl.bias_only:
@@ -549,6 +586,13 @@ class Engine:
             pend[name] = pl.pend = [None] * pl.L
             if p.kind == "relay":        # graded relay: s = a_in (no state)
                 pl.relay = torch.zeros(B, n, dtype=self.ring_dtype[name], device=dev)
+                plan.append(pl)
+                continue
+            if p.kind in GRADED_KINDS:
+                pl.gkind, pl.vth, pl.gexp, pl.B, pl.n = p.kind, int(p.vth), int(p.exp), B, n
+                pl.gdtype = torch.float32 if (self.gbound[name] < _F32_EXACT and self.exact32) else torch.float64
+                if p.kind == "prod":
+                    pend[(name, 2)] = pl.pend2 = [None] * pl.L
                 plan.append(pl)
                 continue
             if p.bias_input:
@@ -597,7 +641,8 @@ class Engine:
                 pl.bias = bias if bmax or p.bias_input else 0
                 pl.zero_in = torch.zeros(B, n, dtype=torch.int64, device=dev)
             plan.append(pl)
-        rdt = self.ring_dtype
+        rdt = dict(self.ring_dtype)
+        rdt.update({(n, 2): rdt[n] for n in self.pops if self.pops[n].kind == "prod"})
         rec = {n: {"s": [], "u": [], "v": []} for n in record}
         spikes = {}
         pipelined = self.pipelined
@@ -626,7 +671,9 @@ class Engine:
                         if pl.u is not None:
                             pl.u.zero_()
                         pl.v.zero_()
-                    if pl.fast and pl.kernel is not None:
+                    if pl.gkind:
+                        s = self._graded(pl, slot, t, rec)
+                    elif pl.fast and pl.kernel is not None:
                         s = self._lif_fused(pl, slot)
                     elif pl.fast:
                         s = self._lif_fast(pl, slot)
@@ -634,7 +681,7 @@ class Engine:
                         a_in = pl.zero_in if slot is None else slot.to(torch.int64)
                         pl.u, pl.v, sb = lif_step(pl.u, pl.v, a_in, pl.du, pl.dv, pl.vth, pl.bias, False)
                         s = sb.to(torch.float32)
-                    if pl.rec:
+                    if pl.rec and not pl.gkind:
                         r = rec[name]
                         if pl.fast and pl.u is None:
                             uu = (slot.to(torch.int64) << 6 if slot is not None
@@ -745,7 +792,8 @@ class _Plan:
     """Per-population constants and state of one run (attribute access only in the step loop)."""
     __slots__ = ("name", "is_input", "rec", "hist", "atts", "groups", "bias_only", "x", "xint", "L", "pend",
                  "du", "dv", "vth", "reset_interval", "reset_mod", "shift", "fast", "u", "v", "bias", "fu",
-                 "fv", "th", "clamp", "zero_in", "tmp", "sbuf", "checks", "silent", "kernel", "kt", "kzero", "relay")
+                 "fv", "th", "clamp", "zero_in", "tmp", "sbuf", "checks", "silent", "kernel", "kt", "kzero", "relay",
+                 "gkind", "pend2", "gexp", "gdtype", "B", "n")
 
     def __init__(self, name, is_input):
         self.name = name
@@ -758,6 +806,8 @@ class _Plan:
         self.sbuf = None
         self.kernel = None
         self.relay = None
+        self.gkind = ""
+        self.pend2 = None
 
 
 def simulate(net: LoweredNetwork, inputs: dict, steps: int, record=None, device="cpu", pipelined=True) -> dict:

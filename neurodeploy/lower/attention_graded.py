@@ -20,7 +20,7 @@ Both orders are exact integer identities of the same sum; per op the cheaper one
 ``dh <= N``) and recorded in ``metadata["attention_graded"]``.  Every synapse group is one step (Lava
 pipelining), so the attention LIF receives the value the process op delivers ``STAGE_LATENCY`` = 3 steps
 later; the operand that skips stage 1 waits those 2 extra steps in its DelaySparse, and the rest of the
-network is re-balanced (:func:`neurodeploy.lower.from_nir.balance_network`: residual paths get the
+network is re-balanced (:func:`neurodeploy.lower.balance.balance_network`: residual paths get the
 same extra delay).  The added latency is ``metadata["attention_latency_added"]``.
 
 The connectivity is stored as ``einsum`` synapse records (one axis string and one weight each: linear in
@@ -35,6 +35,7 @@ import copy
 import numpy as np
 
 from ..errors import UnsupportedError
+from .balance import balance_network
 from .network import EXCITATORY, INHIBITORY, Attention, LoweredNetwork, Population, Synapse
 
 #: synapse hops of the graded form minus the one of the process op (input -> P1 -> counts -> P2 -> LIF)
@@ -119,7 +120,6 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto") -> LoweredNetw
     synapse groups (see the module docstring), re-balanced.  ``order``: ``auto`` (cheaper per op), ``ktv``
     or ``qkt``, or a dict {op name: order} (missing ops: auto).  Records per op the order, the product-neuron count and the added latency in
     ``metadata["attention_graded"]`` and the network's added latency in ``metadata["attention_latency_added"]``."""
-    from .from_nir import balance_network   # same layer: the shared delay balancing
     out = copy.deepcopy(net)
     before = int(max(net.latency().values(), default=0)) if net.attention else 0
     ops = []

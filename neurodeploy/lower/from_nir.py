@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from ..errors import BadInputError, UnsupportedError
 from ..graph.simulate import int_tuple, padding_arg
 from .fixed_point import conv_out_hw, conv_to_sparse
+from .attention_graded import attention_to_graded
 from .balance import balance_network  # noqa: F401 - re-exported (historic home)
 from .network import (EXCITATORY, MAX_DELAY, MIXED, VTH_MAX, Attention, Encoder, LoweredNetwork, Population,
                       Synapse)
@@ -846,6 +847,5 @@ def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = N
     low = _Lowerer(graph, T, scale, rounding, input_range, graph_dt(graph), bias_exp_min)
     net = low.lower()
     if attention == "graded" and net.attention:
-        from .attention_graded import attention_to_graded   # the pass imports balance_network from here
         net = attention_to_graded(net)
     return net, low.report

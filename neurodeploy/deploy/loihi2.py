@@ -37,6 +37,8 @@ class Loihi2Artifact:
 
 
 def summarize(net, quantization: dict | None = None) -> dict:
+    from ..lava.processes_used import lava_process_classes, standard_library_only
+
     """Latency, counts, input handling and attention of a lowered network (``summary.json``)."""
     counts = net.counts()
     lat = int(net.metadata.get("latency", 0))
@@ -72,7 +74,9 @@ def summarize(net, quantization: dict | None = None) -> dict:
          "attention_latency_added_steps": int(net.metadata.get("attention_latency_added", 0)),
          "readout_scale": net.metadata.get("readout_scale"),
          "input_range": net.metadata.get("input_range"),
-         "passes": list(net.metadata.get("passes", []))}
+         "passes": list(net.metadata.get("passes", [])),
+         "lava_processes": lava_process_classes(net),
+         "standard_library_only": standard_library_only(net)}
     if quantization is not None:
         s["quantization"] = quantization
     return s

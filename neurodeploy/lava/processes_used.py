@@ -39,7 +39,7 @@ def _classes(net: LoweredNetwork):
                 yield "RingBuffer"
         elif p.kind == "prod":
             yield "ProdNeuron"
-        elif p.kind == "graded_vec":
+        elif p.kind in ("graded_vec", "relay"):      # relay: a graded relay (GradedVec, vth 0)
             yield "GradedVec"
         else:
             yield "LIFReset" if p.reset_interval else "LIF"
@@ -47,8 +47,12 @@ def _classes(net: LoweredNetwork):
         if s.kind == "identity":
             continue
         delayed = s.delays is not None or s.balance_delay > 0
-        if s.kind == "conv":
-            yield "DelaySparse" if s.balance_delay else "Conv"
+        if s.kind == "conv":                    # a Conv, behind an identity delay line when delayed
+            yield "Conv"
+            if s.balance_delay == 1:
+                yield "Sparse"
+            elif s.balance_delay > 1:
+                yield "DelaySparse"
         elif s.kind == "dense":
             yield "DelayDense" if delayed else "Dense"
         else:                                   # sparse, einsum

@@ -100,7 +100,6 @@ class Loihi2Target(Target):
                    if deployment.input_domain == "real" else f"not used ({deployment.input_domain} input)")
         net, quant = lower_graph(deployment.graph, T=deployment.time_steps or None, input_range=rng)
         net.metadata["input_range"] = {"range": list(rng), "source": src}
-        net.metadata.setdefault("passes", ["lower_graph", "balance_delays"])
         net.metadata["quantization"] = {"clipped_weights": quant["clipped_weights"],
                                         "clipped_biases": quant["clipped_biases"]}
         return Loihi2Artifact(net, quant, summarize(net, quant))

@@ -148,5 +148,5 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto") -> LoweredNetw
     out.metadata["attention_graded"] = ops
     out.metadata["attention_latency_added"] = after - before
     out.metadata.setdefault("passes", [])
-    out.metadata["passes"] = list(out.metadata["passes"]) + ["attention_graded"]
+    out.metadata["passes"] = list(out.metadata["passes"]) + ["graded_attention"]
     return out

@@ -128,6 +128,7 @@ def chain_network(net: LoweredNetwork, period: int | None = None, bias_as_graded
     out.synapses = new_syns + syns
     out.metadata = dict(out.metadata)
     out.metadata["chain"] = {"period": P, "graded_bias": graded}
+    out.metadata["passes"] = list(out.metadata.get("passes", [])) + ["chain_samples"]
     out.validate()
     new_lat = out.latency()
     if any(new_lat[k] != v for k, v in lat.items() if k in new_lat):

@@ -845,7 +845,8 @@ def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = N
     if T is None:
         T = int(_meta(graph, "neurodeploy.time_steps", 0) or 0) or None
     low = _Lowerer(graph, T, scale, rounding, input_range, graph_dt(graph), bias_exp_min)
-    net = low.lower()
+    net = low.lower()               # includes the first balancing: the passes below start from a balanced net
+    net.metadata["passes"] = ["lower_nir", "balance_delays"]
     if attention == "graded" and net.attention:
-        net = attention_to_graded(net)
+        net = attention_to_graded(net)     # records "graded_attention" in metadata["passes"]
     return net, low.report

@@ -68,7 +68,7 @@ class LavaNetwork:
                 self.procs[p.name] = RingBuffer(data=x)
                 continue
             if p.kind == "relay":         # graded relay: s_out = a_in each step (vth 0: |v| > 0 or 0 anyway)
-                self.procs[p.name] = GradedVec(shape=(p.size,), vth=0, name=p.name)
+                self.procs[p.name] = GradedVec(shape=(p.size,), vth=0)   # (takes no name)
                 continue
             if p.kind in GRADED_KINDS:       # ProdNeuron / GradedVec (lava/attention_graded.py)
                 self.procs[p.name] = graded_population(p)

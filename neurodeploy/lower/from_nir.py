@@ -479,7 +479,8 @@ class _Lowerer:
                     M = M * o[1][None, :]
                 else:
                     M = self._conv_t(o, M)
-            return ("dense", M * rowgain[:, None], None)
+            M *= rowgain[:, None]
+            return ("dense", M, None)
         # conv / pool / scale only: scales become depthwise 1x1 convs (per channel, else per neuron)
         convs = []
         shape3 = None
@@ -541,20 +542,30 @@ class _Lowerer:
         return np.trunc(x) if self.rounding == "floor" else np.round(x)
 
     def quant_group(self, x, conv: bool, name: str):
-        """Integer mantissas m and exponent e with m * 2**e ~ x (Lava Dense/Conv rules)."""
+        """Integer mantissas m and exponent e with m * 2**e ~ x (Lava Dense/Conv rules).  Works through
+        x in row blocks (no full-size temporaries); dense mantissas come back as int16 (they are 9-bit)."""
         mx = float(np.abs(x).max()) if x.size else 0.0
         mixed = bool((x < 0).any() and (x > 0).any())
+        neg = bool((x < 0).any())
         e = 0
         if not conv and mx > 0:
             e = -int(math.floor(math.log2(254.0 / mx))) if mx < 254 else 0
             e = max(e, -7)
-        y = x * 2.0 ** (-e)
-        m = 2 * self.rnd(y / 2) if mixed else self.rnd(y)
         hi = 254 if mixed else 255
-        lo = -256 if mixed else (-255 if (x < 0).any() else 0)
-        clipped = int(((m > hi) | (m < lo)).sum())
-        m = np.clip(m, lo, hi).astype(np.int64)
-        err = float(np.abs(m * 2.0 ** e - x).sum() / max(np.abs(x).sum(), 1e-30))
+        lo = -256 if mixed else (-255 if neg else 0)
+        m = np.empty(x.shape, dtype=np.int64 if conv or x.ndim != 2 else np.int16)
+        clipped, num, den = 0, 0.0, 0.0
+        rows = max(1, (1 << 22) // max(1, int(np.prod(x.shape[1:]))))
+        for i in range(0, max(1, x.shape[0]), rows):
+            xb = x[i:i + rows]
+            y = xb * 2.0 ** (-e)
+            mb = 2 * self.rnd(y / 2) if mixed else self.rnd(y)
+            clipped += int(((mb > hi) | (mb < lo)).sum())
+            np.clip(mb, lo, hi, out=mb)
+            m[i:i + rows] = mb
+            num += float(np.abs(mb * 2.0 ** e - xb).sum())
+            den += float(np.abs(xb).sum())
+        err = num / max(den, 1e-30)
         self.report["clipped_weights"] += clipped
         return m, e, clipped, err, (MIXED if mixed else 0)
 

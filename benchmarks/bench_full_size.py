@@ -1,0 +1,137 @@
+"""Real Spikingformers at full size on our engine and in Lava (JSON on stdout; issue 11).
+
+* ``cifar``: spikingformer-cifar10-4-384 (random weights, seed 0), 16 random images in [-1, 1] (32x32):
+  lowering, then our fixed-point engine through :func:`neurodeploy.sim.batch.simulate_batched` (chunks
+  fitting ``--max-memory``) against the float reference simulator of the NIR graph on the same images:
+  prediction agreement (argmax of the readout), engine throughput (samples/s, steps/s) and this process's
+  peak RSS.
+* ``gesture``: spikingformer-gesture-2-256 on random event tensors [B, T, 2, 128, 128] (B 4, T 16,
+  10 % events), engine only: throughput and peak RSS.
+* ``lava`` (``--lava-steps N``): ONE full-resolution cifar10-4-384 sample through Lava (Loihi2SimCfg
+  fixed_pt: a Conv process per conv group, Dense for the head, our attention process), N steps, compared
+  bit for bit with our engine on the steps run; build, first step (compile + start) and per-step time.
+
+Each part runs in its own child process (peak RSS per part).  Wall-clock times are inflated when the
+machine is shared.
+
+    python benchmarks/bench_full_size.py [--parts cifar gesture lava] [--max-memory BYTES] [--lava-steps N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+_COMMON = r"""
+import json, resource, sys, time
+import numpy as np, torch
+torch.manual_seed(0)
+torch.set_num_threads(2)
+from neurodeploy.models.registry import build_model
+from neurodeploy.exporters import to_nir
+from neurodeploy.lower.from_nir import lower_graph
+def rss(): return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+"""
+
+_CIFAR = _COMMON + r"""
+from neurodeploy.graph import simulate as float_simulate
+from neurodeploy.sim.batch import simulate_batched, chunk_size
+from neurodeploy.sim import Engine
+max_memory = int(sys.argv[1])
+g = to_nir(build_model("spikingformer-cifar10-4-384").eval())
+x = (torch.rand(16, 3, 32, 32) * 2 - 1).numpy()
+t0 = time.perf_counter()
+net, rep = lower_graph(g, input_range=(-1.0, 1.0))
+t_lower = time.perf_counter() - t0
+T, L = 4, net.metadata["latency"]
+steps = T + L
+eng = Engine(net)
+chunk = chunk_size(eng, steps, max_memory)
+t0 = time.perf_counter()
+res = simulate_batched(net, {k: v for k, v in net.encode_inputs(x).items()}, steps, max_memory=max_memory,
+                       engine=eng)
+t_eng = time.perf_counter() - t0
+v = res["readout"]["v"][-1]
+fl = []
+with torch.no_grad():
+    for i in range(0, 16, 4):
+        fl.append(float_simulate(g, torch.as_tensor(x[i:i + 4]), T=T).float().mean(0).reshape(4, -1).numpy())
+fl = np.concatenate(fl)
+print(json.dumps({"part": "cifar", "arch": "spikingformer-cifar10-4-384", "samples": 16, "steps_per_sample": steps,
+                  "latency_steps": L, "lower_s": round(t_lower, 2), "chunk": int(chunk), "max_memory": max_memory,
+                  "engine_s": round(t_eng, 2), "samples_per_s": round(16 / t_eng, 3),
+                  "steps_per_s": round(steps * -(-16 // chunk) / t_eng, 2),
+                  "prediction_agreement": float((v.argmax(1) == fl.argmax(1)).mean()),
+                  "readout_corr": float(np.corrcoef(v.reshape(-1), fl.reshape(-1))[0, 1]),
+                  "neurons": net.counts()["neurons"], "peak_rss_gib": rss()}))
+"""
+
+_GESTURE = _COMMON + r"""
+from neurodeploy.sim.batch import simulate_batched
+max_memory = int(sys.argv[1])
+g = to_nir(build_model("spikingformer-gesture-2-256").eval())
+net, rep = lower_graph(g, T=16)
+B, T = 4, 16
+ev = (torch.rand(B, T, 2, 128, 128) < 0.1).to(torch.int64)
+L = net.metadata["latency"]
+seq = torch.cat([ev.transpose(0, 1), torch.zeros((L, B, 2, 128, 128), dtype=torch.int64)])
+t0 = time.perf_counter()
+res = simulate_batched(net, {net.inputs[0].name: seq}, T + L, max_memory=max_memory)
+dt = time.perf_counter() - t0
+print(json.dumps({"part": "gesture", "arch": "spikingformer-gesture-2-256", "input": [B, T, 2, 128, 128],
+                  "steps": T + L, "engine_s": round(dt, 2), "samples_per_s": round(B / dt, 3),
+                  "readout_nonzero": bool(np.abs(res["readout"]["v"][-1]).max() > 0),
+                  "neurons": net.counts()["neurons"], "peak_rss_gib": rss()}))
+"""
+
+_LAVA = _COMMON + r"""
+from neurodeploy.lava.run import LavaNetwork
+from neurodeploy.sim import simulate
+n_steps = int(sys.argv[1])
+g = to_nir(build_model("spikingformer-cifar10-4-384").eval())
+net, rep = lower_graph(g, input_range=(-1.0, 1.0))
+x = (torch.rand(1, 3, 32, 32) * 2 - 1).numpy()
+inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
+deep = [p.name for p in net.populations if p.kind == "lif"][:8]
+ours = simulate(net, inputs, n_steps, record=deep)
+t0 = time.perf_counter()
+lnet = LavaNetwork(net, inputs, n_steps, record=deep)
+t_build = time.perf_counter() - t0
+lava = lnet.run(chunk=1)
+same = all(np.array_equal(lava[n][k], ours[n][k]) for n in deep for k in ours[n])
+tm = lnet.timing
+print(json.dumps({"part": "lava", "arch": "spikingformer-cifar10-4-384", "input": [1, 3, 32, 32],
+                  "steps_run": n_steps, "full_sample_steps": 4 + net.metadata["latency"],
+                  "build_s": round(t_build, 1), "first_step_s": round(tm["first_s"], 1),
+                  "per_step_s": round(tm["rest_s"] / max(tm["rest_steps"], 1), 1),
+                  "bit_exact_with_engine": bool(same), "recorded": deep,
+                  "spikes": int(sum(ours[n]["s"].sum() for n in deep)), "peak_rss_gib": rss()}))
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--parts", nargs="*", default=["cifar", "gesture"])
+    ap.add_argument("--max-memory", type=int, default=4 << 30)
+    ap.add_argument("--lava-steps", type=int, default=3)
+    a = ap.parse_args(argv)
+    out = []
+    for part in a.parts:
+        code, arg = {"cifar": (_CIFAR, a.max_memory), "gesture": (_GESTURE, a.max_memory),
+                     "lava": (_LAVA, a.lava_steps)}[part]
+        env = dict(os.environ, OMP_NUM_THREADS="2")
+        r = subprocess.run([sys.executable, "-c", code, str(arg)], capture_output=True, text=True, env=env)
+        if r.returncode:
+            out.append({"part": part, "error": (r.stderr.strip().splitlines() or ["killed"])[-1]})
+        else:
+            out.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        print(json.dumps(out[-1]), file=sys.stderr)
+    print(json.dumps({"benchmark": "full_size", "note": "wall-clock on a shared 2-core machine", "parts": out},
+                     indent=1))
+    return 0 if all("error" not in r for r in out) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Lava at full size (issue 11): conv groups run as Lava's own Conv process (fixed_pt), bit-exact with our
+engine on random convs with stride, padding, groups, dilation, a reshaped source view, balance delays
+(an identity DelaySparse in front of the Conv), a relay population (GradedVec) and sparse groups; and on
+the full-depth spikingformer-cifar10-4-384 at reduced input resolution."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from neurodeploy.lower.balance import balance_network
+from neurodeploy.lower.network import EXCITATORY, LoweredNetwork, Population, Synapse, conv_out_shape
+from neurodeploy.sim import simulate
+
+
+
+def _conv_net(seed=0):
+    rng = np.random.default_rng(seed)
+    net = LoweredNetwork()
+    net.populations.append(Population("in", (4, 9, 9), kind="input", input_kind="spikes"))
+
+    def lif(name, shape, **kw):
+        net.populations.append(Population(name, shape, du=int(rng.integers(0, 4096)), dv=int(rng.integers(0, 4096)),
+                                          vth=int(rng.integers(20, 60)), **kw))
+
+    def conv(name, src, dst, cout, cin_g, k, **geo):
+        w = rng.integers(-40, 41, (cout, cin_g) + k)
+        s = Synapse(name, src, dst, "conv", w, **geo)
+        net.synapses.append(s)
+        return s
+
+    geos = {
+        "a": dict(cout=6, cin_g=2, k=(3, 3), stride=(2, 2), padding=(1, 1), groups=2),
+        "b": dict(cout=4, cin_g=1, k=(3, 2), stride=(1, 2), padding=(2, 0), dilation=(2, 1), groups=4),
+        "c": dict(cout=8, cin_g=4, k=(1, 1)),
+        "d": dict(cout=3, cin_g=4, k=(2, 3), stride=(3, 1), padding=(1, 2), dilation=(1, 2)),
+    }
+    for name, geo in geos.items():
+        s = Synapse("x", "in", name, "conv", np.zeros((geo["cout"], geo["cin_g"]) + geo["k"]),
+                    **{k: v for k, v in geo.items() if k not in ("cout", "cin_g", "k")})
+        lif(name, conv_out_shape((4, 9, 9), s))
+        conv(f"in->{name}", "in", name, **geo)
+    # a conv output (6, 5, 5) flattened into tokens (6, 1, 25); a conv that sees those tokens as (6, 5, 5)
+    lif("tok", (6, 1, 25))
+    conv("a->tok", "a", "tok", 6, 6, (3, 3), padding=(1, 1))
+    lif("img", (6, 3, 3))
+    conv("tok->img", "tok", "img", 6, 3, (3, 3), stride=(2, 2), padding=(1, 1), groups=2, src_view=(6, 5, 5))
+    # shorter paths: the balancing gives these convs delays of 1 (tok->late), 2 and 3
+    conv("in->img", "in", "img", 6, 4, (3, 3), stride=(3, 3))
+    lif("late", (2, 3, 3))
+    conv("img->late", "img", "late", 2, 6, (1, 1))
+    conv("in->late", "in", "late", 2, 4, (3, 3), stride=(3, 3))
+    conv("b->late", "b", "late", 2, 4, (3, 2), stride=(3, 1), padding=(1, 0))
+    conv("tok->late", "tok", "late", 2, 6, (3, 3), stride=(2, 2), padding=(1, 1), src_view=(6, 5, 5))
+    # a relay (graded spike counts per channel) into a readout-like LIF by a dense graded group, and a
+    # sparse group
+    net.populations.append(Population("cnt", (8,), kind="relay"))
+    net.synapses.append(Synapse("c->cnt", "c", "cnt", "conv", np.ones((8, 1, 9, 9), dtype=np.int64), groups=8,
+                                sign_mode=EXCITATORY))
+    lif("head", (5,))
+    net.synapses.append(Synapse("cnt->head", "cnt", "head", "dense", rng.integers(-9, 10, (5, 8)), graded=True))
+    m = sp.random(7, net.pop("d").size, density=0.3, random_state=1, data_rvs=lambda n: rng.integers(-60, 61, n)).tocsr()
+    lif("sp", (7,))
+    net.synapses.append(Synapse("d->sp", "d", "sp", "sparse", m, weight_exp=1))
+    net.outputs = ["late", "head"]
+    balance_network(net, T=None)
+    net.validate()
+    return net
+
+
+def test_conv_geometries_in_lava_equal_the_engine_bit_for_bit():
+    from neurodeploy.lava.run import LavaNetwork, run_lava
+    net = _conv_net()
+    delays = {s.name: s.balance_delay for s in net.synapses}
+    assert (delays["tok->late"], delays["in->img"], delays["in->late"]) == (1, 2, 3)
+    steps = 10
+    x = (np.random.default_rng(3).random((steps, 1, 4, 9, 9)) < 0.4).astype(np.int64)
+    ours = simulate(net, {"in": x}, steps, record="all")
+    lnet = LavaNetwork(net, {"in": x}, steps, record="all")
+    # every conv group is a Lava Conv (no dense or sparse matrix for a conv)
+    from lava.proc.conv.process import Conv
+    convs = [s.name for s in net.synapses if s.kind == "conv"]
+    assert all(isinstance(lnet.procs[c], Conv) for c in convs)
+    lava = lnet.run()
+    spikes = 0
+    for name, r in ours.items():
+        for key, ref in r.items():
+            assert np.array_equal(lava[name][key], ref), (name, key, np.argwhere(lava[name][key] != ref)[:3])
+        if net.pop(name).kind == "lif":
+            spikes += int(r["s"].sum())
+    assert spikes > 200
+    assert ours["cnt"]["s"].max() > 1                 # graded counts went through the relay
+    assert run_lava is not None
+
+
+@pytest.mark.slow
+def test_full_depth_cifar10_spikingformer_in_lava_equals_engine():
+    """Full-depth spikingformer-cifar10-4-384 (random weights) at 8x8 input: Lava (Conv processes for every
+    conv group, Dense for the head, our attention process) equals our engine bit for bit (s, u, v)."""
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.lava.run import run_lava
+    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.models.registry import build_model
+    torch.manual_seed(0)
+    model = build_model("spikingformer-cifar10-4-384", {"img_size": 8}).eval()
+    net, _ = lower_graph(to_nir(model))
+    assert len(net.populations) > 30 and sum(s.kind == "conv" for s in net.synapses) > 40
+    steps = 4 + net.metadata["latency"]
+    x = torch.rand(1, 3, 8, 8) * 2 - 1
+    inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
+    record = [p.name for p in net.populations if p.kind != "input"]
+    ours = simulate(net, inputs, steps, record=record)
+    lava = run_lava(net, inputs, steps, record=record)
+    spikes = 0
+    for name in record:
+        for key, ref in ours[name].items():
+            assert np.array_equal(lava[name][key], ref), (name, key)
+        spikes += int(ours[name]["s"].sum()) if net.pop(name).kind == "lif" else 0
+    assert spikes > 1000
+    assert np.abs(ours["readout"]["v"][-1]).max() > 0

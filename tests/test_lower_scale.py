@@ -1,0 +1,252 @@
+"""A lowering that scales (issue 11): chains stay structured (conv kernels, composed where exact; sparse
+CSR where irregular; dense only for Affine chains), the .npz format stores sparse groups sparse, the relay
+for pooled readouts equals the composed dense group, the chained rewrite equals the un-chained network
+(issue 10), and every registered architecture lowers and saves."""
+import copy
+
+import nir
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from neurodeploy.errors import BadInputError
+from neurodeploy.lower import from_nir
+from neurodeploy.lower.chain import chain_inputs, chain_network, split_windows
+from neurodeploy.lower.fixed_point import conv_to_sparse
+from neurodeploy.lower.from_nir import _Lowerer, lower_graph
+from neurodeploy.lower.network import LoweredNetwork, Population, Synapse
+from neurodeploy.sim import simulate
+
+
+def _chain_graph(ops, in_shape):
+    """input -> ops... -> LIF -> output (ops: list of (name, nir node))."""
+    nodes = {"input": nir.Input(input_type=np.array(in_shape))}
+    edges = []
+    prev = "input"
+    for name, node in ops:
+        nodes[name] = node
+        edges.append((prev, name))
+        prev = name
+    nodes["lif"] = nir.IF(r=np.ones(1), v_threshold=np.ones(1))
+    nodes["output"] = nir.Output(output_type=np.array([1]))
+    edges += [(prev, "lif"), ("lif", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def _conv(cout, cin, k, stride=1, pad=0, dil=1, groups=1, seed=0, shape=None):
+    w = np.random.default_rng(seed).normal(size=(cout, cin // groups) + ((k, k) if isinstance(k, int) else k))
+    return nir.Conv2d(input_shape=shape, weight=w, stride=np.array([stride] * 2), padding=np.array([pad] * 2),
+                      dilation=np.array([dil] * 2), groups=groups, bias=np.zeros(cout))
+
+
+def _pool(k, s, p=0, kind="sum"):
+    cls = nir.SumPool2d if kind == "sum" else nir.AvgPool2d
+    return cls(kernel_size=np.array([k, k]), stride=np.array([s, s]), padding=np.array([p, p]))
+
+
+CHAINS = [
+    # (ops, input shape, expected kind)
+    ([("c", _conv(6, 4, 3, stride=2, pad=1, dil=1, groups=2))], (4, 9, 9), "conv"),
+    ([("c", _conv(6, 4, 3, pad=2, dil=2, groups=2)), ("p", _pool(2, 2))], (4, 8, 8), "conv"),
+    ([("p", _pool(2, 2)), ("c", _conv(5, 4, 3, pad=1))], (4, 8, 8), "conv"),      # pool reads no padding
+    ([("p", _pool(3, 2, 1)), ("c", _conv(5, 4, 3, pad=1))], (4, 9, 9), "sparse"),  # pool reads padding
+    ([("c", _conv(4, 4, 3, pad=1)), ("p", _pool(3, 2, 1, "avg"))], (4, 7, 7), "sparse"),
+    ([("c", _conv(3, 4, 1, groups=1)), ("c2", _conv(6, 3, 1, groups=3, seed=1))], (4, 5, 5), "conv"),
+    ([("c", _conv(6, 4, 3, pad=1)), ("f", nir.Flatten(input_type={"input": np.array([6, 5, 5])},
+                                                      start_dim=1)),
+      ("a", nir.Affine(weight=np.random.default_rng(3).normal(size=(7, 150)), bias=np.zeros(7)))], (4, 5, 5),
+     "dense"),
+]
+
+
+@pytest.mark.parametrize("ops,in_shape,kind", CHAINS)
+def test_structured_chain_equals_the_float_chain(ops, in_shape, kind):
+    g = _chain_graph(ops, in_shape)
+    low = _Lowerer(g, 4, None, "nearest", (0, 1), 1.0)
+    names = [n for n, _ in ops]
+    x = torch.as_tensor(np.random.default_rng(5).random((3,) + in_shape))
+    ref = x
+    for n in names:
+        ref = low.op_apply(n, ref)
+    ref = ref.reshape(3, -1).numpy()
+    n_out = ref.shape[1]
+    rowgain = np.linspace(0.5, 1.5, n_out) if kind != "conv" else np.ones(n_out)
+    got_kind, w, native = low.chain_structure(names, in_shape, rowgain, "lif")
+    assert got_kind == kind
+    xf = x.reshape(3, -1).numpy()
+    if kind == "conv":
+        _, W, st, pad, dil, groups, view = native
+        y = torch.nn.functional.conv2d(x.reshape((3,) + tuple(view)), torch.as_tensor(W), stride=st, padding=pad,
+                                       dilation=dil, groups=groups).reshape(3, -1).numpy()
+    elif kind == "sparse":
+        assert sp.issparse(w) and w.nnz < w.shape[0] * w.shape[1] / 2
+        y = (w @ xf.T).T / rowgain
+    else:
+        y = xf @ w.T / rowgain
+    assert np.allclose(y, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_conv_to_sparse_equals_the_conv():
+    rng = np.random.default_rng(0)
+    for (cin, cout, k, st, pad, dil, g, hw) in [(4, 6, 3, 2, 1, 1, 2, (9, 7)), (3, 3, (1, 5), 1, 2, 2, 3, (4, 11)),
+                                                (2, 4, 2, 3, 0, 1, 1, (8, 8))]:
+        kk = (k, k) if isinstance(k, int) else k
+        w = rng.integers(-5, 6, (cout, cin // g) + kk)
+        m = conv_to_sparse(w, (cin,) + hw, (st, st), (pad, pad), (dil, dil), g)
+        x = rng.integers(0, 2, (2, cin) + hw)
+        y = torch.nn.functional.conv2d(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(w, dtype=torch.float64),
+                                       stride=st, padding=pad, dilation=dil, groups=g).reshape(2, -1).numpy()
+        assert np.array_equal((m @ x.reshape(2, -1).T).T, y.astype(np.int64))
+        assert m.nnz <= y.shape[1] * (cin // g) * kk[0] * kk[1]
+
+
+@pytest.fixture(scope="module")
+def cifar16():
+    """Full-depth spikingformer-cifar10-4-384 (random weights) at 16x16 input, lowered."""
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.models.registry import build_model
+    torch.manual_seed(0)
+    g = to_nir(build_model("spikingformer-cifar10-4-384", {"img_size": 16}).eval())
+    net, rep = lower_graph(g)
+    return g, net, rep
+
+
+def test_cifar_lowering_is_structured(cifar16, tmp_path):
+    g, net, rep = cifar16
+    kinds = {}
+    for s in net.synapses:
+        kinds.setdefault(s.kind, []).append(s)
+    assert set(kinds) == {"conv", "dense"}
+    # dense groups only where the model has its Affine (the head into the readout), 4 blocks x 2 + patch
+    assert all(s.dst == "readout" for s in kinds["dense"]) and len(kinds["dense"]) == 9
+    # the residual stream: patch_embed's 3x3 conv feeds every block through a Flatten, as a conv
+    res = [s for s in kinds["conv"] if s.src == "patch_embed.block4_mp.or"]
+    assert len(res) == 8 and all(np.shape(s.weights) == (384, 384, 3, 3) for s in res)
+    # stored weights grow with the parameters (x the residual fan-out: each block's output conv feeds
+    # every later LIF of the stream), never with neurons squared
+    assert sum(int(np.prod(np.shape(s.weights))) for s in net.synapses) < 3 * sum(
+        p.numel() for p in __import__("neurodeploy").models.registry.build_model(
+            "spikingformer-cifar10-4-384", {"img_size": 16}).parameters())
+    path = tmp_path / "net.npz"
+    net.save(str(path))
+    back = LoweredNetwork.load(str(path))
+    assert [s.name for s in back.synapses] == [s.name for s in net.synapses]
+    for a, b in zip(net.synapses, back.synapses):
+        assert np.array_equal(np.asarray(a.weights), np.asarray(b.weights)) and a.src_view == b.src_view
+        assert np.asarray(b.weights).dtype == np.int64
+
+
+def test_npz_v2_stores_sparse_groups_sparse_and_refuses_other_versions(tmp_path):
+    n = 3000
+    net = LoweredNetwork(outputs=["b"])
+    net.populations.append(Population("a", (n,), kind="input", input_kind="spikes"))
+    net.populations.append(Population("b", (n,), du=4095, dv=0, vth=10))
+    rows = np.arange(n)
+    w = sp.csr_matrix((np.full(n, 7), (rows, (rows * 7) % n)), shape=(n, n))
+    net.synapses.append(Synapse("ab", "a", "b", "sparse", w, delays=sp.csr_matrix((np.full(n, 2), (rows, (rows * 7) % n)),
+                                                                                   shape=(n, n))))
+    net.validate()
+    p = tmp_path / "s.npz"
+    net.save(str(p))
+    z = np.load(str(p))
+    assert sorted(k for k in z.files if k.startswith("synapse/")) == [
+        "synapse/ab/delays.data", "synapse/ab/delays.indices", "synapse/ab/delays.indptr",
+        "synapse/ab/weights.data", "synapse/ab/weights.indices", "synapse/ab/weights.indptr"]
+    assert z["synapse/ab/weights.data"].size == n          # connections, not n x n
+    back = LoweredNetwork.load(str(p))
+    s = back.synapses[0]
+    assert sp.issparse(s.weights) and (s.weights != w).nnz == 0 and LoweredNetwork.max_delay(s) == 2
+    x = (np.random.default_rng(0).random((5, 2, n)) < 0.3).astype(np.int64)
+    assert np.array_equal(simulate(net, {"a": x}, 6)["b"]["v"], simulate(back, {"a": x}, 6)["b"]["v"])
+    # to_dict / from_dict keep the CSR form too
+    assert (LoweredNetwork.from_dict(net.to_dict()).synapses[0].weights != w).nnz == 0
+    import json
+    meta = json.loads(bytes(z["__meta__"]).decode())
+    for version, why in ((1, "older neurodeploy"), (3, "newer than")):
+        bad = tmp_path / f"v{version}.npz"
+        meta["version"] = version
+        np.savez(str(bad), __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                 **{k: z[k] for k in z.files if k != "__meta__"})
+        with pytest.raises(BadInputError, match=f"version {version} is .*{why}.*reads version 2"):
+            LoweredNetwork.load(str(bad))
+
+
+def test_relay_readout_equals_the_composed_dense_group(monkeypatch):
+    """The pooled head through a relay (graded spike counts per channel) gives the same readout integers
+    as one dense group over every token, one step later."""
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.lower.testmodels import tiny_spikingformer
+    g = to_nir(tiny_spikingformer(), arch="spikingformer-digits")
+    dense, _ = lower_graph(g, T=4)
+    monkeypatch.setattr(from_nir, "RELAY_MIN_ELEMENTS", 0)
+    relay, _ = lower_graph(g, T=4)
+    relays = [p for p in relay.populations if p.kind == "relay"]
+    assert len(relays) == 2 and all(s.graded for s in relay.synapses if s.src in {p.name for p in relays})
+    assert relay.metadata["latency"] == dense.metadata["latency"] + 1
+    x = np.random.default_rng(1).random((3, 1, 8, 8)).astype(np.float32)
+    T = 4
+    steps = T + relay.metadata["latency"]
+    a = simulate(dense, dense.encode_inputs(x), steps, record="all")
+    b = simulate(relay, relay.encode_inputs(x), steps, record="all")
+    la = dense.metadata["population_latency"]["readout"]
+    assert relay.metadata["population_latency"]["readout"] == la + 1
+    # from the readout's reset on (before it the bias integrates while the pipeline fills)
+    assert np.array_equal(a["readout"]["v"][la:-1], b["readout"]["v"][la + 1:])
+    assert np.abs(a["readout"]["v"][-2]).max() > 0
+    for p in dense.populations:
+        if p.kind == "lif":
+            assert np.array_equal(a[p.name]["s"], b[p.name]["s"]), p.name
+
+
+def test_chained_rewrite_equals_the_unchained_network():
+    """Issue 10: each sample's window of the chained run equals a fresh run of the ORIGINAL network."""
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.lower.chain import simulate_chained
+    from neurodeploy.lower.testmodels import tiny_spikingformer
+    net, _ = lower_graph(to_nir(tiny_spikingformer(), arch="spikingformer-digits"), T=4, bias_exp_min=6)
+    K = 3
+    x = np.random.default_rng(11).random((K, 1, 8, 8)).astype(np.float32)
+    inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
+    chained, res = simulate_chained(net, inputs, record="all")
+    P = chained.metadata["chain"]["period"]
+    fresh = simulate(net, inputs, P, record="all")          # the un-chained network, one run per batch row
+    win = split_windows(res, K, P)
+    lat = net.latency()
+    checked = 0
+    for name, r in fresh.items():
+        if net.pop(name).kind == "input":
+            continue
+        for key, ref in r.items():
+            if key == "u" and net.pop(name).bias_input:
+                continue    # chained, the encoder's bias arrives as graded a_in (through u), not as bias
+            l = lat[name]
+            assert np.array_equal(win[name][key][l:], ref[l:]), (name, key)
+            checked += ref[l:].size
+    assert checked > 50000
+    assert sum(int(fresh[n]["s"].sum()) for n in fresh if net.pop(n).kind == "lif") > 500
+
+
+SMALL = {"spikingformer-imagenet-8-384": 32, "spikingformer-imagenet-8-512": 32, "spikingformer-imagenet-8-768": 32,
+         "spikingformer-cifar10dvs-2-256": 32, "spikingformer-gesture-2-256": 32,
+         "spikingformer-cifar10-4-384": 16, "spikingformer-cifar100-4-384": 16}
+
+
+@pytest.mark.slow
+def test_every_architecture_lowers_and_saves(tmp_path):
+    """Every name in arch_names() (random weights; the big ones at a small input resolution: the full
+    sizes are in benchmarks/bench_lower.py) lowers and round-trips through the npz."""
+    from neurodeploy import arch_names
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.models.registry import build_model
+    for arch in arch_names():
+        torch.manual_seed(0)
+        img = SMALL.get(arch)
+        g = to_nir(build_model(arch, {"img_size": img} if img else None).eval())
+        net, rep = lower_graph(g)
+        assert not any(s.kind == "dense" and s.dst != "readout" and np.size(s.weights) > 1 << 20
+                       for s in net.synapses), arch
+        path = tmp_path / f"{arch}.npz"
+        net.save(str(path))
+        back = LoweredNetwork.load(str(path))
+        assert back.counts() == net.counts(), arch

@@ -61,6 +61,8 @@ def test_export_loihi2_writes_lowered_network_netx_and_summary(tiny_files, tmp_p
     assert summary["inputs"][0]["mode"].startswith("host-side encoder")
     op = summary["attention"][0]
     assert (op["order"], op["product_neurons"], op["product_neurons_other_order"]) == ("ktv", 4096, 2 * 2 * 16 * 16 * 8)
+    assert summary["lava_standard_library_only"] and {d["class"] for d in summary["lava_processes"]} >= {
+        "ProdNeuron", "GradedVec", "Sparse", "DelaySparse", "LIFReset"}
     assert summary["netx"]["written"] and summary["netx"]["layers"] >= 2
     assert (out / "network.net").exists()
     net = LoweredNetwork.load(str(out / "network.npz"))

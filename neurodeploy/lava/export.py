@@ -15,6 +15,7 @@ from ..fileio import write_text_atomic
 from ..lower.from_nir import lower_graph
 from ..lower.network import LoweredNetwork
 from .netx_writer import write_netx
+from .processes_used import lava_process_classes, standard_library_only
 
 
 def _atomic_json(obj, path: Path) -> None:
@@ -54,7 +55,9 @@ def summarize(net: LoweredNetwork, report: dict | None = None) -> dict:
          "inputs": inputs, "attention": att, "outputs": list(net.outputs),
          "product_neurons": counts["product_neurons"], "graded_vec_neurons": counts["graded_vec_neurons"],
          "attention_latency_added_steps": int(net.metadata.get("attention_latency_added", 0)),
-         "readout_scale": net.metadata.get("readout_scale")}
+         "readout_scale": net.metadata.get("readout_scale"),
+         "lava_processes": lava_process_classes(net),
+         "lava_standard_library_only": standard_library_only(net)}
     if report is not None:
         s["quantization"] = report
     return s

@@ -225,3 +225,56 @@ def test_worked_example_of_the_docs():
     assert r["att.counts"]["s"][2, 0].reshape(2, 2).tolist() == [[1, 2], [1, 1]]
     v = r["o"]["v"][:, 0] // 64                  # a_in << 6 accumulates in v (dv 0)
     assert v[3].tolist() == [0, 0, 0, 0] and v[4].reshape(2, 2).tolist() == [[6, 3], [9, 3]]
+
+
+def _digits(ckpt):
+    from neurodeploy.commands.simulate import load_graph
+    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.training import digits_split
+    g = load_graph(str(ckpt))
+    _, _, x, y = digits_split()
+    x, y = x.numpy(), y.numpy()
+    rng = (float(x.min()), float(x.max()))
+    return g, lower_graph(g, input_range=rng)[0], lower_graph(g, input_range=rng, attention="process")[0], x, y
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_trained_digits_graded_in_lava_equals_engine_20_samples(trained_digits_checkpoint):
+    from neurodeploy.lava.run import run_lava_chained
+    from neurodeploy.lower.chain import simulate_chained
+    _, net, _, x, _ = _digits(trained_digits_checkpoint)
+    assert net.metadata["attention_lowering"] == "graded" and not net.attention
+    N = 20
+    P = net.metadata["time_steps"] + net.metadata["latency"]
+    inputs = {k: v.numpy() for k, v in net.encode_inputs(x[:N]).items()}
+    chained, lava, timing = run_lava_chained(net, inputs, record="all", chunk=5 * P)
+    _, ours = simulate_chained(net, inputs, record="all", conv_as_sparse=True)
+    assert set(lava) == set(ours) == {p.name for p in chained.populations}
+    assert {p.kind for p in chained.populations} >= {"prod", "graded_vec"}
+    for name in ours:
+        for key in ours[name]:
+            assert lava[name][key].shape == (N * P, 1, chained.pop(name).size)
+            bad = np.argwhere(ours[name][key] != lava[name][key])
+            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    assert int(np.abs(lava["block.0.attn.attention.counts"]["s"]).max()) > 1
+    print(f"\nLava chained (graded attention), {N} digits: steady {timing['rest_steps'] / timing['rest_s']:.1f} steps/s")
+
+
+@pytest.mark.slow
+def test_trained_digits_graded_accuracy_equals_process_form_all_360(trained_digits_checkpoint, capsys):
+    from neurodeploy.sim import Engine
+    _, net, proc, x, y = _digits(trained_digits_checkpoint)
+    preds = {}
+    for key, n in (("graded", net), ("process", proc)):
+        steps = n.metadata["time_steps"] + n.metadata["latency"]
+        eng = Engine(n, threads=1)
+        v = np.concatenate([eng.run(n.encode_inputs(x[i:i + 120]), steps, record=["readout"])["readout"]["v"][-1]
+                            .numpy() for i in range(0, len(x), 120)])
+        preds[key] = v.argmax(1)
+    assert net.metadata["latency"] == proc.metadata["latency"] + 3
+    acc = {k: float((p == y).mean()) for k, p in preds.items()}
+    with capsys.disabled():
+        print(f"\nengine, 360 digits: graded attention {100 * acc['graded']:.2f} %, process form "
+              f"{100 * acc['process']:.2f} %")
+    assert len(y) == 360 and np.array_equal(preds["graded"], preds["process"]) and acc["graded"] > 0.9

@@ -73,6 +73,8 @@ def test_loihi2_target_writes_lowered_network_netx_and_summary(tiny_files, tmp_p
     xd = digits_split()[2][:64]
     assert summary["input_range"] == {"range": [float(xd.min()), float(xd.max())],
                                       "source": "calibrated on bundled digits (test split, first 64) (64 samples)"}
+    assert summary["lava_standard_library_only"] and {d["class"] for d in summary["lava_processes"]} >= {
+        "ProdNeuron", "GradedVec", "Sparse", "DelaySparse", "LIFReset"}
     assert not summary["netx"]["written"] and "bias_exp" in summary["netx"]["stopped"]
     net = LoweredNetwork.load(str(out / "network.npz"))
     back = get_target("loihi2").read(out)

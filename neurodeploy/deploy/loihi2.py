@@ -76,7 +76,7 @@ def summarize(net, quantization: dict | None = None) -> dict:
          "input_range": net.metadata.get("input_range"),
          "passes": list(net.metadata.get("passes", [])),
          "lava_processes": lava_process_classes(net),
-         "standard_library_only": standard_library_only(net)}
+         "lava_standard_library_only": standard_library_only(net)}
     if quantization is not None:
         s["quantization"] = quantization
     return s

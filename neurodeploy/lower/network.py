@@ -46,8 +46,8 @@ Records (plain dataclasses, integers only where the chip holds integers):
 * :class:`Attention` - Spikingformer's spiking self-attention as one integer op:
   per head h, ``a = weight * Q_h (K_h^T V_h)`` on the [D, N] spike maps of populations q, k, v; feeds
   population ``dst`` like a synapse group (one step of pipeline latency, plus ``balance_delays``).
-  (``lower_graph(..., attention="neurons")`` replaces it by AND coincidence neurons and synapse groups
-  for small models: :mod:`neurodeploy.lower.attention_neurons`.)
+  (The default ``lower_graph(..., attention="graded")`` replaces it by ProdNeuron / GradedVec populations
+  and einsum groups: :mod:`neurodeploy.lower.attention_graded`.)
 
 A network is pipelined exactly like Lava: every synapse group and attention op adds one time step.
 Many samples can run back to back in one run (chained mode: :mod:`neurodeploy.lower.chain`).

@@ -11,6 +11,11 @@ import numpy as np
 from .errors import BadInputError
 
 
+#: per-layer spike agreement is measured over at most this many steps of the first batch (recording every
+#: layer for all T steps made memory grow with T: 0.85 MB per step on digits, issue 14)
+LAYER_AGREEMENT_STEPS = 256
+
+
 def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, device="cpu", progress=True,
                     return_network=False):
     """Returns a result dict (accuracies, agreement, per-layer spike agreement, steps/s).
@@ -58,6 +63,7 @@ def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, devi
     # the start of its sample window, so one sample's result does not depend on the one before; Lava
     # runs all samples back to back in ONE process graph, the fast engine one sample per batch row
     P = T + L
+    Tr = min(T, LAYER_AGREEMENT_STEPS)  # steps of the per-layer spike agreement (all of them up to the cap)
     chained = chain_network(net, P, bias_as_graded=(backend == "lava"), conv_as_sparse=(backend == "lava"))
     bar = tqdm(total=n, desc=f"loihi2/{backend}", unit="sample", disable=not progress)
     engine = Engine(chained, device=device) if backend == "fast" else None
@@ -68,11 +74,13 @@ def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, devi
         with torch.no_grad():
             for j in range(0, len(xb), batch):
                 first = i + j == 0  # per-layer agreement is measured on the first batch: record only there
-                out = float_simulate(graph, torch.as_tensor(xb[j:j + batch]), T=T, record=first)
-                fout, rec = out if first else (out, None)
+                fout = float_simulate(graph, torch.as_tensor(xb[j:j + batch]), T=T)
                 float_pred.append(fout.float().mean(0).reshape(len(xb[j:j + batch]), -1).numpy().argmax(1))
-                if first:
-                    first_rec, first_x = rec, xb[j:j + batch]
+                if first:  # records of every layer over the first Tr steps only: memory does not grow with T
+                    first_x = xb[j:j + batch]
+                    timed = first_x.ndim != len(net.inputs[0].shape) + 1  # [B, T, ...]: cut to Tr steps
+                    _, first_rec = float_simulate(graph, torch.as_tensor(first_x[:, :Tr] if timed else first_x),
+                                                  T=Tr, record=True)
         t0 = time.perf_counter()
         if backend == "fast":
             res = engine.run(chain_inputs(chained, inputs_for(xb), batched=True), P, record=[out_pop])
@@ -90,11 +98,11 @@ def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, devi
         int_pred.append(np.asarray(decode(res)).reshape(len(xb), -1).argmax(1))
     # per-layer spike agreement float vs integer (layer-synchronous engine, first batch)
     sync = Engine(net, device=device, pipelined=False).run(
-        {k: (v[:T] if net.pop(k).input_kind != "bias" else v) for k, v in inputs_for(first_x).items()}, T,
+        {k: (v[:Tr] if net.pop(k).input_kind != "bias" else v) for k, v in inputs_for(first_x).items()}, Tr,
         record=[p.name for p in net.populations if p.kind == "lif"])
     for name, r in sync.items():
         if name in first_rec:
-            f = first_rec[name].reshape(T, len(first_x), -1).numpy()
+            f = first_rec[name].reshape(Tr, len(first_x), -1).numpy()
             layer_agree[name] = float((f == r["s"].cpu().numpy()).mean())
     bar.close()
     fp, ip = np.concatenate(float_pred), np.concatenate(int_pred)

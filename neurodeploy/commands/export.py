@@ -12,8 +12,11 @@ import time
 from pathlib import Path
 
 from ..errors import BadInputError
+from ..fileio import check_output_path, staged_dir
 
 MODEL_FILE = "model.nir"
+#: what an export writes into OUT: replaced as a whole; any other entry of an existing OUT is kept
+OWNED = (MODEL_FILE, "loihi2", "report.json", "report.md", "report.html")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -110,12 +113,14 @@ def run(args: argparse.Namespace) -> int:
     from neurodeploy.graph import write_graph
 
     out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BadInputError(f"{out_dir}: exists and is not a folder")
+    check_output_path(out_dir, kind="dir")  # a file, link or device at OUT, a name over NAME_MAX: before any work
     graph = to_nir(model, arch=args.arch, expand_attention=args.expand_attention, input_shape=args.input_shape)
     args.samples = validated_samples(graph, args) if args.target else None  # bad --data: fail before writing
-    path = write_graph(graph, out_dir / MODEL_FILE)
-    extra = post_export(graph, out_dir, args)
+    with staged_dir(out_dir, owned=OWNED) as stage:  # all-or-nothing: OUT is swapped in whole at the end
+        write_graph(graph, stage / MODEL_FILE)
+        extra = post_export(graph, stage, args)
+    path = out_dir / MODEL_FILE
+    extra = [out_dir / Path(p).relative_to(stage) for p in extra]
     arch = (graph.metadata or {}).get("neurodeploy.arch", "?")
     print(f"wrote {path} ({arch}: {len(graph.nodes)} nodes, {len(graph.edges)} edges, "
           f"{time.perf_counter() - t0:.1f} s)")

@@ -220,9 +220,9 @@ def test_recovery_after_a_kill_between_the_two_renames(tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_9_during_export_target_loihi2_keeps_the_old_output(tmp_path, trained_digits_checkpoint):
+def test_kill_9_during_export_target_loihi2_keeps_the_old_output(tmp_path, small_ckpt):
     out = tmp_path / "out"
-    first = run_cli("export", trained_digits_checkpoint, "-o", out, "--target", "loihi2")
+    first = run_cli("export", small_ckpt, "-o", out, "--target", "loihi2")
     assert first.returncode == 0, first.stderr
     good = snapshot(out)
     assert {"model.nir", "loihi2/network.npz", "report.json"} <= set(good)
@@ -236,7 +236,7 @@ def test_kill_9_during_export_target_loihi2_keeps_the_old_output(tmp_path, train
     delays = sorted([0.5, duration * 0.6, duration * 0.9] + [rng.uniform(0.5, duration) for _ in range(2)])
     for delay in delays:
         before = snapshot(out)
-        p = subprocess.Popen([*CLI, "export", str(trained_digits_checkpoint), "-o", str(out), "--target", "loihi2"],
+        p = subprocess.Popen([*CLI, "export", str(small_ckpt), "-o", str(out), "--target", "loihi2"],
                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         p.send_signal(signal.SIGKILL)

@@ -214,8 +214,8 @@ def _check_array(where: str, key: str, value) -> None:
         raise BadInputError(f"{where}: '{key}' contains NaN or infinity")
 
 
-def _check_node(path: str, node) -> None:
-    where = f"node {path!r}"
+def _check_node(path: str, node, file: str = "") -> None:
+    where = f"{file}node {path!r}"
     for key, value in vars(node).items():
         if key in ("metadata", "input_type", "output_type") or value is None or isinstance(value, (str, bytes)):
             continue
@@ -286,7 +286,7 @@ def validate_graph(graph: nir.NIRGraph, where: str = "", _prefix: str = "", _dep
         if isinstance(node, nir.NIRGraph):
             validate_graph(node, where, f"{_prefix}{name}.", _depth + 1)
         else:
-            _check_node(f"{_prefix}{name}", node)
+            _check_node(f"{_prefix}{name}", node, where)
     if not _prefix:
         _check_metadata(graph, where)
     return graph

@@ -76,7 +76,7 @@ def post_export(graph, out_dir: Path, args: argparse.Namespace) -> list[Path]:
         from ..lava.export import export_loihi2
 
         summary = export_loihi2(graph, out_dir)
-        files += [Path(f) for f in summary["files"].values() if f]
+        files += [out_dir / f for f in summary["files"].values() if f]  # relative to OUT
         print(f"loihi2: latency {summary['latency_steps']} steps, {summary['neurons']} neurons, "
               f"{summary['synapses']} synapses")
     from ..report import build_report, write_report_files

@@ -104,7 +104,8 @@ def export_loihi2(graph, out_dir, T: int | None = None, input_range=(-3.0, 3.0))
                        "populations": info["populations"], "stopped": info["stopped"],
                        "biases_rounded_to_weight_units": netx_bias_rounded,
                        "run_with": f"netx.hdf5.Network(net_config, reset_interval={summary['sample_period_steps']})"}
-    summary["files"] = {"lowered": str(out / "network.npz"),
-                        "netx": info["path"], "summary": str(out / "summary.json")}
+    # paths relative to OUT: the folder is built in a staging sibling and swapped in whole (fileio.staged_dir)
+    summary["files"] = {"lowered": "loihi2/network.npz", "netx": "loihi2/network.net" if info["path"] else None,
+                        "summary": "loihi2/summary.json"}
     _atomic_json(summary, out / "summary.json")
     return summary

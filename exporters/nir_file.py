@@ -10,7 +10,7 @@ import nir
 
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.graph.attention import attention_spec
-from neurodeploy.graph.core import DT_DEFAULT, FORMAT_VERSION, input_names, output_names
+from neurodeploy.graph.core import DT_DEFAULT, FORMAT_VERSION, input_names, output_names, validate_graph
 from neurodeploy.graph.io import read_graph
 from neurodeploy.graph.simulate import SUPPORTED_TYPES
 
@@ -35,6 +35,7 @@ def check_supported(graph: nir.NIRGraph, where: str = "", prefix: str = "") -> N
 
 def import_graph(graph: nir.NIRGraph, arch: str = "nir-file", where: str = "", dt: float = DT_DEFAULT,
                  extra: dict | None = None) -> nir.NIRGraph:
+    validate_graph(graph, where)  # edges, algebraic loops, NaN/complex, dt, time-step cap (issue 14)
     check_supported(graph, where)
     md = dict(graph.metadata or {})
     md.setdefault("neurodeploy.format_version", FORMAT_VERSION)

@@ -19,6 +19,7 @@ global); the DVS scripts keep them under ``model``.  A bare state_dict is accept
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import pickle
 import zipfile
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import BadInputError
+from .errors import BadInputError, boundary
 from .fileio import atomic_path
 from .models.registry import arch_names, build_model, config_from_dict
 
@@ -63,11 +64,29 @@ def extract_state_dict(obj, path: Path | str = "<checkpoint>") -> dict:
         else:
             sd = obj
         if isinstance(sd, dict) and sd and all(isinstance(v, torch.Tensor) for v in sd.values()):
+            check_tensors(sd, path)
             # DDP-wrapped training saves "module." prefixes
-            if all(k.startswith("module.") for k in sd):
+            if all(isinstance(k, str) and k.startswith("module.") for k in sd):
                 sd = {k[len("module."):]: v for k, v in sd.items()}
             return sd
     raise BadInputError(f"{path}: no state_dict found (expected keys 'state_dict' or 'model', or a bare state_dict)")
+
+
+def check_tensors(sd: dict, path: Path | str = "<checkpoint>") -> None:
+    """Every entry a real, finite tensor under a string key (NaN/Inf weights or thresholds, complex
+    weights are refused: they would give plausible-looking but meaningless results downstream)."""
+    for k, v in sd.items():
+        if not isinstance(k, str):
+            raise BadInputError(f"{path}: state_dict key {k!r} is not a string")
+        if v.is_complex():
+            raise BadInputError(f"{path}: key '{k}' holds complex values ({v.dtype}); weights must be real")
+        if not (v.is_floating_point() or v.dtype in _INT_DTYPES):
+            raise BadInputError(f"{path}: key '{k}' has dtype {v.dtype}; expected a real number type")
+        if v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all()):
+            raise BadInputError(f"{path}: key '{k}' contains NaN or infinity")
+
+
+_INT_DTYPES = (torch.bool, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: dict, source: str = "<checkpoint>") -> None:
@@ -96,7 +115,6 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, metrics: dict | N
     if arch is None:
         raise ValueError("model has no .arch name; build it with neurodeploy.build_model")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -106,8 +124,13 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, metrics: dict | N
         "metrics": dict(metrics or {}),
         "neurodeploy_version": __version__,
     }
+    # serialized in memory, then written plainly: torch.save reports a full disk as a RuntimeError from its
+    # zip writer; a plain write gives the OSError that atomic_path turns into one line (temp file removed)
+    buf = io.BytesIO()
+    torch.save(payload, buf)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
     return path
 
 
@@ -123,21 +146,26 @@ def load_model(path: str | os.PathLike, arch: str | None = None) -> nn.Module:
             raise BadInputError(f"{path}: checkpoint holds {saved_arch!r}, not {arch!r}")
         if not isinstance(obj.get("config"), dict):
             raise BadInputError(f"{path}: key 'config' is missing or not a dict")
-        try:
-            cfg = config_from_dict(saved_arch, obj["config"])
+        try:  # validated (types, ranges, parameter count) before anything is built
+            cfg = config_from_dict(saved_arch, obj["config"], where=f"{path}: bad 'config': ")
         except (TypeError, ValueError) as exc:
             raise BadInputError(f"{path}: bad 'config': {exc}") from None
-        model = build_model(saved_arch, cfg.to_dict())
-        load_state_dict_strict(model, extract_state_dict(obj, path), str(path))
-        model.metrics = dict(obj.get("metrics") or {})
+        sd = extract_state_dict(obj, path)
+        with boundary(str(path)):
+            model = build_model(saved_arch, cfg.to_dict())
+            load_state_dict_strict(model, sd, str(path))
+        metrics = obj.get("metrics") or {}
+        model.metrics = dict(metrics) if isinstance(metrics, dict) else {}
     else:
         if arch is None:
             raise BadInputError(
                 f"{path}: not a neurodeploy checkpoint; for an official checkpoint pass --arch "
                 f"(one of {', '.join(arch_names())})"
             )
-        model = build_model(arch)
-        load_state_dict_strict(model, extract_state_dict(obj, path), str(path))
+        sd = extract_state_dict(obj, path)
+        with boundary(str(path)):
+            model = build_model(arch)
+            load_state_dict_strict(model, sd, str(path))
         model.metrics = {}
     model.eval()
     return model

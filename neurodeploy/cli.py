@@ -7,19 +7,24 @@ Each subcommand lives in ``neurodeploy/commands/<name>.py`` and provides ``add_p
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import math
 import sys
 
 from . import __version__
-from .errors import EXIT_BAD_INPUT, NeurodeployError
+from . import limits
+from .errors import EXIT_BAD_INPUT, BadInputError, NeurodeployError, ResourceLimitError
+from .fileio import check_output_path, disk_full, is_stdout, protect_inputs
 
 COMMANDS = ["train", "export", "check", "report", "simulate", "targets"]
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own usage errors: one line, exit 2
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+    def error(self, message):  # argparse's own usage errors (top level and every subcommand): one line, exit 2
+        where = self.prog[len("neurodeploy "):] if self.prog.startswith("neurodeploy ") else ""
+        message = " ".join(str(message).split())
+        sys.stderr.write(f"neurodeploy: error: {where + ': ' if where else ''}{message}\n")
         raise SystemExit(EXIT_BAD_INPUT)
 
 
@@ -41,17 +46,71 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: options whose values are input files: ``-o`` may never write over one of them
+INPUT_OPTIONS = ("model", "data", "profile", "firing_rates")
+
+
+def _error(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    sys.stderr.write("neurodeploy: error: " + " ".join(str(message).split()) + "\n")
+    return code
+
+
+#: options counted in time steps: capped (limits.MAX_TIME_STEPS)
+TIME_STEP_OPTIONS = ("steps", "time_steps")
+
+
+def check_option_values(args: argparse.Namespace) -> None:
+    """Options of every command: numbers finite, integers within int64, time steps capped."""
+    for key, value in vars(args).items():
+        opt = "--" + key.replace("_", "-")
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise BadInputError(f"{opt} must be a finite number, got {v}")
+            if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 2**62:
+                raise ResourceLimitError(f"{opt} {v} is out of range")
+            if key in TIME_STEP_OPTIONS and isinstance(v, int) and v > limits.MAX_TIME_STEPS:
+                raise ResourceLimitError(f"{opt} {v:,} exceeds the limit of {limits.MAX_TIME_STEPS:,} time steps")
+            if isinstance(v, str) and "\0" in v:
+                raise BadInputError(f"{opt}: a NUL character in the value")
+
+
+def _quiet_unraisable(u, _default=sys.unraisablehook):
+    """A file object left open by a failed write (full disk) and closed by the garbage collector raises
+    again in ``__del__``: the one error line is already printed, so that echo is not shown."""
+    if isinstance(u.exc_value, (OSError, ValueError)) and "closed file" in str(u.exc_value) or disk_full(u.exc_value):
+        return
+    _default(u)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_BAD_INPUT
+    inputs = []
+    for opt in INPUT_OPTIONS:
+        value = getattr(args, opt, None)
+        inputs += value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    sys.unraisablehook = _quiet_unraisable
     try:
-        return int(args.func(args) or 0)
+        with protect_inputs(inputs):
+            check_option_values(args)
+            if isinstance(getattr(args, "output", None), str):  # -o FILE: refused before any work
+                check_output_path(args.output)
+                if is_stdout(args.output):  # -o - and -o /dev/stdout: the command's own stdout output
+                    args.output = None
+            return int(args.func(args) or 0)
     except NeurodeployError as exc:
-        sys.stderr.write(f"neurodeploy: error: {exc}\n")
-        return exc.exit_code
+        return _error(str(exc), exc.exit_code)
+    except RecursionError:  # a structure nested beyond what the readers' checks catch
+        return _error("input nested too deeply")
+    except MemoryError:
+        return _error("not enough memory for this input (see the limits in docs/reliability.md)")
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return _error(f"{exc.filename or 'output'}: {exc.strerror} (nothing written)")
+        raise
     except KeyboardInterrupt:
         sys.stderr.write("neurodeploy: interrupted\n")
         return 130

@@ -11,10 +11,33 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import BadInputError
+from . import limits
+from .errors import BadInputError, ResourceLimitError
 
 SAMPLE_KEYS = ("x", "data", "images", "inputs")
 LABEL_KEYS = ("y", "labels", "targets")
+
+
+def _check_header(path: Path, what: str, shape, dtype) -> None:
+    """Shape and dtype of an array from its file header, before it is read."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "biuf":
+        raise BadInputError(f"{path}: {what} must be numeric, found dtype {dtype}")
+    if len(shape) > limits.MAX_NDIM or any(d > limits.MAX_DIM for d in shape):
+        raise ResourceLimitError(f"{path}: {what} shape {list(shape)} is outside the limits "
+                                 f"(rank <= {limits.MAX_NDIM}, dims <= {limits.MAX_DIM:,})")
+    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if size > limits.MAX_ARRAY_ELEMENTS:
+        raise ResourceLimitError(f"{path}: {what} has {size:,} elements (limit {limits.MAX_ARRAY_ELEMENTS:,})")
+
+
+def _npy_header(fileobj):
+    version = np.lib.format.read_magic(fileobj)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fileobj)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fileobj)
+    return shape, dtype
 
 
 def _read(path: Path):
@@ -27,6 +50,8 @@ def _read(path: Path):
     y = None
     try:
         if suffix == ".npy":
+            with open(path, "rb") as f:
+                _check_header(path, "samples", *_npy_header(f))
             x = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
@@ -36,8 +61,12 @@ def _read(path: Path):
                     if len(keys) != 1:
                         raise BadInputError(f"{path}: .npz holds {keys}; name the samples 'x' (or data/images)")
                     key = keys[0]
-                x = z[key]
                 ykey = next((k for k in LABEL_KEYS if k in keys), None)
+                for k, what in ((key, "samples"), (ykey, "labels")):
+                    if k is not None:
+                        with z.zip.open(f"{k}.npy") as member:
+                            _check_header(path, what, *_npy_header(member))
+                x = z[key]
                 y = z[ykey] if ykey else None
         elif suffix in (".pt", ".pth"):
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -68,6 +97,10 @@ def _read(path: Path):
         raise BadInputError(f"{path}: samples must be numeric, found dtype {x.dtype}")
     if x.ndim < 2 or x.shape[0] == 0:
         raise BadInputError(f"{path}: expected samples [B, ...], found shape {list(x.shape)}")
+    if 0 in x.shape:
+        raise BadInputError(f"{path}: samples of shape {list(x.shape)} have a zero-length axis "
+                            f"(zero time steps or an empty image)")
+    _check_header(path, "samples", x.shape, x.dtype)
     if not np.all(np.isfinite(x)):
         raise BadInputError(f"{path}: samples contain NaN or infinity")
     if y is not None:
@@ -78,13 +111,28 @@ def _read(path: Path):
     return x, y
 
 
+def check_labels(y, num_classes: int | None, where: str = "labels") -> None:
+    """Labels must be class indices in [0, num_classes) (when the number of classes is known): an
+    out-of-range label would silently count as a wrong prediction."""
+    if y is None or num_classes is None:
+        return
+    y = np.asarray(y)
+    if y.size and (int(y.min()) < 0 or int(y.max()) >= int(num_classes)):
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise BadInputError(f"{where}: label {bad} is outside [0, {int(num_classes) - 1}] "
+                            f"(the model has {int(num_classes)} classes)")
+
+
 def load_samples(path: str | Path, limit: int | None = None) -> torch.Tensor:
     """Sample inputs as a float32 tensor [B, ...] (the first ``limit``)."""
     x, _ = _read(Path(path))
     return torch.as_tensor(x[:limit].astype(np.float32))
 
 
-def load_labeled_samples(path: str | Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """(samples float32 [B, ...], integer labels [B] or None), the first ``limit``."""
+def load_labeled_samples(path: str | Path, limit: int | None = None,
+                         num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(samples float32 [B, ...], integer labels [B] or None), the first ``limit``; labels checked to lie in
+    [0, num_classes) when that is given."""
     x, y = _read(Path(path))
+    check_labels(y, num_classes, str(path))
     return x[:limit].astype(np.float32), (None if y is None else y[:limit].astype(np.int64))

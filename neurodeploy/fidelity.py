@@ -17,6 +17,11 @@ import numpy as np
 from .errors import BadInputError
 
 
+#: per-layer spike agreement is measured over at most this many steps of the first batch (recording every
+#: layer for all T steps made memory grow with T: 0.85 MB per step on digits, issue 14)
+LAYER_AGREEMENT_STEPS = 256
+
+
 def _distributed():
     """(torch.distributed, rank, world size) when a process group is initialised (torchrun), else (None, 0, 1)."""
     import torch.distributed as dist
@@ -143,14 +148,18 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     int_pred = [m[2] for m in mine]
     layer_agree = {}
     if layers:
+        # the first batch, over at most LAYER_AGREEMENT_STEPS steps (memory does not grow with T)
+        Tr = min(T, LAYER_AGREEMENT_STEPS)
         first_x = x[:batch]
-        _, first_rec = float_predictions(graph, first_x, T, batch=batch, record_first=True)
+        timed = first_x.ndim != len(net.inputs[0].shape) + 1       # [B, T, ...]: cut to Tr steps
+        fx = first_x[:, :Tr] if timed else first_x
+        _, first_rec = float_predictions(graph, fx, Tr, batch=batch, record_first=True)
         sync = Engine(net, device=device, pipelined=False).run(
-            {k: (v[:T] if net.pop(k).input_kind != "bias" else v) for k, v in _encode(net, first_x, T, L, device).items()},
-            T, record=[p.name for p in net.populations if p.kind == "lif"])
+            {k: (v[:Tr] if net.pop(k).input_kind != "bias" else v) for k, v in _encode(net, fx, Tr, L, device).items()},
+            Tr, record=[p.name for p in net.populations if p.kind == "lif"])
         for name, r in sync.items():
             if name in first_rec:
-                f = first_rec[name].reshape(T, len(first_x), -1).numpy()
+                f = first_rec[name].reshape(Tr, len(first_x), -1).numpy()
                 layer_agree[name] = float((f == r["s"].cpu().numpy()).mean())
     ip = np.concatenate(int_pred)
     result = {"backend": backend, "samples": int(n), "batch": int(bsz), "processes": int(world),

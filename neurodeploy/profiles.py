@@ -9,6 +9,7 @@ dotted key.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -186,8 +187,29 @@ REQUIRED_CORE_KEYS = {
 LIST_KEYS = {"kernel_memory", "neuron_memory"}
 
 
+#: sections whose numbers are capacities or widths: each must be >= 1 (a 0 would divide by zero later)
+POSITIVE_SECTIONS = ("core", "chip")
+POSITIVE_PRECISION = ("weight_bits", "state_bits", "spike_payload_bits")
+
+
+def _check_finite(node, path, where: str) -> None:
+    """TOML allows nan and inf; JSON Schema's ``minimum`` lets NaN through: refuse them by key."""
+    stack = [(node, path)]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((v, (*path, k)) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(node))
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise BadInputError(f"hardware profile {where}: key {_dotted(path)}: {node!r} is not a finite number")
+
+
 def validate_profile(data: dict, where: str) -> None:
     """Schema check plus the consistency rules a schema cannot say.  Raises BadInputError."""
+    if not isinstance(data, dict):
+        raise BadInputError(f"hardware profile {where}: expected a TOML table")
+    _check_finite(data, (), where)
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), list(map(str, e.absolute_path))))
     if errors:
@@ -208,6 +230,16 @@ def validate_profile(data: dict, where: str) -> None:
             if isinstance(v, list) and len(v) != int(cores):
                 raise BadInputError(
                     f"hardware profile {where}: key {sec}.{key}: per-core list has {len(v)} entries, chip.cores is {int(cores)}")
+    for sec in POSITIVE_SECTIONS:
+        for key, q in data[sec].items():
+            v = q["value"]
+            vals = v if isinstance(v, list) else [v]
+            if any(isinstance(x, bool) or not x >= 1 for x in vals):
+                raise BadInputError(f"hardware profile {where}: key {sec}.{key}: must be >= 1, got {v!r}"[:300])
+    for key in POSITIVE_PRECISION:
+        v = data["precision"][key]["value"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 1:
+            raise BadInputError(f"hardware profile {where}: key precision.{key}: must be a number >= 1, got {v!r}")
     for key in REQUIRED_CORE_KEYS.get(data["cost_model"], ()):
         if key not in data["core"]:
             raise BadInputError(f"hardware profile {where}: key core.{key}: required by cost_model "

@@ -134,6 +134,44 @@ def digits_test_accuracy(model: nn.Module) -> float:
     return evaluate(model, _tensor_batches(x_te, y_te, 256, None), torch.device("cpu"))
 
 
+def check_device(device: str | None, option: str = "--device") -> None:
+    """A torch device name that exists here (cpu, cuda[:N] when CUDA is available, mps when available)."""
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise BadInputError(f"{option} {device!r}: {str(exc).splitlines()[0] if str(exc) else 'not a device'}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInputError(f"{option} {device!r}: no CUDA device is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BadInputError(f"{option} {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise BadInputError(f"{option} {device!r}: MPS is not available")
+    elif dev.type != "cpu":
+        raise BadInputError(f"{option} {device!r}: use cpu or cuda")
+
+
+def check_train_options(arch, out, epochs, batch_size, lr, seed=0, device=None) -> None:
+    """Every training option checked before any data is read or a model built."""
+    from .fileio import check_output_path
+    from .models.registry import arch_names
+
+    if arch not in arch_names():
+        raise BadInputError(f"unknown architecture {arch!r}; known: {', '.join(arch_names())}")
+    for name, v in (("epochs", epochs), ("batch size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 10**7:
+            raise BadInputError(f"{name} must be an integer in [1, 10000000], got {v!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or not 0 < lr <= 10:
+        raise BadInputError(f"lr must be a finite number in (0, 10], got {lr!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise BadInputError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    check_device(device)
+    check_output_path(out)
+
+
 def train(arch: str = "spikingformer-digits", out: str | os.PathLike = "demo-out/spikingformer-digits.pt",
           data: str | None = None, epochs: int | None = None, batch_size: int | None = None,
           lr: float | None = None, seed: int = 0, device: str | None = None, progress: bool = True) -> dict:
@@ -145,8 +183,7 @@ def train(arch: str = "spikingformer-digits", out: str | os.PathLike = "demo-out
     epochs = s.epochs if epochs is None else epochs
     batch_size = s.batch_size if batch_size is None else batch_size
     lr = s.lr if lr is None else lr
-    if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise BadInputError("epochs and batch size must be >= 1 and lr > 0")
+    check_train_options(arch, out, epochs, batch_size, lr, seed, device)
 
     distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     rank = 0

@@ -63,7 +63,7 @@ def export_to_folder(model, out_dir, arch=None, expand_attention=False, input_sh
 
     out_dir = Path(out_dir)
     graph = to_nir(model, arch=arch, expand_attention=expand_attention, input_shape=input_shape)
-    with staged_dir(out_dir) as tmp:
+    with staged_dir(out_dir, owned=[MODEL_FILE]) as tmp:
         write_graph(graph, Path(tmp) / MODEL_FILE)
     return graph, out_dir / MODEL_FILE
 
@@ -75,13 +75,13 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"{model}: --arch applies to checkpoints, not to .nir files")
     if args.samples < 1:
         raise BadInputError(f"--samples must be >= 1, got {args.samples}")
-    out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BadInputError(f"{out_dir}: exists and is not a folder")
     from ..deploy import Deployment
     from ..exporters import to_nir
-    from ..fileio import staged_dir
+    from ..fileio import check_output_path, staged_dir
     from ..graph import write_graph
+
+    out_dir = Path(args.out)
+    check_output_path(out_dir, kind="dir")  # a file, link or device at OUT, a name over NAME_MAX: before any work
 
     targets = list(args.target or [])
     if targets or args.profile:
@@ -101,7 +101,12 @@ def run(args: argparse.Namespace) -> int:
         dep.measure_fidelity(progress=False)
         dep.map()
     written = []
-    with staged_dir(out_dir) as tmp:
+    # all-or-nothing: OUT is built in a staging sibling and swapped in whole; entries of an existing OUT that
+    # an export does not write (the user's own files) are carried over
+    owned = [MODEL_FILE, "report.json", "report.md", "report.html"] + [t.name for t in (dep.targets if dep else [])]
+    from ..deploy import registered_targets
+    owned += registered_targets()           # an older export's target folders are replaced, never mixed
+    with staged_dir(out_dir, owned=owned) as tmp:
         tmp = Path(tmp)
         write_graph(graph, tmp / MODEL_FILE)
         written.append(MODEL_FILE)

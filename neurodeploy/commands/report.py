@@ -51,7 +51,8 @@ def _budget_text(c: dict) -> str:
 
 
 def run(args) -> int:
-    from ..report import build_report, load_firing_rates
+    from ..rates import load_firing_rates  # hardened copy (issue 14); report/__init__ keeps the old one
+    from ..report import build_report
     from ..report.render import render
 
     if args.max_chips is not None and args.max_chips < 1:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import nir
 import numpy as np
 
-from ..errors import BadInputError
+from .. import limits
+from ..errors import BadInputError, ResourceLimitError
 
 DT_DEFAULT = 1e-4
 FORMAT_VERSION = 1
@@ -122,3 +123,192 @@ def meta(obj, key: str, default=None):
 
 def graph_dt(graph: nir.NIRGraph) -> float:
     return float(meta(graph, "neurodeploy.dt", DT_DEFAULT))
+
+
+# -- validation (once, at the boundary: a file read, a graph handed to the API) ------------------------------
+
+#: node types that hold state from one time step to the next: a cycle through one of them is a recurrence,
+#: a cycle without one is an algebraic loop (no order of evaluation exists)
+STATEFUL_TYPES = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI, nir.I, nir.Delay)
+_TAU_FIELDS = ("tau", "tau_mem", "tau_syn")
+_METADATA_CHOICES = {
+    "neurodeploy.input_domain": ("real", "counts", "binary"),
+    "neurodeploy.input_encoding": ("events", "direct"),
+    "neurodeploy.readout_reduction": ("mean_over_time",),
+}
+
+
+def _extension(node) -> bool:
+    """A neurodeploy extension subgraph (spiking attention): an opaque node with a NaN placeholder body,
+    read by its own reader (graph/attention.py), which holds state (its attention LIF)."""
+    return isinstance(node, nir.NIRGraph) and meta(node, "neurodeploy.extension") is not None
+
+
+def _stateful(node) -> bool:
+    if _extension(node):
+        return True
+    if isinstance(node, nir.NIRGraph):
+        return any(_stateful(n) for n in node.nodes.values())
+    return isinstance(node, STATEFUL_TYPES)
+
+
+def _cycles_without_state(graph: nir.NIRGraph) -> list[str] | None:
+    """The nodes of one cycle that passes through no stateful node (an algebraic loop, or a self-loop on a
+    non-neuron), else None.  Tarjan's strongly connected components, iterative (no recursion limit)."""
+    succ = successors(graph)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    counter = 0
+    for root in graph.nodes:
+        if root in index:
+            continue
+        work = [(root, iter(succ.get(root, ())))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, it = work[-1]
+            advanced = False
+            for w in it:
+                if w not in index:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(succ.get(w, ()))))
+                    advanced = True
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                cyclic = len(comp) > 1 or v in succ.get(v, ())
+                if cyclic and not any(_stateful(graph.nodes[n]) for n in comp):
+                    return sorted(comp)
+    return None
+
+
+def _check_array(where: str, key: str, value) -> None:
+    a = np.asarray(value)
+    if a.dtype.kind == "c":
+        raise BadInputError(f"{where}: '{key}' holds complex values; weights and parameters must be real")
+    if a.dtype.kind not in "biuf":
+        if a.dtype.kind in "OSU" and a.dtype.kind != "O":
+            return
+        raise BadInputError(f"{where}: '{key}' has dtype {a.dtype}; expected numbers")
+    if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+        raise BadInputError(f"{where}: '{key}' contains NaN or infinity")
+
+
+def _check_node(path: str, node, file: str = "") -> None:
+    where = f"{file}node {path!r}"
+    for key, value in vars(node).items():
+        if key in ("metadata", "input_type", "output_type") or value is None or isinstance(value, (str, bytes)):
+            continue
+        if isinstance(value, (np.ndarray, list, tuple, int, float, np.generic)) and not isinstance(value, bool):
+            _check_array(where, key, value)
+    for key in _TAU_FIELDS:
+        v = getattr(node, key, None)
+        if v is not None and np.asarray(v).size and not (np.asarray(v, dtype=np.float64) > 0).all():
+            raise BadInputError(f"{where}: '{key}' must be > 0")
+    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
+        groups = int(np.asarray(node.groups).reshape(-1)[0]) if node.groups is not None else 1
+        if groups < 1:
+            raise BadInputError(f"{where}: groups must be >= 1, got {groups}")
+        for key in ("stride", "dilation"):
+            v = getattr(node, key, None)
+            if v is not None and (np.asarray(v) < 1).any():
+                raise BadInputError(f"{where}: {key} must be >= 1, got {np.asarray(v).tolist()}")
+        pad = getattr(node, "padding", None)
+        if pad is not None and not isinstance(pad, str) and (np.asarray(pad) < 0).any():
+            raise BadInputError(f"{where}: padding must be >= 0")
+    md = getattr(node, "metadata", None) or {}
+    th = md.get("neurodeploy.v_threshold")
+    vth = getattr(node, "v_threshold", None)
+    if th is not None and vth is not None:
+        th_v = float(np.asarray(th).reshape(-1)[0])
+        if not np.isfinite(th_v) or not np.allclose(np.asarray(vth, dtype=np.float64), th_v, rtol=1e-6, atol=0):
+            raise BadInputError(f"{where}: 'v_threshold' array disagrees with its metadata "
+                                f"neurodeploy.v_threshold = {th_v:g} (edit both or neither)")
+    for shape_key in ("input_type", "output_type"):
+        for port, shape in (getattr(node, shape_key, None) or {}).items():
+            if shape is None:
+                continue
+            s = np.asarray(shape).reshape(-1)
+            if s.size > limits.MAX_NDIM or (s.size and ((s < 0).any() or (s > limits.MAX_DIM).any())):
+                raise ResourceLimitError(f"{where}: {shape_key}[{port!r}] = {s.tolist()} is outside the limits "
+                                         f"(rank <= {limits.MAX_NDIM}, dims in [0, {limits.MAX_DIM}])")
+
+
+def validate_graph(graph: nir.NIRGraph, where: str = "", _prefix: str = "", _depth: int = 0) -> nir.NIRGraph:
+    """Check a graph once, at the boundary: node count and nesting, edges to existing nodes, cycles
+    without a stateful node (algebraic loops, self-loops on non-neurons), real finite parameters, tau > 0,
+    conv groups/stride >= 1, shapes within the limits, metadata (dt > 0, time steps capped, known
+    markers).  Raises BadInputError / ResourceLimitError naming the file (``where``) and the node."""
+    if not isinstance(graph, nir.NIRGraph):
+        raise BadInputError(f"{where}expected a NIR graph, got {type(graph).__name__}")
+    if _depth > limits.MAX_NESTING:
+        raise ResourceLimitError(f"{where}subgraphs nested deeper than {limits.MAX_NESTING}")
+    if not graph.nodes:
+        raise BadInputError(f"{where}{'subgraph ' + repr(_prefix[:-1]) if _prefix else 'graph'} has no nodes")
+    if len(graph.nodes) > limits.MAX_NODES:
+        raise ResourceLimitError(f"{where}{len(graph.nodes):,} nodes (limit {limits.MAX_NODES:,})")
+    for edge in graph.edges:
+        if len(edge) != 2:
+            raise BadInputError(f"{where}edge {edge!r} is not a (source, target) pair")
+        src, dst = edge
+        for end in (src, dst):
+            if end not in graph.nodes and str(end).split(".")[0] not in graph.nodes:
+                raise BadInputError(f"{where}edge ({_prefix}{src!s}, {_prefix}{dst!s}) names a node "
+                                    f"{_prefix}{end!s} that the graph does not have")
+    loop = _cycles_without_state(graph)
+    if loop:
+        what = f"self-loop on {_prefix}{loop[0]}" if len(loop) == 1 else \
+            "algebraic loop through " + ", ".join(_prefix + n for n in loop[:5]) + (" ..." if len(loop) > 5 else "")
+        raise BadInputError(f"{where}{what}: a cycle must pass through a neuron (a node with state)")
+    for name, node in graph.nodes.items():
+        if _extension(node):
+            continue
+        if isinstance(node, nir.NIRGraph):
+            validate_graph(node, where, f"{_prefix}{name}.", _depth + 1)
+        else:
+            _check_node(f"{_prefix}{name}", node, where)
+    if not _prefix:
+        _check_metadata(graph, where)
+    return graph
+
+
+def _check_metadata(graph: nir.NIRGraph, where: str) -> None:
+    md = graph.metadata or {}
+    if "neurodeploy.dt" in md:
+        try:
+            dt = float(meta(graph, "neurodeploy.dt"))
+        except (TypeError, ValueError):
+            raise BadInputError(f"{where}metadata neurodeploy.dt must be a number") from None
+        if not (np.isfinite(dt) and dt > 0):
+            raise BadInputError(f"{where}metadata neurodeploy.dt must be > 0 and finite, got {dt!r}")
+    if "neurodeploy.time_steps" in md:
+        T = meta(graph, "neurodeploy.time_steps")
+        if isinstance(T, bool) or not isinstance(T, (int, float)) or T != int(T) or T < 0:
+            raise BadInputError(f"{where}metadata neurodeploy.time_steps must be an integer >= 0, got {T!r}")
+        if T > limits.MAX_TIME_STEPS:
+            raise ResourceLimitError(f"{where}metadata neurodeploy.time_steps = {int(T):,} exceeds the limit "
+                                     f"{limits.MAX_TIME_STEPS:,}")
+    for key, choices in _METADATA_CHOICES.items():
+        v = meta(graph, key)
+        if v is not None and v not in choices:
+            raise BadInputError(f"{where}metadata {key} = {v!r}: expected one of {', '.join(choices)}")

@@ -14,8 +14,10 @@ import h5py
 import nir
 import numpy as np
 
-from ..errors import BadInputError
-from ..fileio import atomic_path
+from .. import limits
+from ..errors import BadInputError, ResourceLimitError
+from ..fileio import atomic_h5
+from .core import validate_graph
 
 
 def read_graph(path: str | os.PathLike, type_check: bool = True) -> nir.NIRGraph:
@@ -29,6 +31,7 @@ def read_graph(path: str | os.PathLike, type_check: bool = True) -> nir.NIRGraph
         with h5py.File(path, "r") as f:
             if "node" not in f:
                 raise BadInputError(f"{path}: not a NIR file (HDF5 file without a 'node' group)")
+            _check_datasets(f, path)
     except BadInputError:
         raise
     except OSError as exc:
@@ -41,7 +44,54 @@ def read_graph(path: str | os.PathLike, type_check: bool = True) -> nir.NIRGraph
         raise BadInputError(f"{path}: not a readable NIR graph ({type(exc).__name__}{': ' + first if first else ''})") from None
     if not isinstance(graph, nir.NIRGraph):
         raise BadInputError(f"{path}: holds a single {type(graph).__name__} node, not a NIR graph")
-    return graph
+    return validate_graph(graph, where=f"{path}: ")
+
+
+#: deflate cannot compress better than about 1032:1; a dataset that declares far more bytes than it stores
+#: is (mostly) unallocated fill value: reading it would allocate its declared size from a tiny file
+MAX_COMPRESSION_RATIO = 1100
+
+
+def _check_datasets(f: h5py.File, path: Path) -> None:
+    """Every dataset's shape, dtype and size checked from its header, before anything is read."""
+    total = 0
+    count = 0
+    stack = [(f, 0)]
+    while stack:
+        group, depth = stack.pop()
+        if depth > 4 * limits.MAX_NESTING:
+            raise ResourceLimitError(f"{path}: HDF5 groups nested deeper than {4 * limits.MAX_NESTING}")
+        for key in group:
+            obj = group.get(key, getlink=False)
+            count += 1
+            if count > 20 * limits.MAX_NODES:
+                raise ResourceLimitError(f"{path}: more than {20 * limits.MAX_NODES:,} HDF5 objects")
+            if isinstance(obj, h5py.Group):
+                stack.append((obj, depth + 1))
+                continue
+            if not isinstance(obj, h5py.Dataset):
+                continue
+            where = f"{path}: dataset {obj.name}"
+            kind = obj.dtype.kind
+            if kind == "c" or (obj.dtype.names and any(n in ("r", "i", "real", "imag") for n in obj.dtype.names)):
+                raise BadInputError(f"{where}: complex values; weights and parameters must be real")
+            if kind not in "biufSOUV" or obj.dtype.names:
+                raise BadInputError(f"{where}: unsupported dtype {obj.dtype}")
+            shape = obj.shape or ()
+            if len(shape) > limits.MAX_NDIM or any(d > limits.MAX_DIM for d in shape):
+                raise ResourceLimitError(f"{where}: shape {list(shape)} is outside the limits "
+                                         f"(rank <= {limits.MAX_NDIM}, dims <= {limits.MAX_DIM:,})")
+            size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            if size > limits.MAX_ARRAY_ELEMENTS:
+                raise ResourceLimitError(f"{where}: {size:,} elements (limit {limits.MAX_ARRAY_ELEMENTS:,})")
+            nbytes = size * max(obj.dtype.itemsize, 1)
+            stored = obj.id.get_storage_size()
+            if nbytes > 2**20 and stored * MAX_COMPRESSION_RATIO < nbytes:
+                raise ResourceLimitError(f"{where}: declares {nbytes:,} bytes but stores {stored:,} (unwritten "
+                                         f"fill value); refusing to allocate it")
+            total += nbytes
+            if total > limits.MAX_ARRAY_ELEMENTS * 4:
+                raise ResourceLimitError(f"{path}: datasets declare more than {limits.MAX_ARRAY_ELEMENTS * 4:,} bytes")
 
 
 def _write_value(group: h5py.Group, key: str, value, compression, opts) -> None:
@@ -83,8 +133,7 @@ def write_graph(graph: nir.NIRGraph, path: str | os.PathLike, compression: str |
                 compression_opts=None) -> Path:
     """Write ``graph`` in nir.write's layout to a temp file next to ``path``, then rename over it."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
-            _write_graph_group(f.create_group("node"), graph, compression, compression_opts)
+    with atomic_h5(path) as f:  # in memory, then written: a full disk is one clean line, not a segfault
+        f.create_dataset("version", data=nir.version, dtype=h5py.string_dtype())
+        _write_graph_group(f.create_group("node"), graph, compression, compression_opts)
     return path

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..fileio import atomic_path
+from ..fileio import atomic_h5
 from ..lower.network import LoweredNetwork
 
 
@@ -84,8 +84,6 @@ def netx_chain(net: LoweredNetwork):
 def write_netx(net: LoweredNetwork, path: str) -> dict:
     """Write the expressible prefix; returns {"layers", "populations", "stopped", "path"} (layers = 0:
     nothing written)."""
-    import h5py
-
     chain, reason = netx_chain(net)
     if len(chain) < 2:
         return {"layers": 0, "populations": [], "stopped": reason, "path": None}
@@ -104,60 +102,59 @@ def write_netx(net: LoweredNetwork, path: str) -> dict:
         e = int(p.bias_exp) - 6
         return bm << e if e >= 0 else bm >> -e
 
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as h:
-            layer = h.create_group("layer")
-            sim = h.create_group("simulation")
-            sim.create_dataset("Ts", data=1)
-            sim.create_dataset("tSample", data=int(net.metadata.get("time_steps", 0) or 0))
-            i = 0
-            first, _ = chain[0]
-            g = layer.create_group(str(i))
-            g.create_dataset("type", data=np.array([b"input"], dtype="S10"))
-            g.create_dataset("shape", data=np.asarray(first.shape, dtype=np.int64))
-            if first.kind != "input":
-                neuron(g, first)
-            i += 1
-            prev = first
-            flat = len(first.shape) == 1
-            for p, s in chain[1:]:
-                if s.kind in ("dense", "sparse") and not flat:
-                    g = layer.create_group(str(i))
-                    g.create_dataset("type", data=np.array([b"flatten"], dtype="S10"))
-                    g.create_dataset("shape", data=np.array([prev.size, 1, 1]))
-                    i += 1
+    with atomic_h5(path) as h:  # in memory, then written: a full disk is one clean line (not an HDF5 segfault)
+        layer = h.create_group("layer")
+        sim = h.create_group("simulation")
+        sim.create_dataset("Ts", data=1)
+        sim.create_dataset("tSample", data=int(net.metadata.get("time_steps", 0) or 0))
+        i = 0
+        first, _ = chain[0]
+        g = layer.create_group(str(i))
+        g.create_dataset("type", data=np.array([b"input"], dtype="S10"))
+        g.create_dataset("shape", data=np.asarray(first.shape, dtype=np.int64))
+        if first.kind != "input":
+            neuron(g, first)
+        i += 1
+        prev = first
+        flat = len(first.shape) == 1
+        for p, s in chain[1:]:
+            if s.kind in ("dense", "sparse") and not flat:
                 g = layer.create_group(str(i))
-                b = bias_of(p)
-                if s.kind == "conv":
-                    w = np.asarray(s.weights, dtype=np.int64)
-                    g.create_dataset("type", data=np.array([b"conv"], dtype="S10"))
-                    g.create_dataset("shape", data=np.asarray(p.shape, dtype=np.int64))
-                    g.create_dataset("inChannels", data=int(prev.shape[0]))
-                    g.create_dataset("outChannels", data=int(w.shape[0]))
-                    g.create_dataset("kernelSize", data=np.asarray(w.shape[2:4]))
-                    for key, val in (("stride", s.stride), ("padding", s.padding), ("dilation", s.dilation)):
-                        g.create_dataset(key, data=np.asarray(val, dtype=np.int64))
-                    g.create_dataset("groups", data=int(s.groups))
-                    g.create_dataset("weight", data=w.astype(np.float32))
-                    if np.any(b):
-                        g.create_dataset("bias", data=b[:, 0, 0].astype(np.float32))
-                else:
-                    w = np.asarray(s.weights, dtype=np.int64)
-                    e = int(s.weight_exp)
-                    w = w << e if e >= 0 else w >> -e
-                    g.create_dataset("type", data=np.array([b"dense"], dtype="S10"))
-                    g.create_dataset("shape", data=np.array([p.size]))
-                    g.create_dataset("inFeatures", data=int(prev.size))
-                    g.create_dataset("outFeatures", data=int(p.size))
-                    g.create_dataset("weight", data=w.astype(np.float32))
-                    d = (0 if s.delays is None else np.asarray(s.delays)) + int(s.balance_delay)
-                    if np.any(d):
-                        g.create_dataset("delay", data=np.broadcast_to(d, w.shape).astype(np.float32))
-                    if np.any(b):
-                        g.create_dataset("bias", data=b.reshape(-1).astype(np.float32))
-                neuron(g, p)
+                g.create_dataset("type", data=np.array([b"flatten"], dtype="S10"))
+                g.create_dataset("shape", data=np.array([prev.size, 1, 1]))
                 i += 1
-                prev = p
-                flat = s.kind != "conv"
+            g = layer.create_group(str(i))
+            b = bias_of(p)
+            if s.kind == "conv":
+                w = np.asarray(s.weights, dtype=np.int64)
+                g.create_dataset("type", data=np.array([b"conv"], dtype="S10"))
+                g.create_dataset("shape", data=np.asarray(p.shape, dtype=np.int64))
+                g.create_dataset("inChannels", data=int(prev.shape[0]))
+                g.create_dataset("outChannels", data=int(w.shape[0]))
+                g.create_dataset("kernelSize", data=np.asarray(w.shape[2:4]))
+                for key, val in (("stride", s.stride), ("padding", s.padding), ("dilation", s.dilation)):
+                    g.create_dataset(key, data=np.asarray(val, dtype=np.int64))
+                g.create_dataset("groups", data=int(s.groups))
+                g.create_dataset("weight", data=w.astype(np.float32))
+                if np.any(b):
+                    g.create_dataset("bias", data=b[:, 0, 0].astype(np.float32))
+            else:
+                w = np.asarray(s.weights, dtype=np.int64)
+                e = int(s.weight_exp)
+                w = w << e if e >= 0 else w >> -e
+                g.create_dataset("type", data=np.array([b"dense"], dtype="S10"))
+                g.create_dataset("shape", data=np.array([p.size]))
+                g.create_dataset("inFeatures", data=int(prev.size))
+                g.create_dataset("outFeatures", data=int(p.size))
+                g.create_dataset("weight", data=w.astype(np.float32))
+                d = (0 if s.delays is None else np.asarray(s.delays)) + int(s.balance_delay)
+                if np.any(d):
+                    g.create_dataset("delay", data=np.broadcast_to(d, w.shape).astype(np.float32))
+                if np.any(b):
+                    g.create_dataset("bias", data=b.reshape(-1).astype(np.float32))
+            neuron(g, p)
+            i += 1
+            prev = p
+            flat = s.kind != "conv"
     return {"layers": len(chain), "populations": [p.name for p, _ in chain], "stopped": reason,
             "path": str(path)}

@@ -108,10 +108,18 @@ def model_from_config(config) -> nn.Module:
     raise TypeError(f"not a model config: {type(config).__name__}")
 
 
-def config_from_dict(arch: str, d: dict):
-    """Rebuild the config dataclass for ``arch`` from a saved dict (unknown keys ignored)."""
+def config_from_dict(arch: str, d: dict, where: str = ""):
+    """Rebuild the config dataclass for ``arch`` from a saved dict (unknown keys ignored), validated before
+    anything is built (types, ranges, parameter count; ``where`` prefixes the error message)."""
+    from ..errors import BadInputError
+    from .validate import validate_config
+
+    if not isinstance(d, dict):
+        raise BadInputError(f"{where}config must be a dict, got {type(d).__name__}")
     base = default_config(arch)
-    return type(base).from_dict({**base.to_dict(), **d})
+    merged = {**base.to_dict(), **d}
+    validate_config(type(base), merged, where)
+    return type(base).from_dict(merged)
 
 
 def build_model(arch: str, config: dict | None = None) -> nn.Module:

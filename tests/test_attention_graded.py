@@ -161,7 +161,7 @@ def _config_net(arch):
     ("spikingformer-imagenet-8-768", "ktv", 2 * 8 * 196 * 96 * 96),
     ("spikingformer-gesture-2-256", "ktv", 2 * 16 * 64 * 16 * 16)])
 def test_product_neurons_of_published_models_counted_on_built_records(arch, order, per_op):
-    from neurodeploy.lava.export import summarize
+    from neurodeploy.deploy.loihi2 import summarize
     net, cfg = _config_net(arch)
     g = attention_to_graded(net)
     s = summarize(g)

@@ -28,6 +28,10 @@ def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, devi
     if not T:
         raise BadInputError("the model does not fix its time steps; give --steps N")
     domain = str((graph.metadata or {}).get("neurodeploy.input_domain", "binary"))
+    in_dims = len(next(iter(graph.nodes[[k for k, v in graph.nodes.items() if type(v).__name__ == "Input"][0]].output_type.values())))
+    if domain == "real" and x.ndim == in_dims + 2:  # [N, T, ...]: the host encoder takes one static input per sample
+        raise BadInputError("samples with a time axis need a spiking input on Loihi 2: the input domain is real "
+                            "(the host encoder takes one static input per sample); give --input-domain binary or counts")
     net, report = lower_graph(graph, T=T, input_range=(float(x.min()), float(x.max())))
     L = int(net.metadata["latency"])
     out_pop = net.outputs[0]
@@ -41,7 +45,7 @@ def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, devi
     def inputs_for(xb):
         if domain == "real":
             return {k: v for k, v in net.encode_inputs(xb, device=device).items()}
-        seq = np.broadcast_to(xb[None], (T,) + xb.shape) if xb.ndim == len(net.inputs[0].shape) + 1 else \
+        seq = np.broadcast_to(xb[None], (T,) + xb.shape) if xb.ndim == in_dims + 1 else \
             np.swapaxes(xb, 0, 1)
         seq = np.concatenate([seq, np.zeros((L,) + seq.shape[1:], seq.dtype)])
         return {net.inputs[0].name: seq.astype(np.int64)}

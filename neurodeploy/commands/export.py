@@ -29,6 +29,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="write the attention as standard NIR primitives (exact; small models only)")
     p.add_argument("--input-shape", type=int, nargs=3, metavar=("C", "H", "W"), default=None,
                    help="input image shape (default: the model config's)")
+    p.add_argument("--nir-compat", choices=("strict", "snntorch"), default=None,
+                   help="write only what that consumer reads (docs/nir.md); refuses, naming the node, what it cannot")
     add_stage_arguments(p)
     p.set_defaults(func=run)
     return p
@@ -112,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise BadInputError(f"{out_dir}: exists and is not a folder")
-    graph = to_nir(model, arch=args.arch, expand_attention=args.expand_attention, input_shape=args.input_shape)
+    graph = to_nir(model, arch=args.arch, expand_attention=args.expand_attention, input_shape=args.input_shape,
+                   compat=getattr(args, "nir_compat", None))
     args.samples = validated_samples(graph, args) if args.target else None  # bad --data: fail before writing
     path = write_graph(graph, out_dir / MODEL_FILE)
     extra = post_export(graph, out_dir, args)

@@ -14,6 +14,7 @@ import json
 
 from ..errors import BadInputError
 from ..fidelity import simulate_loihi2
+from .common import add_data_arguments
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -23,8 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="checkpoint (.pt) or .nir file")
     p.add_argument("--target", default="loihi2", choices=["loihi2"])
     p.add_argument("--backend", default="fast", choices=["fast", "lava"])
-    p.add_argument("--data", default=None, metavar="FILE", help=".npz with x [N, ...] and optional y")
-    p.add_argument("--steps", type=int, default=None, metavar="N", help="time steps per sample (default: the model's)")
+    add_data_arguments(p)  # --data (static, [N, T, ...], event files), --input-domain, -T/--steps
     p.add_argument("--limit", type=int, default=None, metavar="K",
                    help="first K samples (default: all for fast, 100 for lava)")
     p.add_argument("--batch", type=int, default=64, help="batch size of the fast engine")
@@ -42,18 +42,23 @@ def load_graph(model: str, arch: str | None = None):
     return load_model_graph(model, arch)[0]
 
 
-def load_data(data: str | None, graph):
-    """(x, y) to simulate: --data FILE (labels optional), or the bundled digits test split for digits models."""
+def load_data(data: str | None, graph, steps=None, input_domain=None):
+    """(x, y, T) to simulate: --data FILE (labels optional; every layout of neurodeploy.data.graph_samples),
+    or the bundled digits test split for digits models."""
+    if data is not None:
+        from ..data import graph_samples
+
+        return graph_samples(graph, data, steps=steps, input_domain=input_domain)
+    from ..data import apply_input_domain
+
+    apply_input_domain(graph, input_domain)
     if data is None:
         arch = str((graph.metadata or {}).get("neurodeploy.arch", ""))
         if "digits" not in arch:
             raise BadInputError(f"model '{arch}': give --data FILE (.npz with x and y)")
         from ..training import digits_split
         _, _, x, y = digits_split()
-        return x.numpy(), y.numpy()
-    from ..data import load_labeled_samples
-
-    return load_labeled_samples(data)
+        return x.numpy(), y.numpy(), steps
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -76,14 +81,14 @@ def _check_options(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _check_options(args)
     graph = load_graph(args.model, args.arch)
-    x, y = load_data(args.data, graph)
+    x, y, T = load_data(args.data, graph, args.steps, args.input_domain)
     limit = args.limit if args.limit is not None else (100 if args.backend == "lava" else None)
     if limit is not None:
         x = x[:limit]
         y = None if y is None else y[:limit]
     if len(x) == 0:
         raise BadInputError("no samples to simulate")
-    res = simulate_loihi2(graph, x, y, steps=args.steps, backend=args.backend, batch=args.batch,
+    res = simulate_loihi2(graph, x, y, steps=T, backend=args.backend, batch=args.batch,
                           device=args.device)
     if args.json:
         print(json.dumps(res, indent=2))

@@ -29,7 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="write the attention as standard NIR primitives (exact; small models only)")
     p.add_argument("--input-shape", type=int, nargs=3, metavar=("C", "H", "W"), default=None,
                    help="input image shape (default: the model config's)")
-    p.add_argument("--nir-compat", choices=("strict", "snntorch"), default=None,
+    p.add_argument("--nir-compat", choices=("strict", "nirtorch", "snntorch", "norse"), default=None,
                    help="write only what that consumer reads (docs/nir.md); refuses, naming the node, what it cannot")
     add_stage_arguments(p)
     p.set_defaults(func=run)

@@ -64,7 +64,7 @@ def main() -> None:
     # the engine alone
     chained = chain_network(net, P, bias_as_graded=False)
     eng = Engine(chained)
-    inputs = [chain_inputs(chained, _encode(net, x[i:i + args.batch], T, L, "cpu"), batched=True)
+    inputs = [chain_inputs(chained, _encode(net, x[i:i + args.batch], T, L, "cpu", x.ndim - 1), batched=True)
               for i in range(0, len(x), args.batch)]
     eng.run(inputs[0], P, record=net.outputs)          # warm-up
     t0 = time.perf_counter()

@@ -24,7 +24,7 @@ def _is_from(model, package: str) -> bool:
 
 
 def to_nir(model_or_path, *, arch: str | None = None, input_shape=None, expand_attention: bool = False,
-           dtype=np.float32, sample_data=None) -> nir.NIRGraph:
+           dtype=np.float32, sample_data=None, compat: str | None = None) -> nir.NIRGraph:
     """A NIR graph from a model or a file.
 
     * ``str``/``Path``: a ``.nir`` file (any tool), else a checkpoint loaded with
@@ -32,7 +32,18 @@ def to_nir(model_or_path, *, arch: str | None = None, input_shape=None, expand_a
     * a neurodeploy torch model (``input_shape`` = [C, H, W] overrides the config's image size);
     * an snnTorch or Norse module (``sample_data`` = one batched input step, e.g. ``torch.zeros(1, 784)``);
     * a ``nir.NIRGraph`` (checked and tagged like a file).
-    ``expand_attention`` writes the attention as standard primitives (small models only)."""
+    ``expand_attention`` writes the attention as standard primitives (small models only).
+    ``compat`` ('strict' or 'snntorch', :mod:`neurodeploy.exporters.compat`): a graph that consumer reads."""
+    graph = _to_nir(model_or_path, arch=arch, input_shape=input_shape, expand_attention=expand_attention,
+                    dtype=dtype, sample_data=sample_data)
+    if compat is None:
+        return graph
+    from .compat import make_compatible
+
+    return make_compatible(graph, compat)
+
+
+def _to_nir(model_or_path, *, arch, input_shape, expand_attention, dtype, sample_data) -> nir.NIRGraph:
     if isinstance(model_or_path, (str, os.PathLike)):
         path = Path(model_or_path)
         if path.suffix.lower() == ".nir":

@@ -19,7 +19,7 @@ from neurodeploy.graph.core import DT_DEFAULT
 
 from .nir_file import import_graph
 
-SUPPORTED_NORSE = ("torch.nn.Linear", "torch.nn.Conv2d", "norse LIFBoxCell", "norse LIBoxCell", "norse IAFCell")
+SUPPORTED_NORSE = ("torch.nn.Linear", "torch.nn.Conv2d", "torch.nn.Flatten", "norse LIFBoxCell", "norse LIBoxCell", "norse IAFCell")
 
 
 def _np(v) -> np.ndarray:
@@ -40,14 +40,19 @@ def from_norse(model: torch.nn.Module, sample_data, dt: float = DT_DEFAULT) -> n
                 "previous step's synaptic current while neurodeploy's CubaLIF (and snnTorch's) reads the updated one; "
                 "use LIFBoxCell after a Linear, or an snnTorch Synaptic layer"
             )
-        if not isinstance(mod, cells + (torch.nn.Linear, torch.nn.Conv2d)):
+        if not isinstance(mod, cells + (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Flatten)):
             raise UnsupportedError(
                 f"Norse model layer {path!r} ({type(mod).__module__}.{type(mod).__name__}) is not supported; "
                 f"supported: {', '.join(SUPPORTED_NORSE)}"
             )
     shapes: dict[str, tuple] = {}
-    handles = [m.register_forward_hook(lambda mod, i, o, p=p: shapes.__setitem__(p, tuple((o[0] if isinstance(o, tuple) else o).shape[1:])))
-               for p, m in leaves]
+    in_shapes: dict[str, tuple] = {}
+
+    def hook(mod, i, o, p):
+        shapes[p] = tuple((o[0] if isinstance(o, tuple) else o).shape[1:])
+        in_shapes[p] = tuple(i[0].shape[1:])
+
+    handles = [m.register_forward_hook(lambda mod, i, o, p=p: hook(mod, i, o, p)) for p, m in leaves]
     try:
         with torch.no_grad():
             model(torch.as_tensor(sample_data))
@@ -90,8 +95,12 @@ def from_norse(model: torch.nn.Module, sample_data, dt: float = DT_DEFAULT) -> n
             nodes[name] = nir.IF(r=full(1.0), v_threshold=full(mod.p.v_th), v_reset=full(mod.p.v_reset))
         elif isinstance(node, nir.Affine):
             nodes[name] = nir.Affine(weight=_np(node.weight), bias=_np(node.bias))
+        elif isinstance(mod, torch.nn.Flatten):
+            nd = len(in_shapes[name])
+            start, end = mod.start_dim - 1 if mod.start_dim > 0 else mod.start_dim, mod.end_dim - 1 if mod.end_dim > 0 else mod.end_dim
+            nodes[name] = nir.Flatten(input_type={"input": np.asarray(in_shapes[name])}, start_dim=start % nd, end_dim=end % nd)
         elif isinstance(node, nir.Conv2d):
-            nodes[name] = nir.Conv2d(input_shape=None, weight=_np(node.weight), stride=node.stride, padding=node.padding,
+            nodes[name] = nir.Conv2d(input_shape=in_shapes[name][1:] if name in in_shapes else None, weight=_np(node.weight), stride=node.stride, padding=node.padding,
                                      dilation=node.dilation, groups=node.groups, bias=_np(node.bias))
         else:
             raise UnsupportedError(f"Norse exporter produced node {name!r} of type {type(node).__name__}, which is not supported")

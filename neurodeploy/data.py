@@ -136,3 +136,86 @@ def load_labeled_samples(path: str | Path, limit: int | None = None,
     x, y = _read(Path(path))
     check_labels(y, num_classes, str(path))
     return x[:limit].astype(np.float32), (None if y is None else y[:limit].astype(np.int64))
+
+
+# --------------------------------------------------------------------------------------------------
+# samples for a graph, in every layout (issue 13): what ``--data``, ``--input-domain`` and ``-T/--steps``
+# mean for every command (neurodeploy.commands.common.add_data_arguments adds the three options)
+
+INPUT_DOMAINS = ("binary", "counts", "real")
+
+
+def graph_input_shape(graph) -> tuple[int, ...]:
+    from .graph.core import input_names, node_shape
+
+    ins = input_names(graph)
+    if len(ins) != 1:
+        raise BadInputError(f"the graph needs exactly one Input node to take data, found {ins}")
+    shape = node_shape(graph.nodes[ins[0]], "output") or node_shape(graph.nodes[ins[0]], "input")
+    if shape is None:
+        raise BadInputError(f"graph input {ins[0]!r} has no shape")
+    return shape
+
+
+def apply_input_domain(graph, input_domain: str | None) -> None:
+    """``--input-domain``: record what the graph input carries in its metadata (binary spikes, integer
+    counts, real values); None keeps the graph's own (its default is real for imported graphs)."""
+    if input_domain is None:
+        return
+    if input_domain not in INPUT_DOMAINS:
+        raise BadInputError(f"--input-domain {input_domain!r}: use one of {', '.join(INPUT_DOMAINS)}")
+    graph.metadata = {**(graph.metadata or {}), "neurodeploy.input_domain": input_domain}
+
+
+def graph_samples(graph, data, steps: int | None = None, input_domain: str | None = None,
+                  limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None, int | None]:
+    """``(x, y, T)`` for ``graph`` from ``--data`` (a file path or an array):
+
+    * static samples [N, *input] (images): T = ``steps``, else the graph's ``neurodeploy.time_steps``
+      (None when neither fixes it: the caller asks for -T/--steps);
+    * event tensors / sequences [N, T, *input] (e.g. [N, T, P, H, W] DVS frames, [N, T, features]):
+      T = the file's time axis (``steps``, if given, must agree);
+    * event files (``(x, y, t, p)`` events, :mod:`neurodeploy.events`): binned into T = ``steps`` frames
+      (or the graph's time_steps), clipped to 0/1 when the input domain is binary.
+
+    ``input_domain`` (binary/counts/real) is applied to the graph's metadata first and the samples are
+    checked against it (binary: 0/1 only; counts: integers >= 0)."""
+    from .events import event_samples, read_event_file
+    from .graph.core import meta
+
+    if steps is not None and int(steps) < 1:
+        raise BadInputError(f"-T/--steps must be >= 1, got {steps}")
+    apply_input_domain(graph, input_domain)
+    domain = str(meta(graph, "neurodeploy.input_domain", "real"))
+    shape = graph_input_shape(graph)
+    T_graph = int(meta(graph, "neurodeploy.time_steps", 0) or 0) or None
+    y = None
+    where = str(data) if isinstance(data, (str, Path)) else "data"
+    events = read_event_file(data) if isinstance(data, (str, Path)) and Path(data).is_file() else None
+    if events is not None:
+        ev, y = events
+        x = event_samples(ev, shape, steps or T_graph, where, binary=(domain == "binary"))
+    elif isinstance(data, (str, Path)):
+        x, y = _read(Path(data))
+    else:
+        x = np.asarray(data)
+    x = np.asarray(x)
+    n = len(shape)
+    if x.ndim == n + 1 and tuple(x.shape[1:]) == shape:
+        T = int(steps) if steps is not None else T_graph
+    elif x.ndim == n + 2 and tuple(x.shape[2:]) == shape:
+        T = int(x.shape[1])
+        if steps is not None and int(steps) != T:
+            raise BadInputError(f"{where}: the samples have a time axis of {T} steps, -T/--steps says {steps}")
+    else:
+        dims = ", ".join(map(str, shape))
+        raise BadInputError(f"{where}: samples of shape {list(x.shape)} do not fit the graph input [{dims}]: "
+                            f"expected [N, {dims}] (static) or [N, T, {dims}] (events/sequences)")
+    x = x[:limit].astype(np.float32)
+    y = None if y is None else np.asarray(y)[:limit].astype(np.int64)
+    if domain == "binary" and not np.all((x == 0) | (x == 1)):
+        raise BadInputError(f"{where}: the input domain is binary but the samples hold {x[(x != 0) & (x != 1)][0]:g} "
+                            "(give --input-domain counts or real)")
+    if domain == "counts" and not np.all((x >= 0) & (x == np.round(x))):
+        raise BadInputError(f"{where}: the input domain is counts but the samples hold {x[(x < 0) | (x != np.round(x))][0]:g}")
+    return x, y, T

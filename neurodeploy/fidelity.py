@@ -61,13 +61,14 @@ def float_predictions(graph, x, steps: int | None = None, batch: int = 64, recor
     return (p, first) if record_first else p
 
 
-def _encode(net, x, T, L, device):
-    """Engine inputs of the lowered network for samples ``x`` (host encoder, or spike/graded sequences
-    padded by the latency)."""
+def _encode(net, x, T, L, device, in_dims):
+    """Engine inputs of the lowered network for samples ``x`` [B, *input] or [B, T, *input] (``in_dims``: the
+    graph input's dimensions, not the population's: a [C, N] input is a (C, 1, N) population): the host
+    encoder's biases, or spike/graded sequences padded by the latency."""
     if net.encoders:
         return dict(net.encode_inputs(x, device=device))
     inp = net.inputs[0]
-    seq = np.broadcast_to(x[None], (T,) + x.shape) if x.ndim == len(inp.shape) + 1 else np.swapaxes(x, 0, 1)
+    seq = np.broadcast_to(x[None], (T,) + x.shape) if x.ndim == in_dims + 1 else np.swapaxes(x, 0, 1)
     seq = np.concatenate([seq, np.zeros((L,) + seq.shape[1:], seq.dtype)])
     return {inp.name: seq.astype(np.int64)}
 
@@ -94,6 +95,14 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     n = len(x)
     if n == 0:
         raise BadInputError("no samples to simulate")
+    from .graph.core import input_names, node_shape
+
+    ins = input_names(graph)
+    in_dims = len(node_shape(graph.nodes[ins[0]], "output") or node_shape(graph.nodes[ins[0]], "input") or ())
+    if net.encoders and x.ndim == in_dims + 2:
+        raise BadInputError("samples with a time axis need a spiking input on Loihi 2: the input domain is real "
+                            "(the host encoder takes one static input per sample); give --input-domain binary or "
+                            "counts")
 
     def decode(res):
         if readout:
@@ -124,11 +133,11 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
         t_float += time.perf_counter() - t0
         t0 = time.perf_counter()
         if backend == "fast":
-            res = engine.run(chain_inputs(chained, _encode(net, xb, T, L, device), batched=True), P, record=[out_pop])
+            res = engine.run(chain_inputs(chained, _encode(net, xb, T, L, device, in_dims), batched=True), P, record=[out_pop])
             bar.update(len(xb))
         else:
             from .lava.run import run_lava_chained  # Lava is optional and slow to import
-            inp = {k: (v.cpu().numpy() if torch.is_tensor(v) else v) for k, v in _encode(net, xb, T, L, device).items()}
+            inp = {k: (v.cpu().numpy() if torch.is_tensor(v) else v) for k, v in _encode(net, xb, T, L, device, in_dims).items()}
             chunk = P * max(1, min(10, len(xb) // 20 or 1))
             _, res, timing = run_lava_chained(net, inp, P, record=[out_pop], chunk=chunk,
                                               progress=lambda k: bar.update(k // P))
@@ -155,7 +164,7 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
         fx = first_x[:, :Tr] if timed else first_x
         _, first_rec = float_predictions(graph, fx, Tr, batch=batch, record_first=True)
         sync = Engine(net, device=device, pipelined=False).run(
-            {k: (v[:Tr] if net.pop(k).input_kind != "bias" else v) for k, v in _encode(net, fx, Tr, L, device).items()},
+            {k: (v[:Tr] if net.pop(k).input_kind != "bias" else v) for k, v in _encode(net, fx, Tr, L, device, in_dims).items()},
             Tr, record=[p.name for p in net.populations if p.kind == "lif"])
         for name, r in sync.items():
             if name in first_rec:

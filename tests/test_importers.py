@@ -146,8 +146,8 @@ def test_snntorch_errors_name_the_layer():
     import snntorch as snn
 
     net = torch.nn.Sequential(torch.nn.Linear(2, 3), snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero"))
-    with pytest.raises(UnsupportedError, match=r"snnTorch layer '1' \(Leaky\): beta is a scalar.*snntorch#410"):
-        to_nir(net, sample_data=torch.zeros(1, 2))
+    g = to_nir(net, sample_data=torch.zeros(1, 2))  # scalar beta/threshold: broadcast to the layer (nir#176)
+    assert g.nodes["1"].tau.shape == (3,) and np.allclose(g.nodes["1"].v_threshold, 1.0)
     net = torch.nn.Sequential(torch.nn.Linear(2, 3), snn.Leaky(beta=torch.full((3,), 0.9), threshold=torch.ones(3),
                                                                 init_hidden=True))
     with pytest.raises(UnsupportedError, match=r"snnTorch layer '1' \(Leaky\): reset_mechanism='subtract'"):
@@ -161,7 +161,7 @@ def test_snntorch_errors_name_the_layer():
         to_nir(net)
     net = torch.nn.Sequential(torch.nn.Linear(2, 3), snn.Synaptic(alpha=torch.full((3,), 0.5), beta=torch.full((3,), 0.9),
                                                                   threshold=torch.ones(3), init_hidden=True, reset_mechanism="zero"))
-    with pytest.raises(UnsupportedError, match=r"snnTorch layer '1' \(Synaptic\): its zero reset acts one step late"):
+    with pytest.raises(UnsupportedError, match=r"snnTorch layer '1' \(Synaptic\): reset_delay=True makes the zero reset act one step late"):
         to_nir(net, sample_data=torch.zeros(1, 2))
 
 

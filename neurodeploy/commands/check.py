@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
 from ..fileio import write_text_atomic
+from .common import add_data_arguments
 
 
 def add_parser(subparsers):
@@ -24,15 +25,12 @@ def add_parser(subparsers):
     p.add_argument("--allow", action="append", default=[], metavar="LIST",
                    help="comma-separated exceptions: roles 'encoder' (layer reading the real input), 'readout' "
                         "(non-spiking head), or node names / source module paths; may be repeated")
-    p.add_argument("--input-domain", choices=("real", "counts", "binary"),
-                   help="what the graph input carries (default: the graph's metadata, else real)")
     p.add_argument("--data", metavar="FILE",
                    help="sample inputs (.npy/.npz/.pt, [B, ...] or [B, T, ...]) or 'digits' for the dynamic check; "
                         "digits demo models use the bundled digits by default")
+    add_data_arguments(p, data=False)  # --input-domain, -T/--steps (also --time-steps)
     p.add_argument("--no-dynamic", action="store_true", help="skip the dynamic check (no simulation)")
     p.add_argument("--samples", type=int, default=64, help="at most this many samples for the dynamic check (64)")
-    p.add_argument("-T", "--time-steps", type=int, dest="time_steps",
-                   help="time steps for inputs without a time axis (default: the model's)")
     p.add_argument("--fold-readout", action="store_true",
                    help="rewrite the non-spiking head exactly as accumulates of spikes (verified by simulation)")
     p.add_argument("--format", choices=("text", "json", "junit", "sarif"), default="text", help="output format")
@@ -47,12 +45,12 @@ def run(args) -> int:
 
     if args.samples < 1:
         raise BadInputError(f"--samples must be >= 1, got {args.samples}")
-    if args.time_steps is not None and args.time_steps < 1:
-        raise BadInputError(f"--time-steps must be >= 1, got {args.time_steps}")
+    if args.steps is not None and args.steps < 1:
+        raise BadInputError(f"-T/--steps must be >= 1, got {args.steps}")
     if args.output and Path(args.output).is_dir():
         raise BadInputError(f"-o {args.output}: is a directory")
     report = check_model(args.model, arch=args.arch, allow=args.allow, input_domain=args.input_domain,
-                         data=args.data, fold=args.fold_readout, T=args.time_steps, samples=args.samples,
+                         data=args.data, fold=args.fold_readout, T=args.steps, samples=args.samples,
                          dynamic=not args.no_dynamic)
     model_path = report.extra["model"].get("path")
     text = render(report, args.format, artifact_uri=model_path,

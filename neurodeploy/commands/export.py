@@ -35,6 +35,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="write the attention as standard NIR primitives (exact; small models only)")
     p.add_argument("--input-shape", type=int, nargs=3, metavar=("C", "H", "W"), default=None,
                    help="input image shape (default: the model config's)")
+    p.add_argument("--nir-compat", choices=("strict", "nirtorch", "snntorch", "norse"), default=None,
+                   help="write only what that consumer reads (docs/nir.md); refuses, naming the node, what it cannot")
     add_stage_arguments(p)
     p.set_defaults(func=run)
     return p
@@ -88,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         from ..profiles import load_profiles
 
         load_profiles(targets, args.profile)  # an unknown target or a bad profile: fail before any work
-    graph = to_nir(model, arch=args.arch, expand_attention=args.expand_attention, input_shape=args.input_shape)
+    graph = to_nir(model, arch=args.arch, expand_attention=args.expand_attention, input_shape=args.input_shape,
+                   compat=args.nir_compat)
     dep = doc = None
     if targets or args.profile:
         dep = Deployment.build(graph, targets=targets, profile_files=args.profile, data=args.data,

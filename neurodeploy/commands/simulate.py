@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from ..errors import BadInputError
+from .common import add_data_arguments
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -24,8 +25,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="checkpoint (.pt), .nir file, or a folder written by export --target")
     p.add_argument("--target", default="loihi2", help="a target with a simulator (default loihi2)")
     p.add_argument("--backend", default=None, help="the target's simulator (loihi2: fast (default) or lava)")
-    p.add_argument("--data", default=None, metavar="FILE", help=".npz with x [N, ...] and optional y")
-    p.add_argument("--steps", type=int, default=None, metavar="N", help="time steps per sample (default: the model's)")
+    add_data_arguments(p)  # --data (static, [N, T, ...], event files), --input-domain, -T/--steps
     p.add_argument("--limit", type=int, default=None, metavar="K",
                    help="first K samples (default: all for fast, 100 for lava)")
     p.add_argument("--batch", type=int, default=64, help="batch size of the fast engine")
@@ -43,18 +43,20 @@ def load_graph(model: str, arch: str | None = None):
     return load_model_graph(model, arch)[0]
 
 
-def load_data(data: str | None, graph):
-    """(x, y) to simulate: --data FILE (labels optional), or the bundled digits test split for digits models."""
-    if data is None:
-        arch = str((graph.metadata or {}).get("neurodeploy.arch", ""))
-        if "digits" not in arch:
-            raise BadInputError(f"model '{arch}': give --data FILE (.npz with x and y)")
-        from ..training import digits_split
-        _, _, x, y = digits_split()
-        return x.numpy(), y.numpy()
-    from ..data import load_labeled_samples
+def load_data(data: str | None, graph, steps=None, input_domain=None):
+    """(x, y, T) to simulate: --data FILE (labels optional; every layout of neurodeploy.data.graph_samples),
+    or the bundled digits test split for digits models."""
+    from ..data import apply_input_domain, graph_samples
 
-    return load_labeled_samples(data)
+    if data is not None:
+        return graph_samples(graph, data, steps=steps, input_domain=input_domain)
+    apply_input_domain(graph, input_domain)
+    arch = str((graph.metadata or {}).get("neurodeploy.arch", ""))
+    if "digits" not in arch:
+        raise BadInputError(f"model '{arch}': give --data FILE (.npz with x and y)")
+    from ..training import digits_split
+    _, _, x, y = digits_split()
+    return x.numpy(), y.numpy(), steps
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -74,9 +76,11 @@ def _check_options(args: argparse.Namespace) -> None:
         raise BadInputError(f"--device {args.device!r}: use cpu or cuda")
 
 
-def load_artifact(model: str, target: str, arch: str | None = None, data: str | None = None):
-    """(graph, target implementation, artifact): from an export folder (OUT or OUT/<target>), else lowered
-    from MODEL now."""
+def load_artifact(model: str, target: str, arch: str | None = None, data: str | None = None, steps=None,
+                  input_domain=None):
+    """(graph, target implementation, artifact, x, y, T): from an export folder (OUT or OUT/<target>: the
+    artifact as written), else lowered from MODEL now as `export --target` would (input range calibrated on
+    the first 64 samples of the same data)."""
     from ..deploy import Deployment, get_target
     from ..graph import read_graph
 
@@ -88,14 +92,21 @@ def load_artifact(model: str, target: str, arch: str | None = None, data: str | 
         if not nir_file.is_file():
             raise BadInputError(f"{path}: not an export folder (no model.nir beside the {target}/ artifact)")
         impl = get_target(target)
-        return read_graph(nir_file), impl, impl.read(folder)
-    # lowered as `export --target` would (input range calibrated on the first 64 samples of the same data)
-    dep = Deployment.build(model, targets=[target], arch=arch, data=data, annotate=False)
+        graph = read_graph(nir_file)
+        artifact = impl.read(folder)
+        x, y, T = load_data(data, graph, steps, input_domain)
+        return graph, impl, artifact, x, y, T
+    dep = Deployment.build(model, targets=[target], arch=arch, data=None, annotate=False)
+    x, y, T = load_data(data, dep.graph, steps, input_domain)      # applies --input-domain to the graph
+    if T and not dep.time_steps:     # the data fixes the steps of a graph that does not (imported .nir files)
+        dep.graph.metadata = {**(dep.graph.metadata or {}), "neurodeploy.time_steps": int(T)}
+    if data is not None:
+        dep.samples, dep.samples_desc = x[:64], f"{data} (first {min(64, len(x))})"
     dep.lower()
     t = dep.targets[0]
     if not t.deployable:
         raise BadInputError(f"{target}: cannot deploy: {t.cannot_deploy}")
-    return dep.graph, t.target, t.artifact
+    return dep.graph, t.target, t.artifact, x, y, T
 
 
 def init_distributed(device: str):
@@ -137,8 +148,8 @@ def _run(args: argparse.Namespace, rank) -> int:
     backend = args.backend or impl.backends[0]
     if backend not in impl.backends:
         raise BadInputError(f"--backend {backend!r}: target {args.target} has {', '.join(impl.backends)}")
-    graph, impl, artifact = load_artifact(args.model, args.target, args.arch, args.data)
-    x, y = load_data(args.data, graph)
+    graph, impl, artifact, x, y, T = load_artifact(args.model, args.target, args.arch, args.data, args.steps,
+                                                   args.input_domain)
     limit = args.limit if args.limit is not None else (100 if backend == "lava" else None)
     if limit is not None:
         x = x[:limit]
@@ -146,8 +157,8 @@ def _run(args: argparse.Namespace, rank) -> int:
     if len(x) == 0:
         raise BadInputError("no samples to simulate")
     opts = {"batch": args.batch, "device": args.device}
-    if args.steps:
-        opts["steps"] = args.steps
+    if T:
+        opts["steps"] = T
     res = impl.simulate(artifact, graph, x, y, backend=backend, progress=not args.json, **opts)
     if rank:            # torchrun: every rank computed the same gathered result; rank 0 prints it
         return 0

@@ -43,9 +43,10 @@ def order_and_back_edges(graph: nir.NIRGraph) -> tuple[list[str], set[tuple[str,
     """A topological order of the nodes and the set of back edges that close cycles.
 
     Kahn's algorithm, stable (ties broken by first appearance in the edge list, inputs first).  When
-    every remaining node waits on a predecessor (a cycle), the first waiting node that already has a
-    scheduled predecessor is taken and its unscheduled incoming edges become back edges (they carry the
-    previous time step's value in the simulator, as in nirtorch)."""
+    every remaining node waits on a predecessor (a cycle), the first node that waits only on neurons (else
+    the first waiting node that already has a scheduled predecessor) is taken and its unscheduled incoming
+    edges become back edges: they carry the previous time step's value in the simulator, so a recurrent
+    loop neuron -> Affine -> neuron applies the Affine (bias included) to the previous step's spikes."""
     _check_edges(graph)
     rank: dict[str, int] = {}
     for name, node in graph.nodes.items():
@@ -66,7 +67,11 @@ def order_and_back_edges(graph: nir.NIRGraph) -> tuple[list[str], set[tuple[str,
     while len(order) < len(graph.nodes):
         if not ready:
             remaining = [n for n in graph.nodes if n not in done]
-            candidates = [n for n in remaining if waiting[n] & done or set(pred[n]) & done] or remaining
+            # break the cycle at a neuron's output: a node that waits only on stateful nodes goes first, so
+            # the loop's linear nodes apply this step to the neuron's previous-step output (a recurrent bias
+            # then acts from t = 0, as in snnTorch's RLeaky/RSynaptic and on Loihi, where bias is per step)
+            candidates = [n for n in remaining if waiting[n] and all(_stateful(graph.nodes[p]) for p in waiting[n])]
+            candidates = candidates or [n for n in remaining if waiting[n] & done or set(pred[n]) & done] or remaining
             pick = min(candidates, key=rank.__getitem__)
             for p in waiting[pick]:
                 back.add((p, pick))
@@ -84,6 +89,14 @@ def order_and_back_edges(graph: nir.NIRGraph) -> tuple[list[str], set[tuple[str,
                 new.append(s)
         ready = sorted(ready + new, key=rank.__getitem__)
     return order, back
+
+
+_STATEFUL = ("LIF", "IF", "LI", "I", "CubaLIF", "CubaLI", "Delay", "NIRGraph")
+
+
+def _stateful(node) -> bool:
+    """A node whose output at step t does not depend on its input at step t only (a neuron, a delay)."""
+    return type(node).__name__ in _STATEFUL
 
 
 def topological_order(graph: nir.NIRGraph) -> list[str]:

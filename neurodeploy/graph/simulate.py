@@ -298,7 +298,7 @@ class _Program:
         for t in range(T):
             cur = {}
             for name in self.order:
-                inp = self._node_input(name, cur, _Zeros(prev), x[t:t + 1])
+                inp = self._node_input(name, cur, _Zeros(prev, self.graph, x.shape[1], x.dtype), x[t:t + 1])
                 y, st = self.runners[name](inp, state.get(name))
                 if st is not None:
                     state[name] = st
@@ -317,11 +317,13 @@ class _Program:
 class _Zeros(dict):
     """Previous-step values; a node not yet computed contributes 0 (broadcast)."""
 
-    def __init__(self, prev):
+    def __init__(self, prev, graph, batch, dtype):
         super().__init__(prev)
+        self.graph, self.batch, self.dtype = graph, batch, dtype
 
     def __missing__(self, key):
-        return torch.zeros(())
+        shape = node_shape(self.graph.nodes[key], "output")
+        return torch.zeros((1, self.batch) + shape, dtype=self.dtype) if shape else torch.zeros((), dtype=self.dtype)
 
 
 def input_sequence(graph: nir.NIRGraph, x, T: int | None = None, dtype=torch.float32) -> torch.Tensor:

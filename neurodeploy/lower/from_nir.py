@@ -134,10 +134,14 @@ def _row_abs_sum(kind, w, n) -> np.ndarray:
 class _Lowerer:
     def __init__(self, graph: nir.NIRGraph, T, scale, rounding, input_range, dt, bias_exp_min=0):
         self.bias_exp_min = int(bias_exp_min)
-        from ..graph import predecessors, topological_order
+        from ..graph import order_and_back_edges, predecessors
         self.g = graph
         self.pred = predecessors(graph)
-        self.order = topological_order(graph)
+        self.order, back = order_and_back_edges(graph)
+        if back:  # recurrence is not lowered yet (issue 13): refuse before the lowering meets the cycle
+            src, dst = sorted(back)[0]
+            raise UnsupportedError(f"node '{dst}': recurrent edge from '{src}' cannot be lowered to Loihi 2 yet "
+                                   "(recurrent connections are not supported by the lowering)")
         self.T = T
         self.fixed_scale = scale
         self.rounding = rounding
@@ -154,7 +158,8 @@ class _Lowerer:
             from ..graph import attention_spec
             if attention_spec(node) is not None:
                 return "attention"
-            raise UnsupportedError(f"node '{name}': nested NIR subgraphs cannot be lowered to Loihi 2")
+            raise UnsupportedError(f"node '{name}': nested NIR subgraph (type NIRGraph) cannot be lowered to Loihi 2 "
+                                   "(only the spiking_attention extension is; flatten the subgraph)")
         if t == "Input":
             return "input"
         if t == "Output":
@@ -617,7 +622,9 @@ class _Lowerer:
                     val.bias_nodes += pv.bias_nodes
                 if t == "LIF":
                     if np.any(_arr(node.v_leak) != 0) or np.any(_arr(node.v_reset) != 0):
-                        raise UnsupportedError(f"node '{dst}': LIF with v_leak or v_reset != 0")
+                        field = "v_leak" if np.any(_arr(node.v_leak) != 0) else "v_reset"
+                        raise UnsupportedError(f"node '{dst}': LIF with {field} != 0 cannot be lowered to Loihi 2 "
+                                               "(the lowering maps only a leak to 0 and a reset to 0)")
                     k = steps_per_tau(_arr(node.tau), self.dt).reshape(-1)
                     if np.any(k != k[0]):
                         raise UnsupportedError(f"node '{dst}': per-neuron tau (Lava has one dv per population)")
@@ -629,7 +636,8 @@ class _Lowerer:
                     theta = np.broadcast_to(_arr(node.v_threshold), shape).reshape(-1)
                 elif t == "IF":
                     if np.any(_arr(node.v_reset) != 0):
-                        raise UnsupportedError(f"node '{dst}': IF with v_reset != 0")
+                        raise UnsupportedError(f"node '{dst}': IF with v_reset != 0 cannot be lowered to Loihi 2 "
+                                               "(the lowering maps only a reset to 0)")
                     gain = np.broadcast_to(_arr(node.r), shape).reshape(-1)
                     dv, k = 0, 1.0
                     theta = np.broadcast_to(_arr(node.v_threshold), shape).reshape(-1)
@@ -759,6 +767,9 @@ class _Lowerer:
                 if len(enc_terms) != 1:
                     raise UnsupportedError(f"node '{dst}': more than one encoder path")
                 e = enc_terms[0]
+                if e[0] == "conv" and len(in_shape) == 2:  # the host encoder runs conv2d only (issue 13)
+                    raise UnsupportedError(f"node '{e[1].ops[0] if e[1].ops else dst}': a Conv1d reading a real-valued "
+                                           "input cannot be lowered to Loihi 2 yet (declare the input binary or counts)")
                 lo, hi = self.input_range
                 xin = max(abs(lo), abs(hi))
                 if e[0] == "sparse":

@@ -1,0 +1,19 @@
+"""Options shared by the commands that run a model on data (check, simulate, export, report)."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, data: bool = True) -> None:
+    """``--data FILE``, ``--input-domain binary|counts|real`` and ``-T/--steps N``, the same way for every
+    command; turn them into samples with :func:`neurodeploy.data.graph_samples` (``args.data``,
+    ``args.steps``, ``args.input_domain``).  ``data=False``: the command already has its own ``--data``."""
+    if data:
+        parser.add_argument("--data", default=None, metavar="FILE",
+                            help="samples: .npy/.npz/.pt with [N, ...] (static) or [N, T, ...] (event tensors, "
+                                 "sequences), or (x, y, t, p) events (.npy/.npz, binned into T frames)")
+    parser.add_argument("--input-domain", choices=("binary", "counts", "real"), default=None,
+                        help="what the graph input carries (default: the graph's metadata, else real)")
+    parser.add_argument("-T", "--steps", "--time-steps", type=int, default=None, dest="steps", metavar="N",
+                        help="time steps per sample for static data and event files (default: the data's time "
+                             "axis, else the model's)")

@@ -10,9 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # the declared order, lowest first (docs/design.md); "base" holds the leaf helpers every floor may use
 FLOORS = [
-    ("base", ["errors", "fileio", "lava_compat", "profiles", "data", "neuron", "lif"]),
+    ("base", ["errors", "limits", "fileio", "lava_compat", "profiles", "rates", "neuron", "lif"]),
     ("models", ["models", "checkpoint", "training"]),
-    ("graph", ["graph", "exporters"]),
+    ("graph", ["graph", "exporters", "data", "events"]),
     ("analysis", ["analysis"]),
     ("lower", ["lower"]),
     ("sim/lava", ["sim", "lava"]),

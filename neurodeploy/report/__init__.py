@@ -19,27 +19,10 @@ SCHEMA_VERSION = 1
 
 
 def load_firing_rates(path: str | Path) -> dict:
-    """JSON firing rates: ``{node: rate}``, ``{"firing_rates": {...}}`` or a ``neurodeploy check`` JSON
-    report (its ``dynamic.firing_rates``).  Rates are fractions in [0, 1]."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInputError(f"--firing-rates {p}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInputError(f"--firing-rates {p}: not a JSON file ({exc})") from None
-    if isinstance(data, dict) and isinstance(data.get("dynamic"), dict):
-        data = data["dynamic"]
-    if isinstance(data, dict) and isinstance(data.get("firing_rates"), dict):
-        data = data["firing_rates"]
-    if not isinstance(data, dict) or not data:
-        raise BadInputError(f"--firing-rates {p}: expected an object {{node: rate}}")
-    out = {}
-    for k, v in data.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0 or math.isnan(float(v)):
-            raise BadInputError(f"--firing-rates {p}: key {k!r}: rate must be a number in [0, 1], got {v!r}")
-        out[str(k)] = float(v)
-    return out
+    """Moved to :func:`neurodeploy.rates.load_firing_rates` (validated reader); kept as an alias."""
+    from ..rates import load_firing_rates as load
+
+    return load(path)
 
 
 def _fmt_used(used, avail) -> dict:

@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             return _error(f"{exc.filename or 'output'}: {exc.strerror} (nothing written)")
+        if exc.errno is not None and exc.strerror:  # a path too long, a permission, an I/O error: named
+            name = str(exc.filename or "")
+            return _error(f"{name[:120] + '...' if len(name) > 120 else name or 'file'}: {exc.strerror}")
         raise
     except KeyboardInterrupt:
         sys.stderr.write("neurodeploy: interrupted\n")

@@ -328,3 +328,10 @@ def test_disk_full_error_is_bad_input_in_the_api(tiny_disk):
     with pytest.raises(BadInputError, match="no space left on device"):
         write_text_atomic(tiny_disk / "x.txt", "y" * 100_000)
     assert sorted(os.listdir(tiny_disk)) == ["filler"]
+
+
+def test_input_name_over_name_max_is_one_line(tmp_path, capsys):
+    for cmd in (["check"], ["report"], ["export", "-o", str(tmp_path / "o")], ["simulate"]):
+        assert main([cmd[0], str(tmp_path / ("a" * 300 + ".nir")), *cmd[1:]]) == 2
+        assert "File name too long" in one_error_line(capsys.readouterr().err)
+    assert os.listdir(tmp_path) == []

@@ -57,6 +57,12 @@ def test_simulate_of_the_export_folder_reproduces_the_report(exported, capsys):
     summary = json.loads((exported / "loihi2" / "summary.json").read_text())
     assert summary["input_range"]["source"].startswith("calibrated on bundled digits")
     assert sec["artifact"]["neurons"] == summary["neurons"]
+    # the report lists the Lava process classes of the deployed network: standard library only (issue 12)
+    classes = {d["class"]: d["origin"] for d in sec["artifact"]["lava_processes"]}
+    assert set(classes.values()) == {"Lava standard library"} and {"ProdNeuron", "GradedVec"} <= set(classes)
+    assert sec["artifact"]["lava_standard_library_only"]
+    assert "Lava standard library only" in (exported / "report.md").read_text()
+    assert sec["artifact"]["passes"] == ["lower_nir", "balance_delays", "graded_attention"]
     capsys.readouterr()
     for folder in (exported, exported / "loihi2"):
         assert main(["simulate", str(folder), "--limit", "64", "--json"]) == 0

@@ -244,6 +244,17 @@ def _sections(doc: dict):
                              for c in t["per_core"][:MAX_ROWS]])
             if t["cores"] > MAX_ROWS:
                 yield "p", f"(first {MAX_ROWS} of {t['cores']:,} cores; the JSON lists {t['per_core_listed']})"
+        art = t.get("artifact") or {}
+        if art.get("lava_processes"):
+            only = art.get("lava_standard_library_only")
+            yield "h3", "Lava processes of the deployed network"
+            yield "p", ("**Lava standard library only**: every process has a Loihi 2 implementation."
+                        if only else "**Not standard library only**: the classes marked neurodeploy custom run "
+                        "in Lava's CPU simulation but have no chip implementation.")
+            yield "table", (["class", "module", "origin", "count"],
+                            [[d["class"], d["module"], d["origin"], _f(d["count"])] for d in art["lava_processes"]])
+        if art.get("passes"):
+            yield "p", "Lowering passes, in order: " + ", ".join(art["passes"]) + "."
         est = t.get("energy_estimate")
         if est:
             yield "h3", "Energy estimate"

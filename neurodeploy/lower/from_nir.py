@@ -377,13 +377,13 @@ class _Lowerer:
         co, ho, wo = _Lowerer._conv_out(op)
         hw_full = tuple((o - 1) * s - 2 * p + d * (k - 1) + 1 for o, s, p, d, k in zip((ho, wo), st, pad, dil, W.shape[2:]))
         opad = tuple(v - f for v, f in zip(view[1:], hw_full))
-        out = []
+        out = np.empty((M.shape[0], int(np.prod(view))))
         wt = torch.as_tensor(W)
-        for i in range(0, M.shape[0], 256):
-            y = torch.as_tensor(np.ascontiguousarray(M[i:i + 256])).reshape(-1, co, ho, wo)
+        for i in range(0, M.shape[0], 64):
+            y = torch.as_tensor(np.ascontiguousarray(M[i:i + 64])).reshape(-1, co, ho, wo)
             x = F.conv_transpose2d(y, wt, stride=st, padding=pad, output_padding=opad, groups=g, dilation=dil)
-            out.append(x.reshape(y.shape[0], -1).numpy())
-        return np.concatenate(out, 0)
+            out[i:i + 64] = x.reshape(y.shape[0], -1).numpy()
+        return out
 
     @staticmethod
     def _conv_cols(op, M):
@@ -733,6 +733,9 @@ class _Lowerer:
                 if kind == "sparse":
                     m_, e_, clipped, err, sm = self.quant_group(w.data * S, conv=False, name=name)
                     m_ = sp.csr_matrix((m_, w.indices, w.indptr), shape=w.shape)
+                elif kind == "dense" and w.size > 1 << 22:
+                    w *= S              # in place: large dense groups are not needed in float afterwards
+                    m_, e_, clipped, err, sm = self.quant_group(w, conv=False, name=name)
                 else:
                     m_, e_, clipped, err, sm = self.quant_group(w * S, conv=(kind == "conv"), name=name)
                 src = popname.get(t.src, t.src)

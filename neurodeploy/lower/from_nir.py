@@ -542,7 +542,7 @@ class _Lowerer:
 
     def quant_group(self, x, conv: bool, name: str):
         """Integer mantissas m and exponent e with m * 2**e ~ x (Lava Dense/Conv rules).  Works through
-        x in row blocks (no full-size temporaries); dense mantissas come back as int16 (they are 9-bit)."""
+        x in row blocks (no full-size temporaries); dense and conv mantissas come back as int16 (9-bit values)."""
         mx = float(np.abs(x).max()) if x.size else 0.0
         mixed = bool((x < 0).any() and (x > 0).any())
         neg = bool((x < 0).any())
@@ -552,7 +552,7 @@ class _Lowerer:
             e = max(e, -7)
         hi = 254 if mixed else 255
         lo = -256 if mixed else (-255 if neg else 0)
-        m = np.empty(x.shape, dtype=np.int64 if conv or x.ndim != 2 else np.int16)
+        m = np.empty(x.shape, dtype=np.int16 if x.ndim >= 2 else np.int64)
         clipped, num, den = 0, 0.0, 0.0
         rows = max(1, (1 << 22) // max(1, int(np.prod(x.shape[1:]))))
         for i in range(0, max(1, x.shape[0]), rows):

@@ -68,6 +68,12 @@ def netx_chain(net: LoweredNetwork):
         dst = net.pop(s.dst)
         if len(into[dst.name]) != 1:
             return chain, f"population '{dst.name}' sums {len(into[dst.name])} groups (residual; not in netx)"
+        if dst.kind == "relay" or getattr(s, "graded", False):
+            return chain, f"population '{dst.name}' is a graded relay (not expressible in netx)"
+        if s.kind == "sparse" and s.weights.shape[0] * s.weights.shape[1] > (1 << 22):
+            return chain, f"group '{s.name}' is a large sparse group (netx stores dense matrices)"
+        if s.kind == "conv" and s.src_view and tuple(s.src_view) != tuple(cur.shape):
+            return chain, f"conv group '{s.name}' reads a reshaped view of '{cur.name}'"
         if s.kind == "conv" and (s.balance_delay or len(dst.shape) != 3 or len(cur.shape) != 3):
             return chain, f"conv group '{s.name}' has a delay or a non-(C, H, W) target"
         if s.kind in ("dense", "sparse") and not _fits_int_weights(s):

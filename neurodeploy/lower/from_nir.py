@@ -383,13 +383,13 @@ class _Lowerer:
         co, ho, wo = _Lowerer._conv_out(op)
         hw_full = tuple((o - 1) * s - 2 * p + d * (k - 1) + 1 for o, s, p, d, k in zip((ho, wo), st, pad, dil, W.shape[2:]))
         opad = tuple(v - f for v, f in zip(view[1:], hw_full))
-        out = []
+        out = np.empty((M.shape[0], int(np.prod(view))))
         wt = torch.as_tensor(W)
-        for i in range(0, M.shape[0], 256):
-            y = torch.as_tensor(np.ascontiguousarray(M[i:i + 256])).reshape(-1, co, ho, wo)
+        for i in range(0, M.shape[0], 64):
+            y = torch.as_tensor(np.ascontiguousarray(M[i:i + 64])).reshape(-1, co, ho, wo)
             x = F.conv_transpose2d(y, wt, stride=st, padding=pad, output_padding=opad, groups=g, dilation=dil)
-            out.append(x.reshape(y.shape[0], -1).numpy())
-        return np.concatenate(out, 0)
+            out[i:i + 64] = x.reshape(y.shape[0], -1).numpy()
+        return out
 
     @staticmethod
     def _conv_cols(op, M):
@@ -548,7 +548,7 @@ class _Lowerer:
 
     def quant_group(self, x, conv: bool, name: str):
         """Integer mantissas m and exponent e with m * 2**e ~ x (Lava Dense/Conv rules).  Works through
-        x in row blocks (no full-size temporaries); dense mantissas come back as int16 (they are 9-bit)."""
+        x in row blocks (no full-size temporaries); dense and conv mantissas come back as int16 (9-bit values)."""
         mx = float(np.abs(x).max()) if x.size else 0.0
         mixed = bool((x < 0).any() and (x > 0).any())
         neg = bool((x < 0).any())
@@ -558,7 +558,7 @@ class _Lowerer:
             e = max(e, -7)
         hi = 254 if mixed else 255
         lo = -256 if mixed else (-255 if neg else 0)
-        m = np.empty(x.shape, dtype=np.int64 if conv or x.ndim != 2 else np.int16)
+        m = np.empty(x.shape, dtype=np.int16 if x.ndim >= 2 else np.int64)
         clipped, num, den = 0, 0.0, 0.0
         rows = max(1, (1 << 22) // max(1, int(np.prod(x.shape[1:]))))
         for i in range(0, max(1, x.shape[0]), rows):
@@ -742,6 +742,9 @@ class _Lowerer:
                 if kind == "sparse":
                     m_, e_, clipped, err, sm = self.quant_group(w.data * S, conv=False, name=name)
                     m_ = sp.csr_matrix((m_, w.indices, w.indptr), shape=w.shape)
+                elif kind == "dense" and w.size > 1 << 22:
+                    w *= S              # in place: large dense groups are not needed in float afterwards
+                    m_, e_, clipped, err, sm = self.quant_group(w, conv=False, name=name)
                 else:
                     m_, e_, clipped, err, sm = self.quant_group(w * S, conv=(kind == "conv"), name=name)
                 src = popname.get(t.src, t.src)

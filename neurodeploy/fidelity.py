@@ -8,7 +8,17 @@ import time
 
 import numpy as np
 
+from .data import check_labels
 from .errors import BadInputError
+
+
+def _num_classes(graph) -> int | None:
+    """Size of the graph output (the number of classes of a classifier), None when unknown."""
+    from .graph.core import node_shape, output_names
+
+    outs = output_names(graph)
+    shape = node_shape(graph.nodes[outs[0]], "input") or node_shape(graph.nodes[outs[0]], "output") if outs else None
+    return int(np.prod(shape)) if shape else None
 
 
 #: per-layer spike agreement is measured over at most this many steps of the first batch (recording every
@@ -29,6 +39,7 @@ def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, devi
     from .sim import Engine
 
     x = np.asarray(x, dtype=np.float32)
+    check_labels(y, _num_classes(graph), "labels")  # out-of-range labels would count as wrong silently
     T = steps or int((graph.metadata or {}).get("neurodeploy.time_steps", 0) or 0)
     if not T:
         raise BadInputError("the model does not fix its time steps; give --steps N")

@@ -85,7 +85,7 @@ def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, devi
         with torch.no_grad():
             for j in range(0, len(xb), batch):
                 first = i + j == 0  # per-layer agreement is measured on the first batch: record only there
-                fout = float_simulate(graph, torch.as_tensor(xb[j:j + batch]), T=T)
+                fout = float_simulate(graph, torch.as_tensor(xb[j:j + batch]), T=T, time_chunk=LAYER_AGREEMENT_STEPS)
                 float_pred.append(fout.float().mean(0).reshape(len(xb[j:j + batch]), -1).numpy().argmax(1))
                 if first:  # records of every layer over the first Tr steps only: memory does not grow with T
                     first_x = xb[j:j + batch]

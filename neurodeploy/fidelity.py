@@ -14,7 +14,17 @@ import time
 
 import numpy as np
 
+from .data import check_labels
 from .errors import BadInputError
+
+
+def _num_classes(graph) -> int | None:
+    """Size of the graph output (the number of classes of a classifier), None when unknown."""
+    from .graph.core import node_shape, output_names
+
+    outs = output_names(graph)
+    shape = node_shape(graph.nodes[outs[0]], "input") or node_shape(graph.nodes[outs[0]], "output") if outs else None
+    return int(np.prod(shape)) if shape else None
 
 
 #: per-layer spike agreement is measured over at most this many steps of the first batch (recording every
@@ -52,7 +62,9 @@ def float_predictions(graph, x, steps: int | None = None, batch: int = 64, recor
         for j in range(0, len(x), batch):
             xb = torch.as_tensor(x[j:j + batch])
             want = record_first and j == 0
-            out = float_simulate(graph, xb, T=T, record=want)
+            # the float reference in time chunks: its memory does not grow with T (records: first batch only)
+            out = float_simulate(graph, xb, T=T, record=want) if want else \
+                float_simulate(graph, xb, T=T, time_chunk=LAYER_AGREEMENT_STEPS)
             fout, rec = out if want else (out, None)
             if want:
                 first = rec
@@ -88,6 +100,7 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     if backend not in ("fast", "lava"):
         raise BadInputError(f"backend must be 'fast' or 'lava', not {backend!r}")
     x = np.asarray(x, dtype=np.float32)
+    check_labels(y, _num_classes(graph), "labels")  # out-of-range labels would count as wrong silently
     T = graph_time_steps(graph, steps or int(net.metadata.get("time_steps", 0) or 0) or None)
     L = int(net.metadata["latency"])
     out_pop = net.outputs[0]

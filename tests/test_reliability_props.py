@@ -463,3 +463,22 @@ def test_cli_sample_in_a_subprocess(tmp_path, digits_payload):
         assert_one_line(r.returncode, r.stderr, needle)
     assert listing(tmp_path) == before
     json.loads("[]")  # the JSON module is unaffected by the deep file (no global state changed)
+
+
+def test_labels_out_of_range_are_refused_by_simulate(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((2, 1, 8, 8), np.float32), y=np.array([3, 10]))
+    code, out, err = run_main("simulate", "spikingformer-digits", "--data", path)
+    assert_one_line(code, err, "labels: label 10 is outside [0, 9] (the model has 10 classes)")
+    assert out == ""
+
+
+def test_float_simulation_in_time_chunks_is_exact():
+    """fidelity runs the float reference time_chunk steps at a time (memory flat in T): bit-identical."""
+    from neurodeploy.analysis.check import load_graph
+    from neurodeploy.graph import simulate
+
+    g, _ = load_graph("spikingformer-digits")
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 3
+    whole = simulate(g, x, T=150)
+    assert torch.equal(simulate(g, x, T=150, time_chunk=64), whole) and whole.shape == (150, 2, 10)

@@ -353,7 +353,7 @@ def input_sequence(graph: nir.NIRGraph, x, T: int | None = None, dtype=torch.flo
 
 
 def simulate(graph: nir.NIRGraph, x, T: int | None = None, record: bool = False, dt: float | None = None,
-             dtype: torch.dtype = torch.float32, record_membrane: bool = False):
+             dtype: torch.dtype = torch.float32, record_membrane: bool = False, time_chunk: int | None = None):
     """Run ``graph`` on ``x`` ([B, *input_shape], repeated over T steps, or [B, T, *input_shape]).
 
     Returns the output sequence [T, B, *output_shape]; with ``record=True`` returns
@@ -366,6 +366,14 @@ def simulate(graph: nir.NIRGraph, x, T: int | None = None, record: bool = False,
     if record_membrane:
         record = True
         program.keep_membranes()
+    if time_chunk and not record and seq.shape[0] > time_chunk:
+        # time_chunk steps at a time, state carried over: memory O(chunk x neurons), not O(T x neurons)
+        outs, state = [], None
+        with torch.no_grad():
+            for t0 in range(0, seq.shape[0], int(time_chunk)):
+                o, state, _ = program.run(seq[t0:t0 + int(time_chunk)], state, False)
+                outs.append(o)
+        return torch.cat(outs, 0)
     with torch.no_grad():
         out, _, records = program.run(seq, None, record)
     return (out, records) if record else out

@@ -100,7 +100,7 @@ def test_refusals_name_the_layer_and_the_reason(corpus):
 
 
 def test_every_command_on_every_graph_exits_cleanly(corpus, tmp_path):
-    results = {}
+    results, errors = {}, {}
     bad = []
     for name, path in sorted(corpus.items()):
         if path.suffix != ".nir":
@@ -111,6 +111,7 @@ def test_every_command_on_every_graph_exits_cleanly(corpus, tmp_path):
         for cmd, argv in commands(path, folder, static, events).items():
             code, out, err = run_cli(argv)
             results[(name, cmd)] = code
+            errors[(name, cmd)] = err.strip().splitlines()[-1] if err.strip() else ""
             if code not in (0, 1, 2) or "Traceback" in err:
                 bad.append(f"{name} {cmd}: exit {code}: {err.strip()[-300:]}")
             elif code == 2 and len(err.strip().splitlines()) != 1:
@@ -118,6 +119,17 @@ def test_every_command_on_every_graph_exits_cleanly(corpus, tmp_path):
             elif cmd == "check-json" and code in (0, 1):
                 json.loads(out)
     assert not bad, "\n".join(bad)
+    # what the Loihi 2 lowering cannot run (yet) is refused naming the node (messages as of this commit:
+    # "node 'n1': recurrent edge from 'n1' cannot be lowered ...", "node 'n1': NIR type CubaLIF cannot be
+    # lowered ...", "node 'n1': LIF with v_leak != 0 cannot be lowered ..."); once lowered, exit 0
+    expect = {"nir_rec_self_edge": "n1", "snn_rleaky": "1.", "nir_cubalif": "n1", "nir_lif_vleak": "n1",
+              "nir_lif_vreset": "n1", "nir_nested": "sub", "nir_delay": "n2", "nir_conv1d_input": "n0"}
+    for name, node in expect.items():
+        code, err = results[(name, "export-loihi2")], errors[(name, "export-loihi2")]
+        assert code == 0 or (code == 2 and f"node '{node}" in err and "Loihi 2" in err), (name, err)
+    # event data with a time axis runs on Loihi 2 for a spiking input, and is refused in one line for a real one
+    assert results[("snn_leaky", "simulate-events")] == 0 and results[("paper_cnn_sinabs", "simulate-events")] == 0
+    assert "give --input-domain binary or counts" in errors[("snn_leaky", "simulate-events-real")]
     # every graph is accepted by check and export (exit 0/1): nothing the reference simulator runs is refused
     for name, path in corpus.items():
         if path.suffix == ".nir":

@@ -26,8 +26,6 @@ def _image_shape(cfg, input_shape):
     if input_shape is None:
         return (int(cfg.in_channels), int(cfg.img_size), int(cfg.img_size))
     shape = tuple(int(v) for v in input_shape)
-    if len(shape) == 2:
-        shape = (int(cfg.in_channels), *shape)
     if len(shape) != 3 or shape[0] != cfg.in_channels or min(shape) < 1:
         raise BadInputError(f"input shape {list(shape)}: expected [{cfg.in_channels}, H, W] with H, W >= 1")
     return shape

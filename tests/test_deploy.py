@@ -122,3 +122,20 @@ def test_failed_export_keeps_the_older_good_output(exported, tmp_path, capsys):
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.nir", "out"]   # no temporary folder left
+
+
+def test_api_refuses_what_the_cli_refuses():
+    """Issue 14's API cases: an empty graph, a two-value input shape, a negative chip budget."""
+    from neurodeploy.analysis.purity import check_purity
+    from neurodeploy.errors import BadInputError
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.lower.testmodels import tiny_spikingformer
+    from neurodeploy.report import build_report
+
+    with pytest.raises(BadInputError, match="no nodes"):
+        check_purity(nir.NIRGraph(nodes={}, edges=[]))
+    with pytest.raises(BadInputError, match=r"input shape \[1, 8\]: expected \[1, H, W\]"):
+        to_nir(tiny_spikingformer(), input_shape=(1, 8))
+    for bad in ({"max_chips": -1}, {"max_chips": 0}, {"max_energy_uj": float("nan")}, {"min_fidelity": 1.5}):
+        with pytest.raises(BadInputError, match=next(iter(bad))):
+            build_report("spikingformer-digits", **bad)

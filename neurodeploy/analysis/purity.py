@@ -375,6 +375,10 @@ def resolve_allow(allow, res: DomainAnalysis) -> list[str]:
 def check_purity(graph: nir.NIRGraph, input_domain: str | None = None, allow=None,
                  pool_events: bool = True) -> PurityReport:
     """Value domains, synaptic classes and the verdict for ``graph``."""
+    if isinstance(graph, nir.NIRGraph) and not graph.nodes:
+        from ..errors import BadInputError
+
+        raise BadInputError("the graph has no nodes: there is nothing to check")
     res = analyze(graph, input_domain=input_domain, pool_events=pool_events)
     ops = classify(res)
     items = resolve_allow(allow, res)

@@ -161,6 +161,7 @@ def build_report(model, targets: list[str] | None = None, profile_files: list[st
     (a :class:`neurodeploy.deploy.Deployment` is built and run), or a Deployment already run."""
     from ..deploy import Deployment
 
+    _check_budgets(max_chips, max_energy_uj, min_fidelity)      # before any work
     t0 = time.perf_counter()
     if isinstance(model, Deployment):
         dep = model
@@ -175,6 +176,7 @@ def build_report(model, targets: list[str] | None = None, profile_files: list[st
 def report_document(dep, max_chips: int | None = None, max_energy_uj: float | None = None,
                     min_fidelity: float | None = None) -> dict:
     """Arrange a run :class:`~neurodeploy.deploy.Deployment` into the report dict (computes nothing new)."""
+    _check_budgets(max_chips, max_energy_uj, min_fidelity)
     from .. import __version__
 
     graph, info, ops, purity = dep.graph, dep.info, dep.ops, dep.purity
@@ -218,6 +220,19 @@ def report_document(dep, max_chips: int | None = None, max_energy_uj: float | No
     }
     doc["summary"] = summarize(doc)
     return doc
+
+
+def _check_budgets(max_chips, max_energy_uj, min_fidelity) -> None:
+    """The budgets' own values (the API gets the same checks as the CLI)."""
+    import math
+
+    if max_chips is not None and (isinstance(max_chips, bool) or not isinstance(max_chips, int) or max_chips < 1):
+        raise BadInputError(f"max_chips must be an integer >= 1, got {max_chips!r}")
+    if max_energy_uj is not None and not (isinstance(max_energy_uj, (int, float)) and math.isfinite(max_energy_uj)
+                                          and max_energy_uj > 0):
+        raise BadInputError(f"max_energy_uj must be a finite number > 0, got {max_energy_uj!r}")
+    if min_fidelity is not None and not (isinstance(min_fidelity, (int, float)) and 0.0 <= min_fidelity <= 1.0):
+        raise BadInputError(f"min_fidelity must be a fraction in [0, 1], got {min_fidelity!r}")
 
 
 def _budgets(targets, energy, lowering, max_chips, max_energy_uj, min_fidelity) -> dict:

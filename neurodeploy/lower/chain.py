@@ -211,21 +211,3 @@ def split_windows(res: dict, samples: int, period: int) -> dict:
                 raise BadInputError(f"{name}.{k}: {a.shape[0]} steps, expected {samples} x {period}")
             out[name][k] = a.reshape(samples, period, -1).transpose(1, 0, 2)
     return out
-
-
-def simulate_chained(net: LoweredNetwork, inputs: dict, period: int | None = None, record=None,
-                     device="cpu", conv_as_sparse: bool = False, progress=None):
-    """Our engine in chained mode (batch 1, ``B*period`` steps): what :func:`run_lava_chained` computes.
-    Returns ``(chained network, {pop: {key: numpy [B*period, 1, n]}})``."""
-    from ..sim.engine import Engine
-    chained = chain_network(net, period, conv_as_sparse=conv_as_sparse)
-    cin = chain_inputs(chained, inputs)
-    steps = next(iter(cin.values())).shape[0]
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)        # batch 1: threads only add synchronisation (and suffer on busy machines)
-    try:
-        res = Engine(chained, device=device).run(cin, steps, record=record, progress=progress)
-    finally:
-        torch.set_num_threads(threads)
-    return chained, {n: {k: t.cpu().numpy() for k, t in r.items()} for n, r in res.items()}

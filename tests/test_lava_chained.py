@@ -8,7 +8,7 @@ import torch
 
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.lower.chain import chain_inputs, chain_network, split_windows
-from neurodeploy.sim.batch import simulate_chained
+from neurodeploy.sim.chained import simulate_chained
 from neurodeploy.lower.from_nir import lower_graph
 from neurodeploy.lower.testmodels import tiny_spikingformer
 from neurodeploy.sim import simulate

@@ -202,7 +202,7 @@ def test_relay_readout_equals_the_composed_dense_group(monkeypatch):
 def test_chained_rewrite_equals_the_unchained_network():
     """Issue 10: each sample's window of the chained run equals a fresh run of the ORIGINAL network."""
     from neurodeploy.exporters import to_nir
-    from neurodeploy.lower.chain import simulate_chained
+    from neurodeploy.sim.chained import simulate_chained
     from neurodeploy.lower.testmodels import tiny_spikingformer
     net, _ = lower_graph(to_nir(tiny_spikingformer(), arch="spikingformer-digits"), T=4, bias_exp_min=6)
     K = 3

@@ -18,7 +18,7 @@ recorder itself; Monitor.get_data reads element by element and is far too slow f
 
 :func:`run_lava` runs one sample; :func:`run_lava_chained` runs many samples back to back in ONE process
 graph (chained mode, :mod:`neurodeploy.lower.chain`: periodic LIFReset of every population, the encoder
-output as graded RingBuffer input), bit-exact with :func:`neurodeploy.sim.batch.simulate_chained`.
+output as graded RingBuffer input), bit-exact with :func:`neurodeploy.sim.chained.simulate_chained`.
 """
 from __future__ import annotations
 
@@ -258,7 +258,7 @@ def run_lava_chained(net: LoweredNetwork, inputs: dict, period: int | None = Non
     ``conv_as_sparse``: conv groups run as Sparse where exact (much faster in Lava's CPU simulation).
     ``progress(steps)`` is called after every ``chunk`` steps.
     Returns ``(chained network, {pop: {"s"|"u"|"v": array [B*period, 1, n]}}, timing)``;
-    :func:`neurodeploy.sim.batch.simulate_chained` computes the same with our engine.
+    :func:`neurodeploy.sim.chained.simulate_chained` computes the same with our engine.
     """
     from ..lower.chain import chain_inputs, chain_network
 

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError
-from ..lower.chain import chain_inputs, chain_network
 from ..lower.network import LoweredNetwork
 from .engine import Engine
 
@@ -131,20 +130,3 @@ def simulate_batched(net: LoweredNetwork, inputs: dict, steps: int, record=None,
     if len(parts) == 1:
         return parts[0]
     return {n: {k: np.concatenate([p[n][k] for p in parts], axis=1) for k in parts[0][n]} for n in parts[0]}
-
-
-def simulate_chained(net: LoweredNetwork, inputs: dict, period: int | None = None, record=None,
-                     device="cpu", conv_as_sparse: bool = False, progress=None):
-    """Our engine in chained mode (batch 1, ``B*period`` steps): what :func:`run_lava_chained` computes.
-    Returns ``(chained network, {pop: {key: numpy [B*period, 1, n]}})``."""
-    chained = chain_network(net, period, conv_as_sparse=conv_as_sparse)
-    cin = chain_inputs(chained, inputs)
-    steps = next(iter(cin.values())).shape[0]
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)        # batch 1: threads only add synchronisation (and suffer on busy machines)
-    try:
-        res = Engine(chained, device=device).run(cin, steps, record=record, progress=progress)
-    finally:
-        torch.set_num_threads(threads)
-    return chained, {n: {k: t.cpu().numpy() for k, t in r.items()} for n, r in res.items()}

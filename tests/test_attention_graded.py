@@ -242,7 +242,7 @@ def _digits(ckpt):
 @pytest.mark.slow
 def test_trained_digits_graded_in_lava_equals_engine_20_samples(trained_digits_checkpoint):
     from neurodeploy.lava.run import run_lava_chained
-    from neurodeploy.lower.chain import simulate_chained
+    from neurodeploy.sim.chained import simulate_chained
     _, net, _, x, _ = _digits(trained_digits_checkpoint)
     assert net.metadata["attention_lowering"] == "graded" and not net.attention
     N = 20

@@ -1,5 +1,5 @@
 """Delay balancing of a lowered network (a lowering pass shared by :mod:`neurodeploy.lower.from_nir`,
-:mod:`neurodeploy.lower.attention_neurons` and :mod:`neurodeploy.lower.testmodels`; its own module so
+:mod:`neurodeploy.lower.attention_graded` and :mod:`neurodeploy.lower.testmodels`; its own module so
 that none of them imports another in a circle)."""
 from __future__ import annotations
 

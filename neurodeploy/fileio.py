@@ -249,8 +249,8 @@ def _lock(lock_path: Path, out: Path) -> int:
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise BadInputError(f"{out}: cannot create the lock file {lock_path} "
-                                f"({exc.strerror or first_line(exc)})") from None
+            raise BadInputError(f"{out}: cannot write (cannot create the lock file {lock_path}: "
+                                f"{exc.strerror or first_line(exc)})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

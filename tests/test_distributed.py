@@ -13,14 +13,8 @@ from neurodeploy.cli import main
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one(tmp_path, capsys):
-    from neurodeploy.exporters import to_nir
-    from neurodeploy.graph import write_graph
-    from neurodeploy.lower.testmodels import tiny_spikingformer
-
-    model = tmp_path / "tiny.nir"
-    write_graph(to_nir(tiny_spikingformer(), arch="spikingformer-digits"), model)
-    args = ["simulate", str(model), "--limit", "64", "--batch", "16", "--json"]
+def test_two_processes_equal_one(trained_digits_checkpoint, capsys):
+    args = ["simulate", str(trained_digits_checkpoint), "--limit", "64", "--batch", "16", "--json"]
     assert main(args) == 0
     one = json.loads(capsys.readouterr().out)
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -54,9 +54,11 @@ def load_data(data: str | None, graph, steps=None, input_domain=None):
     arch = str((graph.metadata or {}).get("neurodeploy.arch", ""))
     if "digits" not in arch:
         raise BadInputError(f"model '{arch}': give --data FILE (.npz with x and y)")
+    from ..fidelity import _num_classes
     from ..training import digits_split
     _, _, x, y = digits_split()
-    return x.numpy(), y.numpy(), steps
+    # the digits labels belong to a 10-class digits model (not to a test model of the same input)
+    return x.numpy(), (y.numpy() if _num_classes(graph) == 10 else None), steps
 
 
 def _check_options(args: argparse.Namespace) -> None:

@@ -81,9 +81,12 @@ class Deployment:
                 _, y = load_labeled_samples(data, len(dep.samples))
                 dep.labels = y
             elif desc.startswith("bundled digits"):
+                from ..fidelity import _num_classes
                 from ..training import digits_split
 
-                dep.labels = digits_split()[3].numpy()[:len(dep.samples)]
+                # the digits labels belong to a 10-class digits model (not to a test model of the same input)
+                if _num_classes(graph) == 10:
+                    dep.labels = digits_split()[3].numpy()[:len(dep.samples)]
         from .registry import get_target
 
         dep.targets = [TargetDeployment(p.name, p, get_target(p.name)) for p in profiles]

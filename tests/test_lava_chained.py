@@ -18,7 +18,9 @@ from neurodeploy.sim import simulate
 def tiny_net():
     from neurodeploy.exporters import to_nir
     g = to_nir(tiny_spikingformer(), arch="spikingformer-digits")
-    net, _ = lower_graph(g, T=4)
+    # the process form (one attention op): the numbers below; the default graded form is chained in
+    # tests/test_attention_graded.py
+    net, _ = lower_graph(g, T=4, attention="process")
     return net
 
 

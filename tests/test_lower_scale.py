@@ -117,7 +117,7 @@ def test_cifar_lowering_is_structured(cifar16, tmp_path):
     kinds = {}
     for s in net.synapses:
         kinds.setdefault(s.kind, []).append(s)
-    assert set(kinds) == {"conv", "dense"}
+    assert set(kinds) == {"conv", "dense", "einsum"}       # einsum: the graded attention (default form)
     # dense groups only where the model has its Affine (the head into the readout), 4 blocks x 2 + patch
     assert all(s.dst == "readout" for s in kinds["dense"]) and len(kinds["dense"]) == 9
     # the residual stream: patch_embed's 3x3 conv feeds every block through a Flatten, as a conv

@@ -95,12 +95,13 @@ def run(args: argparse.Namespace) -> int:
     dep = doc = None
     if targets or args.profile:
         dep = Deployment.build(graph, targets=targets, profile_files=args.profile, data=args.data,
-                               samples=args.samples)
+                               samples=args.samples, annotate=False)
         dep.info.update(name=model.name, path=str(model))
-        dep.lower()
+        dep.lower()                 # a target that refuses the model fails the export, before any other work
         refused = [t for t in dep.targets if not t.deployable]
         if refused:
             raise UnsupportedError(f"{refused[0].name}: cannot deploy: {refused[0].cannot_deploy}")
+        dep.annotate()              # purity, op counts, firing rates, paper energy
         dep.measure_fidelity(progress=False)
         dep.map()
     written = []

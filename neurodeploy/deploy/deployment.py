@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import BadInputError, NeurodeployError, UnsupportedError
 
-ALLOWED_EXCEPTIONS = ("encoder", "readout")
+from .target import ALLOWED_EXCEPTIONS  # noqa: E402 - re-exported
 
 
 @dataclass

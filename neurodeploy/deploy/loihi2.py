@@ -116,7 +116,9 @@ class Loihi2Target(Target):
         from ..mapping import fit, from_lowered
 
         net = from_lowered(artifact.net, name=str(artifact.net.metadata.get("arch", "lowered")))
-        net.time_steps = int(artifact.net.metadata.get("time_steps", 0) or 0) or None
+        T = int(artifact.net.metadata.get("time_steps", 0) or 0)
+        if T:                       # a graph without time steps keeps the mapper's default (1)
+            net.time_steps = T
         return fit(net, profile, rates=rates)
 
     def describe(self, artifact: Loihi2Artifact) -> dict:

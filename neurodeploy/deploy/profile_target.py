@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .target import Target
+from .target import ALLOWED_EXCEPTIONS, Target
 
 
 @dataclass
@@ -27,7 +27,12 @@ class ProfileTarget(Target):
         net = from_graph(deployment.graph, residual="relay" if relay else "direct")
         # synaptic nodes fed by non-binary values (integer spike counts, real values) away from the encoder /
         # readout need graded messages (e.g. SEW-ResNet's ADD residual)
-        for o in deployment.purity.ops:
+        purity = deployment.purity
+        if purity is None:          # lowered before the deployment was annotated (export): the same analysis
+            from ..analysis.purity import check_purity
+
+            purity = check_purity(deployment.graph, allow=ALLOWED_EXCEPTIONS)
+        for o in purity.ops:
             if o.op_class in ("INTxFLOAT", "MAC") and o.role not in ("encoder", "readout"):
                 net.use("graded_spikes", o.node)
         return GraphMapping(net, "the NIR graph (graded residual relays)" if relay

@@ -6,6 +6,9 @@ from typing import Any
 
 from ..errors import BadInputError, UnsupportedError
 
+#: roles whose non-spike-driven ops are allowed exceptions to spike purity (real-valued encoder, readout)
+ALLOWED_EXCEPTIONS = ("encoder", "readout")
+
 
 class Target:
     """What a deployable chip provides.  Subclasses override what they support; every method receives

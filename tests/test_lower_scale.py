@@ -239,11 +239,22 @@ def test_every_architecture_lowers_and_saves(tmp_path):
     from neurodeploy import arch_names
     from neurodeploy.exporters import to_nir
     from neurodeploy.models.registry import build_model
+    from neurodeploy.errors import UnsupportedError
+
     for arch in arch_names():
         torch.manual_seed(0)
         img = SMALL.get(arch)
         g = to_nir(build_model(arch, {"img_size": img} if img else None).eval())
-        net, rep = lower_graph(g)
+        if arch.startswith("spikingformer-imagenet-8-"):
+            # 8 blocks of graded attention (3 steps each) put the patch embedding 64 steps before the readout:
+            # more than one Loihi 2 synapse delay (62). Refused, naming the path, until long paths get relay
+            # populations; the process form (no added latency) still lowers
+            with pytest.raises(UnsupportedError, match="'patch_embed.maxpool4.or' needs a delay of 64 steps, "
+                                                       "more than the Loihi 2 maximum 62"):
+                lower_graph(g)
+            net, rep = lower_graph(g, attention="process")
+        else:
+            net, rep = lower_graph(g)
         assert not any(s.kind == "dense" and s.dst != "readout" and np.size(s.weights) > 1 << 20
                        for s in net.synapses), arch
         path = tmp_path / f"{arch}.npz"

@@ -140,7 +140,7 @@ def test_nir_file_on_xylo_renders(tmp_path, capsys, target):
     assert main(["report", str(path), "--target", target, "--samples", "8"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("# Deployment report: ") and f"| {target} | does not fit: " in out
-    assert "bottleneck | hidden_neurons: the fullest resource on - of 1 cores" in out
+    assert "bottleneck | output_neurons: the fullest resource on - of 1 cores" in out
 
 
 @pytest.mark.slow

@@ -63,7 +63,7 @@ demo: $(STAMP)
 	@mkdir -p $(DEMO_OUT)
 	@echo "== [1/6] train (or reuse) the demo Spikingformer on scikit-learn digits"
 	$(ND) train --arch spikingformer-digits -o $(DEMO_MODEL) --reuse
-	@echo "== [2/6] export to NIR and deploy for Loihi 2 (lowered network, netx file, report)"
+	@echo "== [2/6] export to NIR and deploy for Loihi 2 (one lowering: network, summary, fidelity, chip fit, report)"
 	$(ND) export $(DEMO_MODEL) -o $(DEMO_OUT)/deploy --target loihi2
 	@echo "== [3/6] spike-purity check (encoder allowed, readout folded into accumulates)"
 	$(ND) check $(DEMO_MODEL) --allow encoder --fold-readout

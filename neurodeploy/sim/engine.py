@@ -365,15 +365,8 @@ class Engine:
         if pout is not None:
             w = w[pout]
             d_all = None if d_all is None else d_all[pout]
-        raw = float("inf") if graded else _weight_bound(w)
-        scaled = raw * 2.0 ** s.weight_exp + (1 if s.weight_exp < 0 else 0)
-        top = max(raw, scaled)
-        if top < _F32_EXACT and self.exact32:
-            dtype = torch.float32
-        elif top < _F64_EXACT or graded:
-            dtype = torch.float64
-        else:
-            dtype = torch.int64
+        dtype, scaled = self._sum_dtype(s, w, graded)
+        dtype = dtype or torch.int64
         parts = []
         if s.delays is None:
             parts.append((1 + s.balance_delay, 0, torch.as_tensor(w.T.copy(), dtype=dtype, device=dev)))
@@ -384,6 +377,18 @@ class Engine:
                 parts.append((1 + int(k) + s.balance_delay, int(k),
                               torch.as_tensor(wk.T.copy(), dtype=dtype, device=dev)))
         return _Group(s, parts, dtype, bound=scaled)
+
+    def _sum_dtype(self, s: Synapse, w, graded: bool):
+        """(the dtype a group's products are summed in exactly, or None beyond float64; the bound on one
+        output's contribution after the weight exponent)."""
+        raw = float("inf") if graded else _weight_bound(w)
+        scaled = raw * 2.0 ** s.weight_exp + (1 if s.weight_exp < 0 else 0)
+        top = max(raw, scaled)
+        if top < _F32_EXACT and self.exact32:
+            return torch.float32, scaled
+        if top < _F64_EXACT or graded:
+            return torch.float64, scaled
+        return None, scaled
 
     def _prepare_sparse(self, s: Synapse, w, graded: bool) -> _Group:
         """A large sparse group as torch CSR tensors (one per delay value): memory = connections."""
@@ -400,14 +405,8 @@ class Engine:
         if pout is not None:
             w = w[pout]
             d = None if d is None else d[pout]
-        raw = float("inf") if graded else _weight_bound(w)
-        scaled = raw * 2.0 ** s.weight_exp + (1 if s.weight_exp < 0 else 0)
-        top = max(raw, scaled)
-        if top < _F32_EXACT and self.exact32:
-            dtype = torch.float32
-        elif top < _F64_EXACT or graded:
-            dtype = torch.float64
-        else:
+        dtype, scaled = self._sum_dtype(s, w, graded)
+        if dtype is None:
             raise BadInputError(f"synapse '{s.name}': sums beyond 2**53 in a large sparse group")
 
         def csr(m):

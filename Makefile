@@ -1,6 +1,6 @@
 # neurodeploy: two commands from a fresh clone.
 #   make demo   set up .venv, train (or reuse) the demo Spikingformer, export, check, lower, simulate, report
-#   make test   set up .venv, run the test suite
+#   make test   set up .venv (with the vendor tools used as ground truth), run the test suite
 # Also: make install (set-up only), make bench (benchmarks, installs spikingjelly), make clean.
 #
 # Set-up is idempotent: it runs pip only when pyproject.toml or this Makefile changed since the last
@@ -42,8 +42,10 @@ $(STAMP):
 	@# a current pip, and setuptools/wheel in the venv itself (tests build a wheel without isolation)
 	$(PIP) install --upgrade pip 'setuptools>=68' wheel
 	@# torch first, pinned, so that nothing later pulls a different torch build from elsewhere
-	$(PIP) install torch==2.14.1 torchvision==0.29.1 'numpy<2'
-	$(PIP) install -e '.[lava,frameworks,test]'
+	$(PIP) install -c constraints.txt torch==2.14.1 torchvision==0.29.1 'numpy<2'
+	$(PIP) install -c constraints.txt -e '.[lava,frameworks,test,vendors]'
+	@# sinabs (Speck ground truth) pins nir<=1.0.4 and samna (no cp311 build): its code runs unchanged with nir 1.0.8
+	$(PIP) install -c constraints.txt sinabs==3.1.3 --no-deps
 	@# lava-nc 0.10.0 / lava-dl 0.6.0 declare Python <3.11 and pin old torch: install without their
 	@# metadata; their real runtime dependencies come from the [lava] extra above, and
 	@# neurodeploy.lava_compat fixes the one Python 3.11 import bug when Lava is imported through us.

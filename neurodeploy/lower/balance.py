@@ -4,9 +4,13 @@ that none of them imports another in a circle)."""
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import UnsupportedError
-from .network import MAX_DELAY, LoweredNetwork, Synapse
+from .network import EXCITATORY, GRADED_KINDS, MAX_DELAY, LoweredNetwork, Population, Synapse
+
+#: synapse kinds whose source can be moved to a delay relay unchanged (weights, geometry and delays kept)
+_RELAYABLE = ("dense", "sparse", "conv")
 
 
 def balance_network(net: LoweredNetwork, T=None) -> None:
@@ -15,6 +19,7 @@ def balance_network(net: LoweredNetwork, T=None) -> None:
     ``balance_delays``) so that all its inputs arrive together; more than 62 -> error naming the node.
     Populations with a bias (and readouts) are reset (LIFReset, period ``T + latency``) at the step their
     first input arrives.  Sets ``metadata["latency"]`` and ``metadata["population_latency"]``."""
+    _remove_delay_relays(net)       # a re-balance (after a pass that adds latency) places them anew
     lat = {}
     incoming = {p.name: [] for p in net.populations}
     for s in net.synapses:
@@ -33,12 +38,13 @@ def balance_network(net: LoweredNetwork, T=None) -> None:
         for c in incoming[name]:
             if isinstance(c, Synapse):
                 c.balance_delay = lat[name] - lat[c.src] - 1
-                if c.balance_delay > MAX_DELAY:
+                if c.balance_delay > MAX_DELAY and c.kind not in _RELAYABLE:
                     raise UnsupportedError(
                         f"node '{net.pop(name).source}': path from '{c.src}' needs a delay of {c.balance_delay} "
                         f"steps, more than the Loihi 2 maximum {MAX_DELAY}")
             else:
                 c.balance_delays = tuple(lat[name] - lat[s] - 1 for s in (c.q, c.k, c.v))
+    _insert_delay_relays(net, lat)
     Lmax = max(lat.values()) if lat else 0
     period = (int(T) + Lmax) if T else 0
     for p in net.populations:
@@ -50,3 +56,56 @@ def balance_network(net: LoweredNetwork, T=None) -> None:
             p.reset_offset = (lat[p.name] + 1) % p.reset_interval
     net.metadata["latency"] = int(Lmax)
     net.metadata["population_latency"] = {k: int(v) for k, v in lat.items()}
+
+
+def _insert_delay_relays(net: LoweredNetwork, lat: dict) -> None:
+    """Paths longer than one Loihi 2 synapse delay (``MAX_DELAY``): a source whose group needs a delay
+    d > 62 gets a chain of delay relays, graded copies of it (Lava GradedVec with vth 0: s = a_in, no
+    state).  Relay k sits 63*k steps after the source (identity weights 1, delay 62 from the previous
+    one), and the group reads the deepest relay that is not too late, with the remaining delay (0..62).
+    Weights times the relayed payload (the source's own 0/1 spike or graded value) are unchanged, so the
+    result is exact; no population's latency changes.  Costs one neuron per source neuron per relay (a
+    relay chain is built once per source and shared by all its long groups)."""
+    chains: dict = {}
+    moved: dict = {}                # group name -> its own graded flag (restored by _remove_delay_relays)
+    for s in list(net.synapses):
+        if s.balance_delay <= MAX_DELAY:
+            continue
+        src = net.pop(s.src)
+        k = -(-(s.balance_delay - MAX_DELAY) // (MAX_DELAY + 1))      # relays needed: ceil((d - 62) / 63)
+        chain = chains.setdefault(s.src, [])
+        while len(chain) < k:
+            prev = net.pop(chain[-1]) if chain else src
+            graded = prev.kind in GRADED_KINDS + ("relay",) or (prev.kind == "input" and prev.input_kind == "graded")
+            rname = f"{s.src}.delay{len(chain) + 1}"
+            net.populations.append(Population(rname, tuple(src.shape), kind="relay", source=src.source or s.src))
+            n = src.size
+            eye = sp.csr_matrix((np.ones(n, dtype=np.int64), (np.arange(n), np.arange(n))), shape=(n, n))
+            net.synapses.append(Synapse(f"{rname}.syn", prev.name, rname, "sparse", eye, sign_mode=EXCITATORY,
+                                        balance_delay=MAX_DELAY, graded=graded,
+                                        source=f"delay relay of {s.src} ({MAX_DELAY} + 1 steps)"))
+            lat[rname] = lat[prev.name] + MAX_DELAY + 1
+            chain.append(rname)
+        moved[s.name] = bool(s.graded)
+        s.src = chain[k - 1]
+        s.graded = True
+        s.balance_delay = lat[s.dst] - lat[s.src] - 1
+        assert 0 <= s.balance_delay <= MAX_DELAY, (s.name, s.balance_delay)
+    if chains:
+        net.metadata["delay_relays"] = {src: list(c) for src, c in chains.items()}
+        net.metadata["delay_relay_groups"] = moved
+
+
+def _remove_delay_relays(net: LoweredNetwork) -> None:
+    """Undo :func:`_insert_delay_relays`: groups read their original source again."""
+    chains = net.metadata.pop("delay_relays", None)
+    moved = net.metadata.pop("delay_relay_groups", {})
+    if not chains:
+        return
+    root = {r: src for src, c in chains.items() for r in c}
+    net.synapses = [s for s in net.synapses if s.dst not in root]
+    for s in net.synapses:
+        if s.src in root:
+            s.src = root[s.src]
+            s.graded = bool(moved.get(s.name, s.graded))
+    net.populations = [p for p in net.populations if p.name not in root]

@@ -47,6 +47,7 @@ from ..errors import BadInputError, UnsupportedError
 from ..graph.simulate import int_tuple, padding_arg
 from .fixed_point import conv_out_hw, conv_to_sparse
 from .attention_graded import attention_to_graded
+from .fan_in import split_fan_in
 from .balance import balance_network  # noqa: F401 - re-exported (historic home)
 from .network import (EXCITATORY, MAX_DELAY, MIXED, VTH_MAX, Attention, Encoder, LoweredNetwork, Population,
                       Synapse)
@@ -55,6 +56,10 @@ from .network import (EXCITATORY, MAX_DELAY, MIXED, VTH_MAX, Attention, Encoder,
 #: population when the Affine pools positions (:meth:`_Lowerer._pooled_readout`); smaller ones stay one
 #: dense group
 RELAY_MIN_ELEMENTS = 1 << 24
+#: ... and also when one neuron of it would read more than this many source neurons: a Loihi 2 core has 16,000
+#: input axons (lava_loihi.md), so a readout of a CIFAR Spikingformer (64 tokens x 384 channels per source,
+#: ~19 sources) could not be placed at all; through the relay it reads 384 counts per source
+RELAY_MIN_FAN_IN = 8192
 
 _NEURONS = ("LIF", "IF", "Threshold")
 _LINEAR = ("Conv2d", "Conv1d", "Affine", "Linear", "SumPool2d", "AvgPool2d", "Flatten", "Scale")
@@ -464,7 +469,7 @@ class _Lowerer:
         if not sops:                              # a bare reshape: the identity
             sops = [("scale", np.ones(n_in))]
         dense_at = [i for i, o in enumerate(sops) if o[0] == "dense"]
-        if dense_at and n_out * n_in > RELAY_MIN_ELEMENTS:
+        if dense_at and (n_out * n_in > RELAY_MIN_ELEMENTS or n_in > RELAY_MIN_FAN_IN):
             relay = self._pooled_readout(sops, src_shape)
             if relay is not None:
                 C, P, E = relay
@@ -874,4 +879,6 @@ def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = N
     net.metadata["passes"] = ["lower_nir", "balance_delays"]
     if attention == "graded" and net.attention:
         net = attention_to_graded(net)     # records "graded_attention" in metadata["passes"]
+    if split_fan_in(net, T=T).metadata.get("fan_in_splits"):
+        net.metadata["passes"] = list(net.metadata["passes"]) + ["split_fan_in"]
     return net, low.report

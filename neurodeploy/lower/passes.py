@@ -6,6 +6,7 @@ artifact says how it was made.
   it makes the network, so it is recorded by :func:`neurodeploy.lower.from_nir.lower_graph` itself)
 * ``balance_delays`` - every path into a population arrives in the same step (:mod:`.balance`)
 * ``graded_attention`` - attention ops -> ProdNeuron / GradedVec / graded synapse groups (:mod:`.attention_graded`)
+* ``split_fan_in`` - partial-sum relays for neurons that read more than a core gives one neuron (:mod:`.fan_in`)
 * ``chain_samples`` - resets and graded bias inputs so that samples run back to back (:mod:`.chain`)
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ..errors import BadInputError
 from .attention_graded import attention_to_graded
 from .balance import balance_network
 from .chain import chain_network
+from .fan_in import split_fan_in
 from .network import LoweredNetwork
 
 
@@ -25,6 +27,7 @@ def _balance(net: LoweredNetwork, T: int | None = None) -> LoweredNetwork:
 PASSES = {
     "balance_delays": _balance,
     "graded_attention": attention_to_graded,
+    "split_fan_in": split_fan_in,
     "chain_samples": chain_network,
 }
 

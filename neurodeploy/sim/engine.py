@@ -662,7 +662,7 @@ class Engine:
                     pl.pend[t % pl.L] = None
                     s = pl.relay if slot is None else slot
                     if pl.rec:
-                        rec[name]["s"].append(s.to(torch.int64))
+                        rec[name]["s"].append(self._to_network(name, s.to(torch.int64)))
                 else:
                     slot = pl.pend[t % pl.L]
                     pl.pend[t % pl.L] = None

@@ -1,0 +1,77 @@
+"""Fan-in splitting (a lowering pass): a neuron that reads more source neurons through dense/sparse groups
+than one Loihi 2 core can give it (``max_fan_in``, default :data:`MAX_FAN_IN`) reads partial sums instead.
+
+The dense/sparse groups into such a population are cut column-wise into chunks of at most ``max_fan_in``
+source neurons, packed into bins; each bin is a graded relay population (Lava GradedVec, vth 0: payload =
+a_in) of the destination's shape whose groups are the chunks (same weights, same weight_exp), and the
+destination reads every bin through a one-to-one graded group of weight 1.  The destination's input is
+then the sum of the partial sums: the unsplit sum except for the floor of a negative weight_exp, which is
+taken per chunk (at most one unit of a_in per extra chunk).  Adds one step of latency on that path (the
+balancing pass re-runs).  The Spikingformer readouts need it: the CIFAR head reads 19 sources of 384-24,576
+neurons each."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .balance import balance_network
+from .fixed_point import lava_sign_mode
+from .network import EXCITATORY, LoweredNetwork, Population, Synapse
+
+#: Source neurons one destination neuron may read through dense/sparse groups: a Loihi 2 core's synapse
+#: memory (12,000 units in hardware_profiles/loihi2.toml's core model) at 2 units per input axon for a single
+#: destination neuron (1 unit of 4 synapses + 1 per axon)
+MAX_FAN_IN = 6000
+
+
+def _fan_in(s: Synapse) -> int:
+    return int(s.weights.shape[1]) if s.kind in ("dense", "sparse") else 0
+
+
+def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | None = None) -> LoweredNetwork:
+    """Split the dense/sparse fan-in of every population above ``max_fan_in`` (in place; returns ``net``).
+    Records ``metadata["fan_in_splits"]``: destination -> its partial-sum relays."""
+    splits = {}
+    for dst in [p for p in net.populations if p.kind not in ("input", "relay")]:
+        groups = [s for s in net.synapses if s.dst == dst.name and s.kind in ("dense", "sparse")
+                  and s.delays is None and s.port == 0]
+        if sum(_fan_in(s) for s in groups) <= max_fan_in:
+            continue
+        # chunks: (group, first column, last column) of at most max_fan_in columns, packed first-fit in order
+        bins, room = [], []
+        for s in groups:
+            n_in = _fan_in(s)
+            for a in range(0, n_in, max_fan_in):
+                b = min(n_in, a + max_fan_in)
+                for i, r in enumerate(room):
+                    if r >= b - a:
+                        bins[i].append((s, a, b))
+                        room[i] -= b - a
+                        break
+                else:
+                    bins.append([(s, a, b)])
+                    room.append(max_fan_in - (b - a))
+        names = []
+        for i, chunks in enumerate(bins):
+            pname = f"{dst.name}.partial{i}"
+            net.populations.append(Population(pname, tuple(dst.shape), kind="relay", source=dst.source))
+            for s, a, b in chunks:
+                w = s.weights.tocsr() if sp.issparse(s.weights) else sp.csr_matrix(np.asarray(s.weights))
+                cols = sp.csr_matrix(w[:, a:b])
+                part = sp.csr_matrix((cols.data, cols.indices + a, cols.indptr), shape=w.shape)
+                whole = (a, b) == (0, _fan_in(s))
+                net.synapses.append(Synapse(s.name if whole else f"{s.name}[{a}:{b}]", s.src, pname, "sparse", part,
+                                            weight_exp=s.weight_exp, num_weight_bits=s.num_weight_bits,
+                                            sign_mode=lava_sign_mode(w.data, s.sign_mode), graded=s.graded,
+                                            source=s.source))
+            n = dst.size
+            eye = sp.csr_matrix((np.ones(n, dtype=np.int64), (np.arange(n), np.arange(n))), shape=(n, n))
+            net.synapses.append(Synapse(f"{dst.name}<-{pname}", pname, dst.name, "sparse", eye,
+                                        sign_mode=EXCITATORY, graded=True, source=f"partial sums {i} of {dst.name}"))
+            names.append(pname)
+        net.synapses = [s for s in net.synapses if not any(s is g for g in groups)]
+        splits[dst.name] = names
+    if splits:
+        net.metadata["fan_in_splits"] = splits
+        balance_network(net, T if T is not None else (int(net.metadata.get("time_steps", 0) or 0) or None))
+    return net

@@ -3,6 +3,11 @@
 ``--data FILE``: ``.npy`` (samples only), ``.npz`` (samples under ``x``/``data``/``images``/``inputs`` or the
 only array; labels under ``y``/``labels``/``targets``), or ``.pt`` (a tensor, a dict with those keys, or an
 ``(x, y)`` tuple; read with ``weights_only=True``).  Samples are [B, *input] or [B, T, *input].
+
+Test sets larger than memory: ``.npy`` files and the members of an uncompressed ``.npz`` (``np.savez``, not
+``np.savez_compressed``) are memory-mapped, never read whole: the checks (finite values, input domain) run in
+chunks and the simulators convert one batch at a time (:func:`float_batch`).  Compressed ``.npz`` and ``.pt``
+files are read into memory.
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from . import limits
 from .errors import BadInputError, ResourceLimitError
 
 SAMPLE_KEYS = ("x", "data", "images", "inputs")
+#: elements per chunk of the checks over memory-mapped samples (64 MiB of float32)
+CHECK_CHUNK = 1 << 24
 LABEL_KEYS = ("y", "labels", "targets")
 
 
@@ -40,8 +47,69 @@ def _npy_header(fileobj):
     return shape, dtype
 
 
+def _npz_member_map(path: Path, z, key: str):
+    """The ``.npz`` member ``key`` memory-mapped (numpy's own ``mmap_mode`` ignores .npz files), or None when
+    it is compressed (then it is read whole)."""
+    import zipfile
+
+    info = z.zip.getinfo(f"{key}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if local[:4] != b"PK\x03\x04":
+            return None
+        name_len, extra_len = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0(f))
+        offset = f.tell()
+    if dtype.hasobject:
+        return None
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape), order="F" if fortran else "C")
+
+
+def _release(x) -> None:
+    """Drop the pages of a memory-mapped ``x`` from this process (they stay in the OS page cache): rows already
+    read do not count in the resident memory, so RSS stays one batch, not the file, however large it is."""
+    mm = getattr(x, "_mmap", None)
+    if mm is not None and hasattr(mm, "madvise"):
+        import mmap as _mmap_mod
+
+        mm.madvise(_mmap_mod.MADV_DONTNEED)
+
+
+def _all_finite(x) -> bool:
+    """np.isfinite(x).all() in chunks (no full-size temporary for memory-mapped samples)."""
+    if x.dtype.kind != "f":
+        return True
+    flat = x.reshape(-1) if x.flags.c_contiguous else np.ravel(x)
+    for i in range(0, flat.size, CHECK_CHUNK):
+        ok = bool(np.isfinite(flat[i:i + CHECK_CHUNK]).all())
+        _release(x)
+        if not ok:
+            return False
+    return True
+
+
+def float_batch(x, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Samples ``x[start:stop]`` as an in-memory float32 array (reads only those rows of a memory-mapped
+    file; a copy whenever the rows are not already a writable float32 array, e.g. a read-only map)."""
+    part = x[start:stop]
+    if isinstance(part, np.memmap):
+        out = np.array(part, dtype=np.float32)
+        _release(x)
+        return out
+    if not part.flags.writeable:
+        return np.array(part, dtype=np.float32)
+    return np.asarray(part, dtype=np.float32)
+
+
 def _read(path: Path):
-    """(samples, labels or None) as numpy arrays, with one-line errors naming the file."""
+    """(samples, labels or None) as numpy arrays (samples memory-mapped where the file allows), with one-line
+    errors naming the file."""
     if not path.exists():
         raise BadInputError(f"{path}: no such file")
     if path.is_dir():
@@ -52,7 +120,7 @@ def _read(path: Path):
         if suffix == ".npy":
             with open(path, "rb") as f:
                 _check_header(path, "samples", *_npy_header(f))
-            x = np.load(path, allow_pickle=False)
+            x = np.load(path, allow_pickle=False, mmap_mode="r")
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 keys = list(z.keys())
@@ -66,7 +134,8 @@ def _read(path: Path):
                     if k is not None:
                         with z.zip.open(f"{k}.npy") as member:
                             _check_header(path, what, *_npy_header(member))
-                x = z[key]
+                x = _npz_member_map(path, z, key)
+                x = z[key] if x is None else x
                 y = z[ykey] if ykey else None
         elif suffix in (".pt", ".pth"):
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -92,7 +161,8 @@ def _read(path: Path):
     except Exception as exc:  # noqa: BLE001 - numpy/torch raise many types for corrupt files
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInputError(f"{path}: cannot read samples ({msg})") from None
-    x = np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise BadInputError(f"{path}: samples must be numeric, found dtype {x.dtype}")
     if x.ndim < 2 or x.shape[0] == 0:
@@ -101,7 +171,7 @@ def _read(path: Path):
         raise BadInputError(f"{path}: samples of shape {list(x.shape)} have a zero-length axis "
                             f"(zero time steps or an empty image)")
     _check_header(path, "samples", x.shape, x.dtype)
-    if not np.all(np.isfinite(x)):
+    if not _all_finite(x):
         raise BadInputError(f"{path}: samples contain NaN or infinity")
     if y is not None:
         y = np.asarray(y)
@@ -126,7 +196,7 @@ def check_labels(y, num_classes: int | None, where: str = "labels") -> None:
 def load_samples(path: str | Path, limit: int | None = None) -> torch.Tensor:
     """Sample inputs as a float32 tensor [B, ...] (the first ``limit``)."""
     x, _ = _read(Path(path))
-    return torch.as_tensor(x[:limit].astype(np.float32))
+    return torch.as_tensor(float_batch(x, 0, limit))
 
 
 def load_labeled_samples(path: str | Path, limit: int | None = None,
@@ -135,7 +205,7 @@ def load_labeled_samples(path: str | Path, limit: int | None = None,
     [0, num_classes) when that is given."""
     x, y = _read(Path(path))
     check_labels(y, num_classes, str(path))
-    return x[:limit].astype(np.float32), (None if y is None else y[:limit].astype(np.int64))
+    return float_batch(x, 0, limit), (None if y is None else y[:limit].astype(np.int64))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -199,7 +269,8 @@ def graph_samples(graph, data, steps: int | None = None, input_domain: str | Non
         x, y = _read(Path(data))
     else:
         x = np.asarray(data)
-    x = np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
     n = len(shape)
     if x.ndim == n + 1 and tuple(x.shape[1:]) == shape:
         T = int(steps) if steps is not None else T_graph
@@ -211,11 +282,16 @@ def graph_samples(graph, data, steps: int | None = None, input_domain: str | Non
         dims = ", ".join(map(str, shape))
         raise BadInputError(f"{where}: samples of shape {list(x.shape)} do not fit the graph input [{dims}]: "
                             f"expected [N, {dims}] (static) or [N, T, {dims}] (events/sequences)")
-    x = x[:limit].astype(np.float32)
+    # memory-mapped samples stay mapped (sliced, not copied): the simulators convert one batch at a time
+    x = x[:limit] if isinstance(x, np.memmap) else x[:limit].astype(np.float32)
     y = None if y is None else np.asarray(y)[:limit].astype(np.int64)
-    if domain == "binary" and not np.all((x == 0) | (x == 1)):
-        raise BadInputError(f"{where}: the input domain is binary but the samples hold {x[(x != 0) & (x != 1)][0]:g} "
-                            "(give --input-domain counts or real)")
-    if domain == "counts" and not np.all((x >= 0) & (x == np.round(x))):
-        raise BadInputError(f"{where}: the input domain is counts but the samples hold {x[(x < 0) | (x != np.round(x))][0]:g}")
+    rows = max(1, CHECK_CHUNK // max(1, int(np.prod(x.shape[1:]))))
+    for i in range(0, len(x), rows):          # the input-domain checks in chunks (no full-size temporaries)
+        xc = float_batch(x, i, i + rows)
+        if domain == "binary" and not np.all((xc == 0) | (xc == 1)):
+            raise BadInputError(f"{where}: the input domain is binary but the samples hold "
+                                f"{xc[(xc != 0) & (xc != 1)][0]:g} (give --input-domain counts or real)")
+        if domain == "counts" and not np.all((xc >= 0) & (xc == np.round(xc))):
+            raise BadInputError(f"{where}: the input domain is counts but the samples hold "
+                                f"{xc[(xc < 0) | (xc != np.round(xc))][0]:g}")
     return x, y, T

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from .data import check_labels
+from .data import check_labels, float_batch
 from .errors import BadInputError
 
 
@@ -56,11 +56,10 @@ def float_predictions(graph, x, steps: int | None = None, batch: int = 64, recor
     from .graph import simulate as float_simulate
 
     T = graph_time_steps(graph, steps)
-    x = np.asarray(x, dtype=np.float32)
     preds, first = [], None
     with torch.no_grad():
         for j in range(0, len(x), batch):
-            xb = torch.as_tensor(x[j:j + batch])
+            xb = torch.as_tensor(float_batch(x, j, j + batch))
             want = record_first and j == 0
             # the float reference in time chunks: its memory does not grow with T (records: first batch only)
             out = float_simulate(graph, xb, T=T, record=want) if want else \
@@ -99,7 +98,8 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
 
     if backend not in ("fast", "lava"):
         raise BadInputError(f"backend must be 'fast' or 'lava', not {backend!r}")
-    x = np.asarray(x, dtype=np.float32)
+    if not isinstance(x, np.memmap):        # memory-mapped samples are read one batch at a time
+        x = np.asarray(x, dtype=np.float32)
     check_labels(y, _num_classes(graph), "labels")  # out-of-range labels would count as wrong silently
     T = graph_time_steps(graph, steps or int(net.metadata.get("time_steps", 0) or 0) or None)
     L = int(net.metadata["latency"])
@@ -140,7 +140,7 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     mine = []                # (start, float predictions, fixed-point predictions)
     t_run = t_float = 0.0
     for i in starts:
-        xb = x[i:i + bsz]
+        xb = float_batch(x, i, i + bsz)
         t0 = time.perf_counter()
         fp = float_predictions(graph, xb, T, batch=batch)
         t_float += time.perf_counter() - t0
@@ -172,7 +172,7 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     if layers:
         # the first batch, over at most LAYER_AGREEMENT_STEPS steps (memory does not grow with T)
         Tr = min(T, LAYER_AGREEMENT_STEPS)
-        first_x = x[:batch]
+        first_x = float_batch(x, 0, batch)
         timed = first_x.ndim != len(net.inputs[0].shape) + 1       # [B, T, ...]: cut to Tr steps
         fx = first_x[:, :Tr] if timed else first_x
         _, first_rec = float_predictions(graph, fx, Tr, batch=batch, record_first=True)

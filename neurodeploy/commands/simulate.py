@@ -84,6 +84,7 @@ def load_artifact(model: str, target: str, arch: str | None = None, data: str | 
     artifact as written), else lowered from MODEL now as `export --target` would (input range calibrated on
     the first 64 samples of the same data)."""
     from ..deploy import Deployment, get_target
+    from ..data import float_batch
     from ..graph import read_graph
 
     path = Path(model)
@@ -103,7 +104,7 @@ def load_artifact(model: str, target: str, arch: str | None = None, data: str | 
     if T and not dep.time_steps:     # the data fixes the steps of a graph that does not (imported .nir files)
         dep.graph.metadata = {**(dep.graph.metadata or {}), "neurodeploy.time_steps": int(T)}
     if data is not None:
-        dep.samples, dep.samples_desc = x[:64], f"{data} (first {min(64, len(x))})"
+        dep.samples, dep.samples_desc = float_batch(x, 0, 64), f"{data} (first {min(64, len(x))})"
     dep.lower()
     t = dep.targets[0]
     if not t.deployable:

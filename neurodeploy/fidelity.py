@@ -169,6 +169,7 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     float_pred = np.concatenate([m[1] for m in mine])
     int_pred = [m[2] for m in mine]
     layer_agree = {}
+    t_layers = time.perf_counter()
     if layers:
         # the first batch, over at most LAYER_AGREEMENT_STEPS steps (memory does not grow with T)
         Tr = min(T, LAYER_AGREEMENT_STEPS)
@@ -183,13 +184,14 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
             if name in first_rec:
                 f = first_rec[name].reshape(Tr, len(first_x), -1).numpy()
                 layer_agree[name] = float((f == r["s"].cpu().numpy()).mean())
+    t_layers = time.perf_counter() - t_layers
     ip = np.concatenate(int_pred)
     result = {"backend": backend, "samples": int(n), "batch": int(bsz), "processes": int(world),
               "steps_per_sample": T, "latency_steps": L,
               "prediction_agreement": float((float_pred == ip).mean()),
               "samples_per_s": n / max(t_run, 1e-9),
               "sample_steps_per_s": n * P / max(t_run, 1e-9),
-              "float_reference_s": t_float, "fixed_point_s": t_run,
+              "float_reference_s": t_float, "fixed_point_s": t_run, "layer_agreement_s": t_layers,
               "layer_spike_agreement": layer_agree,
               "predictions": ip.astype(int).tolist(), "float_predictions": float_pred.astype(int).tolist(),
               "clipped_weights": (net.metadata.get("quantization") or {}).get("clipped_weights"),

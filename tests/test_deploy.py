@@ -65,7 +65,7 @@ def test_simulate_of_the_export_folder_reproduces_the_report(exported, capsys):
     assert sec["artifact"]["passes"] == ["lower_nir", "balance_delays", "graded_attention"]
     capsys.readouterr()
     for folder in (exported, exported / "loihi2"):
-        assert main(["simulate", str(folder), "--limit", "64", "--json"]) == 0
+        assert main(["simulate", str(folder), "--limit", "64", "--layers", "--json"]) == 0
         res = json.loads(capsys.readouterr().out)
         assert res["prediction_agreement"] == fid["prediction_agreement"]
         assert res["layer_spike_agreement"] == rep["lowering"]["layer_spike_agreement"]

@@ -14,7 +14,7 @@ from neurodeploy.cli import main
 
 @pytest.mark.slow
 def test_two_processes_equal_one(trained_digits_checkpoint, capsys):
-    args = ["simulate", str(trained_digits_checkpoint), "--limit", "64", "--batch", "16", "--json"]
+    args = ["simulate", str(trained_digits_checkpoint), "--limit", "64", "--batch", "16", "--layers", "--json"]
     assert main(args) == 0
     one = json.loads(capsys.readouterr().out)
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -25,7 +25,7 @@ def tiny_files(tmp_path_factory):
 def test_simulate_fast_prints_accuracy_and_agreement(tiny_files, capsys):
     _, d = tiny_files
     rc = main(["simulate", str(d / "model.nir"), "--target", "loihi2", "--backend", "fast",
-               "--data", str(d / "data.npz"), "--json", "--batch", "5"])
+               "--data", str(d / "data.npz"), "--json", "--batch", "5", "--layers"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     # latency 8 with the attention process op, + 3 steps of the graded attention stages (the default)
@@ -33,6 +33,13 @@ def test_simulate_fast_prints_accuracy_and_agreement(tiny_files, capsys):
     assert 0.0 <= res["loihi2_accuracy"] <= 1.0 and res["prediction_agreement"] >= 0.75
     assert min(res["layer_spike_agreement"].values()) > 0.9
     assert len(res["layer_spike_agreement"]) == 10
+    # without --layers the agreement per layer is not computed; --profile-time prints the stages
+    assert main(["simulate", str(d / "model.nir"), "--data", str(d / "data.npz"), "--batch", "5",
+                 "--profile-time"]) == 0
+    out = capsys.readouterr().out
+    assert "spike agreement" not in out
+    line = next(x for x in out.splitlines() if x.startswith("time: "))
+    assert "lower (model, data, artifact)" in line and "float reference" in line and "fixed point" in line
 
 
 def test_simulate_bad_input_exits_2(tiny_files, tmp_path, capsys):

@@ -31,6 +31,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=64, help="batch size of the fast engine")
     p.add_argument("--device", default="cpu", help="torch device of the fast engine (cpu, cuda)")
     p.add_argument("--arch", default=None, help="architecture of an official checkpoint")
+    p.add_argument("--layers", action="store_true",
+                   help="also measure per-layer spike agreement float vs fixed point (first batch; costs a float "
+                        "run with records and a layer-synchronous engine run)")
+    p.add_argument("--profile-time", action="store_true",
+                   help="print where the time went: reading/lowering, float reference, fixed point, layer agreement")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
     return p
@@ -151,18 +156,25 @@ def _run(args: argparse.Namespace, rank) -> int:
     backend = args.backend or impl.backends[0]
     if backend not in impl.backends:
         raise BadInputError(f"--backend {backend!r}: target {args.target} has {', '.join(impl.backends)}")
+    import time
+
+    t0 = time.perf_counter()
     graph, impl, artifact, x, y, T = load_artifact(args.model, args.target, args.arch, args.data, args.steps,
                                                    args.input_domain)
+    t_load = time.perf_counter() - t0
     limit = args.limit if args.limit is not None else (100 if backend == "lava" else None)
     if limit is not None:
         x = x[:limit]
         y = None if y is None else y[:limit]
     if len(x) == 0:
         raise BadInputError("no samples to simulate")
-    opts = {"batch": args.batch, "device": args.device}
+    opts = {"batch": args.batch, "device": args.device, "layers": bool(args.layers)}
     if T:
         opts["steps"] = T
+    t0 = time.perf_counter()
     res = impl.simulate(artifact, graph, x, y, backend=backend, progress=not args.json, **opts)
+    res["profile_time_s"] = _profile(res, t_load, time.perf_counter() - t0,
+                                     "read" if Path(args.model).is_dir() else "lower")
     if rank:            # torchrun: every rank computed the same gathered result; rank 0 prints it
         return 0
     if args.json:
@@ -180,9 +192,25 @@ def _run(args: argparse.Namespace, rank) -> int:
     if "sample_steps_per_s" in res:
         print(f"{res['samples_per_s']:.1f} samples/s, {res['sample_steps_per_s']:.0f} sample-steps/s "
               f"(batch {res['batch']}; fixed point only, float reference {res['float_reference_s']:.1f} s apart)")
+    if args.profile_time:
+        print("time: " + ", ".join(f"{k} {v:.2f} s" for k, v in res["profile_time_s"].items()))
     if res.get("lava"):
         lv = res["lava"]
         steady = f", steady {lv['steady_steps_per_s']:.1f} steps/s" if lv["steady_steps_per_s"] else ""
         print(f"lava: one process graph for all samples (chained); compile + first "
               f"{lv['first_chunk_steps']} steps {lv['compile_and_first_chunk_s']:.1f} s{steady}")
     return 0
+
+
+def _profile(res: dict, t_load: float, t_sim: float, first: str) -> dict:
+    """Seconds per stage: model/data reading and lowering (or reading the exported artifact), float reference,
+    fixed point (engine or Lava, with encoding/decoding), per-layer agreement, and what is left (gathering,
+    bookkeeping)."""
+    parts = {f"{first} (model, data, artifact)": t_load}
+    for key, name in (("float_reference_s", "float reference"), ("fixed_point_s", "fixed point"),
+                      ("layer_agreement_s", "layer agreement")):
+        if key in res:
+            parts[name] = float(res[key])
+    parts["other"] = max(0.0, t_sim - sum(v for k, v in parts.items() if not k.startswith(first)))
+    parts["total"] = t_load + t_sim
+    return {k: round(v, 3) for k, v in parts.items()}

@@ -85,11 +85,14 @@ def _encode(net, x, T, L, device, in_dims):
 
 
 def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: str = "fast", batch: int = 64,
-                     device: str = "cpu", progress: bool = True, layers: bool = True) -> dict:
+                     device: str = "cpu", progress: bool = True, layers: bool = True,
+                     max_memory: int | None = None) -> dict:
     """Fidelity of the lowered network ``net`` (made from ``graph``) on samples ``x`` [B, ...] (labels ``y``
     optional): predictions of the fixed-point run (``backend`` fast: our engine, batched; lava: Lava
     ``fixed_pt``, all samples chained in one run) against the float model's; ``layers``: per-layer spike
-    agreement float vs integer on the first batch (layer-synchronous engine)."""
+    agreement float vs integer on the first batch (layer-synchronous engine); ``max_memory``: the fast
+    engine's batch is cut to what fits this many bytes (:func:`neurodeploy.sim.batch.chunk_size`), default
+    :data:`neurodeploy.sim.batch.DEFAULT_MAX_MEMORY`."""
     import torch
     from tqdm import tqdm
 
@@ -130,12 +133,16 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     # samples back to back in ONE process graph, the fast engine one sample per batch row
     P = T + L
     dist, rank, world = _distributed()
+    chained = chain_network(net, P, bias_as_graded=(backend == "lava"), conv_as_sparse=(backend == "lava"))
+    engine = Engine(chained, device=device) if backend == "fast" else None
+    if engine is not None:          # the batch that fits the memory budget (full-size models: a few samples)
+        from .sim.batch import DEFAULT_MAX_MEMORY, chunk_size
+        budget = int(max_memory) if max_memory else DEFAULT_MAX_MEMORY
+        batch = max(1, min(batch, chunk_size(engine, P, budget, record=[out_pop])))
     bsz = batch if backend == "fast" else -(-n // world)
     starts = list(range(0, n, bsz))[rank::world]      # whole batches per rank: the same batches as one process
-    chained = chain_network(net, P, bias_as_graded=(backend == "lava"), conv_as_sparse=(backend == "lava"))
     bar = tqdm(total=sum(min(bsz, n - i) for i in starts), desc=f"{'loihi2'}/{backend}", unit="sample",
                disable=not progress or rank != 0)
-    engine = Engine(chained, device=device) if backend == "fast" and starts else None
     timing = None
     mine = []                # (start, float predictions, fixed-point predictions)
     t_run = t_float = 0.0

@@ -104,3 +104,15 @@ def test_simulate_rejects_bad_options_with_one_line(capsys):
         assert main(["simulate", "spikingformer-digits", *opts]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and msg in err, err
+
+
+def test_max_memory_cuts_the_batch_not_the_result(capsys):
+    """--max-memory: the fast engine's batch is what fits the budget; the predictions do not change."""
+    runs = {}
+    for opt in ([], ["--max-memory", "30M"]):
+        assert main(["simulate", "spikingformer-digits", "--limit", "24", "--batch", "24", "--json", *opt]) == 0
+        runs[bool(opt)] = json.loads(capsys.readouterr().out)
+    assert runs[False]["batch"] == 24 and 1 <= runs[True]["batch"] < 24
+    assert runs[True]["predictions"] == runs[False]["predictions"]
+    assert main(["simulate", "spikingformer-digits", "--max-memory", "lots"]) == 2
+    assert "--max-memory 'lots'" in capsys.readouterr().err

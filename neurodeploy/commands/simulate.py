@@ -30,6 +30,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="first K samples (default: all for fast, 100 for lava)")
     p.add_argument("--batch", type=int, default=64, help="batch size of the fast engine")
     p.add_argument("--device", default="cpu", help="torch device of the fast engine (cpu, cuda)")
+    p.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory budget of the fast engine's batches, e.g. 4G, 512M or bytes (default 4G): the batch "
+                        "is cut to what fits")
     p.add_argument("--arch", default=None, help="architecture of an official checkpoint")
     p.add_argument("--layers", action="store_true",
                    help="also measure per-layer spike agreement float vs fixed point (first batch; costs a float "
@@ -169,6 +172,8 @@ def _run(args: argparse.Namespace, rank) -> int:
     if len(x) == 0:
         raise BadInputError("no samples to simulate")
     opts = {"batch": args.batch, "device": args.device, "layers": bool(args.layers)}
+    if args.max_memory is not None:
+        opts["max_memory"] = parse_size(args.max_memory, "--max-memory")
     if T:
         opts["steps"] = T
     t0 = time.perf_counter()
@@ -200,6 +205,19 @@ def _run(args: argparse.Namespace, rank) -> int:
         print(f"lava: one process graph for all samples (chained); compile + first "
               f"{lv['first_chunk_steps']} steps {lv['compile_and_first_chunk_s']:.1f} s{steady}")
     return 0
+
+
+def parse_size(text: str, option: str) -> int:
+    """``4G`` / ``512M`` / ``100K`` / plain bytes -> bytes (powers of 1024)."""
+    t = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if mult > 1 else t) * mult
+    except ValueError:
+        raise BadInputError(f"{option} {text!r}: give a size such as 4G, 512M or a number of bytes") from None
+    if not value >= 1 << 20:
+        raise BadInputError(f"{option} {text!r}: at least 1M")
+    return int(value)
 
 
 def _profile(res: dict, t_load: float, t_sim: float, first: str) -> dict:

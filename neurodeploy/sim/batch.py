@@ -30,7 +30,7 @@ def _weight_bytes(engine: Engine) -> int:
     for groups in engine.out_groups.values():
         for g in groups:
             for _, _, w in g.parts:
-                if w is None:
+                if not torch.is_tensor(w):      # None, or an einsum group (one scalar weight)
                     continue
                 if w.layout == torch.sparse_csr:
                     total += sum(t.numel() * t.element_size() for t in (w.crow_indices(), w.col_indices(),

@@ -250,8 +250,13 @@ def test_bad_graphs_are_reported_with_the_node():
         analyze(g)
     att = pg.spikingformer_like(depth=1)
     att.nodes["block.0.attn.attention"].metadata["neurodeploy.extension_version"] = 2
-    with pytest.raises(UnsupportedError, match="block.0.attn.attention"):
+    # the one attention reader (graph/attention.py) refuses unknown versions, and a missing one (issue 10)
+    with pytest.raises(BadInputError, match="block.0.attn.attention: spiking_attention extension version 2"):
         analyze(att)
+    del att.nodes["block.0.attn.attention"].metadata["neurodeploy.extension_version"]
+    with pytest.raises(BadInputError, match="extension version None"):
+        analyze(att)
+    att.nodes["block.0.attn.attention"].metadata["neurodeploy.extension_version"] = 1
     with pytest.raises(BadInputError, match="input domain"):
         analyze(att, input_domain="spikes")
 

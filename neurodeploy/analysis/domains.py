@@ -33,7 +33,10 @@ import nir
 import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
+from ..graph.attention import attention_spec
+from ..graph.core import _check_edges, input_names, successors, topological_order
 from ..graph.core import meta as _meta
+from ..graph.core import predecessors as _core_predecessors
 from ..graph.primitives import SPIKING_NEURONS, classes as primitive_classes
 
 INF = math.inf
@@ -190,50 +193,17 @@ def is_attention(node) -> bool:
     return isinstance(node, nir.NIRGraph) and meta(node, "neurodeploy.extension") == ATTENTION_EXTENSION
 
 
+# the graph helpers are the graph layer's own (one definition: edge-order predecessors, one cycle rule);
+# edges naming unknown nodes are refused by graph.core before any analysis
 def predecessors(graph: nir.NIRGraph) -> dict[str, list[str]]:
-    preds: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        if src not in graph.nodes or dst not in graph.nodes:
-            bad = src if src not in graph.nodes else dst
-            raise BadInputError(f"NIR graph: edge ({src!r} -> {dst!r}) names unknown node {bad!r}")
-        preds[dst].append(src)
-    for k in preds:
-        preds[k].sort()
-    return preds
-
-
-def successors(graph: nir.NIRGraph) -> dict[str, list[str]]:
-    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
-    for src, dst in graph.edges:
-        if src in succ:
-            succ[src].append(dst)
-    return succ
+    _check_edges(graph)
+    return _core_predecessors(graph)
 
 
 def order(graph: nir.NIRGraph) -> list[str]:
-    """Topological order (Kahn, name-sorted ties); nodes on cycles come after, in name order."""
-    preds = predecessors(graph)
-    succ = successors(graph)
-    indeg = {n: len(p) for n, p in preds.items()}
-    ready = sorted(n for n, d in indeg.items() if d == 0)
-    out: list[str] = []
-    import heapq
-
-    heapq.heapify(ready)
-    while ready:
-        n = heapq.heappop(ready)
-        out.append(n)
-        for m in succ[n]:
-            indeg[m] -= 1
-            if indeg[m] == 0:
-                heapq.heappush(ready, m)
-    seen = set(out)
-    out += sorted(n for n in graph.nodes if n not in seen)
-    return out
-
-
-def input_names(graph: nir.NIRGraph) -> list[str]:
-    return sorted(n for n, v in graph.nodes.items() if isinstance(v, nir.Input))
+    """graph.core's topological order (nodes on cycles after a scheduled predecessor, back edges cut); the
+    fixed-point passes below revisit them until their domains settle."""
+    return topological_order(graph)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -343,17 +313,15 @@ def placement_support(node) -> np.ndarray | None:
 
 
 def attention_params(name: str, node) -> dict:
+    attention_spec(node)        # graph/attention.py: the one reader (version and fields checked there)
     md = node_metadata(node)
     try:
-        version = int(md.get("neurodeploy.extension_version", 1))
         D = int(md["neurodeploy.dim"])
         H = int(md["neurodeploy.heads"])
         N = int(md["neurodeploy.tokens"])
         scale = float(md["neurodeploy.scale"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BadInputError(f"attention node {name!r}: bad or missing metadata ({exc})") from None
-    if version != 1:
-        raise UnsupportedError(f"attention node {name!r}: extension version {version} is not supported (1 is)")
     if D <= 0 or H <= 0 or D % H:
         raise BadInputError(f"attention node {name!r}: dim {D} is not divisible by heads {H}")
     return {"dim": D, "heads": H, "tokens": N, "scale": scale, "head_dim": D // H}

@@ -145,9 +145,11 @@ print(json.dumps(out))
 def chip_fit_before(variants, ref):
     """main's mapper (attention costed from the NIR graph), run from a clean ``git archive`` of ``ref``."""
     with tempfile.TemporaryDirectory() as d:
-        arch = subprocess.run(["git", "-C", ROOT, "archive", ref, "neurodeploy", "hardware_profiles"],
+        arch = subprocess.run(["git", "-C", ROOT, "archive", ref, "neurodeploy", "hardware_profiles", "exporters"],
                               capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", d], input=arch, check=True)
+        if not os.path.isdir(os.path.join(d, "neurodeploy", "exporters")):     # installed as neurodeploy.exporters
+            os.rename(os.path.join(d, "exporters"), os.path.join(d, "neurodeploy", "exporters"))
         env = dict(os.environ, PYTHONPATH=d)
         res = subprocess.run([sys.executable, "-c", _BEFORE, ",".join(variants)], capture_output=True, text=True,
                              env=env, cwd=d)
@@ -161,7 +163,9 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--lava-steps", type=int, default=20)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--before-ref", default="main")
+    ap.add_argument("--before-ref", default="071a2a0^",
+                    help="the code before graded attention (default: the commit before this work began, whose "
+                         "mapper costed product neurons from the NIR graph)")
     ap.add_argument("--no-cifar", action="store_true")
     ap.add_argument("--no-lava", action="store_true")
     ap.add_argument("--variants", default=",".join(VARIANTS))

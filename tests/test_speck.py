@@ -225,3 +225,22 @@ def test_refusals_name_the_node(mutate, needle):
     mutate(g)
     with pytest.raises(UnsupportedError, match=needle):
         lower_speck(g)
+
+
+def test_cnn_sinabs_deployment_fidelity_and_predictions_equal_sinabs():
+    from neurodeploy.deploy import Deployment
+
+    x = (np.random.default_rng(1).random((4, 20, 2, 34, 34)) < 0.2).astype(np.float32)
+    dep = Deployment.build(str(CNN), targets=["speck"], data=(x, np.zeros(4, dtype=int))).run()
+    t = dep.targets[0]
+    assert t.deployable and t.fit.fits and t.fidelity["samples"] == 4 and t.fidelity["backend"] == "fast"
+    assert 0.0 <= t.fidelity["prediction_agreement"] <= 1.0 and "sinabs' reading" in t.fidelity["note"]
+    dn = DynapcnnNetwork(sinabs_from_nir_scalar(nir.read(str(CNN))), input_shape=(2, 34, 34), discretize=True,
+                         batch_size=1)
+    ref = []
+    for xi in x:
+        for lay in dn.dynapcnn_layers.values():     # (DynapcnnNetwork.reset_states needs a device)
+            lay.spk.reset_states()
+        with torch.no_grad():
+            ref.append(int(dn(torch.tensor(xi)).sum(0).reshape(-1).argmax()))
+    assert t.target.predict(t.artifact, x).tolist() == ref and len(set(ref)) > 1

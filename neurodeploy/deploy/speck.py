@@ -53,9 +53,19 @@ class SpeckTarget(Target):
         if backend not in (None, "fast"):
             raise UnsupportedError(f"target 'speck': no backend {backend!r} (available: fast)")
         x = np.asarray(x)
-        if x.ndim == 4 and tuple(x.shape[1:]) == tuple(artifact.input_shape):   # static frames: one step
-            x = x[:, None]
+        if x.ndim == len(artifact.input_shape) + 1:       # a static frame, repeated over the steps (as the float model)
+            x = np.repeat(x[:, None], int(options.get("steps") or 1), axis=1)
         return predict(artifact, x)
+
+    def simulate(self, artifact, graph, x, y=None, backend: str | None = None, progress: bool = False,
+                 **options) -> dict:
+        x = np.asarray(x, dtype=np.float32)
+        if options.get("steps") is None and x.ndim == len(artifact.input_shape) + 2:
+            options["steps"] = int(x.shape[1])            # event input [B, T, C, H, W] fixes its steps
+        res = super().simulate(artifact, graph, x, y, backend=backend, progress=progress, **options)
+        res["note"] = ("float model: NIR IF (one spike, reset to v_reset); Speck: sinabs' reading (multi-spike, "
+                       "reset by subtraction) in 8/16-bit integers")
+        return res
 
     def map(self, artifact, profile, rates=None):
         from ..mapping.speck import fit_speck

@@ -50,9 +50,10 @@ def counted_nodes(graph) -> list[str]:
             if isinstance(v, SYNAPTIC) and meta(v, "neurodeploy.role") != "routing"]
 
 
-def neurobench_from_graph(graph, x, T: int | None = None, batch_size: int = 32) -> dict:
+def neurobench_from_graph(graph, x, T: int | None = None, batch_size: int = 8) -> dict:
     """The NeuroBench metrics of ``graph`` on samples ``x`` ([B, *input] repeated over T, or [B, T, *input]),
-    per sample as neurobench reports them."""
+    per sample as neurobench reports them.  Memory: one batch's records (spikes and membranes of every node
+    for all steps), so ``batch_size`` is small."""
     order, back = order_and_back_edges(graph)
     preds = predecessors(graph)
     syn = counted_nodes(graph)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import nir
 import numpy as np
+import torch
 
 from ..errors import UnsupportedError
 from ..graph import predecessors, successors, topological_order
@@ -78,8 +79,6 @@ class SpeckNetwork:
 # -- sinabs' discretization ------------------------------------------------------------------------------
 def _scale(t, bits: int):
     """The largest factor that maps ``t`` into a signed ``bits``-bit range (sinabs' rule, in float32)."""
-    import torch
-
     lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     mn, mx = torch.min(t), torch.max(t)
     if abs(mn) <= abs(mx) * abs(lo / hi):
@@ -89,8 +88,6 @@ def _scale(t, bits: int):
 
 def discretize(weight, bias, threshold: float, min_v_mem: float):
     """``(W_int, b_int, threshold_int, min_v_int, scale)`` with one scale for the layer (see module doc)."""
-    import torch
-
     w = torch.as_tensor(np.asarray(weight), dtype=torch.float32)
     b = torch.as_tensor(np.asarray(bias), dtype=torch.float32) if bias is not None else torch.zeros(w.shape[0])
     thr = torch.tensor((float(min_v_mem), float(threshold)))

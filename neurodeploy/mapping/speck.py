@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import maximum_flow
 
 from .partition import Core, FitResult, Piece, Violation
 
@@ -47,9 +49,6 @@ def candidate_cores(mem: dict, kernel_memory, neuron_memory, bias_memory: int) -
 def assign_cores(candidates: list[list[int]], n_cores: int) -> list[int] | None:
     """Layer i -> core, a maximum matching of layers to their candidate cores; None when some layer stays
     unmatched."""
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import maximum_flow
-
     n = len(candidates)
     if n == 0:
         return []

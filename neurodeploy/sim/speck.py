@@ -10,14 +10,13 @@ generates).  Like sinabs' forward, the state is not saturated at 16 bits.
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 
 def run_layers(net, x, record: bool = False):
     """Spike counts of the last layer, int64 ``[B, T, C, H, W]`` for events ``x`` ``[B, T, C, H, W]`` (or
     ``[B, T, N]`` for a (N, 1, 1) input); with ``record`` also every layer's output ``{name: array}``."""
-    import torch
-    import torch.nn.functional as F
-
     x = np.asarray(x)
     if x.ndim == 3:
         x = x.reshape(x.shape + (1, 1))

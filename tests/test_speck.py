@@ -244,3 +244,16 @@ def test_cnn_sinabs_deployment_fidelity_and_predictions_equal_sinabs():
         with torch.no_grad():
             ref.append(int(dn(torch.tensor(xi)).sum(0).reshape(-1).argmax()))
     assert t.target.predict(t.artifact, x).tolist() == ref and len(set(ref)) > 1
+
+
+def test_profile_feature_limits_are_the_lowerings(tmp_path):
+    """A --profile variant of Speck with a 3x3 kernel limit refuses the paper CNN's 5x5 conv by name."""
+    from neurodeploy.deploy import Deployment
+
+    src = (Path(__file__).resolve().parents[1] / "hardware_profiles" / "speck.toml").read_text()
+    small = src.replace("kernel_size = { value = 16,", "kernel_size = { value = 3,")
+    assert small != src
+    (tmp_path / "speck.toml").write_text(small)
+    dep = Deployment.build(str(CNN), profile_files=[str(tmp_path / "speck.toml")], annotate=False)
+    dep.lower()
+    assert dep.targets[0].cannot_deploy == "0: kernel 5x5 exceeds Speck's 3x3"

@@ -45,7 +45,9 @@ class SpeckTarget(Target):
     def lower(self, deployment, profile=None):
         from ..lower.speck import lower_speck
 
-        return lower_speck(deployment.graph)
+        # a profile without one of these keys keeps the Speck docs' limit (lower/speck.py)
+        limits = {k: profile.core_limit(k) for k in ("kernel_size", "channels", "input_size")} if profile else {}
+        return lower_speck(deployment.graph, limits)
 
     def predict(self, artifact, x, backend: str | None = None, **options):
         from ..sim.speck import predict

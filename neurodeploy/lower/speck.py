@@ -119,7 +119,7 @@ def _pair(name: str, what: str, v) -> int:
     return int(a[0])
 
 
-def _conv_params(name: str, node: nir.Conv2d) -> tuple[int, int]:
+def _conv_params(name: str, node: nir.Conv2d, max_kernel: int = MAX_KERNEL) -> tuple[int, int]:
     w = np.asarray(node.weight)
     if w.ndim != 4:
         raise UnsupportedError(f"{name}: Conv2d weight must be 4-D, got {w.shape}")
@@ -132,8 +132,8 @@ def _conv_params(name: str, node: nir.Conv2d) -> tuple[int, int]:
     if w.shape[2] != w.shape[3]:
         raise UnsupportedError(f"{name}: kernel {w.shape[2]}x{w.shape[3]} is not square")
     k, stride, pad = w.shape[2], _pair(name, "stride", node.stride), _pair(name, "padding", node.padding)
-    if k > MAX_KERNEL:
-        raise UnsupportedError(f"{name}: kernel {k}x{k} exceeds Speck's {MAX_KERNEL}x{MAX_KERNEL}")
+    if k > max_kernel:
+        raise UnsupportedError(f"{name}: kernel {k}x{k} exceeds Speck's {max_kernel}x{max_kernel}")
     if stride not in STRIDES:
         raise UnsupportedError(f"{name}: stride {stride} not in Speck's {STRIDES}")
     if not 0 <= pad <= MAX_PADDING:
@@ -141,9 +141,12 @@ def _conv_params(name: str, node: nir.Conv2d) -> tuple[int, int]:
     return stride, pad
 
 
-def lower_speck(graph: nir.NIRGraph) -> SpeckNetwork:
+def lower_speck(graph: nir.NIRGraph, limits: dict | None = None) -> SpeckNetwork:
     """The Speck integer network of ``graph`` (a chain Input -> [conv|Flatten? linear] -> IF -> [SumPool]* ...
-    -> Output); anything else raises UnsupportedError naming the node."""
+    -> Output); anything else raises UnsupportedError naming the node.  ``limits``: ``kernel_size``,
+    ``channels``, ``input_size`` from the profile (default: the Speck docs' 16, 1024, 128)."""
+    lim = {"kernel_size": MAX_KERNEL, "channels": MAX_CHANNELS, "input_size": MAX_INPUT,
+           **{k: int(v) for k, v in (limits or {}).items() if v is not None}}
     preds, succs = predecessors(graph), successors(graph)
     order = topological_order(graph)
     for n in order:
@@ -169,8 +172,9 @@ def lower_speck(graph: nir.NIRGraph) -> SpeckNetwork:
         shp = (shp[0], 1, 1)
     if len(shp) != 3:
         raise UnsupportedError(f"{chain[0]}: input shape {shp} is neither (C, H, W) nor (N,)")
-    if max(shp[1:]) > MAX_INPUT:
-        raise UnsupportedError(f"{chain[0]}: input {shp[1]}x{shp[2]} exceeds Speck's {MAX_INPUT}x{MAX_INPUT}")
+    if max(shp[1:]) > lim["input_size"]:
+        raise UnsupportedError(f"{chain[0]}: input {shp[1]}x{shp[2]} exceeds Speck's {lim['input_size']}x"
+                               f"{lim['input_size']}")
     input_shape, cur = shp, shp
     layers: list[SpeckLayer] = []
     i = 1
@@ -197,7 +201,7 @@ def lower_speck(graph: nir.NIRGraph) -> SpeckNetwork:
         if isinstance(node, nir.Conv2d):
             if flat_pending:
                 raise UnsupportedError(f"{flat_pending}: Flatten before a Conv2d has no Speck form")
-            stride, pad = _conv_params(n, node)
+            stride, pad = _conv_params(n, node, lim["kernel_size"])
             if w.shape[1] != cur[0]:
                 raise UnsupportedError(f"{n}: weight takes {w.shape[1]} channels, input has {cur[0]}")
             bias = np.asarray(node.bias, dtype=np.float32) if getattr(node, "bias", None) is not None else None
@@ -214,8 +218,8 @@ def lower_speck(graph: nir.NIRGraph) -> SpeckNetwork:
             b = getattr(node, "bias", None)
             bias = np.asarray(b, dtype=np.float32) if b is not None else None
         flat_pending = None
-        if w.shape[0] > MAX_CHANNELS:
-            raise UnsupportedError(f"{n}: {w.shape[0]} output channels exceed Speck's {MAX_CHANNELS}")
+        if w.shape[0] > lim["channels"]:
+            raise UnsupportedError(f"{n}: {w.shape[0]} output channels exceed Speck's {lim['channels']}")
         if i + 1 >= len(chain) or not isinstance(graph.nodes[chain[i + 1]], nir.IF):
             nxt = chain[i + 1] if i + 1 < len(chain) else "the end"
             raise UnsupportedError(f"{n}: must be followed by an IF node on Speck (followed by {nxt})")
@@ -254,4 +258,5 @@ def lower_speck(graph: nir.NIRGraph) -> SpeckNetwork:
         cur = layer.out_shape
     if not layers:
         raise UnsupportedError(f"{chain[0]}: no conv -> IF layer to deploy")
-    return SpeckNetwork(layers=layers, input_shape=input_shape, input_node=chain[0], output_node=chain[-1])
+    return SpeckNetwork(layers=layers, input_shape=input_shape, input_node=chain[0], output_node=chain[-1],
+                        metadata={"time_steps": int((graph.metadata or {}).get("neurodeploy.time_steps", 0) or 0)})

@@ -464,6 +464,18 @@ def neurobench_metrics(ops: ModelOps, rates: dict, weight_bits: int | None = Non
     return out
 
 
+def attention_products(ops: ModelOps, rates: dict) -> float:
+    """Expected attention products per sample (the ``Effective_ACs`` share of the spiking-attention ops:
+    T*heads*N*d^2*(min(fr_k, fr_v) + fr_q) per layer); hook-based counters such as neurobench see none."""
+    total = 0.0
+    for L in ops.layers:
+        if L.kind == "attention":
+            d = L.dim // L.heads
+            fq, fk, fv = (rate_of(rates, n) or 0.0 for n in (L.q, L.k, L.v))
+            total += ops.time_steps * L.heads * L.tokens * d * d * (min(fk, fv) + fq)
+    return total
+
+
 # -- per-target estimates -----------------------------------------------------------------------------------
 def target_energy(ops: ModelOps, rates: dict, profile) -> dict | None:
     """Energy per inference on ``profile`` from its energy figures, or None if it has none usable.

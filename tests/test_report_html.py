@@ -73,10 +73,10 @@ def test_html_report_in_chromium(tmp_path):
     assert first.group(0) == '<section id="summary" class="card">', first.group(0)
     card = body[first.start():body.index("</section>")]
     assert re.search(r'<td>loihi2</td><td><span class="fits">fits</span></td>', card)
-    assert re.search(r'<td>speck</td><td><span class="nofit">does not fit: block.0.attn.q_conv: ', card)
+    assert re.search(r'<td>speck</td><td><span class="cannot">cannot deploy: patch_embed.block1_lif: ', card)
     ids = re.findall(r'<section id="([a-z-]+)"', dom)
     assert ids == ["summary", "side-by-side", "plots", "assumptions", "details"]
-    assert dom.count("<svg") == 5 and "Target loihi2" in dom and "DOES NOT FIT" in dom
+    assert dom.count("<svg") == 5 and "Target loihi2" in dom and "CANNOT DEPLOY" in dom
     for scheme, extra in (("light", ()), ("dark", ("--force-dark-mode",))):
         shot = tmp_path / f"report-{scheme}.png"
         r = _chromium(page, tmp_path, "--window-size=1200,1400", "--hide-scrollbars", *extra, f"--screenshot={shot}")

@@ -157,9 +157,9 @@ def test_toy_target_export_simulate_report(toy, tiny_model, tmp_path, capsys):
 
 
 def test_profile_without_a_target_module_is_profile_only(tiny_model, capsys):
-    t = get_target("speck")
+    t = get_target("truenorth")
     assert type(t).__name__ == "ProfileTarget" and t.backends == ()
-    assert main(["simulate", str(tiny_model), "--target", "speck"]) == 2
+    assert main(["simulate", str(tiny_model), "--target", "truenorth"]) == 2
     assert "has no simulator" in capsys.readouterr().err
 
 

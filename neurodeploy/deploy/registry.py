@@ -17,6 +17,7 @@ from importlib import metadata
 from ..errors import BadInputError
 from .loihi2 import Loihi2Target
 from .profile_target import ProfileTarget
+from .speck import SpeckTarget
 from .target import Target
 
 _REGISTRY: dict[str, type[Target] | Target] = {}
@@ -77,3 +78,4 @@ def get_target(name: str) -> Target:
 
 def _load_builtin() -> None:
     _REGISTRY.setdefault("loihi2", Loihi2Target)
+    _REGISTRY.setdefault("speck", SpeckTarget)

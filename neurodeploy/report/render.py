@@ -194,12 +194,16 @@ def _sections(doc: dict):
             yield "p", "No rate for: " + ", ".join(e["missing_rates"]) + " (counted at rate 1)."
         nb = doc["energy"]["neurobench"]
         so = nb["SynapticOperations"]
-        yield "h3", "NeuroBench-style metrics"
+        yield "h3", "NeuroBench metrics" if nb.get("source") else "NeuroBench-style metrics (expected from firing rates)"
         yield "table", (["metric", "value"], [
             ["Effective_ACs", _f(so["Effective_ACs"])], ["Effective_MACs", _f(so["Effective_MACs"])], ["Dense", _f(so["Dense"])],
             ["ActivationSparsity", _f(nb["ActivationSparsity"], 4)], ["MembraneUpdates", _f(nb["MembraneUpdates"])],
             ["Footprint (bytes, float32)", _f(nb["Footprint"])], ["Footprint at 8-bit weights", _f(nb.get("Footprint_at_target_bits"))],
-            ["ConnectionSparsity", _f(nb["ConnectionSparsity"])], ["ParameterCount", _f(nb["ParameterCount"])]])
+            ["ConnectionSparsity", _f(nb["ConnectionSparsity"])], ["ParameterCount", _f(nb["ParameterCount"])]]
+            + ([["attention products (beyond NeuroBench)", _f(nb["attention_products"]["Effective_ACs"])]]
+               if nb.get("attention_products") else []))
+        if nb.get("source"):
+            yield "p", f"Source: {nb['source']}."
         yield "p", "Notes: " + "; ".join(nb["notes"]) + "."
     lo = doc["lowering"]
     yield "h2", "Fidelity (Loihi 2 fixed point)"

@@ -18,6 +18,7 @@ from ..errors import BadInputError
 from .loihi2 import Loihi2Target
 from .profile_target import ProfileTarget
 from .target import Target
+from .xylo import CHIPS as XYLO_CHIPS, XyloTarget
 
 _REGISTRY: dict[str, type[Target] | Target] = {}
 _ENTRY_POINTS_LOADED = False
@@ -77,3 +78,5 @@ def get_target(name: str) -> Target:
 
 def _load_builtin() -> None:
     _REGISTRY.setdefault("loihi2", Loihi2Target)
+    for chip in XYLO_CHIPS:
+        _REGISTRY.setdefault(chip, XyloTarget)

@@ -152,7 +152,9 @@ def lower_graph(graph, chip: str) -> XyloArtifact:
         raise BadInputError(f"unknown Xylo chip {chip!r} (known: {', '.join(CHIPS)})")
     dt = graph_dt(graph)
     weights, neurons, inputs, outputs = {}, {}, [], []
-    for name, node in graph.nodes.items():
+    order = topological_order(graph)           # the first unsupported node in data-flow order is named
+    for name in order + [n for n in graph.nodes if n not in order]:
+        node = graph.nodes[name]
         if isinstance(node, nir.Input):
             inputs.append(name)
         elif isinstance(node, nir.Output):
@@ -214,7 +216,6 @@ def lower_graph(graph, chip: str) -> XyloArtifact:
     if chip != "xylo-audio2" and len(set(oens)) > 1:
         raise UnsupportedError(f"{out_pop}: on {chip} one hidden population feeds the output neurons "
                                f"(output expansion; here {', '.join(sorted(set(oens)))})")
-    order = topological_order(graph)
     hidden = [ien] + [n for n in order if n in neurons and n not in (ien, out_pop) and n not in oens] + \
         [n for n in order if n in oens and n != ien]
     params = {n: _neuron_params(n, neurons[n], dt) for n in hidden + [out_pop]}

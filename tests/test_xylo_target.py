@@ -4,6 +4,7 @@ our quantization == rockpool's channel_quantize, the braille-shaped RNN runs on 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nir
 import numpy as np
@@ -202,3 +203,30 @@ def test_unsupported_graph_is_cannot_deploy_in_the_report(tmp_path, capsys):
     write_graph(g, path)
     assert main(["report", str(path), "--target", "xylo-imu"]) == 0
     assert "| xylo-imu | cannot deploy: p1: IF is not deployable on Xylo" in capsys.readouterr().out
+    # the braille RNN: fits Audio 2 (one dev kit), not the IMU (one hidden population: no separate expansion)
+    write_graph(braille_graph(), path)
+    assert main(["report", str(path), "--target", "xylo-audio2", "--target", "xylo-imu"]) == 0
+    out = capsys.readouterr().out
+    assert "| xylo-audio2 | fits | 1 [documented] | 1 chip, XyloAudio 2 dev kit | output_neurons (peak core 88%) | 1 |" in out
+    assert "| xylo-imu | does not fit: lif1: SynSense XyloIMU needs separate input- and output-expansion" in out
+
+
+def test_main_package_needs_no_rockpool_and_xylosim_backend_says_what_is_missing(monkeypatch):
+    import importlib.util
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; sys.path.insert(0, 'tests'); from xylo_helpers import braille_graph; "
+            "from neurodeploy.deploy import get_target; from neurodeploy.deploy.xylo import lower_graph; "
+            "a = lower_graph(braille_graph(), 'xylo-audio2'); "
+            "get_target('xylo-audio2').predict(a, np.zeros((1, 5, 12)), backend='fast'); "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('rockpool', 'xylosim', 'samna')]")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(Path(__file__).resolve().parents[1]))
+    import neurodeploy.deploy.xylo_vendor as xv
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "rockpool" else real(name, *a))
+    art = lower_graph(braille_graph(), "xylo-audio2")
+    with pytest.raises(UnsupportedError, match=r"needs rockpool and xylosim .*vendors.*--backend fast"):
+        get_target("xylo-audio2").predict(art, np.zeros((1, 5, 12)), backend="xylosim")
+    assert xv.ROCKPOOL_CHIPS["xylo-audio3"] == "syns65302"

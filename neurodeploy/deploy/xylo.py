@@ -335,6 +335,8 @@ def chip_fit(artifact: XyloArtifact, profile):
     res.fits = not res.violations
     res.n_cores = 1
     res.n_chips = 1 if res.fits else 0
+    if res.fits and profile.systems:
+        res.system, res.system_chips = profile.systems[0]
     res.cores = [Core(0, 0, [], used)]
     res.totals = used
     res.bottleneck = max(({"resource": r, "peak_core_pct": 100.0 * used[r] / lim[r], "mean_pct": 100.0 * used[r] / lim[r]}
@@ -381,6 +383,16 @@ class XyloTarget(Target):
         from ..sim.xylo import XyloNetwork
 
         return XyloNetwork(artifact.spec).run(counts, record=record)
+
+    def simulate(self, artifact: XyloArtifact, graph, x, y=None, backend: str | None = None, progress: bool = False,
+                 **options) -> dict:
+        """Prediction agreement with the float model (the default), the steps taken from event data [N, T, C]."""
+        x = np.asarray(x)
+        if options.get("steps") is None and x.ndim == 3:
+            options["steps"] = int(x.shape[1])
+        res = super().simulate(artifact, graph, x, y, backend=backend or "fast", progress=progress, **options)
+        res["steps_per_sample"] = int(x.shape[1]) if x.ndim == 3 else options.get("steps")
+        return res
 
     def predict(self, artifact: XyloArtifact, x, backend: str | None = None, **options):
         counts = input_counts(x, artifact.n_in, options.get("steps"))

@@ -34,6 +34,7 @@ BITS_STATE = 16
 MAX_INPUT_SPIKES = 15       # per input channel and step
 MAX_HIDDEN_SPIKES = 31      # per hidden neuron and step
 MAX_OUTPUT_SPIKES = 1       # per output neuron and step
+REPLAY_CHUNK = 4096         # saturating states replayed at once (memory: chunk x pre-neurons)
 LO, HI = -(2 ** (BITS_STATE - 1)), 2 ** (BITS_STATE - 1) - 1
 
 
@@ -110,12 +111,14 @@ class XyloNetwork:
         safe = (state + pos <= HI) & (state + neg >= LO)
         new = state + pos + neg
         if not safe.all():          # replay the saturating adds in order (rare: states near the 16-bit rails)
-            for b, k in zip(*np.nonzero(~safe)):
-                v = int(state[b, k])
+            bs, ks = np.nonzero(~safe)
+            for lo in range(0, len(bs), REPLAY_CHUNK):      # vectorized over the flagged states, chunked
+                b, k = bs[lo:lo + REPLAY_CHUNK], ks[lo:lo + REPLAY_CHUNK]
+                v = state[b, k].copy()
                 for c, w in zip(pre_counts, w_full):
-                    wk = w.reshape(w.shape[0], -1)[:, k]
-                    for j in np.nonzero((c[b] != 0) & (wk != 0))[0]:
-                        v = min(HI, max(LO, v + int(c[b, j]) * int(wk[j])))
+                    contrib = c[b].astype(np.int64) * w.reshape(w.shape[0], -1)[:, k].T     # [flagged, pre]
+                    for j in np.nonzero(contrib.any(axis=0))[0]:                         # pre in the core's order
+                        v = np.clip(v + contrib[:, j], LO, HI)
                 new[b, k] = v
         return new
 

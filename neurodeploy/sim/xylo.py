@@ -21,7 +21,7 @@ One step t (the core's order):
    ``v -= threshold`` (reset by subtraction).
 
 Saturation makes the sum order matter only when a partial sum leaves 16 bits: the engine adds the positive and
-the negative contributions as two exact sums (float64 matrix products, exact below 2^53) and replays in the
+the negative contributions as two exact sums (float32 / float64 matrix products, exact below 2^24 / 2^53) and replays in the
 core's order only the (sample, neuron, synapse) states whose partial sums could saturate.
 """
 from __future__ import annotations
@@ -96,8 +96,13 @@ class XyloNetwork:
         wo = np.zeros((H, O), np.int64)
         wo[H - self.w_out.shape[0]:] = _wrap16(self.w_out << sh[2])
         self.wi, self.wr, self.wo = wi, wr, wo
-        # positive / negative parts as float64 matrices (exact integer sums)
-        f = lambda a: a.reshape(a.shape[0], -1).astype(np.float64)  # noqa: E731
+        # positive / negative parts as float matrices: float32 when every partial sum of a step stays below 2^24
+        # (exact in any summation order), else float64 (exact below 2^53)
+        bound = max(float(MAX_INPUT_SPIKES * np.abs(wi).sum(axis=0).max(initial=0)
+                          + MAX_HIDDEN_SPIKES * np.abs(wr).sum(axis=0).max(initial=0)),
+                    float(MAX_HIDDEN_SPIKES * np.abs(wo).sum(axis=0).max(initial=0)))
+        self.dtype = np.float32 if bound < 2 ** 24 else np.float64
+        f = lambda a: a.reshape(a.shape[0], -1).astype(self.dtype)  # noqa: E731
         self._wi_pos, self._wi_neg = f(np.maximum(wi, 0)), f(np.minimum(wi, 0))
         self._wr_pos, self._wr_neg = f(np.maximum(wr, 0)), f(np.minimum(wr, 0))
         self._wo_pos, self._wo_neg = f(np.maximum(wo, 0)), f(np.minimum(wo, 0))
@@ -106,8 +111,13 @@ class XyloNetwork:
     @staticmethod
     def _deliver(state, parts, pre_counts, w_full):
         """state [B, N*S] += every (count x weight) with per-add saturation, in the core's order."""
-        pos = sum(c @ wp for c, (wp, _) in zip(pre_counts, parts)).astype(np.int64)
-        neg = sum(c @ wn for c, (_, wn) in zip(pre_counts, parts)).astype(np.int64)
+        pos = neg = 0
+        for c, (wp, wn) in zip(pre_counts, parts):
+            act = np.nonzero(c.any(axis=0))[0]          # event-driven: only the rows of sources that spiked
+            if len(act) < c.shape[1] // 2:
+                c, wp, wn = c[:, act], wp[act], wn[act]
+            pos, neg = pos + c @ wp, neg + c @ wn
+        pos, neg = np.asarray(pos).astype(np.int64), np.asarray(neg).astype(np.int64)
         safe = (state + pos <= HI) & (state + neg >= LO)
         new = state + pos + neg
         if not safe.all():          # replay the saturating adds in order (rare: states near the 16-bit rails)
@@ -171,8 +181,8 @@ class XyloNetwork:
         parts_h = [(self._wi_pos, self._wi_neg), (self._wr_pos, self._wr_neg)]
         parts_o = [(self._wo_pos, self._wo_neg)]
         for t in range(T):
-            cin = np.minimum(x[:, t], MAX_INPUT_SPIKES).astype(np.float64)
-            crec = spikes.astype(np.float64)
+            cin = np.minimum(x[:, t], MAX_INPUT_SPIKES).astype(self.dtype)
+            crec = spikes.astype(self.dtype)
             isyn = self._deliver(isyn, parts_h, [cin, crec], [self.wi, self.wr])
             isyn_o = self._deliver(isyn_o, parts_o, [crec], [self.wo])
             i3, v, spikes = self._neurons(isyn.reshape(B, H, S), v, self.dash_syn, self.dash_mem, self.bias,

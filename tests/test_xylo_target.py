@@ -158,6 +158,17 @@ def test_refusals_name_the_node(make, node, words):
     assert str(e.value).startswith(f"{node}: ") and words in str(e.value)
 
 
+def test_affine_with_zero_bias_lowers_as_linear():
+    g, h = nir_net([16, 20, 30, 4], (1,)), nir_net([16, 20, 30, 4], (1,))
+    h.nodes["w2"] = nir.Affine(weight=h.nodes["w2"].weight, bias=np.zeros(30))
+    a, b = lower_graph(g, "xylo-audio3"), lower_graph(h, "xylo-audio3")
+    for k in a.spec:
+        np.testing.assert_array_equal(a.spec[k], b.spec[k], err_msg=k)
+    assert a.layers[0] == {"name": "p1", "kind": "CubaLIF", "role": "input+hidden", "size": 20, "first_id": 0}
+    assert a.layers[1]["first_id"] == 20 and a.layers[2]["role"] == "output"
+    assert np.shape(a.spec["weights_in"]) == (16, 20, 1) and np.shape(a.spec["weights_out"]) == (30, 4)
+
+
 def test_export_spec_loads_in_xylosim_and_cli_simulate_both_backends(tmp_path, capsys):
     from neurodeploy.graph import write_graph
 

@@ -9,7 +9,7 @@ import pytest
 from neurodeploy.errors import BadInputError
 from neurodeploy.profiles import builtin_names, load_profile, load_profile_file
 
-BUILTIN = ["akida-1000", "loihi", "loihi2", "speck", "spinnaker2", "truenorth", "xylo-audio2", "xylo-imu"]
+BUILTIN = ["akida-1000", "loihi", "loihi2", "speck", "spinnaker2", "truenorth", "xylo-audio2", "xylo-audio3", "xylo-imu"]
 LOIHI2 = Path(__file__).resolve().parents[1] / "hardware_profiles" / "loihi2.toml"
 
 

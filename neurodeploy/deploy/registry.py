@@ -19,6 +19,7 @@ from .loihi2 import Loihi2Target
 from .profile_target import ProfileTarget
 from .speck import SpeckTarget
 from .target import Target
+from .xylo import CHIPS as XYLO_CHIPS, XyloTarget
 
 _REGISTRY: dict[str, type[Target] | Target] = {}
 _ENTRY_POINTS_LOADED = False
@@ -79,3 +80,5 @@ def get_target(name: str) -> Target:
 def _load_builtin() -> None:
     _REGISTRY.setdefault("loihi2", Loihi2Target)
     _REGISTRY.setdefault("speck", SpeckTarget)
+    for chip in XYLO_CHIPS:
+        _REGISTRY.setdefault(chip, XyloTarget)

@@ -76,3 +76,50 @@ def test_lava_equals_engine_on_a_split_network():
     for name in ours:
         for key in ours[name]:
             assert np.array_equal(ours[name][key], lava[name][key]), (name, key)
+
+
+def _conv_net(seed=0):
+    """Three conv sources (2 of them 3x3 over 4 channels: fan-in 36; one 1x1: 4) into one LIF."""
+    rng = np.random.default_rng(seed)
+    shape = (4, 6, 6)
+    pops = [Population(f"c{i}", shape, kind="input", input_kind="spikes") for i in range(3)]
+    pops.append(Population("lif", shape, du=3000, dv=1500, vth=40))
+    syn = [Synapse("lif<-c0", "c0", "lif", "conv", rng.integers(-9, 12, (4, 4, 3, 3)), padding=(1, 1)),
+           Synapse("lif<-c1", "c1", "lif", "conv", rng.integers(-9, 12, (4, 4, 3, 3)), padding=(1, 1)),
+           Synapse("lif<-c2", "c2", "lif", "conv", rng.integers(-9, 12, (4, 4, 1, 1)))]
+    net = LoweredNetwork(populations=pops, synapses=syn, outputs=["lif"])
+    balance_network(net, None)
+    return net
+
+
+def _cx(T=10, B=2, seed=3):
+    rng = np.random.default_rng(seed)
+    return {f"c{i}": (rng.random((T, B, 4, 6, 6)) < 0.4).astype(np.int64) for i in range(3)}
+
+
+def test_conv_groups_move_whole_and_stay_exact():
+    net = split_fan_in(_conv_net(), max_fan_in=40)
+    net.validate()
+    parts = net.metadata["fan_in_splits"]["lif"]
+    # 36 + 36 + 4: first fit gives [c0, c2], [c1]
+    assert {p: sorted(s.name for s in net.synapses if s.dst == p) for p in parts} == {
+        "lif.partial0": ["lif<-c0", "lif<-c2"], "lif.partial1": ["lif<-c1"]}
+    assert all(s.kind == "conv" for s in net.synapses if s.dst in parts)
+    x = _cx()
+    a = simulate(_conv_net(), x, 11, record=["lif"])["lif"]
+    b = simulate(net, x, 11, record=["lif"])["lif"]
+    assert int(a["s"].sum()) > 50
+    for key in "suv":
+        assert np.array_equal(a[key][:-1], b[key][1:]), key
+
+
+@pytest.mark.lava
+def test_lava_equals_engine_on_split_conv_groups():
+    from neurodeploy.lava.run import run_lava
+    net = split_fan_in(_conv_net(), max_fan_in=40)
+    x = {k: v[:, :1] for k, v in _cx().items()}
+    ours = simulate(net, x, 11, record="all")
+    lava = run_lava(net, x, 11, record="all")
+    for name in ours:
+        for key in ours[name]:
+            assert np.array_equal(ours[name][key], lava[name][key]), (name, key)

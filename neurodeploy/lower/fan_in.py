@@ -1,15 +1,18 @@
-"""Fan-in splitting (a lowering pass): a neuron that reads more source neurons through dense/sparse groups
-than one Loihi 2 core can give it (``max_fan_in``, default :data:`MAX_FAN_IN`) reads partial sums instead.
+"""Fan-in splitting (a lowering pass): a neuron that reads more source neurons through dense/sparse/conv
+groups than one Loihi 2 core can give it (``max_fan_in``, default :data:`MAX_FAN_IN`) reads partial sums
+instead.
 
 The dense/sparse groups into such a population are cut column-wise into chunks of at most ``max_fan_in``
-source neurons, packed into bins; each bin is a graded relay population (Lava GradedVec, vth 0: payload =
+source neurons, conv groups move whole (their own fan-in is C_in / groups x kernel), all packed into bins; each bin is a graded relay population (Lava GradedVec, vth 0: payload =
 a_in) of the destination's shape whose groups are the chunks (same weights, same weight_exp), and the
 destination reads every bin through a one-to-one graded group of weight 1.  The destination's input is
 then the sum of the partial sums: the unsplit sum except for the floor of a negative weight_exp, which is
-taken per chunk (at most one unit of a_in per extra chunk).  Adds one step of latency on that path (the
-balancing pass re-runs).  The Spikingformer readouts need it: the CIFAR head reads 19 sources of 384-24,576
-neurons each."""
+taken per chunk (at most one unit of a_in per extra chunk; conv groups have no weight_exp: exact).  Adds one
+step of latency on that path (the balancing pass re-runs).  The Spikingformers need it: the CIFAR head reads
+9 sources of 384-24,576 neurons each, and the residual stream's late LIFs read every earlier block."""
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,22 +21,28 @@ from .balance import balance_network
 from .fixed_point import lava_sign_mode
 from .network import EXCITATORY, LoweredNetwork, Population, Synapse
 
-#: Source neurons one destination neuron may read through dense/sparse groups: a Loihi 2 core's synapse
-#: memory (12,000 units in hardware_profiles/loihi2.toml's core model) at 2 units per input axon for a single
-#: destination neuron (1 unit of 4 synapses + 1 per axon)
-MAX_FAN_IN = 6000
+#: Source neurons one destination neuron may read: a Loihi 2 core's synapse memory (12,000 units in
+#: hardware_profiles/loihi2.toml's core model) at 2 units per input axon for a single destination neuron (1 unit
+#: of 4 synapses + 1 header unit per axon) is 6,000; 5,000 leaves room for the core's other neurons' groups
+MAX_FAN_IN = 5000
 
 
 def _fan_in(s: Synapse) -> int:
-    return int(s.weights.shape[1]) if s.kind in ("dense", "sparse") else 0
+    """Source neurons one destination neuron reads through group ``s`` (conv: C_in / groups x kernel)."""
+    if s.kind in ("dense", "sparse"):
+        return int(s.weights.shape[1])
+    if s.kind == "conv":
+        w = np.shape(s.weights)
+        return int(w[1] * w[2] * w[3])
+    return 0
 
 
 def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | None = None) -> LoweredNetwork:
     """Split the dense/sparse fan-in of every population above ``max_fan_in`` (in place; returns ``net``).
     Records ``metadata["fan_in_splits"]``: destination -> its partial-sum relays."""
     splits = {}
-    for dst in [p for p in net.populations if p.kind not in ("input", "relay")]:
-        groups = [s for s in net.synapses if s.dst == dst.name and s.kind in ("dense", "sparse")
+    for dst in [p for p in net.populations if p.kind in ("lif", "readout")]:
+        groups = [s for s in net.synapses if s.dst == dst.name and s.kind in ("dense", "sparse", "conv")
                   and s.delays is None and s.port == 0]
         if sum(_fan_in(s) for s in groups) <= max_fan_in:
             continue
@@ -41,8 +50,9 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
         bins, room = [], []
         for s in groups:
             n_in = _fan_in(s)
-            for a in range(0, n_in, max_fan_in):
-                b = min(n_in, a + max_fan_in)
+            step = max_fan_in if s.kind != "conv" else max(n_in, 1)       # a conv group moves whole
+            for a in range(0, n_in, step):
+                b = min(n_in, a + step)
                 for i, r in enumerate(room):
                     if r >= b - a:
                         bins[i].append((s, a, b))
@@ -56,6 +66,9 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
             pname = f"{dst.name}.partial{i}"
             net.populations.append(Population(pname, tuple(dst.shape), kind="relay", source=dst.source))
             for s, a, b in chunks:
+                if s.kind == "conv":
+                    net.synapses.append(replace(s, dst=pname))
+                    continue
                 w = s.weights.tocsr() if sp.issparse(s.weights) else sp.csr_matrix(np.asarray(s.weights))
                 cols = sp.csr_matrix(w[:, a:b])
                 part = sp.csr_matrix((cols.data, cols.indices + a, cols.indptr), shape=w.shape)

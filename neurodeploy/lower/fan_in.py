@@ -23,8 +23,8 @@ from .network import EXCITATORY, LoweredNetwork, Population, Synapse
 
 #: Source neurons one destination neuron may read: a Loihi 2 core's synapse memory (12,000 units in
 #: hardware_profiles/loihi2.toml's core model) at 2 units per input axon for a single destination neuron (1 unit
-#: of 4 synapses + 1 header unit per axon) is 6,000; 5,000 leaves room for the core's other neurons' groups
-MAX_FAN_IN = 5000
+#: of 4 synapses + 1 header unit per axon)
+MAX_FAN_IN = 6000
 
 
 def _fan_in(s: Synapse) -> int:

@@ -136,7 +136,7 @@ def test_cifar_lowering_is_structured(cifar16, tmp_path):
     assert len(res) == 8 and all(np.shape(s.weights) == (384, 384, 3, 3) for s in res)
     # stored weights grow with the parameters (x the residual fan-out: each block's output conv feeds
     # every later LIF of the stream), never with neurons squared
-    assert sum(int(np.prod(np.shape(s.weights))) for s in net.synapses) < 3 * sum(
+    assert sum(s.nnz if s.kind == "sparse" else int(np.prod(np.shape(s.weights))) for s in net.synapses) < 3 * sum(
         p.numel() for p in __import__("neurodeploy").models.registry.build_model(
             "spikingformer-cifar10-4-384", {"img_size": 16}).parameters())
     path = tmp_path / "net.npz"
@@ -144,6 +144,9 @@ def test_cifar_lowering_is_structured(cifar16, tmp_path):
     back = LoweredNetwork.load(str(path))
     assert [s.name for s in back.synapses] == [s.name for s in net.synapses]
     for a, b in zip(net.synapses, back.synapses):
+        if a.kind == "sparse":      # partial-sum relays' one-to-one groups: too large to compare densely
+            assert (a.weights != b.weights).nnz == 0 and b.weights.dtype == np.int64
+            continue
         assert np.array_equal(np.asarray(a.weights), np.asarray(b.weights)) and a.src_view == b.src_view
         assert np.asarray(b.weights).dtype == np.int64
 

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from ..errors import BadInputError, UnsupportedError
 from ..graph.simulate import int_tuple, padding_arg
 from .fixed_point import conv_out_hw, conv_to_sparse
-from .nir_flatten import flatten_subgraphs
+from ..graph.flatten import flatten_subgraphs
 from .attention_graded import attention_to_graded
 from .balance import balance_network  # noqa: F401 - re-exported (historic home)
 from .network import (EXCITATORY, MAX_DELAY, MIXED, VTH_MAX, Attention, Encoder, LoweredNetwork, Population,

@@ -1,4 +1,4 @@
-"""Flatten nested NIR subgraphs (a lowering pre-pass): every ``NIRGraph`` node that is not a neurodeploy
+"""Flatten nested NIR subgraphs (a pre-pass of the Loihi 2 lowering and the op count): every ``NIRGraph`` node that is not a neurodeploy
 extension (the ``spiking_attention`` node stays opaque) is replaced by its nodes, named
 ``<subgraph>.<node>``, its Input and Output removed and the edges through them joined.  A subgraph's
 Input / Output are identities in NIR, so the flattened graph computes the same: the reference simulator

@@ -2,7 +2,12 @@
 
 Rules (Loihi 2 fixed point as Lava computes it; see neurodeploy.sim.engine):
 
-* Populations: every neuron node (``LIF``, ``IF``, ``Threshold``) becomes one CUBA LIF population; the
+* Populations: every neuron node (``LIF``, ``IF``, ``Threshold``, ``CubaLIF``; non-spiking ``LI``, ``I``,
+  ``CubaLI`` as readouts) becomes one CUBA LIF population (:meth:`_Lowerer.neuron_map`; CubaLIF: du from
+  tau_syn, w_in r / (k_syn k_mem) folded into the weights, v_leak / k as the bias; an Affine bias into a
+  current-based neuron enters u through the always-spiking population ``const1``); nested subgraphs are
+  inlined first; a population feeding itself keeps a zero balance delay (NIR's one-step back edge), longer
+  loops and ``v_reset != 0`` are refused; leading Delay nodes become per-synapse delays; the
   readout (the ``Affine`` feeding the graph output with role ``readout``, or any linear node feeding
   the output) becomes a non-spiking integrator (du 4095, dv 0, vth 2**17 - 1) whose v after the run is
   the sum over steps of its float input times ``readout_scale``.

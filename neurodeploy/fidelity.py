@@ -132,7 +132,8 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     dist, rank, world = _distributed()
     bsz = batch if backend == "fast" else -(-n // world)
     starts = list(range(0, n, bsz))[rank::world]      # whole batches per rank: the same batches as one process
-    chained = chain_network(net, P, bias_as_graded=(backend == "lava"), conv_as_sparse=(backend == "lava"))
+    chained = chain_network(net, P, bias_as_graded=(backend == "lava"), conv_as_sparse=(backend == "lava"),
+                            one_window=(backend == "fast"))     # fast: one sample per batch row, P steps
     bar = tqdm(total=sum(min(bsz, n - i) for i in starts), desc=f"{'loihi2'}/{backend}", unit="sample",
                disable=not progress or rank != 0)
     engine = Engine(chained, device=device) if backend == "fast" and starts else None

@@ -219,3 +219,30 @@ def test_braille_export_cli_exits_0(tmp_path):
     path = _braille(tmp_path, "cubalif")
     assert main(["export", str(path), "--target", "loihi2", "-o", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "loihi2" / "network.npz").exists()
+
+
+def test_export_and_report_take_input_domain_and_steps_and_measure_fidelity_of_a_nir_file(tmp_path):
+    """`export` and `report` accept --input-domain and -T/--steps as `simulate` does; fidelity runs for a .nir
+    file with static data (-T 12) and with event data ([N, T, 12]); the recurrent network is simulated
+    one sample per batch row (the chained-mode refusal of recurrence applies to Lava's back-to-back runs)."""
+    import json
+
+    from neurodeploy.cli import main
+    path = _braille(tmp_path, "cubalif")
+    rng = np.random.default_rng(0)
+    static, events = tmp_path / "static.npz", tmp_path / "events.npz"
+    np.savez(static, x=(rng.random((5, 12)) < 0.3).astype(np.float32), y=np.arange(5))
+    np.savez(events, x=(rng.random((5, 9, 12)) < 0.3).astype(np.float32), y=np.arange(5))
+    out = tmp_path / "out"
+    assert main(["export", str(path), "--target", "loihi2", "-o", str(out), "--data", str(static), "-T", "12",
+                 "--input-domain", "binary"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    fid = rep["targets"][0]["fidelity"]
+    assert (fid["samples"], fid["steps_per_sample"]) == (5, 12) and 0.0 <= fid["prediction_agreement"] <= 1.0
+    assert nir.read(out / "model.nir").metadata["neurodeploy.input_domain"] == "binary"
+    assert main(["report", str(path), "--data", str(events), "--input-domain", "binary", "--format", "json",
+                 "-o", str(tmp_path / "r.json")]) == 0
+    fid = json.loads((tmp_path / "r.json").read_text())["targets"][0]["fidelity"]
+    assert (fid["samples"], fid["steps_per_sample"]) == (5, 9)
+    with pytest.raises(SystemExit):
+        main(["report", str(path), "--input-domain", "spikes"])

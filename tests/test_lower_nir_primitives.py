@@ -246,3 +246,23 @@ def test_export_and_report_take_input_domain_and_steps_and_measure_fidelity_of_a
     assert (fid["samples"], fid["steps_per_sample"]) == (5, 9)
     with pytest.raises(SystemExit):
         main(["report", str(path), "--input-domain", "spikes"])
+
+
+def test_delay_beyond_62_steps_is_refused_naming_the_synapse():
+    rng = np.random.default_rng(0)
+    g = _binary(chain(nir.Affine(weight=rng.standard_normal((5, 4)).astype(np.float32), bias=_full(5, 0.0)), lif(5),
+                      nir.Delay(delay=_full(5, 70 * DT)), nir.Affine(weight=rng.standard_normal((3, 5)).astype(np.float32),
+                                                                   bias=_full(3, 0.0)), lif(3)))
+    with pytest.raises(UnsupportedError, match=r"synapse 'n4.syn' \(n2/n3\): delay 70 exceeds the Loihi 2 maximum of 62"):
+        lower_graph(g, T=4)
+
+
+def test_constant_population_name_avoids_graph_node_names():
+    rng = np.random.default_rng(0)
+    g = _binary(chain(nir.Affine(weight=rng.standard_normal((3, 4)).astype(np.float32), bias=_full(3, 0.3)),
+                      cubalif(3)))
+    g.nodes["const1"] = g.nodes.pop("n1")
+    g.edges = [(a.replace("n1", "const1"), b.replace("n1", "const1")) for a, b in g.edges]
+    net, _ = lower_graph(g, T=4)
+    assert {p.name for p in net.populations} == {"input", "const1", "const1_"}
+    assert net.pop("const1_").size == 1 and net.pop("const1").du == 2047

@@ -714,7 +714,10 @@ class _Lowerer:
                                               source=inp))
         elif domain != "real":
             raise BadInputError(f"graph metadata neurodeploy.input_domain '{domain}' is not binary/counts/real")
-        popname = {inp: "input", CONST_POP: CONST_POP}
+        self.const = CONST_POP
+        while self.const in g.nodes or self.const == "readout":    # a node of that name: pick another
+            self.const += "_"
+        popname = {inp: "input", self.const: self.const}
         self.need_const = False
         # readout: the linear chain feeding the output
         out_pred = self.pred[outputs[0]]
@@ -793,7 +796,7 @@ class _Lowerer:
             if du != 4095 and np.any(bias):
                 # a constant input (Affine bias) of a current-based neuron flows through u (it decays with
                 # du); Lava's bias adds to v, so the constant comes from a neuron that spikes every step
-                entries.append(("dense", _Term(CONST_POP, [f"bias of {dst}"]), bias.reshape(-1, 1).copy(), None, None))
+                entries.append(("dense", _Term(self.const, [f"bias of {dst}"]), bias.reshape(-1, 1).copy(), None, None))
                 bias = np.zeros(n)
                 self.need_const = True
             if leak is not None:
@@ -941,7 +944,7 @@ class _Lowerer:
             self.report["layers"].append(layer)
         if self.need_const:
             # one neuron that spikes every step (v = bias 1 > vth 0, then reset): the constant input 1
-            net.populations.insert(1, Population(CONST_POP, (1,), kind="lif", du=4095, dv=4096, vth=0, bias_mant=1,
+            net.populations.insert(1, Population(self.const, (1,), kind="lif", du=4095, dv=4096, vth=0, bias_mant=1,
                                                  source="constant input 1 (Affine biases into current-based neurons)"))
         # reorder populations: inputs first, then topological order of nodes
         net.outputs = ["readout"] if readout_val is not None else [self.pred[outputs[0]][0]]

@@ -132,8 +132,14 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     dist, rank, world = _distributed()
     bsz = batch if backend == "fast" else -(-n // world)
     starts = list(range(0, n, bsz))[rank::world]      # whole batches per rank: the same batches as one process
-    chained = chain_network(net, P, bias_as_graded=(backend == "lava"), conv_as_sparse=(backend == "lava"),
-                            one_window=(backend == "fast"))     # fast: one sample per batch row, P steps
+    # a recurrent group or the model's own delays would carry one sample's tail into the next chained window:
+    # Lava then runs one sample per process graph (slower: the graph is built per sample), as the fast engine
+    # runs one sample per batch row
+    per_sample = backend == "lava" and any(s.src == s.dst or (s.delays is not None and int(np.max(s.delays)) > 0)
+                                           for s in net.synapses)
+    one_window = backend == "fast" or per_sample
+    chained = chain_network(net, P, bias_as_graded=(backend == "lava" and not per_sample),
+                            conv_as_sparse=(backend == "lava"), one_window=one_window)
     bar = tqdm(total=sum(min(bsz, n - i) for i in starts), desc=f"{'loihi2'}/{backend}", unit="sample",
                disable=not progress or rank != 0)
     engine = Engine(chained, device=device) if backend == "fast" and starts else None
@@ -149,6 +155,17 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
         if backend == "fast":
             res = engine.run(chain_inputs(chained, _encode(net, xb, T, L, device, in_dims), batched=True), P, record=[out_pop])
             bar.update(len(xb))
+        elif per_sample:
+            from .lava.run import run_lava  # Lava is optional and slow to import
+            enc = _encode(net, xb, T, L, device, in_dims)
+            enc = {k: (v.cpu().numpy() if torch.is_tensor(v) else np.asarray(v)) for k, v in enc.items()}
+            parts = []
+            for j in range(len(xb)):
+                one = {k: (v[j:j + 1] if chained.pop(k).input_kind == "bias" else v[:, j:j + 1]) for k, v in enc.items()}
+                parts.append(run_lava(chained, one, P, record=[out_pop]))
+                bar.update(1)
+            res = {out_pop: {k: torch.as_tensor(np.concatenate([r[out_pop][k] for r in parts], 1))
+                             for k in parts[0][out_pop]}}
         else:
             from .lava.run import run_lava_chained  # Lava is optional and slow to import
             inp = {k: (v.cpu().numpy() if torch.is_tensor(v) else v) for k, v in _encode(net, xb, T, L, device, in_dims).items()}

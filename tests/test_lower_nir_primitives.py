@@ -266,3 +266,15 @@ def test_constant_population_name_avoids_graph_node_names():
     net, _ = lower_graph(g, T=4)
     assert {p.name for p in net.populations} == {"input", "const1", "const1_"}
     assert net.pop("const1_").size == 1 and net.pop("const1").du == 2047
+
+
+def test_fidelity_lava_backend_runs_recurrent_networks_one_sample_per_graph(tmp_path):
+    """Chained Lava runs refuse recurrence (a tail would leak into the next window); the Lava backend of the
+    fidelity then runs one sample per process graph, and its predictions equal the fast engine's."""
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.fidelity import simulate_loihi2
+    g = _binary(to_nir(_braille(tmp_path, "li")))
+    x = (np.random.default_rng(3).random((3, 15, 12)) < 0.3).astype(np.float32)
+    fast = simulate_loihi2(g, x, steps=15, progress=False)
+    lava = simulate_loihi2(g, x, steps=15, backend="lava", progress=False)
+    assert lava["predictions"] == fast["predictions"] and lava["samples"] == 3

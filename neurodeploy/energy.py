@@ -262,9 +262,12 @@ def ops_from_graph(graph, time_steps: int | None = None) -> ModelOps:
     from .graph.core import meta, node_shape
     from .graph.primitives import classes as primitive_classes, require_kinds
 
+    from .graph.flatten import flatten_subgraphs
+
     # every kind is named: synaptic layers and attention are counted; neurons are counted as neurons; pooling,
     # reshapes, scales, delays and non-spiking readout integrators carry no synaptic op in the paper's method
-    # (its max-pool is free too); a nested subgraph other than the attention extension is refused
+    # (its max-pool is free too); nested subgraphs are inlined first (the attention extension stays one node)
+    graph = flatten_subgraphs(graph)
     for n, k in require_kinds(graph, "the op count (energy)").items():
         if k == "subgraph" and attention_spec(graph.nodes[n]) is None:
             raise UnsupportedError(f"node '{n}': the op count (energy) cannot handle a nested NIR subgraph")

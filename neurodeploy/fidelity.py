@@ -84,6 +84,11 @@ def _encode(net, x, T, L, device, in_dims):
     return {inp.name: seq.astype(np.int64)}
 
 
+def _max_delay(d) -> int:
+    """Largest per-synapse delay (a CSR matrix or an array), read without a dense copy."""
+    return int(d.max()) if hasattr(d, "tocsr") else int(np.max(d))
+
+
 def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: str = "fast", batch: int = 64,
                      device: str = "cpu", progress: bool = True, layers: bool = True,
                      max_memory: int | None = None) -> dict:
@@ -133,7 +138,14 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     # samples back to back in ONE process graph, the fast engine one sample per batch row
     P = T + L
     dist, rank, world = _distributed()
-    chained = chain_network(net, P, bias_as_graded=(backend == "lava"), conv_as_sparse=(backend == "lava"))
+    # a recurrent group or the model's own delays would carry one sample's tail into the next chained window:
+    # Lava then runs one sample per process graph (slower: the graph is built per sample), as the fast engine
+    # runs one sample per batch row
+    per_sample = backend == "lava" and any(s.src == s.dst or (s.delays is not None and _max_delay(s.delays) > 0)
+                                           for s in net.synapses)
+    one_window = backend == "fast" or per_sample
+    chained = chain_network(net, P, bias_as_graded=(backend == "lava" and not per_sample),
+                            conv_as_sparse=(backend == "lava"), one_window=one_window)
     engine = Engine(chained, device=device) if backend == "fast" else None
     if engine is not None:          # the batch that fits the memory budget (full-size models: a few samples)
         from .sim.batch import DEFAULT_MAX_MEMORY, chunk_size
@@ -155,6 +167,17 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
         if backend == "fast":
             res = engine.run(chain_inputs(chained, _encode(net, xb, T, L, device, in_dims), batched=True), P, record=[out_pop])
             bar.update(len(xb))
+        elif per_sample:
+            from .lava.run import run_lava  # Lava is optional and slow to import
+            enc = _encode(net, xb, T, L, device, in_dims)
+            enc = {k: (v.cpu().numpy() if torch.is_tensor(v) else np.asarray(v)) for k, v in enc.items()}
+            parts = []
+            for j in range(len(xb)):
+                one = {k: (v[j:j + 1] if chained.pop(k).input_kind == "bias" else v[:, j:j + 1]) for k, v in enc.items()}
+                parts.append(run_lava(chained, one, P, record=[out_pop]))
+                bar.update(1)
+            res = {out_pop: {k: torch.as_tensor(np.concatenate([r[out_pop][k] for r in parts], 1))
+                             for k in parts[0][out_pop]}}
         else:
             from .lava.run import run_lava_chained  # Lava is optional and slow to import
             inp = {k: (v.cpu().numpy() if torch.is_tensor(v) else v) for k, v in _encode(net, xb, T, L, device, in_dims).items()}

@@ -5,10 +5,9 @@
 1. LIF neuron (01_lif/lif_norse.nir): reference simulator vs the paper's lif_norse.csv (float), and the
    Loihi 2 lowering with the paper's Lava conversion (scale 25, truncated decay) on our fixed-point engine
    vs lif_lava_cpu_fixed.csv (every step of v and spikes).
-2. Braille RNN: the paper's file is not in the repository; we build a graph of its shape (12 inputs ->
-   38 CubaLIF with a recurrent Affine -> 7 CubaLIF, as snnTorch's RSynaptic exports it; seeded random
-   weights, NOT the trained ones), run it in the reference simulator, and show the lowering's refusal
-   (recurrence and CubaLIF are not lowered yet, issue 13).
+2. Braille RNN: the paper's file is not in the repository; braille.py builds a graph of its shape (12 inputs
+   -> 38 CubaLIF with a recurrent Affine in a nested subgraph -> 7 CubaLIF; seeded random weights, NOT the
+   trained ones): reference simulator, Loihi 2 lowering, our engine vs float, Lava vs our engine.
 3. cnn_sinabs (02_cnn/cnn_sinabs.nir): reference simulator and Loihi 2 (lowered, our fast engine) on random
    binary event frames, with per-layer spike agreement float vs fixed point.
 """
@@ -46,40 +45,40 @@ def lif_task(data: Path) -> dict:
     return res
 
 
-def braille_graph(seed: int = 0) -> nir.NIRGraph:
-    rng = np.random.default_rng(seed)
-    dt = 1e-4
-    full = lambda n, v: np.full(n, v, np.float32)  # noqa: E731
-
-    def cuba(n):
-        return nir.CubaLIF(tau_syn=full(n, 2 * dt), tau_mem=full(n, 4 * dt), r=full(n, 4.0), v_leak=full(n, 0.0),
-                           v_threshold=full(n, 1.0), v_reset=full(n, 0.0), w_in=full(n, 2.0))
-
-    nodes = {"input": nir.Input(input_type={"input": np.array([12])}),
-             "fc1": nir.Affine(weight=(rng.standard_normal((38, 12)) * 0.8).astype(np.float32), bias=full(38, 0.0)),
-             "lif1": cuba(38),
-             "rec": nir.Affine(weight=(rng.standard_normal((38, 38)) * 0.2).astype(np.float32), bias=full(38, 0.0)),
-             "fc2": nir.Affine(weight=(rng.standard_normal((7, 38)) * 0.8).astype(np.float32), bias=full(7, 0.0)),
-             "lif2": cuba(7),
-             "output": nir.Output(output_type={"output": np.array([7])})}
-    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "rec"), ("rec", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
-             ("lif2", "output")]
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={})
-
-
-def braille_task() -> dict:
+def braille_task(T: int = 100) -> dict:
+    """The braille-shaped recurrent CubaLIF network (braille.py): float reference, Loihi 2 lowering, our
+    fixed-point engine (spike agreement with the float model) and Lava fixed_pt (bit-exact with the engine)."""
+    from braille import braille_graph
     from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.sim import simulate as fixed_simulate
 
     g = to_nir(braille_graph())
-    x = (torch.rand(4, 100, 12, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    g.metadata["neurodeploy.input_domain"] = "binary"
+    x = (torch.rand(4, T, 12, generator=torch.Generator().manual_seed(0)) < 0.3).float()
     out, rec = float_simulate(g, x, record=True)
-    res = {"weights": "seeded random (the paper's trained file is not in the repository)",
+    res = {"weights": "seeded random (the paper's trained file is not available here)",
            "reference_output_spikes": int(out.sum()), "reference_hidden_spikes": int(rec["lif1"].sum())}
     try:
-        lower_graph(g, T=100)
-        res["loihi2"] = "lowered"
+        net, _ = lower_graph(g, T=T)
     except NeurodeployError as exc:
         res["loihi2"] = f"refused: {exc}"
+        return res
+    L = net.metadata["latency"]
+    xs = np.concatenate([x.numpy().swapaxes(0, 1), np.zeros((L, 4, 12), np.float32)]).astype(np.int64)
+    fx = fixed_simulate(net, {"input": xs}, T + L, record=["lif1.lif", "lif2"])
+    Lh = net.metadata["population_latency"]["lif1.lif"]       # the hidden layer is 1 step ahead of lif2
+    res["loihi2"] = {"neurons": net.counts()["neurons"], "latency": L,
+                     "hidden_spike_agreement": float((fx["lif1.lif"]["s"][Lh:Lh + T].reshape(T, 4, -1)
+                                                      == rec["lif1"].numpy().reshape(T, 4, -1)).mean()),
+                     "output_spike_agreement": float((fx["lif2"]["s"][L:].reshape(T, 4, -1)
+                                                      == out.numpy().reshape(T, 4, -1)).mean())}
+    try:
+        from neurodeploy.lava.run import run_lava
+        lava = run_lava(net, {"input": xs[:, :1]}, T + L, record="all")
+        one = fixed_simulate(net, {"input": xs[:, :1]}, T + L, record="all")
+        res["loihi2"]["lava_equals_engine"] = all(np.array_equal(lava[p][k], one[p][k]) for p in lava for k in lava[p])
+    except ImportError as exc:
+        res["loihi2"]["lava_equals_engine"] = f"not run: {exc}"
     return res
 
 

@@ -55,6 +55,8 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
                              "fidelity")
     parser.add_argument("--samples", type=int, default=64, metavar="K",
                         help="at most K samples from --data for calibration, rates and fidelity (64)")
+    from .common import add_data_arguments
+    add_data_arguments(parser, data=False)  # --input-domain, -T/--steps: as simulate takes them
 
 
 def export_to_folder(model, out_dir, arch=None, expand_attention=False, input_shape=None):
@@ -92,10 +94,18 @@ def run(args: argparse.Namespace) -> int:
         load_profiles(targets, args.profile)  # an unknown target or a bad profile: fail before any work
     graph = to_nir(model, arch=args.arch, expand_attention=args.expand_attention, input_shape=args.input_shape,
                    compat=args.nir_compat)
+    if args.steps is not None and args.steps < 1:
+        raise BadInputError(f"-T/--steps must be >= 1, got {args.steps}")
+    from ..data import apply_input_domain
+    from ..graph import meta
+
+    apply_input_domain(graph, args.input_domain)        # recorded in OUT/model.nir too
+    if args.steps and not int(meta(graph, "neurodeploy.time_steps", 0) or 0):
+        graph.metadata = {**(graph.metadata or {}), "neurodeploy.time_steps": int(args.steps)}
     dep = doc = None
     if targets or args.profile:
         dep = Deployment.build(graph, targets=targets, profile_files=args.profile, data=args.data,
-                               samples=args.samples, annotate=False)
+                               samples=args.samples, annotate=False, steps=args.steps, input_domain=args.input_domain)
         dep.info.update(name=model.name, path=str(model))
         dep.lower()                 # a target that refuses the model fails the export, before any other work
         refused = [t for t in dep.targets if not t.deployable]

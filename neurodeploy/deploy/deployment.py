@@ -56,10 +56,17 @@ class Deployment:
     @classmethod
     def build(cls, model, targets: list[str] | None = None, profile_files: list[str] | None = None,
               arch: str | None = None, data=None, samples: int | None = 64, firing_rates: dict | None = None,
-              rates_note: str = "", labels=None, annotate: bool = True) -> "Deployment":
+              rates_note: str = "", labels=None, annotate: bool = True, steps: int | None = None,
+              input_domain: str | None = None) -> "Deployment":
         """Load ``model`` (architecture name, checkpoint, .nir file, torch model or NIR graph), resolve the
-        target profiles and sample data, and annotate the graph (purity, ops, firing rates, paper energy)."""
+        target profiles and sample data, and annotate the graph (purity, ops, firing rates, paper energy).
+        ``steps`` / ``input_domain``: ``-T/--steps`` and ``--input-domain`` as ``simulate`` takes them
+        (:func:`neurodeploy.data.graph_samples`: a data file in any layout; the steps the data or ``steps``
+        fix become the graph's time steps when the graph has none)."""
         import numpy as np
+
+        from ..data import apply_input_domain, graph_samples
+        from ..graph import meta
 
         from ..analysis.check import load_graph, resolve_samples
         from ..profiles import load_profiles
@@ -67,19 +74,29 @@ class Deployment:
         profiles = load_profiles(targets or (["loihi2"] if not profile_files else []), profile_files)
         graph, info = load_graph(model, arch)
         dep = cls(graph, info)
+        if steps is not None and int(steps) < 1:
+            raise BadInputError(f"-T/--steps must be >= 1, got {steps}")
+        apply_input_domain(graph, input_domain)
         if data is not None and not isinstance(data, (str, Path)) and labels is None and isinstance(data, tuple):
             data, labels = data
-        x, desc = resolve_samples(graph, data, info, samples or 10 ** 9)
+        T = steps
+        if isinstance(data, (str, Path)) and str(data) != "digits":
+            # every layout simulate reads (static, [N, T, ...] event tensors, (x, y, t, p) event files)
+            x, y, T = graph_samples(graph, data, steps=steps, input_domain=input_domain)
+            limit = samples or len(x)
+            desc = f"{data} (first {limit})" if len(x) > limit else str(data)
+            x = x[:limit]
+            if labels is None and y is not None:
+                labels = y
+        else:
+            x, desc = resolve_samples(graph, data, info, samples or 10 ** 9)
+        if T and not int(meta(graph, "neurodeploy.time_steps", 0) or 0):
+            graph.metadata = {**(graph.metadata or {}), "neurodeploy.time_steps": int(T)}
         if x is not None:
             dep.samples = np.asarray(x, dtype=np.float32)
             dep.samples_desc = desc
             if labels is not None:
                 dep.labels = np.asarray(labels)[:len(dep.samples)]
-            elif isinstance(data, (str, Path)) and str(data) != "digits":
-                from ..data import load_labeled_samples
-
-                _, y = load_labeled_samples(data, len(dep.samples))
-                dep.labels = y
             elif desc.startswith("bundled digits"):
                 from ..fidelity import _num_classes
                 from ..training import digits_split

@@ -31,13 +31,14 @@ def balance_network(net: LoweredNetwork, T=None) -> None:
         arr = []
         for c in incoming[name]:
             if isinstance(c, Synapse):
-                arr.append(lat[c.src] + 1)
+                if c.src != name:           # a population feeding itself: one step, no balance delay
+                    arr.append(lat[c.src] + 1)
             else:
                 arr += [lat[c.q] + 1, lat[c.k] + 1, lat[c.v] + 1]
         lat[name] = max(arr) if arr else 0
         for c in incoming[name]:
             if isinstance(c, Synapse):
-                c.balance_delay = lat[name] - lat[c.src] - 1
+                c.balance_delay = 0 if c.src == name else lat[name] - lat[c.src] - 1
                 if c.balance_delay > MAX_DELAY and c.kind not in _RELAYABLE:
                     raise UnsupportedError(
                         f"node '{net.pop(name).source}': path from '{c.src}' needs a delay of {c.balance_delay} "

@@ -79,9 +79,12 @@ def _conv_as_sparse(net: LoweredNetwork, s: Synapse, max_connections: int = SPAR
 
 
 def chain_network(net: LoweredNetwork, period: int | None = None, bias_as_graded: bool = True,
-                  conv_as_sparse: bool = False) -> LoweredNetwork:
+                  conv_as_sparse: bool = False, one_window: bool = False) -> LoweredNetwork:
     """The chained-mode copy of ``net`` (see the module docstring).  ``bias_as_graded=False`` keeps
     bias inputs as biases (for batched engine runs, one sample per batch row, that only adds the resets).
+    ``one_window``: the caller runs exactly one window per sample (the batched engine: one sample per batch
+    row, ``period`` steps), so recurrent groups and the model's own delays cannot carry a tail into another
+    sample and are allowed.
     The result's ``metadata["chain"]`` records the period and, per graded bias input, the original bias
     input and the shift ``bias_exp - 6``."""
     net.validate()
@@ -92,7 +95,7 @@ def chain_network(net: LoweredNetwork, period: int | None = None, bias_as_graded
     for s in net.synapses:
         # a model's own synaptic delays or a recurrent group would carry the previous sample's tail past
         # the reset into the next window; balance delays cannot (they keep every arrival in step)
-        if s.src == s.dst or (s.delays is not None and int(np.max(s.delays)) > 0):
+        if not one_window and (s.src == s.dst or (s.delays is not None and int(np.max(s.delays)) > 0)):
             raise UnsupportedError(f"synapse '{s.name}' ({s.source or s.name}): recurrent or with its own "
                                    "synaptic delays; chained samples would leak into each other")
     out = copy.deepcopy(net)

@@ -43,7 +43,7 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
     splits = {}
     for dst in [p for p in net.populations if p.kind in ("lif", "readout")]:
         groups = [s for s in net.synapses if s.dst == dst.name and s.kind in ("dense", "sparse", "conv")
-                  and s.delays is None and s.port == 0]
+                  and s.delays is None and s.port == 0 and s.src != s.dst]     # a self-loop keeps its one step
         if sum(_fan_in(s) for s in groups) <= max_fan_in:
             continue
         # chunks: (group, first column, last column) of at most max_fan_in columns, packed first-fit in order

@@ -2,7 +2,12 @@
 
 Rules (Loihi 2 fixed point as Lava computes it; see neurodeploy.sim.engine):
 
-* Populations: every neuron node (``LIF``, ``IF``, ``Threshold``) becomes one CUBA LIF population; the
+* Populations: every neuron node (``LIF``, ``IF``, ``Threshold``, ``CubaLIF``; non-spiking ``LI``, ``I``,
+  ``CubaLI`` as readouts) becomes one CUBA LIF population (:meth:`_Lowerer.neuron_map`; CubaLIF: du from
+  tau_syn, w_in r / (k_syn k_mem) folded into the weights, v_leak / k as the bias; an Affine bias into a
+  current-based neuron enters u through the always-spiking population ``const1``); nested subgraphs are
+  inlined first; a population feeding itself keeps a zero balance delay (NIR's one-step back edge), longer
+  loops and ``v_reset != 0`` are refused; leading Delay nodes become per-synapse delays; the
   readout (the ``Affine`` feeding the graph output with role ``readout``, or any linear node feeding
   the output) becomes a non-spiking integrator (du 4095, dv 0, vth 2**17 - 1) whose v after the run is
   the sum over steps of its float input times ``readout_scale``.
@@ -46,11 +51,12 @@ import torch.nn.functional as F
 from ..errors import BadInputError, UnsupportedError
 from ..graph.simulate import int_tuple, padding_arg
 from .fixed_point import conv_out_hw, conv_to_sparse
+from ..graph.flatten import flatten_subgraphs
 from .attention_graded import attention_to_graded
 from .fan_in import split_fan_in
 from .balance import balance_network  # noqa: F401 - re-exported (historic home)
 from .network import (EXCITATORY, MAX_DELAY, MIXED, VTH_MAX, Attention, Encoder, LoweredNetwork, Population,
-                      Synapse)
+                      Synapse, as_sparse)
 
 #: a chain with an Affine whose composed matrix would exceed this many elements is lowered through a relay
 #: population when the Affine pools positions (:meth:`_Lowerer._pooled_readout`); smaller ones stay one
@@ -60,9 +66,11 @@ RELAY_MIN_ELEMENTS = 1 << 24
 #: input axons (lava_loihi.md), so a readout of a CIFAR Spikingformer (64 tokens x 384 channels per source,
 #: ~19 sources) could not be placed at all; through the relay it reads 384 counts per source
 RELAY_MIN_FAN_IN = 8192
+#: the population that spikes every step (constant input 1; Affine biases into current-based neurons)
+CONST_POP = "const1"
 
-_NEURONS = ("LIF", "IF", "Threshold")
-_LINEAR = ("Conv2d", "Conv1d", "Affine", "Linear", "SumPool2d", "AvgPool2d", "Flatten", "Scale")
+_NEURONS = ("LIF", "IF", "Threshold", "CubaLIF", "LI", "I", "CubaLI")
+_LINEAR = ("Conv2d", "Conv1d", "Affine", "Linear", "SumPool2d", "AvgPool2d", "Flatten", "Scale", "Delay")
 
 
 def _meta(obj, key, default=None):
@@ -142,11 +150,7 @@ class _Lowerer:
         from ..graph import order_and_back_edges, predecessors
         self.g = graph
         self.pred = predecessors(graph)
-        self.order, back = order_and_back_edges(graph)
-        if back:  # recurrence is not lowered yet (issue 13): refuse before the lowering meets the cycle
-            src, dst = sorted(back)[0]
-            raise UnsupportedError(f"node '{dst}': recurrent edge from '{src}' cannot be lowered to Loihi 2 yet "
-                                   "(recurrent connections are not supported by the lowering)")
+        self.order, self.back = order_and_back_edges(graph)
         self.T = T
         self.fixed_scale = scale
         self.rounding = rounding
@@ -579,6 +583,122 @@ class _Lowerer:
         self.report["clipped_weights"] += clipped
         return m, e, clipped, err, (MIXED if mixed else 0)
 
+    # ---------------------------------------------------------------- delays and loops
+    def split_delays(self, ops, src_shape, dst):
+        """Leading Delay nodes of a chain (right after the source population: one delay per source neuron)
+        as integer steps per source neuron, and the remaining ops.  A Delay elsewhere in a chain is refused."""
+        d = None
+        n_in = int(np.prod(src_shape))
+        i = 0
+        while i < len(ops) and type(self.g.nodes[ops[i]]).__name__ == "Delay":
+            name = ops[i]
+            steps = np.asarray(_arr(self.g.nodes[name].delay), dtype=np.float64) / self.dt
+            k = np.rint(steps)
+            if np.any(np.abs(steps - k) > 1e-3) or np.any(k < 0):
+                raise UnsupportedError(f"node '{name}': Delay field delay must be a non-negative multiple of dt "
+                                       f"({self.dt:g} s) to be lowered to Loihi 2")
+            k = np.broadcast_to(k, src_shape).reshape(-1).astype(np.int64) if k.size in (1, n_in) else None
+            if k is None:
+                raise UnsupportedError(f"node '{name}': Delay field delay has {np.size(steps)} values for "
+                                       f"{n_in} inputs")
+            d = k if d is None else d + k
+            i += 1
+        for name in ops[i:]:
+            if type(self.g.nodes[name]).__name__ == "Delay":
+                raise UnsupportedError(f"node '{name}': a Delay after a linear node cannot be lowered to Loihi 2 "
+                                       "(Loihi 2 delays are per synapse: put the Delay right after a neuron)")
+        if d is not None and not np.any(d):
+            d = None
+        return d, ops[i:]
+
+    def with_delays(self, kind, w, native, d, dst):
+        """A group with per-source-neuron delays ``d``: dense weights get a dense delay matrix, conv groups
+        become sparse (Lava's Conv has no delays), sparse groups get CSR delays of the same structure."""
+        if kind == "relay":
+            raise UnsupportedError(f"node '{dst}': a Delay before a pooled readout cannot be lowered to Loihi 2")
+        if kind == "conv":
+            W, st, pad, dil, g_, view = native[1:]
+            w = conv_to_sparse(w, view, st, pad, dil, g_, dtype=np.float64)
+            kind, native = "sparse", None
+        if kind == "sparse":
+            w = sp.csr_matrix(w)
+            w.sort_indices()
+            dm = sp.csr_matrix((d[w.indices].astype(np.int64), w.indices.copy(), w.indptr.copy()), shape=w.shape)
+            return kind, w, native, as_sparse(dm)
+        return kind, w, native, np.broadcast_to(d[None, :], w.shape).copy()
+
+    def check_loops(self, net: LoweredNetwork) -> None:
+        """Recurrence: a population feeding itself (directly or through linear nodes) gets a synapse group
+        with no balance delay, which delivers the spikes of step t at step t + 1 exactly as NIR's back edge.
+        A loop through two or more populations cannot: every synapse group adds one step on Loihi 2, so
+        the loop would take k steps where NIR's takes one; it is refused naming the node."""
+        deps = {p.name: set() for p in net.populations}
+        for s_ in net.synapses:
+            if s_.src != s_.dst:
+                deps[s_.dst].add(s_.src)
+        done, left = set(), dict(deps)
+        while True:
+            ready = [n for n, d in left.items() if d <= done]
+            if not ready:
+                break
+            for n in ready:
+                done.add(n)
+                del left[n]
+        if left:
+            loop = sorted(left)
+            raise UnsupportedError(
+                f"node '{net.pop(loop[0]).source or loop[0]}': recurrent loop through populations {loop} cannot be "
+                f"lowered to Loihi 2 (each synapse group adds one step there, so the loop takes {len(loop)} steps "
+                "where NIR's back edge takes one; only a population feeding itself, directly or through linear "
+                "nodes, is lowered)")
+
+    # ---------------------------------------------------------------- neuron models
+    def _one_tau(self, name, node, field):
+        """tau / dt of ``field`` (one value per population: Lava has one decay register per process)."""
+        from ..graph import steps_per_tau
+        k = steps_per_tau(_arr(getattr(node, field)), self.dt).reshape(-1)
+        if np.any(k != k[0]):
+            raise UnsupportedError(f"node '{name}': per-neuron {field} (Lava has one decay per population)")
+        k = float(k[0])
+        if not k >= 1:
+            raise UnsupportedError(f"node '{name}': {field} shorter than one step ({field}/dt = {k:g}); "
+                                   "Loihi 2 decays need tau >= dt")
+        return k
+
+    def neuron_map(self, name, node, shape) -> dict:
+        """The Loihi 2 CUBA LIF registers of one NIR neuron node (docs/lowering.md, "Neuron models"):
+        ``gain`` (per neuron, folded into the incoming weights before the threshold), ``du``/``dv`` (12-bit
+        decays), ``theta`` (per-neuron threshold, folded into the weights), ``leak`` (v_leak / k_mem: a
+        constant per-step input to v, becomes the bias), ``kind`` (``lif`` or a non-spiking ``readout``) and
+        ``memory`` (the steps over which an input is summed: bounds u and v)."""
+        t = type(node).__name__
+        n = int(np.prod(shape))
+        full = lambda a: np.broadcast_to(_arr(a), shape).reshape(-1).astype(np.float64)  # noqa: E731
+        if t in ("LIF", "IF", "CubaLIF") and np.any(_arr(node.v_reset) != 0):
+            raise UnsupportedError(
+                f"node '{name}': {t} field v_reset = {float(np.max(np.abs(_arr(node.v_reset)))):g} != 0 cannot be "
+                "lowered to Loihi 2 (Lava's LIF resets v to 0; shifting v by v_reset would need an initial "
+                "v = -v_reset that LIFReset zeroes)")
+        if t == "Threshold":
+            return dict(gain=np.ones(n), du=4095, dv=4096, theta=full(node.threshold), leak=None, kind="lif",
+                        memory=1.0)
+        kind = "readout" if t in ("LI", "I", "CubaLI") else "lif"
+        theta = full(node.v_threshold) if kind == "lif" else np.ones(n)
+        if t in ("LIF", "LI"):
+            k = self._one_tau(name, node, "tau")
+            return dict(gain=full(node.r) / k, du=4095, dv=int(self.rnd_decay(4096.0 / k)), theta=theta,
+                        leak=full(node.v_leak) / k, kind=kind, memory=k)
+        if t in ("IF", "I"):
+            return dict(gain=full(node.r), du=4095, dv=0, theta=theta, leak=None, kind=kind, memory=math.inf)
+        if t in ("CubaLIF", "CubaLI"):
+            ks = self._one_tau(name, node, "tau_syn")
+            km = self._one_tau(name, node, "tau_mem")
+            du = int(self.rnd_decay(4096.0 / ks)) - 1
+            return dict(gain=full(node.w_in) * full(node.r) / (ks * km), du=max(du, 0),
+                        dv=int(self.rnd_decay(4096.0 / km)), theta=theta, leak=full(node.v_leak) / km, kind=kind,
+                        memory=ks * km)
+        raise UnsupportedError(f"node '{name}': NIR type {t} cannot be lowered to Loihi 2")
+
     # ---------------------------------------------------------------- main
     def lower(self) -> LoweredNetwork:
         from ..graph import attention_spec, steps_per_tau
@@ -599,7 +719,11 @@ class _Lowerer:
                                               source=inp))
         elif domain != "real":
             raise BadInputError(f"graph metadata neurodeploy.input_domain '{domain}' is not binary/counts/real")
-        popname = {inp: "input"}
+        self.const = CONST_POP
+        while self.const in g.nodes or self.const == "readout":    # a node of that name: pick another
+            self.const += "_"
+        popname = {inp: "input", self.const: self.const}
+        self.need_const = False
         # readout: the linear chain feeding the output
         out_pred = self.pred[outputs[0]]
         readout_val = None
@@ -625,47 +749,26 @@ class _Lowerer:
                     val.terms += pv.terms
                     val.att += pv.att
                     val.bias_nodes += pv.bias_nodes
-                if t == "LIF":
-                    if np.any(_arr(node.v_leak) != 0) or np.any(_arr(node.v_reset) != 0):
-                        field = "v_leak" if np.any(_arr(node.v_leak) != 0) else "v_reset"
-                        raise UnsupportedError(f"node '{dst}': LIF with {field} != 0 cannot be lowered to Loihi 2 "
-                                               "(the lowering maps only a leak to 0 and a reset to 0)")
-                    k = steps_per_tau(_arr(node.tau), self.dt).reshape(-1)
-                    if np.any(k != k[0]):
-                        raise UnsupportedError(f"node '{dst}': per-neuron tau (Lava has one dv per population)")
-                    k = float(k[0])
-                    if k < 1:
-                        raise UnsupportedError(f"node '{dst}': tau shorter than one step")
-                    gain = np.broadcast_to(_arr(node.r), shape).reshape(-1) / k
-                    dv = int(self.rnd_decay(4096.0 / k))
-                    theta = np.broadcast_to(_arr(node.v_threshold), shape).reshape(-1)
-                elif t == "IF":
-                    if np.any(_arr(node.v_reset) != 0):
-                        raise UnsupportedError(f"node '{dst}': IF with v_reset != 0 cannot be lowered to Loihi 2 "
-                                               "(the lowering maps only a reset to 0)")
-                    gain = np.broadcast_to(_arr(node.r), shape).reshape(-1)
-                    dv, k = 0, 1.0
-                    theta = np.broadcast_to(_arr(node.v_threshold), shape).reshape(-1)
-                else:
-                    gain = np.ones(n)
-                    dv, k = 4096, 1.0
-                    theta = np.broadcast_to(_arr(node.threshold), shape).reshape(-1)
+                nm = self.neuron_map(dst, node, shape)
+                gain, dv, du, theta, leak, pkind = (nm[k_] for k_ in ("gain", "dv", "du", "theta", "leak", "kind"))
+                k = nm["memory"]
                 ge = _meta(node, "neurodeploy.spike_rule") == ">="
                 if ge and _meta(node, "neurodeploy.v_threshold") is not None:
                     theta = np.full(n, float(_meta(node, "neurodeploy.v_threshold")))
                 if np.any(theta <= 0):
                     raise UnsupportedError(f"node '{dst}': non-positive threshold")
                 rowgain = gain / theta          # fold gain and per-neuron threshold into the weights
-                pkind, name = "lif", dst
+                name = dst
             else:
                 val = readout_val
                 shape = _shape(g.nodes[out_pred[0]], "output")
                 n = int(np.prod(shape))
                 rowgain = np.ones(n)
-                dv, ge, k, pkind, name = 0, False, 1.0, "readout", "readout"
-            groups_by_dst[name] = (val, rowgain, shape, dv, ge, k, pkind, dst)
+                dv, du, ge, k, pkind, name, leak, theta = 0, 4095, False, 1.0, "readout", "readout", None, None
+            groups_by_dst[name] = (val, rowgain, shape, dv, ge, k, pkind, dst, du,
+                                   None if leak is None else leak / theta)
         # ------------- quantize
-        for name, (val, rowgain, shape, dv, ge, k, pkind, dst) in groups_by_dst.items():
+        for name, (val, rowgain, shape, dv, ge, k, pkind, dst, du, leak) in groups_by_dst.items():
             n = int(np.prod(shape))
             mats = []
             for t in val.terms:
@@ -675,7 +778,10 @@ class _Lowerer:
             # float weights per term (structured: conv kernels, sparse, or dense for Affine chains) x rowgain
             entries = []
             for t, src_shape, ops in mats:
+                delays, ops = self.split_delays(ops, src_shape, dst)
                 kind, w, native = self.chain_structure(ops, src_shape, rowgain, dst)
+                if delays is not None:
+                    kind, w, native, delays = self.with_delays(kind, w, native, delays, dst)
                 if kind == "relay":
                     if t.src == inp:
                         kind, w, native = "dense", None, None
@@ -685,13 +791,21 @@ class _Lowerer:
                         kind = "dense"
                 if w is None:
                     raise UnsupportedError(f"node '{dst}': the input chain {ops} is too large for a dense group")
-                entries.append((kind, t, w, native))
+                entries.append((kind, t, w, native, delays))
             bias = np.zeros(n)
             for chain in val.bias_nodes:
                 b = self.bias_vector(chain)
                 if b is not None:
                     bias += b
             bias *= rowgain
+            if du != 4095 and np.any(bias):
+                # a constant input (Affine bias) of a current-based neuron flows through u (it decays with
+                # du); Lava's bias adds to v, so the constant comes from a neuron that spikes every step
+                entries.append(("dense", _Term(self.const, [f"bias of {dst}"]), bias.reshape(-1, 1).copy(), None, None))
+                bias = np.zeros(n)
+                self.need_const = True
+            if leak is not None:
+                bias = bias + leak          # v_leak / k_mem per step, in threshold units: Lava's bias
             # attention
             att_spec = None
             if val.att:
@@ -700,6 +814,9 @@ class _Lowerer:
                 att_spec = (val.att[0], attention_spec(g.nodes[val.att[0]]))
             # encoder terms (real input): host-side
             enc_terms = [e for e in entries if e[1].src == inp and domain == "real"]
+            if any(e[4] is not None for e in enc_terms):
+                raise UnsupportedError(f"node '{dst}': a Delay on a real-valued input cannot be lowered to Loihi 2 "
+                                       "(the host encoder has no delays; declare the input binary or counts)")
             chip = [e for e in entries if e not in enc_terms]
             # ---- choose the population scale S
             if att_spec is not None:
@@ -729,7 +846,12 @@ class _Lowerer:
                     row += _row_abs_sum(e[0], e[2], n) * max(abs(lo), abs(hi))
                 rmax = float(row.max()) if row.size else 0.0
                 if rmax > 0:
-                    S = min(S, ((1 << 23) - 1) / (64.0 * rmax * (self.T if pkind == "readout" and self.T else 1)))
+                    # u sums an input over 4096 / (du + 1) steps; a readout's v over T steps (dv 0) or
+                    # 4096 / dv steps
+                    mem = 4096.0 / (du + 1)
+                    if pkind == "readout":
+                        mem *= (4096.0 / dv) if dv else (self.T or 1)
+                    S = min(S, ((1 << 23) - 1) / (64.0 * rmax * mem))
                 if enc_terms or np.any(bias):
                     # the bias (and host-encoded input) must fit 13-bit mantissas with exponent <= 7
                     S = min(S, 4095.0 * 128 / (64.0 * max(rmax if enc_terms else float(np.abs(bias).max()), 1e-12)))
@@ -743,7 +865,7 @@ class _Lowerer:
             # ---- groups
             layer = {"population": name, "scale": S, "groups": []}
             syns = []
-            for kind, t, w, native in chip:
+            for kind, t, w, native, delays in chip:
                 if kind == "sparse":
                     m_, e_, clipped, err, sm = self.quant_group(w.data * S, conv=False, name=name)
                     m_ = sp.csr_matrix((m_, w.indices, w.indptr), shape=w.shape)
@@ -764,7 +886,7 @@ class _Lowerer:
                 else:
                     relay = bool(native) and native[0] == "relay"
                     syns.append(Synapse(sname, src, name, kind, m_, weight_exp=e_, sign_mode=sm, source=src_desc,
-                                        graded=relay))
+                                        graded=relay, delays=delays))
                 layer["groups"].append({"synapse": sname, "source": src_desc, "weight_exp": e_,
                                         "rel_error": err, "clipped": clipped})
             # ---- bias (constant part) and encoder
@@ -800,7 +922,7 @@ class _Lowerer:
             self.report["clipped_biases"] += cb
             bm = np.clip(bm, -4096, 4095).astype(np.int64).reshape(_pop_shape(shape))
             pshape = _pop_shape(shape)
-            pop = Population(name, pshape, kind=pkind, du=4095, dv=int(dv), vth=int(vth),
+            pop = Population(name, pshape, kind=pkind, du=int(du), dv=int(dv), vth=int(vth),
                              bias_mant=bm if np.any(bm) else 0, bias_exp=bexp, source=dst, scale=float(S),
                              bias_input=bias_input)
             if enc is not None:
@@ -823,12 +945,18 @@ class _Lowerer:
                 net.attention.append(Attention(f"{an}", qkv[0], qkv[1], qkv[2], name, heads=spec.heads,
                                                dim=spec.dim, tokens=spec.tokens, weight=int(m), source=an))
                 layer["attention_weight"] = int(m)
-            layer.update({"du": 4095, "dv": int(dv), "vth": int(vth), "bias_exp": bexp, "clipped_biases": cb})
+            layer.update({"du": int(du), "dv": int(dv), "vth": int(vth), "bias_exp": bexp, "clipped_biases": cb})
             self.report["layers"].append(layer)
+        if self.need_const:
+            # one neuron that spikes every step (v = bias 1 > vth 0, then reset): the constant input 1
+            net.populations.insert(1, Population(self.const, (1,), kind="lif", du=4095, dv=4096, vth=0, bias_mant=1,
+                                                 source="constant input 1 (Affine biases into current-based neurons)"))
         # reorder populations: inputs first, then topological order of nodes
         net.outputs = ["readout"] if readout_val is not None else [self.pred[outputs[0]][0]]
+        self.check_loops(net)
         self.balance(net)
-        net.metadata.update({"readout_scale": next((p.scale for p in net.populations if p.name == "readout"), 0.0),
+        out_pop = net.pop(net.outputs[0])
+        net.metadata.update({"readout_scale": out_pop.scale if out_pop.kind == "readout" else 0.0,
                              "time_steps": int(self.T or 0)})
         net.encoders = self.encoders
         net.validate()
@@ -874,6 +1002,7 @@ def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = N
         raise BadInputError(f"rounding must be 'nearest' or 'floor', not '{rounding}'")
     if T is None:
         T = int(_meta(graph, "neurodeploy.time_steps", 0) or 0) or None
+    graph = flatten_subgraphs(graph)
     low = _Lowerer(graph, T, scale, rounding, input_range, graph_dt(graph), bias_exp_min)
     net = low.lower()               # includes the first balancing: the passes below start from a balanced net
     net.metadata["passes"] = ["lower_nir", "balance_delays"]

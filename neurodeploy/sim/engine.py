@@ -222,7 +222,8 @@ class Engine:
         for n, groups in self.out_groups.items():
             for g in groups:
                 for off_p, off_s, _ in g.parts:
-                    off = off_p if pipelined else off_s
+                    # layer-synchronous: a population feeding itself reads the previous step (NIR back edge)
+                    off = off_p if pipelined else off_s + int(g.syn.src == g.syn.dst)
                     self.ring_len[g.syn.dst] = max(self.ring_len[g.syn.dst], off + 1)
         for a in self.atts:
             self.ring_len[a.dst] = max(self.ring_len[a.dst], 2)
@@ -568,7 +569,7 @@ class Engine:
             pl.groups = []
             for g in self.out_groups[name]:
                 for off_p, off_s, w in g.parts:
-                    pl.groups.append((g, w, off_p if self.pipelined else off_s,
+                    pl.groups.append((g, w, off_p if self.pipelined else off_s + int(g.syn.src == g.syn.dst),
                                       (g.syn.dst, 2) if g.syn.port == 2 else g.syn.dst))
             if pl.is_input:
                 pl.bias_only = p.input_kind == "bias"

@@ -29,7 +29,7 @@ def test_lowering_records_its_passes(tiny_graph):
     assert again.metadata["latency"] == net.metadata["latency"]
     chained = run_passes(net, ["chain_samples"])
     assert chained.metadata["passes"][-1] == "chain_samples" and chained.metadata["chain"]["period"] > 0
-    assert set(PASSES) == {"balance_delays", "graded_attention", "chain_samples"}
+    assert set(PASSES) == {"balance_delays", "graded_attention", "split_fan_in", "chain_samples"}
 
 
 def test_unknown_pass_is_refused(tiny_graph):

@@ -25,6 +25,10 @@ from .network import EXCITATORY, LoweredNetwork, Population, Synapse
 #: hardware_profiles/loihi2.toml's core model) at 2 units per input axon for a single destination neuron (1 unit
 #: of 4 synapses + 1 header unit per axon)
 MAX_FAN_IN = 6000
+#: inputs per partial-sum relay once a neuron is split: below MAX_FAN_IN, so that the chip fit can place up to
+#: four relay neurons per core (2 units per input axon up to 4 destinations) with room to spare (ImageNet's
+#: 1,000-neuron readout partials at 6,000 inputs overfilled cores by up to 4 %)
+BIN_FAN_IN = 5000
 
 
 def _fan_in(s: Synapse) -> int:
@@ -37,9 +41,12 @@ def _fan_in(s: Synapse) -> int:
     return 0
 
 
-def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | None = None) -> LoweredNetwork:
-    """Split the dense/sparse fan-in of every population above ``max_fan_in`` (in place; returns ``net``).
+def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | None = None,
+                 bin_fan_in: int | None = None) -> LoweredNetwork:
+    """Split the fan-in of every population above ``max_fan_in`` into partial sums of at most ``bin_fan_in``
+    inputs each (default :data:`BIN_FAN_IN`, at most ``max_fan_in``) (in place; returns ``net``).
     Records ``metadata["fan_in_splits"]``: destination -> its partial-sum relays."""
+    cap = min(max_fan_in, bin_fan_in or BIN_FAN_IN)
     splits = {}
     for dst in [p for p in net.populations if p.kind in ("lif", "readout")]:
         groups = [s for s in net.synapses if s.dst == dst.name and s.kind in ("dense", "sparse", "conv")
@@ -50,7 +57,7 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
         bins, room = [], []
         for s in groups:
             n_in = _fan_in(s)
-            step = max_fan_in if s.kind != "conv" else max(n_in, 1)       # a conv group moves whole
+            step = cap if s.kind != "conv" else max(n_in, 1)       # a conv group moves whole
             for a in range(0, n_in, step):
                 b = min(n_in, a + step)
                 for i, r in enumerate(room):
@@ -60,7 +67,7 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
                         break
                 else:
                     bins.append([(s, a, b)])
-                    room.append(max_fan_in - (b - a))
+                    room.append(cap - (b - a))
         names = []
         for i, chunks in enumerate(bins):
             pname = f"{dst.name}.partial{i}"

@@ -76,7 +76,8 @@ def run(args) -> int:
     ok = doc["budgets"]["ok"]
     if args.output:
         write_text_atomic(args.output, text)
-        fits = ", ".join(f"{t['target']}: {'fits' if t['fits'] else 'does not fit'}"
+        fits = ", ".join(f"{t['target']}: " + ("cannot deploy" if t.get("verdict_kind") == "cannot_deploy" else
+                                               "fits" if t["fits"] else "does not fit")
                          + (f" ({t['cores']:,} cores, {t['chips']} chip(s), {t['system']})" if t["fits"] else "")
                          for t in doc["targets"])
         sys.stdout.write(f"{doc['model']['name']}: {fits}; report written to {args.output}\n")

@@ -65,7 +65,7 @@ class Deployment:
         fix become the graph's time steps when the graph has none)."""
         import numpy as np
 
-        from ..data import apply_input_domain, graph_samples
+        from ..data import apply_input_domain, float_batch, graph_samples
         from ..graph import meta
 
         from ..analysis.check import load_graph, resolve_samples
@@ -85,7 +85,7 @@ class Deployment:
             x, y, T = graph_samples(graph, data, steps=steps, input_domain=input_domain)
             limit = samples or len(x)
             desc = f"{data} (first {limit})" if len(x) > limit else str(data)
-            x = x[:limit]
+            x = float_batch(x, 0, limit)        # in memory (a memory-mapped file: only these rows are read)
             if labels is None and y is not None:
                 labels = y
         else:

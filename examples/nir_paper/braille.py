@@ -24,7 +24,7 @@ DT = 1e-4
 N_IN, N_HID, N_OUT = 12, 38, 7
 
 
-def braille_graph(seed: int = 0, readout: str = "cubalif") -> nir.NIRGraph:
+def braille_graph(seed: int = 0, readout: str = "cubalif", bias: float = 0.05) -> nir.NIRGraph:
     """The braille-shaped graph (see the module docstring); ``readout``: ``cubalif`` (as the paper's
     file) or ``li`` (a non-spiking leaky readout)."""
     rng = np.random.default_rng(seed)
@@ -34,7 +34,7 @@ def braille_graph(seed: int = 0, readout: str = "cubalif") -> nir.NIRGraph:
         return nir.CubaLIF(tau_syn=full(n, 2.22e-4), tau_mem=full(n, 1e-3), r=full(n, 10.0), v_leak=full(n, 0.0),
                            v_threshold=full(n, 1.0), v_reset=full(n, 0.0), w_in=full(n, 2.22))
 
-    def affine(o, i, scale, bias=0.05):
+    def affine(o, i, scale):
         return nir.Affine(weight=(rng.standard_normal((o, i)) * scale).astype(np.float32),
                           bias=(rng.standard_normal(o) * bias).astype(np.float32))
 
@@ -60,8 +60,10 @@ def main(argv=None) -> int:
     ap.add_argument("out", help="the .nir file to write")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--readout", choices=("cubalif", "li"), default="cubalif")
+    ap.add_argument("--no-bias", action="store_true",
+                    help="zero Affine biases (as the paper's noBias file; Xylo has no weight biases)")
     args = ap.parse_args(argv)
-    nir.write(args.out, braille_graph(args.seed, args.readout))
+    nir.write(args.out, braille_graph(args.seed, args.readout, bias=0.0 if args.no_bias else 0.05))
     print(args.out)
     return 0
 

@@ -147,10 +147,12 @@ def lower_graph(graph, chip: str) -> XyloArtifact:
     import nir
 
     from ..graph.core import graph_dt, predecessors, topological_order
+    from ..graph.flatten import flatten_subgraphs
 
     if chip not in CHIPS:
         raise BadInputError(f"unknown Xylo chip {chip!r} (known: {', '.join(CHIPS)})")
     dt = graph_dt(graph)
+    graph = flatten_subgraphs(graph)        # nested NIRGraph nodes (the NIR paper's braille RNN) inlined
     weights, neurons, inputs, outputs = {}, {}, [], []
     order = topological_order(graph)           # the first unsupported node in data-flow order is named
     for name in order + [n for n in graph.nodes if n not in order]:

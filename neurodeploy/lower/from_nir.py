@@ -49,6 +49,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadInputError, UnsupportedError
+from ..graph.attention import attention_spec
+from ..graph.primitives import KINDS, kind_of
 from ..graph.simulate import int_tuple, padding_arg
 from .fixed_point import conv_out_hw, conv_to_sparse
 from ..graph.flatten import flatten_subgraphs
@@ -69,8 +71,9 @@ RELAY_MIN_FAN_IN = 8192
 #: the population that spikes every step (constant input 1; Affine biases into current-based neurons)
 CONST_POP = "const1"
 
-_NEURONS = ("LIF", "IF", "Threshold", "CubaLIF", "LI", "I", "CubaLI")
-_LINEAR = ("Conv2d", "Conv1d", "Affine", "Linear", "SumPool2d", "AvgPool2d", "Flatten", "Scale", "Delay")
+#: the lowering's role of each primitive kind (graph/primitives.py: one table keyed by NIR class for every stage)
+_ROLES = {"spiking": "neuron", "integrator": "neuron", "synaptic": "linear", "pool": "linear",
+          "elementwise": "linear", "reshape": "linear", "delay": "linear"}
 
 
 def _meta(obj, key, default=None):
@@ -162,23 +165,22 @@ class _Lowerer:
     # ---------------------------------------------------------------- structure
     def kind(self, name):
         node = self.g.nodes[name]
-        t = type(node).__name__
-        if isinstance(node, nir.NIRGraph):
-            from ..graph import attention_spec
+        try:
+            k = kind_of(node, name)
+        except UnsupportedError:
+            k = None
+        if k == "subgraph":
             if attention_spec(node) is not None:
                 return "attention"
             raise UnsupportedError(f"node '{name}': nested NIR subgraph (type NIRGraph) cannot be lowered to Loihi 2 "
                                    "(only the spiking_attention extension is; flatten the subgraph)")
-        if t == "Input":
-            return "input"
-        if t == "Output":
-            return "output"
-        if t in _NEURONS:
-            return "neuron"
-        if t in _LINEAR:
-            return "linear"
-        raise UnsupportedError(f"node '{name}': NIR type {t} cannot be lowered to Loihi 2 "
-                               f"(supported: {', '.join(_NEURONS + _LINEAR)}, spiking_attention)")
+        if k == "io":
+            return "input" if isinstance(node, nir.Input) else "output"
+        if k in _ROLES:
+            return _ROLES[k]
+        known = sorted(c.__name__ for c, kk in KINDS.items() if kk in _ROLES)
+        raise UnsupportedError(f"node '{name}': NIR type {type(node).__name__} cannot be lowered to Loihi 2 "
+                               f"(supported: {', '.join(known)}, spiking_attention)")
 
     def value(self, name, memo):
         """The sum of terms a node outputs (neurons and the input are sources)."""

@@ -74,13 +74,24 @@ def _write_big(path, gib):
     return n
 
 
+_CHILD = r"""
+import sys
+from neurodeploy.cli import main
+rc = main(sys.argv[1:])
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+sys.stderr.write(f"VmHWM_KB {hwm}\n")
+sys.exit(rc)
+"""
+
+
 def _simulate(model, data, extra=()):
-    cmd = [sys.executable, "-m", "neurodeploy", "simulate", model, "--data", data, "-T", "8", "--json", *extra]
+    # the CLI in a child that reports its own peak RSS (VmHWM of its address space: ru_maxrss of a child would
+    # include this parent's resident memory at fork time)
+    cmd = [sys.executable, "-c", _CHILD, "simulate", model, "--data", data, "-T", "8", "--json", *extra]
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
         proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)          # this child's own rusage (peak RSS)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.wait()
         fo.seek(0)
         fe.seek(0)
         out, err = fo.read(), fe.read()
@@ -91,7 +102,7 @@ def _simulate(model, data, extra=()):
     return {"samples": res["samples"], "samples_per_s": round(res["samples_per_s"], 1),
             "sample_steps_per_s": round(res["sample_steps_per_s"], 1), "batch": res["batch"],
             "prediction_agreement": res["prediction_agreement"], "wall_s": round(wall, 1),
-            "peak_rss_gib": round(usage.ru_maxrss / 2 ** 20, 3)}
+            "peak_rss_gib": round(int(err.rsplit("VmHWM_KB", 1)[1].split()[0]) / 2 ** 20, 3)}
 
 
 def main(argv=None):

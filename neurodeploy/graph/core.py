@@ -63,6 +63,7 @@ def order_and_back_edges(graph: nir.NIRGraph) -> tuple[list[str], set[tuple[str,
     done: set[str] = set()
     order: list[str] = []
     back: set[tuple[str, str]] = set()
+    comp = None
     ready = sorted((n for n in graph.nodes if not waiting[n]), key=rank.__getitem__)
     while len(order) < len(graph.nodes):
         if not ready:
@@ -70,8 +71,14 @@ def order_and_back_edges(graph: nir.NIRGraph) -> tuple[list[str], set[tuple[str,
             # break the cycle at a neuron's output: a node that waits only on stateful nodes goes first, so
             # the loop's linear nodes apply this step to the neuron's previous-step output (a recurrent bias
             # then acts from t = 0, as in snnTorch's RLeaky/RSynaptic and on Loihi, where bias is per step)
-            candidates = [n for n in remaining if waiting[n] and all(_stateful(graph.nodes[p]) for p in waiting[n])]
-            candidates = candidates or [n for n in remaining if waiting[n] & done or set(pred[n]) & done] or remaining
+            # only a node of a cycle whose unscheduled inputs all lie on that cycle (the most upstream cycle):
+            # a feed-forward edge out of a loop never becomes a back edge, whatever the edge order
+            if comp is None:
+                comp = _cycle_components(graph)
+            on_cycle = [n for n in remaining if n in comp and all(comp.get(p) == comp[n] for p in waiting[n])]
+            candidates = [n for n in on_cycle if waiting[n] and all(_stateful(graph.nodes[p]) for p in waiting[n])]
+            candidates = candidates or on_cycle or \
+                [n for n in remaining if waiting[n] & done or set(pred[n]) & done] or remaining
             pick = min(candidates, key=rank.__getitem__)
             for p in waiting[pick]:
                 back.add((p, pick))
@@ -89,6 +96,23 @@ def order_and_back_edges(graph: nir.NIRGraph) -> tuple[list[str], set[tuple[str,
                 new.append(s)
         ready = sorted(ready + new, key=rank.__getitem__)
     return order, back
+
+
+def _cycle_components(graph: nir.NIRGraph) -> dict[str, int]:
+    """Node -> its strongly connected component, for nodes on a cycle only (components of two or more
+    nodes, or a self-loop).  scipy's csgraph does the search (one pass over the edges)."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    names = list(graph.nodes)
+    idx = {n: i for i, n in enumerate(names)}
+    rows = [idx[a] for a, _ in graph.edges]
+    cols = [idx[b] for _, b in graph.edges]
+    m = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(names), len(names)))
+    _, labels = connected_components(m, directed=True, connection="strong")
+    size = np.bincount(labels, minlength=len(names))
+    selfloop = {a for a, b in graph.edges if a == b}
+    return {n: int(labels[i]) for i, n in enumerate(names) if size[labels[i]] > 1 or n in selfloop}
 
 
 _STATEFUL = ("LIF", "IF", "LI", "I", "CubaLIF", "CubaLI", "Delay", "NIRGraph")

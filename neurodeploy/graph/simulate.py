@@ -241,6 +241,13 @@ class _Program:
         self.graph = graph
         self.order, self.back = order_and_back_edges(graph)
         self.pred = predecessors(graph)
+        if self.back:
+            # a cyclic graph's edge order is often a set's order (snnTorch, Norse exports), which changes with
+            # Python's hash seed; float sums in that order flip spikes at the threshold from run to run. Sum
+            # the forward inputs in topological order, then the back edges (snnTorch's input + recurrent)
+            pos = {n: i for i, n in enumerate(self.order)}
+            self.pred = {n: sorted(srcs, key=lambda s, n=n: ((s, n) in self.back, pos.get(s, len(pos))))
+                         for n, srcs in self.pred.items()}
         ins, outs = input_names(graph), output_names(graph)
         if len(ins) != 1 or len(outs) != 1:
             raise UnsupportedError(f"{where}: the simulator needs exactly one Input and one Output node, found inputs {ins} and outputs {outs}")

@@ -2,10 +2,11 @@
 groups than one Loihi 2 core can give it (``max_fan_in``, default :data:`MAX_FAN_IN`) reads partial sums
 instead.
 
-The dense/sparse groups into such a population are cut column-wise into chunks of at most ``max_fan_in``
-source neurons, conv groups move whole (their own fan-in is C_in / groups x kernel), all packed into bins; each bin is a graded relay population (Lava GradedVec, vth 0: payload =
-a_in) of the destination's shape whose groups are the chunks (same weights, same weight_exp), and the
-destination reads every bin through a one-to-one graded group of weight 1.  The destination's input is
+The dense/sparse groups into such a population are cut column-wise into chunks of at most ``bin_fan_in``
+source neurons (default :data:`BIN_FAN_IN`), conv groups move whole (their own fan-in is C_in / groups x
+kernel), all packed first-fit into bins; each bin is a graded relay population (Lava GradedVec, vth 0:
+payload = a_in) of the destination's shape whose groups are the chunks (same weights, same weight_exp), and
+the destination reads every bin through a one-to-one graded group of weight 1.  The destination's input is
 then the sum of the partial sums: the unsplit sum except for the floor of a negative weight_exp, which is
 taken per chunk (at most one unit of a_in per extra chunk; conv groups have no weight_exp: exact).  Adds one
 step of latency on that path (the balancing pass re-runs).  The Spikingformers need it: the CIFAR head reads

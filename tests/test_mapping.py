@@ -237,3 +237,27 @@ def test_calibration_table_matches_the_core_model():
     cal = calibration()
     assert cal["largest_error_cores"] == 1 and cal["largest_held_out_error_cores"] == 1
     assert [r["error"] for r in cal["networks"]] == [0, 1, -1]
+
+
+def test_an_overfull_tile_is_halved_until_it_fits():
+    """Tiles of an exact-weights population that the probe did not size right are split, not refused, when
+    every neuron fits a core on its own (ImageNet's 1,000-neuron readout partial sums needed this)."""
+    import numpy as np
+
+    # rows 2 and 3 (5,900 inputs of their own each: one fits a core, 11,800 of 12,000 units, two do not) sit in
+    # the one tile of size 2 that the tiler's probes (first, middle, last tile) never look at
+    light = [0, 1, 4, 5, 6, 7]
+    w = np.zeros((8, 500 * len(light) + 2 * 5900), np.int8)
+    for k, i in enumerate(light):
+        w[i, 500 * k:500 * (k + 1)] = 1
+    for k, i in enumerate((2, 3)):
+        w[i, 3000 + 5900 * k:3000 + 5900 * (k + 1)] = 1
+    net = MapNetwork("halves")
+    net.add_pop(MapPopulation("in", (w.shape[1], 1, 1), layer="in", kind="input", on_chip=False))
+    net.add_pop(MapPopulation("out", (8, 1, 1), layer="out"))
+    net.add_syn(MapSynapses("in->out", "in", "out", "dense", layer="out", weights=w))
+    r = fit(net, load_profile("loihi2"))
+    assert r.fits, r.violations
+    pieces = [p for c in r.cores for p in c.pieces]
+    assert sorted((p.box[0], p.box[1]) for p in pieces) == [(0, 2), (2, 3), (3, 4), (4, 6), (6, 8)]
+    assert all(c.usage["synapse_memory"] <= 12000 for c in r.cores)

@@ -272,6 +272,20 @@ def _over(usage: dict, limits: dict) -> list[str]:
     return [r for r, lim in limits.items() if not isinstance(lim, list) and usage.get(r, 0) > lim]
 
 
+def _halve(b):
+    """Box ``b`` split in two along its longest side (channels first on ties), or None for one neuron."""
+    c0, c1, h0, h1, w0, w1 = b
+    sides = [(c1 - c0, 0), (h1 - h0, 2), (w1 - w0, 4)]
+    n, i = max(sides, key=lambda t: (t[0], -t[1]))
+    if n <= 1:
+        return None
+    lo, hi = b[i], b[i + 1]
+    mid = lo + n // 2
+    first, second = list(b), list(b)
+    first[i + 1], second[i] = mid, mid
+    return [tuple(first), tuple(second)]
+
+
 def _boxes(shape, tc, th, tw):
     C, H, W = shape
     for c0 in range(0, C, tc):
@@ -492,13 +506,28 @@ def _fit_tiled(net, profile, cost, res: FitResult, rates, pack):
         memo: dict = {}
         for b in _boxes(pop.shape, *tiles):
             if exact:
-                u = cost.usage(net, pop, b)
-                over = _over(u, cost.limits)  # the tiling probed a few tiles; uneven weights can overfill others
-                if over:
+                # the tiling probed a few tiles; uneven weights can overfill others: those are halved until
+                # they fit (a single neuron fits: checked above)
+                stack, bad_tile = [b], None
+                while stack:
+                    bb = stack.pop()
+                    u = cost.usage(net, pop, bb)
+                    over = _over(u, cost.limits)
+                    if not over:
+                        pieces.append(Piece(pop.name, pop.layer, bb, dict(u)))
+                        continue
+                    halves = _halve(bb)
+                    if halves is None:
+                        bad_tile = (bb, over, u)
+                        break
+                    stack += halves[::-1]
+                if bad_tile is not None:
+                    bb, over, u = bad_tile
                     detail = ", ".join(f"{r} {u.get(r)} > {cost.limits[r]}" for r in over)
-                    res.violations.append(Violation("limit", pop.layer, f"tile {b} of '{pop.name}' exceeds a core "
+                    res.violations.append(Violation("limit", pop.layer, f"tile {bb} of '{pop.name}' exceeds a core "
                                                                         f"of {profile.name}: {detail}"))
                     break
+                continue
             else:  # uniform tiles: usage depends only on the tile's size and which borders it touches
                 key = (b[1] - b[0], b[3] - b[2], b[5] - b[4], b[0] == 0, b[1] == C, b[2] == 0, b[3] == H, b[4] == 0, b[5] == W)
                 u = memo.get(key)

@@ -55,8 +55,7 @@ def _write_big(path, gib):
     per = int(np.prod(SHAPE)) * 4
     n = int(gib * (1 << 30)) // per
     rng = np.random.default_rng(1)
-    np.savez(path, x=np.zeros((1,) + SHAPE, np.float32), y=np.zeros(1, np.int64))     # layout template
-    # write x as .npy members by hand: a zip of two stored members (numpy reads it like np.savez output)
+    # x and y as .npy files, then stored (uncompressed) members of one zip: what np.savez writes
     import zipfile
     tmp = path + ".x.npy"
     xm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n,) + SHAPE)

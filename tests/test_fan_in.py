@@ -66,16 +66,19 @@ def test_negative_weight_exp_floors_per_chunk_at_most_one_unit_each():
     assert du.max() <= 1 and du.min() >= -1 and np.abs(a["u"]).max() > 1000
 
 
-@pytest.mark.lava
-def test_lava_equals_engine_on_a_split_network():
+def _lava_equals_engine(net, x, steps=11):
     from neurodeploy.lava.run import run_lava
-    net = split_fan_in(_net(weight_exp=-2), max_fan_in=40)
-    x = {k: v[:, :1] for k, v in _x().items()}
-    ours = simulate(net, x, 11, record="all")
-    lava = run_lava(net, x, 11, record="all")
+    x = {k: v[:, :1] for k, v in x.items()}
+    ours = simulate(net, x, steps, record="all")
+    lava = run_lava(net, x, steps, record="all")
     for name in ours:
         for key in ours[name]:
             assert np.array_equal(ours[name][key], lava[name][key]), (name, key)
+
+
+@pytest.mark.lava
+def test_lava_equals_engine_on_a_split_network():
+    _lava_equals_engine(split_fan_in(_net(weight_exp=-2), max_fan_in=40), _x())
 
 
 def _conv_net(seed=0):
@@ -115,11 +118,4 @@ def test_conv_groups_move_whole_and_stay_exact():
 
 @pytest.mark.lava
 def test_lava_equals_engine_on_split_conv_groups():
-    from neurodeploy.lava.run import run_lava
-    net = split_fan_in(_conv_net(), max_fan_in=40)
-    x = {k: v[:, :1] for k, v in _cx().items()}
-    ours = simulate(net, x, 11, record="all")
-    lava = run_lava(net, x, 11, record="all")
-    for name in ours:
-        for key in ours[name]:
-            assert np.array_equal(ours[name][key], lava[name][key]), (name, key)
+    _lava_equals_engine(split_fan_in(_conv_net(), max_fan_in=40), _cx())

@@ -4,10 +4,9 @@ that none of them imports another in a circle)."""
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import UnsupportedError
-from .network import EXCITATORY, GRADED_KINDS, MAX_DELAY, LoweredNetwork, Population, Synapse
+from .network import EXCITATORY, GRADED_KINDS, MAX_DELAY, LoweredNetwork, Population, Synapse, identity_csr
 
 #: synapse kinds whose source can be moved to a delay relay unchanged (weights, geometry and delays kept)
 _RELAYABLE = ("dense", "sparse", "conv")
@@ -80,9 +79,7 @@ def _insert_delay_relays(net: LoweredNetwork, lat: dict) -> None:
             graded = prev.kind in GRADED_KINDS + ("relay",) or (prev.kind == "input" and prev.input_kind == "graded")
             rname = f"{s.src}.delay{len(chain) + 1}"
             net.populations.append(Population(rname, tuple(src.shape), kind="relay", source=src.source or s.src))
-            n = src.size
-            eye = sp.csr_matrix((np.ones(n, dtype=np.int64), (np.arange(n), np.arange(n))), shape=(n, n))
-            net.synapses.append(Synapse(f"{rname}.syn", prev.name, rname, "sparse", eye, sign_mode=EXCITATORY,
+            net.synapses.append(Synapse(f"{rname}.syn", prev.name, rname, "sparse", identity_csr(src.size), sign_mode=EXCITATORY,
                                         balance_delay=MAX_DELAY, graded=graded,
                                         source=f"delay relay of {s.src} ({MAX_DELAY} + 1 steps)"))
             lat[rname] = lat[prev.name] + MAX_DELAY + 1

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from .balance import balance_network
 from .fixed_point import lava_sign_mode
-from .network import EXCITATORY, LoweredNetwork, Population, Synapse
+from .network import EXCITATORY, LoweredNetwork, Population, Synapse, identity_csr
 
 #: Source neurons one destination neuron may read: a Loihi 2 core's synapse memory (12,000 units in
 #: hardware_profiles/loihi2.toml's core model) at 2 units per input axon for a single destination neuron (1 unit
@@ -70,6 +70,8 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
                     bins.append([(s, a, b)])
                     room.append(cap - (b - a))
         names = []
+        csr = {id(s): (s.weights.tocsr() if sp.issparse(s.weights) else sp.csr_matrix(np.asarray(s.weights)))
+               for s in groups if s.kind != "conv"}       # one CSR per group, sliced per chunk
         for i, chunks in enumerate(bins):
             pname = f"{dst.name}.partial{i}"
             net.populations.append(Population(pname, tuple(dst.shape), kind="relay", source=dst.source))
@@ -77,7 +79,7 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
                 if s.kind == "conv":
                     net.synapses.append(replace(s, dst=pname))
                     continue
-                w = s.weights.tocsr() if sp.issparse(s.weights) else sp.csr_matrix(np.asarray(s.weights))
+                w = csr[id(s)]
                 cols = sp.csr_matrix(w[:, a:b])
                 part = sp.csr_matrix((cols.data, cols.indices + a, cols.indptr), shape=w.shape)
                 whole = (a, b) == (0, _fan_in(s))
@@ -85,9 +87,7 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
                                             weight_exp=s.weight_exp, num_weight_bits=s.num_weight_bits,
                                             sign_mode=lava_sign_mode(w.data, s.sign_mode), graded=s.graded,
                                             source=s.source))
-            n = dst.size
-            eye = sp.csr_matrix((np.ones(n, dtype=np.int64), (np.arange(n), np.arange(n))), shape=(n, n))
-            net.synapses.append(Synapse(f"{dst.name}<-{pname}", pname, dst.name, "sparse", eye,
+            net.synapses.append(Synapse(f"{dst.name}<-{pname}", pname, dst.name, "sparse", identity_csr(dst.size),
                                         sign_mode=EXCITATORY, graded=True, source=f"partial sums {i} of {dst.name}"))
             names.append(pname)
         net.synapses = [s for s in net.synapses if not any(s is g for g in groups)]

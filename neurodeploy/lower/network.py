@@ -154,6 +154,11 @@ def as_sparse(w, shape=None) -> SparseWeights:
     return m
 
 
+def identity_csr(n: int) -> sp.csr_matrix:
+    """The n x n one-to-one weight matrix (weights 1) of a relay group, sparse."""
+    return sp.csr_matrix((np.ones(n, dtype=np.int64), (np.arange(n), np.arange(n))), shape=(n, n))
+
+
 @dataclass
 class Synapse:
     name: str

@@ -15,6 +15,10 @@ from neurodeploy.errors import BadInputError, UnsupportedError
 
 from .nir_file import import_graph, import_nir_file
 from .torch_models import SUPPORTED_TORCH, export_torch_model
+from .compat import make_compatible
+from neurodeploy.checkpoint import load_model
+from .snntorch import from_snntorch
+from .norse import from_norse
 
 __all__ = ["to_nir", "export_torch_model", "import_nir_file", "import_graph", "SUPPORTED_TORCH"]
 
@@ -38,7 +42,6 @@ def to_nir(model_or_path, *, arch: str | None = None, input_shape=None, expand_a
                     dtype=dtype, sample_data=sample_data)
     if compat is None:
         return graph
-    from .compat import make_compatible
 
     return make_compatible(graph, compat)
 
@@ -48,7 +51,6 @@ def _to_nir(model_or_path, *, arch, input_shape, expand_attention, dtype, sample
         path = Path(model_or_path)
         if path.suffix.lower() == ".nir":
             return import_nir_file(path)
-        from neurodeploy.checkpoint import load_model
 
         model = load_model(path, arch)
         return export_torch_model(model, input_shape, dtype, expand_attention)
@@ -61,12 +63,8 @@ def _to_nir(model_or_path, *, arch, input_shape, expand_attention, dtype, sample
         if getattr(model, "arch_family", None) is not None:
             return export_torch_model(model, input_shape, dtype, expand_attention)
         if _is_from(model, "snntorch"):
-            from .snntorch import from_snntorch
-
             return from_snntorch(model, sample_data)
         if _is_from(model, "norse"):
-            from .norse import from_norse
-
             return from_norse(model, sample_data)
         leaves = [(p, m) for p, m in model.named_modules() if p and not any(True for _ in m.children())]
         first = f"; its first layer {leaves[0][0]!r} is {type(leaves[0][1]).__module__}.{type(leaves[0][1]).__name__}" if leaves else ""

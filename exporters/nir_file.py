@@ -11,7 +11,7 @@ import numpy as np
 
 from neurodeploy.errors import BadInputError, UnsupportedError
 from neurodeploy.graph.attention import attention_spec
-from neurodeploy.graph.core import DT_DEFAULT, FORMAT_VERSION, input_names, output_names, validate_graph
+from neurodeploy.graph.core import (DT_DEFAULT, FORMAT_VERSION, input_names, output_names, validate_graph, node_shape, predecessors, successors)
 from neurodeploy.graph.io import read_graph
 from neurodeploy.graph.simulate import SUPPORTED_TYPES
 
@@ -41,8 +41,6 @@ _PARAMS = {"LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"), "IF": ("r", 
 
 
 def _shape_of(node) -> tuple | None:
-    from neurodeploy.graph.core import node_shape
-
     if isinstance(node, (nir.Affine, nir.Linear)) and np.ndim(node.weight) == 2:
         return (int(np.shape(node.weight)[0]),)
     try:
@@ -69,7 +67,6 @@ def _fix_quirks(graph: nir.NIRGraph, where: str) -> list[str]:
     """Quirks of files other tools write, fixed in place (each listed in metadata ``neurodeploy.import_fixes``):
     a batch dimension of 1 in Input/Output types (snnTorch without ``ignore_dims``, nirtorch tracing) and scalar
     neuron parameters (Norse, snnTorch with a scalar beta; NIR parameters define the population shape, nir#176)."""
-    from neurodeploy.graph.core import predecessors, successors
 
     fixes: list[str] = []
     succ, pred = successors(graph), predecessors(graph)

@@ -3,8 +3,7 @@
 Data flows one way: model -> NIR graph -> analysis -> lowered network -> simulators -> reports.
 The Python API mirrors the CLI.
 """
-__version__ = "0.1.0"
-
+from .version import __version__  # noqa: E402
 from .checkpoint import load_model, save_checkpoint  # noqa: E402
 from .models import arch_names, build_model  # noqa: E402
 

@@ -31,6 +31,7 @@ from torch import nn
 from .errors import BadInputError, boundary
 from .fileio import atomic_path
 from .models.registry import arch_names, build_model, config_from_dict
+from .version import __version__
 
 FORMAT = "neurodeploy-checkpoint"
 FORMAT_VERSION = 1
@@ -109,8 +110,6 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, source: str = "<c
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, metrics: dict | None = None) -> Path:
     """Write our checkpoint format atomically (temp file, then rename)."""
-    from . import __version__
-
     arch = getattr(model, "arch", None)
     if arch is None:
         raise ValueError("model has no .arch name; build it with neurodeploy.build_model")

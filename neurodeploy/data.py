@@ -18,6 +18,8 @@ import torch
 
 from . import limits
 from .errors import BadInputError, ResourceLimitError
+from .graph.core import input_names, node_shape, meta
+from .events import event_samples, read_event_file
 
 SAMPLE_KEYS = ("x", "data", "images", "inputs")
 #: elements per chunk of the checks over memory-mapped samples (64 MiB of float32)
@@ -216,8 +218,6 @@ INPUT_DOMAINS = ("binary", "counts", "real")
 
 
 def graph_input_shape(graph) -> tuple[int, ...]:
-    from .graph.core import input_names, node_shape
-
     ins = input_names(graph)
     if len(ins) != 1:
         raise BadInputError(f"the graph needs exactly one Input node to take data, found {ins}")
@@ -250,8 +250,6 @@ def graph_samples(graph, data, steps: int | None = None, input_domain: str | Non
 
     ``input_domain`` (binary/counts/real) is applied to the graph's metadata first and the samples are
     checked against it (binary: 0/1 only; counts: integers >= 0)."""
-    from .events import event_samples, read_event_file
-    from .graph.core import meta
 
     if steps is not None and int(steps) < 1:
         raise BadInputError(f"-T/--steps must be >= 1, got {steps}")

@@ -25,7 +25,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from .errors import BadInputError
+from .analysis.annotate import annotate
+from .errors import BadInputError, UnsupportedError
+from .graph.core import meta
+from .models import default_config, build_model
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
@@ -105,7 +108,6 @@ def published_firing_rates(arch: str, borrow_from: str = "spikingformer-imagenet
     """Published per-layer output firing rates (fractions) keyed by module path, and a note on where they
     come from.  Architectures with no published rates (CIFAR, DVS) borrow the rates of ``borrow_from`` by
     position (tokenizer LIF k, block i), which is said in the note."""
-    from .models import default_config
 
     cfg = default_config(arch)
     if not hasattr(cfg, "tokenizer_pools"):
@@ -152,7 +154,6 @@ def ops_from_model(model_or_arch, time_steps: int | None = None) -> ModelOps:
     device, no memory, no compute).  Input wiring follows the Spikingformer module names."""
     import torch
 
-    from .models import build_model
 
     if isinstance(model_or_arch, str):
         arch = model_or_arch
@@ -249,101 +250,44 @@ def _conv_layer(name, conv, out_shape, T, inp) -> OpLayer:
 
 
 def ops_from_graph(graph, time_steps: int | None = None) -> ModelOps:
-    """Layer table from a neurodeploy NIR graph (docs/nir.md): every Conv1d/Conv2d/Affine/Linear node that
-    is not ``routing``; its input rate is that of its spiking predecessor (LIF / Threshold), ``None`` (MAC)
-    for the ``encoder`` and ``readout`` roles; the attention extension node gives the attention term with
-    q/k/v = the LIFs feeding its ``stack_*`` routing nodes."""
-    import nir
-    import numpy as np
-
-    from .errors import UnsupportedError
-    from .graph import attention_spec, predecessors, topological_order
-    from .graph.attention import attention_roles
-    from .graph.core import meta, node_shape
-    from .graph.primitives import classes as primitive_classes, require_kinds
-
-    from .graph.flatten import flatten_subgraphs
-
+    """Layer table from a NIR graph or its :class:`~neurodeploy.analysis.annotate.AnnotatedGraph` (docs/nir.md):
+    every Conv1d/Conv2d/Affine/Linear node that is not ``routing``, with the op count, spiking source and
+    attention operands the annotation found; its input rate is that of its spiking source (LIF /
+    Threshold), ``None`` (MAC) for the ``encoder`` and ``readout`` roles; the attention extension node gives
+    the attention term with q/k/v = the spiking sources of its stack routing nodes."""
     # every kind is named: synaptic layers and attention are counted; neurons are counted as neurons; pooling,
     # reshapes, scales, delays and non-spiking readout integrators carry no synaptic op in the paper's method
-    # (its max-pool is free too); nested subgraphs are inlined first (the attention extension stays one node)
-    graph = flatten_subgraphs(graph)
-    for n, k in require_kinds(graph, "the op count (energy)").items():
-        if k == "subgraph" and attention_spec(graph.nodes[n]) is None:
-            raise UnsupportedError(f"node '{n}': the op count (energy) cannot handle a nested NIR subgraph")
-    T = int(time_steps or meta(graph, "neurodeploy.time_steps", 0) or 4)
-    preds = predecessors(graph)
+    # (its max-pool is free too); nested subgraphs are inlined by the annotation (the attention stays one node)
+    ann = annotate(graph)
+    T = int(time_steps or ann.time_steps or 4)
     layers: list[OpLayer] = []
     neurons: dict[str, int] = {}
     params = 0
-    spiking_types = primitive_classes("spiking")
-
-    def spiking_source(name, seen=None):
-        """Nearest spiking predecessor through routing / flatten nodes; None for a real-valued input."""
-        seen = seen or set()
-        for p in preds.get(name, []):
-            if p in seen:
-                continue
-            seen.add(p)
-            node = graph.nodes[p]
-            if isinstance(node, spiking_types):
-                return p
-            if isinstance(node, (nir.Flatten,)) or meta(node, "neurodeploy.role") == "routing":
-                s = spiking_source(p, seen)
-                if s:
-                    return s
-        return None
-
-    tokens_hint = 0
-    for name in topological_order(graph):
-        node = graph.nodes[name]
-        spec = attention_spec(node)
-        if spec is not None:
-            tokens_hint = spec.tokens
-            roles = attention_roles(graph, name)        # the one way operands are found (by routing weights)
-            by = {t: (roles[t] if isinstance(graph.nodes[roles[t]], spiking_types) else spiking_source(roles[f"{t}_route"]))
+    for name in ann.order:
+        info = ann.nodes[name]
+        if info.kind == "subgraph":
+            raise UnsupportedError(f"node '{name}': the op count (energy) cannot handle a nested NIR subgraph")
+        if info.kind == "attention":
+            if info.attention is None:
+                raise BadInputError(info.attention_error)
+            roles, o = info.attention, info.ops
+            by = {t: (roles[t] if ann.nodes[roles[t]].kind == "spiking" else ann.nodes[roles[f"{t}_route"]].spiking_source)
                   for t in "qkv"}
-            d = spec.dim // spec.heads
-            layers.append(OpLayer(name=name, kind="attention", dense_ops=2 * spec.heads * spec.tokens * d * d,
-                                  repeats=T, heads=spec.heads, tokens=spec.tokens, dim=spec.dim,
-                                  out_neurons=spec.dim * spec.tokens, q=by.get("q"), k=by.get("k"), v=by.get("v")))
+            layers.append(OpLayer(name=name, kind="attention", dense_ops=o.dense_ops, repeats=T, heads=o.heads,
+                                  tokens=o.tokens, dim=o.dim, out_neurons=o.out_neurons, q=by["q"], k=by["k"], v=by["v"]))
             continue
-        if isinstance(node, spiking_types):
-            shp = node_shape(node)
-            neurons[name] = int(np.prod(shp)) if shp else int(np.asarray(getattr(node, "threshold", getattr(node, "v_threshold", 0))).size)
+        if info.kind == "spiking":
+            neurons[name] = info.neurons
             continue
-        role = meta(node, "neurodeploy.role")
-        if role == "routing":
+        o = info.ops
+        if o is None:
             continue
-        if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-            w = np.asarray(node.weight)
-            out = node_shape(node)
-            positions = int(np.prod(out[1:])) if out else 0
-            b = np.asarray(node.bias) if node.bias is not None else None
-            has_bias = b is not None and b.size and bool(np.any(b != 0))
-            dense = int(np.prod(w.shape[1:])) * w.shape[0] * positions + (w.shape[0] * positions if has_bias else 0)
-            inp = None if role == "encoder" else spiking_source(name)
-            layers.append(OpLayer(name=name, kind="conv", dense_ops=dense, repeats=T, input=inp,
-                                  weights=int(w.size), zero_weights=int((w == 0).sum()), out_neurons=w.shape[0] * positions))
-            params += int(w.size) + (int(b.size) if b is not None else 0)
-        elif isinstance(node, (nir.Affine, nir.Linear)):
-            w = np.asarray(node.weight)
-            b = np.asarray(getattr(node, "bias", None)) if getattr(node, "bias", None) is not None else None
-            if role == "readout":
-                # the torch head averages over tokens and T first: D*classes (+ classes) once per inference
-                n = tokens_hint or 1
-                eff_in = w.shape[1] // n if w.shape[1] % n == 0 else w.shape[1]
-                dense = eff_in * w.shape[0] + (w.shape[0] if b is not None else 0)
-                layers.append(OpLayer(name=name, kind="linear", dense_ops=dense, repeats=1, input=None,
-                                      weights=eff_in * w.shape[0], out_neurons=w.shape[0]))
-                params += eff_in * w.shape[0] + (w.shape[0] if b is not None else 0)
-            else:
-                inp = None if role == "encoder" else spiking_source(name)
-                dense = int(w.size) + (w.shape[0] if b is not None else 0)
-                layers.append(OpLayer(name=name, kind="linear", dense_ops=dense, repeats=T, input=inp,
-                                      weights=int(w.size), zero_weights=int((w == 0).sum()), out_neurons=w.shape[0]))
-                params += int(w.size) + (int(b.size) if b is not None else 0)
-    return ModelOps(arch=str(meta(graph, "neurodeploy.arch", "nir-file")), time_steps=T, layers=layers,
+        declared = None if info.role_inferred else info.role
+        inp = None if declared == "encoder" or o.per_inference else info.spiking_source
+        layers.append(OpLayer(name=name, kind=o.kind, dense_ops=o.dense_ops, repeats=1 if o.per_inference else T,
+                              input=inp, weights=o.weights, zero_weights=o.zero_weights, out_neurons=o.out_neurons))
+        params += o.parameters
+    return ModelOps(arch=str(meta(ann.graph, "neurodeploy.arch", "nir-file")), time_steps=T, layers=layers,
                     neurons=neurons, parameters=params, footprint_bytes=4 * params, source="graph")
 
 

@@ -45,6 +45,13 @@ def read_event_file(path: str | Path) -> tuple[np.ndarray, np.ndarray | None] | 
     """(events structured array, labels or None) when ``path`` holds events, else None (an ordinary sample file)."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix in (".npy", ".npz"):
+        try:        # a file numpy cannot open at all: the sample reader names it ("cannot read samples")
+            opened = np.load(path, allow_pickle=False, mmap_mode="r")
+        except Exception:  # noqa: BLE001 - numpy raises many types for corrupt files
+            return None
+        if hasattr(opened, "close"):
+            opened.close()
     try:
         if suffix == ".npy":
             a = np.load(path, allow_pickle=False)

@@ -16,11 +16,17 @@ import numpy as np
 
 from .data import check_labels, float_batch
 from .errors import BadInputError
+from .lava.run import run_lava, run_lava_chained  # Lava itself is imported only when a run starts
+from .graph.core import node_shape, output_names, input_names
+from .graph import simulate as float_simulate
+from .lower.chain import chain_inputs, chain_network, split_windows
+from .sim import Engine
+from .sim.batch import DEFAULT_MAX_MEMORY, chunk_size
+from .lower.from_nir import lower_graph
 
 
 def _num_classes(graph) -> int | None:
     """Size of the graph output (the number of classes of a classifier), None when unknown."""
-    from .graph.core import node_shape, output_names
 
     outs = output_names(graph)
     shape = node_shape(graph.nodes[outs[0]], "input") or node_shape(graph.nodes[outs[0]], "output") if outs else None
@@ -53,7 +59,6 @@ def float_predictions(graph, x, steps: int | None = None, batch: int = 64, recor
     the per-node records of the first batch (for per-layer agreement)."""
     import torch
 
-    from .graph import simulate as float_simulate
 
     T = graph_time_steps(graph, steps)
     preds, first = [], None
@@ -101,8 +106,6 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     import torch
     from tqdm import tqdm
 
-    from .lower.chain import chain_inputs, chain_network, split_windows
-    from .sim import Engine
 
     if backend not in ("fast", "lava"):
         raise BadInputError(f"backend must be 'fast' or 'lava', not {backend!r}")
@@ -116,7 +119,6 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     n = len(x)
     if n == 0:
         raise BadInputError("no samples to simulate")
-    from .graph.core import input_names, node_shape
 
     ins = input_names(graph)
     in_dims = len(node_shape(graph.nodes[ins[0]], "output") or node_shape(graph.nodes[ins[0]], "input") or ())
@@ -148,7 +150,6 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
                             conv_as_sparse=(backend == "lava"), one_window=one_window)
     engine = Engine(chained, device=device) if backend == "fast" else None
     if engine is not None:          # the batch that fits the memory budget (full-size models: a few samples)
-        from .sim.batch import DEFAULT_MAX_MEMORY, chunk_size
         budget = int(max_memory) if max_memory else DEFAULT_MAX_MEMORY
         batch = max(1, min(batch, chunk_size(engine, P, budget, record=[out_pop])))
     bsz = batch if backend == "fast" else -(-n // world)
@@ -168,7 +169,6 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
             res = engine.run(chain_inputs(chained, _encode(net, xb, T, L, device, in_dims), batched=True), P, record=[out_pop])
             bar.update(len(xb))
         elif per_sample:
-            from .lava.run import run_lava  # Lava is optional and slow to import
             enc = _encode(net, xb, T, L, device, in_dims)
             enc = {k: (v.cpu().numpy() if torch.is_tensor(v) else np.asarray(v)) for k, v in enc.items()}
             parts = []
@@ -179,7 +179,6 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
             res = {out_pop: {k: torch.as_tensor(np.concatenate([r[out_pop][k] for r in parts], 1))
                              for k in parts[0][out_pop]}}
         else:
-            from .lava.run import run_lava_chained  # Lava is optional and slow to import
             inp = {k: (v.cpu().numpy() if torch.is_tensor(v) else v) for k, v in _encode(net, xb, T, L, device, in_dims).items()}
             chunk = P * max(1, min(10, len(xb) // 20 or 1))
             _, res, timing = run_lava_chained(net, inp, P, record=[out_pop], chunk=chunk,
@@ -242,7 +241,6 @@ def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, devi
                     return_network=False):
     """Lower ``graph`` for Loihi 2 (input range from ``x``) and measure its fidelity on ``x``
     (:func:`simulate_lowered`).  With ``return_network=True`` returns ``(result, lowered network)``."""
-    from .lower.from_nir import lower_graph
 
     x = np.asarray(x, dtype=np.float32)
     T = graph_time_steps(graph, steps)

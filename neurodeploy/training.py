@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from .checkpoint import save_checkpoint
 from .errors import BadInputError
-from .models.registry import build_model
+from .models.registry import build_model, arch_names
+from .fileio import check_output_path
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
@@ -156,8 +157,6 @@ def check_device(device: str | None, option: str = "--device") -> None:
 
 def check_train_options(arch, out, epochs, batch_size, lr, seed=0, device=None) -> None:
     """Every training option checked before any data is read or a model built."""
-    from .fileio import check_output_path
-    from .models.registry import arch_names
 
     if arch not in arch_names():
         raise BadInputError(f"unknown architecture {arch!r}; known: {', '.join(arch_names())}")

@@ -102,3 +102,20 @@ def test_simulate_cli_on_event_file(tmp_path, capsys):
                  "-T", "6", "--json"])
     out = capsys.readouterr().out
     assert code == 0 and '"steps_per_sample": 6' in out and '"samples": 2' in out
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npy"])
+def test_a_truncated_sample_file_is_named_as_samples_not_events(tmp_path, capsys, suffix):
+    """A file numpy cannot open is a sample file that cannot be read (the event-file probe does not claim it)."""
+    from neurodeploy.cli import main
+
+    g = chain(nir.Affine(weight=np.full((3, 4), 0.9, np.float32), bias=np.zeros(3, np.float32)), lif(3, tau_steps=1.0))
+    nir.write(tmp_path / "m.nir", g)
+    good = tmp_path / f"x{suffix}"
+    (np.savez if suffix == ".npz" else np.save)(good, np.zeros((8, 4), np.float32))
+    bad = tmp_path / f"broken{suffix}"
+    bad.write_bytes(good.read_bytes()[:100])
+    code = main(["simulate", str(tmp_path / "m.nir"), "--data", str(bad), "-T", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"broken{suffix}: cannot read samples (" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # the declared order, lowest first (docs/design.md); "base" holds the leaf helpers every floor may use
 FLOORS = [
-    ("base", ["errors", "limits", "fileio", "lava_compat", "profiles", "rates", "neuron", "lif"]),
+    ("base", ["errors", "limits", "fileio", "lava_compat", "profiles", "rates", "neuron", "lif", "version"]),
     ("models", ["models", "checkpoint", "training"]),
     ("graph", ["graph", "exporters", "data", "events"]),
     ("analysis", ["analysis"]),
@@ -43,10 +43,14 @@ def _floor(mod: str) -> int:
 
 
 def _imports(mod: str, path: Path, known: set[str]) -> set[str]:
+    return _imports_of_tree(mod, path, ast.parse(path.read_text(encoding="utf-8")), known)
+
+
+def _imports_of_tree(mod: str, path: Path, tree, known: set[str]) -> set[str]:
     is_pkg = path.name == "__init__.py"
     package = mod if is_pkg else mod.rsplit(".", 1)[0]
     out = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
         targets = []
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
@@ -131,5 +135,40 @@ def test_the_floor_table_is_complete_and_the_checker_sees_imports():
             _floor(mod)
     # the reader must see function-level and relative imports, or the tests above prove nothing
     assert "neurodeploy.deploy.registry" in g["neurodeploy.deploy.deployment"]
-    assert "neurodeploy.lava.run" in g["neurodeploy.fidelity"]            # imported inside a function
+    assert "neurodeploy.lava.run" in g["neurodeploy.fidelity"]
+    assert "neurodeploy.lava.processes.record" in g["neurodeploy.lava.run"]   # imported inside a function
     assert "neurodeploy.errors" in g["neurodeploy.exporters.builder"]
+
+
+def _imports_lava(path: Path) -> bool:
+    """The module imports Lava when it is imported (a module-level ``import lava...`` / ``from lava...``)."""
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "lava":
+            return True
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "lava" for a in node.names):
+            return True
+    return False
+
+
+def test_imports_inside_functions_only_for_lava_and_say_so():
+    """Structure shows at the top of each module: a neurodeploy module is imported inside a function only when
+    importing it imports Lava (optional and slow), and that line says so in a comment."""
+    mods = _modules()
+    known = set(mods)
+    bad = []
+    for mod, path in sorted(mods.items()):
+        src = path.read_text(encoding="utf-8")
+        lines = src.split("\n")
+        for fn in ast.walk(ast.parse(src)):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                fake = ast.Module(body=[node], type_ignores=[])
+                path_ = path
+                targets = [t for t in _imports_of_tree(mod, path_, fake, known)]
+                for t in targets:
+                    if not (_imports_lava(mods[t]) and "#" in lines[node.lineno - 1]):
+                        bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert not bad, "imports of neurodeploy modules inside functions (move them to the top):\n" + "\n".join(bad)

@@ -19,13 +19,14 @@ import torch
 
 from ..errors import NeurodeployError
 from .domains import SPIKING, SYNAPTIC, DomainAnalysis, analyze, is_attention
+from ..training import digits_split
+from ..graph.simulate import simulate
 
 _INT_TOL = 1e-4  # float32 sums of integers are exact below 2^24; allow rounding from scaled values
 
 
 def digits_samples(limit: int = 64) -> torch.Tensor:
     """The bundled digits test split ([B, 1, 8, 8], normalised as for training)."""
-    from ..training import digits_split
 
     _, _, x_te, _ = digits_split()
     return x_te[:limit]
@@ -66,7 +67,6 @@ def record_activity(graph: nir.NIRGraph, x, T: int | None = None, analysis: Doma
          "internal_errors": [message, ...]}
 
     ``strict``: raise NeurodeployError on the first internal error."""
-    from ..graph.simulate import simulate
 
     res = analysis if analysis is not None else analyze(graph)
     x = torch.as_tensor(x, dtype=torch.float32)

@@ -20,13 +20,13 @@ from .activity import digits_samples, record_activity
 from .domains import graph_input_domain
 from .fold import fold_readout, verify_fold
 from .purity import PurityReport, check_purity
+from ..exporters import to_nir
+from ..models.registry import arch_names, build_model
 
 
 def load_graph(model, arch: str | None = None) -> tuple[nir.NIRGraph, dict]:
     """(graph, model info) from a NIR graph, a torch model, a .nir file, a checkpoint (ours, or an official
     one with ``arch``) or an architecture name (untrained weights: purity is a property of the structure)."""
-    from ..exporters import to_nir
-    from ..models.registry import arch_names
 
     info: dict = {}
     if isinstance(model, nir.NIRGraph):
@@ -40,7 +40,6 @@ def load_graph(model, arch: str | None = None) -> tuple[nir.NIRGraph, dict]:
         elif str(model) in arch_names():
             if arch is not None and arch != str(model):
                 raise BadInputError(f"MODEL is architecture {model!r} but --arch says {arch!r}")
-            from ..models.registry import build_model
 
             with torch.random.fork_rng():  # reproducible weights, the caller's RNG untouched
                 torch.manual_seed(0)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..errors import UnsupportedError
 from ..graph.core import node_shape
-from ..graph.simulate import int_tuple, padding_arg
+from ..graph.simulate import int_tuple, padding_arg, reduce_output, simulate
 from .domains import analyze, role_of, source_of
 
 _LINEAR = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
@@ -200,7 +200,6 @@ def fold_readout(graph: nir.NIRGraph, input_domain: str | None = None) -> tuple[
 
 def verify_fold(graph: nir.NIRGraph, folded: nir.NIRGraph, x, T: int | None = None) -> dict:
     """Simulate both graphs on ``x`` and compare the reduced outputs (the logits)."""
-    from ..graph.simulate import reduce_output, simulate
 
     a = reduce_output(graph, simulate(graph, x, T)).double()
     b = reduce_output(folded, simulate(folded, x, T)).double()

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from importlib import resources
 
 from .purity import PurityReport, SynapticOp
+from ..version import __version__
 
 FORMATS = ("text", "json", "junit", "sarif")
 SARIF_SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -154,8 +155,6 @@ def format_junit(report: PurityReport, elapsed: float = 0.0) -> str:
 
 
 def format_sarif(report: PurityReport, artifact_uri: str | None = None) -> str:
-    from .. import __version__
-
     uri = artifact_uri or str(report.extra.get("model", {}).get("path") or _model_name(report))
     rules = []
     for cls, (rid, short, full) in RULES.items():

@@ -24,8 +24,10 @@ import nir
 import numpy as np
 
 from ..errors import BadInputError
-from .domains import (SPIKING, SYNAPTIC, Domain, DomainAnalysis, analyze, attention_params, is_attention,
+from ..graph.roles import infer_roles
+from .domains import (SYNAPTIC, Domain, DomainAnalysis, analyze, attention_params, is_attention,
                       node_metadata, placement_scale, role_of, source_of)
+from ..version import __version__
 
 SCHEMA_VERSION = 1
 PURE_CLASSES = ("AC", "SHIFT", "FOLDED", "ROUTING")
@@ -116,8 +118,6 @@ class PurityReport:
                 "allowed_exceptions": len(self.exceptions)}
 
     def to_dict(self) -> dict:
-        from .. import __version__
-
         d = {
             "schema": "neurodeploy.purity",
             "schema_version": SCHEMA_VERSION,
@@ -206,37 +206,8 @@ def _scale_note(res, succ, f, scale: float) -> tuple[str | None, str]:
 
 
 def _infer_roles(res: DomainAnalysis, synaptic: list[str]) -> dict[str, str]:
-    """Roles for graphs without any ``neurodeploy.role``: encoder = synaptic nodes reading the graph
-    input through data-movement nodes only; readout = synaptic nodes that reach the output without
-    passing a spiking neuron."""
-    if any(role_of(n) is not None for n in res.nodes.values()):
-        return {}
-    passthrough = (nir.Flatten, nir.Delay, nir.SumPool2d, nir.AvgPool2d)
-    from_input: dict[str, bool] = {}
-    for n in res.order:
-        node = res.nodes[n]
-        if isinstance(node, nir.Input):
-            from_input[n] = True
-        elif isinstance(node, passthrough):
-            from_input[n] = bool(res.preds[n]) and all(from_input.get(p, False) for p in res.preds[n])
-        else:
-            from_input[n] = False
-    succ = _successors(res)
-    to_out: dict[str, bool] = {}
-    for n in reversed(res.order):
-        node = res.nodes[n]
-        if isinstance(node, nir.Output):
-            to_out[n] = True
-        else:
-            to_out[n] = any(to_out.get(s, False) and not isinstance(res.nodes[s], SPIKING + (nir.Threshold,))
-                            for s in succ.get(n, []))
-    roles = {}
-    for n in synaptic:
-        if any(from_input.get(p, False) for p in res.preds[n]):
-            roles[n] = "encoder"
-        elif to_out.get(n, False):
-            roles[n] = "readout"
-    return roles
+    """Roles for graphs without any ``neurodeploy.role`` (graph.roles: the one rule every stage uses)."""
+    return infer_roles(res.order, res.preds, res.nodes, synaptic)
 
 
 def _hint(op: SynapticOp) -> str:
@@ -376,8 +347,6 @@ def check_purity(graph: nir.NIRGraph, input_domain: str | None = None, allow=Non
                  pool_events: bool = True) -> PurityReport:
     """Value domains, synaptic classes and the verdict for ``graph``."""
     if isinstance(graph, nir.NIRGraph) and not graph.nodes:
-        from ..errors import BadInputError
-
         raise BadInputError("the graph has no nodes: there is nothing to check")
     res = analyze(graph, input_domain=input_domain, pool_events=pool_events)
     ops = classify(res)

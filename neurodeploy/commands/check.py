@@ -11,6 +11,8 @@ from pathlib import Path
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
 from ..fileio import write_text_atomic
 from .common import add_data_arguments
+from ..analysis.check import check_model
+from ..analysis.formats import render
 
 
 def add_parser(subparsers):
@@ -40,9 +42,6 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..analysis.check import check_model
-    from ..analysis.formats import render
-
     if args.samples < 1:
         raise BadInputError(f"--samples must be >= 1, got {args.samples}")
     if args.steps is not None and args.steps < 1:

@@ -16,6 +16,14 @@ import time
 from pathlib import Path
 
 from ..errors import BadInputError, UnsupportedError
+from .common import add_data_arguments
+from ..exporters import to_nir
+from ..fileio import staged_dir, check_output_path
+from ..graph import write_graph, meta
+from ..deploy import Deployment, registered_targets
+from ..data import apply_input_domain
+from ..profiles import load_profiles
+from ..report import build_report, write_report_files
 
 MODEL_FILE = "model.nir"
 
@@ -55,15 +63,11 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
                              "fidelity")
     parser.add_argument("--samples", type=int, default=64, metavar="K",
                         help="at most K samples from --data for calibration, rates and fidelity (64)")
-    from .common import add_data_arguments
     add_data_arguments(parser, data=False)  # --input-domain, -T/--steps: as simulate takes them
 
 
 def export_to_folder(model, out_dir, arch=None, expand_attention=False, input_shape=None):
     """Python API behind the command without targets: returns (graph, path of model.nir)."""
-    from ..exporters import to_nir
-    from ..fileio import staged_dir
-    from ..graph import write_graph
 
     out_dir = Path(out_dir)
     graph = to_nir(model, arch=arch, expand_attention=expand_attention, input_shape=input_shape)
@@ -79,25 +83,17 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"{model}: --arch applies to checkpoints, not to .nir files")
     if args.samples < 1:
         raise BadInputError(f"--samples must be >= 1, got {args.samples}")
-    from ..deploy import Deployment
-    from ..exporters import to_nir
-    from ..fileio import check_output_path, staged_dir
-    from ..graph import write_graph
 
     out_dir = Path(args.out)
     check_output_path(out_dir, kind="dir")  # a file, link or device at OUT, a name over NAME_MAX: before any work
 
     targets = list(args.target or [])
     if targets or args.profile:
-        from ..profiles import load_profiles
-
         load_profiles(targets, args.profile)  # an unknown target or a bad profile: fail before any work
     graph = to_nir(model, arch=args.arch, expand_attention=args.expand_attention, input_shape=args.input_shape,
                    compat=args.nir_compat)
     if args.steps is not None and args.steps < 1:
         raise BadInputError(f"-T/--steps must be >= 1, got {args.steps}")
-    from ..data import apply_input_domain
-    from ..graph import meta
 
     apply_input_domain(graph, args.input_domain)        # recorded in OUT/model.nir too
     if args.steps and not int(meta(graph, "neurodeploy.time_steps", 0) or 0):
@@ -118,15 +114,12 @@ def run(args: argparse.Namespace) -> int:
     # all-or-nothing: OUT is built in a staging sibling and swapped in whole; entries of an existing OUT that
     # an export does not write (the user's own files) are carried over
     owned = [MODEL_FILE, "report.json", "report.md", "report.html"] + [t.name for t in (dep.targets if dep else [])]
-    from ..deploy import registered_targets
     owned += registered_targets()           # an older export's target folders are replaced, never mixed
     with staged_dir(out_dir, owned=owned) as tmp:
         tmp = Path(tmp)
         write_graph(graph, tmp / MODEL_FILE)
         written.append(MODEL_FILE)
         if dep is not None:
-            from ..report import build_report, write_report_files
-
             written += [str(p.relative_to(tmp)) for p in dep.write(tmp)]
             doc = build_report(dep)
             written += [str(p.relative_to(tmp)) for p in write_report_files(doc, tmp)]

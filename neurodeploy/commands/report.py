@@ -14,6 +14,9 @@ from pathlib import Path
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
 from ..fileio import write_text_atomic
 from .common import add_data_arguments
+from ..report import build_report
+from ..rates import load_firing_rates
+from ..report.render import render
 
 
 def add_parser(subparsers):
@@ -53,9 +56,6 @@ def _budget_text(c: dict) -> str:
 
 
 def run(args) -> int:
-    from ..rates import load_firing_rates  # hardened copy (issue 14); report/__init__ keeps the old one
-    from ..report import build_report
-    from ..report.render import render
 
     if args.max_chips is not None and args.max_chips < 1:
         raise BadInputError(f"--max-chips must be >= 1, got {args.max_chips}")

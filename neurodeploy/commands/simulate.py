@@ -16,6 +16,12 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from .common import add_data_arguments
+from ..analysis.check import load_graph as load_model_graph
+from ..data import apply_input_domain, graph_samples, float_batch
+from ..fidelity import _num_classes
+from ..training import digits_split
+from ..deploy import Deployment, get_target
+from ..graph import read_graph
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -46,7 +52,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def load_graph(model: str, arch: str | None = None):
     """The NIR graph of MODEL (checkpoint, official checkpoint with ``arch``, .nir file, architecture name)."""
-    from ..analysis.check import load_graph as load_model_graph
 
     return load_model_graph(model, arch)[0]
 
@@ -54,7 +59,6 @@ def load_graph(model: str, arch: str | None = None):
 def load_data(data: str | None, graph, steps=None, input_domain=None):
     """(x, y, T) to simulate: --data FILE (labels optional; every layout of neurodeploy.data.graph_samples),
     or the bundled digits test split for digits models."""
-    from ..data import apply_input_domain, graph_samples
 
     if data is not None:
         return graph_samples(graph, data, steps=steps, input_domain=input_domain)
@@ -62,8 +66,6 @@ def load_data(data: str | None, graph, steps=None, input_domain=None):
     arch = str((graph.metadata or {}).get("neurodeploy.arch", ""))
     if "digits" not in arch:
         raise BadInputError(f"model '{arch}': give --data FILE (.npz with x and y)")
-    from ..fidelity import _num_classes
-    from ..training import digits_split
     _, _, x, y = digits_split()
     # the digits labels belong to a 10-class digits model (not to a test model of the same input)
     return x.numpy(), (y.numpy() if _num_classes(graph) == 10 else None), steps
@@ -91,9 +93,6 @@ def load_artifact(model: str, target: str, arch: str | None = None, data: str | 
     """(graph, target implementation, artifact, x, y, T): from an export folder (OUT or OUT/<target>: the
     artifact as written), else lowered from MODEL now as `export --target` would (input range calibrated on
     the first 64 samples of the same data)."""
-    from ..deploy import Deployment, get_target
-    from ..data import float_batch
-    from ..graph import read_graph
 
     path = Path(model)
     if path.is_dir():
@@ -151,8 +150,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, rank) -> int:
-    from ..deploy import get_target
-
     impl = get_target(args.target)
     if not impl.backends:
         raise BadInputError(f"--target {args.target}: this target has no simulator")

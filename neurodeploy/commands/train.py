@@ -5,6 +5,8 @@ import argparse
 from pathlib import Path
 
 from ..models.registry import arch_names
+from ..checkpoint import load_model
+from ..training import dataset_for_arch, digits_test_accuracy, train
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,9 +31,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_model
-    from ..training import dataset_for_arch, digits_test_accuracy, train
-
     out = Path(args.output)
     if args.reuse and out.exists():
         model = load_model(out, arch=args.arch)  # a checkpoint of another architecture is an error

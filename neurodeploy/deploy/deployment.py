@@ -13,9 +13,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BadInputError, NeurodeployError, UnsupportedError
+import numpy as np
+import torch
 
-from .target import ALLOWED_EXCEPTIONS  # noqa: E402 - re-exported
+from ..analysis.activity import record_activity
+from ..analysis.annotate import AnnotatedGraph, annotate
+from ..analysis.check import load_graph, resolve_samples
+from ..analysis.neurobench import neurobench_from_graph
+from ..data import apply_input_domain, float_batch, graph_samples
+from ..energy import (attention_products, neurobench_metrics, ops_from_graph, paper_energy, published_firing_rates,
+                      rate_of, target_energy)
+from ..errors import BadInputError, NeurodeployError, UnsupportedError
+from ..fidelity import _num_classes
+from ..graph import meta, topological_order
+from ..profiles import load_profiles
+from ..training import digits_split
+from .registry import get_target
+from .target import ALLOWED_EXCEPTIONS  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -51,6 +65,8 @@ class Deployment:
     rates_source: str | None = None
     energy: dict | None = None          # paper method (45 nm), with energy_uj
     neurobench: dict | None = None
+    _annotated: object = field(default=None, repr=False)
+    _annotated_key: tuple = field(default=(), repr=False)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -63,13 +79,7 @@ class Deployment:
         ``steps`` / ``input_domain``: ``-T/--steps`` and ``--input-domain`` as ``simulate`` takes them
         (:func:`neurodeploy.data.graph_samples`: a data file in any layout; the steps the data or ``steps``
         fix become the graph's time steps when the graph has none)."""
-        import numpy as np
 
-        from ..data import apply_input_domain, float_batch, graph_samples
-        from ..graph import meta
-
-        from ..analysis.check import load_graph, resolve_samples
-        from ..profiles import load_profiles
 
         profiles = load_profiles(targets or (["loihi2"] if not profile_files else []), profile_files)
         graph, info = load_graph(model, arch)
@@ -98,13 +108,9 @@ class Deployment:
             if labels is not None:
                 dep.labels = np.asarray(labels)[:len(dep.samples)]
             elif desc.startswith("bundled digits"):
-                from ..fidelity import _num_classes
-                from ..training import digits_split
-
                 # the digits labels belong to a 10-class digits model (not to a test model of the same input)
                 if _num_classes(graph) == 10:
                     dep.labels = digits_split()[3].numpy()[:len(dep.samples)]
-        from .registry import get_target
 
         dep.targets = [TargetDeployment(p.name, p, get_target(p.name)) for p in profiles]
         if annotate:
@@ -113,28 +119,30 @@ class Deployment:
 
     @property
     def time_steps(self) -> int:
-        from ..graph import meta
-
         return int(meta(self.graph, "neurodeploy.time_steps", 0) or 0)
 
     @property
     def input_domain(self) -> str:
-        from ..graph import meta
-
         return str(meta(self.graph, "neurodeploy.input_domain", "binary"))
+
+    @property
+    def annotated(self) -> AnnotatedGraph:
+        """The one annotated graph (analysis/annotate.py) every stage of this deployment reads: purity, op
+        counts, the chip fit of profile-only targets and the Loihi 2 lowering.  Built once; built again only
+        if a command changed the graph's time steps or input domain after building the deployment."""
+        key = (self.time_steps, self.input_domain)
+        if self._annotated is None or self._annotated_key != key:
+            # the verdict the paper argues for: every synaptic op spike-driven apart from the encoder (real
+            # input) and a non-spiking readout, which are listed as allowed exceptions
+            self._annotated, self._annotated_key = annotate(self.graph, allow=ALLOWED_EXCEPTIONS), key
+        return self._annotated
 
     def annotate(self, firing_rates: dict | None = None, rates_note: str = "") -> None:
         """Purity, op counts, firing rates (given > measured on the samples > published) and paper energy."""
-        from ..analysis.activity import record_activity
-        from ..analysis.purity import check_purity
-        from ..energy import neurobench_metrics, ops_from_graph, paper_energy, published_firing_rates, rate_of
-        from ..graph import topological_order
-
         graph = self.graph
-        self.ops = ops_from_graph(graph)
-        # the verdict the paper argues for: every synaptic op spike-driven apart from the encoder (real input)
-        # and a non-spiking readout, which are listed as allowed exceptions
-        self.purity = check_purity(graph, allow=ALLOWED_EXCEPTIONS)
+        ann = self.annotated
+        self.ops = ops_from_graph(ann)
+        self.purity = ann.purity
         if firing_rates:
             if not any(rate_of(firing_rates, n) is not None for n in self.ops.neurons):
                 example = ", ".join(list(self.ops.neurons)[:3])
@@ -142,8 +150,6 @@ class Deployment:
                                     f"names such as {example})")
             rates, src = dict(firing_rates), rates_note or "supplied by the user (--firing-rates)"
         elif self.samples is not None:
-            import torch
-
             act = record_activity(graph, torch.as_tensor(self.samples[:64]), analysis=self.purity.analysis)
             rates, src = dict(act["firing_rates"]), f"measured on {self.samples_desc} ({act['samples']} samples)"
         else:
@@ -166,8 +172,6 @@ class Deployment:
     def _neurobench_measured(self) -> dict:
         """NeuroBench metrics measured on the samples (neurodeploy.analysis.neurobench), plus what we count
         beyond them (attention products), said in the notes."""
-        from ..analysis.neurobench import neurobench_from_graph
-        from ..energy import attention_products
 
         nb = neurobench_from_graph(self.graph, self.samples[:64])
         att = attention_products(self.ops, self.rates) if self.rates else 0.0
@@ -222,7 +226,6 @@ class Deployment:
 
     def map(self) -> None:
         """Chip fit of each artifact, and the target's energy estimate."""
-        from ..energy import target_energy
 
         for t in self.targets:
             if t.deployable and t.artifact is not None and t.fit is None:

@@ -21,7 +21,13 @@ import numpy as np
 
 from ..errors import BadInputError
 from ..fileio import write_text_atomic
+from ..lava.netx_writer import write_netx
+from ..lava.processes_used import lava_process_classes, standard_library_only
 from .target import Target
+from ..lower.from_nir import lower_graph
+from ..fidelity import simulate_lowered
+from ..mapping import fit, from_lowered
+from ..lower.network import LoweredNetwork
 
 DEFAULT_INPUT_RANGE = (-3.0, 3.0)
 NETWORK_FILE = "network.npz"
@@ -37,8 +43,6 @@ class Loihi2Artifact:
 
 
 def summarize(net, quantization: dict | None = None) -> dict:
-    from ..lava.processes_used import lava_process_classes, standard_library_only
-
     """Latency, counts, input handling and attention of a lowered network (``summary.json``)."""
     counts = net.counts()
     lat = int(net.metadata.get("latency", 0))
@@ -88,8 +92,6 @@ class Loihi2Target(Target):
 
     # ------------------------------------------------------------------ lower
     def lower(self, deployment, profile=None) -> Loihi2Artifact:
-        from ..lower.from_nir import lower_graph
-
         x = deployment.samples
         if x is not None and deployment.input_domain == "real":
             rng = (float(np.min(x)), float(np.max(x)))
@@ -98,7 +100,7 @@ class Loihi2Target(Target):
             rng = DEFAULT_INPUT_RANGE
             src = ("default for standardised images (mean 0, std 1, within 3 sigma)"
                    if deployment.input_domain == "real" else f"not used ({deployment.input_domain} input)")
-        net, quant = lower_graph(deployment.graph, T=deployment.time_steps or None, input_range=rng)
+        net, quant = lower_graph(deployment.annotated, T=deployment.time_steps or None, input_range=rng)
         net.metadata["input_range"] = {"range": list(rng), "source": src}
         net.metadata["quantization"] = {"clipped_weights": quant["clipped_weights"],
                                         "clipped_biases": quant["clipped_biases"]}
@@ -107,14 +109,10 @@ class Loihi2Target(Target):
     # ------------------------------------------------------------------ simulate
     def simulate(self, artifact: Loihi2Artifact, graph, x, y=None, backend: str | None = None,
                  progress: bool = False, **options) -> dict:
-        from ..fidelity import simulate_lowered
-
         return simulate_lowered(graph, artifact.net, x, y, backend=backend or "fast", progress=progress, **options)
 
     # ------------------------------------------------------------------ map
     def map(self, artifact: Loihi2Artifact, profile, rates=None):
-        from ..mapping import fit, from_lowered
-
         net = from_lowered(artifact.net, name=str(artifact.net.metadata.get("arch", "lowered")))
         T = int(artifact.net.metadata.get("time_steps", 0) or 0)
         if T:                       # a graph without time steps keeps the mapper's default (1)
@@ -126,8 +124,6 @@ class Loihi2Target(Target):
 
     # ------------------------------------------------------------------ files
     def write(self, artifact: Loihi2Artifact, folder: Path) -> list[Path]:
-        from ..lava.netx_writer import write_netx
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         artifact.net.save(str(folder / NETWORK_FILE))
@@ -144,8 +140,6 @@ class Loihi2Target(Target):
         return [folder / NETWORK_FILE] + ([folder / NETX_FILE] if info["path"] else []) + [folder / SUMMARY_FILE]
 
     def read(self, folder: Path) -> Loihi2Artifact:
-        from ..lower.network import LoweredNetwork
-
         folder = Path(folder)
         npz = folder / NETWORK_FILE
         if not npz.is_file():

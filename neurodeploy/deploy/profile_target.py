@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .target import ALLOWED_EXCEPTIONS, Target
+from .target import Target
+from ..mapping import from_graph, fit
 
 
 @dataclass
@@ -21,17 +22,12 @@ class ProfileTarget(Target):
     backends = ()
 
     def lower(self, deployment, profile) -> GraphMapping:
-        from ..mapping import from_graph
-
         relay = "graded_spikes" in profile.operations
-        net = from_graph(deployment.graph, residual="relay" if relay else "direct")
+        ann = deployment.annotated          # the deployment's one annotated graph (purity included)
+        net = from_graph(ann, residual="relay" if relay else "direct")
         # synaptic nodes fed by non-binary values (integer spike counts, real values) away from the encoder /
         # readout need graded messages (e.g. SEW-ResNet's ADD residual)
-        purity = deployment.purity
-        if purity is None:          # lowered before the deployment was annotated (export): the same analysis
-            from ..analysis.purity import check_purity
-
-            purity = check_purity(deployment.graph, allow=ALLOWED_EXCEPTIONS)
+        purity = ann.purity
         for o in purity.ops:
             if o.op_class in ("INTxFLOAT", "MAC") and o.role not in ("encoder", "readout"):
                 net.use("graded_spikes", o.node)
@@ -39,8 +35,6 @@ class ProfileTarget(Target):
                             else "the NIR graph (binary spikes only)")
 
     def map(self, artifact: GraphMapping, profile, rates=None):
-        from ..mapping import fit
-
         return fit(artifact.network, profile, rates=rates)
 
     def describe(self, artifact: GraphMapping) -> dict:

@@ -18,14 +18,15 @@ import numpy as np
 from ..errors import BadInputError, UnsupportedError
 from ..fileio import write_bytes_atomic, write_text_atomic
 from .target import Target
+from ..mapping.speck import layer_memory, fit_speck
+from ..lower.speck import lower_speck, SpeckLayer, SpeckNetwork
+from ..sim.speck import predict
 
 NETWORK_FILE = "network.npz"
 SUMMARY_FILE = "summary.json"
 
 
 def summarize(net) -> dict:
-    from ..mapping.speck import layer_memory
-
     return {"target": "speck", "layers": [
         {"name": L.name, "nodes": list(L.nodes), "in_shape": list(L.in_shape), "neuron_shape": list(L.neuron_shape),
          "out_shape": list(L.out_shape), "kernel": int(L.weight.shape[2]), "stride": L.stride, "padding": L.padding,
@@ -43,15 +44,11 @@ class SpeckTarget(Target):
     backends = ("fast",)
 
     def lower(self, deployment, profile=None):
-        from ..lower.speck import lower_speck
-
         # a profile without one of these keys keeps the Speck docs' limit (lower/speck.py)
         limits = {k: profile.core_limit(k) for k in ("kernel_size", "channels", "input_size")} if profile else {}
         return lower_speck(deployment.graph, limits)
 
     def predict(self, artifact, x, backend: str | None = None, **options):
-        from ..sim.speck import predict
-
         if backend not in (None, "fast"):
             raise UnsupportedError(f"target 'speck': no backend {backend!r} (available: fast)")
         x = np.asarray(x)
@@ -70,8 +67,6 @@ class SpeckTarget(Target):
         return res
 
     def map(self, artifact, profile, rates=None):
-        from ..mapping.speck import fit_speck
-
         return fit_speck(artifact, profile)
 
     def describe(self, artifact) -> dict:
@@ -96,8 +91,6 @@ class SpeckTarget(Target):
         return [folder / NETWORK_FILE, folder / SUMMARY_FILE]
 
     def read(self, folder: Path):
-        from ..lower.speck import SpeckLayer, SpeckNetwork
-
         f = Path(folder) / NETWORK_FILE
         if not f.is_file():
             raise BadInputError(f"{folder}: no {NETWORK_FILE} (not a Speck artifact folder written by "

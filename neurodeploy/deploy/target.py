@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInputError, UnsupportedError
+from ..fidelity import float_predictions
 
 #: roles whose non-spike-driven ops are allowed exceptions to spike purity (real-valued encoder, readout)
 ALLOWED_EXCEPTIONS = ("encoder", "readout")
@@ -40,7 +41,6 @@ class Target:
         """Fidelity of the artifact on samples ``x``: its predictions against the float model's."""
         import numpy as np
 
-        from ..fidelity import float_predictions
 
         x = np.asarray(x, dtype=np.float32)
         pred = np.asarray(self.predict(artifact, x, backend=backend, **options)).reshape(-1)

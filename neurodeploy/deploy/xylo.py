@@ -38,6 +38,12 @@ import numpy as np
 from ..errors import BadInputError, UnsupportedError
 from ..fileio import write_bytes_atomic, write_text_atomic
 from .target import Target
+from ..graph.core import graph_dt, predecessors, topological_order
+from ..graph.flatten import flatten_subgraphs
+from ..mapping import FitResult, Violation
+from ..mapping.partition import Core
+from ..sim.xylo import XyloNetwork
+from .xylo_vendor import run_xylosim
 
 CHIPS = ("xylo-audio2", "xylo-imu", "xylo-audio3")
 SPEC_FILE = "spec.npz"
@@ -146,8 +152,6 @@ def lower_graph(graph, chip: str) -> XyloArtifact:
     :class:`UnsupportedError` naming the node."""
     import nir
 
-    from ..graph.core import graph_dt, predecessors, topological_order
-    from ..graph.flatten import flatten_subgraphs
 
     if chip not in CHIPS:
         raise BadInputError(f"unknown Xylo chip {chip!r} (known: {', '.join(CHIPS)})")
@@ -314,8 +318,6 @@ def quantize(fs: dict) -> dict:
 # ---------------------------------------------------------------------------------------------------- chip fit
 def chip_fit(artifact: XyloArtifact, profile):
     """Fit verdict with the rules of rockpool's mapper / DRC for the chip (limits from the profile)."""
-    from ..mapping import FitResult, Violation
-    from ..mapping.partition import Core
 
     lim = {k: profile.core_limit(k) for k in ("input_channels", "hidden_neurons", "output_neurons")}
     used = {"input_channels": artifact.n_in, "hidden_neurons": artifact.n_hidden, "output_neurons": artifact.n_out}
@@ -376,13 +378,10 @@ class XyloTarget(Target):
     def run(self, artifact: XyloArtifact, counts, backend: str | None = None, record: bool = False) -> dict:
         """Integer counts [B, T, Nin] -> the engine's result dict (``out`` [B, T, Nout], recordings)."""
         if (backend or "fast") == "xylosim":
-            from .xylo_vendor import run_xylosim
-
             runs = [run_xylosim(artifact.chip, artifact.spec, c, record=record) for c in counts]
             return {k: np.stack([r[k] for r in runs]) for k in runs[0]} if runs else {}
         if (backend or "fast") != "fast":
             raise BadInputError(f"--backend {backend!r}: {artifact.chip} has fast, xylosim")
-        from ..sim.xylo import XyloNetwork
 
         return XyloNetwork(artifact.spec).run(counts, record=record)
 

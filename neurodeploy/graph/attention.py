@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError
-from .core import meta
+from .core import meta, predecessors, successors
 
 EXTENSION = "spiking_attention"
 EXTENSION_VERSION = 1
@@ -107,7 +107,6 @@ def attention_roles(graph: nir.NIRGraph, name: str) -> dict:
     never by node names, which other tools choose freely), plus ``"q_route"``... the routing nodes and
     ``"out"``: the nodes the attention feeds.  Raises BadInputError naming the node when the routing is not
     the one the extension defines."""
-    from .core import predecessors, successors
 
     spec = attention_spec(graph.nodes[name])
     if spec is None:

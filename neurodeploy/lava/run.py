@@ -29,15 +29,16 @@ import numpy as np
 
 
 from ..errors import BadInputError, UnsupportedError
+from ..lava_compat import ensure_lava
 from ..lower.network import GRADED_KINDS, LoweredNetwork, conv_out_shape
 from .attention_graded import einsum_process, graded_population
+from ..lower.chain import chain_inputs, chain_network
 
 
 class LavaNetwork:
     """The built process graph for one sample (Lava runs one sample at a time)."""
 
     def __init__(self, net: LoweredNetwork, inputs: dict, steps: int, record=None):
-        from ..lava_compat import ensure_lava
         ensure_lava()
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import Dense, DelayDense
@@ -48,7 +49,7 @@ class LavaNetwork:
         from lava.utils.weightutils import SignMode
         from scipy.sparse import csr_matrix
 
-        from .processes.attention import SpikingAttention
+        from .processes.attention import SpikingAttention  # imports Lava (optional, slow): only when running
 
         net.validate()
         self.net = net
@@ -174,7 +175,7 @@ class LavaNetwork:
         # process (Monitor.get_data reads element by element, far too slow for whole populations)
         import tempfile
 
-        from .processes.record import SpikeRecorder, StateRecorder
+        from .processes.record import SpikeRecorder, StateRecorder  # imports Lava (optional, slow)
         self.tmpdir = tempfile.mkdtemp(prefix="neurodeploy-lava-")
         try:
             self._add_recorders(pops, steps, SpikeRecorder, StateRecorder)
@@ -235,7 +236,7 @@ class LavaNetwork:
                 self.anchor.stop()
             except Exception:  # noqa: BLE001 - stopping a runtime that never started
                 pass
-        from .processes.record import load_recording
+        from .processes.record import load_recording  # imports Lava (optional, slow)
 
         return {name: {k: a.reshape(self.steps, 1, -1).astype(np.int64)
                        for k, a in load_recording(path, state).items()}
@@ -260,7 +261,6 @@ def run_lava_chained(net: LoweredNetwork, inputs: dict, period: int | None = Non
     Returns ``(chained network, {pop: {"s"|"u"|"v": array [B*period, 1, n]}}, timing)``;
     :func:`neurodeploy.sim.chained.simulate_chained` computes the same with our engine.
     """
-    from ..lower.chain import chain_inputs, chain_network
 
     chained = chain_network(net, period, conv_as_sparse=conv_as_sparse)
     cin = chain_inputs(chained, inputs)

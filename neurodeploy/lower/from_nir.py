@@ -48,12 +48,13 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from ..analysis.annotate import LOWERING, AnnotatedGraph, annotate
 from ..errors import BadInputError, UnsupportedError
 from ..graph.attention import attention_spec
-from ..graph.primitives import KINDS, kind_of
-from ..graph.simulate import int_tuple, padding_arg
+from ..graph.core import graph_dt
+from ..graph.simulate import steps_per_tau, int_tuple, padding_arg
+from ..graph.primitives import KINDS
 from .fixed_point import conv_out_hw, conv_to_sparse
-from ..graph.flatten import flatten_subgraphs
 from .attention_graded import attention_to_graded
 from .fan_in import split_fan_in
 from .balance import balance_network  # noqa: F401 - re-exported (historic home)
@@ -71,9 +72,6 @@ RELAY_MIN_FAN_IN = 8192
 #: the population that spikes every step (constant input 1; Affine biases into current-based neurons)
 CONST_POP = "const1"
 
-#: the lowering's role of each primitive kind (graph/primitives.py: one table keyed by NIR class for every stage)
-_ROLES = {"spiking": "neuron", "integrator": "neuron", "synaptic": "linear", "pool": "linear",
-          "elementwise": "linear", "reshape": "linear", "delay": "linear"}
 
 
 def _meta(obj, key, default=None):
@@ -148,12 +146,12 @@ def _row_abs_sum(kind, w, n) -> np.ndarray:
 
 
 class _Lowerer:
-    def __init__(self, graph: nir.NIRGraph, T, scale, rounding, input_range, dt, bias_exp_min=0):
+    def __init__(self, ann: AnnotatedGraph, T, scale, rounding, input_range, dt, bias_exp_min=0):
         self.bias_exp_min = int(bias_exp_min)
-        from ..graph import order_and_back_edges, predecessors
-        self.g = graph
-        self.pred = predecessors(graph)
-        self.order, self.back = order_and_back_edges(graph)
+        self.ann = ann
+        self.g = ann.flat
+        self.pred = ann.preds
+        self.order, self.back = ann.order, ann.back_edges
         self.T = T
         self.fixed_scale = scale
         self.rounding = rounding
@@ -164,23 +162,16 @@ class _Lowerer:
 
     # ---------------------------------------------------------------- structure
     def kind(self, name):
-        node = self.g.nodes[name]
-        try:
-            k = kind_of(node, name)
-        except UnsupportedError:
-            k = None
-        if k == "subgraph":
-            if attention_spec(node) is not None:
-                return "attention"
+        """How this lowering treats node ``name`` (the annotation's ``lowering``, from the primitive kind)."""
+        info = self.ann.nodes[name]
+        if info.kind == "subgraph":
             raise UnsupportedError(f"node '{name}': nested NIR subgraph (type NIRGraph) cannot be lowered to Loihi 2 "
-                                   "(only the spiking_attention extension is; flatten the subgraph)")
-        if k == "io":
-            return "input" if isinstance(node, nir.Input) else "output"
-        if k in _ROLES:
-            return _ROLES[k]
-        known = sorted(c.__name__ for c, kk in KINDS.items() if kk in _ROLES)
-        raise UnsupportedError(f"node '{name}': NIR type {type(node).__name__} cannot be lowered to Loihi 2 "
-                               f"(supported: {', '.join(known)}, spiking_attention)")
+                                   f"(only the spiking_attention extension is; {info.lowering_note or 'flatten it'})")
+        if info.lowering is None:
+            known = sorted(c.__name__ for c, kk in KINDS.items() if LOWERING.get(kk))
+            raise UnsupportedError(f"node '{name}': NIR type {type(info.node).__name__} cannot be lowered to Loihi 2 "
+                                   f"(supported: {', '.join(known)}, spiking_attention)")
+        return info.lowering
 
     def value(self, name, memo):
         """The sum of terms a node outputs (neurons and the input are sources)."""
@@ -657,7 +648,6 @@ class _Lowerer:
     # ---------------------------------------------------------------- neuron models
     def _one_tau(self, name, node, field):
         """tau / dt of ``field`` (one value per population: Lava has one decay register per process)."""
-        from ..graph import steps_per_tau
         k = steps_per_tau(_arr(getattr(node, field)), self.dt).reshape(-1)
         if np.any(k != k[0]):
             raise UnsupportedError(f"node '{name}': per-neuron {field} (Lava has one decay per population)")
@@ -703,7 +693,6 @@ class _Lowerer:
 
     # ---------------------------------------------------------------- main
     def lower(self) -> LoweredNetwork:
-        from ..graph import attention_spec, steps_per_tau
         g = self.g
         memo = {}
         net = LoweredNetwork(metadata={"source": "nir", "arch": str(_meta(g, "neurodeploy.arch", "nir-file"))})
@@ -965,28 +954,23 @@ class _Lowerer:
         return net
 
     def attention_sources(self, an, spec):
-        D = spec.dim
-        out = [None, None, None]
-        for p in self.pred[an]:
-            node = self.g.nodes[p]
-            if type(node).__name__ != "Conv1d" or len(self.pred[p]) != 1:
-                raise UnsupportedError(f"node '{an}': its inputs must be the stack routing convs (got '{p}')")
-            w = _arr(node.weight)[:, :, 0]
-            src = self.pred[p][0]
+        """The q, k, v populations of attention node ``an``: the annotation's operands (found once, by the
+        stack routing weights), each of which must be a spiking population."""
+        info = self.ann.nodes[an]
+        if info.attention is None:
+            raise UnsupportedError(f"node '{an}': could not identify the Q, K, V stack routing ({info.attention_error})")
+        out = [info.attention[t] for t in "qkv"]
+        for t, src in zip("qkv", out):
             if self.kind(src) != "neuron":
-                raise UnsupportedError(f"node '{p}': the attention's Q/K/V must be spiking populations")
-            for i in range(3):
-                if np.array_equal(w[i * D:(i + 1) * D], np.eye(D)) and not np.any(np.delete(w, np.s_[i * D:(i + 1) * D], 0)):
-                    out[i] = src
-        if any(o is None for o in out):
-            raise UnsupportedError(f"node '{an}': could not identify the Q, K, V stack routing")
+                raise UnsupportedError(f"node '{info.attention[t + '_route']}': the attention's Q/K/V must be "
+                                       f"spiking populations ('{src}' is not)")
         return out
 
     def balance(self, net: LoweredNetwork):
         balance_network(net, self.T)
 
 
-def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = None, rounding: str = "nearest",
+def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding: str = "nearest",
                 input_range=(0.0, 1.0), bias_exp_min: int = 0, attention: str = "graded"):
     """Lower ``graph``; returns ``(LoweredNetwork, report)``.  ``T``: steps per sample (default from the
     graph metadata ``neurodeploy.time_steps``); ``scale``: force one integer scale for every population;
@@ -996,16 +980,17 @@ def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = N
     ``bias_exp_min``: smallest bias exponent (6 = biases in weight units, as netx files require);
     ``attention``: ``graded`` (default: Lava's ProdNeuron / GradedVec / graded Sparse only, the Loihi 2
     form, :mod:`neurodeploy.lower.attention_graded`) or ``process`` (one integer op run by neurodeploy's
-    custom Lava process: faster in simulation, no chip equivalent)."""
+    custom Lava process: faster in simulation, no chip equivalent).
+    ``graph``: a NIR graph or its :class:`~neurodeploy.analysis.annotate.AnnotatedGraph` (a deployment hands
+    over the one it built)."""
     if attention not in ("graded", "process"):
         raise BadInputError(f"attention must be 'graded' or 'process', not '{attention}'")
-    from ..graph import graph_dt
     if rounding not in ("nearest", "floor"):
         raise BadInputError(f"rounding must be 'nearest' or 'floor', not '{rounding}'")
+    ann = annotate(graph)
     if T is None:
-        T = int(_meta(graph, "neurodeploy.time_steps", 0) or 0) or None
-    graph = flatten_subgraphs(graph)
-    low = _Lowerer(graph, T, scale, rounding, input_range, graph_dt(graph), bias_exp_min)
+        T = int(ann.time_steps or 0) or None
+    low = _Lowerer(ann, T, scale, rounding, input_range, graph_dt(ann.flat), bias_exp_min)
     net = low.lower()               # includes the first balancing: the passes below start from a balanced net
     net.metadata["passes"] = ["lower_nir", "balance_delays"]
     if attention == "graded" and net.attention:

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import torch
+from ..models.registry import build_model
+from .balance import balance_network
+from .network import EXCITATORY, Attention, LoweredNetwork, Population, Synapse
 
 
 def tiny_spikingformer(seed: int = 0, embed_dim: int = 16, heads: int = 2, depth: int = 1, classes: int = 3):
     """An untrained Spikingformer (8x8 digits-like input) whose BatchNorms are re-drawn so that every LIF,
     including the attention LIF, spikes on random inputs in [0, 1]."""
-    from ..models.registry import build_model
     torch.manual_seed(seed)
     cfg = {"num_classes": classes, "in_channels": 1, "img_size": 8, "embed_dim": embed_dim, "depth": depth,
            "num_heads": heads, "mlp_ratio": 2, "T": 4, "tau": 2.0,
@@ -33,8 +35,6 @@ def tiny_attention_net(dim: int = 4, heads: int = 2, tokens: int = 4, T: int = 3
     group from qin into ``attn`` (a second, shorter path to re-balance).  Delay-balanced for T steps."""
     import numpy as np
 
-    from .balance import balance_network
-    from .network import EXCITATORY, Attention, LoweredNetwork, Population, Synapse
 
     shape = (dim, 1, tokens)
     n = dim * tokens

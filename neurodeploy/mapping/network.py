@@ -21,11 +21,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import nir
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import BadInputError
+from ..analysis.annotate import annotate
+from ..errors import BadInputError, UnsupportedError
+from ..graph.attention import attention_spec
+from ..graph.core import meta, node_shape
+from ..graph.primitives import classes as primitive_classes
 from ..lower.fixed_point import conv_out_hw
+from ..lower.from_nir import conv_padding
 from ..lower.network import GRADED_KINDS, einsum_fan_in, einsum_sides
 
 
@@ -334,31 +340,30 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
     relay population per partial sum; the readout reads the final stream through a token-sum population) or
     ``direct`` (every contributing synaptic node becomes its own synapse group into the LIF; binary spikes
     only, but fan-in grows with depth)."""
-    import nir
-
-    from ..errors import UnsupportedError
-    from ..graph import attention_spec, predecessors, topological_order
-    from ..graph.core import meta, node_shape
-    from ..graph.primitives import classes as primitive_classes, require_kinds
-
+    ann = annotate(graph)
+    graph = ann.flat       # nested subgraphs inlined (the attention extension stays one node)
     # every node type this mapping knows; anything else (LI, I, Delay, Scale, AvgPool2d...) is refused here
     # rather than dropped from the network
-    kinds = require_kinds(graph, "the chip-fit mapping of the NIR graph",
-                          {"io", "spiking", "synaptic", "pool", "reshape", "subgraph"})
-    for n, k in kinds.items():
-        if (k == "subgraph" and attention_spec(graph.nodes[n]) is None) or isinstance(graph.nodes[n], nir.AvgPool2d):
+    for n in ann.order:
+        info = ann.nodes[n]
+        if info.kind not in ("io", "spiking", "synaptic", "pool", "reshape", "attention") or isinstance(info.node, nir.AvgPool2d):
             raise UnsupportedError(f"node '{n}': the chip-fit mapping of the NIR graph cannot handle "
-                                   f"{type(graph.nodes[n]).__name__}" + (" (nested subgraph)" if k == "subgraph" else ""))
-    preds = predecessors(graph)
-    T = int(meta(graph, "neurodeploy.time_steps", 0) or 1)
-    net = MapNetwork(name=name or str(meta(graph, "neurodeploy.arch", "nir-graph")), time_steps=T)
+                                   f"{type(info.node).__name__}" + (" (nested subgraph)" if info.kind == "subgraph" else ""))
+    preds = ann.preds
+    T = int(ann.time_steps or 1)
+    net = MapNetwork(name=name or str(meta(ann.graph, "neurodeploy.arch", "nir-graph")), time_steps=T)
     spiking = primitive_classes("spiking")
-    order = topological_order(graph)
+    order = ann.order
+
+    def role(n):
+        """The role the graph declares (an inferred role does not make a population here)."""
+        return None if ann.nodes[n].role_inferred else ann.nodes[n].role
+
     pops: set[str] = set()
     tokens_seen = [0]
     for n in order:
-        if attention_spec(graph.nodes[n]) is not None:
-            tokens_seen[0] = attention_spec(graph.nodes[n]).tokens
+        if ann.nodes[n].kind == "attention":
+            tokens_seen[0] = ann.nodes[n].ops.tokens
         node = graph.nodes[n]
         if isinstance(node, nir.Input):
             shp = node_shape(node) or tuple(np.asarray(next(iter(node.input_type.values()))).tolist())
@@ -368,7 +373,7 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
             # a Threshold (the OR of a max-pool) is a memoryless LIF (full decay) on every target
             net.add_pop(MapPopulation(n, cxhw(node_shape(node)), n, "lif", neuron_model="if" if isinstance(node, nir.IF) else "lif"))
             pops.add(n)
-        elif isinstance(node, (nir.Affine, nir.Linear)) and meta(node, "neurodeploy.role") == "readout":
+        elif isinstance(node, (nir.Affine, nir.Linear)) and role(n) == "readout":
             net.add_pop(MapPopulation(n, cxhw(node_shape(node)), n, "readout"))
             net.use("readout", n)
             pops.add(n)
@@ -380,7 +385,7 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
             node = graph.nodes[p]
             if p in pops:
                 out.append((p, None))
-            elif isinstance(node, nir.Flatten) or meta(node, "neurodeploy.role") == "routing":
+            elif isinstance(node, nir.Flatten) or role(p) == "routing":
                 out.extend(sources(p))
             else:
                 out.append((None, p))   # a synaptic (or other) node
@@ -412,8 +417,6 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
                 elif other is not None:
                     out.extend(_linear_chain(other))
         return out
-
-    from ..lower.from_nir import conv_padding
 
     def geometry(node, name):
         if isinstance(node, nir.Conv2d):
@@ -491,12 +494,6 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
             node = graph.nodes[other]
             spec = attention_spec(node)
             if spec is not None:
-                qkv = {}
-                for p in preds.get(other, []):
-                    for tag in "qkv":
-                        if p.endswith(f"stack_{tag}"):
-                            src = [s for s, _ in sources(p) if s]
-                            qkv[tag] = src[0] if src else None
                 # not costed from the graph: the chip fit maps the product neurons the lowering builds
                 net.use("activation_product", other)
                 net.use("graded_spikes", other)
@@ -504,7 +501,7 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
                 tokens_seen[0] = spec.tokens
                 continue
             direct = isinstance(node, (nir.Conv1d, nir.Conv2d, nir.Affine, nir.Linear, nir.SumPool2d))
-            if direct and meta(node, "neurodeploy.role") != "readout" and dst.kind != "readout":
+            if direct and role(other) != "readout" and dst.kind != "readout":
                 contribs.extend((s, other) for s in synaptic_sources(other))
             else:
                 # a linear chain without neurons (the residual stream into the readout)

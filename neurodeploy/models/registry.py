@@ -19,6 +19,8 @@ from torch import nn
 
 from .baselines import SEWConfig, SEWResNet, Spikformer, SpikformerConfig
 from .spikingformer import Spikingformer, SpikingformerConfig
+from ..errors import BadInputError
+from .validate import validate_config
 
 
 def _cifar(classes: int, heads: int, D: int = 384, depth: int = 4) -> SpikingformerConfig:
@@ -93,7 +95,6 @@ def default_config(arch: str):
         return SPIKINGFORMER_CONFIGS[arch]()
     if arch in BASELINE_CONFIGS:
         return BASELINE_CONFIGS[arch]()
-    from ..errors import BadInputError
 
     raise BadInputError(f"unknown architecture {arch!r}; known: {', '.join(arch_names())}")
 
@@ -111,8 +112,6 @@ def model_from_config(config) -> nn.Module:
 def config_from_dict(arch: str, d: dict, where: str = ""):
     """Rebuild the config dataclass for ``arch`` from a saved dict (unknown keys ignored), validated before
     anything is built (types, ranges, parameter count; ``where`` prefixes the error message)."""
-    from ..errors import BadInputError
-    from .validate import validate_config
 
     if not isinstance(d, dict):
         raise BadInputError(f"{where}config must be a dict, got {type(d).__name__}")

@@ -13,6 +13,12 @@ from pathlib import Path
 
 from ..errors import BadInputError, NeurodeployError
 from .summary import summarize, target_details
+from ..rates import load_firing_rates as load
+from ..graph import meta
+from ..deploy import Deployment
+from ..fileio import write_text_atomic
+from .render import render
+from ..version import __version__
 
 SCHEMA = "neurodeploy.report"
 SCHEMA_VERSION = 1
@@ -20,7 +26,6 @@ SCHEMA_VERSION = 1
 
 def load_firing_rates(path: str | Path) -> dict:
     """Moved to :func:`neurodeploy.rates.load_firing_rates` (validated reader); kept as an alias."""
-    from ..rates import load_firing_rates as load
 
     return load(path)
 
@@ -97,8 +102,6 @@ def _target_section(fit_res, profile, energy_est) -> dict:
 
 
 def _model_summary(graph, info, ops) -> dict:
-    from ..graph import meta
-
     kinds: dict = {}
     for node in graph.nodes.values():
         kinds[type(node).__name__] = kinds.get(type(node).__name__, 0) + 1
@@ -160,7 +163,6 @@ def build_report(model, targets: list[str] | None = None, profile_files: list[st
                  steps: int | None = None, input_domain: str | None = None) -> dict:
     """The report as a dict.  ``model``: architecture name, checkpoint, .nir file, torch model or graph
     (a :class:`neurodeploy.deploy.Deployment` is built and run), or a Deployment already run."""
-    from ..deploy import Deployment
 
     _check_budgets(max_chips, max_energy_uj, min_fidelity)      # before any work
     t0 = time.perf_counter()
@@ -179,8 +181,6 @@ def report_document(dep, max_chips: int | None = None, max_energy_uj: float | No
                     min_fidelity: float | None = None) -> dict:
     """Arrange a run :class:`~neurodeploy.deploy.Deployment` into the report dict (computes nothing new)."""
     _check_budgets(max_chips, max_energy_uj, min_fidelity)
-    from .. import __version__
-
     graph, info, ops, purity = dep.graph, dep.info, dep.ops, dep.purity
     target_secs = []
     for t in dep.targets:
@@ -272,8 +272,6 @@ def _budgets(targets, energy, lowering, max_chips, max_energy_uj, min_fidelity) 
 
 def write_report_files(doc: dict, out_dir: str | Path, formats=("json", "md", "html"), stem: str = "report") -> list[Path]:
     """Write ``doc`` as ``<out_dir>/<stem>.<fmt>`` for each format, each atomically (for ``export --target``)."""
-    from ..fileio import write_text_atomic
-    from .render import render
 
     out = []
     texts = {fmt: render(doc, fmt) for fmt in formats}  # render everything first: no partial set on error

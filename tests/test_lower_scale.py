@@ -275,3 +275,22 @@ def test_every_architecture_lowers_and_saves(tmp_path):
         net.save(str(path))
         back = LoweredNetwork.load(str(path))
         assert back.counts() == net.counts(), arch
+
+
+@pytest.mark.parametrize("ci,co,h,w,k,st,pad,dil", [(3, 5, 7, 6, 3, 1, 1, 1), (4, 6, 9, 8, 3, 2, 1, 1),
+                                                    (2, 3, 10, 9, 3, 1, 2, 2), (2, 2, 11, 7, 2, 2, 0, 1)])
+def test_head_through_a_conv_equals_the_conv_matrix_product(ci, co, h, w, k, st, pad, dil):
+    """A readout row that weighs every position of a channel alike, pushed back through a conv (the
+    per-tap reach shortcut of _Lowerer._conv_t), equals the product with the conv's sparse matrix; so does
+    the general path (rows that differ per position)."""
+    from neurodeploy.lower.from_nir import _Lowerer
+    rng = np.random.default_rng(ci * 100 + k)
+    W = rng.integers(-4, 5, (co, ci, k, k)).astype(np.float64)
+    op = ("conv", W, (st, st), (pad, pad), (dil, dil), 1, (ci, h, w))
+    C = conv_to_sparse(W, (ci, h, w), (st, st), (pad, pad), (dil, dil), 1, dtype=np.float64)
+    _, ho, wo = _Lowerer._conv_out(op)
+    E = rng.integers(-3, 4, (5, co)).astype(np.float64)
+    pooled = np.repeat(E[:, :, None], ho * wo, 2).reshape(5, -1)
+    general = rng.integers(-3, 4, pooled.shape).astype(np.float64)
+    for M in (pooled, general):
+        assert np.array_equal(_Lowerer._conv_t(op, M), (C.T @ M.T).T)      # small integers: exact in float64

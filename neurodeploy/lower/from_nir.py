@@ -159,6 +159,8 @@ class _Lowerer:
         self.dt = dt
         self.report = {"layers": [], "clipped_weights": 0, "clipped_biases": 0}
         self.relays = {}
+        self._dense_w = {}          # Affine/Linear weights as float64, converted once per node (a head feeds
+        self._pools = {}            # ~20 chains); id(weights) -> the per-channel head, or None (_pooled_readout)
 
     # ---------------------------------------------------------------- structure
     def kind(self, name):
@@ -256,7 +258,9 @@ class _Lowerer:
                 shape = tuple(osh) if osh is not None else (n,)
                 continue
             if t in ("Affine", "Linear"):
-                A = _arr(node.weight)
+                if name not in self._dense_w:
+                    self._dense_w[name] = _arr(node.weight)
+                A = self._dense_w[name]
                 if A.ndim != 2 or A.shape[1] != n:
                     raise UnsupportedError(f"node '{name}': weight {A.shape} does not take {n} inputs")
                 out.append(("dense", A, struct))
@@ -385,6 +389,19 @@ class _Lowerer:
         co, ho, wo = _Lowerer._conv_out(op)
         hw_full = tuple((o - 1) * s - 2 * p + d * (k - 1) + 1 for o, s, p, d, k in zip((ho, wo), st, pad, dil, W.shape[2:]))
         opad = tuple(v - f for v, f in zip(view[1:], hw_full))
+        M3 = M.reshape(M.shape[0], co, ho * wo)
+        if g == 1 and np.all(M3 == M3[:, :, :1]):
+            # rows that weigh every output position of a channel alike (a head after a mean over positions):
+            # row r of M @ conv at input (ci, q) is sum_co E[r, co] sum_{k: q reaches an output through
+            # kernel tap k} W[co, ci, k]; the taps' reach V[k, q] is one transposed conv of an all-ones map,
+            # so the cost is a (rows x co) x (co x n_in) product instead of a transposed conv per row
+            kh, kw = W.shape[2:]
+            taps = torch.zeros((1, kh * kw, kh, kw), dtype=torch.float64)
+            taps.view(kh * kw, kh * kw)[range(kh * kw), range(kh * kw)] = 1.0
+            V = F.conv_transpose2d(torch.ones((1, 1, ho, wo), dtype=torch.float64), taps,
+                                   stride=st, padding=pad, output_padding=opad, dilation=dil)
+            S = np.einsum("oik,kq->oiq", W.reshape(co, W.shape[1], kh * kw), V.reshape(kh * kw, -1).numpy())
+            return M3[:, :, 0] @ S.reshape(co, -1)
         out = np.empty((M.shape[0], int(np.prod(view))))
         wt = torch.as_tensor(W)
         for i in range(0, M.shape[0], 64):
@@ -432,10 +449,19 @@ class _Lowerer:
         A, struct = last[1], last[2]
         if len(struct) < 2 or struct[0] != Wc.shape[0] or int(np.prod(struct[1:])) != P:
             return None
-        A3 = A.reshape(A.shape[0], struct[0], P)
-        if not np.all(A3 == A3[:, :, :1]):
+        E = self._per_channel(A, struct[0], P)
+        if E is None:
             return None
-        return Cs, P, A3[:, :, 0] @ Wc
+        return Cs, P, E @ Wc
+
+    def _per_channel(self, A, C, P):
+        """``A`` (rows, C x P) as (rows, C) when every position of a channel has the same weight (a head
+        that averages over positions), else None; decided once per weight matrix."""
+        key = (id(A), C, P)
+        if key not in self._pools:
+            A3 = A.reshape(A.shape[0], C, P)
+            self._pools[key] = np.ascontiguousarray(A3[:, :, 0]) if np.all(A3 == A3[:, :, :1]) else None
+        return self._pools[key]
 
     def relay_for(self, net, src_pop: str, src_shape) -> str:
         """The relay population carrying the spike counts of ``src_pop`` summed over its positions (one

@@ -676,11 +676,10 @@ class _Lowerer:
         t = type(node).__name__
         n = int(np.prod(shape))
         full = lambda a: np.broadcast_to(_arr(a), shape).reshape(-1).astype(np.float64)  # noqa: E731
-        if t in ("LIF", "IF", "CubaLIF") and np.any(_arr(node.v_reset) != 0):
-            raise UnsupportedError(
-                f"node '{name}': {t} field v_reset = {float(np.max(np.abs(_arr(node.v_reset)))):g} != 0 cannot be "
-                "lowered to Loihi 2 (Lava's LIF resets v to 0; shifting v by v_reset would need an initial "
-                "v = -v_reset that LIFReset zeroes)")
+        # v_reset != 0: v is held shifted, v' = v - v_reset (Lava resets to 0): threshold v_th - v_reset,
+        # leak towards v_leak - v_reset (the bias), initial v' = -v_reset ("v_reset" below; lower() applies it)
+        vr = full(node.v_reset) if t in ("LIF", "IF", "CubaLIF") and getattr(node, "v_reset", None) is not None \
+            else np.zeros(n)
         if t == "Threshold":
             return dict(gain=np.ones(n), du=4095, dv=4096, theta=full(node.threshold), leak=None, kind="lif",
                         memory=1.0)
@@ -689,16 +688,17 @@ class _Lowerer:
         if t in ("LIF", "LI"):
             k = self._one_tau(name, node, "tau")
             return dict(gain=full(node.r) / k, du=4095, dv=int(self.rnd_decay(4096.0 / k)), theta=theta,
-                        leak=full(node.v_leak) / k, kind=kind, memory=k)
+                        leak=(full(node.v_leak) - vr) / k, kind=kind, memory=k, v_reset=vr)
         if t in ("IF", "I"):
-            return dict(gain=full(node.r), du=4095, dv=0, theta=theta, leak=None, kind=kind, memory=math.inf)
+            return dict(gain=full(node.r), du=4095, dv=0, theta=theta, leak=None, kind=kind, memory=math.inf,
+                        v_reset=vr)
         if t in ("CubaLIF", "CubaLI"):
             ks = self._one_tau(name, node, "tau_syn")
             km = self._one_tau(name, node, "tau_mem")
             du = int(self.rnd_decay(4096.0 / ks)) - 1
             return dict(gain=full(node.w_in) * full(node.r) / (ks * km), du=max(du, 0),
-                        dv=int(self.rnd_decay(4096.0 / km)), theta=theta, leak=full(node.v_leak) / km, kind=kind,
-                        memory=ks * km)
+                        dv=int(self.rnd_decay(4096.0 / km)), theta=theta, leak=(full(node.v_leak) - vr) / km,
+                        kind=kind, memory=ks * km, v_reset=vr)
         raise UnsupportedError(f"node '{name}': NIR type {t} cannot be lowered to Loihi 2")
 
     # ---------------------------------------------------------------- main
@@ -739,6 +739,7 @@ class _Lowerer:
             dst_list.append(("readout", "readout"))
         # ------------- build each destination population
         groups_by_dst = {}
+        v0_by_dst = {}                  # initial v (threshold units) of populations with v_reset != 0
         for dst, dkind in dst_list:
             if dkind == "neuron":
                 node = g.nodes[dst]
@@ -757,6 +758,13 @@ class _Lowerer:
                 ge = _meta(node, "neurodeploy.spike_rule") == ">="
                 if ge and _meta(node, "neurodeploy.v_threshold") is not None:
                     theta = np.full(n, float(_meta(node, "neurodeploy.v_threshold")))
+                vr = nm.get("v_reset")
+                if vr is not None and np.any(vr != 0):
+                    theta = theta - vr          # the shifted threshold v_th - v_reset (docs/lowering.md)
+                    if np.any(theta <= 0):
+                        raise UnsupportedError(f"node '{dst}': {t} field v_reset >= v_threshold cannot be lowered "
+                                               "to Loihi 2 (v_threshold - v_reset must be positive)")
+                    v0_by_dst[dst] = -vr / theta    # initial v' = -v_reset, in threshold units
                 if np.any(theta <= 0):
                     raise UnsupportedError(f"node '{dst}': non-positive threshold")
                 rowgain = gain / theta          # fold gain and per-neuron threshold into the weights
@@ -857,6 +865,9 @@ class _Lowerer:
                 if enc_terms or np.any(bias):
                     # the bias (and host-encoded input) must fit 13-bit mantissas with exponent <= 7
                     S = min(S, 4095.0 * 128 / (64.0 * max(rmax if enc_terms else float(np.abs(bias).max()), 1e-12)))
+                if name in v0_by_dst:
+                    # the initial v' = -v_reset must fit v's 24 bits
+                    S = min(S, ((1 << 23) - 1) / (64.0 * float(np.abs(v0_by_dst[name]).max())))
                 if pkind != "readout":
                     S = min(max(1, int(math.floor(S))), VTH_MAX)
             if pkind == "readout":
@@ -924,9 +935,15 @@ class _Lowerer:
             self.report["clipped_biases"] += cb
             bm = np.clip(bm, -4096, 4095).astype(np.int64).reshape(_pop_shape(shape))
             pshape = _pop_shape(shape)
+            v0 = 0
+            if name in v0_by_dst:
+                # v_reset on the threshold's grid: vth << 6 = 64 S is v_th - v_reset, so -v_reset is
+                # 64 S (-v_reset) / (v_th - v_reset) (exact when that is an integer)
+                v0 = np.rint(v0_by_dst[name] * 64.0 * S).astype(np.int64).reshape(pshape)
+                v0 = int(v0.reshape(-1)[0]) if np.all(v0 == v0.reshape(-1)[0]) else v0
             pop = Population(name, pshape, kind=pkind, du=int(du), dv=int(dv), vth=int(vth),
                              bias_mant=bm if np.any(bm) else 0, bias_exp=bexp, source=dst, scale=float(S),
-                             bias_input=bias_input)
+                             bias_input=bias_input, v_init=v0)
             if enc is not None:
                 e, bound = enc
                 net.populations.append(Population(bias_input, _pop_shape(shape), kind="input", input_kind="bias",

@@ -131,6 +131,34 @@ class _Value:
     bias_nodes: list = field(default_factory=list)   # (chain of node names producing a bias)
 
 
+def _mixed(w) -> bool:
+    v = w.data if sp.issparse(w) else np.asarray(w)
+    return bool((v < 0).any() and (v > 0).any())
+
+
+def _split_signs(chip):
+    """Each mixed-sign spike group (no model delays, not graded) as two groups from the same source: its
+    positive and its negative weights (Lava sign modes excitatory / inhibitory).  Lava's Dense/Sparse keep
+    all 8 bits of a one-sign weight (0..255) but drop the LSB of a mixed one (even values): one more bit of
+    weight resolution, the same synapses (each weight is in one of the two), one more group per split one
+    (a conv: two Conv processes).  Returns the new list and ``{id(weights): name suffix}``."""
+    out, tag = [], {}
+    for kind, t, w, native, delays in chip:
+        if kind not in ("conv", "dense", "sparse") or delays is not None or not _mixed(w) or \
+                (native and native[0] == "relay"):
+            out.append((kind, t, w, native, delays))
+            continue
+        for suffix, keep in ((".exc", lambda a: a > 0), (".inh", lambda a: a < 0)):
+            if sp.issparse(w):
+                part = sp.csr_matrix(w.multiply(keep(w)))      # sparse comparisons: no dense copy
+                part.eliminate_zeros()
+            else:
+                part = np.where(keep(w), w, 0.0)
+            tag[id(part)] = suffix
+            out.append((kind, t, part, native, delays))
+    return out, tag
+
+
 def _absmax(w) -> float:
     if sp.issparse(w):
         return float(np.abs(w.data).max()) if w.nnz else 0.0
@@ -148,6 +176,8 @@ def _row_abs_sum(kind, w, n) -> np.ndarray:
 
 
 class _Lowerer:
+    split_signs = False     # lower_graph(split_signs=True): mixed-sign groups as excitatory + inhibitory pairs
+
     def __init__(self, graph: nir.NIRGraph, T, scale, rounding, input_range, dt, bias_exp_min=0):
         self.bias_exp_min = int(bias_exp_min)
         from ..graph import order_and_back_edges, predecessors
@@ -828,6 +858,9 @@ class _Lowerer:
                 raise UnsupportedError(f"node '{dst}': a Delay on a real-valued input cannot be lowered to Loihi 2 "
                                        "(the host encoder has no delays; declare the input binary or counts)")
             chip = [e for e in entries if e not in enc_terms]
+            sign_tag = {}
+            if self.split_signs:
+                chip, sign_tag = _split_signs(chip)
             # ---- choose the population scale S
             if att_spec is not None:
                 spec = att_spec[1]
@@ -846,7 +879,8 @@ class _Lowerer:
                 S = self.fixed_scale
             else:
                 mx = max([_absmax(e[2]) for e in chip] + [1e-12])
-                S = 254.0 / mx
+                # mixed-sign mantissas are even, at most 254; one-sign groups (split_signs) reach 255
+                S = (255.0 if sign_tag and not any(_mixed(e[2]) for e in chip) else 254.0) / mx
                 # keep |u| and |v| inside 24 bits: worst-case input x 64 S < 2**23
                 row = np.abs(bias).copy()
                 for e in chip:
@@ -888,7 +922,7 @@ class _Lowerer:
                 else:
                     m_, e_, clipped, err, sm = self.quant_group(w * S, conv=(kind == "conv"), name=name)
                 src = popname.get(t.src, t.src)
-                sname = f"{name}<-{t.src}" if len(chip) > 1 else f"{name}.syn"
+                sname = (f"{name}<-{t.src}" if len(chip) > 1 else f"{name}.syn") + sign_tag.get(id(w), "")
                 src_desc = "/".join(t.ops) or t.src
                 if kind == "conv":
                     _, _, stride, pad, dil, groups, view = native
@@ -1004,7 +1038,7 @@ class _Lowerer:
 
 
 def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = None, rounding: str = "nearest",
-                input_range=(0.0, 1.0), bias_exp_min: int = 0, attention: str = "graded"):
+                input_range=(0.0, 1.0), bias_exp_min: int = 0, attention: str = "graded", split_signs: bool = False):
     """Lower ``graph``; returns ``(LoweredNetwork, report)``.  ``T``: steps per sample (default from the
     graph metadata ``neurodeploy.time_steps``); ``scale``: force one integer scale for every population;
     ``rounding``: how decays dv are rounded: ``nearest`` or ``floor`` (truncation, as the NIR paper's
@@ -1013,7 +1047,9 @@ def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = N
     ``bias_exp_min``: smallest bias exponent (6 = biases in weight units, as netx files require);
     ``attention``: ``graded`` (default: Lava's ProdNeuron / GradedVec / graded Sparse only, the Loihi 2
     form, :mod:`neurodeploy.lower.attention_graded`) or ``process`` (one integer op run by neurodeploy's
-    custom Lava process: faster in simulation, no chip equivalent)."""
+    custom Lava process: faster in simulation, no chip equivalent);
+    ``split_signs``: every mixed-sign spike group becomes an excitatory and an inhibitory group (one more
+    bit of weight resolution, one more group each; docs/lowering.md, "cnn_sinabs: float vs fixed point")."""
     if attention not in ("graded", "process"):
         raise BadInputError(f"attention must be 'graded' or 'process', not '{attention}'")
     from ..graph import graph_dt
@@ -1023,6 +1059,7 @@ def lower_graph(graph: nir.NIRGraph, T: int | None = None, scale: int | None = N
         T = int(_meta(graph, "neurodeploy.time_steps", 0) or 0) or None
     graph = flatten_subgraphs(graph)
     low = _Lowerer(graph, T, scale, rounding, input_range, graph_dt(graph), bias_exp_min)
+    low.split_signs = bool(split_signs)
     net = low.lower()               # includes the first balancing: the passes below start from a balanced net
     net.metadata["passes"] = ["lower_nir", "balance_delays"]
     if attention == "graded" and net.attention:

@@ -139,7 +139,7 @@ def test_delay_nodes_become_synaptic_delays(graphs):
 
 
 @pytest.mark.parametrize("field,node,expect", [
-    ("v_reset", lif(5, v_reset=-0.2), "node 'n1': LIF field v_reset = 0.2 != 0"),
+    ("v_reset", lif(5, v_reset=1.0), "node 'n1': LIF field v_reset >= v_threshold"),
     ("tau", lif(5, tau_steps=0.5), "node 'n1': tau shorter than one step"),
 ])
 def test_refusals_name_node_and_field(field, node, expect):
@@ -278,3 +278,99 @@ def test_fidelity_lava_backend_runs_recurrent_networks_one_sample_per_graph(tmp_
     fast = simulate_loihi2(g, x, steps=15, progress=False)
     lava = simulate_loihi2(g, x, steps=15, backend="lava", progress=False)
     assert lava["predictions"] == fast["predictions"] and lava["samples"] == 3
+
+
+# ------------------------------------------------------------------ v_reset != 0 (shifted membrane)
+def test_v_reset_registers_and_states_by_hand():
+    """Linear 1 -> LIF(tau 2 dt, r 1, v_leak 0, v_th 0.75, v_reset -0.25), input 1 every step.  Shifted
+    membrane v' = v + 0.25: threshold 1.0, leak towards 0.25, initial v' = 0.25.  Weight 1 x r / k = 0.5
+    threshold units, S = 254 / 0.5 = 508: weight 254, vth 508 (64 S = 32512 is one threshold unit),
+    v_init = 0.25 x 32512 = 8128, bias = 0.25 / 2 x 32512 = 4064, dv 2048.  V = V / 2 + 254 x 64 + 4064:
+    24384, 32512 (= vth << 6: no spike, as the float v = 0.75 is not > 0.75), 36576 -> spike, V = 0
+    (v = v_reset), 20320, 30480, 35560 -> spike: the float v = 0.5, 0.75, 0.875 (spike), 0.375, 0.6875,
+    0.84375 (spike), shifted by 0.25 and times 32512."""
+    g = _binary(chain(nir.Linear(weight=np.array([[1.0]], np.float32)),
+                      nir.LIF(tau=_full(1, 2 * DT), r=_full(1, 1.0), v_leak=_full(1, 0.0), v_threshold=_full(1, 0.75),
+                              v_reset=_full(1, -0.25)), in_shape=(1,)))
+    net, _ = lower_graph(g, T=6)
+    p = net.pop("n1")
+    assert (p.dv, p.vth, p.v_init, int(np.asarray(p.bias_mant).reshape(-1)[0]), p.bias_exp) == (2048, 508, 8128, 4064, 0)
+    assert (p.reset_interval, p.reset_offset) == (7, 2)        # v := v_init, u := 0 when the input arrives
+    assert int(np.asarray(net.synapses[0].weights)[0, 0]) == 254
+    r = _lava_equals_engine(net, {"input": np.ones((7, 1, 1), np.int64)}, 7)["n1"]
+    assert r["v"][1:7, 0, 0].tolist() == [24384, 32512, 0, 20320, 30480, 0]
+    assert r["s"][1:7, 0, 0].tolist() == [0, 0, 1, 0, 0, 1]
+    ref = float_simulate(g, torch.ones(1, 6, 1, dtype=torch.float64), record=True, record_membrane=True,
+                         dtype=torch.float64)[1]
+    assert ref["n1"][:, 0, 0].tolist() == [0, 0, 1, 0, 0, 1]
+    assert ref["n1:v"][:, 0, 0].tolist() == [0.5, 0.75, -0.25, 0.375, 0.6875, -0.25]
+
+
+def _on_grid_neuron(kind, n, v_reset, v_leak):
+    """A neuron whose shifted threshold v_th - v_reset is 1 (so S = 256 below), with dyadic parameters."""
+    th = 1.0 + v_reset
+    if kind == "LIF":
+        return nir.LIF(tau=_full(n, 2 * DT), r=_full(n, 1.0), v_leak=_full(n, v_leak), v_threshold=_full(n, th),
+                       v_reset=_full(n, v_reset)), 0.5
+    if kind == "IF":
+        return nir.IF(r=_full(n, 1.0), v_threshold=_full(n, th), v_reset=_full(n, v_reset)), 1.0
+    return nir.CubaLIF(tau_syn=_full(n, 2 * DT), tau_mem=_full(n, 4 * DT), r=_full(n, 4.0), w_in=_full(n, 1.0),
+                       v_leak=_full(n, v_leak), v_threshold=_full(n, th), v_reset=_full(n, v_reset)), 0.5
+
+
+def _on_grid_graph(kind, v_reset, v_leak, n_in=6, n=5):
+    """Linear -> neuron: weights w_int / 256 threshold units (w_int even, |w_int| <= 254, one of them 254),
+    so S = 256, every weight is an 8-bit mantissa, v_init = -v_reset x 16384 and the bias are exact."""
+    rng = np.random.default_rng(7)
+    w_int = 2 * rng.integers(-127, 128, (n, n_in))
+    w_int[0, 0] = 254
+    node, gain = _on_grid_neuron(kind, n, v_reset, v_leak)
+    return _binary(chain(nir.Linear(weight=(w_int / 256.0 / gain).astype(np.float32)), node, in_shape=(n_in,)))
+
+
+VRESET_CASES = [(k, vr, vl) for k in ("LIF", "IF", "CubaLIF") for vr in (0.25, -0.25)
+                for vl in ((0.0, 0.375) if k != "IF" else (0.0,))]
+
+
+@pytest.mark.parametrize("kind,v_reset,v_leak", VRESET_CASES)
+def test_v_reset_lowered_equals_float_model_and_lava_with_resets_between_samples(kind, v_reset, v_leak):
+    """LIF / IF / CubaLIF with v_reset = +-0.25 (and v_leak), parameters on the fixed-point grid: our engine
+    gives the float reference simulator's spikes exactly (8 samples x 16 steps); Lava == engine bit for bit
+    (s, u, v) in one run and in a chained run of 3 samples with the reset to v_init between them."""
+    from neurodeploy.lava.run import run_lava_chained
+    from neurodeploy.sim.chained import simulate_chained
+    g = _on_grid_graph(kind, v_reset, v_leak)
+    net, _ = lower_graph(g, T=T)
+    p = net.pop("n1")
+    assert (p.scale, p.vth, p.v_init) == (256.0, 256, int(-v_reset * 16384))
+    L = net.metadata["latency"]
+    xb = _inputs(net, batch=8, T=T, p=0.5, seed=4)
+    (key, xs), = xb.items()
+    pad = np.concatenate([xs, np.zeros((L,) + xs.shape[1:], np.int64)])
+    fixed = simulate(net, {key: pad}, T + L, record=["n1"])["n1"]["s"][L:]
+    ref = float_simulate(g, torch.as_tensor(xs.swapaxes(0, 1), dtype=torch.float64), dtype=torch.float64).numpy()
+    assert ref.sum() > 10 and np.array_equal(fixed, ref)
+    _lava_equals_engine(net, {key: pad[:, :1]}, T + L)
+    x3 = {key: xs[:, :3]}
+    chained, lava, _ = run_lava_chained(net, x3, record="all")
+    _, ours = simulate_chained(net, x3, record="all")
+    assert type(chained.pop("n1").v_init) is int and chained.pop("n1").reset_interval == T + L
+    for name in lava:
+        for k in lava[name]:
+            assert np.array_equal(lava[name][k], ours[name][k]), (name, k)
+    # each window equals the float model of that sample: the reset restores the initial v
+    win = ours["n1"]["s"].reshape(3, T + L, -1)[:, L:]
+    assert np.array_equal(win, ref[:, :3].transpose(1, 0, 2))
+
+
+def test_v_init_survives_save_load_and_bumps_the_format_version(tmp_path):
+    import json
+
+    from neurodeploy.lower.network import LoweredNetwork
+    net, _ = lower_graph(_on_grid_graph("LIF", 0.25, 0.0), T=4)
+    path = tmp_path / "net.npz"
+    net.save(str(path))
+    meta = json.loads(bytes(np.load(str(path))["__meta__"]).decode())
+    assert meta["version"] == 3
+    back = LoweredNetwork.load(str(path))
+    assert back.pop("n1").v_init == -4096

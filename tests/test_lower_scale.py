@@ -177,12 +177,13 @@ def test_npz_v2_stores_sparse_groups_sparse_and_refuses_other_versions(tmp_path)
     assert (LoweredNetwork.from_dict(net.to_dict()).synapses[0].weights != w).nnz == 0
     import json
     meta = json.loads(bytes(z["__meta__"]).decode())
-    for version, why in ((1, "older neurodeploy"), (3, "newer than")):
+    assert meta["version"] == 2         # version 3 only for networks with an initial v (v_reset != 0)
+    for version, why in ((1, "older neurodeploy"), (4, "newer than")):
         bad = tmp_path / f"v{version}.npz"
         meta["version"] = version
         np.savez(str(bad), __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
                  **{k: z[k] for k in z.files if k != "__meta__"})
-        with pytest.raises(BadInputError, match=f"version {version} is .*{why}.*reads version 2"):
+        with pytest.raises(BadInputError, match=f"version {version} is .*{why}.*reads versions 2 to 3"):
             LoweredNetwork.load(str(bad))
 
 

@@ -122,10 +122,10 @@ def test_every_command_on_every_graph_exits_cleanly(corpus, tmp_path):
     # the Loihi 2 lowering runs recurrence onto the same population, CubaLIF, v_leak, nested subgraphs, delays
     # (issue 13); what it cannot run is refused naming the node and the field or reason
     for name in ("nir_rec_self_edge", "snn_rleaky", "nir_cubalif", "nir_lif_vleak", "nir_nested", "nir_delay",
-                 "nir_nested_recurrent", "nir_rec_cubalif", "nir_cubali_readout", "nir_lif_li_readout", "snn_synaptic"):
+                 "nir_nested_recurrent", "nir_rec_cubalif", "nir_cubali_readout", "nir_lif_li_readout", "snn_synaptic",
+                 "nir_lif_vreset", "nir_if_vreset"):
         assert results[(name, "export-loihi2")] == 0, (name, errors[(name, "export-loihi2")])
-    for name, words in {"nir_lif_vreset": ("node 'n1'", "v_reset"), "nir_if_vreset": ("node 'n1'", "v_reset"),
-                        "nir_rec_to_earlier": ("node 'n1'", "recurrent loop")}.items():
+    for name, words in {"nir_rec_to_earlier": ("node 'n1'", "recurrent loop")}.items():
         code, err = results[(name, "export-loihi2")], errors[(name, "export-loihi2")]
         assert code == 2 and all(w in err for w in words) and "Loihi 2" in err, (name, err)
     code, err = results[("nir_conv1d_input", "export-loihi2")], errors[("nir_conv1d_input", "export-loihi2")]
@@ -141,14 +141,13 @@ def test_every_command_on_every_graph_exits_cleanly(corpus, tmp_path):
 
 
 #: what the Loihi 2 lowering refuses in the corpus (spike input), with the words its one-line reason holds
-REFUSED_LOIHI2 = {"nir_lif_vreset": "v_reset", "nir_if_vreset": "v_reset", "nir_rec_to_earlier": "recurrent loop",
-                  "raw_norse_scalar": "tau shorter than one step"}
+REFUSED_LOIHI2 = {"nir_rec_to_earlier": "recurrent loop", "raw_norse_scalar": "tau shorter than one step"}
 #: graphs run in Lava too (Lava takes ~1 s per graph here; the engine runs every lowered graph): every
 #: primitive issue 13 added, the snnTorch and Norse exports, nesting and the paper's LIF
 LAVA_SAMPLE = ("nir_cubalif", "nir_cubalif_win_vleak", "nir_lif_vleak", "nir_rec_self_edge", "nir_rec_affine",
                "nir_rec_cubalif", "nir_nested", "nir_nested_recurrent", "nir_delay", "nir_lif_li_readout",
                "nir_lif_i_readout", "nir_cubali_readout", "nir_affine_if", "snn_synaptic", "snn_rleaky",
-               "norse_lifbox_li", "paper_lif_norse", "nir_fan_in")
+               "norse_lifbox_li", "paper_lif_norse", "nir_fan_in", "nir_lif_vreset", "nir_if_vreset")
 
 
 def test_corpus_lowers_to_loihi2_and_lava_equals_engine(corpus):

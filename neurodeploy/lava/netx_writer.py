@@ -52,6 +52,8 @@ def netx_chain(net: LoweredNetwork):
     starts += [p for p in net.populations if p.bias_input and not into[p.name]]
     if len(starts) != 1:
         return [], "netx needs exactly one input"
+    if np.any(np.asarray(starts[0].v_init) != 0):
+        return [], f"population '{starts[0].name}': initial v != 0 (v_reset != 0; netx starts v at 0)"
     chain = [(starts[0], None)]
     cur = starts[0]
     while True:
@@ -78,6 +80,8 @@ def netx_chain(net: LoweredNetwork):
             return chain, f"conv group '{s.name}' has a delay or a non-(C, H, W) target"
         if s.kind in ("dense", "sparse") and not _fits_int_weights(s):
             return chain, f"group '{s.name}': fractional weight exponent (netx takes integer weights)"
+        if np.any(np.asarray(dst.v_init) != 0):
+            return chain, f"population '{dst.name}': initial v != 0 (v_reset != 0; netx starts v at 0)"
         bm = np.broadcast_to(np.asarray(dst.bias_mant, dtype=np.int64), dst.shape)
         if dst.bias_exp < 6 and np.any(bm % (1 << (6 - dst.bias_exp))):
             return chain, f"population '{dst.name}': bias needs bias_exp {dst.bias_exp} < 6"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 from ..lower.network import LoweredNetwork
 
 STANDARD = "Lava standard library"
@@ -26,6 +28,7 @@ MODULES = {
     "DelaySparse": ("lava.proc.sparse.process", STANDARD),
     "Conv": ("lava.proc.conv.process", STANDARD),
     "SpikingAttention": ("neurodeploy.lava.processes.attention", CUSTOM),
+    "LIFResetInit": ("neurodeploy.lava.processes.lif_reset", CUSTOM),
     "SpikeRecorder": ("neurodeploy.lava.processes.record", CUSTOM),
     "StateRecorder": ("neurodeploy.lava.processes.record", CUSTOM),
 }
@@ -42,7 +45,10 @@ def _classes(net: LoweredNetwork):
         elif p.kind in ("graded_vec", "relay"):      # relay: a graded relay (GradedVec, vth 0)
             yield "GradedVec"
         else:
-            yield "LIFReset" if p.reset_interval else "LIF"
+            if p.reset_interval and np.any(np.asarray(p.v_init) != 0):
+                yield "LIFResetInit"            # reset to v_init (v_reset != 0): neurodeploy's subclass
+            else:
+                yield "LIFReset" if p.reset_interval else "LIF"
     for s in net.synapses:
         if s.kind == "identity":
             continue

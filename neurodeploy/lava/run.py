@@ -1,6 +1,7 @@
 """Build a Lava process graph from a :class:`LoweredNetwork` and run it with ``Loihi2SimCfg(fixed_pt)``.
 
-One Lava process per population (``LIF`` / ``LIFReset``; inputs are ``io.source.RingBuffer``), one per
+One Lava process per population (``LIF`` / ``LIFReset``, or neurodeploy's ``LIFResetInit`` for a population
+with a nonzero initial v (v_reset != 0) and a periodic reset; inputs are ``io.source.RingBuffer``), one per
 synapse group (``Dense``, ``Sparse``, ``DelayDense``, ``DelaySparse``, ``Conv``; a conv that needs a
 balance delay becomes a ``DelaySparse`` with the same connections) and one :class:`SpikingAttention` per
 attention op.  Populations are flat (n,) in the C order of their (C, H, W) shape; conv synapses see them
@@ -82,7 +83,14 @@ class LavaNetwork:
                 bm = np.broadcast_to(np.asarray(p.bias_mant, dtype=np.int32), p.shape).reshape(-1).copy()
             kw = dict(shape=(p.size,), du=int(p.du), dv=int(p.dv), vth=int(p.vth), bias_mant=bm,
                       bias_exp=int(p.bias_exp), name=p.name)
-            if p.reset_interval:
+            v0 = np.broadcast_to(np.asarray(p.v_init, dtype=np.int32), p.shape).reshape(-1).copy()
+            if np.any(v0):                 # v_reset != 0: v starts (and restarts) at -v_reset
+                kw["v"] = v0
+            if p.reset_interval and np.any(v0):
+                from .processes.lif_reset import LIFResetInit   # Lava (optional heavy dependency)
+                self.procs[p.name] = LIFResetInit(reset_interval=int(p.reset_interval),
+                                                  reset_offset=int(p.reset_offset), **kw)
+            elif p.reset_interval:
                 self.procs[p.name] = LIFReset(reset_interval=int(p.reset_interval),
                                               reset_offset=int(p.reset_offset), **kw)
             else:

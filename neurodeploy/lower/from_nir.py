@@ -129,6 +129,34 @@ class _Value:
     bias_nodes: list = field(default_factory=list)   # (chain of node names producing a bias)
 
 
+def _mixed(w) -> bool:
+    v = w.data if sp.issparse(w) else np.asarray(w)
+    return bool((v < 0).any() and (v > 0).any())
+
+
+def _split_signs(chip):
+    """Each mixed-sign spike group (no model delays, not graded) as two groups from the same source: its
+    positive and its negative weights (Lava sign modes excitatory / inhibitory).  Lava's Dense/Sparse keep
+    all 8 bits of a one-sign weight (0..255) but drop the LSB of a mixed one (even values): one more bit of
+    weight resolution, the same synapses (each weight is in one of the two), one more group per split one
+    (a conv: two Conv processes).  Returns the new list and ``{id(weights): name suffix}``."""
+    out, tag = [], {}
+    for kind, t, w, native, delays in chip:
+        if kind not in ("conv", "dense", "sparse") or delays is not None or not _mixed(w) or \
+                (native and native[0] == "relay"):
+            out.append((kind, t, w, native, delays))
+            continue
+        for suffix, keep in ((".exc", lambda a: a > 0), (".inh", lambda a: a < 0)):
+            if sp.issparse(w):
+                part = sp.csr_matrix(w.multiply(keep(w)))      # sparse comparisons: no dense copy
+                part.eliminate_zeros()
+            else:
+                part = np.where(keep(w), w, 0.0)
+            tag[id(part)] = suffix
+            out.append((kind, t, part, native, delays))
+    return out, tag
+
+
 def _absmax(w) -> float:
     if sp.issparse(w):
         return float(np.abs(w.data).max()) if w.nnz else 0.0
@@ -146,9 +174,11 @@ def _row_abs_sum(kind, w, n) -> np.ndarray:
 
 
 class _Lowerer:
-    def __init__(self, ann: AnnotatedGraph, T, scale, rounding, input_range, dt, bias_exp_min=0):
+    split_signs = False     # lower_graph(split_signs=True): mixed-sign groups as excitatory + inhibitory pairs
+
+    def __init__(self, ann: AnnotatedGraph | nir.NIRGraph, T, scale, rounding, input_range, dt, bias_exp_min=0):
         self.bias_exp_min = int(bias_exp_min)
-        self.ann = ann
+        self.ann = ann = annotate(ann)          # a plain graph is annotated here
         self.g = ann.flat
         self.pred = ann.preds
         self.order, self.back = ann.order, ann.back_edges
@@ -401,7 +431,7 @@ class _Lowerer:
             V = F.conv_transpose2d(torch.ones((1, 1, ho, wo), dtype=torch.float64), taps,
                                    stride=st, padding=pad, output_padding=opad, dilation=dil)
             S = np.einsum("oik,kq->oiq", W.reshape(co, W.shape[1], kh * kw), V.reshape(kh * kw, -1).numpy())
-            return M3[:, :, 0] @ S.reshape(co, -1)
+            return np.ascontiguousarray(M3[:, :, 0]) @ S.reshape(co, -1)   # contiguous: a BLAS product
         out = np.empty((M.shape[0], int(np.prod(view))))
         wt = torch.as_tensor(W)
         for i in range(0, M.shape[0], 64):
@@ -692,11 +722,10 @@ class _Lowerer:
         t = type(node).__name__
         n = int(np.prod(shape))
         full = lambda a: np.broadcast_to(_arr(a), shape).reshape(-1).astype(np.float64)  # noqa: E731
-        if t in ("LIF", "IF", "CubaLIF") and np.any(_arr(node.v_reset) != 0):
-            raise UnsupportedError(
-                f"node '{name}': {t} field v_reset = {float(np.max(np.abs(_arr(node.v_reset)))):g} != 0 cannot be "
-                "lowered to Loihi 2 (Lava's LIF resets v to 0; shifting v by v_reset would need an initial "
-                "v = -v_reset that LIFReset zeroes)")
+        # v_reset != 0: v is held shifted, v' = v - v_reset (Lava resets to 0): threshold v_th - v_reset,
+        # leak towards v_leak - v_reset (the bias), initial v' = -v_reset ("v_reset" below; lower() applies it)
+        vr = full(node.v_reset) if t in ("LIF", "IF", "CubaLIF") and getattr(node, "v_reset", None) is not None \
+            else np.zeros(n)
         if t == "Threshold":
             return dict(gain=np.ones(n), du=4095, dv=4096, theta=full(node.threshold), leak=None, kind="lif",
                         memory=1.0)
@@ -705,16 +734,17 @@ class _Lowerer:
         if t in ("LIF", "LI"):
             k = self._one_tau(name, node, "tau")
             return dict(gain=full(node.r) / k, du=4095, dv=int(self.rnd_decay(4096.0 / k)), theta=theta,
-                        leak=full(node.v_leak) / k, kind=kind, memory=k)
+                        leak=(full(node.v_leak) - vr) / k, kind=kind, memory=k, v_reset=vr)
         if t in ("IF", "I"):
-            return dict(gain=full(node.r), du=4095, dv=0, theta=theta, leak=None, kind=kind, memory=math.inf)
+            return dict(gain=full(node.r), du=4095, dv=0, theta=theta, leak=None, kind=kind, memory=math.inf,
+                        v_reset=vr)
         if t in ("CubaLIF", "CubaLI"):
             ks = self._one_tau(name, node, "tau_syn")
             km = self._one_tau(name, node, "tau_mem")
             du = int(self.rnd_decay(4096.0 / ks)) - 1
             return dict(gain=full(node.w_in) * full(node.r) / (ks * km), du=max(du, 0),
-                        dv=int(self.rnd_decay(4096.0 / km)), theta=theta, leak=full(node.v_leak) / km, kind=kind,
-                        memory=ks * km)
+                        dv=int(self.rnd_decay(4096.0 / km)), theta=theta, leak=(full(node.v_leak) - vr) / km,
+                        kind=kind, memory=ks * km, v_reset=vr)
         raise UnsupportedError(f"node '{name}': NIR type {t} cannot be lowered to Loihi 2")
 
     # ---------------------------------------------------------------- main
@@ -754,6 +784,7 @@ class _Lowerer:
             dst_list.append(("readout", "readout"))
         # ------------- build each destination population
         groups_by_dst = {}
+        v0_by_dst = {}                  # initial v (threshold units) of populations with v_reset != 0
         for dst, dkind in dst_list:
             if dkind == "neuron":
                 node = g.nodes[dst]
@@ -772,6 +803,13 @@ class _Lowerer:
                 ge = _meta(node, "neurodeploy.spike_rule") == ">="
                 if ge and _meta(node, "neurodeploy.v_threshold") is not None:
                     theta = np.full(n, float(_meta(node, "neurodeploy.v_threshold")))
+                vr = nm.get("v_reset")
+                if vr is not None and np.any(vr != 0):
+                    theta = theta - vr          # the shifted threshold v_th - v_reset (docs/lowering.md)
+                    if np.any(theta <= 0):
+                        raise UnsupportedError(f"node '{dst}': {t} field v_reset >= v_threshold cannot be lowered "
+                                               "to Loihi 2 (v_threshold - v_reset must be positive)")
+                    v0_by_dst[dst] = -vr / theta    # initial v' = -v_reset, in threshold units
                 if np.any(theta <= 0):
                     raise UnsupportedError(f"node '{dst}': non-positive threshold")
                 rowgain = gain / theta          # fold gain and per-neuron threshold into the weights
@@ -835,6 +873,9 @@ class _Lowerer:
                 raise UnsupportedError(f"node '{dst}': a Delay on a real-valued input cannot be lowered to Loihi 2 "
                                        "(the host encoder has no delays; declare the input binary or counts)")
             chip = [e for e in entries if e not in enc_terms]
+            sign_tag = {}
+            if self.split_signs:
+                chip, sign_tag = _split_signs(chip)
             # ---- choose the population scale S
             if att_spec is not None:
                 spec = att_spec[1]
@@ -853,7 +894,8 @@ class _Lowerer:
                 S = self.fixed_scale
             else:
                 mx = max([_absmax(e[2]) for e in chip] + [1e-12])
-                S = 254.0 / mx
+                # mixed-sign mantissas are even, at most 254; one-sign groups (split_signs) reach 255
+                S = (255.0 if sign_tag and not any(_mixed(e[2]) for e in chip) else 254.0) / mx
                 # keep |u| and |v| inside 24 bits: worst-case input x 64 S < 2**23
                 row = np.abs(bias).copy()
                 for e in chip:
@@ -872,6 +914,9 @@ class _Lowerer:
                 if enc_terms or np.any(bias):
                     # the bias (and host-encoded input) must fit 13-bit mantissas with exponent <= 7
                     S = min(S, 4095.0 * 128 / (64.0 * max(rmax if enc_terms else float(np.abs(bias).max()), 1e-12)))
+                if name in v0_by_dst:
+                    # the initial v' = -v_reset must fit v's 24 bits
+                    S = min(S, ((1 << 23) - 1) / (64.0 * float(np.abs(v0_by_dst[name]).max())))
                 if pkind != "readout":
                     S = min(max(1, int(math.floor(S))), VTH_MAX)
             if pkind == "readout":
@@ -892,7 +937,7 @@ class _Lowerer:
                 else:
                     m_, e_, clipped, err, sm = self.quant_group(w * S, conv=(kind == "conv"), name=name)
                 src = popname.get(t.src, t.src)
-                sname = f"{name}<-{t.src}" if len(chip) > 1 else f"{name}.syn"
+                sname = (f"{name}<-{t.src}" if len(chip) > 1 else f"{name}.syn") + sign_tag.get(id(w), "")
                 src_desc = "/".join(t.ops) or t.src
                 if kind == "conv":
                     _, _, stride, pad, dil, groups, view = native
@@ -939,9 +984,15 @@ class _Lowerer:
             self.report["clipped_biases"] += cb
             bm = np.clip(bm, -4096, 4095).astype(np.int64).reshape(_pop_shape(shape))
             pshape = _pop_shape(shape)
+            v0 = 0
+            if name in v0_by_dst:
+                # v_reset on the threshold's grid: vth << 6 = 64 S is v_th - v_reset, so -v_reset is
+                # 64 S (-v_reset) / (v_th - v_reset) (exact when that is an integer)
+                v0 = np.rint(v0_by_dst[name] * 64.0 * S).astype(np.int64).reshape(pshape)
+                v0 = int(v0.reshape(-1)[0]) if np.all(v0 == v0.reshape(-1)[0]) else v0
             pop = Population(name, pshape, kind=pkind, du=int(du), dv=int(dv), vth=int(vth),
                              bias_mant=bm if np.any(bm) else 0, bias_exp=bexp, source=dst, scale=float(S),
-                             bias_input=bias_input)
+                             bias_input=bias_input, v_init=v0)
             if enc is not None:
                 e, bound = enc
                 net.populations.append(Population(bias_input, _pop_shape(shape), kind="input", input_kind="bias",
@@ -997,7 +1048,7 @@ class _Lowerer:
 
 
 def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding: str = "nearest",
-                input_range=(0.0, 1.0), bias_exp_min: int = 0, attention: str = "graded"):
+                input_range=(0.0, 1.0), bias_exp_min: int = 0, attention: str = "graded", split_signs: bool = False):
     """Lower ``graph``; returns ``(LoweredNetwork, report)``.  ``T``: steps per sample (default from the
     graph metadata ``neurodeploy.time_steps``); ``scale``: force one integer scale for every population;
     ``rounding``: how decays dv are rounded: ``nearest`` or ``floor`` (truncation, as the NIR paper's
@@ -1006,7 +1057,9 @@ def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding:
     ``bias_exp_min``: smallest bias exponent (6 = biases in weight units, as netx files require);
     ``attention``: ``graded`` (default: Lava's ProdNeuron / GradedVec / graded Sparse only, the Loihi 2
     form, :mod:`neurodeploy.lower.attention_graded`) or ``process`` (one integer op run by neurodeploy's
-    custom Lava process: faster in simulation, no chip equivalent).
+    custom Lava process: faster in simulation, no chip equivalent);
+    ``split_signs``: every mixed-sign spike group becomes an excitatory and an inhibitory group (one more
+    bit of weight resolution, one more group each; docs/lowering.md, "cnn_sinabs: float vs fixed point");
     ``graph``: a NIR graph or its :class:`~neurodeploy.analysis.annotate.AnnotatedGraph` (a deployment hands
     over the one it built)."""
     if attention not in ("graded", "process"):
@@ -1017,6 +1070,7 @@ def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding:
     if T is None:
         T = int(ann.time_steps or 0) or None
     low = _Lowerer(ann, T, scale, rounding, input_range, graph_dt(ann.flat), bias_exp_min)
+    low.split_signs = bool(split_signs)
     net = low.lower()               # includes the first balancing: the passes below start from a balanced net
     net.metadata["passes"] = ["lower_nir", "balance_delays"]
     if attention == "graded" and net.attention:

@@ -14,6 +14,10 @@ Records (plain dataclasses, integers only where the chip holds integers):
   ``bias_input``: name of an input whose per-sample values are written to ``bias_mant`` (an image as
   input bias, the "host-side encoder" input).  ``reset_interval``/``reset_offset``: Lava ``LIFReset``
   (u and v are zeroed before the dynamics of step t when ``t % interval == offset``, t counted from 1).
+  ``v_init`` (int or one per neuron, default 0): the value v starts from and is reset to by that periodic
+  reset (u is zeroed); a NIR neuron with ``v_reset != 0`` is lowered with v shifted by v_reset, which
+  starts at ``-v_reset`` (docs/lowering.md, "Neuron models").  In Lava: ``LIF(v=v_init)``, and with a
+  periodic reset :class:`neurodeploy.lava.processes.lif_reset.LIFResetInit`.
   ``relay``: a graded relay with no state (Lava ``lava.proc.graded.GradedVec`` with vth 0, fixed_pt): every
   step it sends its integer input ``a_in`` unchanged as a graded payload (24 bits); every group out of it
   is ``graded``.  The lowering uses it for exact spike counts (a channel's spikes summed over positions).
@@ -54,13 +58,14 @@ Many samples can run back to back in one run (chained mode: :mod:`neurodeploy.lo
 ``LoweredNetwork.latency`` gives each population's pipeline depth.
 
 File format (``save``/``load``): one ``.npz`` file; key ``__meta__`` holds a UTF-8 JSON document
-(``format`` = ``neurodeploy.lowered``, ``version`` = 2, the records with every scalar field) and every
+(``format`` = ``neurodeploy.lowered``, ``version`` = 2, or 3 when some population has a nonzero
+``v_init``, which a version-2 reader would silently drop; the records with every scalar field) and every
 array field is stored as its own npz entry ``<record kind>/<record name>/<field>`` referenced from the
 JSON as ``{"array": key}``; integer arrays in the smallest integer type that holds them (read back as
 int64).  A sparse field (``sparse`` weights and delays) is ``{"csr": {"shape": [n_out, n_in], "indptr":
 {"array": ...}, "indices": {"array": ...}, "data": {"array": ...}}}`` (npz entries
 ``<field>.indptr/.indices/.data``): the file grows with the connections, never with n_out x n_in.
-Version 1 (sparse groups stored dense) and versions newer than 2 are refused with a message naming both.
+Version 1 (sparse groups stored dense) and versions newer than 3 are refused with a message naming both.
 """
 from __future__ import annotations
 
@@ -76,7 +81,8 @@ from ..fileio import atomic_path
 from .fixed_point import EXCITATORY, INHIBITORY, MIXED  # noqa: F401 - re-exported (historic home)
 
 FORMAT = "neurodeploy.lowered"
-VERSION = 2
+VERSION = 3             # written only when a population has a nonzero v_init (else VERSION_BASE)
+VERSION_BASE = 2        # versions read: VERSION_BASE .. VERSION
 MAX_DELAY = 62          # DelayDense/DelaySparse (netx clamps at 62; Lava checks 63)
 VTH_MAX = (1 << 17) - 1
 DECAY_MAX = 4095
@@ -114,6 +120,7 @@ class Population:
     source: str = ""                # NIR node / file layer this came from
     scale: float = 0.0              # integer units (of a_in) per float unit of the source model
     exp: int = 0                    # prod / graded_vec: Lava's fixed-point base ``exp``
+    v_init: Any = 0                 # lif / readout: initial v and the v a periodic reset sets (int or array)
 
     @property
     def size(self) -> int:
@@ -309,6 +316,9 @@ class LoweredNetwork:
             bm = np.asarray(p.bias_mant)
             if bm.size and (bm.min() < BIAS_MANT_MIN or bm.max() > BIAS_MANT_MAX) and not p.bias_input:
                 raise UnsupportedError(f"population '{p.name}': bias mantissa outside 13 bits")
+            vi = np.asarray(p.v_init)
+            if vi.size and (np.abs(vi).max() > UV_MAX or (vi.size > 1 and vi.size != p.size)):
+                raise UnsupportedError(f"population '{p.name}': v_init outside 24 bits or not one per neuron")
             if p.bias_input and p.bias_input not in byname:
                 raise BadInputError(f"population '{p.name}': bias_input '{p.bias_input}' is not a population")
         for s in self.synapses:
@@ -468,11 +478,11 @@ class LoweredNetwork:
         if d.get("format") != FORMAT:
             raise BadInputError(f"not a lowered network (format '{d.get('format')}')")
         version = int(d.get("version", 0))
-        if version != VERSION:
+        if not VERSION_BASE <= version <= VERSION:
             why = ("newer than this neurodeploy reads" if version > VERSION else
                    "written by an older neurodeploy (sparse groups stored dense); lower the model again")
             raise BadInputError(f"lowered network format version {version} is {why} (this version reads "
-                                f"version {VERSION})")
+                                f"versions {VERSION_BASE} to {VERSION})")
         net = cls(outputs=list(d.get("outputs", [])), metadata=dict(d.get("metadata", {})))
         for rec in d.get("populations", []):
             net.populations.append(_make(Population, rec))
@@ -512,7 +522,9 @@ class LoweredNetwork:
                     out[f.name] = val
             return out
 
-        meta = {"format": FORMAT, "version": VERSION, "outputs": list(self.outputs),
+        # version 3 only where it matters: a version-2 reader would ignore v_init (wrong results)
+        version = VERSION if any(np.any(np.asarray(p.v_init) != 0) for p in self.populations) else VERSION_BASE
+        meta = {"format": FORMAT, "version": version, "outputs": list(self.outputs),
                 "metadata": self.metadata,
                 "populations": [rec("population", p) for p in self.populations],
                 "synapses": [rec("synapse", s) for s in self.synapses],
@@ -584,7 +596,7 @@ def _make(klass, rec: dict):
             v = tuple(int(x) for x in v)
         elif klass.__name__ == "Encoder" and k in ("weights", "row_gain", "bias"):
             v = np.asarray(v, dtype=np.float64)
-        elif k in ("weights", "delays", "bias_mant") and isinstance(v, (list, np.ndarray)):
+        elif k in ("weights", "delays", "bias_mant", "v_init") and isinstance(v, (list, np.ndarray)):
             v = np.asarray(v)
             v = v.astype(np.int64) if v.dtype.kind in "iub" or isinstance(rec[k], list) else v
         kwargs[k] = v

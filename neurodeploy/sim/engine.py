@@ -7,7 +7,8 @@ Semantics (lava-nc 0.10.0 ``PyLifModelBitAcc`` / ``PyLifResetModelBitAcc``, ``Py
   ``u = trunc0(u * (4096 - (du + 1)) / 4096) + (a_in << 6)`` held in int32 then wrapped once into 24 bits
   (``> 2**23`` subtracts ``2**24``, ``<= -2**23`` adds it), ``v = trunc0(v * (4096 - dv) / 4096) + u +
   (bias_mant << bias_exp)`` saturated to +-(2**23 - 1), spike iff ``v > vth << 6``, then v := 0.
-  ``trunc0`` rounds toward zero.
+  ``trunc0`` rounds toward zero.  v starts at the population's ``v_init`` (0 unless v_reset != 0) and the
+  periodic reset sets u := 0, v := v_init (Lava: ``LIF(v=...)``, ``neurodeploy.lava.processes.lif_reset``).
 * Dense / Sparse / DelayDense / DelaySparse: weights clipped to 8 bits by sign mode, then
   ``8 - num_weight_bits + mixed`` LSBs dropped (arithmetic shift), sum over the active inputs (or the
   product with the graded payload), then ``<< weight_exp`` (or floor ``>> -weight_exp``), per delay value.
@@ -603,6 +604,9 @@ class Engine:
             bias = self._to_internal(name, bias)
             bmax = float(bias.abs().max()) if bias.numel() else 0.0
             pl.du, pl.dv, pl.vth = int(p.du), int(p.dv), int(p.vth)
+            v0 = np.broadcast_to(np.asarray(p.v_init, dtype=np.int64), p.shape).reshape(1, -1)
+            pl.v0 = self._to_internal(name, torch.as_tensor(v0.copy(), device=dev)) if np.any(v0) else None
+            v0max = float(np.abs(v0).max()) if v0.size else 0.0
             pl.reset_interval = int(p.reset_interval)
             if pl.reset_interval:
                 pl.reset_mod = p.reset_offset % p.reset_interval
@@ -613,8 +617,9 @@ class Engine:
                 # + |u|max + |bias|max, so |v| stays below the fixed point of that bound (and V_LIM)
                 umax = self.in_bound[name] * 64 * (4096.0 / (pl.du + 1))
                 vmax = (umax + bmax) * 4096.0 / pl.dv if pl.dv > 0 else float("inf")
-                pl.clamp = not (vmax <= _V_LIM)
-                vstate = min(vmax, _V_LIM)
+                # an initial v only decays towards the bound (or stays: dv 0, where vmax is infinite)
+                pl.clamp = not (max(vmax, v0max) <= _V_LIM)
+                vstate = max(min(vmax, _V_LIM), v0max)
                 fu, fv = 4096 - (pl.du + 1), 4096 - pl.dv
                 # float32 state is exact when every product (v * odd part of the decay factor) and every
                 # sum stays below 2**24; float64 always is (< 2**36)
@@ -623,6 +628,9 @@ class Engine:
                 sdt = torch.float32 if f32 else torch.float64
                 pl.u = torch.zeros(B, n, dtype=sdt, device=dev) if pl.du != 4095 else None
                 pl.v = torch.zeros(B, n, dtype=sdt, device=dev)
+                if pl.v0 is not None:
+                    pl.v0 = pl.v0.to(sdt)
+                    pl.v.copy_(pl.v0.expand(B, n))
                 pl.tmp = torch.empty(B, n, dtype=sdt, device=dev)
                 # the spike tensor is reused every step unless an attention op keeps a history of it
                 pl.sbuf = None if pl.hist is not None else torch.empty(B, n, dtype=sdt, device=dev)
@@ -638,6 +646,8 @@ class Engine:
             else:
                 pl.u = torch.zeros(B, n, dtype=torch.int64, device=dev)
                 pl.v = torch.zeros(B, n, dtype=torch.int64, device=dev)
+                if pl.v0 is not None:
+                    pl.v.copy_(pl.v0.expand(B, n))
                 pl.bias = bias if bmax or p.bias_input else 0
                 pl.zero_in = torch.zeros(B, n, dtype=torch.int64, device=dev)
             plan.append(pl)
@@ -670,7 +680,10 @@ class Engine:
                     if pl.reset_interval and (ts + pl.shift) % pl.reset_interval == pl.reset_mod:
                         if pl.u is not None:
                             pl.u.zero_()
-                        pl.v.zero_()
+                        if pl.v0 is None:
+                            pl.v.zero_()
+                        else:
+                            pl.v.copy_(pl.v0.expand_as(pl.v))
                     if pl.gkind:
                         s = self._graded(pl, slot, t, rec)
                     elif pl.fast and pl.kernel is not None:
@@ -793,7 +806,7 @@ class _Plan:
     __slots__ = ("name", "is_input", "rec", "hist", "atts", "groups", "bias_only", "x", "xint", "L", "pend",
                  "du", "dv", "vth", "reset_interval", "reset_mod", "shift", "fast", "u", "v", "bias", "fu",
                  "fv", "th", "clamp", "zero_in", "tmp", "sbuf", "checks", "silent", "kernel", "kt", "kzero", "relay",
-                 "gkind", "pend2", "gexp", "gdtype", "B", "n")
+                 "gkind", "pend2", "gexp", "gdtype", "B", "n", "v0")
 
     def __init__(self, name, is_input):
         self.name = name
@@ -808,6 +821,7 @@ class _Plan:
         self.relay = None
         self.gkind = ""
         self.pend2 = None
+        self.v0 = None
 
 
 def simulate(net: LoweredNetwork, inputs: dict, steps: int, record=None, device="cpu", pipelined=True) -> dict:

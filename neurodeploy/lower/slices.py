@@ -154,7 +154,7 @@ def partition(net: LoweredNetwork, max_processes: int = 40) -> list:
     """Consecutive populations of ``net``'s topological order, grouped into slices of at most
     ``max_processes`` Lava processes (:func:`lava_process_count`; a single population that needs more is
     a slice of its own).  A ``prod`` / ``graded_vec`` population always joins the slice of its graded
-    sources.  Every population is in exactly one slice."""
+    sources, even past the budget.  Every population is in exactly one slice."""
     byname = {p.name: p for p in net.populations}
     slices, cur = [], []
     for name in net.topological_order():

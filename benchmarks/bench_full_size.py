@@ -10,11 +10,20 @@
 * ``lava`` (``--lava-steps N``): ONE full-resolution cifar10-4-384 sample through Lava (Loihi2SimCfg
   fixed_pt: a Conv process per conv group, Dense for the head, our attention process), N steps, compared
   bit for bit with our engine on the steps run; build, first step (compile + start) and per-step time.
+* ``lava-slices`` (``--slice-processes P``, ``--lava-budget S``): ONE full-resolution cifar10-4-384 sample,
+  all T + latency steps, through Lava slice by slice (:func:`neurodeploy.lava.slices.check_slices`: slices of
+  consecutive populations of at most P Lava processes, each fed with the messages its outside sources sent
+  in our engine's whole-network run, compared bit for bit with that run on every member's spikes / u / v).
+  Conv groups run as Lava ``Sparse`` where exact and at most 2**24 connections, the larger ones as Lava
+  ``Conv`` (slow in Lava's CPU model: C_in x C_out scipy convolutions per step).  Slices run in topological
+  order until S seconds have passed; time per slice, total, slices run / all, bit_exact (of those run).
+  Our engine's whole run records every population (about 3 GiB at 32x32).
 
 Each part runs in its own child process (peak RSS per part).  Wall-clock times are inflated when the
 machine is shared.
 
-    python benchmarks/bench_full_size.py [--parts cifar gesture lava] [--max-memory BYTES] [--lava-steps N]
+    python benchmarks/bench_full_size.py [--parts cifar gesture lava lava-slices] [--max-memory BYTES]
+        [--lava-steps N] [--slice-processes P] [--lava-budget S]
 """
 from __future__ import annotations
 
@@ -111,16 +120,55 @@ print(json.dumps({"part": "lava", "arch": "spikingformer-cifar10-4-384", "input"
 """
 
 
+_LAVA_SLICES = _COMMON + r"""
+from neurodeploy.lava.slices import check_slices
+from neurodeploy.lower.slices import partition
+from neurodeploy.sim import simulate
+max_procs, budget = (int(a) for a in sys.argv[1].split(","))
+g = to_nir(build_model("spikingformer-cifar10-4-384").eval())
+net, rep = lower_graph(g, input_range=(-1.0, 1.0))
+x = (torch.rand(1, 3, 32, 32) * 2 - 1).numpy()
+inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
+steps = 4 + net.metadata["latency"]
+t0 = time.perf_counter()
+ref = simulate(net, inputs, steps, record="all")
+t_eng = time.perf_counter() - t0
+slices = partition(net, max_procs)
+reps, t0 = [], time.perf_counter()
+for sl in slices:
+    if time.perf_counter() - t0 > budget:
+        break
+    r = check_slices(net, inputs, steps, ref, [sl], conv_as_sparse=True)[0]
+    reps.append(r)
+    print(json.dumps({"slice": len(reps) - 1, "populations": len(sl), "processes": r["processes"],
+                      "seconds": r["seconds"], "bit_exact": not r["mismatch"]}), file=sys.stderr, flush=True)
+t_lava = time.perf_counter() - t0
+print(json.dumps({"part": "lava-slices", "arch": "spikingformer-cifar10-4-384", "input": [1, 3, 32, 32],
+                  "steps": steps, "engine_whole_run_s": round(t_eng, 1), "slices_total": len(slices),
+                  "slices_run": len(reps), "populations_checked": sum(len(r["members"]) for r in reps),
+                  "populations": len(net.populations), "lava_s": round(t_lava, 1),
+                  "per_slice": [{"populations": len(r["members"]), "first": r["members"][0],
+                                 "processes": r["processes"], "seconds": r["seconds"],
+                                 "bit_exact": not r["mismatch"]} for r in reps],
+                  "bit_exact": bool(reps) and all(not r["mismatch"] for r in reps),
+                  "mismatches": [r["mismatch"] for r in reps if r["mismatch"]],
+                  "spikes": int(sum((r["s"] != 0).sum() for r in ref.values())), "peak_rss_gib": rss()}))
+"""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--parts", nargs="*", default=["cifar", "gesture"])
     ap.add_argument("--max-memory", type=int, default=4 << 30)
     ap.add_argument("--lava-steps", type=int, default=3)
+    ap.add_argument("--slice-processes", type=int, default=40, help="lava-slices: Lava processes per slice")
+    ap.add_argument("--lava-budget", type=int, default=3600, help="lava-slices: seconds, then stop after the slice")
     a = ap.parse_args(argv)
     out = []
     for part in a.parts:
         code, arg = {"cifar": (_CIFAR, a.max_memory), "gesture": (_GESTURE, a.max_memory),
-                     "lava": (_LAVA, a.lava_steps)}[part]
+                     "lava": (_LAVA, a.lava_steps),
+                     "lava-slices": (_LAVA_SLICES, f"{a.slice_processes},{a.lava_budget}")}[part]
         env = dict(os.environ, OMP_NUM_THREADS="2")
         r = subprocess.run([sys.executable, "-c", code, str(arg)], capture_output=True, text=True, env=env)
         if r.returncode:

@@ -10,11 +10,22 @@
 * ``lava`` (``--lava-steps N``): ONE full-resolution cifar10-4-384 sample through Lava (Loihi2SimCfg
   fixed_pt: a Conv process per conv group, Dense for the head, our attention process), N steps, compared
   bit for bit with our engine on the steps run; build, first step (compile + start) and per-step time.
+* ``lava-slices`` (``--slice-processes P``, ``--lava-budget S``): ONE full-resolution cifar10-4-384 sample,
+  all T + latency steps, through Lava slice by slice (:func:`neurodeploy.lava.slices.check_slices`: slices of
+  consecutive populations of at most P Lava processes, each fed with the messages its outside sources sent
+  in our engine's whole-network run, compared bit for bit with that run on every member's spikes / u / v).
+  Conv groups run as Lava ``Sparse`` where exact and at most 2**24 connections, the larger ones as Lava
+  ``Conv`` (slow in Lava's CPU model: C_in x C_out scipy convolutions per step).  Slices run in topological
+  order until S seconds have passed; time per slice, total, slices run / all, bit_exact (of those run).
+  Our engine's whole-network run is recorded to disk (int32) in groups of populations of ~1 GiB of
+  recordings each (the same deterministic run repeated), in a child of its own; the Lava slices run from a
+  second, lean child (Lava forks every process from it).  Progress lines (one per slice) go to stderr.
 
 Each part runs in its own child process (peak RSS per part).  Wall-clock times are inflated when the
 machine is shared.
 
-    python benchmarks/bench_full_size.py [--parts cifar gesture lava] [--max-memory BYTES] [--lava-steps N]
+    python benchmarks/bench_full_size.py [--parts cifar gesture lava lava-slices] [--max-memory BYTES]
+        [--lava-steps N] [--slice-processes P] [--lava-budget S]
 """
 from __future__ import annotations
 
@@ -111,14 +122,111 @@ print(json.dumps({"part": "lava", "arch": "spikingformer-cifar10-4-384", "input"
 """
 
 
+_LAVA_SLICES_ENGINE = _COMMON + r"""
+import os
+from neurodeploy.sim import simulate
+work = sys.argv[1]
+g = to_nir(build_model("spikingformer-cifar10-4-384").eval())
+t0 = time.perf_counter()
+net, rep = lower_graph(g, input_range=(-1.0, 1.0))
+t_lower = time.perf_counter() - t0
+x = (torch.rand(1, 3, 32, 32) * 2 - 1).numpy()
+inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
+steps = 4 + net.metadata["latency"]
+net.save(os.path.join(work, "net.npz"))
+np.savez(os.path.join(work, "inputs.npz"), **inputs)
+# the whole network's run, recorded in groups of populations of at most ~1 GiB of recordings each (the same
+# deterministic run each time), saved as int32 .npy per population and key
+groups, cur, size = [], [], 0
+for n in net.topological_order():
+    p = net.pop(n)
+    if p.kind == "input" and p.input_kind == "bias":
+        continue
+    if cur and size + p.size * steps * 3 * 8 > (1 << 30):
+        groups.append(cur); cur, size = [], 0
+    cur.append(n); size += p.size * steps * 3 * 8
+groups.append(cur)
+t0 = time.perf_counter()
+spikes = 0
+for grp in groups:
+    ref = simulate(net, inputs, steps, record=grp)
+    for n, r in ref.items():
+        for k, a in r.items():
+            np.save(os.path.join(work, f"{n}.{k}.npy"), a.astype(np.int32))
+        spikes += int((r["s"] != 0).sum())
+    del ref
+print(json.dumps({"steps": steps, "lower_s": round(t_lower, 1), "engine_runs": len(groups),
+                  "engine_s": round(time.perf_counter() - t0, 1), "spikes": spikes, "peak_rss_gib": rss()}))
+"""
+
+_LAVA_SLICES = _COMMON + r"""
+import os
+from neurodeploy.lava.slices import check_slices
+from neurodeploy.lower.network import LoweredNetwork
+from neurodeploy.lower.slices import cut_network, partition
+work, max_procs, budget = sys.argv[1].split(",")
+max_procs, budget = int(max_procs), float(budget)
+net = LoweredNetwork.load(os.path.join(work, "net.npz"))
+inputs = dict(np.load(os.path.join(work, "inputs.npz")))
+steps = 4 + net.metadata["latency"]
+slices = partition(net, max_procs)
+reps, t0 = [], time.perf_counter()
+for sl in slices:
+    if time.perf_counter() - t0 > budget:
+        break
+    need = set(sl) | set(cut_network(net, sl).metadata["slice_inputs"])
+    rec = {n: {k: np.load(os.path.join(work, f"{n}.{k}.npy"), mmap_mode="r") for k in "suv"
+               if os.path.exists(os.path.join(work, f"{n}.{k}.npy"))} for n in need}
+    rec = {n: r for n, r in rec.items() if r}
+    r = check_slices(net, inputs, steps, rec, [sl], conv_as_sparse=True)[0]
+    reps.append(r)
+    print(json.dumps({"slice": len(reps) - 1, "of": len(slices), "populations": len(sl), "first": sl[0],
+                      "processes": r["processes"], "seconds": r["seconds"], "bit_exact": not r["mismatch"],
+                      "mismatch": r["mismatch"]}), file=sys.stderr, flush=True)
+t_lava = time.perf_counter() - t0
+print(json.dumps({"slices_total": len(slices), "slices_run": len(reps),
+                  "populations_checked": sum(len(r["members"]) for r in reps), "populations": len(net.populations),
+                  "lava_s": round(t_lava, 1),
+                  "per_slice": [{"populations": len(r["members"]), "first": r["members"][0],
+                                 "processes": r["processes"], "seconds": r["seconds"],
+                                 "bit_exact": not r["mismatch"]} for r in reps],
+                  "bit_exact": bool(reps) and all(not r["mismatch"] for r in reps),
+                  "mismatches": [r["mismatch"] for r in reps if r["mismatch"]], "peak_rss_gib": rss()}))
+"""
+
+
+def _lava_slices(a, env) -> dict:
+    """The ``lava-slices`` part: our engine's whole run (recorded to disk) in one child, then the Lava
+    slices in another (a lean parent: Lava forks one OS process per process from it)."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="bench-lava-slices-") as work:
+        outs = []
+        for code, arg in ((_LAVA_SLICES_ENGINE, work), (_LAVA_SLICES, f"{work},{a.slice_processes},{a.lava_budget}")):
+            r = subprocess.run([sys.executable, "-c", code, arg], stdout=subprocess.PIPE, text=True, env=env)
+            if r.returncode:
+                return {"part": "lava-slices", "error": f"exit {r.returncode} (see stderr)"}
+            outs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    eng, lava = outs
+    return {"part": "lava-slices", "arch": "spikingformer-cifar10-4-384", "input": [1, 3, 32, 32],
+            "steps": eng["steps"], "lower_s": eng["lower_s"], "engine_whole_run_s": eng["engine_s"],
+            "engine_runs": eng["engine_runs"], "spikes": eng["spikes"], "engine_peak_rss_gib": eng["peak_rss_gib"],
+            **{k: v for k, v in lava.items() if k != "peak_rss_gib"}, "lava_parent_peak_rss_gib": lava["peak_rss_gib"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--parts", nargs="*", default=["cifar", "gesture"])
     ap.add_argument("--max-memory", type=int, default=4 << 30)
     ap.add_argument("--lava-steps", type=int, default=3)
+    ap.add_argument("--slice-processes", type=int, default=40, help="lava-slices: Lava processes per slice")
+    ap.add_argument("--lava-budget", type=int, default=3600, help="lava-slices: seconds, then stop after the slice")
     a = ap.parse_args(argv)
     out = []
     for part in a.parts:
+        if part == "lava-slices":
+            out.append(_lava_slices(a, dict(os.environ, OMP_NUM_THREADS="2")))
+            print(json.dumps(out[-1]), file=sys.stderr)
+            continue
         code, arg = {"cifar": (_CIFAR, a.max_memory), "gesture": (_GESTURE, a.max_memory),
                      "lava": (_LAVA, a.lava_steps)}[part]
         env = dict(os.environ, OMP_NUM_THREADS="2")

@@ -39,7 +39,7 @@ from ..lower.chain import chain_inputs, chain_network
 class LavaNetwork:
     """The built process graph for one sample (Lava runs one sample at a time)."""
 
-    def __init__(self, net: LoweredNetwork, inputs: dict, steps: int, record=None):
+    def __init__(self, net: LoweredNetwork, inputs: dict, steps: int, record=None, delay_lines: bool = False):
         ensure_lava()
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import Dense, DelayDense
@@ -53,6 +53,11 @@ class LavaNetwork:
         from .processes.attention import SpikingAttention  # imports Lava (optional, slow): only when running
 
         net.validate()
+        # delay_lines: a sparse group whose only delay is its balance delay d is built as an identity delay
+        # line (as for convs, below) in front of a plain Sparse, instead of one DelaySparse: the same steps
+        # (d - 1 + 1 in the line, + 1 in the Sparse), but Lava's DelaySparse model rebuilds one masked copy
+        # of its weight matrix per delay value every step (slow for big groups); the line holds n weights
+        self.delay_lines = bool(delay_lines)
         self.net = net
         self.steps = steps
         self.procs = {}
@@ -100,6 +105,24 @@ class LavaNetwork:
             proc = self.procs[name]
             return proc.s_out
 
+        def delay_line(s, src, nmb, feed):
+            """``feed`` delayed by the group's balance delay d minus one step (the group adds the last)."""
+            if s.balance_delay <= 0:
+                return feed
+            # exact delay line: identity weights 1 (excitatory: Lava keeps them), delay d - 1
+            n = src.size
+            eye = csr_matrix((np.ones(n, dtype=np.int32), (np.arange(n), np.arange(n))), shape=(n, n))
+            d = int(s.balance_delay) - 1
+            ident = dict(num_message_bits=nmb, sign_mode=SignMode.EXCITATORY, name=f"{s.name}.delay")
+            if d > 0:
+                dm = csr_matrix((np.full(n, d, dtype=int), (np.arange(n), np.arange(n))), shape=(n, n))
+                line = DelaySparse(weights=eye, delays=dm, max_delay=d, **ident)
+            else:
+                line = Sparse(weights=eye, **ident)
+            feed.connect(line.s_in)
+            self.procs[f"{s.name}.delay"] = line
+            return line.a_out
+
         for s in net.synapses:
             src = pops[s.src]
             nmb = 24 if (s.graded or src.input_kind == "graded") else 0
@@ -118,21 +141,7 @@ class LavaNetwork:
                 proc = Conv(weight=w, input_shape=(wd, h, c), padding=tuple(s.padding[::-1]),
                             stride=tuple(s.stride[::-1]), dilation=tuple(s.dilation[::-1]),
                             groups=int(s.groups), num_message_bits=nmb, name=s.name)
-                feed = out_port(s.src)
-                if s.balance_delay > 0:
-                    # exact delay line: identity weights 1 (excitatory: Lava keeps them), delay d - 1
-                    n = src.size
-                    eye = csr_matrix((np.ones(n, dtype=np.int32), (np.arange(n), np.arange(n))), shape=(n, n))
-                    d = int(s.balance_delay) - 1
-                    ident = dict(num_message_bits=nmb, sign_mode=SignMode.EXCITATORY, name=f"{s.name}.delay")
-                    if d > 0:
-                        dm = csr_matrix((np.full(n, d, dtype=int), (np.arange(n), np.arange(n))), shape=(n, n))
-                        line = DelaySparse(weights=eye, delays=dm, max_delay=d, **ident)
-                    else:
-                        line = Sparse(weights=eye, **ident)
-                    feed.connect(line.s_in)
-                    feed = line.a_out
-                    self.procs[f"{s.name}.delay"] = line
+                feed = delay_line(s, src, nmb, out_port(s.src))
                 feed.reshape((c, h, wd)).transpose([2, 1, 0]).connect(proc.s_in)
                 co, ho, wo = conv_out_shape(src.shape, s)
                 proc.a_out.transpose([2, 1, 0]).reshape((co * ho * wo,)).connect(self.procs[s.dst].a_in)
@@ -140,6 +149,16 @@ class LavaNetwork:
                 continue
             w = s.weights
             kind = s.kind
+            feed = out_port(s.src)
+            if self.delay_lines and kind == "sparse" and s.delays is None and s.balance_delay > 0:
+                feed = delay_line(s, src, nmb, feed)
+                proc = Sparse(weights=csr_matrix(w, dtype=np.int32), num_message_bits=nmb,
+                              weight_exp=int(s.weight_exp), num_weight_bits=int(s.num_weight_bits), name=s.name,
+                              **extra)
+                feed.connect(proc.s_in)
+                proc.a_out.connect(self.procs[s.dst].a_in)
+                self.procs[s.name] = proc
+                continue
             has_delay = s.delays is not None or s.balance_delay > 0
             common = dict(num_message_bits=nmb, weight_exp=int(s.weight_exp),
                           num_weight_bits=int(s.num_weight_bits), name=s.name, **extra)

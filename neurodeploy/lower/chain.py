@@ -78,6 +78,16 @@ def _conv_as_sparse(net: LoweredNetwork, s: Synapse, max_connections: int = SPAR
                    delays=None, balance_delay=s.balance_delay, graded=False, source=s.source)
 
 
+def convs_as_sparse(net: LoweredNetwork, max_connections: int = SPARSE_CONV_MAX) -> LoweredNetwork:
+    """A copy of ``net`` whose conv groups are ``sparse`` groups with the same integer connections where
+    that is exact (see ``conv_as_sparse`` in the module doc); the others stay convs."""
+    out = copy.deepcopy(net)
+    out.synapses = [(_conv_as_sparse(out, s, max_connections) or s) if s.kind == "conv" else s
+                    for s in out.synapses]
+    out.validate()
+    return out
+
+
 def chain_network(net: LoweredNetwork, period: int | None = None, bias_as_graded: bool = True,
                   conv_as_sparse: bool = False, one_window: bool = False) -> LoweredNetwork:
     """The chained-mode copy of ``net`` (see the module docstring).  ``bias_as_graded=False`` keeps

@@ -67,7 +67,6 @@ def _fix_quirks(graph: nir.NIRGraph, where: str) -> list[str]:
     """Quirks of files other tools write, fixed in place (each listed in metadata ``neurodeploy.import_fixes``):
     a batch dimension of 1 in Input/Output types (snnTorch without ``ignore_dims``, nirtorch tracing) and scalar
     neuron parameters (Norse, snnTorch with a scalar beta; NIR parameters define the population shape, nir#176)."""
-
     fixes: list[str] = []
     succ, pred = successors(graph), predecessors(graph)
     for name, node in graph.nodes.items():

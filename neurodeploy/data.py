@@ -250,7 +250,6 @@ def graph_samples(graph, data, steps: int | None = None, input_domain: str | Non
 
     ``input_domain`` (binary/counts/real) is applied to the graph's metadata first and the samples are
     checked against it (binary: 0/1 only; counts: integers >= 0)."""
-
     if steps is not None and int(steps) < 1:
         raise BadInputError(f"-T/--steps must be >= 1, got {steps}")
     apply_input_domain(graph, input_domain)

@@ -108,7 +108,6 @@ def published_firing_rates(arch: str, borrow_from: str = "spikingformer-imagenet
     """Published per-layer output firing rates (fractions) keyed by module path, and a note on where they
     come from.  Architectures with no published rates (CIFAR, DVS) borrow the rates of ``borrow_from`` by
     position (tokenizer LIF k, block i), which is said in the note."""
-
     cfg = default_config(arch)
     if not hasattr(cfg, "tokenizer_pools"):
         raise BadInputError(f"no published firing rates for {arch} (only the Spikingformer family has them)")
@@ -153,7 +152,6 @@ def ops_from_model(model_or_arch, time_steps: int | None = None) -> ModelOps:
     built by :func:`neurodeploy.models.build_model`, from its module shapes (a forward pass on the ``meta``
     device, no memory, no compute).  Input wiring follows the Spikingformer module names."""
     import torch
-
 
     if isinstance(model_or_arch, str):
         arch = model_or_arch

@@ -27,7 +27,6 @@ from .lower.from_nir import lower_graph
 
 def _num_classes(graph) -> int | None:
     """Size of the graph output (the number of classes of a classifier), None when unknown."""
-
     outs = output_names(graph)
     shape = node_shape(graph.nodes[outs[0]], "input") or node_shape(graph.nodes[outs[0]], "output") if outs else None
     return int(np.prod(shape)) if shape else None
@@ -58,7 +57,6 @@ def float_predictions(graph, x, steps: int | None = None, batch: int = 64, recor
     """Class predictions [B] of the float model (mean output over time, argmax); with ``record_first`` also
     the per-node records of the first batch (for per-layer agreement)."""
     import torch
-
 
     T = graph_time_steps(graph, steps)
     preds, first = [], None
@@ -105,7 +103,6 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     :data:`neurodeploy.sim.batch.DEFAULT_MAX_MEMORY`."""
     import torch
     from tqdm import tqdm
-
 
     if backend not in ("fast", "lava"):
         raise BadInputError(f"backend must be 'fast' or 'lava', not {backend!r}")
@@ -241,7 +238,6 @@ def simulate_loihi2(graph, x, y=None, steps=None, backend="fast", batch=64, devi
                     return_network=False):
     """Lower ``graph`` for Loihi 2 (input range from ``x``) and measure its fidelity on ``x``
     (:func:`simulate_lowered`).  With ``return_network=True`` returns ``(result, lowered network)``."""
-
     x = np.asarray(x, dtype=np.float32)
     T = graph_time_steps(graph, steps)
     net, report = lower_graph(graph, T=T, input_range=(float(x.min()), float(x.max())))

@@ -157,7 +157,6 @@ def check_device(device: str | None, option: str = "--device") -> None:
 
 def check_train_options(arch, out, epochs, batch_size, lr, seed=0, device=None) -> None:
     """Every training option checked before any data is read or a model built."""
-
     if arch not in arch_names():
         raise BadInputError(f"unknown architecture {arch!r}; known: {', '.join(arch_names())}")
     for name, v in (("epochs", epochs), ("batch size", batch_size)):

@@ -27,7 +27,6 @@ _INT_TOL = 1e-4  # float32 sums of integers are exact below 2^24; allow rounding
 
 def digits_samples(limit: int = 64) -> torch.Tensor:
     """The bundled digits test split ([B, 1, 8, 8], normalised as for training)."""
-
     _, _, x_te, _ = digits_split()
     return x_te[:limit]
 
@@ -67,7 +66,6 @@ def record_activity(graph: nir.NIRGraph, x, T: int | None = None, analysis: Doma
          "internal_errors": [message, ...]}
 
     ``strict``: raise NeurodeployError on the first internal error."""
-
     res = analysis if analysis is not None else analyze(graph)
     x = torch.as_tensor(x, dtype=torch.float32)
     preds = {n: [] for n in graph.nodes}

@@ -27,7 +27,6 @@ from ..models.registry import arch_names, build_model
 def load_graph(model, arch: str | None = None) -> tuple[nir.NIRGraph, dict]:
     """(graph, model info) from a NIR graph, a torch model, a .nir file, a checkpoint (ours, or an official
     one with ``arch``) or an architecture name (untrained weights: purity is a property of the structure)."""
-
     info: dict = {}
     if isinstance(model, nir.NIRGraph):
         graph = model

@@ -200,7 +200,6 @@ def fold_readout(graph: nir.NIRGraph, input_domain: str | None = None) -> tuple[
 
 def verify_fold(graph: nir.NIRGraph, folded: nir.NIRGraph, x, T: int | None = None) -> dict:
     """Simulate both graphs on ``x`` and compare the reduced outputs (the logits)."""
-
     a = reduce_output(graph, simulate(graph, x, T)).double()
     b = reduce_output(folded, simulate(folded, x, T)).double()
     diff = float((a - b).abs().max()) if a.numel() else 0.0

@@ -68,7 +68,6 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
 
 def export_to_folder(model, out_dir, arch=None, expand_attention=False, input_shape=None):
     """Python API behind the command without targets: returns (graph, path of model.nir)."""
-
     out_dir = Path(out_dir)
     graph = to_nir(model, arch=arch, expand_attention=expand_attention, input_shape=input_shape)
     with staged_dir(out_dir, owned=[MODEL_FILE]) as tmp:

@@ -56,7 +56,6 @@ def _budget_text(c: dict) -> str:
 
 
 def run(args) -> int:
-
     if args.max_chips is not None and args.max_chips < 1:
         raise BadInputError(f"--max-chips must be >= 1, got {args.max_chips}")
     if args.max_energy_uj is not None and not args.max_energy_uj > 0:

@@ -52,14 +52,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def load_graph(model: str, arch: str | None = None):
     """The NIR graph of MODEL (checkpoint, official checkpoint with ``arch``, .nir file, architecture name)."""
-
     return load_model_graph(model, arch)[0]
 
 
 def load_data(data: str | None, graph, steps=None, input_domain=None):
     """(x, y, T) to simulate: --data FILE (labels optional; every layout of neurodeploy.data.graph_samples),
     or the bundled digits test split for digits models."""
-
     if data is not None:
         return graph_samples(graph, data, steps=steps, input_domain=input_domain)
     apply_input_domain(graph, input_domain)
@@ -93,7 +91,6 @@ def load_artifact(model: str, target: str, arch: str | None = None, data: str | 
     """(graph, target implementation, artifact, x, y, T): from an export folder (OUT or OUT/<target>: the
     artifact as written), else lowered from MODEL now as `export --target` would (input range calibrated on
     the first 64 samples of the same data)."""
-
     path = Path(model)
     if path.is_dir():
         # OUT (with OUT/<target>/) or OUT/<target> itself; the float model is OUT/model.nir

@@ -79,8 +79,6 @@ class Deployment:
         ``steps`` / ``input_domain``: ``-T/--steps`` and ``--input-domain`` as ``simulate`` takes them
         (:func:`neurodeploy.data.graph_samples`: a data file in any layout; the steps the data or ``steps``
         fix become the graph's time steps when the graph has none)."""
-
-
         profiles = load_profiles(targets or (["loihi2"] if not profile_files else []), profile_files)
         graph, info = load_graph(model, arch)
         dep = cls(graph, info)
@@ -172,7 +170,6 @@ class Deployment:
     def _neurobench_measured(self) -> dict:
         """NeuroBench metrics measured on the samples (neurodeploy.analysis.neurobench), plus what we count
         beyond them (attention products), said in the notes."""
-
         nb = neurobench_from_graph(self.graph, self.samples[:64])
         att = attention_products(self.ops, self.rates) if self.rates else 0.0
         has_att = any(L.kind == "attention" for L in self.ops.layers)
@@ -226,7 +223,6 @@ class Deployment:
 
     def map(self) -> None:
         """Chip fit of each artifact, and the target's energy estimate."""
-
         for t in self.targets:
             if t.deployable and t.artifact is not None and t.fit is None:
                 t.fit = t.target.map(t.artifact, t.profile, self.rates)

@@ -41,7 +41,6 @@ class Target:
         """Fidelity of the artifact on samples ``x``: its predictions against the float model's."""
         import numpy as np
 
-
         x = np.asarray(x, dtype=np.float32)
         pred = np.asarray(self.predict(artifact, x, backend=backend, **options)).reshape(-1)
         ref = float_predictions(graph, x, steps=options.get("steps"))

@@ -152,7 +152,6 @@ def lower_graph(graph, chip: str) -> XyloArtifact:
     :class:`UnsupportedError` naming the node."""
     import nir
 
-
     if chip not in CHIPS:
         raise BadInputError(f"unknown Xylo chip {chip!r} (known: {', '.join(CHIPS)})")
     dt = graph_dt(graph)
@@ -318,7 +317,6 @@ def quantize(fs: dict) -> dict:
 # ---------------------------------------------------------------------------------------------------- chip fit
 def chip_fit(artifact: XyloArtifact, profile):
     """Fit verdict with the rules of rockpool's mapper / DRC for the chip (limits from the profile)."""
-
     lim = {k: profile.core_limit(k) for k in ("input_channels", "hidden_neurons", "output_neurons")}
     used = {"input_channels": artifact.n_in, "hidden_neurons": artifact.n_hidden, "output_neurons": artifact.n_out}
     hidden = artifact.hidden_layers()

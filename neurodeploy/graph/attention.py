@@ -107,7 +107,6 @@ def attention_roles(graph: nir.NIRGraph, name: str) -> dict:
     never by node names, which other tools choose freely), plus ``"q_route"``... the routing nodes and
     ``"out"``: the nodes the attention feeds.  Raises BadInputError naming the node when the routing is not
     the one the extension defines."""
-
     spec = attention_spec(graph.nodes[name])
     if spec is None:
         raise BadInputError(f"node '{name}': not a spiking_attention node")

@@ -288,7 +288,6 @@ def run_lava_chained(net: LoweredNetwork, inputs: dict, period: int | None = Non
     Returns ``(chained network, {pop: {"s"|"u"|"v": array [B*period, 1, n]}}, timing)``;
     :func:`neurodeploy.sim.chained.simulate_chained` computes the same with our engine.
     """
-
     chained = chain_network(net, period, conv_as_sparse=conv_as_sparse)
     cin = chain_inputs(chained, inputs)
     steps = next(iter(cin.values())).shape[0]

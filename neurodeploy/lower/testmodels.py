@@ -35,7 +35,6 @@ def tiny_attention_net(dim: int = 4, heads: int = 2, tokens: int = 4, T: int = 3
     group from qin into ``attn`` (a second, shorter path to re-balance).  Delay-balanced for T steps."""
     import numpy as np
 
-
     shape = (dim, 1, tokens)
     n = dim * tokens
     eye = np.eye(n, dtype=np.int64)

@@ -607,7 +607,6 @@ def _traffic(net: MapNetwork, res: FitResult, cores, rates):
     relays: input axons times the share of the source on other chips.  Rates: the measured / given firing
     rate of the source node; graded relays and accumulators send every step (rate 1); product neurons the
     smaller rate of their two inputs."""
-
     if not cores or max(c.chip for c in cores) == 0:
         res.interchip_note = "single chip: no inter-chip traffic"
         return

@@ -112,7 +112,6 @@ def model_from_config(config) -> nn.Module:
 def config_from_dict(arch: str, d: dict, where: str = ""):
     """Rebuild the config dataclass for ``arch`` from a saved dict (unknown keys ignored), validated before
     anything is built (types, ranges, parameter count; ``where`` prefixes the error message)."""
-
     if not isinstance(d, dict):
         raise BadInputError(f"{where}config must be a dict, got {type(d).__name__}")
     base = default_config(arch)

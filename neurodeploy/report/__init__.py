@@ -26,7 +26,6 @@ SCHEMA_VERSION = 1
 
 def load_firing_rates(path: str | Path) -> dict:
     """Moved to :func:`neurodeploy.rates.load_firing_rates` (validated reader); kept as an alias."""
-
     return load(path)
 
 
@@ -163,7 +162,6 @@ def build_report(model, targets: list[str] | None = None, profile_files: list[st
                  steps: int | None = None, input_domain: str | None = None) -> dict:
     """The report as a dict.  ``model``: architecture name, checkpoint, .nir file, torch model or graph
     (a :class:`neurodeploy.deploy.Deployment` is built and run), or a Deployment already run."""
-
     _check_budgets(max_chips, max_energy_uj, min_fidelity)      # before any work
     t0 = time.perf_counter()
     if isinstance(model, Deployment):
@@ -272,7 +270,6 @@ def _budgets(targets, energy, lowering, max_chips, max_energy_uj, min_fidelity) 
 
 def write_report_files(doc: dict, out_dir: str | Path, formats=("json", "md", "html"), stem: str = "report") -> list[Path]:
     """Write ``doc`` as ``<out_dir>/<stem>.<fmt>`` for each format, each atomically (for ``export --target``)."""
-
     out = []
     texts = {fmt: render(doc, fmt) for fmt in formats}  # render everything first: no partial set on error
     for fmt, text in texts.items():

@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
         for t in dep.targets:
             s = t.artifact.summary if hasattr(t.artifact, "summary") else {}
             if s:
-                print(f"{t.name}: latency {s.get('latency_steps')} steps, {s.get('neurons'):,} neurons, "
+                # the artifact's pipeline depth L; the report's latency is T + L (render.py: "T + pipeline depth")
+                print(f"{t.name}: pipeline depth {s.get('latency_steps')} steps, {s.get('neurons'):,} neurons, "
                       f"{s.get('synapses'):,} synapses")
         for t in doc["targets"]:
             fit = "fits" if t["fits"] else "does NOT fit"

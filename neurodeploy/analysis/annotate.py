@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import nir
 import numpy as np
 
-from ..errors import BadInputError, UnsupportedError
+from ..errors import BadInputError
 from ..graph.attention import attention_roles, attention_spec
 from ..graph.core import meta, node_shape, order_and_back_edges, predecessors, successors
 from ..graph.flatten import flatten_subgraphs
@@ -99,10 +99,6 @@ class AnnotatedGraph:
         if self._purity is None:
             self._purity = check_purity(self.graph, input_domain=self.input_domain, allow=list(self.allow) or None)
         return self._purity
-
-    def domain(self, name: str):
-        """The value domain of node ``name``'s output (a :class:`~neurodeploy.analysis.domains.Domain`)."""
-        return self.purity.analysis.out.get(name)
 
     def attention_nodes(self) -> list[str]:
         return [n for n in self.order if self.nodes[n].kind == "attention"]
@@ -228,12 +224,3 @@ def _ops(ann: AnnotatedGraph) -> None:
                 info.ops = NodeOps("linear", int(w.size) + (w.shape[0] if b is not None else 0), False,
                                    weights=int(w.size), zero_weights=int((w == 0).sum()), out_neurons=w.shape[0],
                                    parameters=int(w.size) + (int(b.size) if b is not None else 0))
-
-
-def require_lowerable(ann: AnnotatedGraph, name: str, stage: str) -> str:
-    """The lowering role of node ``name``; an UnsupportedError naming it (and ``stage``) when it has none."""
-    info = ann.nodes[name]
-    if info.lowering is None and info.kind != "io":
-        raise UnsupportedError(f"node '{name}': {stage} cannot place NIR type {type(info.node).__name__}"
-                               + (f" ({info.lowering_note})" if info.lowering_note else ""))
-    return info.lowering

@@ -27,7 +27,6 @@ import scipy.sparse as sp
 
 from ..analysis.annotate import annotate
 from ..errors import BadInputError, UnsupportedError
-from ..graph.attention import attention_spec
 from ..graph.core import meta, node_shape
 from ..graph.primitives import classes as primitive_classes
 from ..lower.fixed_point import conv_out_hw
@@ -408,7 +407,7 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
         if isinstance(node, (nir.Conv1d, nir.Conv2d, nir.Affine, nir.Linear, nir.SumPool2d)):
             for s in synaptic_sources(n):
                 out.append((s, n))
-        elif attention_spec(node) is not None:
+        elif ann.nodes[n].kind == "attention":
             pass
         else:
             for pop, other in sources(n):
@@ -492,13 +491,12 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
                 net.add_syn(MapSynapses(f"{pop}->{n}", pop, n, "structured", n, fan_in=1, targets_per_axon=1))
                 continue
             node = graph.nodes[other]
-            spec = attention_spec(node)
-            if spec is not None:
+            if ann.nodes[other].kind == "attention":
                 # not costed from the graph: the chip fit maps the product neurons the lowering builds
                 net.use("activation_product", other)
                 net.use("graded_spikes", other)
                 net.unmapped.append(other)
-                tokens_seen[0] = spec.tokens
+                tokens_seen[0] = ann.nodes[other].ops.tokens
                 continue
             direct = isinstance(node, (nir.Conv1d, nir.Conv2d, nir.Affine, nir.Linear, nir.SumPool2d))
             if direct and role(other) != "readout" and dst.kind != "readout":

@@ -10,22 +10,24 @@
 * ``lava`` (``--lava-steps N``): ONE full-resolution cifar10-4-384 sample through Lava (Loihi2SimCfg
   fixed_pt: a Conv process per conv group, Dense for the head, our attention process), N steps, compared
   bit for bit with our engine on the steps run; build, first step (compile + start) and per-step time.
-* ``lava-slices`` (``--slice-processes P``, ``--lava-budget S``): ONE full-resolution cifar10-4-384 sample,
-  all T + latency steps, through Lava slice by slice (:func:`neurodeploy.lava.slices.check_slices`: slices of
+* ``lava-slices`` (``--slice-processes P``, ``--lava-budget S``, ``--sparse-max C``): ONE full-resolution
+  cifar10-4-384 sample (random weights, BatchNorm weights x8 so that the layers fire), all T + latency steps, through Lava slice by slice (:func:`neurodeploy.lava.slices.check_slices`: slices of
   consecutive populations of at most P Lava processes, each fed with the messages its outside sources sent
   in our engine's whole-network run, compared bit for bit with that run on every member's spikes / u / v).
-  Conv groups run as Lava ``Sparse`` where exact and at most 2**24 connections, the larger ones as Lava
+  Conv groups run as Lava ``Sparse`` where exact and at most C connections (default 2**24), the larger ones as Lava
   ``Conv`` (slow in Lava's CPU model: C_in x C_out scipy convolutions per step).  Slices run in topological
   order until S seconds have passed; time per slice, total, slices run / all, bit_exact (of those run).
   Our engine's whole-network run is recorded to disk (int32) in groups of populations of ~1 GiB of
   recordings each (the same deterministic run repeated), in a child of its own; the Lava slices run from a
   second, lean child (Lava forks every process from it).  Progress lines (one per slice) go to stderr.
+  ``--work DIR`` keeps the recorded run (reused by a later run with the same DIR), ``--slices I ...`` runs
+  only those slices.
 
 Each part runs in its own child process (peak RSS per part).  Wall-clock times are inflated when the
 machine is shared.
 
     python benchmarks/bench_full_size.py [--parts cifar gesture lava lava-slices] [--max-memory BYTES]
-        [--lava-steps N] [--slice-processes P] [--lava-budget S]
+        [--lava-steps N] [--slice-processes P] [--lava-budget S] [--sparse-max C] [--work DIR] [--slices I ...]
 """
 from __future__ import annotations
 
@@ -126,7 +128,12 @@ _LAVA_SLICES_ENGINE = _COMMON + r"""
 import os
 from neurodeploy.sim import simulate
 work = sys.argv[1]
-g = to_nir(build_model("spikingformer-cifar10-4-384").eval())
+model = build_model("spikingformer-cifar10-4-384").eval()
+with torch.no_grad():   # BatchNorm weights x8 (as tests/test_lava_slices.py): at PyTorch's default init the
+    for m in model.modules():   # random network hardly fires, and a comparison of silent layers proves little
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.weight.mul_(8.0)
+g = to_nir(model)
 t0 = time.perf_counter()
 net, rep = lower_graph(g, input_range=(-1.0, 1.0))
 t_lower = time.perf_counter() - t0
@@ -164,32 +171,37 @@ import os
 from neurodeploy.lava.slices import check_slices
 from neurodeploy.lower.network import LoweredNetwork
 from neurodeploy.lower.slices import cut_network, partition
-work, max_procs, budget = sys.argv[1].split(",")
-max_procs, budget = int(max_procs), float(budget)
+work, max_procs, budget, sparse_max, only = sys.argv[1].split(",")
+max_procs, budget, sparse_max = int(max_procs), float(budget), int(sparse_max)
+only = {int(i) for i in only.split(":") if i}
 net = LoweredNetwork.load(os.path.join(work, "net.npz"))
 inputs = dict(np.load(os.path.join(work, "inputs.npz")))
 steps = 4 + net.metadata["latency"]
 slices = partition(net, max_procs)
 reps, t0 = [], time.perf_counter()
-for sl in slices:
+for i, sl in enumerate(slices):
+    if only and i not in only:
+        continue
     if time.perf_counter() - t0 > budget:
         break
     need = set(sl) | set(cut_network(net, sl).metadata["slice_inputs"])
     rec = {n: {k: np.load(os.path.join(work, f"{n}.{k}.npy"), mmap_mode="r") for k in "suv"
                if os.path.exists(os.path.join(work, f"{n}.{k}.npy"))} for n in need}
     rec = {n: r for n, r in rec.items() if r}
-    r = check_slices(net, inputs, steps, rec, [sl], conv_as_sparse=True)[0]
+    r = check_slices(net, inputs, steps, rec, [sl], conv_as_sparse=True, sparse_max=sparse_max)[0]
     reps.append(r)
-    print(json.dumps({"slice": len(reps) - 1, "of": len(slices), "populations": len(sl), "first": sl[0],
+    r["index"] = i
+    print(json.dumps({"slice": i, "of": len(slices), "populations": len(sl), "first": sl[0],
                       "processes": r["processes"], "seconds": r["seconds"], "bit_exact": not r["mismatch"],
                       "mismatch": r["mismatch"]}), file=sys.stderr, flush=True)
 t_lava = time.perf_counter() - t0
 print(json.dumps({"slices_total": len(slices), "slices_run": len(reps),
                   "populations_checked": sum(len(r["members"]) for r in reps), "populations": len(net.populations),
                   "lava_s": round(t_lava, 1),
-                  "per_slice": [{"populations": len(r["members"]), "first": r["members"][0],
+                  "per_slice": [{"slice": r["index"], "populations": len(r["members"]), "first": r["members"][0],
                                  "processes": r["processes"], "seconds": r["seconds"],
-                                 "bit_exact": not r["mismatch"]} for r in reps],
+                                                "build_s": r["build_s"], "first_run_s": r["first_run_s"],
+                                 "rest_run_s": r["rest_run_s"], "bit_exact": not r["mismatch"]} for r in reps],
                   "bit_exact": bool(reps) and all(not r["mismatch"] for r in reps),
                   "mismatches": [r["mismatch"] for r in reps if r["mismatch"]], "peak_rss_gib": rss()}))
 """
@@ -198,17 +210,28 @@ print(json.dumps({"slices_total": len(slices), "slices_run": len(reps),
 def _lava_slices(a, env) -> dict:
     """The ``lava-slices`` part: our engine's whole run (recorded to disk) in one child, then the Lava
     slices in another (a lean parent: Lava forks one OS process per process from it)."""
+    import contextlib
     import tempfile
-    with tempfile.TemporaryDirectory(prefix="bench-lava-slices-") as work:
-        outs = []
-        for code, arg in ((_LAVA_SLICES_ENGINE, work), (_LAVA_SLICES, f"{work},{a.slice_processes},{a.lava_budget}")):
+    only = ":".join(str(i) for i in a.slices)
+    with contextlib.ExitStack() as stack:
+        work = a.work or stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-lava-slices-"))
+        os.makedirs(work, exist_ok=True)
+        outs, done = [], os.path.join(work, "engine.json")
+        if a.work and os.path.exists(done):   # the engine's recorded run is reused from an earlier --work run
+            with open(done) as f:
+                outs.append(json.load(f))
+        for code, arg in ((_LAVA_SLICES_ENGINE, work),
+                          (_LAVA_SLICES, f"{work},{a.slice_processes},{a.lava_budget},{a.sparse_max},{only}"))[len(outs):]:
             r = subprocess.run([sys.executable, "-c", code, arg], stdout=subprocess.PIPE, text=True, env=env)
             if r.returncode:
                 return {"part": "lava-slices", "error": f"exit {r.returncode} (see stderr)"}
             outs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+            if code is _LAVA_SLICES_ENGINE:
+                with open(done, "w") as f:
+                    json.dump(outs[-1], f)
     eng, lava = outs
     return {"part": "lava-slices", "arch": "spikingformer-cifar10-4-384", "input": [1, 3, 32, 32],
-            "steps": eng["steps"], "lower_s": eng["lower_s"], "engine_whole_run_s": eng["engine_s"],
+            "steps": eng["steps"], "sparse_max": a.sparse_max, "lower_s": eng["lower_s"], "engine_whole_run_s": eng["engine_s"],
             "engine_runs": eng["engine_runs"], "spikes": eng["spikes"], "engine_peak_rss_gib": eng["peak_rss_gib"],
             **{k: v for k, v in lava.items() if k != "peak_rss_gib"}, "lava_parent_peak_rss_gib": lava["peak_rss_gib"]}
 
@@ -219,6 +242,10 @@ def main(argv=None) -> int:
     ap.add_argument("--max-memory", type=int, default=4 << 30)
     ap.add_argument("--lava-steps", type=int, default=3)
     ap.add_argument("--slice-processes", type=int, default=40, help="lava-slices: Lava processes per slice")
+    ap.add_argument("--sparse-max", type=int, default=1 << 24,
+                    help="lava-slices: conv groups with at most this many connections run as Lava Sparse")
+    ap.add_argument("--slices", type=int, nargs="*", default=[], help="lava-slices: run only these slice indices")
+    ap.add_argument("--work", help="lava-slices: keep the engine's recorded run in this folder (reused when present)")
     ap.add_argument("--lava-budget", type=int, default=3600, help="lava-slices: seconds, then stop after the slice")
     a = ap.parse_args(argv)
     out = []

@@ -98,3 +98,44 @@ def test_lava_equals_engine_slice_by_slice_at_full_depth(cifar8):
     _covers_once(net, [r["members"] for r in reps])
     bad = [(r["members"][0], r["mismatch"]) for r in reps if r["mismatch"]]
     assert not bad, bad
+
+
+def test_a_slice_in_two_unconnected_parts_runs_every_part_in_lava():
+    """A slice whose members only meet through replayed inputs is two process graphs; Lava compiles and runs
+    only the part connected to the process it is asked to run, so every part must run (before: the other
+    part's recordings were missing)."""
+    import nir
+
+    from neurodeploy.lava.run import LavaNetwork
+    from neurodeploy.lava.slices import check_slices
+    rng = np.random.default_rng(0)
+
+    def lif(n):
+        return nir.LIF(tau=np.full(n, 2e-4, np.float32), r=np.ones(n, np.float32), v_leak=np.zeros(n, np.float32),
+                       v_threshold=np.ones(n, np.float32))
+
+    nodes = {"input": nir.Input(input_type={"input": np.array([6])})}
+    for i in range(3):
+        nodes[f"fc{i}"] = nir.Affine(weight=rng.normal(0.8, 1.0, (6, 6)).astype(np.float32),
+                                     bias=np.zeros(6, np.float32))
+        nodes[f"lif{i}"] = lif(6)
+    nodes["output"] = nir.Output(output_type={"output": np.array([6])})
+    seq = ["input", "fc0", "lif0", "fc1", "lif1", "fc2", "lif2", "output"]
+    g = nir.NIRGraph(nodes=nodes, edges=list(zip(seq[:-1], seq[1:])),
+                     metadata={"neurodeploy.input_domain": "binary"})
+    net, _ = lower_graph(g, T=12)
+    inp = next(p for p in net.populations if p.kind == "input")
+    inputs = {inp.name: (rng.random((12, 1, 6)) < 0.6).astype(np.int64)}
+    steps = 12 + net.metadata["latency"]
+    ref = simulate(net, inputs, steps, record="all")
+    lifs = [p.name for p in net.populations if p.kind == "lif"]
+    assert len(lifs) == 3 and all(ref[n]["s"].any() for n in lifs)
+    members = [lifs[0], lifs[2]]                     # lif1 is outside: lif0 -> (replayed lif1) -> lif2
+    piece = cut_network(net, members)
+    lnet = LavaNetwork(piece, replay_inputs(piece, ref, inputs), steps, record=members)
+    assert len(lnet.anchors) == 2
+    got = lnet.run()
+    for n in members:
+        for k in "suv":
+            assert np.array_equal(got[n][k], ref[n][k]), (n, k)
+    assert check_slices(net, inputs, steps, ref, [members])[0]["mismatch"] == ""

@@ -209,7 +209,8 @@ class LavaNetwork:
         except BaseException:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
             raise
-        self.anchor = next(iter(self.procs.values()))
+        self.anchors = _component_anchors(list(self.procs.values()))
+        self.anchor = self.anchors[0]
 
     def _add_recorders(self, pops, steps, SpikeRecorder, StateRecorder) -> None:
         self.recorders = []
@@ -245,29 +246,47 @@ class LavaNetwork:
     def _run_and_read(self, chunk, cfg, progress, RunSteps) -> dict:
         import time
 
-        try:
-            done = 0
-            while done < self.steps:
-                n = min(chunk, self.steps - done)
-                t0 = time.perf_counter()
-                self.anchor.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
-                dt = time.perf_counter() - t0
-                key = "first" if done == 0 else "rest"
-                self.timing[f"{key}_s"] += dt
-                self.timing[f"{key}_steps"] += n
-                done += n
-                if progress is not None:
-                    progress(n)
-        finally:
+        # Lava compiles and runs the processes connected to the one it is asked to run: a process graph of
+        # several unconnected parts (e.g. a slice whose parts only meet through replayed inputs) runs part by
+        # part, each all steps; ``progress`` follows the last part
+        for i, anchor in enumerate(self.anchors):
             try:
-                self.anchor.stop()
-            except Exception:  # noqa: BLE001 - stopping a runtime that never started
-                pass
+                done = 0
+                while done < self.steps:
+                    n = min(chunk, self.steps - done)
+                    t0 = time.perf_counter()
+                    anchor.run(condition=RunSteps(num_steps=n), run_cfg=cfg)
+                    dt = time.perf_counter() - t0
+                    key = "first" if done == 0 else "rest"
+                    self.timing[f"{key}_s"] += dt
+                    self.timing[f"{key}_steps"] += n
+                    done += n
+                    if progress is not None and i == len(self.anchors) - 1:
+                        progress(n)
+            finally:
+                try:
+                    anchor.stop()
+                except Exception:  # noqa: BLE001 - stopping a runtime that never started
+                    pass
         from .processes.record import load_recording  # imports Lava (optional, slow)
 
         return {name: {k: a.reshape(self.steps, 1, -1).astype(np.int64)
                        for k, a in load_recording(path, state).items()}
                 for name, path, state in self.recorders}
+
+
+def _component_anchors(procs: list) -> list:
+    """One process of every connected part of the process graph (Lava's own traversal:
+    ``compiler_graphs.find_processes``, which follows every port, RefPorts included)."""
+    from lava.magma.compiler.compiler_graphs import find_processes  # imports Lava (optional, slow)
+
+    anchors, seen = [], set()
+    for proc in procs:
+        if id(proc) in seen:
+            continue
+        anchors.append(proc)
+        seen.update(id(p) for p in find_processes(proc))
+    return anchors
 
 
 def run_lava(net: LoweredNetwork, inputs: dict, steps: int, record=None) -> dict:

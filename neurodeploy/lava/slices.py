@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from ..lower.chain import convs_as_sparse
+from ..lower.chain import SPARSE_CONV_MAX, convs_as_sparse
 from ..lower.slices import cut_network, lava_process_count, replay_inputs
 from .run import LavaNetwork
 
@@ -32,7 +32,7 @@ def compare_recordings(names, got: dict, want: dict) -> str:
 
 
 def check_slices(net, inputs: dict, steps: int, recorded: dict, slices, progress=None, chunk=None,
-                 conv_as_sparse: bool = False) -> list:
+                 conv_as_sparse: bool = False, sparse_max: int = SPARSE_CONV_MAX) -> list:
     """Run every slice (lists of population names) in Lava with replayed inputs and compare it with
     ``recorded`` (our engine's whole-network run of one sample, every population recorded:
     ``{pop: {"s"|"u"|"v": [steps, 1, n]}}``).  Returns one dict per slice: ``members``, ``processes``
@@ -43,13 +43,15 @@ def check_slices(net, inputs: dict, steps: int, recorded: dict, slices, progress
     where exact (:func:`neurodeploy.lower.chain.convs_as_sparse`, as :func:`neurodeploy.lava.run.run_lava_chained`
     does); the reference stays the engine's run of the network with its convs.  Lava 0.10.0's CPU ``Conv``
     model loops over C_in x C_out ``scipy.signal.convolve2d`` calls every step (its torch path is switched
-    off in its source): about 2 s per step for one 384 x 384 1x1 conv on 16 tokens on 2 cores."""
+    off in its source): about 2 s per step for one 384 x 384 1x1 conv on 16 tokens on 2 cores.  Conv groups
+    with more than ``sparse_max`` connections stay Lava ``Conv`` processes (memory: a Lava ``Sparse`` holds
+    about 12 bytes per connection, plus its model's copies)."""
     out = []
     for i, members in enumerate(slices):
         t0 = time.perf_counter()
         piece = cut_network(net, members)
         if conv_as_sparse:
-            piece = convs_as_sparse(piece)
+            piece = convs_as_sparse(piece, sparse_max)
         rec = [m for m in members if not (piece.pop(m).kind == "input" and piece.pop(m).input_kind == "bias")]
         lnet = LavaNetwork(piece, replay_inputs(piece, recorded, inputs), steps, record=rec,
                            delay_lines=True)

@@ -237,6 +237,17 @@ def apply_input_domain(graph, input_domain: str | None) -> None:
     graph.metadata = {**(graph.metadata or {}), "neurodeploy.input_domain": input_domain}
 
 
+def apply_dt(graph, dt: float | None) -> None:
+    """``--dt``: record the simulation step (seconds) of the graph's neuron equations in its metadata
+    (``neurodeploy.dt``; NIR itself has no dt); None keeps the graph's own (default
+    :data:`neurodeploy.graph.DT_DEFAULT`)."""
+    if dt is None:
+        return
+    if not (np.isfinite(dt) and dt > 0):
+        raise BadInputError(f"--dt must be > 0 and finite (seconds), got {dt!r}")
+    graph.metadata = {**(graph.metadata or {}), "neurodeploy.dt": float(dt)}
+
+
 def graph_samples(graph, data, steps: int | None = None, input_domain: str | None = None,
                   limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None, int | None]:
     """``(x, y, T)`` for ``graph`` from ``--data`` (a file path or an array):

@@ -69,6 +69,7 @@ class ModelOps:
     parameters: int = 0
     footprint_bytes: int = 0
     source: str = "graph"                        # graph | model-shapes (temporary)
+    time_steps_assumed: bool = False             # T is the default 4: neither the graph nor -T/the data fix it
 
 
 # -- published firing rates (spikingformer.md 5.2, [log]) ----------------------------------------------------
@@ -286,7 +287,8 @@ def ops_from_graph(graph, time_steps: int | None = None) -> ModelOps:
                               input=inp, weights=o.weights, zero_weights=o.zero_weights, out_neurons=o.out_neurons))
         params += o.parameters
     return ModelOps(arch=str(meta(ann.graph, "neurodeploy.arch", "nir-file")), time_steps=T, layers=layers,
-                    neurons=neurons, parameters=params, footprint_bytes=4 * params, source="graph")
+                    neurons=neurons, parameters=params, footprint_bytes=4 * params, source="graph",
+                    time_steps_assumed=not (time_steps or ann.time_steps))
 
 
 # -- the paper's energy ------------------------------------------------------------------------------------

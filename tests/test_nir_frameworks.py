@@ -142,3 +142,45 @@ def test_back_edges_stay_on_the_cycle_whatever_the_edge_order():
         order, back = order_and_back_edges(nir.NIRGraph(nodes=g.nodes, edges=edges, type_check=False))
         assert len(back) == 1 and back <= loop, (seed, back)
         assert order.index("1.lif") < order.index("2") < order.index("3")
+
+
+def test_raw_norse_file_runs_with_the_step_norse_meant(tmp_path):
+    """Norse 1.1's own ``to_nir`` writes tau = dt / tau_mem_inv (norse/norse#411; 1e-5 s for its defaults),
+    and a NIR file has no dt.  With our default dt (1e-4 s) such a LIF is shorter than one step and export
+    refuses it, naming ``--dt``; ``--dt dt_norse**2`` (1e-6 for Norse's default 1e-3) gives tau/dt =
+    1 / (dt_norse * tau_mem_inv), Norse's own decay, and then our reference simulator of the raw file equals
+    Norse's spikes and export to Loihi 2 succeeds."""
+    import nir
+    import norse.torch as nt
+
+    from neurodeploy.cli import main
+    from neurodeploy.data import apply_dt
+
+    torch.manual_seed(7)
+    p = nt.LIFBoxParameters(tau_mem_inv=torch.tensor(250.0), v_th=torch.tensor(0.3), v_leak=torch.tensor(0.0))
+    model = nt.SequentialState(torch.nn.Linear(6, 8), nt.LIFBoxCell(p), torch.nn.Linear(8, 3), nt.LIFBoxCell(p))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.mul_(3.0)
+    path = tmp_path / "norse_raw.nir"
+    g = nt.to_nir(model, torch.zeros(1, 6))                       # Norse's own export, not our front end
+    for node in g.nodes.values():
+        for k, v in vars(node).items():
+            if isinstance(v, torch.Tensor):
+                setattr(node, k, v.detach().numpy())
+    nir.write(str(path), g, compression=None)       # as Norse users write it (0-d parameters: no gzip)
+    x = binary_input(6, seed=2)
+    ref = norse_spikes(model, x)
+    g = to_nir(path)                                 # our reader (Norse's batch dimension in Input)
+    apply_dt(g, 1e-6)
+    got = simulate(g, x)
+    assert ref.sum() > 20
+    assert torch.equal(got.reshape(ref.shape), ref)
+
+    common = [str(path), "--target", "loihi2", "--input-domain", "binary", "-T", "10"]
+    assert main(["export", *common, "-o", str(tmp_path / "refused")]) == 2
+    assert not (tmp_path / "refused").exists()
+    assert main(["export", *common, "-o", str(tmp_path / "out"), "--dt", "1e-6"]) == 0
+    assert read_graph(tmp_path / "out" / "model.nir").metadata["neurodeploy.dt"] == 1e-6
+    assert (tmp_path / "out" / "loihi2").is_dir()

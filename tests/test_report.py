@@ -147,6 +147,31 @@ def test_report_of_a_nir_file_and_files_writer(tmp_path, digits_json):
     assert json.loads((tmp_path / "out" / "report.json").read_text())["targets"][0]["target"] == "loihi"
 
 
+def test_a_graph_without_time_steps_reports_its_T_as_assumed(tmp_path):
+    """An imported graph fixes no time steps: the op count uses T = 4 and the report says it was assumed;
+    -T makes it the graph's own."""
+    import nir
+    import numpy as np
+
+    from neurodeploy.report import build_report
+    from neurodeploy.report.render import render
+
+    n = 5
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([4])}),
+                            "fc": nir.Affine(weight=np.ones((n, 4), np.float32), bias=np.zeros(n, np.float32)),
+                            "lif": nir.LIF(tau=np.full(n, 2e-3, np.float32), r=np.ones(n, np.float32),
+                                           v_leak=np.zeros(n, np.float32), v_threshold=np.ones(n, np.float32)),
+                            "output": nir.Output(output_type={"output": np.array([n])})},
+                     edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")])
+    nir.write(str(tmp_path / "g.nir"), g)
+    doc = build_report(str(tmp_path / "g.nir"), targets=["loihi2"], samples=4)
+    assert doc["model"]["time_steps"] == 4 and doc["model"]["time_steps_assumed"] is True
+    assert "T = 4 time steps (assumed: the model fixes none; give -T/--steps)" in render(doc, "md")
+    doc = build_report(str(tmp_path / "g.nir"), targets=["loihi2"], samples=4, steps=10)
+    assert doc["model"]["time_steps"] == 10 and doc["model"]["time_steps_assumed"] is False
+    assert "T = 10 time steps;" in render(doc, "md")
+
+
 def test_sew_add_residual_needs_graded_spikes_on_loihi1():
     # SEW-ResNet ADD feeds integer spike counts {0, 1, 2} into layer.1.conv1 (INTxFLOAT): Loihi 1 carries
     # binary spikes only, Loihi 2 has graded spikes

@@ -30,7 +30,7 @@ def add_parser(subparsers):
     p.add_argument("--data", metavar="FILE",
                    help="sample inputs (.npy/.npz/.pt, [B, ...] or [B, T, ...]) or 'digits' for the dynamic check; "
                         "digits demo models use the bundled digits by default")
-    add_data_arguments(p, data=False)  # --input-domain, -T/--steps (also --time-steps)
+    add_data_arguments(p, data=False, dt=False)  # --input-domain, -T/--steps (also --time-steps)
     p.add_argument("--no-dynamic", action="store_true", help="skip the dynamic check (no simulation)")
     p.add_argument("--samples", type=int, default=64, help="at most this many samples for the dynamic check (64)")
     p.add_argument("--fold-readout", action="store_true",

@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, data: bool = True) -> None:
-    """``--data FILE``, ``--input-domain binary|counts|real`` and ``-T/--steps N``, the same way for every
-    command; turn them into samples with :func:`neurodeploy.data.graph_samples` (``args.data``,
-    ``args.steps``, ``args.input_domain``).  ``data=False``: the command already has its own ``--data``."""
+def add_data_arguments(parser: argparse.ArgumentParser, data: bool = True, dt: bool = True) -> None:
+    """``--data FILE``, ``--input-domain binary|counts|real``, ``-T/--steps N`` and ``--dt SECONDS``, the same
+    way for every command; turn them into samples with :func:`neurodeploy.data.graph_samples` (``args.data``,
+    ``args.steps``, ``args.input_domain``) and apply ``args.dt`` with :func:`neurodeploy.data.apply_dt`.
+    ``data=False``: the command already has its own ``--data``; ``dt=False``: the command does not simulate."""
     if data:
         parser.add_argument("--data", default=None, metavar="FILE",
                             help="samples: .npy/.npz/.pt with [N, ...] (static) or [N, T, ...] (event tensors, "
@@ -17,3 +18,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, data: bool = True) -> No
     parser.add_argument("-T", "--steps", "--time-steps", type=int, default=None, dest="steps", metavar="N",
                         help="time steps per sample for static data and event files (default: the data's time "
                              "axis, else the model's)")
+    if dt:
+        parser.add_argument("--dt", type=float, default=None, metavar="SECONDS",
+                            help="the simulation step of the graph's neuron equations, in seconds (NIR files carry "
+                                 "none: default the graph's neurodeploy.dt metadata, else 1e-4); recorded in "
+                                 "OUT/model.nir")

@@ -21,7 +21,7 @@ from ..exporters import to_nir
 from ..fileio import staged_dir, check_output_path
 from ..graph import write_graph, meta
 from ..deploy import Deployment, registered_targets
-from ..data import apply_input_domain
+from ..data import apply_dt, apply_input_domain
 from ..profiles import load_profiles
 from ..report import build_report, write_report_files
 
@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"-T/--steps must be >= 1, got {args.steps}")
 
     apply_input_domain(graph, args.input_domain)        # recorded in OUT/model.nir too
+    apply_dt(graph, args.dt)                            # the same
     if args.steps and not int(meta(graph, "neurodeploy.time_steps", 0) or 0):
         graph.metadata = {**(graph.metadata or {}), "neurodeploy.time_steps": int(args.steps)}
     dep = doc = None

@@ -70,7 +70,7 @@ def run(args) -> int:
     doc = build_report(args.model, targets=args.target, profile_files=args.profile, arch=args.arch, data=args.data,
                        firing_rates=rates, max_chips=args.max_chips, max_energy_uj=args.max_energy_uj,
                        min_fidelity=args.min_fidelity, samples=args.samples, steps=args.steps,
-                       input_domain=args.input_domain)
+                       input_domain=args.input_domain, dt=args.dt)
     text = render(doc, args.format)
     ok = doc["budgets"]["ok"]
     if args.output:

@@ -17,11 +17,11 @@ from pathlib import Path
 from ..errors import BadInputError
 from .common import add_data_arguments
 from ..analysis.check import load_graph as load_model_graph
-from ..data import apply_input_domain, graph_samples, float_batch
+from ..data import apply_dt, apply_input_domain, graph_samples, float_batch
 from ..fidelity import _num_classes
 from ..training import digits_split
 from ..deploy import Deployment, get_target
-from ..graph import read_graph
+from ..graph import graph_dt, read_graph
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -87,7 +87,7 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def load_artifact(model: str, target: str, arch: str | None = None, data: str | None = None, steps=None,
-                  input_domain=None):
+                  input_domain=None, dt: float | None = None):
     """(graph, target implementation, artifact, x, y, T): from an export folder (OUT or OUT/<target>: the
     artifact as written), else lowered from MODEL now as `export --target` would (input range calibrated on
     the first 64 samples of the same data)."""
@@ -100,10 +100,13 @@ def load_artifact(model: str, target: str, arch: str | None = None, data: str | 
             raise BadInputError(f"{path}: not an export folder (no model.nir beside the {target}/ artifact)")
         impl = get_target(target)
         graph = read_graph(nir_file)
+        if dt is not None and dt != graph_dt(graph):
+            raise BadInputError(f"--dt {dt:g}: {folder} was lowered with dt {graph_dt(graph):g} s "
+                                f"({nir_file}); export again with --dt")
         artifact = impl.read(folder)
         x, y, T = load_data(data, graph, steps, input_domain)
         return graph, impl, artifact, x, y, T
-    dep = Deployment.build(model, targets=[target], arch=arch, data=None, annotate=False)
+    dep = Deployment.build(model, targets=[target], arch=arch, data=None, annotate=False, dt=dt)
     x, y, T = load_data(data, dep.graph, steps, input_domain)      # applies --input-domain to the graph
     if T and not dep.time_steps:     # the data fixes the steps of a graph that does not (imported .nir files)
         dep.graph.metadata = {**(dep.graph.metadata or {}), "neurodeploy.time_steps": int(T)}
@@ -157,7 +160,7 @@ def _run(args: argparse.Namespace, rank) -> int:
 
     t0 = time.perf_counter()
     graph, impl, artifact, x, y, T = load_artifact(args.model, args.target, args.arch, args.data, args.steps,
-                                                   args.input_domain)
+                                                   args.input_domain, args.dt)
     t_load = time.perf_counter() - t0
     limit = args.limit if args.limit is not None else (100 if backend == "lava" else None)
     if limit is not None:

@@ -20,7 +20,7 @@ from ..analysis.activity import record_activity
 from ..analysis.annotate import AnnotatedGraph, annotate
 from ..analysis.check import load_graph, resolve_samples
 from ..analysis.neurobench import neurobench_from_graph
-from ..data import apply_input_domain, float_batch, graph_samples
+from ..data import apply_dt, apply_input_domain, float_batch, graph_samples
 from ..energy import (attention_products, neurobench_metrics, ops_from_graph, paper_energy, published_firing_rates,
                       rate_of, target_energy)
 from ..errors import BadInputError, NeurodeployError, UnsupportedError
@@ -73,18 +73,20 @@ class Deployment:
     def build(cls, model, targets: list[str] | None = None, profile_files: list[str] | None = None,
               arch: str | None = None, data=None, samples: int | None = 64, firing_rates: dict | None = None,
               rates_note: str = "", labels=None, annotate: bool = True, steps: int | None = None,
-              input_domain: str | None = None) -> "Deployment":
+              input_domain: str | None = None, dt: float | None = None) -> "Deployment":
         """Load ``model`` (architecture name, checkpoint, .nir file, torch model or NIR graph), resolve the
         target profiles and sample data, and annotate the graph (purity, ops, firing rates, paper energy).
         ``steps`` / ``input_domain``: ``-T/--steps`` and ``--input-domain`` as ``simulate`` takes them
         (:func:`neurodeploy.data.graph_samples`: a data file in any layout; the steps the data or ``steps``
-        fix become the graph's time steps when the graph has none)."""
+        fix become the graph's time steps when the graph has none); ``dt``: ``--dt``, the graph's simulation
+        step in seconds (:func:`neurodeploy.data.apply_dt`)."""
         profiles = load_profiles(targets or (["loihi2"] if not profile_files else []), profile_files)
         graph, info = load_graph(model, arch)
         dep = cls(graph, info)
         if steps is not None and int(steps) < 1:
             raise BadInputError(f"-T/--steps must be >= 1, got {steps}")
         apply_input_domain(graph, input_domain)
+        apply_dt(graph, dt)
         if data is not None and not isinstance(data, (str, Path)) and labels is None and isinstance(data, tuple):
             data, labels = data
         T = steps

@@ -709,8 +709,8 @@ class _Lowerer:
             raise UnsupportedError(f"node '{name}': per-neuron {field} (Lava has one decay per population)")
         k = float(k[0])
         if not k >= 1:
-            raise UnsupportedError(f"node '{name}': {field} shorter than one step ({field}/dt = {k:g}); "
-                                   "Loihi 2 decays need tau >= dt")
+            raise UnsupportedError(f"node '{name}': {field} shorter than one step ({field}/dt = {k:g} with dt "
+                                   f"{self.dt:g} s); Loihi 2 decays need tau >= dt (the graph's step: --dt)")
         return k
 
     def neuron_map(self, name, node, shape) -> dict:

@@ -142,7 +142,8 @@ def _sections(doc: dict):
         yield "section", "summary"
         yield "h2", "Summary"
         fr = doc["summary"]
-        yield "p", (f"Model {fr['model']}, T = {fr['time_steps']} time steps; firing rates: "
+        assumed = " (assumed: the model fixes none; give -T/--steps)" if fr.get("time_steps_assumed") else ""
+        yield "p", (f"Model {fr['model']}, T = {fr['time_steps']} time steps{assumed}; firing rates: "
                     f"{fr['firing_rates_source'] or 'none (no energy figures)'}.")
         yield "table", _card(fr)
         yield "section", None
@@ -161,7 +162,8 @@ def _sections(doc: dict):
     yield "h2", "Model"
     yield "table", (["item", "value"], [
         ["name", m["name"]], ["architecture", m["arch"]], ["weights", "untrained (random)" if m["untrained"] else "trained"],
-        ["time steps T", m["time_steps"]], ["input", f"{m['input_encoding']} ({m['input_domain']})"],
+        ["time steps T", f"{m['time_steps']} (assumed: the model fixes none; give -T/--steps)"
+         if m.get("time_steps_assumed") else m["time_steps"]], ["input", f"{m['input_encoding']} ({m['input_domain']})"],
         ["NIR nodes", m["nir_nodes"]], ["synaptic layers", m["synaptic_layers"]], ["attention ops", m["attention_ops"]],
         ["spiking neurons", m["spiking_neurons"]], ["parameters", m["parameters"]]])
     p = doc["purity"]

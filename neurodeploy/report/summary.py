@@ -241,6 +241,7 @@ def summarize(doc: dict) -> dict:
     out = {
         "model": (doc.get("model") or {}).get("name"),
         "time_steps": (doc.get("model") or {}).get("time_steps"),
+        "time_steps_assumed": bool((doc.get("model") or {}).get("time_steps_assumed")),
         "firing_rates_source": (doc.get("firing_rates") or {}).get("source"),
         "confidence_levels": list(CONFIDENCE_ORDER),
         "rows": rows,

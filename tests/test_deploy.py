@@ -71,6 +71,25 @@ def test_simulate_of_the_export_folder_reproduces_the_report(exported, capsys):
         assert res["layer_spike_agreement"] == rep["lowering"]["layer_spike_agreement"]
 
 
+def test_split_signs_is_an_export_option_recorded_in_the_artifact(tiny_nir, exported, tmp_path, capsys):
+    """--split-signs: the lowering splits mixed-sign spike groups by sign (docs/lowering.md); the artifact
+    records it, the report maps the split network, and simulate OUT reproduces its fidelity; asking a folder
+    lowered without it for it is refused."""
+    out = tmp_path / "split"
+    assert main(["export", str(tiny_nir), "-o", str(out), "--target", "loihi2", "--split-signs"]) == 0
+    plain = json.loads((exported / "loihi2" / "summary.json").read_text())
+    split = json.loads((out / "loihi2" / "summary.json").read_text())
+    assert split["split_signs"] is True and plain["split_signs"] is False
+    assert split["synapse_groups"] > plain["synapse_groups"] and split["neurons"] == plain["neurons"]
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["targets"][0]["artifact"]["synapse_groups"] == split["synapse_groups"]
+    capsys.readouterr()
+    assert main(["simulate", str(out), "--limit", "64", "--json", "--split-signs"]) == 0
+    assert json.loads(capsys.readouterr().out)["prediction_agreement"] == rep["lowering"]["fidelity"]
+    assert main(["simulate", str(exported), "--limit", "4", "--split-signs"]) == 2
+    assert "lowered without it" in capsys.readouterr().err
+
+
 def test_core_count_does_not_depend_on_data(tiny_nir, tmp_path):
     from neurodeploy.report import build_report
 

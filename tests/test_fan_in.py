@@ -119,3 +119,37 @@ def test_conv_groups_move_whole_and_stay_exact():
 @pytest.mark.lava
 def test_lava_equals_engine_on_split_conv_groups():
     _lava_equals_engine(split_fan_in(_conv_net(), max_fan_in=40), _cx())
+
+
+@pytest.mark.lava
+def test_split_signs_with_a_split_fan_in_stays_sign_pure_and_lava_equals_engine():
+    """lower_graph(split_signs=True) on a neuron that reads more than a core gives it (7,000 inputs, mixed
+    signs): the sign split comes first, the fan-in split then cuts the excitatory and the inhibitory group
+    into partial sums; every group stays one-signed, and Lava equals the engine."""
+    import nir
+
+    from neurodeploy.lower.from_nir import lower_graph
+    rng = np.random.default_rng(4)
+    n_in, n = 7000, 3
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([n_in])}),
+                            "fc": nir.Affine(weight=rng.normal(0, 1, (n, n_in)).astype(np.float32),
+                                             bias=np.zeros(n, np.float32)),
+                            "lif": nir.LIF(tau=np.full(n, 4e-4, np.float32), r=np.ones(n, np.float32),
+                                           v_leak=np.zeros(n, np.float32), v_threshold=np.full(n, 20.0, np.float32)),
+                            "output": nir.Output(output_type={"output": np.array([n])})},
+                     edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")],
+                     metadata={"neurodeploy.input_domain": "binary", "neurodeploy.time_steps": 6})
+    plain, _ = lower_graph(g)
+    split, _ = lower_graph(g, split_signs=True)
+    assert plain.metadata.get("fan_in_splits") and split.metadata.get("fan_in_splits")
+    chip = [s for s in split.synapses if s.kind in ("dense", "sparse")]
+    assert len(chip) > len([s for s in plain.synapses if s.kind in ("dense", "sparse")])
+    for s in chip:
+        w = s.weights.toarray() if hasattr(s.weights, "toarray") else np.asarray(s.weights)
+        assert not ((w > 0).any() and (w < 0).any()), s.name
+    inp = next(p for p in split.populations if p.kind == "input")
+    x = {inp.name: (rng.random((6, 1, n_in)) < 0.3).astype(np.int64)}
+    steps = 6 + split.metadata["latency"]
+    ours = simulate(split, x, steps, record="all")
+    assert ours["lif"]["s"].any()
+    _lava_equals_engine(split, x, steps)

@@ -23,3 +23,15 @@ def add_data_arguments(parser: argparse.ArgumentParser, data: bool = True, dt: b
                             help="the simulation step of the graph's neuron equations, in seconds (NIR files carry "
                                  "none: default the graph's neurodeploy.dt metadata, else 1e-4); recorded in "
                                  "OUT/model.nir")
+
+
+def add_lowering_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the targets' lowerings, the same in export, simulate and report; :func:`lowering_options`
+    turns them into ``Deployment.build(lowering=...)``."""
+    parser.add_argument("--split-signs", action="store_true",
+                        help="loihi2: every mixed-sign spike group becomes an excitatory and an inhibitory group "
+                             "(one more bit of weight resolution, one more synapse group each; docs/lowering.md)")
+
+
+def lowering_options(args: argparse.Namespace) -> dict:
+    return {"split_signs": True} if getattr(args, "split_signs", False) else {}

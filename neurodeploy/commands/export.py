@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..errors import BadInputError, UnsupportedError
-from .common import add_data_arguments
+from .common import add_data_arguments, add_lowering_arguments, lowering_options
 from ..exporters import to_nir
 from ..fileio import staged_dir, check_output_path
 from ..graph import write_graph, meta
@@ -64,6 +64,7 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=64, metavar="K",
                         help="at most K samples from --data for calibration, rates and fidelity (64)")
     add_data_arguments(parser, data=False)  # --input-domain, -T/--steps: as simulate takes them
+    add_lowering_arguments(parser)  # --split-signs
 
 
 def export_to_folder(model, out_dir, arch=None, expand_attention=False, input_shape=None):
@@ -101,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     dep = doc = None
     if targets or args.profile:
         dep = Deployment.build(graph, targets=targets, profile_files=args.profile, data=args.data,
-                               samples=args.samples, annotate=False, steps=args.steps, input_domain=args.input_domain)
+                               samples=args.samples, annotate=False, steps=args.steps, input_domain=args.input_domain,
+                               lowering=lowering_options(args))
         dep.info.update(name=model.name, path=str(model))
         dep.lower()                 # a target that refuses the model fails the export, before any other work
         refused = [t for t in dep.targets if not t.deployable]

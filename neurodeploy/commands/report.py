@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
 from ..fileio import write_text_atomic
-from .common import add_data_arguments
+from .common import add_data_arguments, add_lowering_arguments, lowering_options
 from ..report import build_report
 from ..rates import load_firing_rates
 from ..report.render import render
@@ -39,6 +39,7 @@ def add_parser(subparsers):
                    help="budget: exit 1 if the float vs fixed-point prediction agreement is below P (0..1)")
     p.add_argument("--samples", type=int, default=64, help="at most this many samples from --data (64)")
     add_data_arguments(p, data=False)  # --input-domain, -T/--steps: as simulate takes them
+    add_lowering_arguments(p)  # --split-signs
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when a verdict rests on a profile number of confidence 'assumption' or 'unverified' "
                         "(the report is still written)")
@@ -70,7 +71,7 @@ def run(args) -> int:
     doc = build_report(args.model, targets=args.target, profile_files=args.profile, arch=args.arch, data=args.data,
                        firing_rates=rates, max_chips=args.max_chips, max_energy_uj=args.max_energy_uj,
                        min_fidelity=args.min_fidelity, samples=args.samples, steps=args.steps,
-                       input_domain=args.input_domain, dt=args.dt)
+                       input_domain=args.input_domain, dt=args.dt, lowering=lowering_options(args))
     text = render(doc, args.format)
     ok = doc["budgets"]["ok"]
     if args.output:

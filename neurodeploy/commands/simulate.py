@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from ..errors import BadInputError
-from .common import add_data_arguments
+from .common import add_data_arguments, add_lowering_arguments, lowering_options
 from ..analysis.check import load_graph as load_model_graph
 from ..data import apply_dt, apply_input_domain, graph_samples, float_batch
 from ..fidelity import _num_classes
@@ -32,6 +32,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--target", default="loihi2", help="a target with a simulator (default loihi2)")
     p.add_argument("--backend", default=None, help="the target's simulator (loihi2: fast (default) or lava)")
     add_data_arguments(p)  # --data (static, [N, T, ...], event files), --input-domain, -T/--steps
+    add_lowering_arguments(p)  # --split-signs
     p.add_argument("--limit", type=int, default=None, metavar="K",
                    help="first K samples (default: all for fast, 100 for lava)")
     p.add_argument("--batch", type=int, default=64, help="batch size of the fast engine")
@@ -87,7 +88,7 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def load_artifact(model: str, target: str, arch: str | None = None, data: str | None = None, steps=None,
-                  input_domain=None, dt: float | None = None):
+                  input_domain=None, dt: float | None = None, lowering: dict | None = None):
     """(graph, target implementation, artifact, x, y, T): from an export folder (OUT or OUT/<target>: the
     artifact as written), else lowered from MODEL now as `export --target` would (input range calibrated on
     the first 64 samples of the same data)."""
@@ -104,9 +105,13 @@ def load_artifact(model: str, target: str, arch: str | None = None, data: str | 
             raise BadInputError(f"--dt {dt:g}: {folder} was lowered with dt {graph_dt(graph):g} s "
                                 f"({nir_file}); export again with --dt")
         artifact = impl.read(folder)
+        split = bool((lowering or {}).get("split_signs", False))
+        if split and not bool(getattr(artifact, "net", None) and artifact.net.metadata.get("split_signs")):
+            raise BadInputError(f"--split-signs: {folder} was lowered without it; export again with --split-signs")
         x, y, T = load_data(data, graph, steps, input_domain)
         return graph, impl, artifact, x, y, T
-    dep = Deployment.build(model, targets=[target], arch=arch, data=None, annotate=False, dt=dt)
+    dep = Deployment.build(model, targets=[target], arch=arch, data=None, annotate=False, dt=dt,
+                           lowering=lowering)
     x, y, T = load_data(data, dep.graph, steps, input_domain)      # applies --input-domain to the graph
     if T and not dep.time_steps:     # the data fixes the steps of a graph that does not (imported .nir files)
         dep.graph.metadata = {**(dep.graph.metadata or {}), "neurodeploy.time_steps": int(T)}
@@ -160,7 +165,7 @@ def _run(args: argparse.Namespace, rank) -> int:
 
     t0 = time.perf_counter()
     graph, impl, artifact, x, y, T = load_artifact(args.model, args.target, args.arch, args.data, args.steps,
-                                                   args.input_domain, args.dt)
+                                                   args.input_domain, args.dt, lowering_options(args))
     t_load = time.perf_counter() - t0
     limit = args.limit if args.limit is not None else (100 if backend == "lava" else None)
     if limit is not None:

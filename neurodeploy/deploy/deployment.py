@@ -58,6 +58,7 @@ class Deployment:
     samples: object = None              # numpy float32 [B, ...] or None
     labels: object = None
     samples_desc: str = ""
+    lowering: dict = field(default_factory=dict)   # lowering options, e.g. {"split_signs": True} (--split-signs)
     targets: list = field(default_factory=list)   # [TargetDeployment]
     purity: object = None
     ops: object = None
@@ -73,16 +74,18 @@ class Deployment:
     def build(cls, model, targets: list[str] | None = None, profile_files: list[str] | None = None,
               arch: str | None = None, data=None, samples: int | None = 64, firing_rates: dict | None = None,
               rates_note: str = "", labels=None, annotate: bool = True, steps: int | None = None,
-              input_domain: str | None = None, dt: float | None = None) -> "Deployment":
+              input_domain: str | None = None, dt: float | None = None,
+              lowering: dict | None = None) -> "Deployment":
         """Load ``model`` (architecture name, checkpoint, .nir file, torch model or NIR graph), resolve the
         target profiles and sample data, and annotate the graph (purity, ops, firing rates, paper energy).
         ``steps`` / ``input_domain``: ``-T/--steps`` and ``--input-domain`` as ``simulate`` takes them
         (:func:`neurodeploy.data.graph_samples`: a data file in any layout; the steps the data or ``steps``
         fix become the graph's time steps when the graph has none); ``dt``: ``--dt``, the graph's simulation
-        step in seconds (:func:`neurodeploy.data.apply_dt`)."""
+        step in seconds (:func:`neurodeploy.data.apply_dt`); ``lowering``: options of the targets' lowerings
+        (``split_signs``: Loihi 2 spike groups split by sign, ``--split-signs``)."""
         profiles = load_profiles(targets or (["loihi2"] if not profile_files else []), profile_files)
         graph, info = load_graph(model, arch)
-        dep = cls(graph, info)
+        dep = cls(graph, info, lowering=dict(lowering or {}))
         if steps is not None and int(steps) < 1:
             raise BadInputError(f"-T/--steps must be >= 1, got {steps}")
         apply_input_domain(graph, input_domain)

@@ -78,6 +78,7 @@ def summarize(net, quantization: dict | None = None) -> dict:
          "attention_latency_added_steps": int(net.metadata.get("attention_latency_added", 0)),
          "readout_scale": net.metadata.get("readout_scale"),
          "input_range": net.metadata.get("input_range"),
+         "split_signs": bool(net.metadata.get("split_signs", False)),
          "passes": list(net.metadata.get("passes", [])),
          "lava_processes": lava_process_classes(net),
          "lava_standard_library_only": standard_library_only(net)}
@@ -100,8 +101,11 @@ class Loihi2Target(Target):
             rng = DEFAULT_INPUT_RANGE
             src = ("default for standardised images (mean 0, std 1, within 3 sigma)"
                    if deployment.input_domain == "real" else f"not used ({deployment.input_domain} input)")
-        net, quant = lower_graph(deployment.annotated, T=deployment.time_steps or None, input_range=rng)
+        split = bool(deployment.lowering.get("split_signs", False))
+        net, quant = lower_graph(deployment.annotated, T=deployment.time_steps or None, input_range=rng,
+                                 split_signs=split)
         net.metadata["input_range"] = {"range": list(rng), "source": src}
+        net.metadata["split_signs"] = split
         net.metadata["quantization"] = {"clipped_weights": quant["clipped_weights"],
                                         "clipped_biases": quant["clipped_biases"]}
         return Loihi2Artifact(net, quant, summarize(net, quant))

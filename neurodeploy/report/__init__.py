@@ -160,7 +160,8 @@ ALLOWED_EXCEPTIONS = ("encoder", "readout")
 def build_report(model, targets: list[str] | None = None, profile_files: list[str] | None = None, arch: str | None = None,
                  data=None, firing_rates: dict | None = None, rates_note: str = "", max_chips: int | None = None,
                  max_energy_uj: float | None = None, min_fidelity: float | None = None, samples: int = 64,
-                 steps: int | None = None, input_domain: str | None = None, dt: float | None = None) -> dict:
+                 steps: int | None = None, input_domain: str | None = None, dt: float | None = None,
+                 lowering: dict | None = None) -> dict:
     """The report as a dict.  ``model``: architecture name, checkpoint, .nir file, torch model or graph
     (a :class:`neurodeploy.deploy.Deployment` is built and run), or a Deployment already run."""
     _check_budgets(max_chips, max_energy_uj, min_fidelity)      # before any work
@@ -170,7 +171,7 @@ def build_report(model, targets: list[str] | None = None, profile_files: list[st
     else:
         dep = Deployment.build(model, targets=targets, profile_files=profile_files, arch=arch, data=data,
                                samples=samples, firing_rates=firing_rates, rates_note=rates_note, steps=steps,
-                               input_domain=input_domain, dt=dt).run()
+                               input_domain=input_domain, dt=dt, lowering=lowering).run()
     doc = report_document(dep, max_chips=max_chips, max_energy_uj=max_energy_uj, min_fidelity=min_fidelity)
     doc["elapsed_seconds"] = time.perf_counter() - t0
     return doc

@@ -11,10 +11,12 @@
   fixed_pt: a Conv process per conv group, Dense for the head, our attention process), N steps, compared
   bit for bit with our engine on the steps run; build, first step (compile + start) and per-step time.
 * ``lava-slices`` (``--slice-processes P``, ``--lava-budget S``, ``--sparse-max C``): ONE full-resolution
-  cifar10-4-384 sample (random weights, BatchNorm weights x8 so that the layers fire), all T + latency steps, through Lava slice by slice (:func:`neurodeploy.lava.slices.check_slices`: slices of
+  cifar10-4-384 sample (random weights, BatchNorm weights x8 so that the layers fire), all T + latency
+  steps, through Lava slice by slice (:func:`neurodeploy.lava.slices.check_slices`: slices of
   consecutive populations of at most P Lava processes, each fed with the messages its outside sources sent
   in our engine's whole-network run, compared bit for bit with that run on every member's spikes / u / v).
-  Conv groups run as Lava ``Sparse`` where exact and at most C connections (default 2**24), the larger ones as Lava
+  Conv groups run as Lava ``Sparse`` where exact and at most C connections (default 2**26: the 384 <-> 1536 1x1
+  convs, 37.7 M connections; the Lava parent then peaks at ~11.4 GiB), the larger ones as Lava
   ``Conv`` (slow in Lava's CPU model: C_in x C_out scipy convolutions per step).  Slices run in topological
   order until S seconds have passed; time per slice, total, slices run / all, bit_exact (of those run).
   Our engine's whole-network run is recorded to disk (int32) in groups of populations of ~1 GiB of
@@ -242,7 +244,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-memory", type=int, default=4 << 30)
     ap.add_argument("--lava-steps", type=int, default=3)
     ap.add_argument("--slice-processes", type=int, default=40, help="lava-slices: Lava processes per slice")
-    ap.add_argument("--sparse-max", type=int, default=1 << 24,
+    ap.add_argument("--sparse-max", type=int, default=1 << 26,
                     help="lava-slices: conv groups with at most this many connections run as Lava Sparse")
     ap.add_argument("--slices", type=int, nargs="*", default=[], help="lava-slices: run only these slice indices")
     ap.add_argument("--work", help="lava-slices: keep the engine's recorded run in this folder (reused when present)")

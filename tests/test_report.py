@@ -170,6 +170,7 @@ def test_a_graph_without_time_steps_reports_its_T_as_assumed(tmp_path):
     doc = build_report(str(tmp_path / "g.nir"), targets=["loihi2"], samples=4, steps=10)
     assert doc["model"]["time_steps"] == 10 and doc["model"]["time_steps_assumed"] is False
     assert "T = 10 time steps;" in render(doc, "md")
+    assert doc["model"]["dt_s"] == 1e-4 and "| time step dt | 0.0001 s |" in render(doc, "md")
 
 
 def test_sew_add_residual_needs_graded_spikes_on_loihi1():

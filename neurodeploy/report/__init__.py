@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import BadInputError, NeurodeployError
 from .summary import summarize, target_details
 from ..rates import load_firing_rates as load
-from ..graph import meta
+from ..graph import graph_dt, meta
 from ..deploy import Deployment
 from ..fileio import write_text_atomic
 from .render import render
@@ -111,6 +111,7 @@ def _model_summary(graph, info, ops) -> dict:
         "untrained": bool(info.get("untrained", False)),
         "time_steps": ops.time_steps,
         "time_steps_assumed": bool(getattr(ops, "time_steps_assumed", False)),
+        "dt_s": graph_dt(graph),
         "input_encoding": meta(graph, "neurodeploy.input_encoding"),
         "input_domain": meta(graph, "neurodeploy.input_domain"),
         "nir_nodes": len(graph.nodes),

@@ -163,7 +163,8 @@ def _sections(doc: dict):
     yield "table", (["item", "value"], [
         ["name", m["name"]], ["architecture", m["arch"]], ["weights", "untrained (random)" if m["untrained"] else "trained"],
         ["time steps T", f"{m['time_steps']} (assumed: the model fixes none; give -T/--steps)"
-         if m.get("time_steps_assumed") else m["time_steps"]], ["input", f"{m['input_encoding']} ({m['input_domain']})"],
+         if m.get("time_steps_assumed") else m["time_steps"]],
+        ["time step dt", f"{m['dt_s']:g} s" if m.get("dt_s") else "-"], ["input", f"{m['input_encoding']} ({m['input_domain']})"],
         ["NIR nodes", m["nir_nodes"]], ["synaptic layers", m["synaptic_layers"]], ["attention ops", m["attention_ops"]],
         ["spiking neurons", m["spiking_neurons"]], ["parameters", m["parameters"]]])
     p = doc["purity"]

@@ -70,6 +70,7 @@ Version 1 (sparse groups stored dense) and versions newer than 3 are refused wit
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -536,8 +537,8 @@ class LoweredNetwork:
         meta, arrays = self._split()
         payload = {"__meta__": np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)}
         payload.update(arrays)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **payload)
+        with atomic_path(path) as tmp:
+            _savez_fast(tmp, payload)
 
     @classmethod
     def load(cls, path: str) -> "LoweredNetwork":
@@ -548,6 +549,16 @@ class LoweredNetwork:
         except (OSError, ValueError, KeyError) as exc:
             raise BadInputError(f"{path}: not a lowered network file ({exc})") from exc
         return cls.from_dict(_resolve(meta, arrays))
+
+
+def _savez_fast(path, arrays: dict) -> None:
+    """An ``.npz`` (``np.load`` reads it) deflated at level 1: by hand because ``np.savez_compressed`` has no
+    compression level, and its default (6) took 136 s on imagenet-8-768's 226 MiB file; level 1 writes the
+    lowered cifar10-4-384 network 1.8x faster for a file 2 % larger."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, allowZip64=True) as zf:
+        for name, a in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(a), allow_pickle=False)
 
 
 _TUPLES = {"shape", "stride", "padding", "dilation", "balance_delays", "input_shape", "src_view"}

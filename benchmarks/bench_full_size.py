@@ -202,7 +202,7 @@ print(json.dumps({"slices_total": len(slices), "slices_run": len(reps),
                   "lava_s": round(t_lava, 1),
                   "per_slice": [{"slice": r["index"], "populations": len(r["members"]), "first": r["members"][0],
                                  "processes": r["processes"], "seconds": r["seconds"],
-                                                "build_s": r["build_s"], "first_run_s": r["first_run_s"],
+                                 "build_s": r["build_s"], "first_run_s": r["first_run_s"],
                                  "rest_run_s": r["rest_run_s"], "bit_exact": not r["mismatch"]} for r in reps],
                   "bit_exact": bool(reps) and all(not r["mismatch"] for r in reps),
                   "mismatches": [r["mismatch"] for r in reps if r["mismatch"]], "peak_rss_gib": rss()}))

@@ -144,7 +144,7 @@ def test_back_edges_stay_on_the_cycle_whatever_the_edge_order():
         assert order.index("1.lif") < order.index("2") < order.index("3")
 
 
-def test_raw_norse_file_runs_with_the_step_norse_meant(tmp_path):
+def test_raw_norse_file_runs_with_the_step_norse_meant(tmp_path, capsys):
     """Norse 1.1's own ``to_nir`` writes tau = dt / tau_mem_inv (norse/norse#411; 1e-5 s for its defaults),
     and a NIR file has no dt.  With our default dt (1e-4 s) such a LIF is shorter than one step and export
     refuses it, naming ``--dt``; ``--dt dt_norse**2`` (1e-6 for Norse's default 1e-3) gives tau/dt =
@@ -179,7 +179,9 @@ def test_raw_norse_file_runs_with_the_step_norse_meant(tmp_path):
     assert torch.equal(got.reshape(ref.shape), ref)
 
     common = [str(path), "--target", "loihi2", "--input-domain", "binary", "-T", "10"]
+    capsys.readouterr()
     assert main(["export", *common, "-o", str(tmp_path / "refused")]) == 2
+    assert "tau shorter than one step (tau/dt = 0.04 with dt 0.0001 s)" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
     assert main(["export", *common, "-o", str(tmp_path / "out"), "--dt", "1e-6"]) == 0
     assert read_graph(tmp_path / "out" / "model.nir").metadata["neurodeploy.dt"] == 1e-6

@@ -150,16 +150,10 @@ class LavaNetwork:
             w = s.weights
             kind = s.kind
             feed = out_port(s.src)
-            if self.delay_lines and kind == "sparse" and s.delays is None and s.balance_delay > 0:
-                feed = delay_line(s, src, nmb, feed)
-                proc = Sparse(weights=csr_matrix(w, dtype=np.int32), num_message_bits=nmb,
-                              weight_exp=int(s.weight_exp), num_weight_bits=int(s.num_weight_bits), name=s.name,
-                              **extra)
-                feed.connect(proc.s_in)
-                proc.a_out.connect(self.procs[s.dst].a_in)
-                self.procs[s.name] = proc
-                continue
             has_delay = s.delays is not None or s.balance_delay > 0
+            if self.delay_lines and kind == "sparse" and s.delays is None and s.balance_delay > 0:
+                feed = delay_line(s, src, nmb, feed)     # the line holds the balance delay: a plain Sparse
+                has_delay = False
             common = dict(num_message_bits=nmb, weight_exp=int(s.weight_exp),
                           num_weight_bits=int(s.num_weight_bits), name=s.name, **extra)
             if kind == "dense":
@@ -187,7 +181,7 @@ class LavaNetwork:
                     proc = DelaySparse(weights=wm, delays=dm, max_delay=int(dm.data.max(initial=0)), **common)
                 else:
                     proc = Sparse(weights=wm, **common)
-            out_port(s.src).connect(proc.s_in)
+            feed.connect(proc.s_in)
             proc.a_out.connect(self.procs[s.dst].a_in)
             self.procs[s.name] = proc
         for a in net.attention:

@@ -34,7 +34,7 @@ import copy
 import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
-from .network import GRADED_KINDS, LoweredNetwork, Population, Synapse
+from .network import GRADED_KINDS, Attention, LoweredNetwork, Population
 
 #: population kinds whose output messages are graded payloads (integers), not 0/1 spikes
 _GRADED_OUT = GRADED_KINDS + ("relay",)
@@ -46,11 +46,8 @@ def sends_graded(p: Population) -> bool:
 
 
 def _sources(net: LoweredNetwork, name: str) -> list:
-    srcs = [s.src for s in net.synapses if s.dst == name]
-    for a in net.attention:
-        if a.dst == name:
-            srcs += [a.q, a.k, a.v]
-    return srcs
+    """The populations that send into ``name`` (synapse groups and attention ops: ``net.incoming``)."""
+    return [src for g in net.incoming(name) for src in ((g.q, g.k, g.v) if isinstance(g, Attention) else (g.src,))]
 
 
 def cut_network(net: LoweredNetwork, members) -> LoweredNetwork:

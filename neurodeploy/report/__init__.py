@@ -110,7 +110,7 @@ def _model_summary(graph, info, ops) -> dict:
         "path": info.get("path"),
         "untrained": bool(info.get("untrained", False)),
         "time_steps": ops.time_steps,
-        "time_steps_assumed": bool(getattr(ops, "time_steps_assumed", False)),
+        "time_steps_assumed": ops.time_steps_assumed,
         "dt_s": graph_dt(graph),
         "input_encoding": meta(graph, "neurodeploy.input_encoding"),
         "input_domain": meta(graph, "neurodeploy.input_domain"),

@@ -30,7 +30,7 @@ from torch import nn
 
 from .errors import BadInputError, boundary
 from .fileio import atomic_path
-from .models.registry import arch_names, build_model, config_from_dict
+from .models.registry import arch_names, build_model, config_from_dict, default_config, model_from_config
 from .version import __version__
 
 FORMAT = "neurodeploy-checkpoint"
@@ -90,9 +90,28 @@ def check_tensors(sd: dict, path: Path | str = "<checkpoint>") -> None:
 _INT_DTYPES = (torch.bool, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: dict, source: str = "<checkpoint>") -> None:
-    """``load_state_dict(strict=True)`` with an error that names the first bad key."""
-    expected = model.state_dict()
+def expected_shapes(config) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the state_dict that a model built from ``config`` holds, from a build on torch's meta
+    device (shapes only, no storage): a config that asks for gigabytes of weights costs nothing here."""
+    with torch.device("meta"):
+        model = model_from_config(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _config_hint(config, want: tuple, got: tuple) -> str:
+    """' (config embed_dim = 8192)': the config fields whose value is a dimension the weights disagree with."""
+    differing = {e for e, g in zip(want, got) if e != g} if len(want) == len(got) else set(want) - set(got)
+    named = []
+    for key, value in (config.to_dict() if hasattr(config, "to_dict") else {}).items():
+        for i, v in enumerate(value if isinstance(value, (list, tuple)) else [value]):
+            if isinstance(v, int) and not isinstance(v, bool) and v in differing:
+                named.append(f"{key}[{i}] = {v}" if isinstance(value, (list, tuple)) else f"{key} = {v}")
+    return f" (config {', '.join(named[:3])})" if named else ""
+
+
+def check_state_dict(expected: dict, state_dict: dict, source: str = "<checkpoint>", config=None) -> None:
+    """The keys and shapes of ``state_dict`` against ``expected`` (key -> shape, :func:`expected_shapes`),
+    before any model is built; the error names the first bad key (and the config fields it contradicts)."""
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     if missing:
@@ -101,10 +120,17 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, source: str = "<c
     if unexpected:
         more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
         raise BadInputError(f"{source}: unexpected key '{unexpected[0]}'{more}")
-    for k, ref in expected.items():
-        got = state_dict[k]
-        if tuple(got.shape) != tuple(ref.shape):
-            raise BadInputError(f"{source}: key '{k}' has shape {list(got.shape)}, expected {list(ref.shape)}")
+    for k, want in expected.items():
+        got = tuple(state_dict[k].shape)
+        if got != tuple(want):
+            raise BadInputError(f"{source}: key '{k}' has shape {list(got)}, expected {list(want)}"
+                                + _config_hint(config, tuple(want), got))
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: dict, source: str = "<checkpoint>") -> None:
+    """``load_state_dict(strict=True)`` with an error that names the first bad key."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_state_dict(expected, state_dict, source, getattr(model, "cfg", None))
     model.load_state_dict(state_dict, strict=True)
 
 
@@ -133,9 +159,40 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, metrics: dict | N
     return path
 
 
+#: the longest path the kernel resolves, terminating NUL included (Linux); a longer one is ENAMETOOLONG
+PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
+
+
+def _check_path_argument(path, name: str = "path") -> Path:
+    """``load_model``'s file argument: a str or os.PathLike naming a file path the system can look up."""
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise BadInputError(f"load_model: argument '{name}' must be a file path (str or os.PathLike), "
+                            f"got {type(path).__name__} {path!r}"[:200])
+    raw = os.fsencode(path)
+    if not raw:
+        raise BadInputError(f"load_model: argument '{name}' is an empty path")
+    shown = os.fsdecode(raw[:60]) + ("..." if len(raw) > 60 else "")
+    if b"\0" in raw:
+        raise BadInputError(f"load_model: argument '{name}' {shown!r} contains a NUL character")
+    if len(raw) >= PATH_MAX:
+        raise BadInputError(f"load_model: argument '{name}' {shown!r} is {len(raw):,} bytes long "
+                            f"(PATH_MAX is {PATH_MAX:,})")
+    try:
+        os.stat(raw)
+    except FileNotFoundError:
+        pass  # named as "no such file" by the reader
+    except OSError as exc:  # a component over NAME_MAX, a loop of links, a permission
+        raise BadInputError(f"load_model: argument '{name}' {shown!r}: {exc.strerror}") from None
+    return Path(os.fsdecode(raw))
+
+
 def load_model(path: str | os.PathLike, arch: str | None = None) -> nn.Module:
-    """Eval-mode torch module from our checkpoint, or from an official one when ``arch`` is given."""
-    path = Path(path)
+    """Eval-mode torch module from our checkpoint, or from an official one when ``arch`` is given.  The
+    config and the state_dict's keys and shapes are checked against each other before a model is built."""
+    path = _check_path_argument(path)
+    if arch is not None and not isinstance(arch, str):
+        raise BadInputError(f"load_model: argument 'arch' must be an architecture name (str), got "
+                            f"{type(arch).__name__}")
     obj = _torch_load(path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         saved_arch = obj.get("arch")
@@ -151,6 +208,9 @@ def load_model(path: str | os.PathLike, arch: str | None = None) -> nn.Module:
             raise BadInputError(f"{path}: bad 'config': {exc}") from None
         sd = extract_state_dict(obj, path)
         with boundary(str(path)):
+            # the config against the weights' keys and shapes first (meta device, no storage): a small
+            # checkpoint whose config asks for a huge model is refused without allocating it
+            check_state_dict(expected_shapes(cfg), sd, str(path), cfg)
             model = build_model(saved_arch, cfg.to_dict())
             load_state_dict_strict(model, sd, str(path))
         metrics = obj.get("metrics") or {}
@@ -163,6 +223,8 @@ def load_model(path: str | os.PathLike, arch: str | None = None) -> nn.Module:
             )
         sd = extract_state_dict(obj, path)
         with boundary(str(path)):
+            cfg = default_config(arch)
+            check_state_dict(expected_shapes(cfg), sd, str(path), cfg)
             model = build_model(arch)
             load_state_dict_strict(model, sd, str(path))
         model.metrics = {}

@@ -251,6 +251,73 @@ def _check_array(where: str, key: str, value) -> None:
         raise BadInputError(f"{where}: '{key}' contains NaN or infinity")
 
 
+#: integer fields that fix a node's shapes, and their ranges: (lowest, highest, a string allowed).  A stride
+#: or kernel of 0 divides by zero in the output-size formula; a huge or non-finite value overflows it
+STRUCTURE_FIELDS = {
+    "Conv1d": {"stride": (1, limits.MAX_DIM), "dilation": (1, limits.MAX_DIM), "groups": (1, limits.MAX_DIM),
+               "padding": (0, limits.MAX_DIM, ("same", "valid")), "input_shape": (1, limits.MAX_DIM)},
+    "Conv2d": {"stride": (1, limits.MAX_DIM), "dilation": (1, limits.MAX_DIM), "groups": (1, limits.MAX_DIM),
+               "padding": (0, limits.MAX_DIM, ("same", "valid")), "input_shape": (1, limits.MAX_DIM)},
+    "SumPool2d": {"kernel_size": (1, limits.MAX_DIM), "stride": (1, limits.MAX_DIM), "padding": (0, limits.MAX_DIM)},
+    "AvgPool2d": {"kernel_size": (1, limits.MAX_DIM), "stride": (1, limits.MAX_DIM), "padding": (0, limits.MAX_DIM)},
+    "Flatten": {"start_dim": (-limits.MAX_NDIM, limits.MAX_NDIM), "end_dim": (-limits.MAX_NDIM, limits.MAX_NDIM)},
+}
+
+
+def _as_text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.dtype.kind in "SUO" and value.size == 1:
+        return _as_text(value.reshape(-1)[0])
+    return value if isinstance(value, str) else None
+
+
+def check_structure_fields(kind: str, fields: dict, where: str) -> None:
+    """The shape-fixing fields of one node (``STRUCTURE_FIELDS[kind]``: stride, dilation, padding, groups,
+    kernel size, input shape, flatten dims) as given, before any shape is computed from them: finite
+    integers in range; for a conv with an input shape, a kernel (``fields['weight']``: the weight's shape)
+    that fits the padded input.  Raises BadInputError naming ``where`` (the node) and the field."""
+    ints = {}
+    for key, rule in STRUCTURE_FIELDS.get(kind, {}).items():
+        value = fields.get(key)
+        if value is None:
+            continue
+        lo, hi = rule[0], rule[1]
+        text = _as_text(value)
+        if text is not None:
+            if len(rule) > 2 and text in rule[2]:
+                continue
+            raise BadInputError(f"{where}: '{key}' = {text[:40]!r} is not a number"
+                                + (f" or one of {', '.join(rule[2])}" if len(rule) > 2 else ""))
+        a = np.asarray(value)
+        if a.dtype.kind not in "biuf" or a.ndim > 1 or a.size > limits.MAX_NDIM or (a.size == 0 and key != "input_shape"):
+            raise BadInputError(f"{where}: '{key}' must be an integer or a list of at most {limits.MAX_NDIM} "
+                                f"integers, got {a.dtype} {list(a.shape)}")
+        vals = [float(v) for v in a.reshape(-1)]
+        if not all(np.isfinite(v) and v == int(v) and lo <= v <= hi for v in vals):
+            shown = str(a.reshape(-1).tolist())
+            raise BadInputError(f"{where}: '{key}' must be integers in [{lo:,}, {hi:,}], got {shown[:80]}")
+        ints[key] = [int(v) for v in vals]
+    weight = fields.get("weight")
+    if weight is not None and kind in ("Conv1d", "Conv2d"):
+        kernel = list(weight)[2:]
+        if len(weight) < 3 or min(weight) < 1:
+            raise BadInputError(f"{where}: 'weight' has shape {list(weight)}; a conv weight is [out, in/groups, "
+                                f"kernel...] with every size >= 1")
+        shape = ints.get("input_shape")
+        if shape and "padding" in ints:  # padding 'same'/'valid' is not in ints: nothing to compute
+            def at(key, i, default):
+                v = ints.get(key, [default])
+                return v[i] if len(v) > i else v[0]
+
+            for i in range(min(len(shape), len(kernel))):
+                span = at("dilation", i, 1) * (kernel[i] - 1) + 1
+                if shape[i] + 2 * at("padding", i, 0) < span:
+                    raise BadInputError(
+                        f"{where}: kernel {kernel[i]} (dilation {at('dilation', i, 1)}) does not fit 'input_shape' "
+                        f"{shape[i]} with 'padding' {at('padding', i, 0)} (axis {i})")
+
+
 def _check_node(path: str, node, file: str = "") -> None:
     where = f"{file}node {path!r}"
     for key, value in vars(node).items():
@@ -262,17 +329,12 @@ def _check_node(path: str, node, file: str = "") -> None:
         v = getattr(node, key, None)
         if v is not None and np.asarray(v).size and not (np.asarray(v, dtype=np.float64) > 0).all():
             raise BadInputError(f"{where}: '{key}' must be > 0")
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        groups = int(np.asarray(node.groups).reshape(-1)[0]) if node.groups is not None else 1
-        if groups < 1:
-            raise BadInputError(f"{where}: groups must be >= 1, got {groups}")
-        for key in ("stride", "dilation"):
-            v = getattr(node, key, None)
-            if v is not None and (np.asarray(v) < 1).any():
-                raise BadInputError(f"{where}: {key} must be >= 1, got {np.asarray(v).tolist()}")
-        pad = getattr(node, "padding", None)
-        if pad is not None and not isinstance(pad, str) and (np.asarray(pad) < 0).any():
-            raise BadInputError(f"{where}: padding must be >= 0")
+    kind = type(node).__name__
+    if kind in STRUCTURE_FIELDS:
+        fields = {k: getattr(node, k, None) for k in STRUCTURE_FIELDS[kind]}
+        if kind in ("Conv1d", "Conv2d"):
+            fields["weight"] = np.shape(node.weight)
+        check_structure_fields(kind, fields, where)
     md = getattr(node, "metadata", None) or {}
     th = md.get("neurodeploy.v_threshold")
     vth = getattr(node, "v_threshold", None)

@@ -8,6 +8,7 @@ times the graph's memory (5 GiB peak for imagenet-8-768 instead of 2.3 GiB).  Re
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import h5py
@@ -17,7 +18,7 @@ import numpy as np
 from .. import limits
 from ..errors import BadInputError, ResourceLimitError
 from ..fileio import atomic_h5
-from .core import validate_graph
+from .core import STRUCTURE_FIELDS, check_structure_fields, validate_graph
 
 
 def read_graph(path: str | os.PathLike, type_check: bool = True) -> nir.NIRGraph:
@@ -32,19 +33,56 @@ def read_graph(path: str | os.PathLike, type_check: bool = True) -> nir.NIRGraph
             if "node" not in f:
                 raise BadInputError(f"{path}: not a NIR file (HDF5 file without a 'node' group)")
             _check_datasets(f, path)
+            _check_structure(f["node"], path)
     except BadInputError:
         raise
     except OSError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInputError(f"{path}: not a NIR file (cannot open as HDF5: {first})") from None
-    try:
-        graph = nir.read(path, type_check=type_check)
+    try:  # numpy's divide/overflow warnings would print lines of their own: the fields were checked above
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            graph = nir.read(path, type_check=type_check)
     except Exception as exc:  # noqa: BLE001 - nir raises bare KeyError/AssertionError/ValueError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise BadInputError(f"{path}: not a readable NIR graph ({type(exc).__name__}{': ' + first if first else ''})") from None
     if not isinstance(graph, nir.NIRGraph):
         raise BadInputError(f"{path}: holds a single {type(graph).__name__} node, not a NIR graph")
     return validate_graph(graph, where=f"{path}: ")
+
+
+def _check_structure(root: h5py.Group, path: Path) -> None:
+    """Every node's shape-fixing fields (conv/pool stride, dilation, padding, groups, kernel size, input
+    shape, flatten dims) from the file, before ``nir.read`` computes shapes from them: a stride of 0 or a
+    NaN there would end in a division by zero or an OverflowError inside nir (``check_structure_fields``)."""
+    stack = [(root, "")]
+    while stack:
+        group, prefix = stack.pop()
+        nodes = group.get("nodes")
+        if not isinstance(nodes, h5py.Group):
+            continue
+        for name in nodes:
+            node = nodes.get(name)
+            if not isinstance(node, h5py.Group) or not isinstance(node.get("type"), h5py.Dataset):
+                continue
+            kind = node["type"][()]
+            kind = kind.decode("utf-8", "replace") if isinstance(kind, bytes) else str(kind)
+            if kind == "NIRGraph":
+                stack.append((node, f"{prefix}{name}."))
+                continue
+            if kind not in STRUCTURE_FIELDS:
+                continue
+            fields = {}
+            for key in STRUCTURE_FIELDS[kind]:
+                ds = node.get(key)
+                if isinstance(ds, h5py.Dataset):
+                    if ds.size > limits.MAX_NDIM:
+                        raise BadInputError(f"{path}: node {prefix + name!r}: '{key}' has {ds.size:,} entries "
+                                            f"(at most {limits.MAX_NDIM})")
+                    fields[key] = ds[()]
+            if isinstance(node.get("weight"), h5py.Dataset):
+                fields["weight"] = node["weight"].shape
+            check_structure_fields(kind, fields, f"{path}: node {prefix + name!r}")
 
 
 #: deflate cannot compress better than about 1032:1; a dataset that declares far more bytes than it stores

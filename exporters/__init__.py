@@ -23,6 +23,22 @@ from .norse import from_norse
 __all__ = ["to_nir", "export_torch_model", "import_nir_file", "import_graph", "SUPPORTED_TORCH"]
 
 
+#: the dtypes a graph's parameters may be written in: NIR parameters are real numbers (an integer dtype
+#: cannot hold a threshold's scale or an infinite bound; it overflowed deep in the export)
+DTYPES = ("float16", "float32", "float64")
+
+
+def check_dtype(dtype) -> np.dtype:
+    """``to_nir``'s ``dtype`` as a numpy float dtype, or BadInputError naming the argument."""
+    try:
+        dt = None if dtype is None or isinstance(dtype, bool) else np.dtype(dtype)
+    except Exception:  # noqa: BLE001 - numpy raises TypeError, ValueError or others for what it cannot read
+        dt = None
+    if dt is None or dt.name not in DTYPES:
+        raise BadInputError(f"to_nir: argument 'dtype' must be one of {', '.join(DTYPES)}, got {dtype!r}"[:200])
+    return dt.type
+
+
 def _is_from(model, package: str) -> bool:
     return any(type(m).__module__.split(".")[0] == package for m in model.modules())
 
@@ -38,6 +54,7 @@ def to_nir(model_or_path, *, arch: str | None = None, input_shape=None, expand_a
     * a ``nir.NIRGraph`` (checked and tagged like a file).
     ``expand_attention`` writes the attention as standard primitives (small models only).
     ``compat`` ('strict' or 'snntorch', :mod:`neurodeploy.exporters.compat`): a graph that consumer reads."""
+    dtype = check_dtype(dtype)
     graph = _to_nir(model_or_path, arch=arch, input_shape=input_shape, expand_attention=expand_attention,
                     dtype=dtype, sample_data=sample_data)
     if compat is None:

@@ -24,6 +24,10 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's own usage errors (top level and every subcommand): one line, exit 2
         where = self.prog[len("neurodeploy "):] if self.prog.startswith("neurodeploy ") else ""
         message = " ".join(str(message).split())
+        # a type= validator's message names its option already (commands/common.py): not twice
+        head, sep, rest = message.partition(": ")
+        if head.startswith("argument -") and sep and rest.startswith("-"):
+            message = rest
         sys.stderr.write(f"neurodeploy: error: {where + ': ' if where else ''}{message}\n")
         raise SystemExit(EXIT_BAD_INPUT)
 
@@ -44,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.add_parser(sub)
     return parser
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    return [name for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+            for name in action.choices]
 
 
 #: options whose values are input files: ``-o`` may never write over one of them
@@ -85,9 +94,9 @@ def _quiet_unraisable(u, _default=sys.unraisablehook):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_BAD_INPUT
+    if not getattr(args, "func", None):  # one line on stderr, nothing on stdout (as every usage error)
+        return _error("no command given; one of " + ", ".join(sorted(_commands(parser)))
+                      + " (neurodeploy COMMAND --help)")
     inputs = []
     for opt in INPUT_OPTIONS:
         value = getattr(args, opt, None)

@@ -90,13 +90,23 @@ def _import_lava_multiprocessing() -> None:
         mp.set_start_method = original
 
 
-def ensure_lava() -> None:
-    """Install the import fix (idempotent), check that Lava is installed and load its runtime."""
-    if sys.version_info >= (3, 11) and _FINDER not in sys.meta_path:
-        sys.meta_path.insert(0, _FINDER)
-    if importlib.util.find_spec("lava") is None:
+def lava_installed() -> bool:
+    """Whether the ``lava`` package can be imported (looked up, not imported)."""
+    return importlib.util.find_spec("lava") is not None
+
+
+def require_lava() -> None:
+    """UnsupportedError unless Lava is installed: called before any work that ends in a Lava run."""
+    if not lava_installed():
         raise UnsupportedError(
             "Lava is not installed; run 'make install' (installs lava-nc 0.10.0 and lava-dl 0.6.0 "
             "with --no-deps --ignore-requires-python)"
         )
+
+
+def ensure_lava() -> None:
+    """Install the import fix (idempotent), check that Lava is installed and load its runtime."""
+    if sys.version_info >= (3, 11) and _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
+    require_lava()
     _import_lava_multiprocessing()

@@ -8,6 +8,7 @@ dotted key.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 from dataclasses import dataclass, field
@@ -192,6 +193,52 @@ POSITIVE_SECTIONS = ("core", "chip")
 POSITIVE_PRECISION = ("weight_bits", "state_bits", "spike_payload_bits")
 
 
+#: the plausible range of every number in a profile, by dotted key (fnmatch pattern; the first match wins),
+#: with the reason.  A value outside is a typo or a unit mistake (1e12 cores, 1e300 pJ), refused naming the
+#: file and key; the bounds leave 100x or more room above the largest figure in the built-in profiles.
+PLAUSIBLE_RANGES: tuple[tuple[str, float, float, str], ...] = (
+    ("chip.cores", 1, 2**20, "the most cores on a chip is 4,096 (TrueNorth)"),
+    ("chip.*", 1, 10**13, "a chip's capacity: the largest built in is 2.7e8 synapses (TrueNorth)"),
+    ("core.*", 1, 2**32, "a core's capacity: the largest built in is 1,048,576 bits of synapse memory (Loihi)"),
+    ("precision.*_bits", 1, 64, "a bit width: at most a 64-bit word"),
+    ("precision.delay_max", 0, 2**16, "a delay in time steps: Loihi 2 allows 63"),
+    ("precision.*", 0, 2**32, "a precision figure"),
+    ("synapse_accounting.*", 0, 4096, "a packing factor, word or header size: the largest built in is a 64-bit word"),
+    ("systems[[]*[]].chips", 1, 10**6, "chips in a system: the largest built in is 70,000 (SpiNNaker 2 goal machine)"),
+    ("energy.*_pj", 0, 10**6, "energy per operation in pJ: published figures are 6.8 to 52 pJ"),
+    ("energy.*_mj", 0, 10**6, "energy per step in mJ: Loihi 2 PilotNet takes 1.66 mJ"),
+    ("energy.*_w", 0, 10**4, "power in W: the chips draw 0.03 to 0.23 W"),
+    ("energy.*_s", 0, 3600, "a time step in s: 1 to 2.45 ms built in"),
+    ("*", 0, 10**15, "a profile number"),
+)
+
+
+def plausible_range(key: str) -> tuple[float, float, str]:
+    """(lowest, highest, reason) for the number at dotted ``key`` (``PLAUSIBLE_RANGES``)."""
+    for pattern, lo, hi, why in PLAUSIBLE_RANGES:
+        if fnmatch.fnmatchcase(key, pattern):
+            return lo, hi, why
+    raise AssertionError("PLAUSIBLE_RANGES ends with '*'")  # pragma: no cover
+
+
+def _check_plausible(data: dict, where: str) -> None:
+    """Every quantity's number(s) within ``plausible_range`` of its key."""
+    quantities = [(f"{sec}.{k}", q) for sec in ("chip", "core", "precision", "synapse_accounting", "energy")
+                  for k, q in (data.get(sec) or {}).items()]
+    quantities += [(f"systems[{i}].chips", s.get("chips")) for i, s in enumerate(data.get("systems") or [])]
+    for key, q in quantities:
+        if not isinstance(q, dict) or "value" not in q:
+            continue
+        v = q["value"]
+        for x in v if isinstance(v, list) else [v]:
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                continue
+            lo, hi, why = plausible_range(key)
+            if not lo <= x <= hi:
+                raise BadInputError(f"hardware profile {where}: key {key}: {x!r} is outside the plausible range "
+                                    f"[{lo:,}, {hi:,}] ({why})")
+
+
 def _check_finite(node, path, where: str) -> None:
     """TOML allows nan and inf; JSON Schema's ``minimum`` lets NaN through: refuse them by key."""
     stack = [(node, path)]
@@ -252,6 +299,7 @@ def validate_profile(data: dict, where: str) -> None:
         c = s["chips"]["value"]
         if isinstance(c, bool) or not isinstance(c, (int, float)) or c < 1 or int(c) != c:
             raise BadInputError(f"hardware profile {where}: key systems[{i}].chips: must be a positive integer, got {c!r}")
+    _check_plausible(data, where)
 
 
 def builtin_names() -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
 from ..fileio import write_text_atomic
-from .common import add_data_arguments
+from .common import MAX_SAMPLES, add_data_arguments, positive_int
 from ..analysis.check import check_model
 from ..analysis.formats import render
 
@@ -32,7 +32,7 @@ def add_parser(subparsers):
                         "digits demo models use the bundled digits by default")
     add_data_arguments(p, data=False, dt=False)  # --input-domain, -T/--steps (also --time-steps)
     p.add_argument("--no-dynamic", action="store_true", help="skip the dynamic check (no simulation)")
-    p.add_argument("--samples", type=int, default=64, help="at most this many samples for the dynamic check (64)")
+    p.add_argument("--samples", type=positive_int("--samples", MAX_SAMPLES), default=64, help="at most this many samples for the dynamic check (64)")
     p.add_argument("--fold-readout", action="store_true",
                    help="rewrite the non-spiking head exactly as accumulates of spikes (verified by simulation)")
     p.add_argument("--format", choices=("text", "json", "junit", "sarif"), default="text", help="output format")

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import math
+
+from .. import limits
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, data: bool = True, dt: bool = True) -> None:
@@ -15,11 +19,11 @@ def add_data_arguments(parser: argparse.ArgumentParser, data: bool = True, dt: b
                                  "sequences), or (x, y, t, p) events (.npy/.npz, binned into T frames)")
     parser.add_argument("--input-domain", choices=("binary", "counts", "real"), default=None,
                         help="what the graph input carries (default: the graph's metadata, else real)")
-    parser.add_argument("-T", "--steps", "--time-steps", type=int, default=None, dest="steps", metavar="N",
+    parser.add_argument("-T", "--steps", "--time-steps", type=positive_int("--steps", limits.MAX_TIME_STEPS), default=None, dest="steps", metavar="N",
                         help="time steps per sample for static data and event files (default: the data's time "
                              "axis, else the model's)")
     if dt:
-        parser.add_argument("--dt", type=float, default=None, metavar="SECONDS",
+        parser.add_argument("--dt", type=positive_float("--dt", MAX_DT_S), default=None, metavar="SECONDS",
                             help="the simulation step of the graph's neuron equations, in seconds (NIR files carry "
                                  "none: default the graph's neurodeploy.dt metadata, else 1e-4); recorded in "
                                  "OUT/model.nir")
@@ -35,3 +39,121 @@ def add_lowering_arguments(parser: argparse.ArgumentParser) -> None:
 
 def lowering_options(args: argparse.Namespace) -> dict:
     return {"split_signs": True} if getattr(args, "split_signs", False) else {}
+
+
+# -- option values: argparse ``type=`` validators ----------------------------------------------------------
+# Each returns a function for ``add_argument(type=...)``: a bad value is argparse's usage error, which the CLI
+# prints as one line ``neurodeploy: error: <command>: <message naming the option>`` with exit 2, before any
+# file is read or model built.  Rules: docs/reliability.md, "Options".
+
+#: the largest system budget a --max-chips takes: the largest built-in system has 70,000 chips (SpiNNaker 2)
+MAX_CHIPS = 10**6
+#: the longest --dt: one second (a neuron-equation step; the built-in models use 1e-4 s, NIR tools 1e-3 s)
+MAX_DT_S = 1.0
+#: the most samples --samples / --limit take: an array's element limit
+MAX_SAMPLES = limits.MAX_ARRAY_ELEMENTS
+#: the largest --batch of the fast engine (the batch is cut to --max-memory anyway)
+MAX_BATCH = 2**20
+#: the largest --max-energy-uj: 1 J per inference (the chips' figures are nJ to mJ)
+MAX_ENERGY_UJ = 10.0**6
+#: the longest --max-minutes: one week (a training budget beyond that is a typo for another unit)
+MAX_MINUTES = 7 * 24 * 60
+
+
+def _number(text: str, name: str, kind: type):
+    t = str(text).strip()
+    try:
+        value = float(t) if kind is float else int(t, 10)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{name} must be {what}, got {t[:40]!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{name} must be a finite number, got {t[:40]}")
+    return value
+
+
+def positive_int(name: str, maximum: int, minimum: int = 1):
+    """``type=`` for an integer option in [minimum, maximum] (``--max-chips``, ``--batch``, ``-T``)."""
+    def parse(text: str) -> int:
+        value = _number(text, name, int)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {value}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{name} {str(value)[:30]} exceeds the limit of {maximum:,}")
+        return value
+
+    parse.__name__ = "positive_int"
+    return parse
+
+
+def positive_float(name: str, maximum: float):
+    """``type=`` for a finite number in (0, maximum] (``--max-energy-uj``, ``--dt``)."""
+    def parse(text: str) -> float:
+        value = _number(text, name, float)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {value:g}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{name} {value:g} exceeds the limit of {maximum:g}")
+        return value
+
+    parse.__name__ = "positive_float"
+    return parse
+
+
+def fraction(name: str):
+    """``type=`` for a fraction in [0, 1] (``--min-fidelity``)."""
+    def parse(text: str) -> float:
+        value = _number(text, name, float)
+        if not 0.0 <= value <= 1.0:
+            raise argparse.ArgumentTypeError(f"{name} must be a fraction in [0, 1], got {value:g}")
+        return value
+
+    parse.__name__ = "fraction"
+    return parse
+
+
+def positive_minutes(name: str = "--max-minutes", maximum: float = MAX_MINUTES):
+    """``type=`` for a time budget in minutes: finite, > 0, at most a week (``train --max-minutes``)."""
+    parse = positive_float(name, maximum)
+    parse.__name__ = "positive_minutes"
+    return parse
+
+
+def _norm(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def known_name(name: str, choices, what: str = "name"):
+    """``type=`` for a name from ``choices`` (a list, or a function returning one, called when the option is
+    parsed): matched ignoring case, spaces, '-' and '_'; returns the listed spelling.  An unknown name is
+    refused listing the close matches (else every choice)."""
+    def parse(text: str) -> str:
+        known = list(choices() if callable(choices) else choices)
+        by_norm = {}
+        for c in known:
+            by_norm.setdefault(_norm(c), c)
+        hit = by_norm.get(_norm(text))
+        if hit is not None:
+            return hit
+        close = difflib.get_close_matches(_norm(text), list(by_norm), n=5, cutoff=0.5)
+        shown = [by_norm[c] for c in close] or known
+        label = "close matches" if close else "known"
+        raise argparse.ArgumentTypeError(f"{name}: unknown {what} {str(text)[:60]!r}; {label}: "
+                                         + ", ".join(shown[:12]) + (" ..." if len(shown) > 12 else ""))
+
+    parse.__name__ = "known_name"
+    return parse
+
+
+def known_systems() -> list[str]:
+    """The names of the systems in the built-in hardware profiles (``[[systems]] name``), in profile order."""
+    from ..profiles import builtin_names, load_profile
+
+    return list(dict.fromkeys(name for p in builtin_names() for name, _ in load_profile(p).systems))
+
+
+def system_name(name: str = "--system"):
+    """``type=`` for a system name of the built-in hardware profiles (``Hala Point``, ``kapoho-point``)."""
+    parse = known_name(name, known_systems, "system")
+    parse.__name__ = "system_name"
+    return parse

@@ -15,8 +15,9 @@ import argparse
 import time
 from pathlib import Path
 
+from .. import limits
 from ..errors import BadInputError, UnsupportedError
-from .common import add_data_arguments, add_lowering_arguments, lowering_options
+from .common import MAX_SAMPLES, add_data_arguments, add_lowering_arguments, lowering_options, positive_int
 from ..exporters import to_nir
 from ..fileio import staged_dir, check_output_path
 from ..graph import write_graph, meta
@@ -41,7 +42,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--arch", default=None, help="architecture of an official checkpoint (a name from neurodeploy.arch_names(), e.g. spikingformer-imagenet-8-768)")
     p.add_argument("--expand-attention", action="store_true",
                    help="write the attention as standard NIR primitives (exact; small models only)")
-    p.add_argument("--input-shape", type=int, nargs=3, metavar=("C", "H", "W"), default=None,
+    p.add_argument("--input-shape", type=positive_int("--input-shape", limits.MAX_CHANNELS), nargs=3, metavar=("C", "H", "W"), default=None,
                    help="input image shape (default: the model config's)")
     p.add_argument("--nir-compat", choices=("strict", "nirtorch", "snntorch", "norse"), default=None,
                    help="write only what that consumer reads (docs/nir.md); refuses, naming the node, what it cannot")
@@ -61,7 +62,7 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, metavar="FILE",
                         help="sample inputs (.npy/.npz/.pt, or 'digits'): input-range calibration, firing rates and "
                              "fidelity")
-    parser.add_argument("--samples", type=int, default=64, metavar="K",
+    parser.add_argument("--samples", type=positive_int("--samples", MAX_SAMPLES), default=64, metavar="K",
                         help="at most K samples from --data for calibration, rates and fidelity (64)")
     add_data_arguments(parser, data=False)  # --input-domain, -T/--steps: as simulate takes them
     add_lowering_arguments(parser)  # --split-signs

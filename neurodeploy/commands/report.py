@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
 from ..fileio import write_text_atomic
-from .common import add_data_arguments, add_lowering_arguments, lowering_options
+from .common import (MAX_CHIPS, MAX_ENERGY_UJ, MAX_SAMPLES, add_data_arguments, add_lowering_arguments, fraction,
+                     lowering_options, positive_float, positive_int)
 from ..report import build_report
 from ..rates import load_firing_rates
 from ..report.render import render
@@ -33,11 +34,11 @@ def add_parser(subparsers):
     p.add_argument("--firing-rates", metavar="FILE", help="JSON {node: rate in [0,1]} (or a `check --format json` report)")
     p.add_argument("--format", choices=("json", "md", "html"), default="md", help="output format (md)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
-    p.add_argument("--max-chips", type=int, metavar="N", help="budget: exit 1 if a target needs more chips (or does not fit)")
-    p.add_argument("--max-energy-uj", type=float, metavar="X", help="budget: exit 1 if the energy per inference exceeds X uJ")
-    p.add_argument("--min-fidelity", type=float, metavar="P",
+    p.add_argument("--max-chips", type=positive_int("--max-chips", MAX_CHIPS), metavar="N", help="budget: exit 1 if a target needs more chips (or does not fit)")
+    p.add_argument("--max-energy-uj", type=positive_float("--max-energy-uj", MAX_ENERGY_UJ), metavar="X", help="budget: exit 1 if the energy per inference exceeds X uJ")
+    p.add_argument("--min-fidelity", type=fraction("--min-fidelity"), metavar="P",
                    help="budget: exit 1 if the float vs fixed-point prediction agreement is below P (0..1)")
-    p.add_argument("--samples", type=int, default=64, help="at most this many samples from --data (64)")
+    p.add_argument("--samples", type=positive_int("--samples", MAX_SAMPLES), default=64, help="at most this many samples from --data (64)")
     add_data_arguments(p, data=False)  # --input-domain, -T/--steps: as simulate takes them
     add_lowering_arguments(p)  # --split-signs
     p.add_argument("--strict", action="store_true",

@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 
 from ..errors import BadInputError
-from .common import add_data_arguments, add_lowering_arguments, lowering_options
+from ..lava_compat import require_lava
+from .common import MAX_BATCH, MAX_SAMPLES, add_data_arguments, add_lowering_arguments, lowering_options, positive_int
 from ..analysis.check import load_graph as load_model_graph
 from ..data import apply_dt, apply_input_domain, graph_samples, float_batch
 from ..fidelity import _num_classes
@@ -33,9 +34,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", default=None, help="the target's simulator (loihi2: fast (default) or lava)")
     add_data_arguments(p)  # --data (static, [N, T, ...], event files), --input-domain, -T/--steps
     add_lowering_arguments(p)  # --split-signs
-    p.add_argument("--limit", type=int, default=None, metavar="K",
+    p.add_argument("--limit", type=positive_int("--limit", MAX_SAMPLES), default=None, metavar="K",
                    help="first K samples (default: all for fast, 100 for lava)")
-    p.add_argument("--batch", type=int, default=64, help="batch size of the fast engine")
+    p.add_argument("--batch", type=positive_int("--batch", MAX_BATCH), default=64, help="batch size of the fast engine")
     p.add_argument("--device", default="cpu", help="torch device of the fast engine (cpu, cuda)")
     p.add_argument("--max-memory", default=None, metavar="SIZE",
                    help="memory budget of the fast engine's batches, e.g. 4G, 512M or bytes (default 4G): the batch "
@@ -161,6 +162,8 @@ def _run(args: argparse.Namespace, rank) -> int:
     backend = args.backend or impl.backends[0]
     if backend not in impl.backends:
         raise BadInputError(f"--backend {backend!r}: target {args.target} has {', '.join(impl.backends)}")
+    if backend == "lava":  # before any reading, lowering or progress bar
+        require_lava()
     import time
 
     t0 = time.perf_counter()
@@ -219,6 +222,8 @@ def parse_size(text: str, option: str) -> int:
         raise BadInputError(f"{option} {text!r}: give a size such as 4G, 512M or a number of bytes") from None
     if not value >= 1 << 20:
         raise BadInputError(f"{option} {text!r}: at least 1M")
+    if not value <= 1 << 50:
+        raise BadInputError(f"{option} {text!r}: at most 1024T")
     return int(value)
 
 

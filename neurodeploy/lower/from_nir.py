@@ -57,6 +57,7 @@ from ..graph.primitives import KINDS
 from .fixed_point import conv_out_hw, conv_to_sparse
 from .attention_graded import attention_to_graded
 from .fan_in import split_fan_in
+from .validate import check_lowering_inputs
 from .balance import balance_network  # noqa: F401 - re-exported (historic home)
 from .network import (EXCITATORY, MAX_DELAY, MIXED, VTH_MAX, Attention, Encoder, LoweredNetwork, Population,
                       Synapse, as_sparse)
@@ -1062,6 +1063,7 @@ def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding:
     bit of weight resolution, one more group each; docs/lowering.md, "cnn_sinabs: float vs fixed point");
     ``graph``: a NIR graph or its :class:`~neurodeploy.analysis.annotate.AnnotatedGraph` (a deployment hands
     over the one it built)."""
+    check_lowering_inputs(graph, T, scale, rounding, input_range, bias_exp_min, attention)  # lower/validate.py
     if attention not in ("graded", "process"):
         raise BadInputError(f"attention must be 'graded' or 'process', not '{attention}'")
     if rounding not in ("nearest", "floor"):

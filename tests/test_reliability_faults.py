@@ -335,3 +335,30 @@ def test_input_name_over_name_max_is_one_line(tmp_path, capsys):
         assert main([cmd[0], str(tmp_path / ("a" * 300 + ".nir")), *cmd[1:]]) == 2
         assert "File name too long" in one_error_line(capsys.readouterr().err)
     assert os.listdir(tmp_path) == []
+
+
+# -- issue 26: refused before any work ---------------------------------------------------------------------
+
+def test_simulate_backend_lava_without_lava_is_refused_before_any_work(monkeypatch, capsys):
+    """Lava missing (the import check made to say so): one line, exit 2, before the model is read or lowered
+    and before any progress bar."""
+    import neurodeploy.commands.simulate as sim
+    import neurodeploy.lava_compat as lc
+
+    monkeypatch.setattr(lc, "lava_installed", lambda: False)
+
+    def no_work(*a, **kw):
+        raise AssertionError("the model was read and lowered before Lava was looked for")
+
+    monkeypatch.setattr(sim, "load_artifact", no_work)
+    assert main(["simulate", str(LIF), "--backend", "lava", "--data", str(LIF)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Lava is not installed" in one_error_line(err)
+    with pytest.raises(Exception, match="Lava is not installed"):
+        lc.ensure_lava()
+
+
+def test_no_command_is_one_line_on_stderr():
+    r = run_cli()
+    assert r.returncode == 2 and r.stdout == ""
+    assert "no command given; one of check, export, report, simulate, targets, train" in one_error_line(r.stderr)

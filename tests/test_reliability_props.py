@@ -348,7 +348,7 @@ def test_generated_profiles(tmp_path_factory, line, value):
     path = tmp_path_factory.mktemp("p") / "p.toml"
     path.write_text("\n".join(lines))
     section = next(ln for ln in reversed(PROFILE.splitlines()[:line]) if ln.startswith("["))
-    must_fail = value in ("nan", "inf", "-inf", "-1") or (
+    must_fail = value in ("nan", "inf", "-inf", "-1", "1e300") or (
         value in ("0", "0.5") and (section in ("[core]", "[chip]") or key.endswith("_per_unit")
                                    or key in ("weight_bits", "state_bits", "spike_payload_bits")))
     if must_fail:
@@ -359,6 +359,33 @@ def test_generated_profiles(tmp_path_factory, line, value):
             load_profile_file(path)
         except BadInputError as exc:
             assert key in str(exc) and "\n" not in str(exc)
+
+
+@settings(FAST, max_examples=30)
+@given(line=st.sampled_from(VALUE_LINES), scale=st.sampled_from([1e3, 1e6, 1e9, 1e20]))
+def test_generated_absurd_profile_values_through_targets(tmp_path_factory, line, scale):
+    """``targets --profile P.toml``: a value outside its key's plausible range (profiles.PLAUSIBLE_RANGES) is
+    exit 2 naming the file and the key; inside, the profile loads."""
+    from neurodeploy.profiles import plausible_range
+
+    lines = PROFILE.splitlines()
+    key = lines[line].split("=")[0].strip()
+    section = next(ln for ln in reversed(lines[:line]) if ln.startswith("["))[1:-1]
+    head, rest = lines[line].split("{ value = ", 1)
+    old = float(rest[:rest.index(",")])
+    value = max(old, 1.0) * scale
+    lines[line] = head + "{ value = " + repr(value) + rest[rest.index(","):]
+    path = tmp_path_factory.mktemp("p") / "p.toml"
+    path.write_text("\n".join(lines))
+    nth_system = sum(ln.startswith("[[systems]]") for ln in lines[:line]) - 1
+    dotted = f"systems[{nth_system}].chips" if section == "[systems]" else f"{section}.{key}"
+    lo, hi, _ = plausible_range(dotted)
+    code, out, err = run_main("targets", "--profile", path)
+    if value > hi:
+        assert_one_line(code, err, f"hardware profile {path}: key {dotted}: ")
+        assert "plausible range" in err and out == ""
+    elif code:  # in range, refused by another rule (a per-core list, a whole number of cores)
+        assert_one_line(code, err, f"key {dotted}")
 
 
 # -- firing rates ----------------------------------------------------------------------------------------
@@ -418,7 +445,7 @@ def test_train_into_an_existing_folder_fails_before_training(tmp_path):
 
 
 def test_argparse_errors_are_one_line_everywhere():
-    for args in (["--bogus"], ["frobnicate"], ["check"], ["export", "x.nir"], ["report", "--format", "pdf", "m"],
+    for args in ([], ["--bogus"], ["frobnicate"], ["check"], ["export", "x.nir"], ["report", "--format", "pdf", "m"],
                  ["simulate", "m", "--steps", "many"], ["train", "--epochs"], ["targets", "--nope"]):
         code, out, err = run_main(*args)
         assert_one_line(code, err)
@@ -482,3 +509,276 @@ def test_float_simulation_in_time_chunks_is_exact():
     x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 3
     whole = simulate(g, x, T=150)
     assert torch.equal(simulate(g, x, T=150, time_chunk=64), whole) and whole.shape == (150, 2, 10)
+
+
+# -- issue 26: the edges still open ------------------------------------------------------------------------
+
+def _bomb(digits_payload, path: Path) -> Path:
+    """326 KB: the digits weights under a config that claims embed_dim 8192 (3.9 GB if it were built)."""
+    cfg = dict(digits_payload["config"], embed_dim=8192, tokenizer_channels=[16, 32, 8192], num_heads=8)
+    torch.save(dict(digits_payload, config=cfg), path)
+    return path
+
+
+def test_config_bomb_is_refused_before_any_model_is_built(digits_payload, tmp_path, monkeypatch):
+    """The config is checked against the weights' keys and shapes (a meta-device build: shapes, no storage)
+    before a model is built; measured peak of the refused CLI run: benchmarks/bench_config_bomb.py."""
+    import neurodeploy.checkpoint as ck
+
+    path = _bomb(digits_payload, tmp_path / "bomb.pt")
+    assert path.stat().st_size < 400_000
+
+    def no_build(*a, **kw):
+        raise AssertionError("a model was built before the config was checked against the weights")
+
+    monkeypatch.setattr(ck, "build_model", no_build)
+    before = maxrss_mib()
+    with pytest.raises(BadInputError, match=r"key 'patch_embed\.block2_conv\.weight' has shape \[64, 32, 3, 3\], "
+                                            r"expected \[8192, 32, 3, 3\] \(config embed_dim = 8192"):
+        load_model(path)
+    assert maxrss_mib() - before < 200
+    code, out, err = run_main("export", path, "-o", tmp_path / "out")
+    assert_one_line(code, err, "embed_dim = 8192")
+    assert out == "" and sorted(os.listdir(tmp_path)) == ["bomb.pt"]
+
+
+def test_official_checkpoint_shapes_checked_before_building(digits_payload, tmp_path, monkeypatch):
+    """--arch with a state_dict of another size: refused from the shapes, nothing built."""
+    import neurodeploy.checkpoint as ck
+
+    sd = dict(digits_payload["state_dict"], **{"head.weight": torch.zeros(7, 64)})
+    torch.save({"state_dict": sd}, tmp_path / "official.pth.tar")
+    monkeypatch.setattr(ck, "build_model", lambda *a, **kw: pytest.fail("built"))
+    with pytest.raises(BadInputError, match=r"key 'head\.weight' has shape \[7, 64\], expected \[10, 64\] "
+                                            r"\(config num_classes = 10\)"):
+        load_model(tmp_path / "official.pth.tar", arch="spikingformer-digits")
+
+
+CNN = NIR_PAPER / "02_cnn" / "cnn_sinabs.nir"
+#: node of cnn_sinabs.nir -> its shape-fixing fields (Conv2d '0', SumPool2d '4', Flatten '8')
+CNN_FIELDS = {"0": ("stride", "dilation", "padding", "groups", "input_shape"), "4": ("kernel_size", "stride", "padding"),
+              "8": ("start_dim", "end_dim")}
+FIELD_RANGES = {"padding": (0, limits.MAX_DIM), "start_dim": (-limits.MAX_NDIM, limits.MAX_NDIM),
+                "end_dim": (-limits.MAX_NDIM, limits.MAX_NDIM)}
+
+
+@settings(FAST, max_examples=30)
+@given(node=st.sampled_from(sorted(CNN_FIELDS)), pick=st.integers(0, 4),
+       value=st.one_of(st.sampled_from([0, -1, -7, 2**40, 2**62, 2**63 - 1, 10**6, 1.5, np.nan, np.inf, -np.inf]),
+                       st.integers(-2**63, 2**63 - 1)), pair=st.booleans())
+def test_generated_nir_shape_fields(tmp_path_factory, node, pick, value, pair):
+    """Any value in a conv/pool/flatten field of a real .nir file: read, or one BadInputError naming the node
+    and the field (never nir's OverflowError, ZeroDivisionError or a numpy warning on stderr)."""
+    field = CNN_FIELDS[node][pick % len(CNN_FIELDS[node])]
+    path = tmp_path_factory.mktemp("s") / "cnn.nir"
+    path.write_bytes(CNN.read_bytes())
+    scalar = field in ("groups", "start_dim", "end_dim")
+    data = np.asarray(value if scalar or not pair else [value, value] if field != "input_shape" else [value, 34])
+    if not scalar and data.ndim == 0:
+        data = np.asarray([value, 1] if field != "padding" else [value, 0])
+    with h5py.File(path, "a") as f:
+        g = f["node/nodes"][node]
+        if field in g:
+            del g[field]
+        g.create_dataset(field, data=data)
+    lo, hi = FIELD_RANGES.get(field, (1, limits.MAX_DIM))
+    vals = np.asarray(data, dtype=np.float64).reshape(-1)
+    bad = not all(np.isfinite(v) and v == int(v) and lo <= v <= hi for v in vals)
+    if bad:
+        with pytest.raises(BadInputError) as info:
+            read_graph(path)
+        msg = str(info.value)
+        assert msg.startswith(f"{path}: node '{node}': '{field}'") and "\n" not in msg, msg
+        code, out, err = run_main("check", path, "--no-dynamic")
+        assert_one_line(code, err, f"node '{node}': '{field}'")
+    else:  # a valid number that gives another shape: read, or refused naming a node (type check, kernel fit)
+        try:
+            read_graph(path)
+        except BadInputError as exc:
+            assert ("node" in str(exc) or "type " in str(exc)) and "\n" not in str(exc)
+
+
+def test_stride_zero_nir_is_one_line_naming_node_and_field(tmp_path):
+    path = tmp_path / "s0.nir"
+    path.write_bytes(CNN.read_bytes())
+    with h5py.File(path, "a") as f:
+        del f["node/nodes/0/stride"]
+        f["node/nodes/0"].create_dataset("stride", data=np.array([0, 0]))
+    code, out, err = run_main("check", path, "--no-dynamic")
+    assert_one_line(code, err, f"{path}: node '0': 'stride' must be integers in [1, 16,777,216], got [0, 0]")
+    assert "Overflow" not in err and "Warning" not in err
+
+
+def test_in_memory_conv_fields_are_validated():
+    w = np.ones((2, 1, 3, 3), np.float32)
+    base = {"input": nir.Input({"input": np.array([1, 8, 8])}), "output": nir.Output({"output": np.array([2, 6, 6])})}
+    for kw, needle in (({"stride": 0}, "'stride'"), ({"dilation": (1, -2)}, "'dilation'"),
+                       ({"padding": (2**40, 0)}, "'padding'"), ({"groups": 0}, "'groups'")):
+        args = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, **kw}
+        conv = nir.Conv2d(input_shape=None, weight=w, bias=np.zeros(2, np.float32), **args)
+        g = nir.NIRGraph(nodes={**base, "c": conv}, edges=[("input", "c"), ("c", "output")], type_check=False)
+        with pytest.raises(BadInputError, match=f"node 'c': {needle}"):
+            validate_graph(g)
+    conv = nir.Conv2d(input_shape=None, weight=np.ones((2, 1, 9, 9), np.float32), bias=np.zeros(2, np.float32),
+                      stride=1, padding=0, dilation=1, groups=1)
+    conv.input_shape = np.array([4, 4])  # a 9x9 kernel on a 4x4 input without padding: no output at all
+    g = nir.NIRGraph(nodes={**base, "c": conv}, edges=[("input", "c"), ("c", "output")], type_check=False)
+    with pytest.raises(BadInputError, match="node 'c': kernel 9 .* does not fit 'input_shape' 4"):
+        validate_graph(g)
+
+
+@settings(FAST, max_examples=30)
+@given(case=graphs())
+def test_generated_graphs_through_lower_graph(case):
+    """lower_graph is a documented entry point: the validator's error (NaN/inf named by node, algebraic loops
+    named by their nodes), or a lowered network / a NeurodeployError, never a raw exception."""
+    from neurodeploy.lower.from_nir import lower_graph
+
+    g, kinds, poison = case
+    want = expected_error(g, kinds, poison)
+    if want is not None:
+        with pytest.raises(want[0], match=want[1]) as info:
+            lower_graph(g, T=4)
+        assert str(info.value).startswith("lower_graph: ") and "\n" not in str(info.value)
+    else:
+        try:
+            lower_graph(g, T=4)
+        except NeurodeployError as exc:
+            assert "\n" not in str(exc)
+
+
+def test_lower_graph_names_the_nan_node_and_the_loop():
+    from neurodeploy.lower.from_nir import lower_graph
+
+    g = read_graph(LIF)
+    g.nodes["0"].weight = g.nodes["0"].weight.copy()
+    g.nodes["0"].weight.flat[0] = np.nan
+    with pytest.raises(BadInputError, match=r"^lower_graph: node '0': 'weight' contains NaN or infinity$"):
+        lower_graph(g, T=10)
+    eye = {"weight": np.eye(2, dtype=np.float32), "bias": np.zeros(2, np.float32)}
+    loop = nir.NIRGraph(nodes={"input": nir.Input({"input": np.array([2])}), "a": nir.Affine(**eye),
+                               "b": nir.Affine(**eye), "output": nir.Output({"output": np.array([2])})},
+                        edges=[("input", "a"), ("a", "b"), ("b", "a"), ("b", "output")], type_check=False)
+    with pytest.raises(BadInputError, match="algebraic loop through a, b"):
+        lower_graph(loop, T=10)
+    good = read_graph(LIF)
+    for kw, name in (({"T": 0}, "'T'"), ({"T": 10**6}, "'T'"), ({"scale": float("nan")}, "'scale'"),
+                     ({"input_range": (0.0, float("inf"))}, "'input_range'"), ({"bias_exp_min": 9}, "'bias_exp_min'"),
+                     ({"rounding": "up"}, "'rounding'")):
+        with pytest.raises(BadInputError, match=name):
+            lower_graph(good, **kw)
+    with pytest.raises(BadInputError, match="argument 'graph'"):
+        lower_graph({"nodes": {}})
+
+
+@FAST
+@given(arg=st.one_of(st.integers(), st.none(), st.floats(), st.booleans(), st.lists(st.integers(), max_size=2),
+                     st.just(""), st.just("/tmp/" + "a/" * 3000 + "x.pt"), st.just("/tmp/" + "n" * 300 + ".pt"),
+                     st.just("a\0b.pt")))
+def test_generated_load_model_arguments(arg):
+    with pytest.raises(BadInputError, match=r"^load_model: argument 'path'") as info:
+        load_model(arg)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+@FAST
+@given(dtype=st.one_of(st.sampled_from([np.int32, np.int8, np.uint8, np.int64, np.bool_, np.complex64, int, bool,
+                                        "int32", "bogus", None, 5, object, np.float128 if hasattr(np, "float128")
+                                        else np.longdouble]), st.text(max_size=6)))
+def test_generated_to_nir_dtypes(dtype):
+    from neurodeploy.exporters import to_nir
+
+    try:  # numpy as the oracle: what it reads as a float16/32/64 dtype is valid
+        valid = dtype is not None and not isinstance(dtype, bool) and np.dtype(dtype).name in ("float16", "float32",
+                                                                                                "float64")
+    except Exception:  # noqa: BLE001 - numpy cannot read it: invalid
+        valid = False
+    assume(not valid)
+    with pytest.raises(BadInputError, match=r"^to_nir: argument 'dtype' must be one of float16, float32, float64"):
+        to_nir(build_model("spikingformer-digits"), dtype=dtype)
+
+
+# -- option validators (commands/common.py) ------------------------------------------------------------------
+
+def _parse_oracle(text: str, kind):
+    try:
+        v = float(text) if kind is float else int(text.strip(), 10)
+    except ValueError:
+        return None
+    return v
+
+
+@settings(FAST, max_examples=60)
+@given(text=st.one_of(st.integers(-10, 2 * 10**6).map(str), st.sampled_from(["nan", "inf", "-inf", "1e999", "0x10", "",
+                                                                               "1.5", "1e3", " 7 ", "٣"]),
+                      st.text(max_size=6)))
+def test_generated_validator_values(text):
+    import argparse
+
+    from neurodeploy.commands.common import fraction, positive_float, positive_int, positive_minutes
+
+    checks = ((positive_int("--max-chips", 10**6), int, lambda v: 1 <= v <= 10**6),
+              (positive_float("--max-energy-uj", 1e6), float, lambda v: np.isfinite(v) and 0 < v <= 1e6),
+              (fraction("--min-fidelity"), float, lambda v: np.isfinite(v) and 0 <= v <= 1),
+              (positive_minutes(), float, lambda v: np.isfinite(v) and 0 < v <= 7 * 24 * 60))
+    for parse, kind, ok in checks:
+        v = _parse_oracle(text, kind)
+        if v is not None and ok(v):
+            assert parse(text) == v
+        else:
+            with pytest.raises(argparse.ArgumentTypeError) as info:
+                parse(text)
+            name = {"positive_int": "--max-chips", "positive_float": "--max-energy-uj", "fraction": "--min-fidelity",
+                    "positive_minutes": "--max-minutes"}[parse.__name__]
+            assert str(info.value).startswith(name) and "\n" not in str(info.value)
+
+
+def test_system_and_family_name_validators():
+    import argparse
+
+    from neurodeploy.commands.common import known_name, known_systems, system_name
+
+    systems = known_systems()
+    assert {"Hala Point", "Kapoho Point", "Oheo Gulch", "Pohoiki Springs"} <= set(systems)
+    parse = system_name()
+    assert parse("hala-point") == parse("HALA POINT") == parse("Hala Point") == "Hala Point"
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^--system: unknown system 'Hala Pont'; close matches: "
+                                                         r"Hala Point"):
+        parse("Hala Pont")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"unknown system 'zzz'; known: .*Oheo Gulch.*XyloIMU dev kit$"):
+        parse("zzz")
+    family = known_name("--family", ["spikingformer", "spikformer", "sew-resnet"], "family")
+    assert family("SEW_resnet") == "sew-resnet"
+    with pytest.raises(argparse.ArgumentTypeError, match="close matches: spikingformer, spikformer"):
+        family("spikingformr")
+
+
+#: (command line before the option, option, bad values, the words of the message)
+OPTION_CASES = [
+    (["report", LIF], "--max-chips", ["0", "-1", str(10**7), "nan", "2.5"], "--max-chips"),
+    (["report", LIF], "--max-energy-uj", ["0", "-1", "1e300", "nan", "inf"], "--max-energy-uj"),
+    (["report", LIF], "--min-fidelity", ["-0.1", "1.5", "nan", "inf"], "--min-fidelity"),
+    (["report", LIF], "--samples", ["0", "-3", str(2**40)], "--samples"),
+    (["simulate", LIF], "--batch", ["0", "-3", str(2**30)], "--batch"),
+    (["simulate", LIF], "--limit", ["0", "-3", str(2**40)], "--limit"),
+    (["simulate", LIF], "-T", ["0", "-3", str(10**6)], "--steps"),
+    (["export", LIF, "-o", "never"], "--dt", ["0", "-1", "1e300", "nan"], "--dt"),
+    (["export", LIF, "-o", "never"], "--samples", ["0"], "--samples"),
+    (["check", LIF], "--samples", ["0", str(2**40)], "--samples"),
+]
+
+
+@settings(FAST, max_examples=40)
+@given(case=st.sampled_from(OPTION_CASES), pick=st.integers(0, 4))
+def test_generated_bad_option_values_are_one_line(case, pick):
+    head, opt, values, needle = case
+    value = values[pick % len(values)]
+    code, out, err = run_main(*head, opt, value)
+    assert_one_line(code, err, needle)
+    assert out == "" and "argument" not in err and not Path(REPO / "never").exists()
+
+
+def test_input_shape_option_is_validated(tmp_path):
+    code, out, err = run_main("export", LIF, "-o", tmp_path / "o", "--input-shape", "0", "8", "8")
+    assert_one_line(code, err, "--input-shape must be >= 1, got 0")
+    assert os.listdir(tmp_path) == []

@@ -139,7 +139,7 @@ def known_name(name: str, choices, what: str = "name"):
         shown = [by_norm[c] for c in close] or known
         label = "close matches" if close else "known"
         raise argparse.ArgumentTypeError(f"{name}: unknown {what} {str(text)[:60]!r}; {label}: "
-                                         + ", ".join(shown[:12]) + (" ..." if len(shown) > 12 else ""))
+                                         + ", ".join(shown[:20]) + (" ..." if len(shown) > 20 else ""))
 
     parse.__name__ = "known_name"
     return parse

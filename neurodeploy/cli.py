@@ -47,12 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.add_parser(sub)
+    parser.commands = sorted(sub.choices)  # the built ones (named when none is given)
     return parser
-
-
-def _commands(parser: argparse.ArgumentParser) -> list[str]:
-    return [name for action in parser._actions if isinstance(action, argparse._SubParsersAction)
-            for name in action.choices]
 
 
 #: options whose values are input files: ``-o`` may never write over one of them
@@ -95,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):  # one line on stderr, nothing on stdout (as every usage error)
-        return _error("no command given; one of " + ", ".join(sorted(_commands(parser)))
+        return _error("no command given; one of " + ", ".join(parser.commands)
                       + " (neurodeploy COMMAND --help)")
     inputs = []
     for opt in INPUT_OPTIONS:

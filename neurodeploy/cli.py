@@ -88,8 +88,13 @@ def _quiet_unraisable(u, _default=sys.unraisablehook):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (argparse's usage errors and option values refused by the
+    ``type=`` validators included: 2, one line on stderr; ``--help``/``--version``: 0)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     if not getattr(args, "func", None):  # one line on stderr, nothing on stdout (as every usage error)
         return _error("no command given; one of " + ", ".join(parser.commands)
                       + " (neurodeploy COMMAND --help)")

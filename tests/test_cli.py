@@ -90,8 +90,9 @@ def test_bad_subcommand_usage_is_a_one_line_error(capsys):
         _assert_one_line_error(code, err)
 
 
-def test_no_subcommand_prints_help_and_exits_2():
+def test_no_subcommand_is_one_line_on_stderr_and_exits_2():
+    """Issue 26: like every usage error, one line on stderr naming the commands, nothing on stdout."""
     proc = _run()
-    assert proc.returncode == 2
-    assert proc.stdout.startswith("usage: neurodeploy")
-    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("neurodeploy: error: no command given; one of check, export, report, simulate, targets, "
+                           "train (neurodeploy COMMAND --help)\n")

@@ -6,6 +6,7 @@ import difflib
 import math
 
 from .. import limits
+from ..profiles import builtin_names, load_profile
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, data: bool = True, dt: bool = True) -> None:
@@ -147,8 +148,6 @@ def known_name(name: str, choices, what: str = "name"):
 
 def known_systems() -> list[str]:
     """The names of the systems in the built-in hardware profiles (``[[systems]] name``), in profile order."""
-    from ..profiles import builtin_names, load_profile
-
     return list(dict.fromkeys(name for p in builtin_names() for name, _ in load_profile(p).systems))
 
 

@@ -16,7 +16,7 @@ from neurodeploy.cli import main
 def tiny_nir(tmp_path_factory):
     from neurodeploy.exporters import to_nir
     from neurodeploy.graph import write_graph
-    from neurodeploy.lower.testmodels import tiny_spikingformer
+    from testmodels import tiny_spikingformer
 
     path = tmp_path_factory.mktemp("dep") / "tiny.nir"
     write_graph(to_nir(tiny_spikingformer(), arch="spikingformer-digits"), path)
@@ -148,7 +148,7 @@ def test_api_refuses_what_the_cli_refuses():
     from neurodeploy.analysis.purity import check_purity
     from neurodeploy.errors import BadInputError
     from neurodeploy.exporters import to_nir
-    from neurodeploy.lower.testmodels import tiny_spikingformer
+    from testmodels import tiny_spikingformer
     from neurodeploy.report import build_report
 
     with pytest.raises(BadInputError, match="no nodes"):

@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import BadInputError, UnsupportedError
 from ..graph.attention import attention_spec
 from ..graph.core import _check_edges, input_names, successors, topological_order
-from ..graph.core import meta as _meta
+from ..graph.core import meta
 from ..graph.core import predecessors as _core_predecessors
 from ..graph.primitives import SPIKING_NEURONS, classes as primitive_classes
 
@@ -166,12 +166,6 @@ def _fmt(x: float) -> str:
 
 
 # --------------------------------------------------------------------------------------------- graph
-def meta(obj, key: str, default=None):
-    """Metadata value as plain Python (bytes decoded)."""
-    v = _meta(obj, key, default)
-    return v.decode("utf-8") if isinstance(v, bytes) else v
-
-
 def node_metadata(node) -> dict:
     """Node metadata with plain Python values (``nir.read`` gives bytes and numpy scalars)."""
     md = getattr(node, "metadata", None)

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import BadInputError
+from ..errors import BadInputError, first_line
 from .common import add_data_arguments, add_lowering_arguments, lowering_options
 from ..analysis.check import load_graph as load_model_graph
 from ..data import apply_dt, apply_input_domain, graph_samples, float_batch
@@ -80,7 +80,7 @@ def _check_options(args: argparse.Namespace) -> None:
     try:
         device = torch.device(args.device)
     except RuntimeError as exc:
-        raise BadInputError(f"--device {args.device!r}: {str(exc).splitlines()[0]}") from None
+        raise BadInputError(f"--device {args.device!r}: {first_line(exc)}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BadInputError(f"--device {args.device!r}: no CUDA device is available")
     if device.type not in ("cpu", "cuda"):

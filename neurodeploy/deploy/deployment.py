@@ -29,7 +29,7 @@ from ..graph import meta, topological_order
 from ..profiles import load_profiles
 from ..training import digits_split
 from .registry import get_target
-from .target import ALLOWED_EXCEPTIONS  # noqa: F401 - re-exported
+from .target import ALLOWED_EXCEPTIONS
 
 
 @dataclass

@@ -15,7 +15,7 @@ from ..errors import BadInputError, NeurodeployError
 from .summary import summarize, target_details
 from ..rates import load_firing_rates as load
 from ..graph import graph_dt, meta
-from ..deploy import Deployment
+from ..deploy import ALLOWED_EXCEPTIONS, Deployment
 from ..fileio import write_text_atomic
 from .render import render
 from ..version import __version__
@@ -154,8 +154,6 @@ def _fidelity_section(dep) -> dict:
         return {"ran": False, "note": f"lowering not run: {refused[0].cannot_deploy}"}
     return {"ran": False, "note": "no target with a lowering"}
 
-
-ALLOWED_EXCEPTIONS = ("encoder", "readout")
 
 
 def build_report(model, targets: list[str] | None = None, profile_files: list[str] | None = None, arch: str | None = None,

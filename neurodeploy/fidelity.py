@@ -17,19 +17,13 @@ import numpy as np
 from .data import check_labels, float_batch
 from .errors import BadInputError
 from .lava.run import run_lava, run_lava_chained  # Lava itself is imported only when a run starts
-from .graph.core import node_shape, output_names, input_names
+from .graph.core import node_shape, input_names
+from .front_door import num_classes
 from .graph import simulate as float_simulate
 from .lower.chain import chain_inputs, chain_network, split_windows
 from .sim import Engine
 from .sim.batch import DEFAULT_MAX_MEMORY, chunk_size
 from .lower.from_nir import lower_graph
-
-
-def _num_classes(graph) -> int | None:
-    """Size of the graph output (the number of classes of a classifier), None when unknown."""
-    outs = output_names(graph)
-    shape = node_shape(graph.nodes[outs[0]], "input") or node_shape(graph.nodes[outs[0]], "output") if outs else None
-    return int(np.prod(shape)) if shape else None
 
 
 #: per-layer spike agreement is measured over at most this many steps of the first batch (recording every
@@ -108,7 +102,7 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
         raise BadInputError(f"backend must be 'fast' or 'lava', not {backend!r}")
     if not isinstance(x, np.memmap):        # memory-mapped samples are read one batch at a time
         x = np.asarray(x, dtype=np.float32)
-    check_labels(y, _num_classes(graph), "labels")  # out-of-range labels would count as wrong silently
+    check_labels(y, num_classes(graph), "labels")  # out-of-range labels would count as wrong silently
     T = graph_time_steps(graph, steps or int(net.metadata.get("time_steps", 0) or 0) or None)
     L = int(net.metadata["latency"])
     out_pop = net.outputs[0]

@@ -7,8 +7,7 @@
   step; for every synaptic node the input rate (share of non-zero input elements per step) and the mean
   input value (spikes per input per step for binary input).  The report stage uses them for energy.
 
-Sample data: ``neurodeploy.data.load_samples`` reads .npy / .npz / .pt files ([B, *input] or [B, T, *input]); the
-bundled scikit-learn digits (test split) serve the digits demo models.
+Sample data comes through the front door (:func:`neurodeploy.front_door.resolve_data`).
 """
 from __future__ import annotations
 
@@ -18,17 +17,11 @@ import nir
 import torch
 
 from ..errors import NeurodeployError
-from .domains import SPIKING, SYNAPTIC, DomainAnalysis, analyze, is_attention
-from ..training import digits_split
+from .domains import DomainAnalysis, analyze, is_attention
+from ..graph.primitives import kind_of
 from ..graph.simulate import simulate
 
 _INT_TOL = 1e-4  # float32 sums of integers are exact below 2^24; allow rounding from scaled values
-
-
-def digits_samples(limit: int = 64) -> torch.Tensor:
-    """The bundled digits test split ([B, 1, 8, 8], normalised as for training)."""
-    _, _, x_te, _ = digits_split()
-    return x_te[:limit]
 
 
 class _Stats:
@@ -71,8 +64,9 @@ def record_activity(graph: nir.NIRGraph, x, T: int | None = None, analysis: Doma
     preds = {n: [] for n in graph.nodes}
     for s, d in graph.edges:
         preds[d].append(s)
-    synaptic = sorted(n for n, v in graph.nodes.items() if isinstance(v, SYNAPTIC) or is_attention(v))
-    spiking = sorted(n for n, v in graph.nodes.items() if isinstance(v, SPIKING + (nir.Threshold,)))
+    kinds = {n: kind_of(v, n) for n, v in graph.nodes.items()}
+    synaptic = sorted(n for n, v in graph.nodes.items() if kinds[n] in ("synaptic", "elementwise") or is_attention(v))
+    spiking = sorted(n for n in graph.nodes if kinds[n] == "spiking")
     syn_stats = {n: _Stats() for n in synaptic}
     spk_stats = {n: _Stats() for n in spiking}
     steps = None

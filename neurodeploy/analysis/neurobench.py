@@ -29,17 +29,17 @@ import torch
 import torch.nn.functional as F
 
 from ..graph import meta, order_and_back_edges, predecessors, simulate
-from ..graph.primitives import classes as primitive_classes
+from ..graph.primitives import DENSE, kind_of, primitive_of
 from ..graph.simulate import int_tuple, padding_arg
 
-SYNAPTIC = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
 
 
 def _apply(node, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``node``'s map with weight ``w`` and no bias on ``x`` [N, *in]."""
-    if isinstance(node, (nir.Affine, nir.Linear)):
+    prim = primitive_of(node)
+    if prim in DENSE:
         return x.reshape(x.shape[0], -1) @ w.reshape(w.shape[0], -1).T
-    n = 1 if isinstance(node, nir.Conv1d) else 2
+    n = 1 if prim == "Conv1d" else 2
     fn = F.conv1d if n == 1 else F.conv2d
     return fn(x, w, None, stride=int_tuple(node.stride, n), padding=padding_arg(node.padding, n),
               dilation=int_tuple(node.dilation, n), groups=int(node.groups))
@@ -47,7 +47,7 @@ def _apply(node, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 def counted_nodes(graph) -> list[str]:
     return [n for n, v in graph.nodes.items()
-            if isinstance(v, SYNAPTIC) and meta(v, "neurodeploy.role") != "routing"]
+            if kind_of(v, n) == "synaptic" and meta(v, "neurodeploy.role") != "routing"]
 
 
 def neurobench_from_graph(graph, x, T: int | None = None, batch_size: int = 8) -> dict:
@@ -57,7 +57,7 @@ def neurobench_from_graph(graph, x, T: int | None = None, batch_size: int = 8) -
     order, back = order_and_back_edges(graph)
     preds = predecessors(graph)
     syn = counted_nodes(graph)
-    spiking = [n for n in order if isinstance(graph.nodes[n], primitive_classes("spiking"))]
+    spiking = [n for n in order if kind_of(graph.nodes[n], n) == "spiking"]
     wbin = {n: (torch.as_tensor(np.asarray(graph.nodes[n].weight)) != 0).float() for n in syn}
     mac = {n: 0.0 for n in syn}
     ac = {n: 0.0 for n in syn}

@@ -19,9 +19,9 @@ from ..errors import BadInputError, UnsupportedError
 from .common import add_data_arguments, add_lowering_arguments, lowering_options
 from ..exporters import to_nir
 from ..fileio import staged_dir, check_output_path
-from ..graph import write_graph, meta
+from ..graph import write_graph
 from ..deploy import Deployment, registered_targets
-from ..data import apply_dt, apply_input_domain
+from ..front_door import set_facts
 from ..profiles import load_profiles
 from ..report import build_report, write_report_files
 
@@ -107,18 +107,14 @@ def run(args: argparse.Namespace) -> int:
         load_profiles(targets, args.profile)  # an unknown target or a bad profile: fail before any work
     graph = to_nir(model, arch=args.arch, expand_attention=args.expand_attention, input_shape=args.input_shape,
                    compat=args.nir_compat)
-    if args.steps is not None and args.steps < 1:
-        raise BadInputError(f"-T/--steps must be >= 1, got {args.steps}")
-
-    apply_input_domain(graph, args.input_domain)        # recorded in OUT/model.nir too
-    apply_dt(graph, args.dt)                            # the same
-    if args.steps and not int(meta(graph, "neurodeploy.time_steps", 0) or 0):
-        graph.metadata = {**(graph.metadata or {}), "neurodeploy.time_steps": int(args.steps)}
     dep = doc = None
-    if targets or args.profile:
+    if not (targets or args.profile):
+        set_facts(graph, args.steps, args.input_domain, args.dt)     # recorded in OUT/model.nir
+    else:
+        # -T, --input-domain, --dt and --data enter through the Deployment (front_door), recorded in OUT/model.nir
         dep = Deployment.build(graph, targets=targets, profile_files=args.profile, data=args.data,
                                samples=args.samples, annotate=False, steps=args.steps, input_domain=args.input_domain,
-                               lowering=lowering_options(args))
+                               dt=args.dt, lowering=lowering_options(args))
         dep.info.update(name=model.name, path=str(model))
         dep.lower()                 # a target that refuses the model fails the export, before any other work
         refused = [t for t in dep.targets if not t.deployable]

@@ -18,16 +18,13 @@ import torch
 
 from ..analysis.activity import record_activity
 from ..analysis.annotate import AnnotatedGraph, annotate
-from ..analysis.check import load_graph, resolve_samples
 from ..analysis.neurobench import neurobench_from_graph
-from ..data import apply_dt, apply_input_domain, float_batch, graph_samples
 from ..energy import (attention_products, neurobench_metrics, ops_from_graph, paper_energy, published_firing_rates,
                       rate_of, target_energy)
 from ..errors import BadInputError, NeurodeployError, UnsupportedError
-from ..fidelity import _num_classes
+from ..front_door import load_graph, resolve_data, set_facts
 from ..graph import meta, topological_order
 from ..profiles import load_profiles
-from ..training import digits_split
 from .registry import get_target
 from .target import ALLOWED_EXCEPTIONS
 
@@ -86,34 +83,12 @@ class Deployment:
         profiles = load_profiles(targets or (["loihi2"] if not profile_files else []), profile_files)
         graph, info = load_graph(model, arch)
         dep = cls(graph, info, lowering=dict(lowering or {}))
-        if steps is not None and int(steps) < 1:
-            raise BadInputError(f"-T/--steps must be >= 1, got {steps}")
-        apply_input_domain(graph, input_domain)
-        apply_dt(graph, dt)
-        if data is not None and not isinstance(data, (str, Path)) and labels is None and isinstance(data, tuple):
-            data, labels = data
-        T = steps
-        if isinstance(data, (str, Path)) and str(data) != "digits":
-            # every layout simulate reads (static, [N, T, ...] event tensors, (x, y, t, p) event files)
-            x, y, T = graph_samples(graph, data, steps=steps, input_domain=input_domain)
-            limit = samples or len(x)
-            desc = f"{data} (first {limit})" if len(x) > limit else str(data)
-            x = float_batch(x, 0, limit)        # in memory (a memory-mapped file: only these rows are read)
-            if labels is None and y is not None:
-                labels = y
-        else:
-            x, desc = resolve_samples(graph, data, info, samples or 10 ** 9)
-        if T and not int(meta(graph, "neurodeploy.time_steps", 0) or 0):
-            graph.metadata = {**(graph.metadata or {}), "neurodeploy.time_steps": int(T)}
-        if x is not None:
-            dep.samples = np.asarray(x, dtype=np.float32)
-            dep.samples_desc = desc
-            if labels is not None:
-                dep.labels = np.asarray(labels)[:len(dep.samples)]
-            elif desc.startswith("bundled digits"):
-                # the digits labels belong to a 10-class digits model (not to a test model of the same input)
-                if _num_classes(graph) == 10:
-                    dep.labels = digits_split()[3].numpy()[:len(dep.samples)]
+        set_facts(graph, steps, input_domain, dt)       # -T, --input-domain, --dt: into the graph, once
+        got = resolve_data(graph, data, info, limit=samples, steps=steps, labels=labels)   # --data, once
+        if got.x is not None:
+            dep.samples = np.asarray(got.x, dtype=np.float32)
+            dep.samples_desc = got.desc
+            dep.labels = got.y
 
         dep.targets = [TargetDeployment(p.name, p, get_target(p.name)) for p in profiles]
         if annotate:

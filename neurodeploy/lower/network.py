@@ -605,7 +605,7 @@ def _make(klass, rec: dict):
                                          np.asarray(c["indptr"], dtype=np.int64)), shape=tuple(c["shape"])))
         elif k in _TUPLES:
             v = tuple(int(x) for x in v)
-        elif klass.__name__ == "Encoder" and k in ("weights", "row_gain", "bias"):
+        elif klass is Encoder and k in ("weights", "row_gain", "bias"):
             v = np.asarray(v, dtype=np.float64)
         elif k in ("weights", "delays", "bias_mant", "v_init") and isinstance(v, (list, np.ndarray)):
             v = np.asarray(v)

@@ -15,6 +15,7 @@ from ..errors import BadInputError, NeurodeployError
 from .summary import summarize, target_details
 from ..rates import load_firing_rates as load
 from ..graph import graph_dt, meta
+from ..graph.primitives import primitive_of
 from ..deploy import ALLOWED_EXCEPTIONS, Deployment
 from ..fileio import write_text_atomic
 from .render import render
@@ -102,8 +103,9 @@ def _target_section(fit_res, profile, energy_est) -> dict:
 
 def _model_summary(graph, info, ops) -> dict:
     kinds: dict = {}
-    for node in graph.nodes.values():
-        kinds[type(node).__name__] = kinds.get(type(node).__name__, 0) + 1
+    for name, node in graph.nodes.items():
+        prim = primitive_of(node, name)
+        kinds[prim] = kinds.get(prim, 0) + 1
     return {
         "name": info.get("name"),
         "arch": info.get("arch"),

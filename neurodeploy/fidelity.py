@@ -88,13 +88,14 @@ def _max_delay(d) -> int:
 
 def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: str = "fast", batch: int = 64,
                      device: str = "cpu", progress: bool = True, layers: bool = True,
-                     max_memory: int | None = None) -> dict:
+                     max_memory: int | None = None, reference=None) -> dict:
     """Fidelity of the lowered network ``net`` (made from ``graph``) on samples ``x`` [B, ...] (labels ``y``
     optional): predictions of the fixed-point run (``backend`` fast: our engine, batched; lava: Lava
     ``fixed_pt``, all samples chained in one run) against the float model's; ``layers``: per-layer spike
     agreement float vs integer on the first batch (layer-synchronous engine); ``max_memory``: the fast
     engine's batch is cut to what fits this many bytes (:func:`neurodeploy.sim.batch.chunk_size`), default
-    :data:`neurodeploy.sim.batch.DEFAULT_MAX_MEMORY`."""
+    :data:`neurodeploy.sim.batch.DEFAULT_MAX_MEMORY`; ``reference``: the float model's predictions [N] when
+    the caller ran it already (the deployment's one float run), else they are computed here."""
     import torch
     from tqdm import tqdm
 
@@ -153,7 +154,8 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     for i in starts:
         xb = float_batch(x, i, i + bsz)
         t0 = time.perf_counter()
-        fp = float_predictions(graph, xb, T, batch=batch)
+        fp = np.asarray(reference[i:i + len(xb)]) if reference is not None else \
+            float_predictions(graph, xb, T, batch=batch)
         t_float += time.perf_counter() - t0
         t0 = time.perf_counter()
         if backend == "fast":

@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..analysis.activity import record_activity
 from ..analysis.annotate import AnnotatedGraph, annotate
-from ..analysis.neurobench import neurobench_from_graph
+from ..analysis.reference import FloatReference, float_reference
 from ..energy import (attention_products, neurobench_metrics, ops_from_graph, paper_energy, published_firing_rates,
                       rate_of, target_energy)
 from ..errors import BadInputError, NeurodeployError, UnsupportedError
@@ -63,6 +61,7 @@ class Deployment:
     rates_source: str | None = None
     energy: dict | None = None          # paper method (45 nm), with energy_uj
     neurobench: dict | None = None
+    reference: FloatReference | None = None    # the one float run on the samples (analysis/reference.py)
     _annotated: object = field(default=None, repr=False)
     _annotated_key: tuple = field(default=(), repr=False)
 
@@ -121,6 +120,9 @@ class Deployment:
         ann = self.annotated
         self.ops = ops_from_graph(ann)
         self.purity = ann.purity
+        if self.samples is not None and self.reference is None:
+            # every sample through the float model once: predictions (fidelity), activity, NeuroBench
+            self.reference = float_reference(graph, self.samples, analysis=self.purity.analysis)
         if firing_rates:
             if not any(rate_of(firing_rates, n) is not None for n in self.ops.neurons):
                 example = ", ".join(list(self.ops.neurons)[:3])
@@ -128,7 +130,7 @@ class Deployment:
                                     f"names such as {example})")
             rates, src = dict(firing_rates), rates_note or "supplied by the user (--firing-rates)"
         elif self.samples is not None:
-            act = record_activity(graph, torch.as_tensor(self.samples[:64]), analysis=self.purity.analysis)
+            act = self.reference.activity
             rates, src = dict(act["firing_rates"]), f"measured on {self.samples_desc} ({act['samples']} samples)"
         else:
             try:
@@ -150,7 +152,7 @@ class Deployment:
     def _neurobench_measured(self) -> dict:
         """NeuroBench metrics measured on the samples (neurodeploy.analysis.neurobench), plus what we count
         beyond them (attention products), said in the notes."""
-        nb = neurobench_from_graph(self.graph, self.samples[:64])
+        nb = dict(self.reference.neurobench)
         att = attention_products(self.ops, self.rates) if self.rates else 0.0
         has_att = any(L.kind == "attention" for L in self.ops.layers)
         weights = sum(L.weights for L in self.ops.layers if L.kind != "attention")
@@ -198,6 +200,8 @@ class Deployment:
             if self.samples is None:
                 t.fidelity_note = "no sample data: fidelity not measured (give --data)"
                 continue
+            if self.reference is not None and "reference" not in options:
+                options = {**options, "reference": self.reference.predictions}     # the float run, not again
             t.fidelity = t.target.simulate(t.artifact, self.graph, self.samples, self.labels,
                                            backend=backend or t.target.backends[0], progress=progress, **options)
 

@@ -37,13 +37,10 @@ from ..graph.attention import attention_spec
 from ..graph.core import _check_edges, input_names, successors, topological_order
 from ..graph.core import meta
 from ..graph.core import predecessors as _core_predecessors
-from ..graph.primitives import CONV, DENSE, SPIKING_NEURONS, classes as primitive_classes, kind_of, primitive_of
+from ..graph.primitives import CONV, DENSE, kind_of, primitive_of
 
 INF = math.inf
 INPUT_DOMAINS = ("real", "counts", "binary")
-SPIKING = SPIKING_NEURONS                       # from the one primitive table (graph/primitives.py)
-NONSPIKING_NEURONS = primitive_classes("integrator")
-SYNAPTIC = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.Scale)
 ATTENTION_EXTENSION = "spiking_attention"
 
 

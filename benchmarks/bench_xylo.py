@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from xylo_helpers import braille_graph, nir_net  # noqa: E402
 
-from neurodeploy.deploy.xylo import lower_graph  # noqa: E402
+from neurodeploy.lower.xylo import lower_graph  # noqa: E402
 from neurodeploy.deploy.xylo_vendor import xylosim_class  # noqa: E402
 from neurodeploy.sim.xylo import XyloNetwork  # noqa: E402
 

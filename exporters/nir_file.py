@@ -9,7 +9,7 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from neurodeploy.errors import BadInputError, UnsupportedError
+from neurodeploy.errors import BadInputError, UnsupportedError, first_line
 from neurodeploy.graph.attention import attention_spec
 from neurodeploy.graph.core import (DT_DEFAULT, FORMAT_VERSION, input_names, output_names, validate_graph, node_shape, predecessors, successors)
 from neurodeploy.graph.io import read_graph
@@ -115,7 +115,7 @@ def import_graph(graph: nir.NIRGraph, arch: str = "nir-file", where: str = "", d
     try:
         graph.infer_types()  # what nir.read(type_check=True) runs: infers missing types, raises on a mismatch
     except Exception as exc:  # noqa: BLE001 - nir raises bare ValueError/KeyError/TypeError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise BadInputError(f"{where}NIR type check failed: {first}") from None
     md = dict(graph.metadata or {})
     md.setdefault("neurodeploy.format_version", FORMAT_VERSION)

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import BadInputError, boundary
+from .errors import BadInputError, boundary, first_line
 from .fileio import atomic_path
 from .models.registry import arch_names, build_model, config_from_dict, default_config, model_from_config
 from .version import __version__
@@ -46,10 +46,10 @@ def _torch_load(path: Path):
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling refused"
+        first = first_line(exc)
         raise BadInputError(f"{path}: not a safe checkpoint (weights_only load refused: {first})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise BadInputError(f"{path}: not a readable PyTorch checkpoint ({msg})") from None
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import limits
-from .errors import BadInputError, ResourceLimitError
+from .errors import BadInputError, ResourceLimitError, first_line
 from .graph.core import input_names, node_shape, meta
 from .events import event_samples, read_event_file
 
@@ -161,7 +161,7 @@ def _read(path: Path):
     except BadInputError:
         raise
     except Exception as exc:  # noqa: BLE001 - numpy/torch raise many types for corrupt files
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise BadInputError(f"{path}: cannot read samples ({msg})") from None
     if not isinstance(x, np.ndarray):
         x = np.asarray(x)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInputError
+from .errors import BadInputError, first_line
 
 EVENT_FIELDS = ("x", "t", "p")
 SAMPLE_FIELDS = ("sample", "n")
@@ -69,7 +69,7 @@ def read_event_file(path: str | Path) -> tuple[np.ndarray, np.ndarray | None] | 
     except BadInputError:
         raise
     except Exception as exc:  # noqa: BLE001 - numpy raises many types for corrupt files
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise BadInputError(f"{path}: cannot read events ({msg})") from None
     return None
 

@@ -17,19 +17,13 @@ import numpy as np
 from .data import check_labels, float_batch
 from .errors import BadInputError
 from .lava.run import run_lava, run_lava_chained  # Lava itself is imported only when a run starts
-from .graph.core import node_shape, output_names, input_names
+from .graph.core import node_shape, input_names
+from .front_door import num_classes
 from .graph import simulate as float_simulate
 from .lower.chain import chain_inputs, chain_network, split_windows
 from .sim import Engine
 from .sim.batch import DEFAULT_MAX_MEMORY, chunk_size
 from .lower.from_nir import lower_graph
-
-
-def _num_classes(graph) -> int | None:
-    """Size of the graph output (the number of classes of a classifier), None when unknown."""
-    outs = output_names(graph)
-    shape = node_shape(graph.nodes[outs[0]], "input") or node_shape(graph.nodes[outs[0]], "output") if outs else None
-    return int(np.prod(shape)) if shape else None
 
 
 #: per-layer spike agreement is measured over at most this many steps of the first batch (recording every
@@ -94,13 +88,14 @@ def _max_delay(d) -> int:
 
 def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: str = "fast", batch: int = 64,
                      device: str = "cpu", progress: bool = True, layers: bool = True,
-                     max_memory: int | None = None) -> dict:
+                     max_memory: int | None = None, reference=None) -> dict:
     """Fidelity of the lowered network ``net`` (made from ``graph``) on samples ``x`` [B, ...] (labels ``y``
     optional): predictions of the fixed-point run (``backend`` fast: our engine, batched; lava: Lava
     ``fixed_pt``, all samples chained in one run) against the float model's; ``layers``: per-layer spike
     agreement float vs integer on the first batch (layer-synchronous engine); ``max_memory``: the fast
     engine's batch is cut to what fits this many bytes (:func:`neurodeploy.sim.batch.chunk_size`), default
-    :data:`neurodeploy.sim.batch.DEFAULT_MAX_MEMORY`."""
+    :data:`neurodeploy.sim.batch.DEFAULT_MAX_MEMORY`; ``reference``: the float model's predictions [N] when
+    the caller ran it already (the deployment's one float run), else they are computed here."""
     import torch
     from tqdm import tqdm
 
@@ -108,7 +103,7 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
         raise BadInputError(f"backend must be 'fast' or 'lava', not {backend!r}")
     if not isinstance(x, np.memmap):        # memory-mapped samples are read one batch at a time
         x = np.asarray(x, dtype=np.float32)
-    check_labels(y, _num_classes(graph), "labels")  # out-of-range labels would count as wrong silently
+    check_labels(y, num_classes(graph), "labels")  # out-of-range labels would count as wrong silently
     T = graph_time_steps(graph, steps or int(net.metadata.get("time_steps", 0) or 0) or None)
     L = int(net.metadata["latency"])
     out_pop = net.outputs[0]
@@ -159,7 +154,8 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     for i in starts:
         xb = float_batch(x, i, i + bsz)
         t0 = time.perf_counter()
-        fp = float_predictions(graph, xb, T, batch=batch)
+        fp = np.asarray(reference[i:i + len(xb)]) if reference is not None else \
+            float_predictions(graph, xb, T, batch=batch)
         t_float += time.perf_counter() - t0
         t0 = time.perf_counter()
         if backend == "fast":

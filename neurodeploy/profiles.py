@@ -55,9 +55,6 @@ class Profile:
     def core_limit(self, key: str, default: Any = None) -> Any:
         return self.value("core", key, default)
 
-    def chip_limit(self, key: str, default: Any = None) -> Any:
-        return self.value("chip", key, default)
-
     @property
     def title(self) -> str:
         return self.data["title"]
@@ -146,10 +143,6 @@ class Profile:
                  if isinstance(q, dict) and "confidence" in q]
         keys.append("mapping.pack_populations")
         return [k for k in keys if self.source_of(k) is not None]
-
-    def energy_keys(self) -> list[str]:
-        """Dotted keys of the energy figures (``energy.*``)."""
-        return [f"energy.{k}" for k, q in self.data.get("energy", {}).items() if isinstance(q, dict) and "confidence" in q]
 
     @staticmethod
     def weakest(entries: list[dict]) -> dict | None:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from . import limits
-from .errors import BadInputError, ResourceLimitError
+from .errors import BadInputError, ResourceLimitError, first_line
 
 #: a firing-rate file holds one number per layer: 64 MiB is far beyond any model
 MAX_BYTES = 64 * 2**20
@@ -65,7 +65,7 @@ def load_firing_rates(path: str | os.PathLike) -> dict:
     try:
         data = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise BadInputError(f"{where}: not a JSON file ({first})") from None
     if isinstance(data, dict) and isinstance(data.get("dynamic"), dict):
         data = data["dynamic"]

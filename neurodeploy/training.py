@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .checkpoint import save_checkpoint
-from .errors import BadInputError
+from .errors import BadInputError, first_line
 from .models.registry import build_model, arch_names
 from .fileio import check_output_path
 
@@ -102,7 +102,7 @@ def _image_loaders(dataset: str, root: Path, batch_size: int, distributed: bool)
         else:
             raise BadInputError(f"training on {dataset!r} data is not supported by 'neurodeploy train'")
     except (RuntimeError, FileNotFoundError) as exc:
-        msg = str(exc).strip().splitlines()[0]
+        msg = first_line(exc)
         raise BadInputError(f"{root}: cannot read {dataset} data ({msg})") from None
     sampler = torch.utils.data.distributed.DistributedSampler(train_set) if distributed else None
     workers = min(8, os.cpu_count() or 1)
@@ -142,7 +142,7 @@ def check_device(device: str | None, option: str = "--device") -> None:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise BadInputError(f"{option} {device!r}: {str(exc).splitlines()[0] if str(exc) else 'not a device'}") from None
+        raise BadInputError(f"{option} {device!r}: {first_line(exc)}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise BadInputError(f"{option} {device!r}: no CUDA device is available")

@@ -12,7 +12,7 @@ from neurodeploy.deploy import Deployment
 from neurodeploy.energy import ops_from_graph
 from neurodeploy.exporters import to_nir
 from neurodeploy.lower.from_nir import lower_graph
-from neurodeploy.lower.testmodels import tiny_spikingformer
+from testmodels import tiny_spikingformer
 from neurodeploy.mapping import from_graph
 
 

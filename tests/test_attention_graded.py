@@ -196,7 +196,7 @@ def test_process_classes_of_the_default_digits_deployment_are_standard_library_o
 def test_process_class_list_matches_a_built_lava_graph():
     from neurodeploy.lava.processes_used import lava_process_classes
     from neurodeploy.lava.run import LavaNetwork
-    from neurodeploy.sim.testnets import random_inputs, residual_attention_net
+    from testnets import random_inputs, residual_attention_net
     net = residual_attention_net()
     net.metadata["time_steps"] = 4
     for n in (net, attention_to_graded(net)):

@@ -63,7 +63,7 @@ def test_checkpoints_ours_and_official(capsys, tmp_path):
 
 
 def test_output_file_json_with_data_and_folding(capsys, tmp_path):
-    from neurodeploy.analysis.activity import digits_samples
+    from neurodeploy.front_door import digits_samples
 
     data = tmp_path / "x.npy"
     np.save(data, digits_samples(6).numpy())
@@ -108,7 +108,8 @@ def test_bad_data_files(capsys, tmp_path):
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.zeros((3, 1, 5, 5), np.float32))
     code, _, err = run(capsys, "spikingformer-digits", "--data", str(wrong))
-    assert code == 2 and "[B, 1, 8, 8]" in err
+    # the front door every command shares (neurodeploy.front_door): the same words as export and simulate
+    assert code == 2 and "do not fit the graph input [1, 8, 8]: expected [N, 1, 8, 8] (static)" in err
     real = tmp_path / "real.npz"
     np.savez(real, x=np.full((2, 1, 8, 8), 0.5, np.float32))
     code, _, err = run(capsys, "spikingformer-digits", "--data", str(real), "--input-domain", "binary")

@@ -16,7 +16,7 @@ from neurodeploy.cli import main
 def tiny_nir(tmp_path_factory):
     from neurodeploy.exporters import to_nir
     from neurodeploy.graph import write_graph
-    from neurodeploy.lower.testmodels import tiny_spikingformer
+    from testmodels import tiny_spikingformer
 
     path = tmp_path_factory.mktemp("dep") / "tiny.nir"
     write_graph(to_nir(tiny_spikingformer(), arch="spikingformer-digits"), path)
@@ -148,7 +148,7 @@ def test_api_refuses_what_the_cli_refuses():
     from neurodeploy.analysis.purity import check_purity
     from neurodeploy.errors import BadInputError
     from neurodeploy.exporters import to_nir
-    from neurodeploy.lower.testmodels import tiny_spikingformer
+    from testmodels import tiny_spikingformer
     from neurodeploy.report import build_report
 
     with pytest.raises(BadInputError, match="no nodes"):
@@ -158,3 +158,50 @@ def test_api_refuses_what_the_cli_refuses():
     for bad in ({"max_chips": -1}, {"max_chips": 0}, {"max_energy_uj": float("nan")}, {"min_fidelity": 1.5}):
         with pytest.raises(BadInputError, match=next(iter(bad))):
             build_report("spikingformer-digits", **bad)
+
+
+def test_export_with_data_runs_the_float_model_once(tiny_nir, tmp_path, monkeypatch):
+    """`export --target loihi2 --data`: every sample goes through the float model once (analysis/reference.py),
+    and that one run serves activity, NeuroBench and fidelity; the only other float call is the per-layer
+    replay of the first batch behind the report's layer spike agreement."""
+    import neurodeploy.analysis.activity as activity
+    import neurodeploy.analysis.neurobench as neurobench
+    import neurodeploy.analysis.reference as reference
+    import neurodeploy.deploy.deployment as deployment
+    import neurodeploy.fidelity as fidelity
+
+    x = (np.random.default_rng(0).random((10, 1, 8, 8))).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    runs, rows, plain = [], [], []
+    real_reference, real_simulate, real_predictions = reference.float_reference, reference.simulate, \
+        fidelity.float_predictions
+
+    def counted_reference(*a, **k):
+        runs.append(1)
+        return real_reference(*a, **k)
+
+    def counted_simulate(graph, xb, *a, **k):
+        rows.append(len(xb))
+        return real_simulate(graph, xb, *a, **k)
+
+    def counted_predictions(*a, **k):
+        if not k.get("record_first"):
+            plain.append(1)
+        return real_predictions(*a, **k)
+
+    def forbidden(*a, **k):
+        raise AssertionError("a second float run")
+
+    monkeypatch.setattr(deployment, "float_reference", counted_reference)
+    monkeypatch.setattr(reference, "simulate", counted_simulate)
+    monkeypatch.setattr(fidelity, "float_predictions", counted_predictions)
+    monkeypatch.setattr(activity, "record_activity", forbidden)
+    monkeypatch.setattr(neurobench, "neurobench_from_graph", forbidden)
+    out = tmp_path / "out"
+    assert main(["export", str(tiny_nir), "-o", str(out), "--target", "loihi2", "--data", str(tmp_path / "x.npy")]) == 0
+    assert len(runs) == 1 and sum(rows) == 10 and plain == []
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["targets"][0]["fidelity"]["samples"] == 10
+    assert rep["energy"]["neurobench"]["samples"] == 10
+    assert rep["firing_rates"]["source"].startswith(f"measured on {tmp_path / 'x.npy'}") and "(10 samples)" in \
+        rep["firing_rates"]["source"]

@@ -152,3 +152,39 @@ def test_unwritable_output_is_a_one_line_error(trained_digits_checkpoint, capsys
     assert main(["export", str(trained_digits_checkpoint), "-o", "/proc/neurodeploy-out"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot write" in err
+
+
+def test_headline_command_without_out_writes_the_default_folder(trained_digits_checkpoint, tmp_path, monkeypatch,
+                                                                  capsys):
+    # `neurodeploy export model.pt --target loihi2`, as the design card writes it: OUT is ./model-deploy/
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(trained_digits_checkpoint, tmp_path / "model.pt")
+    assert main(["export", "model.pt", "--target", "loihi2"]) == 0
+    out = tmp_path / "model-deploy"
+    assert read_graph(out / "model.nir").metadata["neurodeploy.arch"] == "spikingformer-digits"
+    assert (out / "loihi2" / "network.npz").is_file() and (out / "report.json").is_file()
+    first = (out / "loihi2" / "network.npz").read_bytes()
+    # an earlier export's folder is replaced whole; a failed run leaves it as it was (all-or-nothing)
+    np.save(tmp_path / "bad.npy", np.zeros((3, 2, 5, 5), np.float32))
+    assert main(["export", "model.pt", "--target", "loihi2", "--data", "bad.npy"]) == 2
+    assert (out / "loihi2" / "network.npz").read_bytes() == first
+    assert main(["export", "model.pt"]) == 0                 # no target: the old target folder goes with it
+    assert sorted(p.name for p in out.iterdir()) == ["model.nir"]
+    # a folder of that name that no export wrote is never replaced (nothing of it is touched)
+    other = tmp_path / "cnn_sinabs-deploy"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["export", CNN]) == 2
+    assert "cnn_sinabs-deploy: exists and is not a folder an earlier 'neurodeploy export' wrote" in err_line(capsys)
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"] and (other / "notes.txt").read_text() == "mine"
+    (tmp_path / "x-deploy").write_text("a file")
+    assert main(["export", str(tmp_path / "x.nir")]) == 2 and (tmp_path / "x-deploy").read_text() == "a file"
+
+
+def test_export_help_names_the_default_folder(capsys):
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    assert "./<model stem>-deploy/" in " ".join(capsys.readouterr().out.split())

@@ -10,7 +10,7 @@ from neurodeploy.errors import UnsupportedError
 from neurodeploy.lower.chain import chain_inputs, chain_network, split_windows
 from neurodeploy.sim.chained import simulate_chained
 from neurodeploy.lower.from_nir import lower_graph
-from neurodeploy.lower.testmodels import tiny_spikingformer
+from testmodels import tiny_spikingformer
 from neurodeploy.sim import simulate
 
 
@@ -83,7 +83,7 @@ def test_chaining_refuses_a_bias_that_graded_input_cannot_carry(tiny_net):
 
 
 def test_chaining_refuses_own_synaptic_delays_naming_the_group():
-    from neurodeploy.lower.testmodels import tiny_attention_net
+    from testmodels import tiny_attention_net
     net = tiny_attention_net()
     assert chain_network(net).metadata["chain"]["period"] == 3 + 3
     net.synapses[0].delays = np.ones_like(net.synapses[0].weights)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from neurodeploy.lower import LoweredNetwork, Population, Synapse
-from neurodeploy.sim import simulate, testnets
+import testnets
+from neurodeploy.sim import simulate
 
 pytestmark = pytest.mark.lava
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from neurodeploy.lower.from_nir import lower_graph
-from neurodeploy.lower.testmodels import tiny_spikingformer
+from testmodels import tiny_spikingformer
 from neurodeploy.sim import simulate
 
 pytestmark = pytest.mark.lava

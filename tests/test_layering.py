@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FLOORS = [
     ("base", ["errors", "limits", "fileio", "lava_compat", "profiles", "rates", "neuron", "lif", "version"]),
     ("models", ["models", "checkpoint", "training"]),
-    ("graph", ["graph", "exporters", "data", "events"]),
+    ("graph", ["graph", "exporters", "data", "events", "front_door"]),
     ("analysis", ["analysis"]),
     ("lower", ["lower"]),
     ("sim/lava", ["sim", "lava"]),

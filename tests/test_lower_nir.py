@@ -12,7 +12,7 @@ from neurodeploy.errors import UnsupportedError
 from neurodeploy.graph import simulate as float_simulate
 from neurodeploy.lower import LoweredNetwork
 from neurodeploy.lower.from_nir import lower_graph
-from neurodeploy.lower.testmodels import tiny_spikingformer
+from testmodels import tiny_spikingformer
 from neurodeploy.sim import simulate
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "nir-paper")
@@ -137,6 +137,8 @@ def test_lowered_network_save_load_roundtrip(spikingformer, tmp_path):
     via_dict = LoweredNetwork.from_dict(net.to_dict())
     x = np.random.default_rng(1).random((2, 1, 8, 8)).astype(np.float32)
     ref = simulate(net, net.encode_inputs(x), 10, record=["readout", "block.0.attn.attn_lif"])
+    assert ref["block.0.attn.attn_lif"]["s"].sum() > 0          # the attention spikes: the compared spikes are real
+    assert np.any(ref["readout"]["v"] != 0)                     # and the readout integrates them
     for other in (back, via_dict):
         assert [p.name for p in other.populations] == [p.name for p in net.populations]
         res = simulate(other, other.encode_inputs(x), 10, record=["readout", "block.0.attn.attn_lif"])

@@ -191,7 +191,7 @@ def test_relay_readout_equals_the_composed_dense_group(monkeypatch):
     """The pooled head through a relay (graded spike counts per channel) gives the same readout integers
     as one dense group over every token, one step later."""
     from neurodeploy.exporters import to_nir
-    from neurodeploy.lower.testmodels import tiny_spikingformer
+    from testmodels import tiny_spikingformer
     g = to_nir(tiny_spikingformer(), arch="spikingformer-digits")
     dense, _ = lower_graph(g, T=4)
     monkeypatch.setattr(from_nir, "RELAY_MIN_ELEMENTS", 0)
@@ -218,7 +218,7 @@ def test_chained_rewrite_equals_the_unchained_network():
     """Issue 10: each sample's window of the chained run equals a fresh run of the ORIGINAL network."""
     from neurodeploy.exporters import to_nir
     from neurodeploy.sim.chained import simulate_chained
-    from neurodeploy.lower.testmodels import tiny_spikingformer
+    from testmodels import tiny_spikingformer
     net, _ = lower_graph(to_nir(tiny_spikingformer(), arch="spikingformer-digits"), T=4, bias_exp_min=6)
     K = 3
     x = np.random.default_rng(11).random((K, 1, 8, 8)).astype(np.float32)

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from neurodeploy.mapping import MapNetwork, MapPopulation, MapSynapses, fit, from_graph, mlp, pilotnet_lif
+from mapnets import mlp, pilotnet_lif
+from neurodeploy.mapping import MapNetwork, MapPopulation, MapSynapses, fit, from_graph
 from neurodeploy.profiles import load_profile, load_profile_file
 
 LOIHI2 = Path(__file__).resolve().parents[1] / "hardware_profiles" / "loihi2.toml"

@@ -10,7 +10,7 @@ from neurodeploy.lower.passes import PASSES, run_pass, run_passes
 @pytest.fixture(scope="module")
 def tiny_graph():
     from neurodeploy.exporters import to_nir
-    from neurodeploy.lower.testmodels import tiny_spikingformer
+    from testmodels import tiny_spikingformer
 
     return to_nir(tiny_spikingformer(), arch="spikingformer-digits")
 

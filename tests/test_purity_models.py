@@ -97,7 +97,7 @@ def _lively(arch="spikingformer-digits", gain=8.0):
 
 
 def _images(n=12, gain=4.0):
-    from neurodeploy.analysis.activity import digits_samples
+    from neurodeploy.front_door import digits_samples
 
     return digits_samples(n) * gain  # brighter than training: untrained weights still spike
 

@@ -502,7 +502,7 @@ def test_labels_out_of_range_are_refused_by_simulate(tmp_path):
 
 def test_float_simulation_in_time_chunks_is_exact():
     """fidelity runs the float reference time_chunk steps at a time (memory flat in T): bit-identical."""
-    from neurodeploy.analysis.check import load_graph
+    from neurodeploy.front_door import load_graph
     from neurodeploy.graph import simulate
 
     g, _ = load_graph("spikingformer-digits")

@@ -58,7 +58,7 @@ def test_unsupported_operation_verdict(digits_json):
 
 def test_markdown_and_firing_rates_file(tmp_path, capsys):
     rates = tmp_path / "rates.json"
-    from neurodeploy.analysis.check import load_graph
+    from neurodeploy.front_door import load_graph
     from neurodeploy.graph import topological_order
 
     g, _ = load_graph("spikingformer-digits")

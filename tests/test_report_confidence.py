@@ -1,5 +1,6 @@
 """Confidence of profile numbers as the report reads it: which numbers a verdict used, the weakest of them."""
-from neurodeploy.mapping import fit, mlp
+from mapnets import mlp
+from neurodeploy.mapping import fit
 from neurodeploy.profiles import CONFIDENCE_ORDER, Profile, load_profile
 from neurodeploy.report.summary import target_details
 

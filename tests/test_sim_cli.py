@@ -6,7 +6,7 @@ import pytest
 
 from neurodeploy.cli import main
 from neurodeploy.lower import LoweredNetwork
-from neurodeploy.lower.testmodels import tiny_spikingformer
+from testmodels import tiny_spikingformer
 from neurodeploy.sim import simulate
 
 

@@ -5,7 +5,7 @@ import pytest
 from neurodeploy.errors import BadInputError, UnsupportedError
 from neurodeploy.lower import LoweredNetwork, Population, Synapse
 from neurodeploy.sim import Engine, lava_effective_weights, simulate
-from neurodeploy.sim import testnets
+import testnets
 
 
 def _tiny(weights, du, dv, vth, bias_mant=0, bias_exp=0, weight_exp=0, n_in=2):
@@ -76,6 +76,10 @@ def test_batch_equals_single_samples():
     net = testnets.residual_attention_net()
     x = testnets.random_inputs(net, 9, batch=3, seed=5)
     batched = simulate(net, x, 9, record="all")
+    lif = [p.name for p in net.populations if p.kind == "lif"]
+    per_sample = [sum(int(batched[n]["s"][:, b].sum()) for n in lif) for b in range(3)]
+    assert min(per_sample) > 0                  # every sample spikes (a silent network would compare zeros)
+    assert not np.array_equal(batched[lif[-1]]["s"][:, 0], batched[lif[-1]]["s"][:, 1])   # and the samples differ
     for b in range(3):
         single = simulate(net, {k: v[:, b:b + 1] for k, v in x.items()}, 9, record="all")
         for name in single:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from neurodeploy.sim import Engine, testnets
+import testnets
+from neurodeploy.sim import Engine
 from neurodeploy.sim import engine as engine_mod
 
 NETS = [testnets.conv_dense_net, testnets.residual_attention_net, testnets.extremes_net]

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from neurodeploy.errors import UnsupportedError
-from neurodeploy.lower.speck import lower_speck
-from neurodeploy.mapping.speck import assign_cores, fit_speck, memory_summary
+from neurodeploy.lower.speck import lower_graph as lower_speck
+from neurodeploy.mapping.speck import assign_cores, fit as fit_speck, memory_summary
 from neurodeploy.profiles import load_profile
-from neurodeploy.sim.speck import run_layers
+from neurodeploy.sim.speck import run as run_layers
 from speck_vendor import build, import_dynapcnn, sinabs_from_nir_scalar
 
 DynapcnnNetwork, ConfigBuilder, sinabs_mapping = import_dynapcnn()

@@ -119,7 +119,7 @@ def toy(tmp_path):
 def tiny_model(tmp_path_factory):
     from neurodeploy.exporters import to_nir
     from neurodeploy.graph import write_graph
-    from neurodeploy.lower.testmodels import tiny_spikingformer
+    from testmodels import tiny_spikingformer
 
     path = tmp_path_factory.mktemp("toy") / "tiny.nir"
     write_graph(to_nir(tiny_spikingformer(), arch="spikingformer-digits"), path)

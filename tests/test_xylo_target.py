@@ -12,7 +12,9 @@ import pytest
 
 from neurodeploy.cli import main
 from neurodeploy.deploy import get_target
-from neurodeploy.deploy.xylo import XyloTarget, chip_fit, lower_graph, quantize
+from neurodeploy.deploy.xylo import XyloTarget
+from neurodeploy.lower.xylo import lower_graph, quantize
+from neurodeploy.mapping.xylo import fit as chip_fit
 from neurodeploy.deploy.xylo_vendor import run_xylosim, vendor_module
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.profiles import load_profile
@@ -228,7 +230,7 @@ def test_main_package_needs_no_rockpool_and_xylosim_backend_says_what_is_missing
     import sys
 
     code = ("import sys, numpy as np; sys.path.insert(0, 'tests'); from xylo_helpers import braille_graph; "
-            "from neurodeploy.deploy import get_target; from neurodeploy.deploy.xylo import lower_graph; "
+            "from neurodeploy.deploy import get_target; from neurodeploy.lower.xylo import lower_graph; "
             "a = lower_graph(braille_graph(), 'xylo-audio2'); "
             "get_target('xylo-audio2').predict(a, np.zeros((1, 5, 12)), backend='fast'); "
             "assert not [m for m in sys.modules if m.split('.')[0] in ('rockpool', 'xylosim', 'samna')]")

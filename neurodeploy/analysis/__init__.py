@@ -9,7 +9,8 @@
 """
 from ..data import load_samples
 from .activity import record_activity
-from .check import check_model, load_graph
+from .check import check_model
+from ..front_door import load_graph
 from .domains import INPUT_DOMAINS, Domain, DomainAnalysis, analyze
 from .fold import fold_readout, verify_fold
 from .purity import ALL_CLASSES, PURE_CLASSES, PurityReport, SynapticOp, check_purity, classify

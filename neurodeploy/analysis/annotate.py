@@ -33,14 +33,13 @@ from ..errors import BadInputError
 from ..graph.attention import attention_roles, attention_spec
 from ..graph.core import meta, node_shape, order_and_back_edges, predecessors, successors
 from ..graph.flatten import flatten_subgraphs
-from ..graph.primitives import classes, kind_of
+from ..graph.primitives import CONV, DENSE, kind_of, primitive_of
 from ..graph.roles import declared_role, infer_roles
 from .purity import check_purity
 
 #: how a lowering to populations and synapse groups treats each primitive kind
 LOWERING = {"io": None, "spiking": "neuron", "integrator": "neuron", "synaptic": "linear", "pool": "linear",
             "elementwise": "linear", "reshape": "linear", "delay": "linear"}
-_SYNAPTIC_TYPES = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.Scale)
 
 
 @dataclass(frozen=True)
@@ -124,11 +123,11 @@ def annotate(graph, input_domain: str | None = None, allow=None) -> AnnotatedGra
             else:
                 info.lowering_note = "nested NIR subgraph with more than one Input / Output"
         elif k == "io":
-            info.lowering = "input" if isinstance(node, nir.Input) else "output"
+            info.lowering = "input" if primitive_of(node, name) == "Input" else "output"
         else:
             info.lowering = LOWERING[k]
         nodes[name] = info
-    synaptic = [n for n in order if isinstance(flat.nodes[n], _SYNAPTIC_TYPES) or nodes[n].kind == "attention"]
+    synaptic = [n for n in order if nodes[n].kind in ("synaptic", "elementwise", "attention")]
     for n, r in infer_roles(order, preds, {n: flat.nodes[n] for n in order}, synaptic).items():
         nodes[n].role, nodes[n].role_inferred = r, True
     ann = AnnotatedGraph(graph, flat, order, back, preds, succ, nodes,
@@ -158,17 +157,14 @@ def _attention(ann: AnnotatedGraph) -> None:
 
 def _sources(ann: AnnotatedGraph) -> None:
     """Nearest spiking predecessor through Flatten / routing nodes, for every node (None: real input)."""
-    spiking = classes("spiking")
-
     def find(name, seen):
         for p in ann.preds.get(name, []):
             if p in seen:
                 continue
             seen.add(p)
-            node = ann.flat.nodes[p]
-            if isinstance(node, spiking):
+            if ann.nodes[p].kind == "spiking":
                 return p
-            if isinstance(node, nir.Flatten) or ann.nodes[p].role == "routing":
+            if ann.nodes[p].kind == "reshape" or ann.nodes[p].role == "routing":
                 s = find(p, seen)
                 if s:
                     return s
@@ -181,7 +177,6 @@ def _sources(ann: AnnotatedGraph) -> None:
 def _ops(ann: AnnotatedGraph) -> None:
     """Op counts (docs/energy: kH*kW*C_in*C_out*positions (+ C_out*positions with a bias) per conv; the
     readout head once per inference after the mean over tokens; attention 2*heads*N*d^2)."""
-    spiking = classes("spiking")
     tokens_hint = 0
     for name in ann.order:
         info = ann.nodes[name]
@@ -193,14 +188,15 @@ def _ops(ann: AnnotatedGraph) -> None:
             info.ops = NodeOps("attention", 2 * spec.heads * spec.tokens * d * d, False, heads=spec.heads,
                                tokens=spec.tokens, dim=spec.dim, out_neurons=spec.dim * spec.tokens)
             continue
-        if isinstance(node, spiking):
+        if info.kind == "spiking":
             shp = node_shape(node)
             info.neurons = int(np.prod(shp)) if shp else int(
                 np.asarray(getattr(node, "threshold", getattr(node, "v_threshold", 0))).size)
             continue
         if info.role == "routing":
             continue
-        if isinstance(node, (nir.Conv1d, nir.Conv2d)):
+        prim = primitive_of(node, name)
+        if prim in CONV:
             w = np.asarray(node.weight)
             out = node_shape(node)
             positions = int(np.prod(out[1:])) if out else 0
@@ -210,7 +206,7 @@ def _ops(ann: AnnotatedGraph) -> None:
             info.ops = NodeOps("conv", dense, False, weights=int(w.size), zero_weights=int((w == 0).sum()),
                                out_neurons=w.shape[0] * positions,
                                parameters=int(w.size) + (int(b.size) if b is not None else 0))
-        elif isinstance(node, (nir.Affine, nir.Linear)):
+        elif prim in DENSE:
             w = np.asarray(node.weight)
             b = np.asarray(getattr(node, "bias", None)) if getattr(node, "bias", None) is not None else None
             if info.role == "readout" and not info.role_inferred:

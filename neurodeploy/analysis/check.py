@@ -1,85 +1,22 @@
 """``check_model``: the whole spike-purity check (what ``neurodeploy check`` runs), as a Python API.
 
-model -> NIR graph (the exporters' front door) -> [readout folding + verification by simulation] ->
+model -> NIR graph (:mod:`neurodeploy.front_door`) -> [readout folding + verification by simulation] ->
 value domains and classes -> [dynamic check on sample data] -> :class:`PurityReport`.
 """
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
-import nir
 import numpy as np
 import torch
 
 from ..errors import BadInputError, NeurodeployError
-from ..graph.core import input_names, meta, node_shape
-from ..data import load_samples
-from .activity import digits_samples, record_activity
+from ..front_door import input_shape, load_graph, resolve_data
+from ..graph.core import meta
+from .activity import record_activity
 from .domains import graph_input_domain
 from .fold import fold_readout, verify_fold
 from .purity import PurityReport, check_purity
-from ..exporters import to_nir
-from ..models.registry import arch_names, build_model
-
-
-def load_graph(model, arch: str | None = None) -> tuple[nir.NIRGraph, dict]:
-    """(graph, model info) from a NIR graph, a torch model, a .nir file, a checkpoint (ours, or an official
-    one with ``arch``) or an architecture name (untrained weights: purity is a property of the structure)."""
-    info: dict = {}
-    if isinstance(model, nir.NIRGraph):
-        graph = model
-        info["name"] = str(meta(graph, "neurodeploy.arch", "nir-graph"))
-    elif isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if path.exists():
-            graph = to_nir(path, arch=arch)
-            info.update(name=path.name, path=str(model))
-        elif str(model) in arch_names():
-            if arch is not None and arch != str(model):
-                raise BadInputError(f"MODEL is architecture {model!r} but --arch says {arch!r}")
-
-            with torch.random.fork_rng():  # reproducible weights, the caller's RNG untouched
-                torch.manual_seed(0)
-                graph = to_nir(build_model(str(model)).eval())
-            info.update(name=str(model), untrained=True)
-        else:
-            raise BadInputError(f"{model}: no such file (and not an architecture name; known: {', '.join(arch_names())})")
-    elif isinstance(model, torch.nn.Module):
-        graph = to_nir(model)
-        info["name"] = str(getattr(model, "arch", type(model).__name__))
-    else:
-        raise BadInputError(f"cannot check a {type(model).__name__}: pass a model, a checkpoint, a .nir file or a graph")
-    info["arch"] = meta(graph, "neurodeploy.arch")
-    info.setdefault("path", None)
-    return graph, info
-
-
-def _input_shape(graph) -> tuple[int, ...] | None:
-    ins = input_names(graph)
-    if len(ins) != 1:
-        return None
-    node = graph.nodes[ins[0]]
-    return node_shape(node, "output") or node_shape(node, "input")
-
-
-def resolve_samples(graph, data, info: dict, limit: int = 64) -> tuple[torch.Tensor | None, str]:
-    """Sample inputs for the dynamic check: a file, ``"digits"``, or (None) the bundled digits for the
-    digits demo models; (None, "") when there is nothing to run."""
-    shape = _input_shape(graph)
-    arch = str(info.get("arch") or "")
-    if data is None:
-        if arch.endswith("-digits") and shape == (1, 8, 8):
-            return digits_samples(limit), f"bundled digits (test split, first {limit})"
-        return None, ""
-    if isinstance(data, str) and data == "digits":
-        if shape != (1, 8, 8):
-            raise BadInputError(f"--data digits: the graph input is {list(shape or [])}, the digits are [1, 8, 8]")
-        return digits_samples(limit), f"bundled digits (test split, first {limit})"
-    if isinstance(data, (str, os.PathLike)):
-        return load_samples(data, limit), str(data)
-    return torch.as_tensor(np.asarray(data), dtype=torch.float32)[:limit], "array"
 
 
 def _check_declared(x: torch.Tensor, declared: str, where: str) -> None:
@@ -92,7 +29,7 @@ def _check_declared(x: torch.Tensor, declared: str, where: str) -> None:
 
 
 def _random_inputs(graph, declared: str, n: int = 8) -> torch.Tensor:
-    shape = _input_shape(graph)
+    shape = input_shape(graph)
     if shape is None:
         raise BadInputError("cannot verify the folding: the graph input has no shape")
     g = torch.Generator().manual_seed(0)
@@ -113,7 +50,12 @@ def check_model(model, arch: str | None = None, allow=None, input_domain: str | 
     t0 = time.perf_counter()
     graph, info = load_graph(model, arch)
     declared = graph_input_domain(graph, input_domain)
-    x, data_desc = resolve_samples(graph, data, info, samples) if dynamic else (None, "")
+    if dynamic:
+        got = resolve_data(graph, data, info, limit=samples)
+        x = None if got.x is None else torch.as_tensor(np.asarray(got.x, dtype=np.float32))
+        data_desc = got.desc
+    else:
+        x, data_desc = None, ""
     if x is not None:
         _check_declared(x, declared, data_desc)
     extra: dict = {"model": info}

@@ -35,15 +35,12 @@ import numpy as np
 from ..errors import BadInputError, UnsupportedError
 from ..graph.attention import attention_spec
 from ..graph.core import _check_edges, input_names, successors, topological_order
-from ..graph.core import meta as _meta
+from ..graph.core import meta
 from ..graph.core import predecessors as _core_predecessors
-from ..graph.primitives import SPIKING_NEURONS, classes as primitive_classes
+from ..graph.primitives import CONV, DENSE, kind_of, primitive_of
 
 INF = math.inf
 INPUT_DOMAINS = ("real", "counts", "binary")
-SPIKING = SPIKING_NEURONS                       # from the one primitive table (graph/primitives.py)
-NONSPIKING_NEURONS = primitive_classes("integrator")
-SYNAPTIC = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.Scale)
 ATTENTION_EXTENSION = "spiking_attention"
 
 
@@ -166,12 +163,6 @@ def _fmt(x: float) -> str:
 
 
 # --------------------------------------------------------------------------------------------- graph
-def meta(obj, key: str, default=None):
-    """Metadata value as plain Python (bytes decoded)."""
-    v = _meta(obj, key, default)
-    return v.decode("utf-8") if isinstance(v, bytes) else v
-
-
 def node_metadata(node) -> dict:
     """Node metadata with plain Python values (``nir.read`` gives bytes and numpy scalars)."""
     md = getattr(node, "metadata", None)
@@ -275,7 +266,7 @@ def weight_unit(w2: np.ndarray, b=None) -> float | None:
 def placement_scale(node) -> float | None:
     """c when every non-zero weight of an Affine/Linear/Conv is +-c and there is no bias: a (signed)
     selection of inputs times one constant; None otherwise."""
-    if not isinstance(node, (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)):
+    if primitive_of(node) not in DENSE + CONV:
         return None
     w2, b = _weights(node)
     if b is not None and np.any(b != 0):
@@ -295,7 +286,7 @@ def placement_scale(node) -> float | None:
 def placement_support(node) -> np.ndarray | None:
     """For a 0/1 placement (each output row copies at most one input, no bias): the boolean mask of
     output channels that carry data; None if the weights are not a placement."""
-    if not isinstance(node, (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)):
+    if primitive_of(node) not in DENSE + CONV:
         return None
     w2, b = _weights(node)
     head = w2.reshape(-1)[:_SAMPLE]
@@ -306,7 +297,7 @@ def placement_support(node) -> np.ndarray | None:
         return None
     if b is not None and np.any(b != 0):
         return None
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
+    if primitive_of(node) in CONV:
         if int(np.prod(np.asarray(node.weight).shape[2:])) != 1:
             return None
     return nnz == 1
@@ -430,7 +421,7 @@ def _analyze_into(res: DomainAnalysis, graph: nir.NIRGraph, prefix: str, input_d
         for n in names:
             f = full[n]
             node = graph.nodes[n]
-            if isinstance(node, nir.Input):
+            if primitive_of(node, n) == "Input":
                 dom = input_dom.get(n, Domain.real())
                 res.inp[f] = dom
                 new, note = dom, input_note.get(n, "graph input")
@@ -457,29 +448,29 @@ def _analyze_into(res: DomainAnalysis, graph: nir.NIRGraph, prefix: str, input_d
 
 def _transfer(res, f, node, d, in_note, succ_local, full, supports, pool_events, graph, prefix):
     """Output domain and note of node ``f`` given its input domain ``d``."""
-    tname = type(node).__name__
-    if isinstance(node, nir.Output):
+    tname, kind = primitive_of(node, f), kind_of(node, f)
+    if tname == "Output":
         return d, in_note
-    if isinstance(node, SPIKING) or isinstance(node, nir.Threshold):
+    if kind == "spiking":
         return Domain.binary(), f"spikes of {f}"
-    if isinstance(node, NONSPIKING_NEURONS):
+    if kind == "integrator":
         return Domain.real(), f"membrane state of non-spiking {tname} {f}"
-    if isinstance(node, (nir.Flatten, nir.Delay)):
+    if kind in ("reshape", "delay"):
         return d, in_note
-    if isinstance(node, nir.SumPool2d):
+    if tname == "SumPool2d":
         k = int(np.prod(np.atleast_1d(np.asarray(node.kernel_size, dtype=np.int64))))
         if d.is_real:
             return d, in_note
         ev = pool_events and d.is_binary
         out = Domain.integer(min(0.0, k * d.lo), max(0.0, k * d.hi), d.scale, events=ev)
         return out, f"sum-pool of {k} inputs at {f} ({d.text()} in)"
-    if isinstance(node, nir.AvgPool2d):
+    if tname == "AvgPool2d":
         k = int(np.prod(np.atleast_1d(np.asarray(node.kernel_size, dtype=np.int64))))
         if d.is_real:
             return d, in_note
         return (Domain.integer(min(0.0, k * d.lo), max(0.0, k * d.hi), d.scale / k),
                 f"average-pool of {k} inputs at {f}")
-    if isinstance(node, nir.NIRGraph):
+    if kind == "subgraph":
         if is_attention(node):
             p = attention_params(f, node)
             if d.is_real:
@@ -494,7 +485,7 @@ def _transfer(res, f, node, d, in_note, succ_local, full, supports, pool_events,
         inner_inputs = input_names(node)
         _analyze_into(res, node, prefix=f + ".", input_dom={n: d for n in inner_inputs},
                       input_note={n: in_note for n in inner_inputs}, pool_events=pool_events)
-        outs = [f + "." + n for n, v in node.nodes.items() if isinstance(v, nir.Output)]
+        outs = [f + "." + n for n, v in node.nodes.items() if primitive_of(v, n) == "Output"]
         dom = None
         for o in outs:
             if o in res.out:
@@ -502,7 +493,7 @@ def _transfer(res, f, node, d, in_note, succ_local, full, supports, pool_events,
         if dom is None:
             return Domain.real(), f"subgraph {f}"
         return dom, res.out_note.get(outs[0], f"subgraph {f}")
-    if isinstance(node, (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)):
+    if kind == "synaptic":
         if role_of(node) == "routing":
             sup = placement_support(node)
             res.routing_ok[f] = sup is not None
@@ -518,12 +509,12 @@ def _transfer(res, f, node, d, in_note, succ_local, full, supports, pool_events,
         bu = None if b is None else b / (c * d.scale)
         if bu is not None and not _is_int_array(bu):
             return Domain.real(), f"output of {tname} {f} (bias not a multiple of the value unit)"
-        include_zero = isinstance(node, (nir.Conv1d, nir.Conv2d))
+        include_zero = tname in CONV
         lo, hi = _interval_rows(np.round(w2.astype(np.float64) / c), d.lo, d.hi, include_zero,
                                 None if bu is None else np.round(bu.astype(np.float64)))
         unit = "integer" if c == 1.0 else f"{c:g} x integer"
         return Domain.integer(lo, hi, c * d.scale), f"{unit}-weight {tname} {f}"
-    if isinstance(node, nir.Scale):
+    if kind == "elementwise":
         s = _arr(node.scale).reshape(-1)
         if d.is_real:
             return Domain.real(), f"scaled real at {f}"

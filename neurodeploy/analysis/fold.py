@@ -21,15 +21,16 @@ import torch.nn.functional as F
 
 from ..errors import UnsupportedError
 from ..graph.core import node_shape
+from ..graph.primitives import CONV, DENSE, primitive_of
 from ..graph.simulate import int_tuple, padding_arg, reduce_output, simulate
 from .domains import analyze, role_of, source_of
 
-_LINEAR = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d)
 
 
 def _apply(node, x: torch.Tensor, with_bias: bool) -> torch.Tensor:
     """The linear map of ``node`` on a batch [B, *shape] (float64)."""
-    if isinstance(node, nir.Flatten):
+    prim = primitive_of(node)
+    if prim == "Flatten":
         nd = x.dim() - 1
         s = int(node.start_dim) % nd
         e = int(node.end_dim) % nd
@@ -37,25 +38,26 @@ def _apply(node, x: torch.Tensor, with_bias: bool) -> torch.Tensor:
     w = torch.as_tensor(np.asarray(node.weight, dtype=np.float64))
     b = getattr(node, "bias", None)
     b = torch.as_tensor(np.asarray(b, dtype=np.float64)) if (with_bias and b is not None) else None
-    if isinstance(node, (nir.Affine, nir.Linear)):
+    if prim in DENSE:
         return F.linear(x, w, b)
-    if isinstance(node, nir.Conv1d):
+    if prim == "Conv1d":
         return F.conv1d(x, w, b, int_tuple(node.stride, 1), padding_arg(node.padding, 1), int_tuple(node.dilation, 1),
                         int(np.asarray(node.groups).reshape(-1)[0]))
-    if isinstance(node, nir.Conv2d):
+    if prim == "Conv2d":
         return F.conv2d(x, w, b, int_tuple(node.stride, 2), padding_arg(node.padding, 2), int_tuple(node.dilation, 2),
                         int(np.asarray(node.groups).reshape(-1)[0]))
-    raise UnsupportedError(f"readout folding: {type(node).__name__} is not linear")
+    raise UnsupportedError(f"readout folding: {prim} is not linear")
 
 
 def _in_shape(name, node) -> tuple[int, ...]:
-    if isinstance(node, nir.Conv2d):
+    prim = primitive_of(node, name)
+    if prim == "Conv2d":
         hw = int_tuple(node.input_shape, 2)
         return (int(np.asarray(node.weight).shape[1]) * int(np.asarray(node.groups).reshape(-1)[0]),) + hw
-    if isinstance(node, nir.Conv1d):
+    if prim == "Conv1d":
         return (int(np.asarray(node.weight).shape[1]) * int(np.asarray(node.groups).reshape(-1)[0]),
                 int_tuple(node.input_shape, 1)[0])
-    if isinstance(node, (nir.Affine, nir.Linear)):
+    if prim in DENSE:
         return (int(np.asarray(node.weight).shape[1]),)
     shape = node_shape(node, "input")
     if shape is None:
@@ -66,7 +68,7 @@ def _in_shape(name, node) -> tuple[int, ...]:
 def _readout_nodes(graph, res) -> list[str]:
     out = []
     for n, node in graph.nodes.items():
-        if isinstance(node, (nir.Affine, nir.Linear)) and role_of(node) == "readout":
+        if primitive_of(node, n) in DENSE and role_of(node) == "readout":
             d = res.inp.get(n)
             if d is not None and not d.is_spike:
                 out.append(n)
@@ -85,9 +87,9 @@ def _paths(graph, res, preds, head: str):
             d_out = res.out.get(p)
             if d_out is not None and d_out.is_spike:
                 found.append((p, "spikes", list(reversed(chain))))
-            elif isinstance(node, nir.Flatten):
+            elif primitive_of(node, p) == "Flatten":
                 walk(p, chain + [p])
-            elif isinstance(node, _LINEAR) and role_of(node) != "routing" and res.inp.get(p) is not None \
+            elif primitive_of(node, p) in DENSE + CONV and role_of(node) != "routing" and res.inp.get(p) is not None \
                     and res.inp[p].is_spike:
                 found.append((p, "conv", [p] + list(reversed(chain))))
             else:
@@ -182,7 +184,7 @@ def fold_readout(graph: nir.NIRGraph, input_domain: str | None = None) -> tuple[
         while changed:
             changed = False
             for n in list(nodes):
-                if n in removed or not isinstance(nodes[n], nir.Flatten) or n.startswith(head + ".fold."):
+                if n in removed or primitive_of(nodes[n], n) != "Flatten" or n.startswith(head + ".fold."):
                     continue
                 outs = [d for s, d in edges if s == n]
                 if outs and all(d in removed for d in outs):

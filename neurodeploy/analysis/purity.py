@@ -24,8 +24,9 @@ import nir
 import numpy as np
 
 from ..errors import BadInputError
+from ..graph.primitives import kind_of, primitive_of
 from ..graph.roles import infer_roles
-from .domains import (SYNAPTIC, Domain, DomainAnalysis, analyze, attention_params, is_attention,
+from .domains import (Domain, DomainAnalysis, analyze, attention_params, is_attention,
                       node_metadata, placement_scale, role_of, source_of)
 from ..version import __version__
 
@@ -165,7 +166,8 @@ def _fold_target(res: DomainAnalysis, succ, f: str, scale: float):
         return None
     t = nxt[0]
     node = res.nodes[t]
-    if not isinstance(node, (nir.LIF, nir.IF)):
+    prim = primitive_of(node, t)
+    if prim not in ("LIF", "IF"):
         return None
     for p in res.preds.get(t, []):  # every input of the neuron must carry the same factor
         if p == f:
@@ -178,7 +180,7 @@ def _fold_target(res: DomainAnalysis, succ, f: str, scale: float):
             return None
     if np.any(np.asarray(node.v_reset) != 0):
         return None
-    if isinstance(node, nir.LIF) and np.any(np.asarray(node.v_leak) != 0):
+    if prim == "LIF" and np.any(np.asarray(node.v_leak) != 0):
         return None
     md = node_metadata(node)
     th = md.get("neurodeploy.v_threshold")
@@ -249,7 +251,7 @@ def _why(op: SynapticOp) -> str:
 def classify(res: DomainAnalysis) -> list[SynapticOp]:
     """One :class:`SynapticOp` per synaptic node (graph order)."""
     succ = _successors(res)
-    synaptic = [n for n in res.order if isinstance(res.nodes[n], SYNAPTIC) or is_attention(res.nodes[n])]
+    synaptic = [n for n in res.order if kind_of(res.nodes[n], n) in ("synaptic", "elementwise") or is_attention(res.nodes[n])]
     inferred = _infer_roles(res, synaptic)
     ops = []
     for f in synaptic:
@@ -258,7 +260,7 @@ def classify(res: DomainAnalysis) -> list[SynapticOp]:
         if d is None:  # unreachable node (no input): nothing reaches it
             d = Domain.binary()
         role = role_of(node) or inferred.get(f)
-        op = SynapticOp(node=f, source=source_of(f, node), op="Attention" if is_attention(node) else type(node).__name__,
+        op = SynapticOp(node=f, source=source_of(f, node), op="Attention" if is_attention(node) else primitive_of(node, f),
                         role=role, role_inferred=f in inferred, op_class="AC", input_domain=d, detail="",
                         origin=res.in_note.get(f, ""))
         if is_attention(node):
@@ -277,7 +279,7 @@ def classify(res: DomainAnalysis) -> list[SynapticOp]:
         elif role_of(node) == "routing" and res.routing_ok.get(f):
             op.op_class = "ROUTING"
             op.detail = "0/1 placement (exact data movement, no arithmetic)"
-        elif isinstance(node, nir.Scale):
+        elif kind_of(node, f) == "elementwise":
             s = np.asarray(node.scale, dtype=np.float64).reshape(-1)
             if d.is_spike:
                 op.op_class, op.detail = "AC", "scale of spikes: selects a constant per spike"

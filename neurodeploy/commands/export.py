@@ -1,4 +1,4 @@
-"""``neurodeploy export MODEL -o OUT [--target T ...] [--data FILE]``.
+"""``neurodeploy export MODEL [-o OUT] [--target T ...] [--data FILE]`` (OUT: ``./<model stem>-deploy/`` by default).
 
 MODEL is our checkpoint, an official checkpoint (with ``--arch``) or a .nir file from any tool.  Writes
 OUT/model.nir; with ``--target`` it builds one :class:`~neurodeploy.deploy.Deployment`, lowers the model once
@@ -20,9 +20,9 @@ from ..errors import BadInputError, UnsupportedError
 from .common import MAX_SAMPLES, add_data_arguments, add_lowering_arguments, lowering_options, positive_int
 from ..exporters import to_nir
 from ..fileio import staged_dir, check_output_path
-from ..graph import write_graph, meta
+from ..graph import write_graph
 from ..deploy import Deployment, registered_targets
-from ..data import apply_dt, apply_input_domain
+from ..front_door import set_facts
 from ..profiles import load_profiles
 from ..report import build_report, write_report_files
 
@@ -38,7 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "deployment report (OUT/report.{json,md,html}).",
     )
     p.add_argument("model", metavar="MODEL", help="checkpoint (.pt/.pth/.pth.tar) or .nir file")
-    p.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder (replaced as a whole)")
+    p.add_argument("-o", "--out", default=None, metavar="OUT",
+                   help="output folder, replaced as a whole (default: ./<model stem>-deploy/, e.g. model.pt -> "
+                        "./model-deploy/, replaced only when an earlier export wrote it)")
     p.add_argument("--arch", default=None, help="architecture of an official checkpoint (a name from neurodeploy.arch_names(), e.g. spikingformer-imagenet-8-768)")
     p.add_argument("--expand-attention", action="store_true",
                    help="write the attention as standard NIR primitives (exact; small models only)")
@@ -68,13 +70,22 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
     add_lowering_arguments(parser)  # --split-signs
 
 
-def export_to_folder(model, out_dir, arch=None, expand_attention=False, input_shape=None):
-    """Python API behind the command without targets: returns (graph, path of model.nir)."""
-    out_dir = Path(out_dir)
-    graph = to_nir(model, arch=arch, expand_attention=expand_attention, input_shape=input_shape)
-    with staged_dir(out_dir, owned=[MODEL_FILE]) as tmp:
-        write_graph(graph, Path(tmp) / MODEL_FILE)
-    return graph, out_dir / MODEL_FILE
+def default_out(model: str | Path) -> Path:
+    """The folder ``export`` writes when no ``-o`` is given: ``./<model stem>-deploy/`` in the working folder
+    (``model.pt`` -> ``model-deploy``, ``ckpt.pth.tar`` -> ``ckpt-deploy``, an architecture name as it is)."""
+    name = Path(str(model)).name
+    for suffix in (".tar", ".pth", ".pt", ".nir"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[:-len(suffix)]
+    return Path(f"{name}-deploy")
+
+
+def check_default_out(out_dir: Path) -> None:
+    """The default folder is replaced only when an earlier export wrote it (it holds ``model.nir``): anything
+    else there is the user's, and is never replaced without ``-o``."""
+    if out_dir.is_symlink() or (out_dir.exists() and not (out_dir.is_dir() and (out_dir / MODEL_FILE).is_file())):
+        raise BadInputError(f"{out_dir}: exists and is not a folder an earlier 'neurodeploy export' wrote (no "
+                            f"{MODEL_FILE}): it is not replaced; give -o OUT to choose the output folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,7 +96,11 @@ def run(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise BadInputError(f"--samples must be >= 1, got {args.samples}")
 
-    out_dir = Path(args.out)
+    if args.out is None:
+        out_dir = default_out(args.model)
+        check_default_out(out_dir)
+    else:
+        out_dir = Path(args.out)
     check_output_path(out_dir, kind="dir")  # a file, link or device at OUT, a name over NAME_MAX: before any work
 
     targets = list(args.target or [])
@@ -93,18 +108,14 @@ def run(args: argparse.Namespace) -> int:
         load_profiles(targets, args.profile)  # an unknown target or a bad profile: fail before any work
     graph = to_nir(model, arch=args.arch, expand_attention=args.expand_attention, input_shape=args.input_shape,
                    compat=args.nir_compat)
-    if args.steps is not None and args.steps < 1:
-        raise BadInputError(f"-T/--steps must be >= 1, got {args.steps}")
-
-    apply_input_domain(graph, args.input_domain)        # recorded in OUT/model.nir too
-    apply_dt(graph, args.dt)                            # the same
-    if args.steps and not int(meta(graph, "neurodeploy.time_steps", 0) or 0):
-        graph.metadata = {**(graph.metadata or {}), "neurodeploy.time_steps": int(args.steps)}
     dep = doc = None
-    if targets or args.profile:
+    if not (targets or args.profile):
+        set_facts(graph, args.steps, args.input_domain, args.dt)     # recorded in OUT/model.nir
+    else:
+        # -T, --input-domain, --dt and --data enter through the Deployment (front_door), recorded in OUT/model.nir
         dep = Deployment.build(graph, targets=targets, profile_files=args.profile, data=args.data,
                                samples=args.samples, annotate=False, steps=args.steps, input_domain=args.input_domain,
-                               lowering=lowering_options(args))
+                               dt=args.dt, lowering=lowering_options(args))
         dep.info.update(name=model.name, path=str(model))
         dep.lower()                 # a target that refuses the model fails the export, before any other work
         refused = [t for t in dep.targets if not t.deployable]

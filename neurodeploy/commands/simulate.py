@@ -14,15 +14,13 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import BadInputError
+from ..errors import BadInputError, first_line
 from ..lava_compat import require_lava
 from .common import MAX_BATCH, MAX_SAMPLES, add_data_arguments, add_lowering_arguments, lowering_options, positive_int
-from ..analysis.check import load_graph as load_model_graph
-from ..data import apply_dt, apply_input_domain, graph_samples, float_batch
-from ..fidelity import _num_classes
-from ..training import digits_split
+from ..data import float_batch
 from ..deploy import Deployment, get_target
-from ..graph import graph_dt, read_graph
+from ..front_door import load_graph as load_model_graph, resolve_data, set_facts
+from ..graph import graph_dt, meta, read_graph
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -58,17 +56,13 @@ def load_graph(model: str, arch: str | None = None):
 
 
 def load_data(data: str | None, graph, steps=None, input_domain=None):
-    """(x, y, T) to simulate: --data FILE (labels optional; every layout of neurodeploy.data.graph_samples),
-    or the bundled digits test split for digits models."""
-    if data is not None:
-        return graph_samples(graph, data, steps=steps, input_domain=input_domain)
-    apply_input_domain(graph, input_domain)
-    arch = str((graph.metadata or {}).get("neurodeploy.arch", ""))
-    if "digits" not in arch:
-        raise BadInputError(f"model '{arch}': give --data FILE (.npz with x and y)")
-    _, _, x, y = digits_split()
-    # the digits labels belong to a 10-class digits model (not to a test model of the same input)
-    return x.numpy(), (y.numpy() if _num_classes(graph) == 10 else None), steps
+    """(x, y, T) to simulate: --data in every form the front door takes (labels optional), or the bundled
+    digits test split for digits models."""
+    set_facts(graph, input_domain=input_domain)
+    got = resolve_data(graph, data, steps=steps)
+    if got.x is None:
+        raise BadInputError(f"model '{meta(graph, 'neurodeploy.arch', '')}': give --data FILE (.npz with x and y)")
+    return got.x, got.y, got.steps
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -81,7 +75,7 @@ def _check_options(args: argparse.Namespace) -> None:
     try:
         device = torch.device(args.device)
     except RuntimeError as exc:
-        raise BadInputError(f"--device {args.device!r}: {str(exc).splitlines()[0]}") from None
+        raise BadInputError(f"--device {args.device!r}: {first_line(exc)}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BadInputError(f"--device {args.device!r}: no CUDA device is available")
     if device.type not in ("cpu", "cuda"):
@@ -113,9 +107,7 @@ def load_artifact(model: str, target: str, arch: str | None = None, data: str | 
         return graph, impl, artifact, x, y, T
     dep = Deployment.build(model, targets=[target], arch=arch, data=None, annotate=False, dt=dt,
                            lowering=lowering)
-    x, y, T = load_data(data, dep.graph, steps, input_domain)      # applies --input-domain to the graph
-    if T and not dep.time_steps:     # the data fixes the steps of a graph that does not (imported .nir files)
-        dep.graph.metadata = {**(dep.graph.metadata or {}), "neurodeploy.time_steps": int(T)}
+    x, y, T = load_data(data, dep.graph, steps, input_domain)      # the data's steps become the graph's (front door)
     if data is not None:
         dep.samples, dep.samples_desc = float_batch(x, 0, 64), f"{data} (first {min(64, len(x))})"
     dep.lower()

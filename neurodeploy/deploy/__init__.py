@@ -7,9 +7,9 @@
 A new chip: subclass :class:`Target`, ``register_target("mychip", MyTarget)``, add a profile TOML
 (docs/design.md, "Adding a target").
 """
-from .deployment import ALLOWED_EXCEPTIONS, Deployment, TargetDeployment
+from .deployment import Deployment, TargetDeployment
 from .registry import get_target, register_target, registered_targets, unregister_target
-from .target import Target
+from .target import ALLOWED_EXCEPTIONS, Target
 
 __all__ = ["ALLOWED_EXCEPTIONS", "Deployment", "TargetDeployment", "Target", "get_target", "register_target",
            "registered_targets", "unregister_target"]

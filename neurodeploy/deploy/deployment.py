@@ -14,22 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..analysis.activity import record_activity
 from ..analysis.annotate import AnnotatedGraph, annotate
-from ..analysis.check import load_graph, resolve_samples
-from ..analysis.neurobench import neurobench_from_graph
-from ..data import apply_dt, apply_input_domain, float_batch, graph_samples
+from ..analysis.reference import FloatReference, float_reference
 from ..energy import (attention_products, neurobench_metrics, ops_from_graph, paper_energy, published_firing_rates,
                       rate_of, target_energy)
 from ..errors import BadInputError, NeurodeployError, UnsupportedError
-from ..fidelity import _num_classes
+from ..front_door import load_graph, resolve_data, set_facts
 from ..graph import meta, topological_order
 from ..profiles import load_profiles
-from ..training import digits_split
 from .registry import get_target
-from .target import ALLOWED_EXCEPTIONS  # noqa: F401 - re-exported
+from .target import ALLOWED_EXCEPTIONS
 
 
 @dataclass
@@ -66,6 +61,7 @@ class Deployment:
     rates_source: str | None = None
     energy: dict | None = None          # paper method (45 nm), with energy_uj
     neurobench: dict | None = None
+    reference: FloatReference | None = None    # the one float run on the samples (analysis/reference.py)
     _annotated: object = field(default=None, repr=False)
     _annotated_key: tuple = field(default=(), repr=False)
 
@@ -86,34 +82,12 @@ class Deployment:
         profiles = load_profiles(targets or (["loihi2"] if not profile_files else []), profile_files)
         graph, info = load_graph(model, arch)
         dep = cls(graph, info, lowering=dict(lowering or {}))
-        if steps is not None and int(steps) < 1:
-            raise BadInputError(f"-T/--steps must be >= 1, got {steps}")
-        apply_input_domain(graph, input_domain)
-        apply_dt(graph, dt)
-        if data is not None and not isinstance(data, (str, Path)) and labels is None and isinstance(data, tuple):
-            data, labels = data
-        T = steps
-        if isinstance(data, (str, Path)) and str(data) != "digits":
-            # every layout simulate reads (static, [N, T, ...] event tensors, (x, y, t, p) event files)
-            x, y, T = graph_samples(graph, data, steps=steps, input_domain=input_domain)
-            limit = samples or len(x)
-            desc = f"{data} (first {limit})" if len(x) > limit else str(data)
-            x = float_batch(x, 0, limit)        # in memory (a memory-mapped file: only these rows are read)
-            if labels is None and y is not None:
-                labels = y
-        else:
-            x, desc = resolve_samples(graph, data, info, samples or 10 ** 9)
-        if T and not int(meta(graph, "neurodeploy.time_steps", 0) or 0):
-            graph.metadata = {**(graph.metadata or {}), "neurodeploy.time_steps": int(T)}
-        if x is not None:
-            dep.samples = np.asarray(x, dtype=np.float32)
-            dep.samples_desc = desc
-            if labels is not None:
-                dep.labels = np.asarray(labels)[:len(dep.samples)]
-            elif desc.startswith("bundled digits"):
-                # the digits labels belong to a 10-class digits model (not to a test model of the same input)
-                if _num_classes(graph) == 10:
-                    dep.labels = digits_split()[3].numpy()[:len(dep.samples)]
+        set_facts(graph, steps, input_domain, dt)       # -T, --input-domain, --dt: into the graph, once
+        got = resolve_data(graph, data, info, limit=samples, steps=steps, labels=labels)   # --data, once
+        if got.x is not None:
+            dep.samples = np.asarray(got.x, dtype=np.float32)
+            dep.samples_desc = got.desc
+            dep.labels = got.y
 
         dep.targets = [TargetDeployment(p.name, p, get_target(p.name)) for p in profiles]
         if annotate:
@@ -146,6 +120,9 @@ class Deployment:
         ann = self.annotated
         self.ops = ops_from_graph(ann)
         self.purity = ann.purity
+        if self.samples is not None and self.reference is None:
+            # every sample through the float model once: predictions (fidelity), activity, NeuroBench
+            self.reference = float_reference(graph, self.samples, analysis=self.purity.analysis)
         if firing_rates:
             if not any(rate_of(firing_rates, n) is not None for n in self.ops.neurons):
                 example = ", ".join(list(self.ops.neurons)[:3])
@@ -153,7 +130,7 @@ class Deployment:
                                     f"names such as {example})")
             rates, src = dict(firing_rates), rates_note or "supplied by the user (--firing-rates)"
         elif self.samples is not None:
-            act = record_activity(graph, torch.as_tensor(self.samples[:64]), analysis=self.purity.analysis)
+            act = self.reference.activity
             rates, src = dict(act["firing_rates"]), f"measured on {self.samples_desc} ({act['samples']} samples)"
         else:
             try:
@@ -175,7 +152,7 @@ class Deployment:
     def _neurobench_measured(self) -> dict:
         """NeuroBench metrics measured on the samples (neurodeploy.analysis.neurobench), plus what we count
         beyond them (attention products), said in the notes."""
-        nb = neurobench_from_graph(self.graph, self.samples[:64])
+        nb = dict(self.reference.neurobench)
         att = attention_products(self.ops, self.rates) if self.rates else 0.0
         has_att = any(L.kind == "attention" for L in self.ops.layers)
         weights = sum(L.weights for L in self.ops.layers if L.kind != "attention")
@@ -223,6 +200,8 @@ class Deployment:
             if self.samples is None:
                 t.fidelity_note = "no sample data: fidelity not measured (give --data)"
                 continue
+            if self.reference is not None and "reference" not in options:
+                options = {**options, "reference": self.reference.predictions}     # the float run, not again
             t.fidelity = t.target.simulate(t.artifact, self.graph, self.samples, self.labels,
                                            backend=backend or t.target.backends[0], progress=progress, **options)
 

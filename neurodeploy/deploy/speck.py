@@ -18,8 +18,10 @@ import numpy as np
 from ..errors import BadInputError, UnsupportedError
 from ..fileio import write_bytes_atomic, write_text_atomic
 from .target import Target
-from ..mapping.speck import layer_memory, fit_speck
-from ..lower.speck import lower_speck, SpeckLayer, SpeckNetwork
+from ..lower import speck as lower_speck
+from ..lower.speck import SpeckLayer, SpeckNetwork
+from ..mapping import speck as mapping_speck
+from ..mapping.speck import layer_memory
 from ..sim.speck import predict
 
 NETWORK_FILE = "network.npz"
@@ -46,7 +48,7 @@ class SpeckTarget(Target):
     def lower(self, deployment, profile=None):
         # a profile without one of these keys keeps the Speck docs' limit (lower/speck.py)
         limits = {k: profile.core_limit(k) for k in ("kernel_size", "channels", "input_size")} if profile else {}
-        return lower_speck(deployment.graph, limits)
+        return lower_speck.lower_graph(deployment.graph, limits)
 
     def predict(self, artifact, x, backend: str | None = None, **options):
         if backend not in (None, "fast"):
@@ -67,7 +69,7 @@ class SpeckTarget(Target):
         return res
 
     def map(self, artifact, profile, rates=None):
-        return fit_speck(artifact, profile)
+        return mapping_speck.fit(artifact, profile)
 
     def describe(self, artifact) -> dict:
         return {"mapped_from": "the lowered Speck integer network", "artifact": summarize(artifact)}

@@ -42,8 +42,11 @@ class Target:
         import numpy as np
 
         x = np.asarray(x, dtype=np.float32)
+        ref = options.pop("reference", None)        # the deployment's float run, when it made one
         pred = np.asarray(self.predict(artifact, x, backend=backend, **options)).reshape(-1)
-        ref = float_predictions(graph, x, steps=options.get("steps"))
+        if ref is None:
+            ref = float_predictions(graph, x, steps=options.get("steps"))
+        ref = np.asarray(ref)
         if pred.shape != ref.shape:
             raise UnsupportedError(f"target '{self.name}': {pred.shape[0]} predictions for {ref.shape[0]} samples")
         res = {"backend": backend or (self.backends[0] if self.backends else ""), "samples": int(len(x)),

@@ -16,7 +16,7 @@ import nir
 import numpy as np
 
 from .. import limits
-from ..errors import BadInputError, ResourceLimitError
+from ..errors import BadInputError, ResourceLimitError, first_line
 from ..fileio import atomic_h5
 from .core import STRUCTURE_FIELDS, check_structure_fields, validate_graph
 
@@ -37,14 +37,14 @@ def read_graph(path: str | os.PathLike, type_check: bool = True) -> nir.NIRGraph
     except BadInputError:
         raise
     except OSError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise BadInputError(f"{path}: not a NIR file (cannot open as HDF5: {first})") from None
     try:  # numpy's divide/overflow warnings would print lines of their own: the fields were checked above
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             graph = nir.read(path, type_check=type_check)
     except Exception as exc:  # noqa: BLE001 - nir raises bare KeyError/AssertionError/ValueError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc)
         raise BadInputError(f"{path}: not a readable NIR graph ({type(exc).__name__}{': ' + first if first else ''})") from None
     if not isinstance(graph, nir.NIRGraph):
         raise BadInputError(f"{path}: holds a single {type(graph).__name__} node, not a NIR graph")

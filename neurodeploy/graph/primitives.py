@@ -72,3 +72,20 @@ def classes(kind: str) -> tuple[type, ...]:
 
 #: spiking neurons with a membrane (the Threshold node is spiking but memoryless)
 SPIKING_NEURONS = tuple(c for c in classes("spiking") if c is not nir.Threshold)
+
+
+def primitive_of(node, name: str = "?") -> str:
+    """The primitive ``node`` is, by NIR's own type name (``"Conv2d"``, the name NIR files store), looked up in
+    the table as :func:`kind_of` does (subclasses resolve to their primitive); unknown -> UnsupportedError.
+    For the distinctions inside a kind (``Input`` / ``Output``, dense / conv weights, LIF / CubaLIF)."""
+    cls = type(node)
+    if cls not in KINDS:
+        cls = next((c for c in KINDS if isinstance(node, c)), None)
+        if cls is None:
+            kind_of(node, name)         # raises, naming the node
+    return cls.__name__
+
+
+#: weighted maps by their shape of weight
+DENSE = ("Affine", "Linear")
+CONV = ("Conv1d", "Conv2d")

@@ -1,12 +1,13 @@
 """Delay balancing of a lowered network (a lowering pass shared by :mod:`neurodeploy.lower.from_nir`,
-:mod:`neurodeploy.lower.attention_graded` and :mod:`neurodeploy.lower.testmodels`; its own module so
-that none of them imports another in a circle)."""
+:mod:`neurodeploy.lower.attention_graded` and the test models; its own module so that none of them imports
+another in a circle)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import UnsupportedError
-from .network import EXCITATORY, GRADED_KINDS, MAX_DELAY, LoweredNetwork, Population, Synapse, identity_csr
+from .fixed_point import EXCITATORY
+from .network import GRADED_KINDS, MAX_DELAY, LoweredNetwork, Population, Synapse, identity_csr
 
 #: synapse kinds whose source can be moved to a delay relay unchanged (weights, geometry and delays kept)
 _RELAYABLE = ("dense", "sparse", "conv")

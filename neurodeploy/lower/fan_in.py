@@ -20,7 +20,8 @@ import scipy.sparse as sp
 
 from .balance import balance_network
 from .fixed_point import lava_sign_mode
-from .network import EXCITATORY, LoweredNetwork, Population, Synapse, identity_csr
+from .fixed_point import EXCITATORY
+from .network import LoweredNetwork, Population, Synapse, identity_csr
 
 #: Source neurons one destination neuron may read: a Loihi 2 core's synapse memory (12,000 units in
 #: hardware_profiles/loihi2.toml's core model) at 2 units per input axon for a single destination neuron (1 unit

@@ -16,10 +16,6 @@ import scipy.sparse as sp
 MIXED, EXCITATORY, INHIBITORY = 1, 2, 3
 
 
-def is_sparse(w) -> bool:
-    return sp.issparse(w)
-
-
 def lava_sign_mode(w, sign_mode: int = 0) -> int:
     """Lava's sign mode of weights ``w`` (given, or inferred from the signs as Lava does)."""
     if sign_mode:

@@ -79,7 +79,7 @@ import scipy.sparse as sp
 
 from ..errors import BadInputError, UnsupportedError
 from ..fileio import atomic_path
-from .fixed_point import EXCITATORY, INHIBITORY, MIXED  # noqa: F401 - re-exported (historic home)
+from .fixed_point import EXCITATORY, INHIBITORY, MIXED  # noqa: F401 - re-exported for from_nir, attention_graded, sim/engine (being rewritten): then drop
 
 FORMAT = "neurodeploy.lowered"
 VERSION = 3             # written only when a population has a nonzero v_init (else VERSION_BASE)
@@ -605,7 +605,7 @@ def _make(klass, rec: dict):
                                          np.asarray(c["indptr"], dtype=np.int64)), shape=tuple(c["shape"])))
         elif k in _TUPLES:
             v = tuple(int(x) for x in v)
-        elif klass.__name__ == "Encoder" and k in ("weights", "row_gain", "bias"):
+        elif klass is Encoder and k in ("weights", "row_gain", "bias"):
             v = np.asarray(v, dtype=np.float64)
         elif k in ("weights", "delays", "bias_mant", "v_init") and isinstance(v, (list, np.ndarray)):
             v = np.asarray(v)

@@ -26,6 +26,7 @@ import torch
 from ..errors import UnsupportedError
 from ..graph import predecessors, successors, topological_order
 from ..graph.core import node_shape
+from ..graph.primitives import primitive_of
 
 WEIGHT_BITS = 8
 STATE_BITS = 16
@@ -36,6 +37,8 @@ MAX_PADDING = 7
 POOLS = (1, 2, 4)
 MAX_CHANNELS = 1024
 MAX_INPUT = 128
+#: the NIR primitives a Speck chain is made of
+SPECK_FORMS = ("Input", "Output", "Conv2d", "SumPool2d", "IF", "Flatten", "Affine", "Linear")
 
 
 @dataclass
@@ -141,7 +144,7 @@ def _conv_params(name: str, node: nir.Conv2d, max_kernel: int = MAX_KERNEL) -> t
     return stride, pad
 
 
-def lower_speck(graph: nir.NIRGraph, limits: dict | None = None) -> SpeckNetwork:
+def lower_graph(graph: nir.NIRGraph, limits: dict | None = None) -> SpeckNetwork:
     """The Speck integer network of ``graph`` (a chain Input -> [conv|Flatten? linear] -> IF -> [SumPool]* ...
     -> Output); anything else raises UnsupportedError naming the node.  ``limits``: ``kernel_size``,
     ``channels``, ``input_size`` from the profile (default: the Speck docs' 16, 1024, 128)."""
@@ -149,16 +152,16 @@ def lower_speck(graph: nir.NIRGraph, limits: dict | None = None) -> SpeckNetwork
            **{k: int(v) for k, v in (limits or {}).items() if v is not None}}
     preds, succs = predecessors(graph), successors(graph)
     order = topological_order(graph)
+    prim = {}
     for n in order:
-        node = graph.nodes[n]
-        if not isinstance(node, (nir.Input, nir.Output, nir.Conv2d, nir.SumPool2d, nir.IF, nir.Flatten,
-                                 nir.Affine, nir.Linear)):
-            raise UnsupportedError(f"{n}: {type(node).__name__} has no Speck form (Speck runs conv -> IF -> "
+        prim[n] = primitive_of(graph.nodes[n], n)
+        if prim[n] not in SPECK_FORMS:
+            raise UnsupportedError(f"{n}: {prim[n]} has no Speck form (Speck runs conv -> IF -> "
                                    "sum-pool layers: Conv2d, Affine/Linear, IF, SumPool2d, Flatten)")
         if len(succs.get(n, [])) > 1 or len(preds.get(n, [])) > 1:
             raise UnsupportedError(f"{n}: branches or merges are not supported by the Speck lowering (a chain of "
                                    "layers only)")
-    inputs = [n for n in order if isinstance(graph.nodes[n], nir.Input)]
+    inputs = [n for n in order if prim[n] == "Input"]
     if len(inputs) != 1:
         raise UnsupportedError(f"{inputs[1] if inputs else 'graph'}: the Speck lowering takes one Input node")
     chain = [inputs[0]]
@@ -182,23 +185,23 @@ def lower_speck(graph: nir.NIRGraph, limits: dict | None = None) -> SpeckNetwork
     while i < len(chain):
         n = chain[i]
         node = graph.nodes[n]
-        if isinstance(node, nir.Output):
+        if prim[n] == "Output":
             if i != len(chain) - 1:
                 raise UnsupportedError(f"{n}: Output in the middle of the chain")
             if not layers or flat_pending:
                 raise UnsupportedError(f"{n}: the network must end with an IF (or a sum-pool after one)")
             break
-        if isinstance(node, nir.Flatten):
+        if prim[n] == "Flatten":
             flat_pending = n
             i += 1
             continue
-        if isinstance(node, (nir.SumPool2d, nir.IF)):
-            what = "sum-pool" if isinstance(node, nir.SumPool2d) else "IF"
+        if prim[n] in ("SumPool2d", "IF"):
+            what = "sum-pool" if prim[n] == "SumPool2d" else "IF"
             raise UnsupportedError(f"{n}: a {what} must follow a conv -> IF layer (Speck has no {what} of its "
                                    "own; a pool before the first conv needs the DVS layer)")
         covered = ([flat_pending] if flat_pending else []) + [n]
         w = np.asarray(node.weight, dtype=np.float32)
-        if isinstance(node, nir.Conv2d):
+        if prim[n] == "Conv2d":
             if flat_pending:
                 raise UnsupportedError(f"{flat_pending}: Flatten before a Conv2d has no Speck form")
             stride, pad = _conv_params(n, node, lim["kernel_size"])
@@ -220,7 +223,7 @@ def lower_speck(graph: nir.NIRGraph, limits: dict | None = None) -> SpeckNetwork
         flat_pending = None
         if w.shape[0] > lim["channels"]:
             raise UnsupportedError(f"{n}: {w.shape[0]} output channels exceed Speck's {lim['channels']}")
-        if i + 1 >= len(chain) or not isinstance(graph.nodes[chain[i + 1]], nir.IF):
+        if i + 1 >= len(chain) or prim[chain[i + 1]] != "IF":
             nxt = chain[i + 1] if i + 1 < len(chain) else "the end"
             raise UnsupportedError(f"{n}: must be followed by an IF node on Speck (followed by {nxt})")
         ifn = chain[i + 1]
@@ -241,7 +244,7 @@ def lower_speck(graph: nir.NIRGraph, limits: dict | None = None) -> SpeckNetwork
             raise UnsupportedError(f"{n}: output {nh} is empty")
         i += 2
         pool = 1
-        while i < len(chain) and isinstance(graph.nodes[chain[i]], nir.SumPool2d):
+        while i < len(chain) and prim[chain[i]] == "SumPool2d":
             pn = chain[i]
             pnode = graph.nodes[pn]
             k = _pair(pn, "kernel", pnode.kernel_size)

@@ -1,7 +1,7 @@
-"""Chip fit: populations and synapse groups onto cores, chips and systems (see ``partition``)."""
-from .network import (MapNetwork, MapPopulation, MapSynapses, conv_chain, cxhw, from_graph, from_lowered, mlp,
-                      pilotnet_lif)
+"""Chip fit: populations and synapse groups onto cores, chips and systems (see ``partition``); one fit module
+per chip that fits its own lowered network (``speck``, ``xylo``)."""
+from .network import MapNetwork, MapPopulation, MapSynapses, cxhw, from_graph, from_lowered
 from .partition import FitResult, Violation, fit
 
-__all__ = ["MapNetwork", "MapPopulation", "MapSynapses", "conv_chain", "cxhw", "from_graph", "from_lowered", "mlp",
-           "pilotnet_lif", "FitResult", "Violation", "fit"]
+__all__ = ["MapNetwork", "MapPopulation", "MapSynapses", "cxhw", "from_graph", "from_lowered", "FitResult", "Violation",
+           "fit"]

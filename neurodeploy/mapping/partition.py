@@ -10,11 +10,11 @@ Per target the profile's ``cost_model`` selects how a core is charged:
   weight sharing; one block per core.
 * ``spinnaker2`` - neurons and synapse bytes per PE (every synapse stored), populations packed.
 * ``crossbar`` (TrueNorth) - 256 neurons x 256 axons per core; a neuron's fan-in must fit one core.
-* ``dynapcnn`` (Speck) - one layer per core, sinabs memory formula, cores matched by capacity.
-* ``xylo`` - the whole network in one core: input channels, hidden and output neurons, fan-out.
 * ``akida`` - weight memory per NPU, whole NPUs per layer.
 
 Targets that cannot run the model get a verdict naming the rule and the layer (never an exception).
+Speck (``dynapcnn``) and Xylo (``xylo``) are fitted from their lowered networks, one fit per chip
+(:mod:`neurodeploy.mapping.speck`, :mod:`neurodeploy.mapping.xylo`); here they get an ``unmapped`` verdict.
 """
 from __future__ import annotations
 
@@ -448,6 +448,10 @@ def precision_warnings(net: MapNetwork, profile) -> list[str]:
     return []
 
 
+#: cost models whose chip is fitted from its lowered network by a module of its own
+OWN_FITS = {"dynapcnn": "neurodeploy.mapping.speck", "xylo": "neurodeploy.mapping.xylo"}
+
+
 # -- the mapper -----------------------------------------------------------------------------------------------
 def fit(net: MapNetwork, profile, rates: dict | None = None, pack: bool | None = None) -> FitResult:
     """Chip fit of ``net`` on ``profile``; ``rates``: firing rate per node (0..1) for inter-chip traffic;
@@ -460,10 +464,9 @@ def fit(net: MapNetwork, profile, rates: dict | None = None, pack: bool | None =
     cm = profile.cost_model
     if cm in TILED_MODELS:
         _fit_tiled(net, profile, TILED_MODELS[cm](profile), res, rates, pack)
-    elif cm == "dynapcnn":
-        _fit_dynapcnn(net, profile, res)
-    elif cm == "xylo":
-        _fit_xylo(net, profile, res)
+    elif cm in OWN_FITS:
+        res.violations.append(Violation("unmapped", net.name, f"{profile.name}: the {cm} cost model fits the chip's "
+                                                              f"lowered network ({OWN_FITS[cm]}), not the NIR graph"))
     elif cm == "akida":
         _fit_akida(net, profile, res)
     if res.n_cores and not any(v.rule == "limit" for v in res.violations):
@@ -685,102 +688,6 @@ def _overlap(a: Box, b: Box) -> int:
 def _layers(net: MapNetwork):
     """On-chip populations that receive synapses (one hardware layer each)."""
     return [p for p in net.populations if p.on_chip and net.incoming(p.name)]
-
-
-def _fit_dynapcnn(net, profile, res: FitResult):
-    kmem, nmem = list(profile.core_limit("kernel_memory")), list(profile.core_limit("neuron_memory"))
-    bias_lim = profile.core_limit("bias_memory")
-    kmax, chmax, fan_out = profile.core_limit("kernel_size"), profile.core_limit("channels"), profile.core_limit("fan_out")
-    res.limits = {"kernel_memory": max(kmem), "neuron_memory": max(nmem), "bias_memory": bias_lim}
-    needs = []
-    for p in _layers(net):
-        c_out, h, w = p.shape
-        k_entries = 0
-        for s in net.incoming(p.name):
-            src = net.pop(s.src)
-            if s.kind == "conv":
-                kh, kw = s.kernel
-                c_in = src.shape[0]
-                if max(kh, kw) > kmax:
-                    res.violations.append(Violation("limit", p.layer, f"kernel {kh}x{kw} exceeds {kmax}x{kmax}"))
-            else:  # dense as a conv over the whole input
-                kh, kw = src.shape[1], src.shape[2]
-                c_in = src.shape[0]
-            k_entries += c_in * 2 ** (math.ceil(math.log2(max(1, kh * kw))) + math.ceil(math.log2(max(1, c_out))))
-        n_entries = c_out * 2 ** (math.ceil(math.log2(max(1, h))) + math.ceil(math.log2(max(1, w))))
-        if c_out > chmax:
-            res.violations.append(Violation("limit", p.layer, f"{c_out} channels exceed {chmax}"))
-        n_dst = len({s.dst for s in net.synapses if s.src == p.name})
-        if n_dst > fan_out:
-            res.violations.append(Violation("limit", p.layer, f"feeds {n_dst} layers, a core has at most {fan_out} destinations"))
-        needs.append((p, {"kernel_memory": k_entries, "neuron_memory": n_entries, "bias_memory": c_out}))
-    if len(needs) > len(kmem):
-        res.violations.append(Violation("layers", needs[len(kmem)][0].layer if needs else net.name,
-                                        f"{len(needs)} layers, the chip has {len(kmem)} cores (one layer per core)"))
-        res.n_cores = len(needs)
-        return
-    # bipartite matching layer -> core by capacity (augmenting paths)
-    match: dict[int, int] = {}
-
-    def ok(i, c):
-        u = needs[i][1]
-        return u["kernel_memory"] <= kmem[c] and u["neuron_memory"] <= nmem[c] and u["bias_memory"] <= bias_lim
-
-    def augment(i, seen):
-        for c in range(len(kmem)):
-            if ok(i, c) and c not in seen:
-                seen.add(c)
-                if c not in match or augment(match[c], seen):
-                    match[c] = i
-                    return True
-        return False
-
-    for i, (p, u) in enumerate(needs):
-        if not augment(i, set()):
-            res.violations.append(Violation("limit", p.layer, f"no core holds this layer: kernel memory {u['kernel_memory']} "
-                                                              f"entries (largest core {max(kmem)}), neuron memory "
-                                                              f"{u['neuron_memory']} (largest {max(nmem)})"))
-    inv = {i: c for c, i in match.items()}
-    cores = []
-    for i, (p, u) in enumerate(needs):
-        c = inv.get(i, -1)
-        lim = {"kernel_memory": kmem[c], "neuron_memory": nmem[c], "bias_memory": bias_lim} if c >= 0 else res.limits
-        cores.append(Core(c, 0, [Piece(p.name, p.layer, (0, p.shape[0], 0, p.shape[1], 0, p.shape[2]), {**u, "limits": lim})], dict(u)))
-    res.cores = sorted(cores, key=lambda c: c.index)
-    res.n_cores = len(cores)
-    _summarise(res, res.cores, ["kernel_memory", "neuron_memory", "bias_memory"], net)
-
-
-def _fit_xylo(net, profile, res: FitResult):
-    lim_in, lim_hid, lim_out = (profile.core_limit(k) for k in ("input_channels", "hidden_neurons", "output_neurons"))
-    fan_out = profile.core_limit("fan_out")
-    res.limits = {"input_channels": lim_in, "hidden_neurons": lim_hid, "output_neurons": lim_out}
-    inputs = [p for p in net.populations if p.kind == "input"]
-    layers = _layers(net)
-    outs = [p for p in layers if not any(s.src == p.name for s in net.synapses)]
-    hidden = [p for p in layers if p not in outs]
-    used = {"input_channels": sum(p.size for p in inputs), "hidden_neurons": sum(p.size for p in hidden),
-            "output_neurons": sum(p.size for p in outs)}
-    for r, lim in res.limits.items():
-        if used[r] > lim:
-            who = {"input_channels": inputs, "hidden_neurons": hidden, "output_neurons": outs}[r]
-            res.violations.append(Violation("limit", who[0].layer if who else net.name,
-                                            f"{r.replace('_', ' ')}: {used[r]} > {lim} (the whole network runs on one core)"))
-    for p in hidden + inputs:
-        fo = 0
-        for s in net.synapses:
-            if s.src == p.name:
-                dst = net.pop(s.dst)
-                fo += (s.targets_per_axon or dst.size) if s.kind != "conv" else dst.shape[0] * math.ceil(s.kernel[0] * s.kernel[1] / (s.stride[0] * s.stride[1]))
-        if fan_out and fo > fan_out:
-            res.violations.append(Violation("limit", p.layer, f"fan-out {fo} per neuron exceeds {fan_out}"))
-            break
-    res.n_cores = 1
-    res.cores = [Core(0, 0, [], used)]
-    res.totals = used
-    res.bottleneck = max(({"resource": r, "peak_core_pct": 100.0 * used[r] / lim, "mean_pct": 100.0 * used[r] / lim}
-                          for r, lim in res.limits.items() if lim), key=lambda b: b["peak_core_pct"])
-    res.per_layer = [{"layer": p.layer, "cores": 1, "neurons": p.size} for p in layers]
 
 
 def _fit_akida(net, profile, res: FitResult):

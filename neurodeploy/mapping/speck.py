@@ -75,7 +75,7 @@ def assign_cores(candidates: list[list[int]], n_cores: int) -> list[int] | None:
     return out
 
 
-def fit_speck(net, profile) -> FitResult:
+def fit(net, profile) -> FitResult:
     """The fit verdict, memory per layer and the core of each layer."""
     kmem = [int(v) for v in profile.core_limit("kernel_memory")]
     nmem = [int(v) for v in profile.core_limit("neuron_memory")]

@@ -15,7 +15,8 @@ from ..errors import BadInputError, NeurodeployError
 from .summary import summarize, target_details
 from ..rates import load_firing_rates as load
 from ..graph import graph_dt, meta
-from ..deploy import Deployment
+from ..graph.primitives import primitive_of
+from ..deploy import ALLOWED_EXCEPTIONS, Deployment
 from ..fileio import write_text_atomic
 from .render import render
 from ..version import __version__
@@ -102,8 +103,9 @@ def _target_section(fit_res, profile, energy_est) -> dict:
 
 def _model_summary(graph, info, ops) -> dict:
     kinds: dict = {}
-    for node in graph.nodes.values():
-        kinds[type(node).__name__] = kinds.get(type(node).__name__, 0) + 1
+    for name, node in graph.nodes.items():
+        prim = primitive_of(node, name)
+        kinds[prim] = kinds.get(prim, 0) + 1
     return {
         "name": info.get("name"),
         "arch": info.get("arch"),
@@ -154,8 +156,6 @@ def _fidelity_section(dep) -> dict:
         return {"ran": False, "note": f"lowering not run: {refused[0].cannot_deploy}"}
     return {"ran": False, "note": "no target with a lowering"}
 
-
-ALLOWED_EXCEPTIONS = ("encoder", "readout")
 
 
 def build_report(model, targets: list[str] | None = None, profile_files: list[str] | None = None, arch: str | None = None,

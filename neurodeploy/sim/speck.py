@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 
-def run_layers(net, x, record: bool = False):
+def run(net, x, record: bool = False):
     """Spike counts of the last layer, int64 ``[B, T, C, H, W]`` for events ``x`` ``[B, T, C, H, W]`` (or
     ``[B, T, N]`` for a (N, 1, 1) input); with ``record`` also every layer's output ``{name: array}``."""
     x = np.asarray(x)
@@ -51,5 +51,5 @@ def run_layers(net, x, record: bool = False):
 
 def predict(net, x) -> np.ndarray:
     """Class = the output channel with the most spikes over all steps (first on ties)."""
-    out = run_layers(net, x)
+    out = run(net, x)
     return out.reshape(out.shape[0], out.shape[1], -1).sum(axis=1).argmax(axis=1)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BadInputError
+from ..errors import BadInputError, UnsupportedError
 
 BITS_STATE = 16
 MAX_INPUT_SPIKES = 15       # per input channel and step
@@ -197,3 +197,16 @@ class XyloNetwork:
                 rec["vmem_out"][:, t], rec["isyn_out"][:, t] = v_o, isyn_o
         res = {"out": out, **rec}
         return {k: a[0] for k, a in res.items()} if single else res
+
+
+def input_counts(x, n_in: int, steps: int | None = None) -> np.ndarray:
+    """Samples as Xylo input: integer spike counts [B, T, Nin] (>= 0; the core takes at most 15 per step)."""
+    x = np.asarray(x)
+    if x.ndim == 2 and x.shape[1] == n_in and steps:
+        raise UnsupportedError(f"xylo: static samples [N, {n_in}] have no spike encoding on Xylo: give event data "
+                               f"[N, T, {n_in}] (spike counts per step)")
+    if x.ndim != 3 or x.shape[2] != n_in:
+        raise BadInputError(f"xylo: samples of shape {x.shape}: expected [N, T, {n_in}] spike counts")
+    if not np.all(np.isfinite(x)) or np.any(x < 0) or np.any(x != np.round(x)):
+        raise BadInputError("xylo: samples must be spike counts (integers >= 0)")
+    return x.astype(np.int64)

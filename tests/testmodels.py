@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import torch
-from ..models.registry import build_model
-from .balance import balance_network
-from .network import EXCITATORY, Attention, LoweredNetwork, Population, Synapse
+from neurodeploy.lower.balance import balance_network
+from neurodeploy.lower.fixed_point import EXCITATORY
+from neurodeploy.lower.network import Attention, LoweredNetwork, Population, Synapse
+from neurodeploy.models.registry import build_model
 
 
 def tiny_spikingformer(seed: int = 0, embed_dim: int = 16, heads: int = 2, depth: int = 1, classes: int = 3):

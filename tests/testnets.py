@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lower.network import Attention, LoweredNetwork, Population, Synapse, VTH_MAX
+from neurodeploy.lower.network import Attention, LoweredNetwork, Population, Synapse, VTH_MAX
 
 
 def conv_dense_net(seed: int = 0) -> LoweredNetwork:

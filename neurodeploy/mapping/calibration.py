@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from .network import mlp, pilotnet_lif, pilotnet_sdnn, yolo_kp
 from .partition import fit
+from ..profiles import load_profile
 
 SOURCE = ("Loihi 2 compiler per-core tables in lava-dl's netx tutorials (github.com/lava-nc/lava-dl @ d825ac5: "
           "pilotnet_snn/benchmark.ipynb cell 15, pilotnet_sdnn/benchmark.ipynb cell 13, mnist/run.ipynb cell 21, "
@@ -46,8 +47,6 @@ COMPILER = {
 @lru_cache(maxsize=4)
 def calibrate(profile_name: str = "loihi2") -> dict:
     """Our cores and SynMem per core against the compiler's, per layer and per network."""
-    from ..profiles import load_profile
-
     prof = load_profile(profile_name)
     nets, layers = [], []
     for name, (role, build, rows) in COMPILER.items():

@@ -189,8 +189,8 @@ class Loihi2Cost(CostModel):
         self.tiling = profile.tiling
         # neuron slots per neuron of each graded kind (a core holds core.neurons LIF neurons, fewer of these)
         full = float(profile.core_limit("neurons", 4095))
-        self.slots = {"product": max(1, round(full / float(profile.core_limit("product_neurons", full)))),
-                      "accumulator": max(1, round(full / float(profile.core_limit("graded_vec_neurons", full))))}
+        self.slots = {"product": full / float(profile.core_limit("product_neurons", full)),
+                      "accumulator": full / float(profile.core_limit("graded_vec_neurons", full))}
 
     def conv_units(self, syn: MapSynapses, c_in: int, box: Box) -> int:
         """SynMem of a conv group's kernel slice on a core with output channels box[0]:box[1]: one list per
@@ -232,7 +232,7 @@ class Loihi2Cost(CostModel):
                 per_unit = self.s_graded if syn.graded else self.s_dense
                 units += a * math.ceil((s / max(1, a)) / per_unit)
             units += int(math.ceil(a * self.header))
-        slots = math.ceil(n * self.slots.get(pop.kind, 1))
+        slots = math.ceil(n * self.slots.get(pop.kind, 1) - 1e-9)
         return {"neurons": slots, "neuron_groups": 1, "input_axons": axons, "synapse_memory": units, "synapses": syn_total}
 
 
@@ -419,10 +419,11 @@ def _tile_loihi2(cost, net, pop, cap=None):
     16x2x64, yolo_kp's 8x28x16, 4x7x128, 8x7x64, 2x7x256.  For the current channel split the (rows, width)
     pair with the fewest cores wins; when no tile of it fits a core, the split is multiplied by the worst
     overflow ratio (the compiler's "max_ratio" iteration: PilotNet fc1 1 -> 6 -> 12 cores; rounded up to a
-    power of two for a spatial layer, yolo_kp 256 -> 128 and 512 -> 64 channels).  Ties: whole channels,
+    power of two for a conv layer, yolo_kp 256 -> 128 and 512 -> 64 channels).  Ties: whole channels,
     then a grid with at least as many x pieces as row pieces, as balanced as possible (yolo_kp)."""
     C, H, W = pop.shape
-    spatial_pop = H * W > 1
+    # channels split in powers of two where the tables show it (conv layers); elsewhere by the overflow ratio
+    spatial_pop = H * W > 1 and any(s.kind == "conv" for s in net.incoming(pop.name))
     xs, ys = _pow2_upto(W), _halves(H)
     lim_n = min(cost.limits.get("neurons") or 1 << 62, cap or 1 << 62)
     slot = cost.slots.get(pop.kind, 1) if hasattr(cost, "slots") else 1
@@ -432,7 +433,7 @@ def _tile_loihi2(cost, net, pop, cap=None):
         best = None
         for th in ys:
             for tw in xs:
-                if math.ceil(tc * th * tw * slot) > lim_n:
+                if math.ceil(tc * th * tw * slot - 1e-9) > lim_n:
                     continue
                 if not _fits(cost, net, pop, tc, th, tw, cap)[0]:
                     continue

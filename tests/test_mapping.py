@@ -192,11 +192,11 @@ def test_spikingformer_digits_fits_loihi2_with_the_built_product_neurons(digits_
     r = fit(net, prof)
     assert r.fits and r.n_chips == 1
     # attention (4 heads, d = 16, 16 tokens), order Q (K^T V): 2 * 4*16*16*16 ProdNeurons (2 LIF slots each:
-    # [core] product_neurons 2048 of 4095) + 4*16*16 GradedVec counts (1 slot each)
+    # [core] product_neurons 2047 of 4095) + 4*16*16 GradedVec counts (1 slot each)
     built = {p.name: p for p in net.populations if p.layer == "block.0.attn.attention"}
     assert sorted((p.kind, p.size) for p in built.values()) == [("accumulator", 1024), ("product", 16384),
                                                                  ("product", 16384)]
-    assert prof.core_limit("product_neurons") == 2048 and prof.core_limit("graded_vec_neurons") == 4095
+    assert prof.core_limit("product_neurons") == 2047 and prof.core_limit("graded_vec_neurons") == 4095
     attn = sum(L["neurons"] for L in r.per_layer if L["layer"] == "block.0.attn.attention")
     assert attn == 2 * (2 * 4 * 16 * 16 * 16) + 4 * 16 * 16
     # every einsum group of the lowering is one structured group here, graded where the lowering says so

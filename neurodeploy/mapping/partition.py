@@ -189,8 +189,8 @@ class Loihi2Cost(CostModel):
         self.tiling = profile.tiling
         # neuron slots per neuron of each graded kind (a core holds core.neurons LIF neurons, fewer of these)
         full = float(profile.core_limit("neurons", 4095))
-        self.slots = {"product": full / float(profile.core_limit("product_neurons", full)),
-                      "accumulator": full / float(profile.core_limit("graded_vec_neurons", full))}
+        self.slots = {"product": max(1, round(full / float(profile.core_limit("product_neurons", full)))),
+                      "accumulator": max(1, round(full / float(profile.core_limit("graded_vec_neurons", full))))}
 
     def conv_units(self, syn: MapSynapses, c_in: int, box: Box) -> int:
         """SynMem of a conv group's kernel slice on a core with output channels box[0]:box[1]: one list per

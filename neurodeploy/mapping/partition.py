@@ -427,6 +427,23 @@ def _tile_loihi2(cost, net, pop, cap=None):
     xs, ys = _pow2_upto(W), _halves(H)
     lim_n = min(cost.limits.get("neurons") or 1 << 62, cap or 1 << 62)
     slot = cost.slots.get(pop.kind, 1) if hasattr(cost, "slots") else 1
+    if H * W > 1 and not spatial_pop:
+        # no compiler table covers these (attention products, counts, relays over tokens): the (rows, width)
+        # pair and the largest equal channel chunk that fill a core, the fewest cores overall
+        best = None
+        for th in ys:
+            for tw in xs:
+                tc_max = min(C, int(lim_n // (th * tw * slot)))
+                while tc_max >= 1:
+                    tc = math.ceil(C / math.ceil(C / tc_max))
+                    if _fits(cost, net, pop, tc, th, tw, cap)[0]:
+                        count = math.ceil(C / tc) * math.ceil(W / tw) * math.ceil(H / th)
+                        if best is None or count < best[0]:
+                            best = (count, (tc, th, tw))
+                        break
+                    tc_max //= 2
+        if best is not None:
+            return best[1], None
     k = 1
     while True:
         tc = math.ceil(C / k)

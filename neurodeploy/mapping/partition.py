@@ -2,9 +2,11 @@
 
 Per target the profile's ``cost_model`` selects how a core is charged:
 
-* ``loihi2``  - neurons, neuron groups, input axons, SynMem units (lava_loihi.md 3.7): dense synapses packed
-  ``dense_synapses_per_unit`` per unit, rounded up per input axon; conv kernels stored once per core
-  (weight sharing); tiles along x in power-of-two widths, whole channels and rows, one layer per core.
+* ``loihi2``  - neurons, neuron groups, input axons, SynMem units, fitted layer by layer on the Loihi 2
+  compiler's per-core tables (``mapping.calibration``): dense ceil(n / 4) units per input axon; conv kernels
+  stored once per core as one list per (input channel, tap); tiles of C / 2^k channels, ceil(H / 2^j) rows and
+  power-of-two x widths, the fewest cores first, overflowing layers split by the overflow ratio; one layer
+  per core.
 * ``loihi1``  - compartments, input axons, output axons, synapse bits as nengo-loihi counts them (groups of
   64 synapses per axon, n*(weight_bits + index_bits) + 10 header bits rounded up to 64 bits); no conv
   weight sharing; one block per core.

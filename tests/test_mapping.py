@@ -60,6 +60,10 @@ def test_pilotnet_on_loihi2_equals_the_compiler_layer_by_layer(name, build):
             assert int(L["synapse_memory"] / L["cores"]) == row["Synapses"] or name == "pilotnet_sdnn" and \
                 row["layer"] == "fc2"   # 1,500: the SDNN's fc2 packs 3.3 synapses per unit, not 4
             assert int(L["neurons"] / L["cores"]) == row["Neurons"]
+    # conv SynMem by hand: conv3 keeps 36 input channels x 9 taps = 324 lists of its 48 output channels, each
+    # 1.8 units + 48 / 17.7: ceil(324 * 4.512) = 1,462 (compiler 1,620); conv1 27 lists of 24: ceil(27 * 3.156) = 86
+    assert per["conv3"]["synapse_memory"] == 3 * math.ceil(324 * (1.8 + 48 / 17.7)) == 3 * 1462
+    assert per["conv1"]["synapse_memory"] == 25 * 86 and per["conv1"]["input_axons"] == 25 * 2
     # conv SynMem (kernel lists, fitted on these rows): within 10 % of the compiler's per layer
     for row in table["rows"]:
         if row["layer"].startswith("conv"):

@@ -110,7 +110,10 @@ def test_two_target_report_side_by_side(all_targets):
     assert page.count("<svg") == 5
     assumptions = md.split("\n## ")[3]
     assert assumptions.startswith("Assumptions and confidence")
-    assert "| Oxford 200-256-200 (synaptic delays, not modelled) | held out | 4 | 5 | -1 |" in assumptions
+    assert "| Oxford 200-256-200 | held out | 4 | 5 | -1 |" in assumptions
+    # per layer: our cores and SynMem per core against the compiler's
+    assert "| PilotNet-LIF | fc1 | 12 | 12 | +0 | 7253 | 7253 | +0.0 % |" in assumptions
+    assert "| Oxford 200-256-200 | fc0 | 2 | 3 | -1 | 6400 | 5400 | +18.5 % |" in assumptions
 
 
 def test_cannot_deploy_target_renders(all_targets):

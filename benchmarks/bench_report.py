@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 MODELS = ["spikingformer-cifar10-4-384", "spikingformer-imagenet-8-768"]
 COMPILER_CORES = {"mnist-784-128-64-10": 5, "pilotnet-lif": 74}  # lava_loihi.md 3.7
@@ -24,8 +23,7 @@ def main(argv=None) -> int:
     t_all = time.perf_counter()
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # the calibration networks
-    from mapnets import mlp, pilotnet_lif
+    from neurodeploy.mapping.reference_nets import mlp, pilotnet_lif
     from neurodeploy.mapping import fit
     from neurodeploy.models import build_model
     from neurodeploy.profiles import load_profile

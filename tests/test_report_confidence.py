@@ -1,5 +1,5 @@
 """Confidence of profile numbers as the report reads it: which numbers a verdict used, the weakest of them."""
-from mapnets import mlp
+from neurodeploy.mapping.reference_nets import mlp
 from neurodeploy.mapping import fit
 from neurodeploy.profiles import CONFIDENCE_ORDER, Profile, load_profile
 from neurodeploy.report.summary import target_details

@@ -72,12 +72,12 @@ def test_loihi2_summary_row_exact(all_targets):
     assert loihi2["dynamic_uj"] == pytest.approx(est["breakdown_uj"]["synaptic"] + est["breakdown_uj"]["neuron"])
     assert loihi2["static_uj"] == pytest.approx(0.232 * 0.00245 * 4 * 1e6)
     assert loihi2["total_uj"] == pytest.approx(loihi2["dynamic_uj"] + loihi2["static_uj"])
-    # the verdict rests on the SynMem header unit, an assumption in loihi2.toml; energy on derived per-op figures
-    assert (loihi2["verdict_confidence"], loihi2["verdict_confidence_key"]) == ("assumption", "synapse_accounting.axon_header_units")
+    # the verdict rests on the graded-synapse packing, an assumption in loihi2.toml; energy on derived per-op figures
+    assert (loihi2["verdict_confidence"], loihi2["verdict_confidence_key"]) == ("assumption", "synapse_accounting.graded_synapses_per_unit")
     assert loihi2["energy_confidence"] == "derived" and not loihi2["firm"]
     assert loihi2["fidelity"] == doc["lowering"]["fidelity"] and speck["fidelity"] is None
     assert speck["verdict_kind"] == "cannot_deploy" and speck["verdict"].startswith("cannot deploy: patch_embed.block1_lif: ")
-    assert doc["summary"]["strict"]["weak"] == [{"target": "loihi2", "key": "synapse_accounting.axon_header_units",
+    assert doc["summary"]["strict"]["weak"] == [{"target": "loihi2", "key": "synapse_accounting.graded_synapses_per_unit",
                                                  "confidence": "assumption"}]
     # per-layer figures add up to the target's: cores by binding resource, energy dynamic / static
     assert sum(sum(v.values()) for v in t["per_layer_binding"].values()) == pytest.approx(t["cores"])
@@ -85,10 +85,14 @@ def test_loihi2_summary_row_exact(all_targets):
     assert sum(r["dynamic_uj"] for r in epl) == pytest.approx(loihi2["dynamic_uj"])
     assert sum(r["static_uj"] for r in epl) == pytest.approx(loihi2["static_uj"])
     assert "speck" not in doc["summary"]["energy_per_layer"]     # cannot deploy: no per-layer energy
-    # the calibration statement: fitted networks, the held-out one, the largest error
+    # the calibration statement: fitted networks, the held-out ones, the largest errors, per layer too
     cal = doc["summary"]["calibration"]
-    assert cal["fitted_on"] == ["MNIST 784-128-64-10", "PilotNet-LIF"] and cal["held_out"][0].startswith("Oxford 200-256-200")
+    assert cal["fitted_on"] == ["PilotNet-LIF", "PilotNet-SDNN", "MNIST 784-128-64-10"]
+    assert cal["held_out"] == ["YOLO-KP (SDNN, 448x448)", "Oxford 200-256-200"]
     assert cal["largest_error_cores"] == 1 and cal["largest_held_out_error_cores"] == 1
+    assert (cal["layers_exact"], cal["layers"]) == (33, 34)
+    assert {(L["network"], L["layer"], L["ours"], L["compiler"]) for L in cal["per_layer"]} >= {
+        ("PilotNet-LIF", "conv3", 3, 3), ("PilotNet-SDNN", "fc1", 12, 12), ("Oxford 200-256-200", "fc0", 2, 3)}
 
 
 def test_two_target_report_side_by_side(all_targets):
@@ -106,7 +110,10 @@ def test_two_target_report_side_by_side(all_targets):
     assert page.count("<svg") == 5
     assumptions = md.split("\n## ")[3]
     assert assumptions.startswith("Assumptions and confidence")
-    assert "| Oxford 200-256-200 (synaptic delays, not modelled) | held out | 4 | 5 | -1 |" in assumptions
+    assert "| Oxford 200-256-200 | held out | 4 | 5 | -1 |" in assumptions
+    # per layer: our cores and SynMem per core against the compiler's
+    assert "| PilotNet-LIF | fc1 | 12 | 12 | +0 | 7253 | 7253 | +0.0 % |" in assumptions
+    assert "| Oxford 200-256-200 | fc0 | 2 | 3 | -1 | 6400 | 5400 | +18.5 % |" in assumptions
 
 
 def test_cannot_deploy_target_renders(all_targets):
@@ -152,7 +159,7 @@ def test_strict_exit_codes(tmp_path, capsys):
     assert main(["report", *ARGS, "--format", "json", "-o", str(out)]) == 0
     assert main(["report", *ARGS, "--strict", "--format", "json", "-o", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "--strict: verdict rests on weak numbers: loihi2: synapse_accounting.axon_header_units (assumption)" in err
+    assert "--strict: verdict rests on weak numbers: loihi2: synapse_accounting.graded_synapses_per_unit (assumption)" in err
     assert json.loads(out.read_text())["summary"]["strict"]["ok"] is False
     # the same profile with its assumptions measured: firm, exit 0
     from neurodeploy.profiles import load_profile

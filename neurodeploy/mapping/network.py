@@ -2,7 +2,7 @@
 
 Adapters build it from the lowering's :class:`neurodeploy.lower.network.LoweredNetwork`
 (:func:`from_lowered`) or from a neurodeploy NIR graph (:func:`from_graph`); the calibration networks of the
-Loihi 2 compiler tables (plain layer lists) are built in ``tests/mapnets.py``.
+Loihi 2 compiler tables (plain layer lists) are built in ``mapping/reference_nets.py``.
 
 Shapes are normalised to (C, H, W): a 1-D population of n neurons is (n, 1, 1); token maps [D, N] are
 (D, 1, N) so that tiling along W groups tokens.

@@ -2,9 +2,11 @@
 
 Per target the profile's ``cost_model`` selects how a core is charged:
 
-* ``loihi2``  - neurons, neuron groups, input axons, SynMem units (lava_loihi.md 3.7): dense synapses packed
-  ``dense_synapses_per_unit`` per unit, rounded up per input axon; conv kernels stored once per core
-  (weight sharing); tiles along x in power-of-two widths, whole channels and rows, one layer per core.
+* ``loihi2``  - neurons, neuron groups, input axons, SynMem units, fitted layer by layer on the Loihi 2
+  compiler's per-core tables (``mapping.calibration``): dense ceil(n / 4) units per input axon; conv kernels
+  stored once per core as one list per (input channel, tap); tiles of C / 2^k channels, ceil(H / 2^j) rows and
+  power-of-two x widths, the fewest cores first, overflowing layers split by the overflow ratio; one layer
+  per core.
 * ``loihi1``  - compartments, input axons, output axons, synapse bits as nengo-loihi counts them (groups of
   64 synapses per axon, n*(weight_bits + index_bits) + 10 header bits rounded up to 64 bits); no conv
   weight sharing; one block per core.
@@ -173,24 +175,53 @@ class CostModel:
 
 
 class Loihi2Cost(CostModel):
+    """The Loihi 2 compiler's per-core accounting, fitted on its tables (hardware_profiles/loihi2.toml
+    [synapse_accounting]; tests/data/loihi2_compiler_tables.json)."""
     resources = ("neurons", "neuron_groups", "input_axons", "synapse_memory")
 
     def __init__(self, profile):
         super().__init__(profile)
-        self.s_dense = float(profile.value("synapse_accounting", "dense_synapses_per_unit", 4))
-        self.s_conv = float(profile.value("synapse_accounting", "conv_synapses_per_unit", 4))
-        self.header = float(profile.value("synapse_accounting", "axon_header_units", 0))
-        self.s_graded = float(profile.value("synapse_accounting", "graded_synapses_per_unit", self.s_dense))
+        acc = lambda k, d: float(profile.value("synapse_accounting", k, d))
+        self.s_dense = acc("dense_synapses_per_unit", 4)
+        self.header = acc("axon_header_units", 0)
+        self.s_graded = acc("graded_synapses_per_unit", self.s_dense)
+        self.conv_list = acc("conv_list_units", 0)
+        self.conv_wpu = acc("conv_weights_per_unit", acc("conv_synapses_per_unit", 4))
+        self.conv_axons = profile.value("synapse_accounting", "conv_input_axons", None)
         self.tiling = profile.tiling
         # neuron slots per neuron of each graded kind (a core holds core.neurons LIF neurons, fewer of these)
-        full = float(profile.core_limit("neurons", 4096))
-        self.slots = {"product": full / float(profile.core_limit("product_neurons", full)),
-                      "accumulator": full / float(profile.core_limit("graded_vec_neurons", full))}
+        full = float(profile.core_limit("neurons", 4095))
+        self.slots = {"product": max(1, round(full / float(profile.core_limit("product_neurons", full)))),
+                      "accumulator": max(1, round(full / float(profile.core_limit("graded_vec_neurons", full))))}
+
+    def conv_units(self, syn: MapSynapses, c_in: int, box: Box) -> int:
+        """SynMem of a conv group's kernel slice on a core with output channels box[0]:box[1]: one list per
+        (input channel of a group, kernel tap), each conv_list_units + its weights / conv_weights_per_unit."""
+        c_box = box[1] - box[0]
+        taps = syn.kernel[0] * syn.kernel[1]
+        cin_g = c_in // max(1, syn.groups)
+        if syn.groups > 1:
+            cpg_out = max(1, _dst_c(syn) // syn.groups)
+            n_groups = (box[1] - 1) // cpg_out - box[0] // cpg_out + 1
+            per_list = min(c_box, cpg_out)
+        else:
+            n_groups, per_list = 1, c_box
+        lists = n_groups * cin_g * taps
+        return math.ceil(lists * (self.conv_list + per_list / self.conv_wpu))
 
     def usage(self, net, pop, box):
         n = _size(box)
         axons = units = syn_total = 0
         for syn in net.incoming(pop.name):
+            if syn.kind == "conv":
+                src = net.pop(syn.src)
+                a, s, _ = group_load(net, syn, pop, box)
+                if self.conv_axons is not None:
+                    a = min(a, int(self.conv_axons))   # population axons (the compiler's AxonIn 1-2)
+                axons += a
+                syn_total += s
+                units += self.conv_units(syn, src.shape[0], box) + int(math.ceil(a * self.header))
+                continue
             a, s, per_axon = group_load(net, syn, pop, box)
             axons += a
             syn_total += s
@@ -199,15 +230,11 @@ class Loihi2Cost(CostModel):
                     units += int(np.ceil(per_axon / self.s_dense).sum())
                 else:
                     units += a * math.ceil(n / self.s_dense)
-            elif syn.kind == "conv":
-                src = net.pop(syn.src)
-                c_box = box[1] - box[0]
-                units += math.ceil((src.shape[0] // max(1, syn.groups)) * syn.kernel[0] * syn.kernel[1] * c_box / self.s_conv)
             else:
                 per_unit = self.s_graded if syn.graded else self.s_dense
                 units += a * math.ceil((s / max(1, a)) / per_unit)
             units += int(math.ceil(a * self.header))
-        slots = math.ceil(n * self.slots.get(pop.kind, 1.0))
+        slots = math.ceil(n * self.slots.get(pop.kind, 1) - 1e-9)
         return {"neurons": slots, "neuron_groups": 1, "input_axons": axons, "synapse_memory": units, "synapses": syn_total}
 
 
@@ -320,37 +347,23 @@ def _fits(cost, net, pop, tc, th, tw, cap) -> tuple[bool, list]:
 
 def tile_population(cost: CostModel, net: MapNetwork, pop: MapPopulation, cap: int | None = None):
     """Tile sizes (tc, th, tw) for ``pop`` with the fewest tiles, or (None, resources that cannot fit one
-    neuron).  For each channel split (equal chunks, fewest first) the largest spatial tile is taken: along x
-    (power-of-two widths for ``pow2-x``, as the Loihi 2 compiler tiles), else along y with unit width."""
+    neuron).  ``pow2-x`` (Loihi 2): :func:`_tile_loihi2`.  Otherwise, for each channel split (equal chunks,
+    fewest first) the largest spatial tile is taken: along x, else along y with unit width."""
+    if cost.tiling == "pow2-x":
+        return _tile_loihi2(cost, net, pop, cap)
     C, H, W = pop.shape
-    pow2 = cost.tiling == "pow2-x"
-
-    def lengths(L):
-        if pow2:
-            return [L] + [1 << k for k in range(int(math.log2(L)), -1, -1) if (1 << k) < L] if L > 1 else [1]
-        return None
 
     def spatial(tc):
         if W > 1:
-            if pow2:
-                for tw in lengths(W):
-                    if _fits(cost, net, pop, tc, H, tw, cap)[0]:
-                        return H, tw
-            else:
-                t = _search(lambda tw: _fits(cost, net, pop, tc, H, tw, cap)[0], W)
-                if t:
-                    return H, t
+            t = _search(lambda tw: _fits(cost, net, pop, tc, H, tw, cap)[0], W)
+            if t:
+                return H, t
         elif _fits(cost, net, pop, tc, H, 1, cap)[0]:
             return H, 1
         if H > 1:
-            if pow2:
-                for th in lengths(H):
-                    if _fits(cost, net, pop, tc, th, 1, cap)[0]:
-                        return th, 1
-            else:
-                t = _search(lambda th: _fits(cost, net, pop, tc, th, 1, cap)[0], H)
-                if t:
-                    return t, 1
+            t = _search(lambda th: _fits(cost, net, pop, tc, th, 1, cap)[0], H)
+            if t:
+                return t, 1
         return None
 
     n_lim = cost.limits.get("neurons") or C
@@ -370,8 +383,8 @@ def tile_population(cost: CostModel, net: MapNetwork, pop: MapPopulation, cap: i
                 count = chunks * math.ceil(H / th) * math.ceil(W / tw)
                 if best is None or count < best[0]:
                     best = (count, (tc, th, tw))
-                if (th, tw) == (H, W) or (pow2 and tc == C):
-                    break  # the Loihi 2 compiler keeps whole channels when a spatial tiling exists (PilotNet)
+                if (th, tw) == (H, W):
+                    break
         k = k + 1 if k < 64 else max(k + 1, int(k * 1.25))
     if best is not None:
         return best[1], None
@@ -379,6 +392,91 @@ def tile_population(cost: CostModel, net: MapNetwork, pop: MapPopulation, cap: i
         return None, _fits(cost, net, pop, 1, 1, 1, cap)[1]
     tc = _search(lambda t: _fits(cost, net, pop, t, 1, 1, cap)[0], C)
     return (tc, 1, 1), None
+
+
+def _halves(L: int) -> list[int]:
+    """L, ceil(L/2), ceil(L/4), ..., 1 (distinct)."""
+    out = [L]
+    while out[-1] > 1:
+        out.append(-(-out[-1] // 2))
+    return out
+
+
+def _pow2_upto(L: int) -> list[int]:
+    """Powers of two <= L, largest first (the compiler's x widths: PilotNet 16, 4, 4, 8, 8, 16)."""
+    return [1 << k for k in range(max(0, L.bit_length() - 1), -1, -1)]
+
+
+def _worst_usage(cost, net, pop, tc, th, tw) -> dict:
+    worst: dict = {}
+    for b in _probe_boxes(pop.shape, tc, th, tw):
+        for r, v in cost.usage(net, pop, b).items():
+            worst[r] = max(worst.get(r, 0), v)
+    return worst
+
+
+def _tile_loihi2(cost, net, pop, cap=None):
+    """The Loihi 2 compiler's tiling, fitted on its per-core tables (PilotNet LIF / SDNN, held out on yolo_kp):
+    a tile is (channels C / 2^k, rows ceil(H / 2^j), a power-of-two x width <= W) - PilotNet's 16x66x3 ...
+    16x2x64, yolo_kp's 8x28x16, 4x7x128, 8x7x64, 2x7x256.  For the current channel split the (rows, width)
+    pair with the fewest cores wins; when no tile of it fits a core, the split is multiplied by the worst
+    overflow ratio (the compiler's "max_ratio" iteration: PilotNet fc1 1 -> 6 -> 12 cores; rounded up to a
+    power of two for a conv layer, yolo_kp 256 -> 128 and 512 -> 64 channels).  Ties: whole channels,
+    then a grid with at least as many x pieces as row pieces, as balanced as possible (yolo_kp)."""
+    C, H, W = pop.shape
+    # channels split in powers of two where the tables show it (conv layers); elsewhere by the overflow ratio
+    spatial_pop = H * W > 1 and any(s.kind == "conv" for s in net.incoming(pop.name))
+    xs, ys = _pow2_upto(W), _halves(H)
+    lim_n = min(cost.limits.get("neurons") or 1 << 62, cap or 1 << 62)
+    slot = cost.slots.get(pop.kind, 1) if hasattr(cost, "slots") else 1
+    if H * W > 1 and not spatial_pop:
+        # no compiler table covers these (attention products, counts, relays over tokens): the (rows, width)
+        # pair and the largest equal channel chunk that fill a core, the fewest cores overall
+        best = None
+        for th in ys:
+            for tw in xs:
+                tc_max = min(C, int(lim_n // (th * tw * slot)))
+                while tc_max >= 1:
+                    tc = math.ceil(C / math.ceil(C / tc_max))
+                    if _fits(cost, net, pop, tc, th, tw, cap)[0]:
+                        count = math.ceil(C / tc) * math.ceil(W / tw) * math.ceil(H / th)
+                        if best is None or count < best[0]:
+                            best = (count, (tc, th, tw))
+                        break
+                    tc_max //= 2
+        if best is not None:
+            return best[1], None
+    k = 1
+    while True:
+        tc = math.ceil(C / k)
+        best = None
+        for th in ys:
+            for tw in xs:
+                if math.ceil(tc * th * tw * slot - 1e-9) > lim_n:
+                    continue
+                if not _fits(cost, net, pop, tc, th, tw, cap)[0]:
+                    continue
+                px, py = math.ceil(W / tw), math.ceil(H / th)
+                count = math.ceil(C / tc) * px * py
+                key = (count, px < py, abs(px - py))
+                if best is None or key < best[0]:
+                    best = (key, (tc, th, tw))
+        if best is not None:
+            return best[1], None
+        u = _worst_usage(cost, net, pop, tc, 1, 1)
+        over = {r: u.get(r, 0) / lim for r, lim in cost.limits.items() if not isinstance(lim, list) and lim}
+        if cap:
+            over["neurons"] = max(over.get("neurons", 0), u.get("neurons", 0) / cap)
+        ratio = max(over.values(), default=0)
+        if tc == 1 or ratio <= 1:
+            if tc == 1:
+                return None, [r for r, v in over.items() if v > 1] or ["neurons"]
+            ratio = 2.0   # every 1x1 tile fits on its own but no grid does (uneven weights): split further
+        step = math.ceil(ratio)
+        new_k = k * step
+        if spatial_pop:
+            new_k = 1 << max(0, (new_k - 1).bit_length())
+        k = min(C, max(k + 1, new_k))
 
 
 def _search(ok, L) -> int | None:

@@ -135,6 +135,14 @@ def _assumptions(doc: dict):
                     f"(held out: {cal['largest_held_out_error_cores']}); {cal['uncertainty']}. Source: {cal['source']}.")
         yield "table", (["network", "role", "our cores", "compiler cores", "error (cores)"],
                         [[r["network"], r["role"], r["ours"], r["compiler"], f"{r['error']:+d}"] for r in cal["networks"]])
+        if cal.get("per_layer"):
+            yield "p", (f"Per layer: {cal['layers_exact']} of {cal['layers']} layers get the compiler's core count "
+                        f"(largest error {cal['largest_layer_error_cores']} core(s)); SynMem units per core within "
+                        f"{cal['largest_synmem_error_pct']:.0f} %.")
+            yield "table", (["network", "layer", "our cores", "compiler cores", "error (cores)", "our SynMem / core",
+                             "compiler SynMem / core", "SynMem error"],
+                            [[L["network"], L["layer"], L["ours"], L["compiler"], f"{L['error']:+d}", L["ours_synmem"],
+                              L["compiler_synmem"], f"{L['synmem_error_pct']:+.1f} %"] for L in cal["per_layer"]])
 
 
 def _sections(doc: dict):

@@ -8,36 +8,29 @@ from __future__ import annotations
 
 import re
 
+from ..mapping.calibration import calibrate
 from ..profiles import CONFIDENCE_ORDER, WEAK_CONFIDENCE, Profile
 
-#: Loihi 2 core model (mapping.partition.Loihi2Cost with the built-in loihi2 profile) against the Loihi 2
-#: compiler's core counts recorded in the lava-dl tutorial notebooks (shared/reference/lava_loihi.md 3.7).
-#: tests/test_mapping.py recomputes every "ours" figure, so this table cannot drift from the model.
-LOIHI2_CALIBRATION = {
-    "model": "Loihi 2 core model (SynMem units: 4 synapses per unit per input axon + 1 unit per input axon; "
-             "conv kernels stored once per core; power-of-two x tiles)",
-    "fitted_on": [
-        {"network": "MNIST 784-128-64-10", "ours": 5, "compiler": 5},
-        {"network": "PilotNet-LIF", "ours": 75, "compiler": 74},
-    ],
-    "held_out": [
-        {"network": "Oxford 200-256-200 (synaptic delays, not modelled)", "ours": 4, "compiler": 5},
-    ],
-    "source": "compiler core counts from the lava-dl tutorial notebooks (lava_loihi.md 3.7)",
-}
-
-
-def calibration(cal: dict = LOIHI2_CALIBRATION) -> dict:
-    """The calibration table with errors: largest error (cores) over fitted and held-out networks."""
-    rows = [dict(r, role="fitted", error=r["ours"] - r["compiler"]) for r in cal["fitted_on"]]
-    rows += [dict(r, role="held out", error=r["ours"] - r["compiler"]) for r in cal["held_out"]]
+def calibration(profile_name: str = "loihi2") -> dict:
+    """The Loihi 2 core model against the Loihi 2 compiler (mapping.calibration): per network and per layer,
+    cores and SynMem units per core, with the largest errors (fitted and held-out networks)."""
+    cal = calibrate(profile_name)
+    rows, layers = cal["networks"], cal["per_layer"]
     worst = max(abs(r["error"]) for r in rows)
-    held = max(abs(r["error"]) for r in rows if r["role"] == "held out")
-    return {"model": cal["model"], "source": cal["source"], "networks": rows,
-            "fitted_on": [r["network"] for r in cal["fitted_on"]], "held_out": [r["network"] for r in cal["held_out"]],
+    held = max((abs(r["error"]) for r in rows if r["role"] == "held out"), default=0)
+    worst_layer = max(abs(L["error"]) for L in layers)
+    exact = sum(L["error"] == 0 for L in layers)
+    syn = [abs(L["synmem_error_pct"]) for L in layers if L["compiler_synmem"]]
+    return {"model": cal["model"], "source": cal["source"], "networks": rows, "per_layer": layers,
+            "fitted_on": [r["network"] for r in rows if r["role"] == "fitted"],
+            "held_out": [r["network"] for r in rows if r["role"] == "held out"],
             "largest_error_cores": worst, "largest_held_out_error_cores": held,
-            "uncertainty": f"core counts carry an uncertainty of +/-{worst} core(s) per network "
-                           f"(largest error on the calibration networks, held-out error {held})"}
+            "largest_layer_error_cores": worst_layer, "layers_exact": exact, "layers": len(layers),
+            "largest_synmem_error_pct": max(syn, default=0.0),
+            "uncertainty": f"core counts carry an uncertainty of +/-{worst} core(s) per network and +/-{worst_layer} "
+                           f"per layer ({exact} of {len(layers)} layers exact; largest error on the calibration "
+                           f"networks, held-out error {held}); SynMem per core within "
+                           f"{max(syn, default=0.0):.0f} %"}
 
 
 # -- per target (called from report._target_section) ------------------------------------------------------------

@@ -1,0 +1,137 @@
+"""Attention schedules (``lower_graph(..., attention_schedule=...)``): the packed form equals the parallel form
+(and the process op) shifted by its stated latency on our engine, Lava equals our engine on it, and the
+resource functions the budget search reads equal what is built (docs/lowering.md, "Attention schedules")."""
+import numpy as np
+import pytest
+
+from neurodeploy.errors import BadInputError
+from neurodeploy.lower.attention_graded import (ATTENTION_SCHEDULES, PACKED_LATENCY, STAGE_LATENCY,
+                                                 attention_to_graded, packing, schedule_cost)
+from neurodeploy.lower.network import Attention, LoweredNetwork, Population, Synapse
+from neurodeploy.sim import simulate
+
+#: (name, heads, head dim, tokens, weight): all pack (digits of 4-7 bits, 2-5 per word, 1-2 j-chunks)
+OPS = [("b1", 2, 3, 5, 1), ("b2", 1, 8, 6, 3), ("b3", 2, 6, 7, -2), ("b4", 1, 4, 30, 600), ("b5", 3, 8, 9, 7)]
+
+
+def _ops_net(seed=0, ops=OPS):
+    rng = np.random.default_rng(seed)
+    pops, att = [], []
+    for name, H, dh, N, w in ops:
+        D = H * dh
+        for r in "qkv":
+            pops.append(Population(f"{name}.{r}", (D, N), kind="input", input_kind="spikes"))
+        pops.append(Population(f"{name}.out", (D, N), du=int(rng.integers(0, 4095)), dv=int(rng.integers(1, 4096)),
+                               vth=int(rng.integers(1, 40))))
+        att.append(Attention(name, f"{name}.q", f"{name}.k", f"{name}.v", f"{name}.out", heads=H, dim=D, tokens=N,
+                             weight=w))
+    pops.append(Population("sink", (1,), du=4095, dv=4096, vth=1000))
+    syn = [Synapse(f"{o[0]}->sink", f"{o[0]}.out", "sink", "dense", np.ones((1, o[1] * o[2] * o[3]), np.int64))
+           for o in ops]
+    return LoweredNetwork(populations=pops, synapses=syn, attention=att, outputs=[f"{o[0]}.out" for o in ops])
+
+
+def _inputs(net, T, B, seed=1, dense=False):
+    rng = np.random.default_rng(seed)
+    return {p.name: (rng.random((T, B) + p.shape) < (1.0 if dense else rng.uniform(0.2, 0.8))).astype(np.int64)
+            for p in net.inputs}
+
+
+def _padded(x, steps):
+    return {k: np.concatenate([v, np.zeros((steps - v.shape[0],) + v.shape[1:], np.int64)]) for k, v in x.items()}
+
+
+def test_schedule_names_and_costs_equal_the_built_records():
+    assert ATTENTION_SCHEDULES == ("parallel", "packed")
+    net = _ops_net()
+    for sched in ATTENTION_SCHEDULES:
+        g = attention_to_graded(net, schedule=sched)
+        assert g.metadata["attention_schedule"] == sched
+        for rec, (name, H, dh, N, w) in zip(g.metadata["attention_graded"], OPS):
+            c = schedule_cost(sched, H, N, H * dh)
+            built = {k: sum(p.size for p in g.populations if p.kind == k and p.name.startswith(name + "."))
+                     for k in ("prod", "graded_vec")}
+            assert rec["schedule"] == sched
+            assert (built["prod"], built["graded_vec"]) == (c["product_neurons"], c["graded_vec_neurons"])
+            assert rec["stage_latency_steps"] == c["latency_added_steps"] == (PACKED_LATENCY if sched == "packed"
+                                                                             else STAGE_LATENCY)
+        assert g.metadata["attention_latency_added"] == (PACKED_LATENCY if sched == "packed" else STAGE_LATENCY)
+    with pytest.raises(BadInputError, match="attention_schedule 'serial'"):
+        attention_to_graded(net, schedule="serial")
+    # b4: a chunk of 4 channels x 30 tokens sums to <= 120: 7-bit digits, 3 fit in 23 bits, so 2 words of 2
+    assert {k: packing(1, 30, 4)[k] for k in ("digit_bits", "digits_per_word", "words", "j_chunk")} == \
+        {"digit_bits": 7, "digits_per_word": 2, "words": 2, "j_chunk": 4}
+    # nothing to gain (dh 1): the packed schedule builds the parallel form and says so
+    assert packing(2, 4, 2) is None and schedule_cost("packed", 2, 4, 2)["packed"] is False
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_packed_equals_parallel_and_process_form_shifted_by_its_latency(dense):
+    # dense: every spike on, so every digit reaches its bound (no carry into the next digit)
+    proc = _ops_net()
+    par = attention_to_graded(proc)
+    pk = attention_to_graded(proc, schedule="packed")
+    T, B = 10, 2
+    steps = T + PACKED_LATENCY + 2
+    x = _padded(_inputs(proc, T, B, dense=dense), steps)
+    a = simulate(proc, x, steps, record=proc.outputs)
+    b = simulate(par, x, steps, record=proc.outputs)
+    c = simulate(pk, x, steps, record="all")
+    d = PACKED_LATENCY - STAGE_LATENCY
+    for name in proc.outputs:
+        for key in "suv":
+            assert np.array_equal(a[name][key][:steps - PACKED_LATENCY], c[name][key][PACKED_LATENCY:]), (name, key)
+            assert np.array_equal(b[name][key][:steps - d], c[name][key][d:]), (name, key)
+            assert not c[name][key][:PACKED_LATENCY + 1].any()
+        assert a[name]["u"].any()
+    # words really hold several digits (graded payloads beyond one digit's range)
+    for name, H, dh, N, w in OPS:
+        pk_ = packing(H, N, H * dh)
+        assert int(c[f"{name}.words"]["s"].max()) >= 1 << pk_["digit_bits"]
+    if dense:       # b4: 4 channels x 30 tokens, all on: every digit is 120 = its bound
+        assert int(c["b4.digits"]["s"].max()) == 120
+
+
+@pytest.mark.lava
+def test_lava_equals_engine_on_the_packed_form_every_population():
+    from neurodeploy.lava.run import run_lava
+    proc = _ops_net(seed=3, ops=OPS[:3])
+    g = attention_to_graded(proc, schedule="packed")
+    T = 6
+    steps = T + PACKED_LATENCY + 1
+    x = _inputs(proc, T, 1, seed=4)
+    ours = simulate(g, x, steps, record="all")
+    lava = run_lava(g, x, steps, record="all")
+    assert set(lava) == set(ours) == {p.name for p in g.populations}
+    for name in ours:
+        for key in ours[name]:
+            bad = np.argwhere(ours[name][key] != lava[name][key])
+            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    assert max(int(ours[f"{o[0]}.words"]["s"].max()) for o in OPS[:3]) > 16      # multi-digit words in Lava
+
+
+def test_worked_example_of_the_docs():
+    # docs/lowering.md "Attention schedules": 1 head, dh 3, N 3, weight 3; digits of 4 bits (a chunk of all 3
+    # channels sums to <= 9 < 16), 3 digits in 1 word: 18 product neurons (parallel: 54)
+    Q, K, V = (np.array(m) for m in ([[1, 1, 0], [0, 1, 1], [1, 0, 0]], [[1, 0, 1], [0, 1, 1], [1, 1, 0]],
+                                     [[1, 1, 0], [0, 1, 1], [1, 0, 1]]))
+    pops = [Population(n, (3, 3), kind="input", input_kind="spikes") for n in "qkv"]
+    pops.append(Population("o", (3, 3), du=4095, dv=0, vth=100000))        # integrates, never spikes
+    net = LoweredNetwork(populations=pops, attention=[Attention("att", "q", "k", "v", "o", 1, 3, 3, weight=3)])
+    g = attention_to_graded(net, schedule="packed")
+    rec = g.metadata["attention_graded"][0]
+    assert (rec["digit_bits"], rec["digits_per_word"], rec["words"], rec["j_chunk"]) == (4, 3, 1, 3)
+    assert sum(p.size for p in g.populations if p.kind == "prod") == 18 == rec["product_neurons"]
+    assert schedule_cost("parallel", 1, 3, 3)["product_neurons"] == 54
+    x = {n: np.stack([m[None], np.zeros((1, 3, 3), np.int64)]) for n, m in zip("qkv", (Q, K, V))}
+    names = ["att.vpack", "att.counts", "att.words", "att.shift1", "att.shift2", "att.digits"]
+    r = simulate(g, x, 9, record=["o"] + names)
+    got = {n: r[n]["s"][i, 0].tolist() for i, n in zip((1, 3, 5, 6, 6, 7), names)}
+    assert got == {"att.vpack": [257, 17, 272],          # V columns as base-16 words: 1 + 256, 1 + 16, 16 + 256
+                   "att.counts": [529, 289, 274],        # C = K V^T rows (1,1,2), (1,2,1), (2,1,1)
+                   "att.words": [803, 818, 289],         # Q columns pick rows (0,2), (0,1), (1)
+                   "att.shift1": [50, 51, 18], "att.shift2": [3, 3, 1],
+                   "att.digits": [3, 2, 1, 2, 3, 2, 3, 3, 1]}       # [c, n]: 803 - 16 * 50 = 3, 50 - 16 * 3 = 2, 3
+    v = r["o"]["v"][:, 0] // 64                          # a_in << 6 accumulates in v (dv 0)
+    assert not v[7].any() and v[8].reshape(3, 3).tolist() == [[9, 6, 3], [6, 9, 6], [9, 9, 3]]
+    assert np.array_equal(v[8].reshape(3, 3), 3 * (K @ V.T).T @ Q)      # the op itself: weight x (Q^T (K V^T))^T

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..lower.attention_graded import ATTENTION_SCHEDULES
+
 
 def add_data_arguments(parser: argparse.ArgumentParser, data: bool = True, dt: bool = True) -> None:
     """``--data FILE``, ``--input-domain binary|counts|real``, ``-T/--steps N`` and ``--dt SECONDS``, the same
@@ -33,5 +35,14 @@ def add_lowering_arguments(parser: argparse.ArgumentParser) -> None:
                              "(one more bit of weight resolution, one more synapse group each; docs/lowering.md)")
 
 
+    parser.add_argument("--attention-schedule", choices=ATTENTION_SCHEDULES, default=None,
+                        help="loihi2: how the attention is built (all exact): parallel (default) or packed "
+                             "(channels packed into 24-bit graded words: half the product neurons or fewer, "
+                             "4 steps more latency; docs/lowering.md, 'Attention schedules')")
+
+
 def lowering_options(args: argparse.Namespace) -> dict:
-    return {"split_signs": True} if getattr(args, "split_signs", False) else {}
+    out = {"split_signs": True} if getattr(args, "split_signs", False) else {}
+    if getattr(args, "attention_schedule", None):
+        out["attention_schedule"] = args.attention_schedule
+    return out

@@ -135,3 +135,59 @@ def test_worked_example_of_the_docs():
     v = r["o"]["v"][:, 0] // 64                          # a_in << 6 accumulates in v (dv 0)
     assert not v[7].any() and v[8].reshape(3, 3).tolist() == [[9, 6, 3], [6, 9, 6], [9, 9, 3]]
     assert np.array_equal(v[8].reshape(3, 3), 3 * (K @ V.T).T @ Q)      # the op itself: weight x (Q^T (K V^T))^T
+
+
+def _digits_nets(ckpt):
+    from neurodeploy.commands.simulate import load_graph
+    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.training import digits_split
+    g = load_graph(str(ckpt))
+    _, _, x, y = digits_split()
+    x, y = x.numpy(), y.numpy()
+    rng = (float(x.min()), float(x.max()))
+    return {s: lower_graph(g, input_range=rng, attention_schedule=s)[0] for s in ATTENTION_SCHEDULES}, x, y
+
+
+@pytest.mark.slow
+def test_trained_digits_every_schedule_same_readout_all_360(trained_digits_checkpoint, capsys):
+    from neurodeploy.sim import Engine
+    nets, x, y = _digits_nets(trained_digits_checkpoint)
+    assert nets["packed"].metadata["attention_graded"][0]["schedule"] == "packed"
+    assert nets["packed"].metadata["latency"] == nets["parallel"].metadata["latency"] + PACKED_LATENCY - STAGE_LATENCY
+    final, att = {}, {}
+    for s, n in nets.items():
+        steps = n.metadata["time_steps"] + n.metadata["latency"]
+        eng = Engine(n, threads=1)
+        vs, ss = [], []
+        for i in range(0, len(x), 120):
+            r = eng.run(n.encode_inputs(x[i:i + 120]), steps, record=["readout", "block.0.attn.attn_lif"])
+            vs.append(r["readout"]["v"][-1].numpy())
+            ss.append(r["block.0.attn.attn_lif"]["s"][-n.metadata["time_steps"] - 2:].numpy())
+        final[s], att[s] = np.concatenate(vs), np.concatenate(ss, axis=1)
+    # the same integers, later by the stated latency: the readout's final v and the attention LIF's spikes
+    assert np.array_equal(final["packed"], final["parallel"])
+    assert np.array_equal(att["packed"], att["parallel"]) and att["parallel"].any()
+    acc = {s: float((v.argmax(1) == y).mean()) for s, v in final.items()}
+    with capsys.disabled():
+        print(f"\nengine, 360 digits: " + ", ".join(f"{s} {100 * a:.2f} %" for s, a in acc.items()))
+    assert len(y) == 360 and acc["packed"] == acc["parallel"] > 0.9
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_trained_digits_packed_in_lava_equals_engine(trained_digits_checkpoint):
+    from neurodeploy.lava.run import run_lava_chained
+    from neurodeploy.sim.chained import simulate_chained
+    nets, x, _ = _digits_nets(trained_digits_checkpoint)
+    net = nets["packed"]
+    N = 4
+    P = net.metadata["time_steps"] + net.metadata["latency"]
+    inputs = {k: v.numpy() for k, v in net.encode_inputs(x[:N]).items()}
+    chained, lava, _ = run_lava_chained(net, inputs, record="all", chunk=2 * P)
+    _, ours = simulate_chained(net, inputs, record="all", conv_as_sparse=True)
+    assert set(lava) == set(ours) == {p.name for p in chained.populations}
+    for name in ours:
+        for key in ours[name]:
+            bad = np.argwhere(ours[name][key] != lava[name][key])
+            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    assert int(lava["block.0.attn.attention.words"]["s"].max()) >= 1 << 7      # multi-digit words (7-bit digits)

@@ -191,3 +191,32 @@ def test_trained_digits_packed_in_lava_equals_engine(trained_digits_checkpoint):
             bad = np.argwhere(ours[name][key] != lava[name][key])
             assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
     assert int(lava["block.0.attn.attention.words"]["s"].max()) >= 1 << 7      # multi-digit words (7-bit digits)
+
+
+def test_export_option_recorded_and_simulate_reproduces_it(tmp_path, capsys):
+    """``export --attention-schedule packed``: the artifact records the schedule, simulate OUT reproduces the
+    export's fidelity, and asking a folder for another schedule is refused (exit 2)."""
+    import json
+
+    from neurodeploy.cli import main
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.graph import write_graph
+    from neurodeploy.lower.testmodels import tiny_spikingformer
+    nir = tmp_path / "tiny.nir"
+    write_graph(to_nir(tiny_spikingformer(), arch="spikingformer-digits"), nir)
+    out = tmp_path / "out"
+    assert main(["export", str(nir), "-o", str(out), "--target", "loihi2", "--attention-schedule", "packed"]) == 0
+    s = json.loads((out / "loihi2" / "summary.json").read_text())
+    assert s["attention_schedule"] == "packed" and [op["schedule"] for op in s["attention"]] == ["packed"]
+    assert s["product_neurons"] == schedule_cost("packed", 2, 16, 16)["product_neurons"] < \
+        schedule_cost("parallel", 2, 16, 16)["product_neurons"]
+    assert s["attention_latency_added_steps"] == PACKED_LATENCY
+    rep = json.loads((out / "report.json").read_text())
+    capsys.readouterr()
+    assert main(["simulate", str(out), "--limit", "32", "--json", "--attention-schedule", "packed"]) == 0
+    assert json.loads(capsys.readouterr().out)["prediction_agreement"] == rep["lowering"]["fidelity"]
+    assert main(["simulate", str(out), "--limit", "4", "--attention-schedule", "parallel"]) == 2
+    assert "lowered with 'packed'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["export", str(nir), "-o", str(tmp_path / "bad"), "--attention-schedule", "serial"])
+    assert e.value.code == 2 and not (tmp_path / "bad").exists()

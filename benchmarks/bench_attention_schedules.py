@@ -69,11 +69,39 @@ def full(arch, schedule):
             "lowering_s": round(lower_s, 1)}
 
 
+def engine_speed(arch, batch=64, repeats=2):
+    """Our engine's sample-steps/s per schedule on ``arch`` (random weights, seed 0; random images), one
+    thread, best of ``repeats`` (the same run for every schedule, so the ratio is comparable)."""
+    import numpy as np
+
+    from neurodeploy.lower.attention_graded import ATTENTION_SCHEDULES
+    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.sim import Engine
+    g = _graph(arch)
+    shape = tuple(int(x) for x in np.asarray(next(iter(g.input_type.values()))).tolist())
+    x = np.random.default_rng(0).random((batch,) + shape).astype(np.float32) * 2 - 0.5
+    out = {}
+    for s in ATTENTION_SCHEDULES:
+        net, _ = lower_graph(g, input_range=(-1.0, 2.5), attention_schedule=s)
+        steps = net.metadata["time_steps"] + net.metadata["latency"]
+        eng = Engine(net, threads=1)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            eng.run(net.encode_inputs(x), steps, record=["readout"])
+            best = min(best, time.perf_counter() - t0)
+        out[s] = {"steps": steps, "batch": batch, "seconds": round(best, 2),
+                  "sample_steps_per_s": round(batch * steps / best, 1),
+                  "samples_per_s": round(batch / best, 2)}
+    return out
+
+
 def main():
     from neurodeploy.lower.attention_graded import ATTENTION_SCHEDULES
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--full", default="", help="comma list of variants to lower and map whole")
+    ap.add_argument("--engine", default="", help="comma list of variants to time in our engine (batch 64)")
     args = ap.parse_args()
     out = {"schedules": list(ATTENTION_SCHEDULES), "attention": {}, "full": {}}
     for arch in args.variants.split(","):
@@ -81,6 +109,8 @@ def main():
                                   for s in ATTENTION_SCHEDULES}
     for arch in filter(None, args.full.split(",")):
         out["full"][arch] = {s: full(arch, s) for s in ATTENTION_SCHEDULES}
+    out["engine"] = {arch: engine_speed(arch) for arch in filter(None, args.engine.split(","))}
+    out["load_avg_1min"] = os.getloadavg()[0]
     print(json.dumps(out, indent=1))
 
 

@@ -295,6 +295,7 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str 
     out = copy.deepcopy(net)
     before = int(max(net.latency().values(), default=0)) if net.attention else 0
     ops = []
+    bounds = {}         # payload bounds proved by construction (the engine's sums of weights are looser)
     for a in list(out.attention):
         H, N, dh = a.heads, a.tokens, a.dim // a.heads
         pk = packing(H, N, a.dim) if schedule == "packed" else None
@@ -303,6 +304,11 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str 
             out.populations += pops
             out.synapses += syns
             out.attention.remove(a)
+            b, p = pk["digit_bits"], pk["digits_per_word"]
+            word = sum(((1 << b) - 1) << (b * i) for i in range(p))      # every digit below 2^b: no carry
+            bounds.update({f"{a.name}.vpack": word, f"{a.name}.p1": word, f"{a.name}.counts": word,
+                           f"{a.name}.p2": word, f"{a.name}.words": word, f"{a.name}.digits": dh * N})
+            bounds.update({f"{a.name}.shift{k}": word >> (b * k) for k in range(1, p)})
             ops.append(dict({k: v for k, v in pk.items()}, name=a.name, source=a.source or a.name, schedule="packed",
                             order="ktv", heads=H, tokens=N, head_dim=dh,
                             product_neurons_parallel=product_neuron_count(a, choose_order(a)),
@@ -331,6 +337,8 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str 
     out.metadata["attention_lowering"] = "graded"
     out.metadata["attention_schedule"] = schedule
     out.metadata["attention_graded"] = ops
+    if bounds:
+        out.metadata["graded_bounds"] = dict(out.metadata.get("graded_bounds", {}) or {}, **bounds)
     out.metadata["attention_latency_added"] = after - before
     out.metadata.setdefault("passes", [])
     out.metadata["passes"] = list(out.metadata["passes"]) + ["graded_attention"]

@@ -31,8 +31,11 @@ def group_bound(s, weight: int, src_bound: float) -> float:
 
 def value_bounds(net: LoweredNetwork, weight) -> dict:
     """Bound of |output payload| per population (spiking: 1; graded input: inf); ``weight(s)``: the
-    effective (Lava-truncated) weight of an einsum group."""
+    effective (Lava-truncated) weight of an einsum group.  ``net.metadata["graded_bounds"]`` {population:
+    bound} tightens it where the lowering proved a smaller one (sums of weights cannot see that the packed
+    attention's digits never carry: :func:`neurodeploy.lower.attention_graded.packed_parts`)."""
     pops = {p.name: p for p in net.populations}
+    declared = dict(net.metadata.get("graded_bounds", {}) or {})
     inb = {}
     out = {}
     for name in net.topological_order():
@@ -55,6 +58,8 @@ def value_bounds(net: LoweredNetwork, weight) -> dict:
                 ports[s.port] += float(w.sum(1).max(initial=0)) * b * 2.0 ** int(s.weight_exp) + 1
         inb[name] = ports
         v = ports[1] * ports[2] if p.kind == "prod" else ports[0]
+        if name in declared:        # a bound the lowering proved (the packed attention's digits and words)
+            v = min(v, float(declared[name]))
         if v >= _I32 or (p.kind == "prod" and max(ports[1], ports[2]) >= _I32):
             raise UnsupportedError(f"population '{name}' ({p.source or name}): graded values can exceed "
                                    "Lava's int32 payloads")

@@ -220,3 +220,16 @@ def test_export_option_recorded_and_simulate_reproduces_it(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["export", str(nir), "-o", str(tmp_path / "bad"), "--attention-schedule", "serial"])
     assert e.value.code == 2 and not (tmp_path / "bad").exists()
+
+
+def test_packed_network_saves_and_loads_with_its_bounds(tmp_path):
+    g = attention_to_graded(_ops_net(), schedule="packed")
+    assert g.metadata["graded_bounds"]["b4.digits"] == 4 * 30 and g.metadata["graded_bounds"]["b4.words"] == 2 ** 14 - 1
+    g.save(str(tmp_path / "p.npz"))
+    h = LoweredNetwork.load(str(tmp_path / "p.npz"))
+    assert h.metadata["graded_bounds"] == g.metadata["graded_bounds"]
+    assert [(s.kind, s.weight_exp, s.sign_mode, s.graded) for s in h.synapses] == \
+        [(s.kind, s.weight_exp, s.sign_mode, s.graded) for s in g.synapses]
+    x = _inputs(g, 5, 2)
+    r1, r2 = simulate(g, x, 14, record="all"), simulate(h, x, 14, record="all")
+    assert all(np.array_equal(r1[n][k], r2[n][k]) for n in r1 for k in r1[n])

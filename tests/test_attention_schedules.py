@@ -233,3 +233,22 @@ def test_packed_network_saves_and_loads_with_its_bounds(tmp_path):
     x = _inputs(g, 5, 2)
     r1, r2 = simulate(g, x, 14, record="all"), simulate(h, x, 14, record="all")
     assert all(np.array_equal(r1[n][k], r2[n][k]) for n in r1 for k in r1[n])
+
+
+def test_packed_op_with_groups_too_large_to_densify_runs_exactly():
+    # H 2, dh 32, N 64 (cifar10-4-384's head shape): the vpack and digits groups are sparse matrices of
+    # 2048 x 4096 and 4096 x 8192 elements (> DENSE_VIEW_MAX): the engine's bounds must read them sparse
+    from neurodeploy.lower.network import DENSE_VIEW_MAX
+    ops = [("c1", 2, 32, 64, 1)]
+    proc = _ops_net(seed=5, ops=ops)
+    g = attention_to_graded(proc, schedule="packed")
+    assert g.metadata["attention_graded"][0]["digits_per_word"] == 2
+    assert max(s.weights.shape[0] * s.weights.shape[1] for s in g.synapses if s.kind == "sparse") > DENSE_VIEW_MAX
+    T = 3
+    steps = T + PACKED_LATENCY + 1
+    x = _padded(_inputs(proc, T, 1, seed=6), steps)
+    a = simulate(proc, x, steps, record=proc.outputs)
+    b = simulate(g, x, steps, record=proc.outputs)
+    for key in "suv":
+        assert np.array_equal(a["c1.out"][key][:steps - PACKED_LATENCY], b["c1.out"][key][PACKED_LATENCY:]), key
+    assert a["c1.out"]["u"].any()

@@ -15,6 +15,7 @@ could leave int32 (Lava's payload type), and sums in float32 only where the boun
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from ..errors import UnsupportedError
@@ -54,8 +55,12 @@ def value_bounds(net: LoweredNetwork, weight) -> dict:
             if s.kind == "einsum":
                 ports[s.port] += group_bound(s, weight(s), b)
             else:
-                w = np.abs(np.asarray(s.weights, dtype=np.float64)).reshape(np.asarray(s.weights).shape[0], -1)
-                ports[s.port] += float(w.sum(1).max(initial=0)) * b * 2.0 ** int(s.weight_exp) + 1
+                if sp.issparse(s.weights):      # never densified (full-size packed attention: 10^7 elements)
+                    rows = float(np.asarray(abs(s.weights).sum(1)).max(initial=0)) if s.weights.shape[0] else 0.0
+                else:
+                    w = np.abs(np.asarray(s.weights, dtype=np.float64)).reshape(np.asarray(s.weights).shape[0], -1)
+                    rows = float(w.sum(1).max(initial=0))
+                ports[s.port] += rows * b * 2.0 ** int(s.weight_exp) + 1
         inb[name] = ports
         v = ports[1] * ports[2] if p.kind == "prod" else ports[0]
         if name in declared:        # a bound the lowering proved (the packed attention's digits and words)

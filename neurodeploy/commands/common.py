@@ -6,6 +6,7 @@ import difflib
 import math
 
 from .. import limits
+from ..lower.attention_graded import ATTENTION_SCHEDULES
 from ..profiles import builtin_names, load_profile
 
 
@@ -36,10 +37,17 @@ def add_lowering_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-signs", action="store_true",
                         help="loihi2: every mixed-sign spike group becomes an excitatory and an inhibitory group "
                              "(one more bit of weight resolution, one more synapse group each; docs/lowering.md)")
+    parser.add_argument("--attention-schedule", choices=ATTENTION_SCHEDULES, default=None,
+                        help="loihi2: how the attention is built (all exact): parallel (default) or packed "
+                             "(channels packed into 24-bit graded words: half the product neurons or fewer, "
+                             "4 steps more latency; docs/lowering.md, 'Attention schedules')")
 
 
 def lowering_options(args: argparse.Namespace) -> dict:
-    return {"split_signs": True} if getattr(args, "split_signs", False) else {}
+    out = {"split_signs": True} if getattr(args, "split_signs", False) else {}
+    if getattr(args, "attention_schedule", None):
+        out["attention_schedule"] = args.attention_schedule
+    return out
 
 
 # -- option values: argparse ``type=`` validators ----------------------------------------------------------

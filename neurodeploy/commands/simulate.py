@@ -103,6 +103,11 @@ def load_artifact(model: str, target: str, arch: str | None = None, data: str | 
         split = bool((lowering or {}).get("split_signs", False))
         if split and not bool(getattr(artifact, "net", None) and artifact.net.metadata.get("split_signs")):
             raise BadInputError(f"--split-signs: {folder} was lowered without it; export again with --split-signs")
+        sched = (lowering or {}).get("attention_schedule")
+        built = getattr(artifact, "net", None) and artifact.net.metadata.get("attention_schedule", "parallel")
+        if sched and built and sched != built:
+            raise BadInputError(f"--attention-schedule {sched}: {folder} was lowered with '{built}'; export again "
+                                f"with --attention-schedule {sched}")
         x, y, T = load_data(data, graph, steps, input_domain)
         return graph, impl, artifact, x, y, T
     dep = Deployment.build(model, targets=[target], arch=arch, data=None, annotate=False, dt=dt,

@@ -79,6 +79,7 @@ def summarize(net, quantization: dict | None = None) -> dict:
          "readout_scale": net.metadata.get("readout_scale"),
          "input_range": net.metadata.get("input_range"),
          "split_signs": bool(net.metadata.get("split_signs", False)),
+         "attention_schedule": net.metadata.get("attention_schedule"),
          "passes": list(net.metadata.get("passes", [])),
          "lava_processes": lava_process_classes(net),
          "lava_standard_library_only": standard_library_only(net)}
@@ -102,8 +103,9 @@ class Loihi2Target(Target):
             src = ("default for standardised images (mean 0, std 1, within 3 sigma)"
                    if deployment.input_domain == "real" else f"not used ({deployment.input_domain} input)")
         split = bool(deployment.lowering.get("split_signs", False))
+        schedule = str(deployment.lowering.get("attention_schedule", "parallel"))
         net, quant = lower_graph(deployment.annotated, T=deployment.time_steps or None, input_range=rng,
-                                 split_signs=split)
+                                 split_signs=split, attention_schedule=schedule)
         net.metadata["input_range"] = {"range": list(rng), "source": src}
         net.metadata["split_signs"] = split
         net.metadata["quantization"] = {"clipped_weights": quant["clipped_weights"],

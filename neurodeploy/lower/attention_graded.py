@@ -34,7 +34,7 @@ import copy
 
 import numpy as np
 
-from ..errors import UnsupportedError
+from ..errors import BadInputError, UnsupportedError
 from .balance import balance_network
 from .network import EXCITATORY, INHIBITORY, Attention, LoweredNetwork, Population, Synapse
 
@@ -115,15 +115,205 @@ def graded_parts(a: Attention, order: str):
     return pops, syns
 
 
-def attention_to_graded(net: LoweredNetwork, order: str = "auto") -> LoweredNetwork:
+# -- schedules ------------------------------------------------------------------------------------------
+#: the attention schedules :func:`attention_to_graded` builds (``lower_graph(..., attention_schedule=...)``);
+#: all exact.  ``parallel``: every token in parallel (2 H N dh^2 product neurons, +3 steps).  ``packed``: the
+#: same parallel dataflow, but each product neuron gates one 24-bit graded word that holds ``p`` channels as
+#: base-2^b digits (``packing``), unpacked by floor shifts before the attention LIF (+7 steps).  Token-tiled /
+#: token-serial schedules are not built: docs/lowering.md, "Attention schedules", gives the argument and bound.
+ATTENTION_SCHEDULES = ("parallel", "packed")
+#: synapse hops of the packed form minus the process op's one: V -> vpack -> P1 -> counts -> P2 -> words ->
+#: shift -> digits -> LIF
+PACKED_LATENCY = 7
+_WORD_BITS = 23                 # magnitude bits of a signed 24-bit graded payload (values are >= 0 here)
+
+
+def _pack_shape(heads: int, tokens: int, dim: int, kj: int) -> dict:
+    """The packed layout for a j-chunk of ``kj`` channels: digits of ``b`` bits (every digit, a count of
+    at most N in stage 1 and a sum of at most kj * N in stage 2, stays below 2^b: no carry), ``p`` digits
+    per 23-bit word, ``g`` words per head row, ``nch`` chunks, and the neuron counts of the built form."""
+    H, N, dh = int(heads), int(tokens), int(dim) // int(heads)
+    b = int(kj * N).bit_length()
+    g = -(-dh // max(1, _WORD_BITS // b))
+    p = -(-dh // g)                 # as few digits per word as the g words need (fewer shift relays)
+    nch = dh // kj
+    prod = 2 * H * dh * g * N
+    graded = H * g * N + H * dh * g + H * nch * g * N * p + H * dh * N   # vpack, counts, words + shifts, digits
+    return {"j_chunk": kj, "digit_bits": b, "digits_per_word": p, "words": g, "chunks": nch,
+            "product_neurons": prod, "graded_vec_neurons": graded}
+
+
+def packing(heads: int, tokens: int, dim: int) -> dict | None:
+    """The cheapest exact packing (fewest product + graded neurons over the j-chunks that divide dh and give
+    at least 2 digits per word), or None when none fits a 24-bit word (N >= 2^11) or none needs fewer neurons
+    than the parallel form (then the packed schedule builds the parallel form)."""
+    dh = int(dim) // int(heads)
+    best = None
+    for kj in range(1, dh + 1):
+        if dh % kj:
+            continue
+        c = _pack_shape(heads, tokens, dim, kj)
+        if c["digits_per_word"] < 2:
+            continue
+        if best is None or c["product_neurons"] + c["graded_vec_neurons"] < \
+                best["product_neurons"] + best["graded_vec_neurons"]:
+            best = c
+    a = Attention("x", "q", "k", "v", "o", int(heads), int(dim), int(tokens))
+    o = choose_order(a)
+    par = product_neuron_count(a, o) + (dh * dh * int(heads) if o == "ktv" else int(heads) * int(tokens) ** 2)
+    if best is not None and best["product_neurons"] + best["graded_vec_neurons"] >= par:
+        return None                 # packing would cost more neurons than the parallel form
+    return best
+
+
+def schedule_cost(schedule: str, heads: int, tokens: int, dim: int) -> dict:
+    """Resources of one attention op under ``schedule`` (one of :data:`ATTENTION_SCHEDULES`), computed from
+    the shapes alone (equal to what :func:`attention_to_graded` builds; tested): ``product_neurons``,
+    ``graded_vec_neurons`` and ``latency_added_steps`` (steps later than the one-step process op; the
+    network's own added latency is the largest over a path, recorded at lowering)."""
+    H, N, dh = int(heads), int(tokens), int(dim) // int(heads)
+    a = Attention("x", "q", "k", "v", "o", H, int(dim), N)
+    order = choose_order(a)
+    par = {"schedule": "parallel", "order": order, "product_neurons": product_neuron_count(a, order),
+           "graded_vec_neurons": H * dh * dh if order == "ktv" else H * N * N, "latency_added_steps": STAGE_LATENCY}
+    if schedule == "parallel":
+        return par
+    if schedule == "packed":
+        pk = packing(H, N, dim)
+        if pk is None:      # nothing packs into a word: the packed schedule is the parallel one
+            return dict(par, schedule="packed", packed=False)
+        return dict(pk, schedule="packed", order="ktv", packed=True, latency_added_steps=PACKED_LATENCY)
+    raise UnsupportedError(f"attention_schedule '{schedule}': not one of {', '.join(ATTENTION_SCHEDULES)}")
+
+
+def _shift_weight(bits: int):
+    """2**bits as an 8-bit mantissa times 2**exp (mantissa at most 128 so it stays one-signed)."""
+    m = min(bits, 7)
+    return 1 << m, bits - m
+
+
+def _csr(rows, cols, n_dst, n_src):
+    import scipy.sparse as sp
+    rows, cols = np.asarray(rows).reshape(-1), np.asarray(cols).reshape(-1)
+    return sp.csr_matrix((np.ones(rows.size, dtype=np.int64), (rows, cols)), shape=(n_dst, n_src))
+
+
+def packed_parts(a: Attention, pk: dict):
+    """``(populations, synapse groups)`` of the packed form of op ``a`` (order ktv; ``pk``: :func:`packing`).
+
+    Q, K, V are [H, dh, N] spike maps; digits ``b`` bits, ``p`` per word, word ``w`` of a head row holds
+    channels ``c = w p + i`` (i < p, c < dh) as ``2^(b i)`` multiples::
+
+        vpack[h,w,m]    = sum_i V[h,wp+i,m] 2^(bi)              GradedVec (p excitatory Sparse groups)
+        P1[h,j,w,m]     = K[h,j,m] vpack[h,w,m]                 ProdNeuron (a gate: K is 0/1)
+        counts[h,j,w]   = sum_m P1 = sum_i C[h,j,wp+i] 2^(bi)   GradedVec, C = K V^T (digits <= N < 2^b)
+        P2[h,x,y,w,n]   = Q[h,j,n] counts[h,j,w]                ProdNeuron, j = x kj + y (chunk x)
+        words[h,x,w,n]  = sum_y P2                               digits sum_{j in x} Q C <= kj N < 2^b
+        shift_k         = floor(words / 2^(bk)), k = 1..p-1      GradedVec (Sparse weight_exp -bk)
+        digits[h,c,n]   = sum_x shift_i - 2^b shift_{i+1}        = sum_j Q[h,j,n] C[h,j,c]   GradedVec
+        LIF a_in       += weight * digits                        (as the parallel form's out group)
+    """
+    H, N, D, dh = a.heads, a.tokens, a.dim, a.dim // a.heads
+    b, p, g, kj, nch = pk["digit_bits"], pk["digits_per_word"], pk["words"], pk["j_chunk"], pk["chunks"]
+    src = a.source or a.name
+    mant, exp = weight_mantissa(a)
+    if abs(int(a.weight)) * N * dh > _PAYLOAD_MAX:
+        raise UnsupportedError(f"attention '{src}': weight {a.weight} x tokens {N} x head dim {dh} can exceed "
+                               "the 24-bit graded payload")
+    nm = a.name
+    pops = [Population(f"{nm}.vpack", (H, g, N), kind="graded_vec", vth=0, source=src),
+            Population(f"{nm}.p1", (H, dh, g, N), kind="prod", vth=0, source=src),
+            Population(f"{nm}.counts", (H, dh, g), kind="graded_vec", vth=0, source=src),
+            Population(f"{nm}.p2", (H, nch, kj, g, N), kind="prod", vth=0, source=src),
+            Population(f"{nm}.words", (H, nch, g, N), kind="graded_vec", vth=0, source=src)]
+    pops += [Population(f"{nm}.shift{k}", (H, nch, g, N), kind="graded_vec", vth=0, source=src) for k in range(1, p)]
+    pops.append(Population(f"{nm}.digits", (H, dh, N), kind="graded_vec", vth=0, source=src))
+    one = np.ones((1,), dtype=np.int64)
+    ax = {"h": H, "j": dh, "w": g, "m": N, "n": N, "x": nch, "y": kj, "c": dh}
+
+    def ein(name, s, d, spec, port=0, w=one, wexp=0, graded=False, mode=EXCITATORY):
+        used = {k: ax[k] for k in spec if k.isalpha()}
+        return Synapse(name, s, d, "einsum", w, weight_exp=wexp, sign_mode=mode, graded=graded, port=port,
+                       einsum=spec, axes=used, source=src)
+
+    def sparse(name, s, d, mat, w=1, wexp=0, graded=True):
+        mode = EXCITATORY if w > 0 else INHIBITORY
+        m = mat.multiply(int(w)).tocsr() if w != 1 else mat
+        return Synapse(name, s, d, "sparse", m, weight_exp=wexp, sign_mode=mode, graded=graded, source=src)
+
+    syns = []
+    # vpack: one excitatory group per digit position i (weight 2^(bi) as mantissa x 2^exp)
+    h_, w_, m_ = np.meshgrid(np.arange(H), np.arange(g), np.arange(N), indexing="ij")
+    for i in range(p):
+        c_ = w_ * p + i
+        ok = c_ < dh
+        rows = np.ravel_multi_index((h_[ok], w_[ok], m_[ok]), (H, g, N))
+        cols = np.ravel_multi_index((h_[ok], c_[ok], m_[ok]), (H, dh, N))
+        mm, ee = _shift_weight(b * i)
+        syns.append(sparse(f"{nm}.vpack<-v.{i}", a.v, f"{nm}.vpack", _csr(rows, cols, H * g * N, D * N), mm, ee,
+                           graded=False))
+    syns += [ein(f"{nm}.p1<-in1", a.k, f"{nm}.p1", "hjm->hjwm", port=1),
+             ein(f"{nm}.p1<-in2", f"{nm}.vpack", f"{nm}.p1", "hwm->hjwm", port=2, graded=True),
+             ein(f"{nm}.counts<-{nm}.p1", f"{nm}.p1", f"{nm}.counts", "hjwm->hjw", graded=True),
+             ein(f"{nm}.p2<-in1", a.q, f"{nm}.p2", "hxyn->hxywn", port=1),
+             ein(f"{nm}.p2<-{nm}.counts", f"{nm}.counts", f"{nm}.p2", "hxyw->hxywn", port=2, graded=True),
+             ein(f"{nm}.words<-{nm}.p2", f"{nm}.p2", f"{nm}.words", "hxywn->hxwn", graded=True)]
+    for k in range(1, p):
+        syns.append(ein(f"{nm}.shift{k}<-{nm}.words", f"{nm}.words", f"{nm}.shift{k}", "hxwn->hxwn",
+                        wexp=-b * k, graded=True))
+    # digits[h, c = w p + i, n] = sum_x shift_i[h,x,w,n] - 2^b shift_{i+1}[h,x,w,n]  (shift_0 = words)
+    h_, x_, w_, n_ = np.meshgrid(np.arange(H), np.arange(nch), np.arange(g), np.arange(N), indexing="ij")
+    level = [f"{nm}.words"] + [f"{nm}.shift{k}" for k in range(1, p)]
+    for k in range(p):
+        plus_r, plus_c, minus_r, minus_c = [], [], [], []
+        c_ = w_ * p + k              # shift_k is digit k's "+" term
+        ok = c_ < dh
+        plus_r = np.ravel_multi_index((h_[ok], c_[ok], n_[ok]), (H, dh, N))
+        plus_c = np.ravel_multi_index((h_[ok], x_[ok], w_[ok], n_[ok]), (H, nch, g, N))
+        syns.append(sparse(f"{nm}.digits<-{level[k].rsplit('.', 1)[1]}", level[k], f"{nm}.digits",
+                           _csr(plus_r, plus_c, H * dh * N, H * nch * g * N)))
+        if k >= 1:                   # and digit k-1's "-2^b" term
+            c_ = w_ * p + k - 1
+            ok = c_ < dh
+            minus_r = np.ravel_multi_index((h_[ok], c_[ok], n_[ok]), (H, dh, N))
+            minus_c = np.ravel_multi_index((h_[ok], x_[ok], w_[ok], n_[ok]), (H, nch, g, N))
+            mm, ee = _shift_weight(b)
+            syns.append(sparse(f"{nm}.digits<-{level[k].rsplit('.', 1)[1]}.carry", level[k], f"{nm}.digits",
+                               _csr(minus_r, minus_c, H * dh * N, H * nch * g * N), -mm, ee))
+    syns.append(ein(f"{a.dst}<-{nm}.digits", f"{nm}.digits", a.dst, "hcn->hcn", w=np.array([mant], dtype=np.int64),
+                    wexp=exp, graded=True, mode=EXCITATORY if mant > 0 else INHIBITORY))
+    return pops, syns
+
+
+def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str = "parallel") -> LoweredNetwork:
     """A copy of ``net`` with every attention op replaced by product neurons, graded counts and graded
     synapse groups (see the module docstring), re-balanced.  ``order``: ``auto`` (cheaper per op), ``ktv``
     or ``qkt``, or a dict {op name: order} (missing ops: auto).  Records per op the order, the product-neuron count and the added latency in
     ``metadata["attention_graded"]`` and the network's added latency in ``metadata["attention_latency_added"]``."""
+    if schedule not in ATTENTION_SCHEDULES:
+        raise BadInputError(f"attention_schedule '{schedule}': not one of {', '.join(ATTENTION_SCHEDULES)}")
     out = copy.deepcopy(net)
     before = int(max(net.latency().values(), default=0)) if net.attention else 0
     ops = []
+    bounds = {}         # payload bounds proved by construction (the engine's sums of weights are looser)
     for a in list(out.attention):
+        H, N, dh = a.heads, a.tokens, a.dim // a.heads
+        pk = packing(H, N, a.dim) if schedule == "packed" else None
+        if pk is not None:
+            pops, syns = packed_parts(a, pk)
+            out.populations += pops
+            out.synapses += syns
+            out.attention.remove(a)
+            b, p = pk["digit_bits"], pk["digits_per_word"]
+            word = sum(((1 << b) - 1) << (b * i) for i in range(p))      # every digit below 2^b: no carry
+            bounds.update({f"{a.name}.vpack": word, f"{a.name}.p1": word, f"{a.name}.counts": word,
+                           f"{a.name}.p2": word, f"{a.name}.words": word, f"{a.name}.digits": dh * N})
+            bounds.update({f"{a.name}.shift{k}": word >> (b * k) for k in range(1, p)})
+            ops.append(dict({k: v for k, v in pk.items()}, name=a.name, source=a.source or a.name, schedule="packed",
+                            order="ktv", heads=H, tokens=N, head_dim=dh,
+                            product_neurons_parallel=product_neuron_count(a, choose_order(a)),
+                            stage_latency_steps=PACKED_LATENCY))
+            continue
         o = order.get(a.name, "auto") if isinstance(order, dict) else order
         o = choose_order(a) if o == "auto" else o
         pops, syns = graded_parts(a, o)
@@ -131,8 +321,8 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto") -> LoweredNetw
         out.populations += pops
         out.synapses += syns
         out.attention.remove(a)
-        H, N, dh = a.heads, a.tokens, a.dim // a.heads
-        ops.append({"name": a.name, "source": a.source or a.name, "order": o, "heads": H, "tokens": N,
+        ops.append({"name": a.name, "source": a.source or a.name, "schedule": "parallel", "order": o, "heads": H,
+                    "tokens": N,
                     "head_dim": dh, "product_neurons": product_neuron_count(a, o),
                     "product_neurons_other_order": product_neuron_count(a, "qkt" if o == "ktv" else "ktv"),
                     "graded_vec_neurons": H * dh * dh if o == "ktv" else H * N * N,
@@ -145,7 +335,10 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto") -> LoweredNetw
     after = int(max(out.latency().values(), default=0))
     out.metadata = dict(out.metadata)
     out.metadata["attention_lowering"] = "graded"
+    out.metadata["attention_schedule"] = schedule
     out.metadata["attention_graded"] = ops
+    if bounds:
+        out.metadata["graded_bounds"] = dict(out.metadata.get("graded_bounds", {}) or {}, **bounds)
     out.metadata["attention_latency_added"] = after - before
     out.metadata.setdefault("passes", [])
     out.metadata["passes"] = list(out.metadata["passes"]) + ["graded_attention"]

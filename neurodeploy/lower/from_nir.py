@@ -55,7 +55,7 @@ from ..graph.core import graph_dt
 from ..graph.simulate import steps_per_tau, int_tuple, padding_arg
 from ..graph.primitives import KINDS
 from .fixed_point import conv_out_hw, conv_to_sparse
-from .attention_graded import attention_to_graded
+from .attention_graded import ATTENTION_SCHEDULES, attention_to_graded
 from .fan_in import split_fan_in
 from .validate import check_lowering_inputs
 from .balance import balance_network  # noqa: F401 - re-exported (historic home)
@@ -1049,7 +1049,8 @@ class _Lowerer:
 
 
 def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding: str = "nearest",
-                input_range=(0.0, 1.0), bias_exp_min: int = 0, attention: str = "graded", split_signs: bool = False):
+                input_range=(0.0, 1.0), bias_exp_min: int = 0, attention: str = "graded", split_signs: bool = False,
+                attention_schedule: str = "parallel"):
     """Lower ``graph``; returns ``(LoweredNetwork, report)``.  ``T``: steps per sample (default from the
     graph metadata ``neurodeploy.time_steps``); ``scale``: force one integer scale for every population;
     ``rounding``: how decays dv are rounded: ``nearest`` or ``floor`` (truncation, as the NIR paper's
@@ -1061,11 +1062,20 @@ def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding:
     custom Lava process: faster in simulation, no chip equivalent);
     ``split_signs``: every mixed-sign spike group becomes an excitatory and an inhibitory group (one more
     bit of weight resolution, one more group each; docs/lowering.md, "cnn_sinabs: float vs fixed point");
+    ``attention_schedule``: how the graded attention is built, one of
+    :data:`~neurodeploy.lower.attention_graded.ATTENTION_SCHEDULES` (``parallel``: default; ``packed``: channels
+    packed into 24-bit graded words, half the product neurons or fewer, 4 steps more; all exact; docs/lowering.md,
+    "Attention schedules");
     ``graph``: a NIR graph or its :class:`~neurodeploy.analysis.annotate.AnnotatedGraph` (a deployment hands
     over the one it built)."""
     check_lowering_inputs(graph, T, scale, rounding, input_range, bias_exp_min, attention)  # lower/validate.py
     if attention not in ("graded", "process"):
         raise BadInputError(f"attention must be 'graded' or 'process', not '{attention}'")
+    if attention_schedule not in ATTENTION_SCHEDULES:
+        raise BadInputError(f"attention_schedule must be one of {', '.join(ATTENTION_SCHEDULES)}, "
+                            f"not '{attention_schedule}'")
+    if attention == "process" and attention_schedule != "parallel":
+        raise BadInputError(f"attention_schedule '{attention_schedule}' needs attention='graded'")
     if rounding not in ("nearest", "floor"):
         raise BadInputError(f"rounding must be 'nearest' or 'floor', not '{rounding}'")
     ann = annotate(graph)
@@ -1076,7 +1086,7 @@ def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding:
     net = low.lower()               # includes the first balancing: the passes below start from a balanced net
     net.metadata["passes"] = ["lower_nir", "balance_delays"]
     if attention == "graded" and net.attention:
-        net = attention_to_graded(net)     # records "graded_attention" in metadata["passes"]
+        net = attention_to_graded(net, schedule=attention_schedule)   # records "graded_attention" in passes
     if split_fan_in(net, T=T).metadata.get("fan_in_splits"):
         net.metadata["passes"] = list(net.metadata["passes"]) + ["split_fan_in"]
     return net, low.report

@@ -15,6 +15,7 @@ could leave int32 (Lava's payload type), and sums in float32 only where the boun
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from ..errors import UnsupportedError
@@ -31,8 +32,11 @@ def group_bound(s, weight: int, src_bound: float) -> float:
 
 def value_bounds(net: LoweredNetwork, weight) -> dict:
     """Bound of |output payload| per population (spiking: 1; graded input: inf); ``weight(s)``: the
-    effective (Lava-truncated) weight of an einsum group."""
+    effective (Lava-truncated) weight of an einsum group.  ``net.metadata["graded_bounds"]`` {population:
+    bound} tightens it where the lowering proved a smaller one (sums of weights cannot see that the packed
+    attention's digits never carry: :func:`neurodeploy.lower.attention_graded.packed_parts`)."""
     pops = {p.name: p for p in net.populations}
+    declared = dict(net.metadata.get("graded_bounds", {}) or {})
     inb = {}
     out = {}
     for name in net.topological_order():
@@ -51,10 +55,16 @@ def value_bounds(net: LoweredNetwork, weight) -> dict:
             if s.kind == "einsum":
                 ports[s.port] += group_bound(s, weight(s), b)
             else:
-                w = np.abs(np.asarray(s.weights, dtype=np.float64)).reshape(np.asarray(s.weights).shape[0], -1)
-                ports[s.port] += float(w.sum(1).max(initial=0)) * b * 2.0 ** int(s.weight_exp) + 1
+                if sp.issparse(s.weights):      # never densified (full-size packed attention: 10^7 elements)
+                    rows = float(np.asarray(abs(s.weights).sum(1)).max(initial=0)) if s.weights.shape[0] else 0.0
+                else:
+                    w = np.abs(np.asarray(s.weights, dtype=np.float64)).reshape(np.asarray(s.weights).shape[0], -1)
+                    rows = float(w.sum(1).max(initial=0))
+                ports[s.port] += rows * b * 2.0 ** int(s.weight_exp) + 1
         inb[name] = ports
         v = ports[1] * ports[2] if p.kind == "prod" else ports[0]
+        if name in declared:        # a bound the lowering proved (the packed attention's digits and words)
+            v = min(v, float(declared[name]))
         if v >= _I32 or (p.kind == "prod" and max(ports[1], ports[2]) >= _I32):
             raise UnsupportedError(f"population '{name}' ({p.source or name}): graded values can exceed "
                                    "Lava's int32 payloads")

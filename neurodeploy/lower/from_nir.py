@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import nir
 import numpy as np
@@ -600,7 +601,8 @@ class _Lowerer:
         every reader of K reads ``relay(K)`` once, one-to-one with weight 1.  Exact in integers: a stream
         (a tree of nested sets) has one integer scale S (integer units per model unit; its terms are
         quantized once at S), and a reader with gain r (folded weight per model unit, r = 1/m with m an
-        integer) gets the population scale S m, so its a_in equals the payload with no second rounding.
+        integer; p / q in general, S then a multiple of p) gets the population scale S m (S q / p), so its a_in
+        equals the payload with no second rounding.
         Readers keep their own bias (the stream's BatchNorm biases, pushed through as before).  S is the
         largest integer that keeps every stream weight within 8-bit mantissas and every reader's u, v,
         bias and threshold within their registers (the same bounds as an expanded reader's scale).
@@ -613,7 +615,10 @@ class _Lowerer:
             if pkind != "lif" or val.att or len(val.terms) < 1 or name in v0_by_dst:
                 continue
             r = float(rowgain[0]) if rowgain.size else 0.0
-            if r <= 0 or not np.allclose(rowgain, r, rtol=0, atol=1e-12 * r) or abs(1 / r - round(1 / r)) > 1e-9:
+            if r <= 0 or not np.allclose(rowgain, r, rtol=0, atol=1e-12 * r):
+                continue
+            fr = Fraction(r).limit_denominator(1 << 12)         # gain p / q (tau 2: 1/2; tau 1.5: 2/3)
+            if abs(float(fr) - r) > 1e-12 * r:
                 continue
             ks = []
             for t in val.terms:
@@ -686,11 +691,19 @@ class _Lowerer:
                     lim = min(lim, 4095.0 * 128 / (64.0 * float(np.abs(bias).max())))
                 top = min(top, lim * r)            # the reader's scale is S / r
             bound[root(K)] = min(bound.get(root(K), math.inf), top)
+        # a reader of gain p / q gets the scale S q / p: an integer when p divides S (S a multiple of the lcm)
+        frac = {n: Fraction(float(groups_by_dst[n][1][0])).limit_denominator(1 << 12) for K in used for n in readers[K]}
+        step = {}
         for K in used:
-            S = max(1, int(math.floor(bound[root(K)])))
+            for n in readers[K]:
+                step[root(K)] = math.lcm(step.get(root(K), 1), frac[n].numerator)
+        if any(bound[r_] < step[r_] for r_ in bound):
+            return groups_by_dst            # (no integer scale within the registers)
+        for K in used:
+            S = int(math.floor(bound[root(K)] / step[root(K)])) * step[root(K)]
             self.stream_scale[rname[K]] = S
             for n in readers[K]:
-                self.stream_scale[n] = S * int(round(1 / float(groups_by_dst[n][1][0])))
+                self.stream_scale[n] = S * frac[n].denominator // frac[n].numerator
         # the new destinations: relays before their first reader; readers read their relay only
         out = {}
         for n in order:

@@ -145,13 +145,14 @@ class Loihi2Target(Target):
         stays in memory.  Nothing fits: :class:`CheckFailed` naming the smallest fit found."""
         chips, label = budget
         step_s = profile.energy("step_time_s") if hasattr(profile, "energy") else None
-        rows, best, best_key = [], None, None
+        rows, best, best_key, first_refusal = [], None, None, None
         for cfg in deployment.lowering.get("candidates") or CANDIDATES:
             t0 = time.perf_counter()
             try:
                 art = self._lower_one(deployment, cfg, rng, src)
             except UnsupportedError as exc:     # an option this model cannot take: recorded, not fatal
                 rows.append({"name": cfg.name, "config": cfg.to_dict(), "refused": str(exc).splitlines()[0]})
+                first_refusal = first_refusal or exc
                 continue
             low_s = time.perf_counter() - t0
             rates = dict(deployment.rates or {}) or None
@@ -166,6 +167,8 @@ class Loihi2Target(Target):
                 if best_key is None or key < best_key:
                     best, best_key = art, key
             del art
+        if best is None and all(r.get("refused") for r in rows) and first_refusal is not None:
+            raise first_refusal             # no candidate can be built: the model cannot deploy (as unbudgeted)
         if best is None:
             fitted = [r for r in rows if r.get("fits")]
             if fitted:

@@ -31,7 +31,7 @@ def _shift_equal(net, inputs, T):
     for p in net.populations:
         if p.kind == "input":
             continue
-        for key in "suv":
+        for key in pipe[p.name]:          # s, u, v (a relay: s, its graded payload)
             a = pipe[p.name][key][lat[p.name]:lat[p.name] + T]
             assert np.array_equal(a, sync[p.name][key]), (p.name, key)
     return sync
@@ -93,7 +93,7 @@ def spikingformer():
 def test_spikingformer_lowering_structure(spikingformer):
     g, net, report = spikingformer
     lat = net.metadata["population_latency"]
-    assert net.metadata["latency"] == 8
+    assert net.metadata["latency"] == 10         # 8 + one step per residual-stream relay (2)
     assert lat["block.0.attn.attn_lif"] == lat["block.0.attn.q_lif"] + 1
     (att,) = net.attention
     assert (att.heads, att.dim, att.tokens, att.balance_delays) == (2, 16, 16, (0, 0, 0))
@@ -101,10 +101,18 @@ def test_spikingformer_lowering_structure(spikingformer):
     # ">=" on the 64-grid -> vth = S - 1
     attn = net.pop("block.0.attn.attn_lif")
     assert attn.scale == att.weight * 8 and attn.vth == attn.scale - 1 and attn.dv == 2048
-    # residual stream: the tokenizer path into mlp1 waits 3 steps for the attention branch
-    skip = next(s for s in net.synapses if s.dst == "block.0.mlp.mlp1_lif" and s.src == "patch_embed.block2_mp.or")
-    assert skip.balance_delay == 3
-    assert sorted(s.balance_delay for s in net.synapses if s.dst == "readout") == [0, 2, 5]
+    # residual stream, built once: x_0 (the tokenizer's conv) in one relay, x_1 = x_0 + the attention
+    # branch in a second one; each LIF of the stream reads its relay one-to-one (weight 1, graded), at twice
+    # the stream's scale (gain 1/2); x_0 waits 3 steps in x_1's relay for the attention branch
+    x0, x1 = net.pop("block.0.attn.proj_lif.stream"), net.pop("block.0.mlp.mlp1_lif.stream")
+    assert x0.kind == x1.kind == "relay" and x0.scale == x1.scale
+    skip = next(s for s in net.synapses if s.dst == x1.name and s.src == x0.name)
+    assert skip.balance_delay == 3 and skip.graded and skip.weights.toarray().tolist() == np.eye(256).tolist()
+    for reader, x in (("block.0.attn.proj_lif", x0), ("block.0.mlp.mlp1_lif", x1)):
+        (syn,) = [s for s in net.synapses if s.dst == reader]
+        assert syn.src == x.name and syn.graded and syn.weight_exp == 0 and net.pop(reader).scale == 2 * x.scale
+    assert [s.src for s in net.synapses if s.dst == x1.name] == [x0.name, "block.0.attn.attn_lif"]
+    assert sorted(s.balance_delay for s in net.synapses if s.dst == "readout") == [0, 3, 7]
     assert net.pop("patch_embed.block2_mp.or").dv == 4096          # max-pool: threshold population
     assert net.pop("patch_embed.block1_lif").bias_input            # host-side encoder
     for p in net.populations:

@@ -28,8 +28,9 @@ def test_simulate_fast_prints_accuracy_and_agreement(tiny_files, capsys):
                "--data", str(d / "data.npz"), "--json", "--batch", "5", "--layers"])
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
-    # latency 8 with the attention process op, + 3 steps of the graded attention stages (the default)
-    assert res["samples"] == 12 and res["latency_steps"] == 8 + 3 and res["steps_per_sample"] == 4
+    # latency 8 with the attention process op, + 3 steps of the graded attention stages (the default), + 2
+    # residual-stream relays (x_0, x_1: the stream built once, the default)
+    assert res["samples"] == 12 and res["latency_steps"] == 8 + 3 + 2 and res["steps_per_sample"] == 4
     assert 0.0 <= res["loihi2_accuracy"] <= 1.0 and res["prediction_agreement"] >= 0.75
     assert min(res["layer_spike_agreement"].values()) > 0.9
     assert len(res["layer_spike_agreement"]) == 10
@@ -66,11 +67,13 @@ def test_loihi2_target_writes_lowered_network_netx_and_summary(tiny_files, tmp_p
     summary = json.loads((out / "summary.json").read_text())
     # graded attention (default): 2 heads, d 8, 16 tokens -> order ktv, 2*2*16*8*8 ProdNeurons + 2*8*8
     # GradedVec counts on top of the 2,947 LIF neurons; 6 einsum groups on top of the 12 (the process op
-    # was none); 3 more steps of latency, and the residual path around the attention waits 3 more steps
-    assert summary["latency_steps"] == 8 + 3
+    # was none); 3 more steps of latency, and the residual path around the attention waits 3 more steps.
+    # The residual stream built once: 2 relays of 256 neurons (x_0, x_1), one step each, and 2 more groups
+    # (x_0 and x_1 into their relays, each relay into its reader, x_0 into x_1: 5, where expanded had 3)
+    assert summary["latency_steps"] == 8 + 3 + 2
     assert summary["attention_latency_added_steps"] == 3
-    assert summary["neurons"] == 2947 + 4096 + 128 and summary["synapse_groups"] == 12 + 6
-    assert summary["max_delay"] == 5 + 3
+    assert summary["neurons"] == 2947 + 512 + 4096 + 128 and summary["synapse_groups"] == 12 + 2 + 6
+    assert summary["max_delay"] == 7 + 3      # the readout's patch-embedding path (5 + 2 stream relays) + 3
     assert summary["product_neurons"] == 2 * 2 * 16 * 8 * 8 and summary["graded_vec_neurons"] == 2 * 8 * 8
     assert summary["inputs"][0]["mode"].startswith("host-side encoder")
     op = summary["attention"][0]

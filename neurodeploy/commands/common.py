@@ -7,7 +7,9 @@ import math
 
 from .. import limits
 from ..lower.attention_graded import ATTENTION_SCHEDULES
-from ..profiles import builtin_names, load_profile
+from ..deploy.configs import check_max_chips, resolve_system
+from ..errors import BadInputError
+from ..profiles import builtin_names, load_profile, load_profiles
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, data: bool = True, dt: bool = True) -> None:
@@ -43,10 +45,38 @@ def add_lowering_arguments(parser: argparse.ArgumentParser) -> None:
                              "4 steps more latency; docs/lowering.md, 'Attention schedules')")
 
 
-def lowering_options(args: argparse.Namespace) -> dict:
+def add_budget_arguments(parser: argparse.ArgumentParser, max_chips: bool = True) -> None:
+    """``--max-chips N`` and ``--system NAME`` (export, report): the Loihi 2 lowering tries its candidate
+    configurations and keeps the lowest-latency one that fits (neurodeploy/deploy/configs.py).
+    ``max_chips=False``: the command already has ``--max-chips``."""
+    if max_chips:
+        parser.add_argument("--max-chips", type=positive_int("--max-chips", MAX_CHIPS), default=None, metavar="N",
+                            help="loihi2: choose the lowest-latency lowering configuration that fits N chips "
+                                 "(exit 1 naming the smallest fit when none does)")
+    parser.add_argument("--system", default=None, metavar="NAME",
+                        help="loihi2: choose the lowest-latency lowering configuration that fits this system "
+                             "(oheo-gulch, kapoho-point, hala-point: the profile's systems)")
+
+
+def lowering_options(args: argparse.Namespace, targets=None, report: bool = False) -> dict:
+    """The lowering options of ``args`` (``Deployment.build(lowering=...)``); a chip budget is checked here,
+    before any work: ``--max-chips`` 1..1,000,000, ``--system`` a system of the Loihi 2 profile, both only
+    with the loihi2 target (``targets``: the command's targets; ``report``: --max-chips is also the report's
+    budget for every target, so it is accepted without loihi2)."""
     out = {"split_signs": True} if getattr(args, "split_signs", False) else {}
     if getattr(args, "attention_schedule", None):
         out["attention_schedule"] = args.attention_schedule
+    mc = check_max_chips(getattr(args, "max_chips", None))
+    system = getattr(args, "system", None)
+    if system is not None:
+        if targets is not None and "loihi2" not in targets:
+            raise BadInputError(f"--system {system!r}: applies to the loihi2 target (give --target loihi2)")
+        resolve_system(system, load_profiles(["loihi2"])[0])
+        out["system"] = system
+    if mc is not None:
+        if targets is not None and "loihi2" not in targets and not report:
+            raise BadInputError(f"--max-chips {mc}: applies to the loihi2 target (give --target loihi2)")
+        out["max_chips"] = mc
     return out
 
 

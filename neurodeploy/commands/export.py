@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import limits
 from ..errors import BadInputError, UnsupportedError
-from .common import MAX_SAMPLES, add_data_arguments, add_lowering_arguments, lowering_options, positive_int
+from .common import MAX_SAMPLES, add_budget_arguments, add_data_arguments, add_lowering_arguments, lowering_options, positive_int
 from ..exporters import to_nir
 from ..fileio import staged_dir, check_output_path
 from ..graph import write_graph
@@ -68,6 +68,7 @@ def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
                         help="at most K samples from --data for calibration, rates and fidelity (64)")
     add_data_arguments(parser, data=False)  # --input-domain, -T/--steps: as simulate takes them
     add_lowering_arguments(parser)  # --split-signs
+    add_budget_arguments(parser)    # --max-chips, --system
 
 
 def default_out(model: str | Path) -> Path:
@@ -106,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     targets = list(args.target or [])
     if targets or args.profile:
         load_profiles(targets, args.profile)  # an unknown target or a bad profile: fail before any work
+    lowering = lowering_options(args, targets)  # a bad chip budget or system: the same
     graph = to_nir(model, arch=args.arch, expand_attention=args.expand_attention, input_shape=args.input_shape,
                    compat=args.nir_compat)
     dep = doc = None
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         # -T, --input-domain, --dt and --data enter through the Deployment (front_door), recorded in OUT/model.nir
         dep = Deployment.build(graph, targets=targets, profile_files=args.profile, data=args.data,
                                samples=args.samples, annotate=False, steps=args.steps, input_domain=args.input_domain,
-                               dt=args.dt, lowering=lowering_options(args))
+                               dt=args.dt, lowering=lowering)
         dep.info.update(name=model.name, path=str(model))
         dep.lower()                 # a target that refuses the model fails the export, before any other work
         refused = [t for t in dep.targets if not t.deployable]
@@ -142,8 +144,10 @@ def run(args: argparse.Namespace) -> int:
             s = t.artifact.summary if hasattr(t.artifact, "summary") else {}
             if s:
                 # the artifact's pipeline depth L; the report's latency is T + L (render.py: "T + pipeline depth")
+                cfg = s.get("lowering_config") or {}
                 print(f"{t.name}: pipeline depth {s.get('latency_steps')} steps, {s.get('neurons'):,} neurons, "
-                      f"{s.get('synapses'):,} synapses")
+                      f"{s.get('synapses'):,} synapses" + (f"; configuration '{cfg['name']}' ({cfg.get('chosen_by')})"
+                                                           if cfg.get("name") else ""))
         for t in doc["targets"]:
             fit = "fits" if t["fits"] else "does NOT fit"
             fid = t.get("fidelity", {}).get("prediction_agreement")

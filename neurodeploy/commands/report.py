@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
 from ..fileio import write_text_atomic
-from .common import (MAX_CHIPS, MAX_ENERGY_UJ, MAX_SAMPLES, add_data_arguments, add_lowering_arguments, fraction,
-                     lowering_options, positive_float, positive_int)
+from .common import (MAX_CHIPS, MAX_ENERGY_UJ, MAX_SAMPLES, add_budget_arguments, add_data_arguments,
+                     add_lowering_arguments, fraction, lowering_options, positive_float, positive_int)
 from ..report import build_report
 from ..rates import load_firing_rates
 from ..report.render import render
@@ -34,13 +34,16 @@ def add_parser(subparsers):
     p.add_argument("--firing-rates", metavar="FILE", help="JSON {node: rate in [0,1]} (or a `check --format json` report)")
     p.add_argument("--format", choices=("json", "md", "html"), default="md", help="output format (md)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the report here (atomically) instead of stdout")
-    p.add_argument("--max-chips", type=positive_int("--max-chips", MAX_CHIPS), metavar="N", help="budget: exit 1 if a target needs more chips (or does not fit)")
+    p.add_argument("--max-chips", type=positive_int("--max-chips", MAX_CHIPS), metavar="N",
+                   help="budget: loihi2 chooses the lowest-latency lowering configuration that fits N chips; exit 1 if "
+                        "none does or a target needs more chips (or does not fit)")
     p.add_argument("--max-energy-uj", type=positive_float("--max-energy-uj", MAX_ENERGY_UJ), metavar="X", help="budget: exit 1 if the energy per inference exceeds X uJ")
     p.add_argument("--min-fidelity", type=fraction("--min-fidelity"), metavar="P",
                    help="budget: exit 1 if the float vs fixed-point prediction agreement is below P (0..1)")
     p.add_argument("--samples", type=positive_int("--samples", MAX_SAMPLES), default=64, help="at most this many samples from --data (64)")
     add_data_arguments(p, data=False)  # --input-domain, -T/--steps: as simulate takes them
     add_lowering_arguments(p)  # --split-signs
+    add_budget_arguments(p, max_chips=False)  # --system (--max-chips above also drives the Loihi 2 search)
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when a verdict rests on a profile number of confidence 'assumption' or 'unverified' "
                         "(the report is still written)")
@@ -58,8 +61,7 @@ def _budget_text(c: dict) -> str:
 
 
 def run(args) -> int:
-    if args.max_chips is not None and args.max_chips < 1:
-        raise BadInputError(f"--max-chips must be >= 1, got {args.max_chips}")
+    lowering = lowering_options(args, args.target or ["loihi2"], report=True)    # --max-chips, --system: checked here
     if args.max_energy_uj is not None and not args.max_energy_uj > 0:
         raise BadInputError(f"--max-energy-uj must be > 0, got {args.max_energy_uj}")
     if args.min_fidelity is not None and not 0.0 <= args.min_fidelity <= 1.0:
@@ -72,7 +74,7 @@ def run(args) -> int:
     doc = build_report(args.model, targets=args.target, profile_files=args.profile, arch=args.arch, data=args.data,
                        firing_rates=rates, max_chips=args.max_chips, max_energy_uj=args.max_energy_uj,
                        min_fidelity=args.min_fidelity, samples=args.samples, steps=args.steps,
-                       input_domain=args.input_domain, dt=args.dt, lowering=lowering_options(args))
+                       input_domain=args.input_domain, dt=args.dt, lowering=lowering)
     text = render(doc, args.format)
     ok = doc["budgets"]["ok"]
     if args.output:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..analysis.annotate import AnnotatedGraph, annotate
 from ..analysis.reference import FloatReference, float_reference
+from .configs import config_energy
 from ..energy import (attention_products, neurobench_metrics, ops_from_graph, paper_energy, published_firing_rates,
                       rate_of, target_energy)
 from ..errors import BadInputError, NeurodeployError, UnsupportedError
@@ -53,7 +54,10 @@ class Deployment:
     samples: object = None              # numpy float32 [B, ...] or None
     labels: object = None
     samples_desc: str = ""
-    lowering: dict = field(default_factory=dict)   # lowering options, e.g. {"split_signs": True} (--split-signs)
+    # lowering options: {"split_signs": True} (--split-signs), a chip budget {"max_chips": N, "system": "kapoho-point"}
+    # (--max-chips, --system: the Loihi 2 lowering searches its candidate configurations), "config" (a
+    # configs.LoweringConfig used without a budget), "candidates" (the list a budget search tries)
+    lowering: dict = field(default_factory=dict)
     targets: list = field(default_factory=list)   # [TargetDeployment]
     purity: object = None
     ops: object = None
@@ -212,6 +216,9 @@ class Deployment:
                 t.fit = t.target.map(t.artifact, t.profile, self.rates)
             if self.rates and t.energy_estimate is None:
                 t.energy_estimate = target_energy(self.ops, self.rates, t.profile)
+            tried = ((getattr(t.artifact, "summary", None) or {}).get("configurations") or {}).get("tried")
+            if tried:
+                config_energy(tried, t.energy_estimate, t.profile)
 
     def run(self, fidelity: bool = True, progress: bool = False) -> "Deployment":
         """lower -> fidelity (when there are samples) -> map."""

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInputError
+import time
+
+from ..errors import BadInputError, CheckFailed, UnsupportedError
 from ..fileio import write_text_atomic
 from ..lava.netx_writer import write_netx
 from ..lava.processes_used import lava_process_classes, standard_library_only
@@ -28,6 +30,7 @@ from ..lower.from_nir import lower_graph
 from ..fidelity import simulate_lowered
 from ..mapping import fit, from_lowered
 from ..lower.network import LoweredNetwork
+from .configs import DEFAULT, LoweringConfig, candidates, chip_budget, with_schedule
 
 DEFAULT_INPUT_RANGE = (-3.0, 3.0)
 NETWORK_FILE = "network.npz"
@@ -40,6 +43,9 @@ class Loihi2Artifact:
     net: object                     # neurodeploy.lower.LoweredNetwork
     quantization: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
+    fit: object = None              # the chip fit made while choosing the configuration (a budget search)
+    fit_profile: str = ""           # ... on this profile
+    fit_rates: dict | None = None   # ... with these firing rates (inter-chip traffic)
 
 
 def summarize(net, quantization: dict | None = None) -> dict:
@@ -88,6 +94,17 @@ def summarize(net, quantization: dict | None = None) -> dict:
     return s
 
 
+def config_row(cfg: LoweringConfig, art: Loihi2Artifact, res, step_s: float | None) -> dict:
+    """One configuration as the report's table has it: cores, chips, smallest system, latency (steps per
+    inference T + pipeline depth, and ms where the profile has a step time), neurons, synapses."""
+    s = art.summary
+    return {"name": cfg.name, "config": cfg.to_dict(), "fits": bool(res.fits), "cores": int(res.n_cores),
+            "chips": int(res.n_chips), "system": res.system, "latency_steps": int(res.latency_steps),
+            "pipeline_depth": int(s.get("latency_steps", 0)),
+            "latency_ms": round(res.latency_steps * step_s * 1e3, 4) if step_s else None,
+            "neurons": int(s.get("neurons", 0)), "synapses": int(s.get("synapses", 0))}
+
+
 class Loihi2Target(Target):
     name = "loihi2"
     backends = ("fast", "lava")
@@ -102,15 +119,73 @@ class Loihi2Target(Target):
             rng = DEFAULT_INPUT_RANGE
             src = ("default for standardised images (mean 0, std 1, within 3 sigma)"
                    if deployment.input_domain == "real" else f"not used ({deployment.input_domain} input)")
+        lowering = deployment.lowering
+        budget = chip_budget(lowering, profile) if profile is not None else None
+        if budget is None:
+            cfg = lowering.get("config") or with_schedule(DEFAULT, lowering.get("attention_schedule"))
+            art = self._lower_one(deployment, cfg, rng, src)
+            art.summary["lowering_config"] = dict(cfg.to_dict(), chosen_by="default (no chip budget)")
+            return art
+        return self.search(deployment, profile, budget, rng, src)
+
+    def _lower_one(self, deployment, cfg: LoweringConfig, rng, src) -> Loihi2Artifact:
         split = bool(deployment.lowering.get("split_signs", False))
-        schedule = str(deployment.lowering.get("attention_schedule", "parallel"))
         net, quant = lower_graph(deployment.annotated, T=deployment.time_steps or None, input_range=rng,
-                                 split_signs=split, attention_schedule=schedule)
+                                 split_signs=split, **cfg.lower_kwargs())
         net.metadata["input_range"] = {"range": list(rng), "source": src}
         net.metadata["split_signs"] = split
+        net.metadata["lowering_config"] = cfg.to_dict()
         net.metadata["quantization"] = {"clipped_weights": quant["clipped_weights"],
                                         "clipped_biases": quant["clipped_biases"]}
         return Loihi2Artifact(net, quant, summarize(net, quant))
+
+    def search(self, deployment, profile, budget, rng, src) -> Loihi2Artifact:
+        """Fit to a chip budget: lower, map and record every candidate configuration
+        (:data:`neurodeploy.deploy.configs.CANDIDATES`), keep the lowest-latency one that fits within
+        ``budget`` = (chips, label) (ties: fewer chips, then the earlier candidate).  Only the kept network
+        stays in memory.  Nothing fits: :class:`CheckFailed` naming the smallest fit found."""
+        chips, label = budget
+        step_s = profile.energy("step_time_s") if hasattr(profile, "energy") else None
+        rows, best, best_key, first_refusal = [], None, None, None
+        for cfg in deployment.lowering.get("candidates") or candidates(deployment.lowering.get("attention_schedule")):
+            t0 = time.perf_counter()
+            try:
+                art = self._lower_one(deployment, cfg, rng, src)
+            except UnsupportedError as exc:     # an option this model cannot take: recorded, not fatal
+                rows.append({"name": cfg.name, "config": cfg.to_dict(), "refused": str(exc).splitlines()[0]})
+                first_refusal = first_refusal or exc
+                continue
+            low_s = time.perf_counter() - t0
+            rates = dict(deployment.rates or {}) or None
+            res = self.map(art, profile, rates)
+            art.fit, art.fit_profile, art.fit_rates = res, profile.name, rates
+            row = config_row(cfg, art, res, step_s)
+            row["lowering_s"] = round(low_s, 3)
+            row["within_budget"] = bool(res.fits and res.n_chips <= chips)
+            rows.append(row)
+            if row["within_budget"]:
+                key = (row["latency_steps"], row["chips"], len(rows))
+                if best_key is None or key < best_key:
+                    best, best_key = art, key
+            del art
+        if best is None and all(r.get("refused") for r in rows) and first_refusal is not None:
+            raise first_refusal             # no candidate can be built: the model cannot deploy (as unbudgeted)
+        if best is None:
+            fitted = [r for r in rows if r.get("fits")]
+            if fitted:
+                r = min(fitted, key=lambda r_: (r_["chips"], r_["latency_steps"]))
+                raise CheckFailed(f"loihi2: no configuration fits {label}: the smallest fit found is "
+                                  f"'{r['name']}' with {r['chips']:,} chips ({r['cores']:,} cores, "
+                                  f"{r['system'] or 'no system'}), latency {r['latency_steps']} steps")
+            raise CheckFailed(f"loihi2: no configuration fits {label}: none of {len(rows)} fits any "
+                              f"{profile.name} system")
+        chosen = best.net.metadata["lowering_config"]["name"]
+        for r in rows:
+            r["chosen"] = r["name"] == chosen
+        best.summary["lowering_config"] = dict(best.net.metadata["lowering_config"],
+                                               chosen_by=f"lowest latency within {label}")
+        best.summary["configurations"] = {"budget_chips": chips, "budget": label, "tried": rows}
+        return best
 
     # ------------------------------------------------------------------ simulate
     def simulate(self, artifact: Loihi2Artifact, graph, x, y=None, backend: str | None = None,
@@ -119,6 +194,9 @@ class Loihi2Target(Target):
 
     # ------------------------------------------------------------------ map
     def map(self, artifact: Loihi2Artifact, profile, rates=None):
+        if artifact.fit is not None and artifact.fit_profile == profile.name and (artifact.fit_rates or None) == (
+                dict(rates or {}) or None):
+            return artifact.fit         # mapped once while the configuration was chosen
         net = from_lowered(artifact.net, name=str(artifact.net.metadata.get("arch", "lowered")))
         T = int(artifact.net.metadata.get("time_steps", 0) or 0)
         if T:                       # a graph without time steps keeps the mapper's default (1)

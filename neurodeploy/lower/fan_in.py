@@ -43,6 +43,15 @@ def _fan_in(s: Synapse) -> int:
     return 0
 
 
+def _row_fan_in(s: Synapse) -> int:
+    """Source neurons the busiest destination neuron of group ``s`` reads (a sparse group: its longest row,
+    e.g. 1 for a one-to-one relay group; others as :func:`_fan_in`)."""
+    if s.kind == "sparse":
+        ptr = np.asarray(s.weights.indptr)
+        return int(np.diff(ptr).max(initial=0))
+    return _fan_in(s)
+
+
 def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | None = None,
                  bin_fan_in: int | None = None) -> LoweredNetwork:
     """Split the fan-in of every population above ``max_fan_in`` into partial sums of at most ``bin_fan_in``
@@ -53,7 +62,7 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
     for dst in [p for p in net.populations if p.kind in ("lif", "readout")]:
         groups = [s for s in net.synapses if s.dst == dst.name and s.kind in ("dense", "sparse", "conv")
                   and s.delays is None and s.port == 0 and s.src != s.dst]     # a self-loop keeps its one step
-        if sum(_fan_in(s) for s in groups) <= max_fan_in:
+        if sum(_row_fan_in(s) for s in groups) <= max_fan_in:
             continue
         # chunks: (group, first column, last column) of at most max_fan_in columns, packed first-fit in order
         bins, room = [], []

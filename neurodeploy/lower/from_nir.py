@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import nir
 import numpy as np
@@ -60,7 +61,7 @@ from .fan_in import split_fan_in
 from .validate import check_lowering_inputs
 from .balance import balance_network  # noqa: F401 - re-exported (historic home)
 from .network import (EXCITATORY, MAX_DELAY, MIXED, VTH_MAX, Attention, Encoder, LoweredNetwork, Population,
-                      Synapse, as_sparse)
+                      Synapse, as_sparse, identity_csr)
 
 #: a chain with an Affine whose composed matrix would exceed this many elements is lowered through a relay
 #: population when the Affine pools positions (:meth:`_Lowerer._pooled_readout`); smaller ones stay one
@@ -176,6 +177,7 @@ def _row_abs_sum(kind, w, n) -> np.ndarray:
 
 class _Lowerer:
     split_signs = False     # lower_graph(split_signs=True): mixed-sign groups as excitatory + inhibitory pairs
+    residual_stream = "relay"   # lower_graph(residual_stream=...): "relay" (each value built once) or "expanded"
 
     def __init__(self, ann: AnnotatedGraph | nir.NIRGraph, T, scale, rounding, input_range, dt, bias_exp_min=0):
         self.bias_exp_min = int(bias_exp_min)
@@ -588,6 +590,146 @@ class _Lowerer:
         m.eliminate_zeros()
         return ("sparse", m, None)
 
+    # ---------------------------------------------------------------- the residual stream
+    def stream_plan(self, groups_by_dst, inp, in_shape, domain, v0_by_dst):
+        """Build each value of a residual stream once (docs/lowering.md, "Residual stream").
+
+        Spikingformer's LIFs that read the stream get ``x_l = x_0 + sum of branch outputs`` as one term per
+        earlier branch (NIR sums edges at a node), so expanded every reader holds every earlier conv: synapse
+        memory grows with depth squared.  Here the LIF populations whose input terms (source, chain of NIR
+        nodes) nest, K_0 < K_1 < ..., get one ``relay`` population (Lava GradedVec, vth 0) per distinct set
+        K: ``relay(K) = relay(parent) + the new terms`` (the parent read one-to-one, weight 1, graded), and
+        every reader of K reads ``relay(K)`` once, one-to-one with weight 1.  Exact in integers: a stream
+        (a tree of nested sets) has one integer scale S (integer units per model unit; its terms are
+        quantized once at S), and a reader with gain r (folded weight per model unit, r = 1/m with m an
+        integer; p / q in general, S then a multiple of p) gets the population scale S m (S q / p), so its a_in
+        equals the payload with no second rounding.
+        Readers keep their own bias (the stream's BatchNorm biases, pushed through as before).  S is the
+        largest integer that keeps every stream weight within 8-bit mantissas and every reader's u, v,
+        bias and threshold within their registers (the same bounds as an expanded reader's scale).
+        Populations or terms this does not fit (attention LIFs, per-neuron gains, delays, host-encoded
+        terms, initial v) keep their expanded terms.  Returns the new ``groups_by_dst`` (relays inserted
+        before their first reader)."""
+        order = list(groups_by_dst)
+        keys = {}
+        for name, (val, rowgain, shape, dv, ge, k, pkind, dst, du, leak) in groups_by_dst.items():
+            if pkind != "lif" or val.att or len(val.terms) < 1 or name in v0_by_dst:
+                continue
+            r = float(rowgain[0]) if rowgain.size else 0.0
+            if r <= 0 or not np.allclose(rowgain, r, rtol=0, atol=1e-12 * r):
+                continue
+            fr = Fraction(r).limit_denominator(1 << 12)         # gain p / q (tau 2: 1/2; tau 1.5: 2/3)
+            if abs(float(fr) - r) > 1e-12 * r:
+                continue
+            ks = []
+            for t in val.terms:
+                if t.src == name or (t.src == inp and domain == "real") or \
+                        any(type(self.g.nodes[o]).__name__ == "Delay" for o in t.ops):
+                    break
+                ks.append((t.src, tuple(t.ops)))
+            else:
+                if len(set(ks)) == len(ks):
+                    keys[name] = frozenset(ks)
+        sets = sorted(set(keys.values()), key=len)
+        parent = {}
+        for i, K in enumerate(sets):
+            subs = [P for P in sets[:i] if P < K]
+            if subs:
+                parent[K] = max(subs, key=len)
+        used = set(parent) | set(parent.values())
+        if not used:
+            return groups_by_dst
+        readers = {K: [n for n in order if keys.get(n) == K] for K in used}
+        size = {K: int(np.prod(groups_by_dst[readers[K][0]][2])) for K in used}
+        if any(int(np.prod(groups_by_dst[n][2])) != size[K] for K in used for n in readers[K]) or \
+                any(size[K] != size[P] for K, P in parent.items()):
+            return groups_by_dst
+        rname = {K: f"{readers[K][0]}.stream" for K in used}
+        # float structures of every stream term (gain 1: model units), once
+        terms = {}
+        for K in used:
+            t_by_key = {(t.src, tuple(t.ops)): t for t in groups_by_dst[readers[K][0]][0].terms}
+            for key in K - (parent.get(K) or frozenset()):
+                t = t_by_key[key]
+                src_shape = in_shape if t.src == inp else _shape(self.g.nodes[t.src], "output")
+                kind, w, native = self.chain_structure(list(t.ops), src_shape, np.ones(size[K]), readers[K][0])
+                if kind not in ("conv", "dense", "sparse"):
+                    return groups_by_dst          # (a pooled readout: not a stream term)
+                terms[key] = (t, kind, w, native)
+
+        def root(K):
+            while K in parent:
+                K = parent[K]
+            return K
+        rowabs = {}
+        for K in sorted(used, key=len):
+            ra = rowabs[parent[K]].copy() if K in parent else np.zeros(size[K])
+            for key in K - (parent.get(K) or frozenset()):
+                _, kind, w, _ = terms[key]
+                ra += _row_abs_sum(kind, w, size[K])
+            rowabs[K] = ra
+        bound = {}
+        for K in used:
+            top = 254.0 / max([_absmax(terms[key][2]) for key in K] + [1e-12])
+            for n in readers[K]:
+                val, rowgain, shape, dv, ge, k, pkind, dst, du, leak = groups_by_dst[n]
+                r = float(rowgain[0])
+                bias = np.zeros(size[K])
+                for chain in val.bias_nodes:
+                    b = self.bias_vector(chain)
+                    if b is not None:
+                        bias += b
+                bias *= rowgain
+                if du != 4095 and np.any(bias):
+                    return groups_by_dst           # (a constant into u: const1 groups, not a stream reader)
+                if leak is not None:
+                    bias = bias + leak
+                rmax = float((np.abs(bias) + r * rowabs[K]).max())
+                lim = VTH_MAX
+                if rmax > 0:
+                    lim = min(lim, ((1 << 23) - 1) / (64.0 * rmax * 4096.0 / (du + 1)))
+                if np.any(bias):
+                    lim = min(lim, 4095.0 * 128 / (64.0 * float(np.abs(bias).max())))
+                top = min(top, lim * r)            # the reader's scale is S / r
+            bound[root(K)] = min(bound.get(root(K), math.inf), top)
+        # a reader of gain p / q gets the scale S q / p: an integer when p divides S (S a multiple of the lcm)
+        frac = {n: Fraction(float(groups_by_dst[n][1][0])).limit_denominator(1 << 12) for K in used for n in readers[K]}
+        step = {}
+        for K in used:
+            for n in readers[K]:
+                step[root(K)] = math.lcm(step.get(root(K), 1), frac[n].numerator)
+        if any(bound[r_] < step[r_] for r_ in bound):
+            return groups_by_dst            # (no integer scale within the registers)
+        for K in used:
+            S = int(math.floor(bound[root(K)] / step[root(K)])) * step[root(K)]
+            self.stream_scale[rname[K]] = S
+            for n in readers[K]:
+                self.stream_scale[n] = S * frac[n].denominator // frac[n].numerator
+        # the new destinations: relays before their first reader; readers read their relay only
+        out = {}
+        for n in order:
+            K = keys.get(n) if keys.get(n) in used else None
+            if K is not None and readers[K][0] == n:
+                val0, rowgain, shape = groups_by_dst[n][:3]
+                new = []
+                if K in parent:
+                    new.append(_Term(rname[parent[K]], []))
+                fresh = K - (parent.get(K) or frozenset())
+                for t0 in val0.terms:                   # the model's order
+                    key = (t0.src, tuple(t0.ops))
+                    if key in fresh:
+                        t, kind, w, native = terms[key]
+                        new.append(t)
+                        self.stream_struct[key] = (kind, w, native)
+                out[rname[K]] = (_Value(new), np.ones(size[K]), shape, 0, False, 1.0, "relay", n, 4095, None)
+                self.stream_relays[rname[K]] = sorted(readers[K])
+            if K is not None:
+                val = groups_by_dst[n][0]
+                out[n] = (_Value([_Term(rname[K], [])], [], list(val.bias_nodes)),) + tuple(groups_by_dst[n][1:])
+            else:
+                out[n] = groups_by_dst[n]
+        return out
+
     def bias_vector(self, chain):
         """Bias produced by chain[0]'s bias pushed through chain[1:]."""
         b = self.op_bias(chain[0])
@@ -823,19 +965,35 @@ class _Lowerer:
                 dv, du, ge, k, pkind, name, leak, theta = 0, 4095, False, 1.0, "readout", "readout", None, None
             groups_by_dst[name] = (val, rowgain, shape, dv, ge, k, pkind, dst, du,
                                    None if leak is None else leak / theta)
+        # ------------- the residual stream: each stream value built once (a relay that every reader reads)
+        self.stream_scale, self.stream_struct, self.stream_relays = {}, {}, {}
+        if self.residual_stream == "relay" and not self.fixed_scale:
+            groups_by_dst = self.stream_plan(groups_by_dst, inp, in_shape, domain, v0_by_dst)
         # ------------- quantize
         for name, (val, rowgain, shape, dv, ge, k, pkind, dst, du, leak) in groups_by_dst.items():
             n = int(np.prod(shape))
             mats = []
             for t in val.terms:
+                if t.src in self.stream_relays:
+                    mats.append((t, None, []))
+                    continue
                 src_shape = in_shape if t.src == inp else (_shape(g.nodes[t.src], "output"))
                 ops = [o for o in t.ops]
                 mats.append((t, src_shape, ops))
             # float weights per term (structured: conv kernels, sparse, or dense for Affine chains) x rowgain
             entries = []
             for t, src_shape, ops in mats:
+                if t.src in self.stream_relays:
+                    # a stream value read one-to-one (graded, weight 1: the scales are chosen so that the
+                    # payload is this population's input exactly)
+                    entries.append(("stream", t, None, None, None))
+                    continue
                 delays, ops = self.split_delays(ops, src_shape, dst)
-                kind, w, native = self.chain_structure(ops, src_shape, rowgain, dst)
+                key = (t.src, tuple(t.ops))
+                if pkind == "relay" and key in self.stream_struct:
+                    kind, w, native = self.stream_struct.pop(key)       # computed once by stream_plan
+                else:
+                    kind, w, native = self.chain_structure(ops, src_shape, rowgain, dst)
                 if delays is not None:
                     kind, w, native, delays = self.with_delays(kind, w, native, delays, dst)
                 if kind == "relay":
@@ -891,6 +1049,8 @@ class _Lowerer:
                 if abs(S - round(S)) > 1e-9:
                     raise UnsupportedError(f"node '{dst}': attention scale {spec.scale} gives a non-integer scale")
                 S = int(round(S))
+            elif name in self.stream_scale:
+                S = self.stream_scale[name]         # the stream's one scale (relays) or a reader's, S_stream / gain
             elif self.fixed_scale:
                 S = self.fixed_scale
             else:
@@ -923,12 +1083,21 @@ class _Lowerer:
             if pkind == "readout":
                 vth = VTH_MAX
                 S = float(S)
+            elif pkind == "relay":
+                vth, dv = 0, 0
             else:
                 vth = int(S - 1) if ge else int(S)
             # ---- groups
             layer = {"population": name, "scale": S, "groups": []}
             syns = []
             for kind, t, w, native, delays in chip:
+                if kind == "stream":
+                    sname = f"{name}<-{t.src}"
+                    syns.append(Synapse(sname, t.src, name, "sparse", identity_csr(n), sign_mode=EXCITATORY,
+                                        graded=True, source=f"residual stream value {t.src}"))
+                    layer["groups"].append({"synapse": sname, "source": t.src, "weight_exp": 0, "rel_error": 0.0,
+                                            "clipped": 0})
+                    continue
                 if kind == "sparse":
                     m_, e_, clipped, err, sm = self.quant_group(w.data * S, conv=False, name=name)
                     m_ = sp.csr_matrix((m_, w.indices, w.indptr), shape=w.shape)
@@ -1050,7 +1219,7 @@ class _Lowerer:
 
 def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding: str = "nearest",
                 input_range=(0.0, 1.0), bias_exp_min: int = 0, attention: str = "graded", split_signs: bool = False,
-                attention_schedule: str = "parallel"):
+                attention_schedule: str = "parallel", residual_stream: str = "relay"):
     """Lower ``graph``; returns ``(LoweredNetwork, report)``.  ``T``: steps per sample (default from the
     graph metadata ``neurodeploy.time_steps``); ``scale``: force one integer scale for every population;
     ``rounding``: how decays dv are rounded: ``nearest`` or ``floor`` (truncation, as the NIR paper's
@@ -1066,6 +1235,9 @@ def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding:
     :data:`~neurodeploy.lower.attention_graded.ATTENTION_SCHEDULES` (``parallel``: default; ``packed``: channels
     packed into 24-bit graded words, half the product neurons or fewer, 4 steps more; all exact; docs/lowering.md,
     "Attention schedules");
+    ``residual_stream``: ``relay`` (default: each value of a residual stream is one graded relay population
+    that its readers read once, :meth:`_Lowerer.stream_plan`) or ``expanded`` (every reader holds every
+    earlier branch as its own synapse group: synapse memory grows with depth squared);
     ``graph``: a NIR graph or its :class:`~neurodeploy.analysis.annotate.AnnotatedGraph` (a deployment hands
     over the one it built)."""
     check_lowering_inputs(graph, T, scale, rounding, input_range, bias_exp_min, attention)  # lower/validate.py
@@ -1076,6 +1248,8 @@ def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding:
                             f"not '{attention_schedule}'")
     if attention == "process" and attention_schedule != "parallel":
         raise BadInputError(f"attention_schedule '{attention_schedule}' needs attention='graded'")
+    if residual_stream not in ("relay", "expanded"):
+        raise BadInputError(f"residual_stream must be 'relay' or 'expanded', not '{residual_stream}'")
     if rounding not in ("nearest", "floor"):
         raise BadInputError(f"rounding must be 'nearest' or 'floor', not '{rounding}'")
     ann = annotate(graph)
@@ -1083,6 +1257,7 @@ def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding:
         T = int(ann.time_steps or 0) or None
     low = _Lowerer(ann, T, scale, rounding, input_range, graph_dt(ann.flat), bias_exp_min)
     low.split_signs = bool(split_signs)
+    low.residual_stream = residual_stream
     net = low.lower()               # includes the first balancing: the passes below start from a balanced net
     net.metadata["passes"] = ["lower_nir", "balance_delays"]
     if attention == "graded" and net.attention:

@@ -270,6 +270,7 @@ def _sections(doc: dict):
                             [[d["class"], d["module"], d["origin"], _f(d["count"])] for d in art["lava_processes"]])
         if art.get("passes"):
             yield "p", "Lowering passes, in order: " + ", ".join(art["passes"]) + "."
+        yield from _config_sections(art)
         est = t.get("energy_estimate")
         if est:
             yield "h3", "Energy estimate"
@@ -296,6 +297,51 @@ def _sections(doc: dict):
                           "ok" if c["ok"] else "EXCEEDED" + (f" ({c['why']})" if c.get("why") and not c["ok"] else "")]
                          for c in b["checks"]])
     yield "section", None
+
+
+def pareto(rows: list) -> list:
+    """Names of the configurations no other one beats in chips, latency and energy at once (lower is better;
+    a missing energy counts as equal)."""
+    ok = [r for r in rows if r.get("fits")]
+
+    def key(r):
+        return (r["chips"], r["latency_steps"], r.get("energy_uj") if r.get("energy_uj") is not None else 0.0)
+
+    out = []
+    for r in ok:
+        if not any(all(a <= b for a, b in zip(key(o), key(r))) and key(o) != key(r) for o in ok):
+            out.append(r["name"])
+    return out
+
+
+def _config_sections(art: dict):
+    """The lowering configuration of the artifact, and the configurations a budget search tried."""
+    cfg = art.get("lowering_config")
+    if cfg:
+        opts = ", ".join(f"{k} {v}" for k, v in cfg.items() if k not in ("name", "chosen_by"))
+        yield "p", f"Lowering configuration: **{cfg['name']}** ({opts}); {cfg.get('chosen_by', '')}."
+    tried = (art.get("configurations") or {}).get("tried")
+    if not tried:
+        return
+    front = set(pareto(tried))
+    yield "h3", "Lowering configurations tried"
+    yield "p", (f"Budget: {art['configurations']['budget']}. Each configuration was lowered and mapped; the chosen "
+                "one (the lowest latency within the budget) is the network written. Latency per inference: T + "
+                "pipeline depth. Pareto: no other configuration has fewer or equal chips, steps and energy.")
+    rows = []
+    for r in tried:
+        if r.get("refused"):
+            rows.append([r["name"], "refused: " + r["refused"]] + ["-"] * 9)
+            continue
+        rows.append([r["name"] + (" (chosen)" if r.get("chosen") else ""),
+                     "{v:fits}fits" if r["fits"] else "{v:does_not_fit}does not fit",
+                     _f(r["cores"]), _f(r["chips"]), r["system"] or "-", _f(r["latency_steps"]),
+                     _f(r["latency_ms"]) if r.get("latency_ms") is not None else "-",
+                     _f(r["energy_uj"]) if r.get("energy_uj") is not None else "-",
+                     "yes" if r["within_budget"] else "no", "yes" if r["name"] in front else "no",
+                     _f(r.get("lowering_s"))])
+    yield "table", (["configuration", "verdict", "cores", "chips", "smallest system", "latency (steps)",
+                     "latency (ms)", "energy (uJ)", "within budget", "Pareto", "lowering + mapping (s)"], rows)
 
 
 _MARK = re.compile(r"\{(conf|v):([a-z_]+)\}")
@@ -474,13 +520,52 @@ def _plot_rates(doc):
     return "Firing rate per layer (the rates every target's figures use)", _svg(fig)
 
 
+def _plot_configs(doc):
+    """Chips against latency for the configurations a budget search tried (colour: energy; ring: the chosen
+    one; line: the Pareto front)."""
+    import matplotlib.pyplot as plt
+
+    ts = [(t["target"], ((t.get("artifact") or {}).get("configurations") or {}).get("tried") or []) for t in doc["targets"]]
+    ts = [(name, [r for r in rows if r.get("fits")]) for name, rows in ts]
+    ts = [(name, rows) for name, rows in ts if rows][:2]
+    if not ts:
+        return None
+    fig, axes = plt.subplots(1, len(ts), figsize=(5.2 * len(ts), 3.2), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], ts):
+        x = [r["latency_steps"] for r in rows]
+        y = [r["chips"] for r in rows]
+        e = [r.get("energy_uj") for r in rows]
+        if all(v is not None for v in e):
+            sc = ax.scatter(x, y, c=e, cmap="viridis", s=40, zorder=3)
+            fig.colorbar(sc, ax=ax, label="energy per inference (uJ)")
+        else:
+            ax.scatter(x, y, color=_PALETTE[0], s=40, zorder=3)
+        front = set(pareto(rows))
+        fr = sorted((r["latency_steps"], r["chips"]) for r in rows if r["name"] in front)
+        if len(fr) > 1:
+            ax.plot([a for a, _ in fr], [b for _, b in fr], "--", color=_PALETTE[5], zorder=2, label="Pareto front")
+        for r in rows:
+            ax.annotate(r["name"], (r["latency_steps"], r["chips"]), xytext=(4, 4), textcoords="offset points",
+                        fontsize=6)
+            if r.get("chosen"):
+                ax.scatter([r["latency_steps"]], [r["chips"]], s=160, facecolors="none", edgecolors=_PALETTE[3],
+                           linewidths=1.5, zorder=4, label="chosen")
+        ax.set_yscale("log")
+        ax.set_xlabel("latency per inference (steps)")
+        ax.set_ylabel("chips")
+        ax.set_title(f"{name}: configurations tried", fontsize=9)
+        ax.legend(fontsize=6, loc="upper right")
+    return ("Lowering configurations tried: chips against latency (colour: energy per inference; ring: chosen; "
+            "dashed: Pareto front)", _svg(fig))
+
+
 def plots(doc: dict) -> list[tuple[str, str]]:
     """(caption, inline SVG) per plot."""
     import matplotlib.pyplot as plt
 
     out = []
     with plt.rc_context(_style()):
-        for fn in (_plot_resources, _plot_systems, _plot_energy, _plot_fidelity, _plot_rates):
+        for fn in (_plot_resources, _plot_systems, _plot_configs, _plot_energy, _plot_fidelity, _plot_rates):
             r = fn(doc)
             if r:
                 out.append(r)

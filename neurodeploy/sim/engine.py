@@ -295,7 +295,8 @@ class Engine:
     def _safe_flags(self) -> dict:
         """Populations whose |u| provably stays within 24 bits (wrap-around work can be skipped)."""
         bound = {n: 0 for n in self.pops}
-        for n, groups in self.out_groups.items():
+        for n in self.order:        # a relay's bound (its payload's) is complete before its groups count
+            groups = self.out_groups[n]
             src = self.pops[n]
             if src.kind == "input" and src.input_kind != "spikes":
                 for g in groups:
@@ -309,10 +310,12 @@ class Engine:
                 if s.kind == "identity":
                     bound[s.dst] = float("inf")
                     continue
-                if s.graded:
+                if s.graded and not (src.kind == "relay" and s.kind in ("dense", "sparse") and s.delays is None):
                     bound[s.dst] = float("inf")
                     continue
                 rows = _weight_bound(s.weights)
+                if s.graded:            # a relay's payload is bounded by its own input (a residual stream)
+                    rows = rows * bound[n]
                 if s.kind != "conv":
                     rows = rows * 2.0 ** s.weight_exp + 1
                 bound[s.dst] += rows * (1 + (s.delays is not None and LoweredNetwork.max_delay(s) - s.balance_delay > 0) * 63)

@@ -1,0 +1,62 @@
+"""Fit to a budget (issue 28 part 3): every candidate lowering configuration of each variant, lowered and mapped.
+
+For each variant (random weights, ``torch.manual_seed(0)``, as ``benchmarks/bench_export_all.py``) and each
+configuration of ``neurodeploy.deploy.configs.CANDIDATES``: cores, chips, smallest system, latency per
+inference (T + pipeline depth, in steps and in ms at the Loihi 2 profile's step time), energy per inference
+(``configs.config_energy`` at the variant's published firing rates), neurons, synapses, and the seconds of
+lowering + mapping (wall clock; inflated when the machine is shared).  Prints one JSON object.
+
+    python benchmarks/bench_fit.py [--arch A ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import torch
+
+DEFAULT_ARCHS = ["spikingformer-digits", "spikingformer-gesture-2-256", "spikingformer-cifar10-4-384"]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", action="append", default=None)
+    a = ap.parse_args(argv)
+    from neurodeploy.deploy import Deployment
+    from neurodeploy.deploy.configs import CANDIDATES, config_energy
+    from neurodeploy.deploy.loihi2 import DEFAULT_INPUT_RANGE, config_row
+    from neurodeploy.models.registry import build_model
+
+    out = {"configurations": [c.to_dict() for c in CANDIDATES], "variants": {}}
+    for arch in a.arch or DEFAULT_ARCHS:
+        torch.manual_seed(0)
+        model = build_model(arch).eval()
+        dep = Deployment.build(model, targets=["loihi2"])
+        t = dep.target("loihi2")
+        step_s = t.profile.energy("step_time_s")
+        est = None
+        from neurodeploy.energy import target_energy
+        if dep.rates:
+            est = target_energy(dep.ops, dep.rates, t.profile)
+        rows = []
+        for cfg in CANDIDATES:
+            t0 = time.perf_counter()
+            art = t.target._lower_one(dep, cfg, DEFAULT_INPUT_RANGE, "default")
+            t1 = time.perf_counter()
+            res = t.target.map(art, t.profile, dep.rates or None)
+            t2 = time.perf_counter()
+            row = config_row(cfg, art, res, step_s)
+            row.update(lowering_s=round(t1 - t0, 2), mapping_s=round(t2 - t1, 2))
+            rows.append(row)
+            del art
+        config_energy(rows, est, t.profile)
+        out["variants"][arch] = {"rows": rows, "rates": dep.rates_source,
+                                 "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+        print(json.dumps({arch: out["variants"][arch]}), flush=True)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Fit to a budget (issue 28 part 3): ``--max-chips`` / ``--system`` make the Loihi 2 lowering try every candidate
+configuration (neurodeploy/deploy/configs.py), keep the lowest-latency one that fits, write exactly that network
+(summary.json records it, ``simulate OUT`` runs it) and show the configurations tried (table + plot); nothing
+fits: exit 1, one line naming the smallest fit; bad budgets: exit 2, one line naming the option."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+import neurodeploy
+from neurodeploy.cli import main
+from neurodeploy.deploy.configs import CANDIDATES, DEFAULT, LoweringConfig, candidates, with_schedule
+from neurodeploy.lower.network import LoweredNetwork
+
+from export_helpers import random_model
+
+
+@pytest.fixture(scope="module")
+def digits_ckpt(tmp_path_factory):
+    return neurodeploy.save_checkpoint(random_model("spikingformer-digits"), tmp_path_factory.mktemp("ck") / "d.pt")
+
+
+def _one_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_candidates_are_a_table_and_the_default_builds_the_stream_once():
+    assert DEFAULT is CANDIDATES[0] and DEFAULT.residual_stream == "relay"
+    assert [(c.residual_stream, c.attention_schedule) for c in CANDIDATES] == [
+        ("relay", "parallel"), ("expanded", "parallel"), ("relay", "packed"), ("expanded", "packed")]
+    # --attention-schedule fixes the schedule: the search tries only those candidates
+    assert [c.attention_schedule for c in candidates("packed")] == ["packed", "packed"]
+    assert with_schedule(DEFAULT, "packed").lower_kwargs() == {"residual_stream": "relay",
+                                                                "attention_schedule": "packed"}
+    assert with_schedule(DEFAULT, None) is DEFAULT and with_schedule(DEFAULT, "parallel") is DEFAULT
+    # a new option is one line: it reaches lower_graph only when it differs from today's
+    assert LoweringConfig("x", attention_schedule="serial").lower_kwargs() == {"residual_stream": "relay",
+                                                                             "attention_schedule": "serial"}
+    assert DEFAULT.lower_kwargs() == {"residual_stream": "relay"}
+
+
+@pytest.mark.slow
+def test_max_chips_chooses_the_lowest_latency_fit_and_writes_it(digits_ckpt, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["export", str(digits_ckpt), "-o", str(out), "--target", "loihi2", "--max-chips", "8"]) == 0
+    s = json.loads((out / "loihi2" / "summary.json").read_text())
+    tried = s["configurations"]["tried"]
+    assert [r["name"] for r in tried] == [c.name for c in CANDIDATES]
+    # the random digits model fits one chip either way; expanded has 2 steps less (no stream relays), packed
+    # attention 4 steps more per block (docs/lowering.md)
+    by = {r["name"]: r for r in tried}
+    assert by["stream expanded"]["latency_steps"] == by["stream built once"]["latency_steps"] - 2
+    assert by["stream expanded, packed attention"]["latency_steps"] == by["stream expanded"]["latency_steps"] + 4
+    assert all(r["fits"] and r["chips"] == 1 and r["system"] == "Oheo Gulch" and r["within_budget"] for r in tried)
+    assert s["lowering_config"]["name"] == "stream expanded" and by["stream expanded"]["chosen"]
+    assert by["stream built once"]["latency_ms"] == pytest.approx(by["stream built once"]["latency_steps"] * 2.45)
+    assert all(r["energy_uj"] > 0 for r in tried)
+    # the artifact is the chosen network
+    net = LoweredNetwork.load(str(out / "loihi2" / "network.npz"))
+    assert not any(p.name.endswith(".stream") for p in net.populations)
+    assert net.metadata["lowering_config"]["residual_stream"] == "expanded"
+    rep = json.loads((out / "report.json").read_text())
+    (t,) = rep["targets"]
+    assert t["artifact"]["lowering_config"]["name"] == "stream expanded" and t["chips"] == 1
+    md = (out / "report.md").read_text()
+    assert "### Lowering configurations tried" in md and "| stream expanded (chosen) | fits |" in md
+    html = (out / "report.html").read_text()
+    assert "Lowering configurations tried: chips against latency" in html
+    # without a budget: the default configuration, one lowering
+    out2 = tmp_path / "out2"
+    assert main(["export", str(digits_ckpt), "-o", str(out2), "--target", "loihi2"]) == 0
+    s2 = json.loads((out2 / "loihi2" / "summary.json").read_text())
+    assert s2["lowering_config"]["name"] == DEFAULT.name and "configurations" not in s2
+    assert s2["latency_steps"] == by["stream built once"]["pipeline_depth"]
+
+
+@pytest.mark.slow
+def test_nothing_fits_exits_1_naming_the_smallest_fit(digits_ckpt, tmp_path, capsys):
+    # a Loihi 2 profile with 4 cores per chip: the digits model needs 9-10 chips, a Kapoho Point has 8
+    import tomllib
+    from pathlib import Path
+    src = Path(neurodeploy.__file__).resolve().parents[1] / "hardware_profiles" / "loihi2.toml"
+    text = src.read_text()
+    assert "cores = { value = 122," in text
+    prof = tmp_path / "loihi2.toml"
+    prof.write_text(text.replace("cores = { value = 122,", "cores = { value = 4,"))
+    tomllib.loads(prof.read_text())
+    out = tmp_path / "out"
+    rc = main(["export", str(digits_ckpt), "-o", str(out), "--target", "loihi2", "--profile", str(prof),
+               "--system", "kapoho-point"])
+    line = _one_line(capsys)
+    assert rc == 1 and not out.exists()
+    m = re.fullmatch(r"neurodeploy: error: loihi2: no configuration fits Kapoho Point \(8 chips\): the smallest fit "
+                     r"found is 'stream expanded' with (\d+) chips \(\d+ cores, Hala Point\), latency 15 steps", line)
+    assert m and int(m.group(1)) > 8, line
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--max-chips", "0"], "--max-chips must be an integer >= 1, got 0"),
+    (["--max-chips", "-3"], "--max-chips must be an integer >= 1, got -3"),
+    (["--max-chips", "99999999999"], "--max-chips 99999999999 is more than 1,000,000 chips"),
+    (["--system", "pohoiki-springs"], "--system 'pohoiki-springs': not a loihi2 system (known: oheo-gulch, "
+                                      "kapoho-point, hala-point)"),
+])
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_bad_budgets_exit_2_naming_the_option(digits_ckpt, tmp_path, capsys, args, words, command):
+    out = tmp_path / "out"
+    argv = ([command, str(digits_ckpt), "-o", str(out)] + (["--target", "loihi2"] if command == "export" else [])
+            + args)
+    assert main(argv) == 2
+    line = _one_line(capsys)
+    assert line.startswith("neurodeploy: error: ") and words in line, line
+    assert not out.exists()
+
+
+def test_system_needs_the_loihi2_target(digits_ckpt, tmp_path, capsys):
+    assert main(["export", str(digits_ckpt), "-o", str(tmp_path / "o"), "--target", "speck", "--system",
+                 "kapoho-point"]) == 2
+    assert "--system 'kapoho-point': applies to the loihi2 target" in _one_line(capsys)

@@ -196,20 +196,21 @@ def export_spikformer(model, input_shape=None, dtype=np.float32, expand_attentio
         a, p = blk.attn, f"block.{j}.attn"
         qkv = []
         for n in "qkv":
-            c, _ = b.conv_bn(f"{p}.{n}_conv", getattr(a, f"{n}_conv"), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", (D, N), stream, dims=1)
+            c, _ = b.conv_bn(f"{p}.{n}_{a.kind}", a.projection_layer(n), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", (D, N),
+                             stream, dims=1)
             qkv.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), (D, N), [c]))
         att = _attention(b, p, qkv, D, N, a.num_heads, float(a.scale), expand_attention)
         al = b.lif(f"{p}.attn_lif", a.attn_lif, (D, N), att)
-        pc, _ = b.conv_bn(f"{p}.proj_conv", a.proj_conv, a.proj_bn, f"{p}.proj_bn", (D, N), [al], dims=1)
+        pc, _ = b.conv_bn(f"{p}.proj_{a.kind}", a.projection_layer("proj"), a.proj_bn, f"{p}.proj_bn", (D, N), [al], dims=1)
         stream.append(b.lif(f"{p}.proj_lif", a.proj_lif, (D, N), [pc]))
         m, p = blk.mlp, f"block.{j}.mlp"
-        c1, (Hd, _) = b.conv_bn(f"{p}.fc1_conv", m.fc1_conv, m.fc1_bn, f"{p}.fc1_bn", (D, N), stream, dims=1)
+        c1, (Hd, _) = b.conv_bn(f"{p}.fc1_{m.kind}", m.layer(1), m.fc1_bn, f"{p}.fc1_bn", (D, N), stream, dims=1)
         l1 = b.lif(f"{p}.fc1_lif", m.fc1_lif, (Hd, N), [c1])
-        c2, _ = b.conv_bn(f"{p}.fc2_conv", m.fc2_conv, m.fc2_bn, f"{p}.fc2_bn", (Hd, N), [l1], dims=1)
+        c2, _ = b.conv_bn(f"{p}.fc2_{m.kind}", m.layer(2), m.fc2_bn, f"{p}.fc2_bn", (Hd, N), [l1], dims=1)
         stream.append(b.lif(f"{p}.fc2_lif", m.fc2_lif, (D, N), [c2]))
     head = b.readout("head", model.head, stream, (D, N))
     b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
-    check_coverage(model, b.used_modules, set(), "Spikformer", SUPPORTED_TORCH)
+    check_coverage(model, b.used_modules, {"norm1", "norm2"}, "Spikformer", SUPPORTED_TORCH)
     return b.graph(_graph_meta(getattr(model, "arch", "spikformer"), cfg.T, False))
 
 

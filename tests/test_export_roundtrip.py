@@ -31,6 +31,10 @@ SIZES = {
     "spikingformer-gesture-2-256": (32, 2),
     "spikingformer-digits": (8, 4),
     "spikformer-digits": (8, 4),
+    "spikformer-cifar10-4-384": (16, 2),
+    "spikformer-imagenet-8-384": (32, 1),
+    "spikformer-imagenet-8-512": (32, 1),
+    "spikformer-imagenet-8-768": (32, 1),
     "sew-resnet-digits-add": (8, 4),
     "sew-resnet-digits-and": (8, 4),
     "sew-resnet-digits-iand": (8, 4),
@@ -43,6 +47,8 @@ def test_every_architecture_is_covered():
 
 def compare(model, graph, x, T, dtype):
     logits, lifs = lif_outputs(model, x)
+    if getattr(model.cfg, "projection", "conv") == "linear":  # Spikformer's CIFAR code: blocks on [T, B, N, C]
+        lifs = {k: (v.transpose(-1, -2) if k.startswith("block.") else v) for k, v in lifs.items()}
     out, rec = simulate(graph, x, T=None if x.dim() == 5 else T, record=True, dtype=dtype)
     sim_logits = reduce_output(graph, out)
     mismatches = {name: int((s.reshape(rec[name].shape) != rec[name]).sum()) for name, s in lifs.items()}

@@ -67,6 +67,34 @@ SPIKINGFORMER_CONFIGS: dict[str, Callable[[], SpikingformerConfig]] = {
     "spikingformer-digits": _digits,
 }
 
+def _spikformer_cifar(classes: int = 10, D: int = 384, depth: int = 4, heads: int = 12) -> SpikformerConfig:
+    """ZK-Zhou/spikformer cifar10/model.py + cifar10.yml (layer 4, dim 384, heads 12, T 4)."""
+    return SpikformerConfig(
+        num_classes=classes, in_channels=3, img_size=32, embed_dim=D, depth=depth, num_heads=heads, T=4, tau=2.0,
+        sps_channels=[D // 8, D // 4, D // 2, D], sps_pools=[False, False, True, True], projection="linear",
+        layer_norms=True, attention_order="qk_first",
+    )
+
+
+def _spikformer_imagenet(D: int, depth: int = 8, heads: int = 8) -> SpikformerConfig:
+    """ZK-Zhou/spikformer imagenet/model.py (registers 8-512 with 8 heads; T = 4 fixed in forward)."""
+    return SpikformerConfig(
+        num_classes=1000, in_channels=3, img_size=224, embed_dim=D, depth=depth, num_heads=heads, T=4, tau=2.0,
+        sps_channels=[D // 8, D // 4, D // 2, D], sps_pools=[True, True, True, True], projection="conv",
+        layer_norms=True, attention_order="kv_first",
+    )
+
+
+#: official Spikformer variants (ZK-Zhou/spikformer; shared/reference/spiking-transformers.md section 2).  The
+#: repository registers only ImageNet 8-512 (8 heads); 8-384 and 8-768 are the paper's sizes built with the
+#: same code and 8 heads (the head count changes neither keys nor parameters).
+SPIKFORMER_CONFIGS: dict[str, Callable[[], SpikformerConfig]] = {
+    "spikformer-cifar10-4-384": lambda: _spikformer_cifar(10),
+    "spikformer-imagenet-8-384": lambda: _spikformer_imagenet(384),
+    "spikformer-imagenet-8-512": lambda: _spikformer_imagenet(512),
+    "spikformer-imagenet-8-768": lambda: _spikformer_imagenet(768),
+}
+
 BASELINE_CONFIGS: dict[str, Callable[[], object]] = {
     "spikformer-digits": lambda: SpikformerConfig(),
     "sew-resnet-digits-add": lambda: SEWConfig(connect_f="ADD"),
@@ -86,16 +114,54 @@ OFFICIAL_PARAMETER_COUNTS = {
 }
 
 
+#: official parameter counts of the other families: the count of the official model code's module tree
+#: (benchmarks/bench_official.py builds both and compares), including parameters the forward never uses
+#: (Spikformer's LayerNorms).  The papers' counts (without unused modules) are in FAMILY_PAPER_PARAMETERS.
+FAMILY_PARAMETER_COUNTS = {
+    "spikformer-cifar10-4-384": 9_330_874,
+    "spikformer-imagenet-8-384": 16_828_312,
+    "spikformer-imagenet-8-512": 29_705_768,
+    "spikformer-imagenet-8-768": 66_363_208,
+}
+
+#: the papers' parameter counts in millions (without never-used modules), with their source
+FAMILY_PAPER_PARAMETERS = {
+    "spikformer-cifar10-4-384": (9.32, "Spikformer, ICLR 2023, Table (CIFAR-10, Spikformer-4-384)"),
+    "spikformer-imagenet-8-384": (16.81, "Spikformer, ICLR 2023, Table (ImageNet, Spikformer-8-384)"),
+    "spikformer-imagenet-8-512": (29.68, "Spikformer, ICLR 2023, Table (ImageNet, Spikformer-8-512)"),
+    "spikformer-imagenet-8-768": (66.34, "Spikformer, ICLR 2023, Table (ImageNet, Spikformer-8-768)"),
+}
+
+#: families by architecture-name prefix (what summary.json and the report call the family)
+FAMILIES = {
+    "spikingformer": "Spikingformer",
+    "spikformer": "Spikformer",
+    "sew-resnet": "SEW ResNet",
+}
+
+
+def family_of(arch: str | None) -> str | None:
+    """The family name of an architecture name (``spikformer-cifar10-4-384`` -> ``Spikformer``)."""
+    if not arch:
+        return None
+    for prefix in sorted(FAMILIES, key=len, reverse=True):
+        if arch == prefix or arch.startswith(prefix + "-"):
+            return FAMILIES[prefix]
+    return None
+
+
+def _all_configs() -> dict:
+    return {**SPIKINGFORMER_CONFIGS, **SPIKFORMER_CONFIGS, **BASELINE_CONFIGS}
+
+
 def arch_names() -> list[str]:
-    return list(SPIKINGFORMER_CONFIGS) + list(BASELINE_CONFIGS)
+    return list(_all_configs())
 
 
 def default_config(arch: str):
-    if arch in SPIKINGFORMER_CONFIGS:
-        return SPIKINGFORMER_CONFIGS[arch]()
-    if arch in BASELINE_CONFIGS:
-        return BASELINE_CONFIGS[arch]()
-
+    configs = _all_configs()
+    if arch in configs:
+        return configs[arch]()
     raise BadInputError(f"unknown architecture {arch!r}; known: {', '.join(arch_names())}")
 
 

@@ -27,6 +27,7 @@ CHOICES = {
     "tokenizer_naming": ("cifar", "imagenet"),
     "attention_order": ("kv_first", "qk_first"),
     "connect_f": ("ADD", "AND", "IAND"),
+    "projection": ("conv", "linear"),
 }
 
 

@@ -111,7 +111,25 @@ def _spikformer(repo: Path):
     ]
 
 
-FAMILIES = {"spikformer": _spikformer}
+def _sdt(repo: Path):
+    mod = _import_file(repo / "model" / "spikeformer.py", "official_sdt", extra_paths=[repo])
+
+    def make(D, depth, classes, img, stat, in_ch=3):  # train.py create_model(...) with the conf's values
+        return mod.SpikeDrivenTransformer(T=4, num_heads=8, num_classes=classes, pooling_stat=stat, img_size_h=img,
+                                          img_size_w=img, patch_size=16, embed_dims=D, mlp_ratios=4, in_channels=in_ch,
+                                          qkv_bias=False, depths=depth, sr_ratios=1, spike_mode="lif",
+                                          dvs_mode=False, TET=False)
+
+    return [
+        ("sdt-cifar10-2-512", lambda: make(512, 2, 10, 32, "0011"), (3, 32)),
+        ("sdt-cifar10-2-256", lambda: make(256, 2, 10, 32, "0011"), (3, 32)),
+        ("sdt-imagenet-8-384", lambda: make(384, 8, 1000, 224, "1111"), (3, 224)),
+        ("sdt-imagenet-8-768", lambda: make(768, 8, 1000, 224, "1111"), (3, 224)),
+        ("sdt-digits", lambda: make(64, 1, 10, 8, "0010", in_ch=1), (1, 8)),
+    ]
+
+
+FAMILIES = {"spikformer": _spikformer, "sdt": _sdt}
 
 
 # ---------------------------------------------------------------------------------------------- compare

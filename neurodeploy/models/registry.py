@@ -18,6 +18,7 @@ from typing import Callable
 from torch import nn
 
 from .baselines import SEWConfig, SEWResNet, Spikformer, SpikformerConfig
+from .sdt import SDTConfig, SpikeDrivenTransformer
 from .spikingformer import Spikingformer, SpikingformerConfig
 from ..errors import BadInputError
 from .validate import validate_config
@@ -95,6 +96,22 @@ SPIKFORMER_CONFIGS: dict[str, Callable[[], SpikformerConfig]] = {
     "spikformer-imagenet-8-768": lambda: _spikformer_imagenet(768),
 }
 
+def _sdt(D: int, depth: int, classes: int, img: int, stat: str) -> SDTConfig:
+    """BICLab/Spike-Driven-Transformer conf/*.yml: heads 8, mlp_ratio 4, T 4, spike_mode lif."""
+    return SDTConfig(num_classes=classes, in_channels=3, img_size=img, embed_dim=D, depth=depth, num_heads=8,
+                     mlp_ratio=4, T=4, tau=2.0, pooling_stat=stat)
+
+
+#: official Spike-driven Transformer V1 variants (conf/cifar10/2_{256,512}_300E_t4.yml, conf/imagenet/*.yml)
+#: and a digits-size one (pooling "0010": no max-pool on the membrane, so it deploys)
+SDT_CONFIGS: dict[str, Callable[[], SDTConfig]] = {
+    "sdt-cifar10-2-512": lambda: _sdt(512, 2, 10, 32, "0011"),
+    "sdt-cifar10-2-256": lambda: _sdt(256, 2, 10, 32, "0011"),
+    "sdt-imagenet-8-384": lambda: _sdt(384, 8, 1000, 224, "1111"),
+    "sdt-imagenet-8-768": lambda: _sdt(768, 8, 1000, 224, "1111"),
+    "sdt-digits": lambda: SDTConfig(),
+}
+
 BASELINE_CONFIGS: dict[str, Callable[[], object]] = {
     "spikformer-digits": lambda: SpikformerConfig(),
     "sew-resnet-digits-add": lambda: SEWConfig(connect_f="ADD"),
@@ -136,6 +153,7 @@ FAMILY_PAPER_PARAMETERS = {
 FAMILIES = {
     "spikingformer": "Spikingformer",
     "spikformer": "Spikformer",
+    "sdt": "Spike-driven Transformer V1",
     "sew-resnet": "SEW ResNet",
 }
 
@@ -151,7 +169,7 @@ def family_of(arch: str | None) -> str | None:
 
 
 def _all_configs() -> dict:
-    return {**SPIKINGFORMER_CONFIGS, **SPIKFORMER_CONFIGS, **BASELINE_CONFIGS}
+    return {**SPIKINGFORMER_CONFIGS, **SPIKFORMER_CONFIGS, **SDT_CONFIGS, **BASELINE_CONFIGS}
 
 
 def arch_names() -> list[str]:
@@ -172,6 +190,8 @@ def model_from_config(config) -> nn.Module:
         return Spikformer(config)
     if isinstance(config, SEWConfig):
         return SEWResNet(config)
+    if isinstance(config, SDTConfig):
+        return SpikeDrivenTransformer(config)
     raise TypeError(f"not a model config: {type(config).__name__}")
 
 

@@ -18,7 +18,7 @@ MAX_EXPANSION_WEIGHTS = 30_000_000
 
 SUPPORTED_TORCH = (
     "neurodeploy Spikingformer (Conv2d/Conv1d + BatchNorm, MultiStepLIF, MaxPool2d(3, 2, 1), spiking self-attention, "
-    "Linear head), Spikformer and SEW-ResNet (ADD/AND/IAND) models; snnTorch and Norse modules through their importers"
+    "Linear head), Spikformer, Spike-driven Transformer V1 and SEW-ResNet (ADD/AND/IAND) models; snnTorch and Norse modules through their importers"
 )
 
 
@@ -250,12 +250,102 @@ def export_sew(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
     return b.graph(_graph_meta(getattr(model, "arch", "sew-resnet"), cfg.T, False))
 
 
+def sdsa_nodes(b: GraphBuilder, p: str, q: str, k: str, v: str, shape, mask_lif) -> str:
+    """Spike-driven self-attention (SDT V1) in standard NIR primitives on the [D, H, W] token grid
+    (docs/nir.md, "Spike-driven self-attention"); every step is exact for binary Q, K, V:
+
+      kv_and         = Threshold(K + V > 1.5)                         [D, H, W]  K AND V
+      kv_sum         = SumPool2d(kernel (H, W))                        [D, 1, 1]  count over tokens, per channel
+      mask           = talking_heads_lif (LIF, V_th 0.5)               [D, 1, 1]  fires iff the count >= 1 (an OR)
+      mask_broadcast = SumPool2d(kernel (H, W), padding (H-1, W-1))    [D, H, W]  the mask on every token
+      q_and_mask     = Threshold(mask_broadcast + Q > 1.5)             [D, H, W]  Q AND mask
+    (SumPool2d is per channel by definition; a grouped Conv1d would say the same, but NIR 1.0.8's type
+    inference ignores ``groups``.)  Returns the name of ``q_and_mask`` (binary)."""
+    dt = b.dtype
+    D, H, W = shape
+    kv = b.add(f"{p}.kv_and", nir.Threshold(threshold=np.full(shape, 1.5, dtype=dt)), [k, v], source=p)
+    cnt = b.add(f"{p}.kv_sum", nir.SumPool2d(kernel_size=np.array([H, W]), stride=np.array([1, 1]),
+                                             padding=np.array([0, 0])), kv, source=p)
+    mask = b.lif(f"{p}.talking_heads_lif", mask_lif, (D, 1, 1), [cnt])
+    rep = b.add(f"{p}.mask_broadcast", nir.Conv2d(input_shape=None, weight=np.ones((D, 1, H, W), dtype=dt), stride=1,
+                                                   padding=(H - 1, W - 1), dilation=1, groups=D,
+                                                   bias=np.zeros(D, dtype=dt)), mask, source=p)
+    return b.add(f"{p}.q_and_mask", nir.Threshold(threshold=np.full(shape, 1.5, dtype=dt)), [rep, q], source=p)
+
+
+def export_sdt(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
+    """Spike-driven Transformer V1 on the [D, H, W] token grid (its 1x1 Conv2d layers as nir.Conv2d):
+    MS_SPS tokenizer, membrane-shortcut blocks with SDSA (standard NIR, :func:`sdsa_nodes`), head = token
+    mean of the stream (AvgPool2d, role readout) -> head_lif -> Linear."""
+    cfg = model.cfg
+    b = GraphBuilder(dtype)
+    shape = _image_shape(cfg, input_shape)
+    b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
+    sps = model.patch_embed
+    stat = sps.pooling_stat
+    if stat[3] == "1":
+        raise UnsupportedError(
+            "module 'patch_embed.maxpool3': SDT V1 max-pools the real-valued BN output of tokenizer stage 3 "
+            "(pooling_stat[3] = '1', before proj_lif3 and in the RPE shortcut): a max of membrane values has no "
+            "spike form (a max of spikes is an OR, a max of reals needs comparators) and no NIR primitive, so "
+            "the model cannot be exported for a neuromorphic chip; retrain with pooling_stat[3] = '0' (pool "
+            "spikes at an earlier stage)")
+    prev = ["input"]
+    unused = {"attn_lif", "talking_heads", "rpe_lif", "maxpool3"}
+    for i in range(3):
+        sfx = "" if i == 0 else str(i)
+        name, shape = b.conv_bn(f"patch_embed.proj_conv{sfx}", getattr(sps, f"proj_conv{sfx}"),
+                                getattr(sps, f"proj_bn{sfx}"), f"patch_embed.proj_bn{sfx}", shape, prev, dims=2,
+                                role="encoder" if i == 0 else None)
+        prev = [b.lif(f"patch_embed.proj_lif{sfx}", getattr(sps, f"proj_lif{sfx}"), shape, [name])]
+        if stat[i] == "1":
+            name, shape = b.maxpool(f"patch_embed.maxpool{sfx}", getattr(sps, f"maxpool{sfx}"), shape, prev)
+            prev = [name]
+        else:
+            unused.add(f"maxpool{sfx}")
+    feat, shape = b.conv_bn("patch_embed.proj_conv3", sps.proj_conv3, sps.proj_bn3, "patch_embed.proj_bn3", shape,
+                            prev, dims=2)
+    l3 = b.lif("patch_embed.proj_lif3", sps.proj_lif3, shape, [feat])
+    rpe, _ = b.conv_bn("patch_embed.rpe_conv", sps.rpe_conv, sps.rpe_bn, "patch_embed.rpe_bn", shape, [l3], dims=2)
+    if shape[0] != cfg.embed_dim:
+        raise UnsupportedError(f"tokenizer outputs {shape[0]} channels, embed_dim is {cfg.embed_dim}")
+    stream = [rpe, feat]  # the membrane stream is the sum of these nodes' outputs (summed on the edges)
+    for j, blk in enumerate(model.block):
+        a, p = blk.attn, f"block.{j}.attn"
+        s = b.lif(f"{p}.shortcut_lif", a.shortcut_lif, shape, stream)
+        qkv = []
+        for n in "qkv":
+            c, _ = b.conv_bn(f"{p}.{n}_conv", getattr(a, f"{n}_conv"), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", shape,
+                             [s], dims=2)
+            qkv.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), shape, [c]))
+        out = sdsa_nodes(b, p, *qkv, shape, a.talking_heads_lif)
+        pc, _ = b.conv_bn(f"{p}.proj_conv", a.proj_conv, a.proj_bn, f"{p}.proj_bn", shape, [out], dims=2)
+        stream = stream + [pc]
+        m, p = blk.mlp, f"block.{j}.mlp"
+        l1 = b.lif(f"{p}.fc1_lif", m.fc1_lif, shape, stream)
+        c1, hshape = b.conv_bn(f"{p}.fc1_conv", m.fc1_conv, m.fc1_bn, f"{p}.fc1_bn", shape, [l1], dims=2)
+        inner = stream + [c1] if m.res else [c1]  # mlp_ratio 1: the official inner shortcut
+        l2 = b.lif(f"{p}.fc2_lif", m.fc2_lif, hshape, inner)
+        c2, _ = b.conv_bn(f"{p}.fc2_conv", m.fc2_conv, m.fc2_bn, f"{p}.fc2_bn", hshape, [l2], dims=2)
+        stream = (inner if m.res else stream) + [c2]
+    D, H, W = shape
+    mean = b.add("head.token_mean", nir.AvgPool2d(kernel_size=np.array([H, W]), stride=np.array([1, 1]),
+                                                  padding=np.array([0, 0])), stream, source="head", role="readout")
+    hl = b.lif("head_lif", model.head_lif, (D, 1, 1), [mean])
+    head = b.readout("head", model.head, [hl], (D, 1, 1))
+    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
+    check_coverage(model, b.used_modules, unused, "Spike-driven Transformer", SUPPORTED_TORCH)
+    return b.graph(_graph_meta(getattr(model, "arch", "sdt"), cfg.T, False))
+
+
 def export_torch_model(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:
     family = getattr(model, "arch_family", None)
     if family == "spikingformer":
         return export_spikingformer(model, input_shape, dtype, expand_attention)
     if family == "spikformer":
         return export_spikformer(model, input_shape, dtype, expand_attention)
+    if family == "sdt":  # SDSA is standard NIR: the file is the same with or without expand_attention
+        return export_sdt(model, input_shape, dtype)
     if family == "sew-resnet":  # no attention: the file is standard NIR with or without expand_attention
         return export_sew(model, input_shape, dtype)
     raise UnsupportedError(f"model of type {type(model).__name__} is not supported; supported: {SUPPORTED_TORCH}")

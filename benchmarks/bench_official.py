@@ -20,7 +20,8 @@ Benchmark-only dependencies (never imported by the package or the tests): Spikin
 (``pip install spikingjelly==0.0.0.0.14 --no-deps``; its ``clock_driven`` package still holds the old
 ``MultiStepLIFNode``) and timm (the official files import ``timm.models.layers`` / ``registry``; timm 0.6.12,
 the version the repositories pin, fails to import on Python 3.11; 0.9.16 works: ``pip install timm==0.9.16
---no-deps``).  Families: ``spikformer`` (ZK-Zhou/spikformer).
+--no-deps``).  Families: ``spikformer`` (ZK-Zhou/spikformer), ``sdt`` (BICLab/Spike-Driven-Transformer), ``qkformer``
+(zhouchenlin2096/QKFormer).
 
 Prints one JSON object on stdout; exit code 1 if any difference is not 0.0 or a state_dict differs, 2 on
 bad arguments or missing dependencies.
@@ -78,7 +79,7 @@ def _import_file(path: Path, module_name: str, extra_paths=()):
         with contextlib.redirect_stdout(sys.stderr):
             spec.loader.exec_module(mod)
     except ImportError as exc:
-        sys.stderr.write(f"bench_official: error: importing {path}: {exc} (install timm==0.9.16 --no-deps?)\n")
+        sys.stderr.write(f"bench_official: error: importing {path}: {exc} (the official files need timm==0.9.16 and einops: pip install --no-deps)\n")
         raise SystemExit(2)
     finally:
         sys.path[:] = old
@@ -129,7 +130,38 @@ def _sdt(repo: Path):
     ]
 
 
-FAMILIES = {"spikformer": _spikformer, "sdt": _sdt}
+def _qkformer(repo: Path):
+    cifar = _import_file(repo / "cifar10" / "model.py", "official_qkformer_cifar10")
+    imnet = _import_file(repo / "imagenet" / "qkformer.py", "official_qkformer_imagenet")
+
+    def cifar_model(D=384, depth=4, classes=10, img=32, in_ch=3):  # cifar10/train.py create_model("QKFormer", ...)
+        return cifar.QKFormer(img_size_h=img, img_size_w=img, patch_size=4, embed_dims=D, num_heads=8, mlp_ratios=4,
+                              in_channels=in_ch, num_classes=classes, qkv_bias=False, depths=depth, sr_ratios=1, T=4)
+
+    class FirstStage(torch.nn.Module):
+        """The official modules of stage 1 (PatchEmbedInit + TokenSpikingTransformer) in the official order,
+        with the official head computation: the digits-size model (num_stages 1)."""
+
+        def __init__(self):
+            super().__init__()
+            full = cifar_model(D=128, depth=2, classes=10, img=8, in_ch=1)
+            self.patch_embed1, self.stage1 = full.patch_embed1, full.stage1
+            self.head = torch.nn.Linear(32, 10)
+
+        def forward(self, x):
+            x = self.patch_embed1(x.unsqueeze(0).repeat(4, 1, 1, 1, 1))
+            for blk in self.stage1:
+                x = blk(x)
+            return self.head(x.flatten(3).mean(3).mean(0))
+
+    return [
+        ("qkformer-cifar10-4-384", cifar_model, (3, 32)),
+        ("qkformer-imagenet-10-384", lambda: imnet.QKFormer_10_384(T=4), (3, 224)),
+        ("qkformer-digits", FirstStage, (1, 8)),
+    ]
+
+
+FAMILIES = {"spikformer": _spikformer, "sdt": _sdt, "qkformer": _qkformer}
 
 
 # ---------------------------------------------------------------------------------------------- compare

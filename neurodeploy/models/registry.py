@@ -18,6 +18,7 @@ from typing import Callable
 from torch import nn
 
 from .baselines import SEWConfig, SEWResNet, Spikformer, SpikformerConfig
+from .qkformer import QKFormer, QKFormerConfig
 from .sdt import SDTConfig, SpikeDrivenTransformer
 from .spikingformer import Spikingformer, SpikingformerConfig
 from ..errors import BadInputError
@@ -112,6 +113,17 @@ SDT_CONFIGS: dict[str, Callable[[], SDTConfig]] = {
     "sdt-digits": lambda: SDTConfig(),
 }
 
+#: official QKFormer variants (cifar10/model.py + cifar10.yml: 4-384, heads fixed to 8; imagenet/qkformer.py:
+#: QKFormer_10_384, 6 heads, trained with --time_step 4) and a digits-size one (the first stage only:
+#: PatchEmbedInit + one Q-K token-attention block, no max-pool, so it deploys)
+QKFORMER_CONFIGS: dict[str, Callable[[], QKFormerConfig]] = {
+    "qkformer-cifar10-4-384": lambda: QKFormerConfig(num_classes=10, in_channels=3, img_size=32, embed_dim=384, depth=4,
+                                                     num_heads=8, mlp_ratio=4, T=4, coding="cifar"),
+    "qkformer-imagenet-10-384": lambda: QKFormerConfig(num_classes=1000, in_channels=3, img_size=224, embed_dim=384,
+                                                       depth=10, num_heads=6, mlp_ratio=4, T=4, coding="imagenet"),
+    "qkformer-digits": lambda: QKFormerConfig(num_stages=1),
+}
+
 BASELINE_CONFIGS: dict[str, Callable[[], object]] = {
     "spikformer-digits": lambda: SpikformerConfig(),
     "sew-resnet-digits-add": lambda: SEWConfig(connect_f="ADD"),
@@ -154,6 +166,7 @@ FAMILIES = {
     "spikingformer": "Spikingformer",
     "spikformer": "Spikformer",
     "sdt": "Spike-driven Transformer V1",
+    "qkformer": "QKFormer",
     "sew-resnet": "SEW ResNet",
 }
 
@@ -169,7 +182,7 @@ def family_of(arch: str | None) -> str | None:
 
 
 def _all_configs() -> dict:
-    return {**SPIKINGFORMER_CONFIGS, **SPIKFORMER_CONFIGS, **SDT_CONFIGS, **BASELINE_CONFIGS}
+    return {**SPIKINGFORMER_CONFIGS, **SPIKFORMER_CONFIGS, **SDT_CONFIGS, **QKFORMER_CONFIGS, **BASELINE_CONFIGS}
 
 
 def arch_names() -> list[str]:
@@ -192,6 +205,8 @@ def model_from_config(config) -> nn.Module:
         return SEWResNet(config)
     if isinstance(config, SDTConfig):
         return SpikeDrivenTransformer(config)
+    if isinstance(config, QKFormerConfig):
+        return QKFormer(config)
     raise TypeError(f"not a model config: {type(config).__name__}")
 
 

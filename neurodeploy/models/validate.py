@@ -22,12 +22,14 @@ INT_RANGES = {
     "T": (1, limits.MAX_TIME_STEPS),
     "channels": (1, limits.MAX_CHANNELS),
     "num_blocks": (1, limits.MAX_DEPTH),
+    "num_stages": (1, 3),
 }
 CHOICES = {
     "tokenizer_naming": ("cifar", "imagenet"),
     "attention_order": ("kv_first", "qk_first"),
     "connect_f": ("ADD", "AND", "IAND"),
     "projection": ("conv", "linear"),
+    "coding": ("cifar", "imagenet"),
 }
 
 

@@ -18,7 +18,7 @@ MAX_EXPANSION_WEIGHTS = 30_000_000
 
 SUPPORTED_TORCH = (
     "neurodeploy Spikingformer (Conv2d/Conv1d + BatchNorm, MultiStepLIF, MaxPool2d(3, 2, 1), spiking self-attention, "
-    "Linear head), Spikformer, Spike-driven Transformer V1 and SEW-ResNet (ADD/AND/IAND) models; snnTorch and Norse modules through their importers"
+    "Linear head), Spikformer, Spike-driven Transformer V1, QKFormer (first stage) and SEW-ResNet (ADD/AND/IAND) models; snnTorch and Norse modules through their importers"
 )
 
 
@@ -338,6 +338,80 @@ def export_sdt(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
     return b.graph(_graph_meta(getattr(model, "arch", "sdt"), cfg.T, False))
 
 
+def qk_token_attention_nodes(b: GraphBuilder, p: str, q: str, k: str, D: int, N: int, heads: int, attn_lif) -> str:
+    """QKFormer's Q-K token attention in standard NIR primitives (docs/nir.md, "Q-K token attention");
+    exact for binary Q, K:
+
+      head_sum  = Conv1d [heads, D, 1], 1 where channel c is in head h   [heads, N]  count of Q per head, token
+      attn_lif  = LIF (V_th 0.5)                                         [heads, N]  fires iff the count >= 1 (OR)
+      broadcast = Conv1d [D, heads, 1], 1 where channel c is in head h   [D, N]      the head's bit on its channels
+      k_and     = Threshold(broadcast + K > 1.5)                         [D, N]      A AND K
+    Returns the name of ``k_and`` (binary)."""
+    dt = b.dtype
+    d = D // heads
+    member = np.zeros((heads, D, 1), dtype=dt)
+    member[np.arange(D) // d, np.arange(D), 0] = 1
+    cnt = b.add(f"{p}.head_sum", nir.Conv1d(input_shape=N, weight=member, stride=1, padding=0, dilation=1, groups=1,
+                                            bias=np.zeros(heads, dtype=dt)), q, source=p)
+    a = b.lif(f"{p}.attn_lif", attn_lif, (heads, N), [cnt])
+    rep = b.add(f"{p}.head_broadcast", nir.Conv1d(input_shape=N, weight=np.ascontiguousarray(member.transpose(1, 0, 2)),
+                                                  stride=1, padding=0, dilation=1, groups=1,
+                                                  bias=np.zeros(D, dtype=dt)), a, source=p)
+    return b.add(f"{p}.k_and", nir.Threshold(threshold=np.full((D, N), 1.5, dtype=dt)), [rep, k], source=p)
+
+
+def export_qkformer(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:
+    """QKFormer: the first stage (PatchEmbedInit of the CIFAR coding: no max-pool) and its Q-K token
+    blocks, on [C, N] tokens with the spike-element-wise (integer) stream.  Every later patch embedding,
+    and the ImageNet PatchEmbedInit, max-pools a real BN output before its LIF: refused, naming the module."""
+    cfg = model.cfg
+    for embed_name, embed, _, _ in model.stages():
+        pool = next((n for n in ("proj_maxpool", "proj3_maxpool", "proj4_maxpool") if hasattr(embed, n)), None)
+        if pool is not None:
+            raise UnsupportedError(
+                f"module '{embed_name}.{pool}': QKFormer max-pools the real-valued BN output before the LIF in its "
+                "patch embedding; a max of membrane values has no spike form (a max of spikes is an OR, a max of "
+                "reals needs comparators) and no NIR primitive, so the model cannot be exported for a neuromorphic "
+                "chip (retrain with the max-pool after the LIF, on spikes, or with a strided convolution)")
+    b = GraphBuilder(dtype)
+    shape = _image_shape(cfg, input_shape)
+    b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
+    e, pe = model.patch_embed1, "patch_embed1"
+    c0, shape0 = b.conv_bn(f"{pe}.proj_conv", e.proj_conv, e.proj_bn, f"{pe}.proj_bn", shape, ["input"], dims=2,
+                           role="encoder")
+    s0 = b.lif(f"{pe}.proj_lif", e.proj_lif, shape0, [c0])
+    c1, shape1 = b.conv_bn(f"{pe}.proj1_conv", e.proj1_conv, e.proj1_bn, f"{pe}.proj1_bn", shape0, [s0], dims=2)
+    s1 = b.lif(f"{pe}.proj1_lif", e.proj1_lif, shape1, [c1])
+    cr, shape_r = b.conv_bn(f"{pe}.proj_res_conv", e.proj_res_conv, e.proj_res_bn, f"{pe}.proj_res_bn", shape0, [s0],
+                            dims=2)
+    sr = b.lif(f"{pe}.proj_res_lif", e.proj_res_lif, shape_r, [cr])
+    D, N = shape1[0], shape1[1] * shape1[2]
+    stream = [b.add(f"{pe}.flatten", nir.Flatten(input_type={"input": np.array(shape1)}, start_dim=1), [s1, sr],
+                    source=pe)]
+    for j, blk in enumerate(model.stage1):
+        a, p = blk.tssa, f"stage1.{j}.tssa"
+        qk = []
+        for n in "qk":
+            c, _ = b.conv_bn(f"{p}.{n}_conv", getattr(a, f"{n}_conv"), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", (D, N),
+                             stream, dims=1)
+            qk.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), (D, N), [c]))
+        out = qk_token_attention_nodes(b, p, qk[0], qk[1], D, N, a.num_heads, a.attn_lif)
+        pc, _ = b.conv_bn(f"{p}.proj_conv", a.proj_conv, a.proj_bn, f"{p}.proj_bn", (D, N), [out], dims=1)
+        stream.append(b.lif(f"{p}.proj_lif", a.proj_lif, (D, N), [pc]))
+        m, p = blk.mlp, f"stage1.{j}.mlp"
+        names = [f"{p}.{m.prefix}{i}" for i in (1, 2)]
+        h1, (Hd, _) = b.conv_bn(f"{names[0]}_conv", m.layer(1, "conv"), m.layer(1, "bn"), f"{names[0]}_bn", (D, N),
+                                stream, dims=1)
+        l1 = b.lif(f"{names[0]}_lif", m.layer(1, "lif"), (Hd, N), [h1])
+        h2, _ = b.conv_bn(f"{names[1]}_conv", m.layer(2, "conv"), m.layer(2, "bn"), f"{names[1]}_bn", (Hd, N), [l1],
+                          dims=1)
+        stream.append(b.lif(f"{names[1]}_lif", m.layer(2, "lif"), (D, N), [h2]))
+    head = b.readout("head", model.head, stream, (D, N))
+    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
+    check_coverage(model, b.used_modules, set(), "QKFormer", SUPPORTED_TORCH)
+    return b.graph(_graph_meta(getattr(model, "arch", "qkformer"), cfg.T, False))
+
+
 def export_torch_model(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:
     family = getattr(model, "arch_family", None)
     if family == "spikingformer":
@@ -346,6 +420,8 @@ def export_torch_model(model, input_shape=None, dtype=np.float32, expand_attenti
         return export_spikformer(model, input_shape, dtype, expand_attention)
     if family == "sdt":  # SDSA is standard NIR: the file is the same with or without expand_attention
         return export_sdt(model, input_shape, dtype)
+    if family == "qkformer":
+        return export_qkformer(model, input_shape, dtype, expand_attention)
     if family == "sew-resnet":  # no attention: the file is standard NIR with or without expand_attention
         return export_sew(model, input_shape, dtype)
     raise UnsupportedError(f"model of type {type(model).__name__} is not supported; supported: {SUPPORTED_TORCH}")

@@ -35,14 +35,22 @@ SIZES = {
     "spikformer-imagenet-8-384": (32, 1),
     "spikformer-imagenet-8-512": (32, 1),
     "spikformer-imagenet-8-768": (32, 1),
+    "sdt-digits": (8, 4),
+    "qkformer-digits": (8, 4),
     "sew-resnet-digits-add": (8, 4),
     "sew-resnet-digits-and": (8, 4),
     "sew-resnet-digits-iand": (8, 4),
 }
 
 
+#: variants whose export is refused (max-pool of real BN outputs; tests/test_families.py checks the message)
+REFUSED = {"sdt-cifar10-2-512", "sdt-cifar10-2-256", "sdt-imagenet-8-384", "sdt-imagenet-8-768",
+           "qkformer-cifar10-4-384", "qkformer-imagenet-10-384"}
+
+
 def test_every_architecture_is_covered():
-    assert sorted(SIZES) == sorted(arch_names())
+    assert not set(SIZES) & REFUSED
+    assert sorted(set(SIZES) | REFUSED) == sorted(arch_names())
 
 
 def compare(model, graph, x, T, dtype):
@@ -64,7 +72,7 @@ def test_round_trip_identical_spikes_float64(arch):
     graph = to_nir(model, input_shape=(model.cfg.in_channels, img, img), dtype=np.float64)
     lifs, mismatches, rel = compare(model.double(), graph, x.double(), T, torch.float64)
     n_lif = sum(isinstance(n, nir.LIF) for n in graph.nodes.values())
-    assert n_lif == len(lifs) > 0
+    assert n_lif == len(lifs) > 0, (n_lif, len(lifs))
     assert sum(mismatches.values()) == 0, {k: v for k, v in mismatches.items() if v}
     assert rel < 1e-5
     # activity is non-trivial: every LIF fires somewhere and none fires everywhere

@@ -151,6 +151,12 @@ FAMILY_PARAMETER_COUNTS = {
     "spikformer-imagenet-8-384": 16_828_312,
     "spikformer-imagenet-8-512": 29_705_768,
     "spikformer-imagenet-8-768": 66_363_208,
+    "sdt-cifar10-2-512": 10_233_546,
+    "sdt-cifar10-2-256": 2_567_082,
+    "sdt-imagenet-8-384": 16_816_536,
+    "sdt-imagenet-8-768": 66_339_144,
+    "qkformer-cifar10-4-384": 6_706_234,
+    "qkformer-imagenet-10-384": 16_473_688,
 }
 
 #: the papers' parameter counts in millions (without never-used modules), with their source
@@ -159,6 +165,13 @@ FAMILY_PAPER_PARAMETERS = {
     "spikformer-imagenet-8-384": (16.81, "Spikformer, ICLR 2023, Table (ImageNet, Spikformer-8-384)"),
     "spikformer-imagenet-8-512": (29.68, "Spikformer, ICLR 2023, Table (ImageNet, Spikformer-8-512)"),
     "spikformer-imagenet-8-768": (66.34, "Spikformer, ICLR 2023, Table (ImageNet, Spikformer-8-768)"),
+    # the paper lists 10.28M; the official code's module tree has 10.23M (reference section 3)
+    "sdt-cifar10-2-512": (10.28, "Spike-driven Transformer, NeurIPS 2023, Table (CIFAR-10, 2-512)"),
+    "sdt-cifar10-2-256": (2.57, "computed from the official code (the paper lists no CIFAR 2-256 row)"),
+    "sdt-imagenet-8-384": (16.81, "Spike-driven Transformer, NeurIPS 2023, Table (ImageNet, 8-384)"),
+    "sdt-imagenet-8-768": (66.34, "Spike-driven Transformer, NeurIPS 2023, Table (ImageNet, 8-768)"),
+    "qkformer-cifar10-4-384": (6.71, "QKFormer training log cifar10 (HST-4-384)"),
+    "qkformer-imagenet-10-384": (16.47, "QKFormer, NeurIPS 2024 / imagenet log (HST-10-384)"),
 }
 
 #: families by architecture-name prefix (what summary.json and the report call the family)

@@ -19,6 +19,7 @@ from ..deploy import Deployment
 from ..fileio import write_text_atomic
 from .render import render
 from ..version import __version__
+from ..models.registry import family_of
 
 SCHEMA = "neurodeploy.report"
 SCHEMA_VERSION = 1
@@ -107,6 +108,7 @@ def _model_summary(graph, info, ops) -> dict:
     return {
         "name": info.get("name"),
         "arch": info.get("arch"),
+        "family": family_of(info.get("arch")),
         "path": info.get("path"),
         "untrained": bool(info.get("untrained", False)),
         "time_steps": ops.time_steps,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -65,16 +64,18 @@ def export_row(arch: str, tmp: Path) -> dict:
     del model
     out = tmp / f"{arch}-out"
     cmd = [sys.executable, "-m", "neurodeploy", "export", str(ck), "--arch", arch, "-o", str(out), "--target", "loihi2"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    log = tmp / f"{arch}.log"
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS (KiB on Linux)
     wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    row = {"export_exit_code": proc.returncode, "export_s": round(wall, 1),
-           "export_peak_rss_gib": round(max(peak, before) / 2**20, 2) if peak > before else None}
-    if proc.returncode != 0:
-        err = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
-        row["refused"] = (err[-1].split("error:", 1)[1].strip() if err else proc.stderr.strip()[-300:])
+    code = os.waitstatus_to_exitcode(status)
+    row = {"export_exit_code": code, "export_s": round(wall, 1), "export_peak_rss_gib": round(usage.ru_maxrss / 2**20, 2)}
+    if code != 0:
+        text = log.read_text()
+        err = [ln for ln in text.splitlines() if "error:" in ln]
+        row["refused"] = (err[-1].split("error:", 1)[1].strip() if err else text.strip()[-300:])
         row["purity"] = "not checked (export refused)"
         return row
     rep = json.loads((out / "report.json").read_text())

@@ -30,9 +30,10 @@ def test_lowered_attention_form_in_lava_equals_engine(arch, attention_pops):
     lava = run_lava(net, inputs, steps, record="all")
     assert set(lava) == set(ours)
     for name in lava:
-        for key in ("s", "u", "v"):
+        for key in lava[name]:  # s, u, v (what each population records)
             bad = np.argwhere(ours[name][key] != lava[name][key])
             assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
     for pop in attention_pops:  # the attention populations really spike (and not everywhere)
+        assert {"s", "u", "v"} <= set(lava[pop]), pop
         s = ours[pop]["s"]
         assert 0 < s.sum() < s.size, pop

@@ -254,23 +254,21 @@ def sdsa_nodes(b: GraphBuilder, p: str, q: str, k: str, v: str, shape, mask_lif)
     """Spike-driven self-attention (SDT V1) in standard NIR primitives on the [D, H, W] token grid
     (docs/nir.md, "Spike-driven self-attention"); every step is exact for binary Q, K, V:
 
-      kv_and         = Threshold(K + V > 1.5)                         [D, H, W]  K AND V
-      kv_sum         = SumPool2d(kernel (H, W))                        [D, 1, 1]  count over tokens, per channel
-      mask           = talking_heads_lif (LIF, V_th 0.5)               [D, 1, 1]  fires iff the count >= 1 (an OR)
-      mask_broadcast = SumPool2d(kernel (H, W), padding (H-1, W-1))    [D, H, W]  the mask on every token
-      q_and_mask     = Threshold(mask_broadcast + Q > 1.5)             [D, H, W]  Q AND mask
-    (SumPool2d is per channel by definition; a grouped Conv1d would say the same, but NIR 1.0.8's type
-    inference ignores ``groups``.)  Returns the name of ``q_and_mask`` (binary)."""
+      kv_and            = Threshold(K + V > 1.5)                                  [D, H, W]  K AND V
+      kv_sum            = SumPool2d(kernel (2H-1, 2W-1), stride 1, pad (H-1, W-1)) [D, H, W]  the count over all
+                          tokens of the channel, at every token (each window covers the whole grid)
+      talking_heads_lif = LIF (V_th 0.5, the model's neuron), one identical copy per token: fires iff the
+                          count >= 1 (an OR)
+      q_and_mask        = Threshold(talking_heads_lif + Q > 1.5)                  [D, H, W]  Q AND mask
+    (SumPool2d is per channel and typed by NIR; a broadcast of a [D, 1, 1] mask would need a grouped conv,
+    whose type NIR 1.0.8 infers wrongly on reading the file.)  Returns the name of ``q_and_mask``."""
     dt = b.dtype
     D, H, W = shape
     kv = b.add(f"{p}.kv_and", nir.Threshold(threshold=np.full(shape, 1.5, dtype=dt)), [k, v], source=p)
-    cnt = b.add(f"{p}.kv_sum", nir.SumPool2d(kernel_size=np.array([H, W]), stride=np.array([1, 1]),
-                                             padding=np.array([0, 0])), kv, source=p)
-    mask = b.lif(f"{p}.talking_heads_lif", mask_lif, (D, 1, 1), [cnt])
-    rep = b.add(f"{p}.mask_broadcast", nir.Conv2d(input_shape=None, weight=np.ones((D, 1, H, W), dtype=dt), stride=1,
-                                                   padding=(H - 1, W - 1), dilation=1, groups=D,
-                                                   bias=np.zeros(D, dtype=dt)), mask, source=p)
-    return b.add(f"{p}.q_and_mask", nir.Threshold(threshold=np.full(shape, 1.5, dtype=dt)), [rep, q], source=p)
+    cnt = b.add(f"{p}.kv_sum", nir.SumPool2d(kernel_size=np.array([2 * H - 1, 2 * W - 1]), stride=np.array([1, 1]),
+                                             padding=np.array([H - 1, W - 1])), kv, source=p)
+    mask = b.lif(f"{p}.talking_heads_lif", mask_lif, shape, [cnt])
+    return b.add(f"{p}.q_and_mask", nir.Threshold(threshold=np.full(shape, 1.5, dtype=dt)), [mask, q], source=p)
 
 
 def export_sdt(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:

@@ -72,8 +72,11 @@ class GraphBuilder:
 
     def conv_bn(self, name: str, conv, bn, bn_name: str | None, in_shape, inputs, dims: int, role=None) -> tuple[str, tuple]:
         """conv (+ BN folded with eval statistics) as nir.Conv2d (dims=2) or a token-wise nir.Conv1d
-        (dims=1; a 1x1 Conv2d on [C, H, W] is the same map on the flattened [C, N])."""
-        expect(conv, name, ("Conv1d", "Conv2d"))
+        (dims=1; a 1x1 Conv2d on [C, H, W] is the same map on the flattened [C, N], and so is a Linear
+        applied to every token of a [N, C] stream)."""
+        expect(conv, name, ("Conv1d", "Conv2d") if dims == 2 else ("Conv1d", "Conv2d", "Linear"))
+        if isinstance(conv, nn.Linear):
+            conv = _linear_as_conv1d(conv)
         if conv.groups != 1 or getattr(conv, "padding_mode", "zeros") != "zeros":
             raise UnsupportedError(f"module {name!r}: grouped or non-zero-padded convolution is not supported")
         w = conv.weight.detach().to(torch.float64)
@@ -139,6 +142,15 @@ class GraphBuilder:
         b = lin.bias.detach().to(torch.float64).numpy() if lin.bias is not None else np.zeros(lin.out_features)
         self.use(name)
         return self.add(name, nir.Affine(weight=w, bias=self.arr(b)), flat, source=name, role="readout")
+
+
+def _linear_as_conv1d(lin: nn.Linear) -> nn.Conv1d:
+    """A token-wise Linear [out, in] as the equivalent 1x1 Conv1d (weights viewed, not copied)."""
+    conv = nn.Conv1d(lin.in_features, lin.out_features, 1, bias=lin.bias is not None, device="meta")
+    conv.weight = nn.Parameter(lin.weight.detach().unsqueeze(-1), requires_grad=False)
+    if lin.bias is not None:
+        conv.bias = nn.Parameter(lin.bias.detach(), requires_grad=False)
+    return conv
 
 
 def _pair(v) -> tuple[int, int]:

@@ -18,7 +18,7 @@ MAX_EXPANSION_WEIGHTS = 30_000_000
 
 SUPPORTED_TORCH = (
     "neurodeploy Spikingformer (Conv2d/Conv1d + BatchNorm, MultiStepLIF, MaxPool2d(3, 2, 1), spiking self-attention, "
-    "Linear head), Spikformer and SEW-ResNet (ADD/AND/IAND) models; snnTorch and Norse modules through their importers"
+    "Linear head), Spikformer, Spike-driven Transformer V1, QKFormer (first stage) and SEW-ResNet (ADD/AND/IAND) models; snnTorch and Norse modules through their importers"
 )
 
 
@@ -196,20 +196,21 @@ def export_spikformer(model, input_shape=None, dtype=np.float32, expand_attentio
         a, p = blk.attn, f"block.{j}.attn"
         qkv = []
         for n in "qkv":
-            c, _ = b.conv_bn(f"{p}.{n}_conv", getattr(a, f"{n}_conv"), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", (D, N), stream, dims=1)
+            c, _ = b.conv_bn(f"{p}.{n}_{a.kind}", a.projection_layer(n), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", (D, N),
+                             stream, dims=1)
             qkv.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), (D, N), [c]))
         att = _attention(b, p, qkv, D, N, a.num_heads, float(a.scale), expand_attention)
         al = b.lif(f"{p}.attn_lif", a.attn_lif, (D, N), att)
-        pc, _ = b.conv_bn(f"{p}.proj_conv", a.proj_conv, a.proj_bn, f"{p}.proj_bn", (D, N), [al], dims=1)
+        pc, _ = b.conv_bn(f"{p}.proj_{a.kind}", a.projection_layer("proj"), a.proj_bn, f"{p}.proj_bn", (D, N), [al], dims=1)
         stream.append(b.lif(f"{p}.proj_lif", a.proj_lif, (D, N), [pc]))
         m, p = blk.mlp, f"block.{j}.mlp"
-        c1, (Hd, _) = b.conv_bn(f"{p}.fc1_conv", m.fc1_conv, m.fc1_bn, f"{p}.fc1_bn", (D, N), stream, dims=1)
+        c1, (Hd, _) = b.conv_bn(f"{p}.fc1_{m.kind}", m.layer(1), m.fc1_bn, f"{p}.fc1_bn", (D, N), stream, dims=1)
         l1 = b.lif(f"{p}.fc1_lif", m.fc1_lif, (Hd, N), [c1])
-        c2, _ = b.conv_bn(f"{p}.fc2_conv", m.fc2_conv, m.fc2_bn, f"{p}.fc2_bn", (Hd, N), [l1], dims=1)
+        c2, _ = b.conv_bn(f"{p}.fc2_{m.kind}", m.layer(2), m.fc2_bn, f"{p}.fc2_bn", (Hd, N), [l1], dims=1)
         stream.append(b.lif(f"{p}.fc2_lif", m.fc2_lif, (D, N), [c2]))
     head = b.readout("head", model.head, stream, (D, N))
     b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
-    check_coverage(model, b.used_modules, set(), "Spikformer", SUPPORTED_TORCH)
+    check_coverage(model, b.used_modules, {"norm1", "norm2"}, "Spikformer", SUPPORTED_TORCH)
     return b.graph(_graph_meta(getattr(model, "arch", "spikformer"), cfg.T, False))
 
 
@@ -249,12 +250,176 @@ def export_sew(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
     return b.graph(_graph_meta(getattr(model, "arch", "sew-resnet"), cfg.T, False))
 
 
+def sdsa_nodes(b: GraphBuilder, p: str, q: str, k: str, v: str, shape, mask_lif) -> str:
+    """Spike-driven self-attention (SDT V1) in standard NIR primitives on the [D, H, W] token grid
+    (docs/nir.md, "Spike-driven self-attention"); every step is exact for binary Q, K, V:
+
+      kv_and            = Threshold(K + V > 1.5)                                  [D, H, W]  K AND V
+      kv_sum            = SumPool2d(kernel (2H-1, 2W-1), stride 1, pad (H-1, W-1)) [D, H, W]  the count over all
+                          tokens of the channel, at every token (each window covers the whole grid)
+      talking_heads_lif = LIF (V_th 0.5, the model's neuron), one identical copy per token: fires iff the
+                          count >= 1 (an OR)
+      q_and_mask        = Threshold(talking_heads_lif + Q > 1.5)                  [D, H, W]  Q AND mask
+    (SumPool2d is per channel and typed by NIR; a broadcast of a [D, 1, 1] mask would need a grouped conv,
+    whose type NIR 1.0.8 infers wrongly on reading the file.)  Returns the name of ``q_and_mask``."""
+    dt = b.dtype
+    D, H, W = shape
+    kv = b.add(f"{p}.kv_and", nir.Threshold(threshold=np.full(shape, 1.5, dtype=dt)), [k, v], source=p)
+    cnt = b.add(f"{p}.kv_sum", nir.SumPool2d(kernel_size=np.array([2 * H - 1, 2 * W - 1]), stride=np.array([1, 1]),
+                                             padding=np.array([H - 1, W - 1])), kv, source=p)
+    mask = b.lif(f"{p}.talking_heads_lif", mask_lif, shape, [cnt])
+    return b.add(f"{p}.q_and_mask", nir.Threshold(threshold=np.full(shape, 1.5, dtype=dt)), [mask, q], source=p)
+
+
+def export_sdt(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
+    """Spike-driven Transformer V1 on the [D, H, W] token grid (its 1x1 Conv2d layers as nir.Conv2d):
+    MS_SPS tokenizer, membrane-shortcut blocks with SDSA (standard NIR, :func:`sdsa_nodes`), head = token
+    mean of the stream (AvgPool2d, role readout) -> head_lif -> Linear."""
+    cfg = model.cfg
+    b = GraphBuilder(dtype)
+    shape = _image_shape(cfg, input_shape)
+    b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
+    sps = model.patch_embed
+    stat = sps.pooling_stat
+    if stat[3] == "1":
+        raise UnsupportedError(
+            "module 'patch_embed.maxpool3': SDT V1 max-pools the real-valued BN output of tokenizer stage 3 "
+            "(pooling_stat[3] = '1', before proj_lif3 and in the RPE shortcut): a max of membrane values has no "
+            "spike form (a max of spikes is an OR, a max of reals needs comparators) and no NIR primitive, so "
+            "the model cannot be exported for a neuromorphic chip; retrain with pooling_stat[3] = '0' (pool "
+            "spikes at an earlier stage)")
+    prev = ["input"]
+    unused = {"attn_lif", "talking_heads", "rpe_lif", "maxpool3"}
+    for i in range(3):
+        sfx = "" if i == 0 else str(i)
+        name, shape = b.conv_bn(f"patch_embed.proj_conv{sfx}", getattr(sps, f"proj_conv{sfx}"),
+                                getattr(sps, f"proj_bn{sfx}"), f"patch_embed.proj_bn{sfx}", shape, prev, dims=2,
+                                role="encoder" if i == 0 else None)
+        prev = [b.lif(f"patch_embed.proj_lif{sfx}", getattr(sps, f"proj_lif{sfx}"), shape, [name])]
+        if stat[i] == "1":
+            name, shape = b.maxpool(f"patch_embed.maxpool{sfx}", getattr(sps, f"maxpool{sfx}"), shape, prev)
+            prev = [name]
+        else:
+            unused.add(f"maxpool{sfx}")
+    feat, shape = b.conv_bn("patch_embed.proj_conv3", sps.proj_conv3, sps.proj_bn3, "patch_embed.proj_bn3", shape,
+                            prev, dims=2)
+    l3 = b.lif("patch_embed.proj_lif3", sps.proj_lif3, shape, [feat])
+    rpe, _ = b.conv_bn("patch_embed.rpe_conv", sps.rpe_conv, sps.rpe_bn, "patch_embed.rpe_bn", shape, [l3], dims=2)
+    if shape[0] != cfg.embed_dim:
+        raise UnsupportedError(f"tokenizer outputs {shape[0]} channels, embed_dim is {cfg.embed_dim}")
+    stream = [rpe, feat]  # the membrane stream is the sum of these nodes' outputs (summed on the edges)
+    for j, blk in enumerate(model.block):
+        a, p = blk.attn, f"block.{j}.attn"
+        s = b.lif(f"{p}.shortcut_lif", a.shortcut_lif, shape, stream)
+        qkv = []
+        for n in "qkv":
+            c, _ = b.conv_bn(f"{p}.{n}_conv", getattr(a, f"{n}_conv"), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", shape,
+                             [s], dims=2)
+            qkv.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), shape, [c]))
+        out = sdsa_nodes(b, p, *qkv, shape, a.talking_heads_lif)
+        pc, _ = b.conv_bn(f"{p}.proj_conv", a.proj_conv, a.proj_bn, f"{p}.proj_bn", shape, [out], dims=2)
+        stream = stream + [pc]
+        m, p = blk.mlp, f"block.{j}.mlp"
+        l1 = b.lif(f"{p}.fc1_lif", m.fc1_lif, shape, stream)
+        c1, hshape = b.conv_bn(f"{p}.fc1_conv", m.fc1_conv, m.fc1_bn, f"{p}.fc1_bn", shape, [l1], dims=2)
+        inner = stream + [c1] if m.res else [c1]  # mlp_ratio 1: the official inner shortcut
+        l2 = b.lif(f"{p}.fc2_lif", m.fc2_lif, hshape, inner)
+        c2, _ = b.conv_bn(f"{p}.fc2_conv", m.fc2_conv, m.fc2_bn, f"{p}.fc2_bn", hshape, [l2], dims=2)
+        stream = (inner if m.res else stream) + [c2]
+    D, H, W = shape
+    mean = b.add("head.token_mean", nir.AvgPool2d(kernel_size=np.array([H, W]), stride=np.array([1, 1]),
+                                                  padding=np.array([0, 0])), stream, source="head", role="readout")
+    hl = b.lif("head_lif", model.head_lif, (D, 1, 1), [mean])
+    head = b.readout("head", model.head, [hl], (D, 1, 1))
+    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
+    check_coverage(model, b.used_modules, unused, "Spike-driven Transformer", SUPPORTED_TORCH)
+    return b.graph(_graph_meta(getattr(model, "arch", "sdt"), cfg.T, False))
+
+
+def qk_token_attention_nodes(b: GraphBuilder, p: str, q: str, k: str, D: int, N: int, heads: int, attn_lif) -> str:
+    """QKFormer's Q-K token attention in standard NIR primitives (docs/nir.md, "Q-K token attention");
+    exact for binary Q, K:
+
+      head_sum  = Conv1d [heads, D, 1], 1 where channel c is in head h   [heads, N]  count of Q per head, token
+      attn_lif  = LIF (V_th 0.5)                                         [heads, N]  fires iff the count >= 1 (OR)
+      broadcast = Conv1d [D, heads, 1], 1 where channel c is in head h   [D, N]      the head's bit on its channels
+      k_and     = Threshold(broadcast + K > 1.5)                         [D, N]      A AND K
+    Returns the name of ``k_and`` (binary)."""
+    dt = b.dtype
+    d = D // heads
+    member = np.zeros((heads, D, 1), dtype=dt)
+    member[np.arange(D) // d, np.arange(D), 0] = 1
+    cnt = b.add(f"{p}.head_sum", nir.Conv1d(input_shape=N, weight=member, stride=1, padding=0, dilation=1, groups=1,
+                                            bias=np.zeros(heads, dtype=dt)), q, source=p)
+    a = b.lif(f"{p}.attn_lif", attn_lif, (heads, N), [cnt])
+    rep = b.add(f"{p}.head_broadcast", nir.Conv1d(input_shape=N, weight=np.ascontiguousarray(member.transpose(1, 0, 2)),
+                                                  stride=1, padding=0, dilation=1, groups=1,
+                                                  bias=np.zeros(D, dtype=dt)), a, source=p)
+    return b.add(f"{p}.k_and", nir.Threshold(threshold=np.full((D, N), 1.5, dtype=dt)), [rep, k], source=p)
+
+
+def export_qkformer(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:
+    """QKFormer: the first stage (PatchEmbedInit of the CIFAR coding: no max-pool) and its Q-K token
+    blocks, on [C, N] tokens with the spike-element-wise (integer) stream.  Every later patch embedding,
+    and the ImageNet PatchEmbedInit, max-pools a real BN output before its LIF: refused, naming the module."""
+    cfg = model.cfg
+    for embed_name, embed, _, _ in model.stages():
+        pool = next((n for n in ("proj_maxpool", "proj3_maxpool", "proj4_maxpool") if hasattr(embed, n)), None)
+        if pool is not None:
+            raise UnsupportedError(
+                f"module '{embed_name}.{pool}': QKFormer max-pools the real-valued BN output before the LIF in its "
+                "patch embedding; a max of membrane values has no spike form (a max of spikes is an OR, a max of "
+                "reals needs comparators) and no NIR primitive, so the model cannot be exported for a neuromorphic "
+                "chip (retrain with the max-pool after the LIF, on spikes, or with a strided convolution)")
+    b = GraphBuilder(dtype)
+    shape = _image_shape(cfg, input_shape)
+    b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
+    e, pe = model.patch_embed1, "patch_embed1"
+    c0, shape0 = b.conv_bn(f"{pe}.proj_conv", e.proj_conv, e.proj_bn, f"{pe}.proj_bn", shape, ["input"], dims=2,
+                           role="encoder")
+    s0 = b.lif(f"{pe}.proj_lif", e.proj_lif, shape0, [c0])
+    c1, shape1 = b.conv_bn(f"{pe}.proj1_conv", e.proj1_conv, e.proj1_bn, f"{pe}.proj1_bn", shape0, [s0], dims=2)
+    s1 = b.lif(f"{pe}.proj1_lif", e.proj1_lif, shape1, [c1])
+    cr, shape_r = b.conv_bn(f"{pe}.proj_res_conv", e.proj_res_conv, e.proj_res_bn, f"{pe}.proj_res_bn", shape0, [s0],
+                            dims=2)
+    sr = b.lif(f"{pe}.proj_res_lif", e.proj_res_lif, shape_r, [cr])
+    D, N = shape1[0], shape1[1] * shape1[2]
+    stream = [b.add(f"{pe}.flatten", nir.Flatten(input_type={"input": np.array(shape1)}, start_dim=1), [s1, sr],
+                    source=pe)]
+    for j, blk in enumerate(model.stage1):
+        a, p = blk.tssa, f"stage1.{j}.tssa"
+        qk = []
+        for n in "qk":
+            c, _ = b.conv_bn(f"{p}.{n}_conv", getattr(a, f"{n}_conv"), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", (D, N),
+                             stream, dims=1)
+            qk.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), (D, N), [c]))
+        out = qk_token_attention_nodes(b, p, qk[0], qk[1], D, N, a.num_heads, a.attn_lif)
+        pc, _ = b.conv_bn(f"{p}.proj_conv", a.proj_conv, a.proj_bn, f"{p}.proj_bn", (D, N), [out], dims=1)
+        stream.append(b.lif(f"{p}.proj_lif", a.proj_lif, (D, N), [pc]))
+        m, p = blk.mlp, f"stage1.{j}.mlp"
+        names = [f"{p}.{m.prefix}{i}" for i in (1, 2)]
+        h1, (Hd, _) = b.conv_bn(f"{names[0]}_conv", m.layer(1, "conv"), m.layer(1, "bn"), f"{names[0]}_bn", (D, N),
+                                stream, dims=1)
+        l1 = b.lif(f"{names[0]}_lif", m.layer(1, "lif"), (Hd, N), [h1])
+        h2, _ = b.conv_bn(f"{names[1]}_conv", m.layer(2, "conv"), m.layer(2, "bn"), f"{names[1]}_bn", (Hd, N), [l1],
+                          dims=1)
+        stream.append(b.lif(f"{names[1]}_lif", m.layer(2, "lif"), (D, N), [h2]))
+    head = b.readout("head", model.head, stream, (D, N))
+    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
+    check_coverage(model, b.used_modules, set(), "QKFormer", SUPPORTED_TORCH)
+    return b.graph(_graph_meta(getattr(model, "arch", "qkformer"), cfg.T, False))
+
+
 def export_torch_model(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:
     family = getattr(model, "arch_family", None)
     if family == "spikingformer":
         return export_spikingformer(model, input_shape, dtype, expand_attention)
     if family == "spikformer":
         return export_spikformer(model, input_shape, dtype, expand_attention)
+    if family == "sdt":  # SDSA is standard NIR: the file is the same with or without expand_attention
+        return export_sdt(model, input_shape, dtype)
+    if family == "qkformer":
+        return export_qkformer(model, input_shape, dtype, expand_attention)
     if family == "sew-resnet":  # no attention: the file is standard NIR with or without expand_attention
         return export_sew(model, input_shape, dtype)
     raise UnsupportedError(f"model of type {type(model).__name__} is not supported; supported: {SUPPORTED_TORCH}")

@@ -31,20 +31,38 @@ SIZES = {
     "spikingformer-gesture-2-256": (32, 2),
     "spikingformer-digits": (8, 4),
     "spikformer-digits": (8, 4),
+    "spikformer-cifar10-4-384": (16, 2),
+    "spikformer-imagenet-8-384": (32, 1),
+    "spikformer-imagenet-8-512": (32, 1),
+    "spikformer-imagenet-8-768": (32, 1),
+    "sdt-digits": (8, 4),
+    "qkformer-digits": (8, 4),
     "sew-resnet-digits-add": (8, 4),
     "sew-resnet-digits-and": (8, 4),
     "sew-resnet-digits-iand": (8, 4),
 }
 
 
+#: variants whose export is refused (max-pool of real BN outputs; tests/test_families.py checks the message)
+REFUSED = {"sdt-cifar10-2-512", "sdt-cifar10-2-256", "sdt-imagenet-8-384", "sdt-imagenet-8-768",
+           "qkformer-cifar10-4-384", "qkformer-imagenet-10-384"}
+
+
 def test_every_architecture_is_covered():
-    assert sorted(SIZES) == sorted(arch_names())
+    assert not set(SIZES) & REFUSED
+    assert sorted(set(SIZES) | REFUSED) == sorted(arch_names())
 
 
 def compare(model, graph, x, T, dtype):
     logits, lifs = lif_outputs(model, x)
+    if getattr(model.cfg, "projection", "conv") == "linear":  # Spikformer's CIFAR code: blocks on [T, B, N, C]
+        lifs = {k: (v.transpose(-1, -2) if k.startswith("block.") else v) for k, v in lifs.items()}
     out, rec = simulate(graph, x, T=None if x.dim() == 5 else T, record=True, dtype=dtype)
     sim_logits = reduce_output(graph, out)
+    for name, s in list(lifs.items()):  # a LIF the graph holds once per token (SDSA's talking_heads_lif)
+        if s.numel() != rec[name].numel():
+            r = rec[name]
+            lifs[name] = s.reshape(*r.shape[:3], *([1] * (r.dim() - 3))).expand_as(r)
     mismatches = {name: int((s.reshape(rec[name].shape) != rec[name]).sum()) for name, s in lifs.items()}
     rel = float((sim_logits - logits).abs().max() / logits.abs().max())
     return lifs, mismatches, rel
@@ -58,7 +76,7 @@ def test_round_trip_identical_spikes_float64(arch):
     graph = to_nir(model, input_shape=(model.cfg.in_channels, img, img), dtype=np.float64)
     lifs, mismatches, rel = compare(model.double(), graph, x.double(), T, torch.float64)
     n_lif = sum(isinstance(n, nir.LIF) for n in graph.nodes.values())
-    assert n_lif == len(lifs) > 0
+    assert n_lif == len(lifs) > 0, (n_lif, len(lifs))
     assert sum(mismatches.values()) == 0, {k: v for k, v in mismatches.items() if v}
     assert rel < 1e-5
     # activity is non-trivial: every LIF fires somewhere and none fires everywhere

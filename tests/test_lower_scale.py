@@ -252,7 +252,12 @@ def test_chained_rewrite_equals_the_unchained_network():
 
 SMALL = {"spikingformer-imagenet-8-384": 32, "spikingformer-imagenet-8-512": 32, "spikingformer-imagenet-8-768": 32,
          "spikingformer-cifar10dvs-2-256": 32, "spikingformer-gesture-2-256": 32,
-         "spikingformer-cifar10-4-384": 16, "spikingformer-cifar100-4-384": 16}
+         "spikingformer-cifar10-4-384": 16, "spikingformer-cifar100-4-384": 16,
+         "spikformer-cifar10-4-384": 16, "spikformer-imagenet-8-384": 32, "spikformer-imagenet-8-512": 32,
+         "spikformer-imagenet-8-768": 32}
+#: variants the exporter refuses (a max-pool of real BN outputs: tests/test_families.py checks the message)
+REFUSED = {"sdt-cifar10-2-512", "sdt-cifar10-2-256", "sdt-imagenet-8-384", "sdt-imagenet-8-768",
+           "qkformer-cifar10-4-384", "qkformer-imagenet-10-384"}
 
 
 @pytest.mark.slow
@@ -263,6 +268,8 @@ def test_every_architecture_lowers_and_saves(tmp_path):
     from neurodeploy.exporters import to_nir
     from neurodeploy.models.registry import build_model
     for arch in arch_names():
+        if arch in REFUSED:
+            continue
         torch.manual_seed(0)
         img = SMALL.get(arch)
         g = to_nir(build_model(arch, {"img_size": img} if img else None).eval())

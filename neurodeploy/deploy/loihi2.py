@@ -30,6 +30,7 @@ from ..lower.from_nir import lower_graph
 from ..fidelity import simulate_lowered
 from ..mapping import fit, from_lowered
 from ..lower.network import LoweredNetwork
+from ..models.registry import family_of
 from .configs import DEFAULT, LoweringConfig, candidates, chip_budget, with_schedule
 
 DEFAULT_INPUT_RANGE = (-3.0, 3.0)
@@ -73,7 +74,9 @@ def summarize(net, quantization: dict | None = None) -> dict:
                     "tokens": a.tokens, "head_dim": dh,
                     "lava_processes": "neurodeploy SpikingAttention (custom fixed_pt PyProcessModel; no chip form)",
                     "integer_ops_per_step": a.heads * (a.tokens * dh * dh * 2)})
-    s = {"target": "loihi2", "latency_steps": lat, "steps_per_sample": T,
+    arch = net.metadata.get("arch")
+    s = {"target": "loihi2", "arch": arch, "family": family_of(arch if isinstance(arch, str) else None),
+         "latency_steps": lat, "steps_per_sample": T,
          "sample_period_steps": (T + lat) if T else None,
          "populations": counts["populations"], "neurons": counts["neurons"],
          "synapse_groups": counts["synapse_groups"], "synapses": counts["synapses"],

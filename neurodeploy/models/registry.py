@@ -18,6 +18,8 @@ from typing import Callable
 from torch import nn
 
 from .baselines import SEWConfig, SEWResNet, Spikformer, SpikformerConfig
+from .qkformer import QKFormer, QKFormerConfig
+from .sdt import SDTConfig, SpikeDrivenTransformer
 from .spikingformer import Spikingformer, SpikingformerConfig
 from ..errors import BadInputError
 from .validate import validate_config
@@ -67,6 +69,61 @@ SPIKINGFORMER_CONFIGS: dict[str, Callable[[], SpikingformerConfig]] = {
     "spikingformer-digits": _digits,
 }
 
+def _spikformer_cifar(classes: int = 10, D: int = 384, depth: int = 4, heads: int = 12) -> SpikformerConfig:
+    """ZK-Zhou/spikformer cifar10/model.py + cifar10.yml (layer 4, dim 384, heads 12, T 4)."""
+    return SpikformerConfig(
+        num_classes=classes, in_channels=3, img_size=32, embed_dim=D, depth=depth, num_heads=heads, T=4, tau=2.0,
+        sps_channels=[D // 8, D // 4, D // 2, D], sps_pools=[False, False, True, True], projection="linear",
+        layer_norms=True, attention_order="qk_first",
+    )
+
+
+def _spikformer_imagenet(D: int, depth: int = 8, heads: int = 8) -> SpikformerConfig:
+    """ZK-Zhou/spikformer imagenet/model.py (registers 8-512 with 8 heads; T = 4 fixed in forward)."""
+    return SpikformerConfig(
+        num_classes=1000, in_channels=3, img_size=224, embed_dim=D, depth=depth, num_heads=heads, T=4, tau=2.0,
+        sps_channels=[D // 8, D // 4, D // 2, D], sps_pools=[True, True, True, True], projection="conv",
+        layer_norms=True, attention_order="kv_first",
+    )
+
+
+#: official Spikformer variants (ZK-Zhou/spikformer; shared/reference/spiking-transformers.md section 2).  The
+#: repository registers only ImageNet 8-512 (8 heads); 8-384 and 8-768 are the paper's sizes built with the
+#: same code and 8 heads (the head count changes neither keys nor parameters).
+SPIKFORMER_CONFIGS: dict[str, Callable[[], SpikformerConfig]] = {
+    "spikformer-cifar10-4-384": lambda: _spikformer_cifar(10),
+    "spikformer-imagenet-8-384": lambda: _spikformer_imagenet(384),
+    "spikformer-imagenet-8-512": lambda: _spikformer_imagenet(512),
+    "spikformer-imagenet-8-768": lambda: _spikformer_imagenet(768),
+}
+
+def _sdt(D: int, depth: int, classes: int, img: int, stat: str) -> SDTConfig:
+    """BICLab/Spike-Driven-Transformer conf/*.yml: heads 8, mlp_ratio 4, T 4, spike_mode lif."""
+    return SDTConfig(num_classes=classes, in_channels=3, img_size=img, embed_dim=D, depth=depth, num_heads=8,
+                     mlp_ratio=4, T=4, tau=2.0, pooling_stat=stat)
+
+
+#: official Spike-driven Transformer V1 variants (conf/cifar10/2_{256,512}_300E_t4.yml, conf/imagenet/*.yml)
+#: and a digits-size one (pooling "0010": no max-pool on the membrane, so it deploys)
+SDT_CONFIGS: dict[str, Callable[[], SDTConfig]] = {
+    "sdt-cifar10-2-512": lambda: _sdt(512, 2, 10, 32, "0011"),
+    "sdt-cifar10-2-256": lambda: _sdt(256, 2, 10, 32, "0011"),
+    "sdt-imagenet-8-384": lambda: _sdt(384, 8, 1000, 224, "1111"),
+    "sdt-imagenet-8-768": lambda: _sdt(768, 8, 1000, 224, "1111"),
+    "sdt-digits": lambda: SDTConfig(),
+}
+
+#: official QKFormer variants (cifar10/model.py + cifar10.yml: 4-384, heads fixed to 8; imagenet/qkformer.py:
+#: QKFormer_10_384, 6 heads, trained with --time_step 4) and a digits-size one (the first stage only:
+#: PatchEmbedInit + one Q-K token-attention block, no max-pool, so it deploys)
+QKFORMER_CONFIGS: dict[str, Callable[[], QKFormerConfig]] = {
+    "qkformer-cifar10-4-384": lambda: QKFormerConfig(num_classes=10, in_channels=3, img_size=32, embed_dim=384, depth=4,
+                                                     num_heads=8, mlp_ratio=4, T=4, coding="cifar"),
+    "qkformer-imagenet-10-384": lambda: QKFormerConfig(num_classes=1000, in_channels=3, img_size=224, embed_dim=384,
+                                                       depth=10, num_heads=6, mlp_ratio=4, T=4, coding="imagenet"),
+    "qkformer-digits": lambda: QKFormerConfig(num_stages=1),
+}
+
 BASELINE_CONFIGS: dict[str, Callable[[], object]] = {
     "spikformer-digits": lambda: SpikformerConfig(),
     "sew-resnet-digits-add": lambda: SEWConfig(connect_f="ADD"),
@@ -86,16 +143,69 @@ OFFICIAL_PARAMETER_COUNTS = {
 }
 
 
+#: official parameter counts of the other families: the count of the official model code's module tree
+#: (benchmarks/bench_official.py builds both and compares), including parameters the forward never uses
+#: (Spikformer's LayerNorms).  The papers' counts (without unused modules) are in FAMILY_PAPER_PARAMETERS.
+FAMILY_PARAMETER_COUNTS = {
+    "spikformer-cifar10-4-384": 9_330_874,
+    "spikformer-imagenet-8-384": 16_828_312,
+    "spikformer-imagenet-8-512": 29_705_768,
+    "spikformer-imagenet-8-768": 66_363_208,
+    "sdt-cifar10-2-512": 10_233_546,
+    "sdt-cifar10-2-256": 2_567_082,
+    "sdt-imagenet-8-384": 16_816_536,
+    "sdt-imagenet-8-768": 66_339_144,
+    "qkformer-cifar10-4-384": 6_706_234,
+    "qkformer-imagenet-10-384": 16_473_688,
+}
+
+#: the papers' parameter counts in millions (without never-used modules), with their source
+FAMILY_PAPER_PARAMETERS = {
+    "spikformer-cifar10-4-384": (9.32, "Spikformer, ICLR 2023, Table (CIFAR-10, Spikformer-4-384)"),
+    "spikformer-imagenet-8-384": (16.81, "Spikformer, ICLR 2023, Table (ImageNet, Spikformer-8-384)"),
+    "spikformer-imagenet-8-512": (29.68, "Spikformer, ICLR 2023, Table (ImageNet, Spikformer-8-512)"),
+    "spikformer-imagenet-8-768": (66.34, "Spikformer, ICLR 2023, Table (ImageNet, Spikformer-8-768)"),
+    # the paper lists 10.28M; the official code's module tree has 10.23M (reference section 3)
+    "sdt-cifar10-2-512": (10.28, "Spike-driven Transformer, NeurIPS 2023, Table (CIFAR-10, 2-512)"),
+    "sdt-cifar10-2-256": (2.57, "computed from the official code (the paper lists no CIFAR 2-256 row)"),
+    "sdt-imagenet-8-384": (16.81, "Spike-driven Transformer, NeurIPS 2023, Table (ImageNet, 8-384)"),
+    "sdt-imagenet-8-768": (66.34, "Spike-driven Transformer, NeurIPS 2023, Table (ImageNet, 8-768)"),
+    "qkformer-cifar10-4-384": (6.71, "QKFormer training log cifar10 (HST-4-384)"),
+    "qkformer-imagenet-10-384": (16.47, "QKFormer, NeurIPS 2024 / imagenet log (HST-10-384)"),
+}
+
+#: families by architecture-name prefix (what summary.json and the report call the family)
+FAMILIES = {
+    "spikingformer": "Spikingformer",
+    "spikformer": "Spikformer",
+    "sdt": "Spike-driven Transformer V1",
+    "qkformer": "QKFormer",
+    "sew-resnet": "SEW ResNet",
+}
+
+
+def family_of(arch: str | None) -> str | None:
+    """The family name of an architecture name (``spikformer-cifar10-4-384`` -> ``Spikformer``)."""
+    if not arch:
+        return None
+    for prefix in sorted(FAMILIES, key=len, reverse=True):
+        if arch == prefix or arch.startswith(prefix + "-"):
+            return FAMILIES[prefix]
+    return None
+
+
+def _all_configs() -> dict:
+    return {**SPIKINGFORMER_CONFIGS, **SPIKFORMER_CONFIGS, **SDT_CONFIGS, **QKFORMER_CONFIGS, **BASELINE_CONFIGS}
+
+
 def arch_names() -> list[str]:
-    return list(SPIKINGFORMER_CONFIGS) + list(BASELINE_CONFIGS)
+    return list(_all_configs())
 
 
 def default_config(arch: str):
-    if arch in SPIKINGFORMER_CONFIGS:
-        return SPIKINGFORMER_CONFIGS[arch]()
-    if arch in BASELINE_CONFIGS:
-        return BASELINE_CONFIGS[arch]()
-
+    configs = _all_configs()
+    if arch in configs:
+        return configs[arch]()
     raise BadInputError(f"unknown architecture {arch!r}; known: {', '.join(arch_names())}")
 
 
@@ -106,6 +216,10 @@ def model_from_config(config) -> nn.Module:
         return Spikformer(config)
     if isinstance(config, SEWConfig):
         return SEWResNet(config)
+    if isinstance(config, SDTConfig):
+        return SpikeDrivenTransformer(config)
+    if isinstance(config, QKFormerConfig):
+        return QKFormer(config)
     raise TypeError(f"not a model config: {type(config).__name__}")
 
 

@@ -22,11 +22,14 @@ INT_RANGES = {
     "T": (1, limits.MAX_TIME_STEPS),
     "channels": (1, limits.MAX_CHANNELS),
     "num_blocks": (1, limits.MAX_DEPTH),
+    "num_stages": (1, 3),
 }
 CHOICES = {
     "tokenizer_naming": ("cifar", "imagenet"),
     "attention_order": ("kv_first", "qk_first"),
     "connect_f": ("ADD", "AND", "IAND"),
+    "projection": ("conv", "linear"),
+    "coding": ("cifar", "imagenet"),
 }
 
 
@@ -105,6 +108,10 @@ def validate_config(cls, d: dict, where: str = "") -> None:
     for chans in ("tokenizer_channels", "sps_channels"):
         if d.get(chans) and "embed_dim" in d and d[chans][-1] != d["embed_dim"]:
             raise BadInputError(f"{where}key {chans!r}: the last entry must equal embed_dim {d['embed_dim']}")
+    stat = d.get("pooling_stat")
+    if stat is not None and (not isinstance(stat, str) or len(stat) != 4 or set(stat) - {"0", "1"}):
+        raise BadInputError(f"{where}key 'pooling_stat': expected 4 characters 0/1 (one per tokenizer stage), "
+                            f"got {stat!r}"[:200])
     n = estimated_parameters(d)
     if n > limits.MAX_PARAMETERS:
         raise ResourceLimitError(f"{where}config asks for about {n:,} parameters (limit {limits.MAX_PARAMETERS:,})")

@@ -20,6 +20,7 @@ from ..deploy import ALLOWED_EXCEPTIONS, Deployment
 from ..fileio import write_text_atomic
 from .render import render
 from ..version import __version__
+from ..models.registry import family_of
 
 SCHEMA = "neurodeploy.report"
 SCHEMA_VERSION = 1
@@ -109,6 +110,7 @@ def _model_summary(graph, info, ops) -> dict:
     return {
         "name": info.get("name"),
         "arch": info.get("arch"),
+        "family": family_of(info.get("arch")),
         "path": info.get("path"),
         "untrained": bool(info.get("untrained", False)),
         "time_steps": ops.time_steps,

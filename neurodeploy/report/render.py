@@ -169,7 +169,7 @@ def _sections(doc: dict):
     m = doc["model"]
     yield "h2", "Model"
     yield "table", (["item", "value"], [
-        ["name", m["name"]], ["architecture", m["arch"]], ["weights", "untrained (random)" if m["untrained"] else "trained"],
+        ["name", m["name"]], ["architecture", m["arch"]], ["family", m.get("family") or "-"], ["weights", "untrained (random)" if m["untrained"] else "trained"],
         ["time steps T", f"{m['time_steps']} (assumed: the model fixes none; give -T/--steps)"
          if m.get("time_steps_assumed") else m["time_steps"]],
         ["time step dt", f"{m['dt_s']:g} s" if m.get("dt_s") else "-"], ["input", f"{m['input_encoding']} ({m['input_domain']})"],

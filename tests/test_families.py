@@ -1,0 +1,310 @@
+"""The spiking-transformer families other than Spikingformer, at their official sizes: parameter counts
+(the official code's module tree; the papers' figures), official state_dict keys and shapes built from
+the repositories' naming rules (shared/reference/spiking-transformers.md), strict loading of forged
+official-format checkpoints, forward shapes, and the purity verdicts at full size.
+
+Equality of the logits with the official model code (difference 0.0) needs the official checkouts and
+SpikingJelly: benchmarks/bench_official.py."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from neurodeploy import arch_names, build_model, load_model
+from neurodeploy.models.registry import FAMILY_PAPER_PARAMETERS, FAMILY_PARAMETER_COUNTS, family_of
+
+FULL_SIZE = list(FAMILY_PARAMETER_COUNTS)
+
+
+def test_new_names_are_listed():
+    names = arch_names()
+    assert set(FULL_SIZE) <= set(names)
+    assert family_of("spikformer-cifar10-4-384") == "Spikformer"
+    assert family_of("spikingformer-imagenet-8-768") == "Spikingformer"
+    assert family_of("no-such-thing") is None
+
+
+@pytest.mark.slow  # full-size models (up to 66M parameters)
+@pytest.mark.parametrize("arch", FULL_SIZE)
+def test_parameter_counts(arch):
+    model = build_model(arch)
+    n = sum(p.numel() for p in model.parameters())
+    assert n == FAMILY_PARAMETER_COUNTS[arch]
+    # the papers count the parameters the forward uses (Spikformer's LayerNorms, SDT's talking_heads are
+    # never called)
+    used = n - sum(p.numel() for k, p in model.named_parameters() if ".norm" in k or "talking_heads" in k)
+    paper_m, _ = FAMILY_PAPER_PARAMETERS[arch]
+    if arch == "sdt-cifar10-2-512":  # the paper's 10.28M is 0.05M above the official module tree
+        assert round(used / 1e6, 2) == 10.23
+    else:
+        assert abs(used / 1e6 - paper_m) < 0.01, (used, paper_m)
+
+
+def _bn(prefix, c):
+    return {f"{prefix}.weight": [c], f"{prefix}.bias": [c], f"{prefix}.running_mean": [c],
+            f"{prefix}.running_var": [c], f"{prefix}.num_batches_tracked": []}
+
+
+def spikformer_keys(arch):
+    """ZK-Zhou/spikformer naming (reference section 2, "Checkpoint and keys"), in registration order."""
+    kind, D, depth, classes = {
+        "spikformer-cifar10-4-384": ("linear", 384, 4, 10),
+        "spikformer-imagenet-8-384": ("conv", 384, 8, 1000),
+        "spikformer-imagenet-8-512": ("conv", 512, 8, 1000),
+        "spikformer-imagenet-8-768": ("conv", 768, 8, 1000),
+    }[arch]
+    keys = {}
+    ch = [3, D // 8, D // 4, D // 2, D]
+    for i in range(4):
+        sfx = "" if i == 0 else str(i)
+        keys[f"patch_embed.proj_conv{sfx}.weight"] = [ch[i + 1], ch[i], 3, 3]
+        keys.update(_bn(f"patch_embed.proj_bn{sfx}", ch[i + 1]))
+    keys["patch_embed.rpe_conv.weight"] = [D, D, 3, 3]
+    keys.update(_bn("patch_embed.rpe_bn", D))
+    for j in range(depth):
+        b = f"block.{j}"
+        keys[f"{b}.norm1.weight"] = [D]
+        keys[f"{b}.norm1.bias"] = [D]
+        for n in ("q", "k", "v", "proj"):
+            if kind == "linear":  # nn.Linear with bias everywhere
+                keys[f"{b}.attn.{n}_linear.weight"] = [D, D]
+                keys[f"{b}.attn.{n}_linear.bias"] = [D]
+            else:  # Conv1d; only proj has a bias
+                keys[f"{b}.attn.{n}_conv.weight"] = [D, D, 1]
+                if n == "proj":
+                    keys[f"{b}.attn.{n}_conv.bias"] = [D]
+            keys.update(_bn(f"{b}.attn.{n}_bn", D))
+        keys[f"{b}.norm2.weight"] = [D]
+        keys[f"{b}.norm2.bias"] = [D]
+        for i, (o, c) in enumerate(((4 * D, D), (D, 4 * D)), start=1):
+            if kind == "linear":
+                keys[f"{b}.mlp.fc{i}_linear.weight"] = [o, c]
+            else:
+                keys[f"{b}.mlp.fc{i}_conv.weight"] = [o, c, 1, 1]
+            keys[f"{b}.mlp.fc{i}_{kind}.bias"] = [o]
+            keys.update(_bn(f"{b}.mlp.fc{i}_bn", o))
+    keys["head.weight"] = [classes, D]
+    keys["head.bias"] = [classes]
+    return keys
+
+
+def sdt_keys(arch):
+    """BICLab/Spike-Driven-Transformer naming (reference section 3): Conv2d 1x1 everywhere, talking_heads kept."""
+    D, depth, classes = {"sdt-cifar10-2-512": (512, 2, 10), "sdt-cifar10-2-256": (256, 2, 10),
+                         "sdt-imagenet-8-384": (384, 8, 1000), "sdt-imagenet-8-768": (768, 8, 1000)}[arch]
+    keys = {}
+    ch = [3, D // 8, D // 4, D // 2, D]
+    for i in range(4):
+        sfx = "" if i == 0 else str(i)
+        keys[f"patch_embed.proj_conv{sfx}.weight"] = [ch[i + 1], ch[i], 3, 3]
+        keys.update(_bn(f"patch_embed.proj_bn{sfx}", ch[i + 1]))
+    keys["patch_embed.rpe_conv.weight"] = [D, D, 3, 3]
+    keys.update(_bn("patch_embed.rpe_bn", D))
+    for j in range(depth):
+        b = f"block.{j}"
+        for n in "qkv":
+            keys[f"{b}.attn.{n}_conv.weight"] = [D, D, 1, 1]
+            keys.update(_bn(f"{b}.attn.{n}_bn", D))
+        keys[f"{b}.attn.talking_heads.weight"] = [8, 8, 1]
+        keys[f"{b}.attn.proj_conv.weight"] = [D, D, 1, 1]
+        keys[f"{b}.attn.proj_conv.bias"] = [D]
+        keys.update(_bn(f"{b}.attn.proj_bn", D))
+        for i, (o, c) in enumerate(((4 * D, D), (D, 4 * D)), start=1):
+            keys[f"{b}.mlp.fc{i}_conv.weight"] = [o, c, 1, 1]
+            keys[f"{b}.mlp.fc{i}_conv.bias"] = [o]
+            keys.update(_bn(f"{b}.mlp.fc{i}_bn", o))
+    keys["head.weight"] = [classes, D]
+    keys["head.bias"] = [classes]
+    return keys
+
+
+def qkformer_keys(arch):
+    """zhouchenlin2096/QKFormer naming (reference section 5): patch_embed1..3 registered before stage1..3."""
+    coding, D, n2, n3, classes = {"qkformer-cifar10-4-384": ("cifar", 384, 1, 2, 10),
+                                  "qkformer-imagenet-10-384": ("imagenet", 384, 2, 7, 1000)}[arch]
+    keys = {}
+
+    def conv(name, o, c, k, bias=False):
+        keys[f"{name}.weight"] = [o, c, k, k] if k else [o, c, 1]
+        if bias:
+            keys[f"{name}.bias"] = [o]
+
+    E = D // 4
+    conv("patch_embed1.proj_conv", E // 2, 3, 3)
+    keys.update(_bn("patch_embed1.proj_bn", E // 2))
+    conv("patch_embed1.proj1_conv", E, E // 2, 3)
+    keys.update(_bn("patch_embed1.proj1_bn", E))
+    if coding == "imagenet":
+        conv("patch_embed1.proj2_conv", E, E, 3)
+        keys.update(_bn("patch_embed1.proj2_bn", E))
+    conv("patch_embed1.proj_res_conv", E, E // 2, 1)
+    keys.update(_bn("patch_embed1.proj_res_bn", E))
+    for i, w in ((2, D // 2), (3, D)):
+        conv(f"patch_embed{i}.proj3_conv", w, w // 2, 3)
+        keys.update(_bn(f"patch_embed{i}.proj3_bn", w))
+        conv(f"patch_embed{i}.proj4_conv", w, w, 3)
+        keys.update(_bn(f"patch_embed{i}.proj4_bn", w))
+        conv(f"patch_embed{i}.proj_res_conv", w, w // 2, 1)
+        keys.update(_bn(f"patch_embed{i}.proj_res_bn", w))
+    mlp = "mlp" if coding == "cifar" else "fc"
+    for st, w, n, attn, letters in ((1, D // 4, 1, "tssa", "qk"), (2, D // 2, n2, "tssa", "qk"),
+                                    (3, D, n3, "ssa" if coding == "cifar" else "attn", "qkv")):
+        for j in range(n):
+            b = f"stage{st}.{j}"
+            for x in letters:
+                conv(f"{b}.{attn}.{x}_conv", w, w, 0)
+                keys.update(_bn(f"{b}.{attn}.{x}_bn", w))
+            conv(f"{b}.{attn}.proj_conv", w, w, 0, bias=True)
+            keys.update(_bn(f"{b}.{attn}.proj_bn", w))
+            conv(f"{b}.mlp.{mlp}1_conv", 4 * w, w, 1, bias=True)
+            keys.update(_bn(f"{b}.mlp.{mlp}1_bn", 4 * w))
+            conv(f"{b}.mlp.{mlp}2_conv", w, 4 * w, 1, bias=True)
+            keys.update(_bn(f"{b}.mlp.{mlp}2_bn", w))
+    keys["head.weight"] = [classes, D]
+    keys["head.bias"] = [classes]
+    return keys
+
+
+OFFICIAL_KEYS = {a: spikformer_keys for a in FULL_SIZE if a.startswith("spikformer-")}
+OFFICIAL_KEYS.update({a: sdt_keys for a in FULL_SIZE if a.startswith("sdt-")})
+OFFICIAL_KEYS.update({a: qkformer_keys for a in FULL_SIZE if a.startswith("qkformer-")})
+
+
+@pytest.mark.slow  # full-size models (up to 66M parameters)
+@pytest.mark.parametrize("arch", list(OFFICIAL_KEYS))
+def test_state_dict_keys_and_shapes_are_official(arch):
+    expected = OFFICIAL_KEYS[arch](arch)
+    got = {k: list(v.shape) for k, v in build_model(arch).state_dict().items()}
+    assert list(got) == list(expected)
+    assert got == expected
+
+
+def _forged_state_dict(keys, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, shape in keys.items():
+        if k.endswith("num_batches_tracked"):
+            sd[k] = torch.tensor(11)
+        elif k.endswith("running_var"):
+            sd[k] = torch.rand(shape, generator=g) + 0.5
+        else:
+            sd[k] = torch.randn(shape, generator=g) * 0.1
+    return sd
+
+
+#: the container each official training script saves (reference: "Checkpoint and keys")
+CONTAINERS = {"spikformer-cifar10-4-384": "timm", "spikformer-imagenet-8-384": "timm", "sdt-cifar10-2-512": "timm",
+              "sdt-imagenet-8-384": "timm", "qkformer-cifar10-4-384": "timm", "qkformer-imagenet-10-384": "mae"}
+
+
+def _container(kind, sd):
+    if kind == "timm":  # timm CheckpointSaver (Spikformer, SDT V1, QKFormer CIFAR)
+        return {"epoch": 299, "arch": "spikformer", "state_dict": sd, "optimizer": {"state": {}, "param_groups": []},
+                "version": 2, "args": argparse.Namespace(model="spikformer", lr=5e-4), "metric": 95.19}
+    # MAE/DeiT util/misc.py save_model (QKFormer ImageNet, SDT V2)
+    return {"model": sd, "optimizer": {}, "epoch": 199, "scaler": {}, "args": argparse.Namespace(time_steps=4)}
+
+
+@pytest.mark.slow  # full-size models (up to 66M parameters)
+@pytest.mark.parametrize("arch", list(CONTAINERS))
+def test_forged_official_checkpoint_loads_strictly(tmp_path, arch):
+    sd = _forged_state_dict(OFFICIAL_KEYS[arch](arch))
+    path = tmp_path / "checkpoint-299.pth.tar"
+    torch.save(_container(CONTAINERS[arch], sd), path)
+    model = load_model(path, arch=arch)
+    assert not model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+
+
+SMALL = {"spikformer-cifar10-4-384": 16, "spikformer-imagenet-8-384": 32, "spikformer-imagenet-8-512": 32,
+         "spikformer-imagenet-8-768": 32, "sdt-cifar10-2-512": 32, "sdt-cifar10-2-256": 32, "sdt-imagenet-8-384": 32,
+         "sdt-imagenet-8-768": 32, "qkformer-cifar10-4-384": 32, "qkformer-imagenet-10-384": 32}
+
+
+@pytest.mark.slow  # full-size models (up to 66M parameters)
+@pytest.mark.parametrize("arch", FULL_SIZE)
+def test_forward_shapes(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, {"img_size": SMALL[arch]}).eval()
+    x = torch.randn(2, model.cfg.in_channels, SMALL[arch], SMALL[arch])
+    with torch.no_grad():
+        feats = model.forward_features(model.to_time_major(x))
+        assert feats.shape == (model.cfg.T, 2, model.cfg.embed_dim)
+        assert model(x).shape == (2, model.cfg.num_classes)
+
+
+#: the module each full-size variant's export refuses: a max-pool of real BN outputs (membrane) before a LIF
+REFUSED = {"sdt-cifar10-2-512": "patch_embed.maxpool3", "sdt-cifar10-2-256": "patch_embed.maxpool3",
+           "sdt-imagenet-8-384": "patch_embed.maxpool3", "sdt-imagenet-8-768": "patch_embed.maxpool3",
+           "qkformer-cifar10-4-384": "patch_embed2.proj4_maxpool",
+           "qkformer-imagenet-10-384": "patch_embed1.proj_maxpool"}
+
+
+@pytest.mark.parametrize("arch", sorted(REFUSED))
+def test_max_pool_on_the_membrane_is_refused_by_name(arch):
+    from neurodeploy.errors import UnsupportedError
+    from neurodeploy.exporters import to_nir
+    model = build_model(arch, {"img_size": SMALL[arch]}).eval()
+    with pytest.raises(UnsupportedError, match=rf"module '{REFUSED[arch]}'.*real-valued BN output.*no spike form"):
+        to_nir(model)
+
+
+def test_sdt_digits_is_spike_pure_apart_from_encoder_and_readout():
+    """SDSA is AND, count, LIF (an OR) and AND: every synaptic layer of the blocks reads binary spikes; the
+    membrane stream only enters LIFs (and the head's token mean, part of the readout)."""
+    from neurodeploy.analysis.purity import check_purity
+    from neurodeploy.exporters import to_nir
+    torch.manual_seed(0)
+    g = to_nir(build_model("sdt-digits").eval())
+    assert not check_purity(g).pure
+    rep = check_purity(g, allow=["encoder", "readout"])
+    assert rep.pure
+    assert {o.node for o in rep.exceptions} == {"patch_embed.proj_conv"}
+    for n in ("block.0.attn.q_conv", "block.0.attn.proj_conv", "block.0.mlp.fc1_conv", "head"):
+        assert rep.op(n).op_class == "AC" and rep.op(n).input_domain.is_binary, n
+    assert rep.op("block.0.attn.proj_conv").input_domain.is_binary  # Q AND mask
+
+
+def test_qkformer_digits_is_not_spike_pure_and_names_the_sew_layers():
+    """The Q-K token attention itself is binary (head count, OR, AND), but the SEW stream feeds integers
+    {0..3} to q/k and mlp1 and the PatchEmbedInit shortcut add starts them."""
+    from neurodeploy.analysis.purity import check_purity
+    from neurodeploy.exporters import to_nir
+    torch.manual_seed(0)
+    rep = check_purity(to_nir(build_model("qkformer-digits").eval()), allow=["encoder"])
+    assert {v.node for v in rep.violations} == {"stage1.0.tssa.q_conv", "stage1.0.tssa.k_conv",
+                                                "stage1.0.mlp.mlp1_conv", "head"}
+    assert rep.op("stage1.0.tssa.q_conv").input_domain.text() == "integer [0, 2]"
+    assert rep.op("stage1.0.tssa.head_sum").op_class == "AC"
+    assert rep.op("stage1.0.tssa.proj_conv").op_class == "AC"
+
+
+@pytest.mark.slow  # full-size models (up to 66M parameters)
+def test_spikformer_full_size_is_not_spike_pure_and_names_the_integer_layers():
+    """cifar10-4-384 at its full 32x32 input: the SEW stream feeds integers 0..2+2l into q/k/v and fc1 of
+    every block and into the head; the purity gate names exactly those layers."""
+    from neurodeploy.analysis.purity import check_purity
+    from neurodeploy.exporters import to_nir
+    torch.manual_seed(0)
+    rep = check_purity(to_nir(build_model("spikformer-cifar10-4-384").eval()), allow=["encoder"])
+    assert not rep.pure
+    bad = {v.node: v for v in rep.violations}
+    expected = {f"block.{j}.{n}" for j in range(4) for n in ("attn.q_linear", "attn.k_linear", "attn.v_linear",
+                                                              "mlp.fc1_linear")} | {"head"}
+    assert set(bad) == expected
+    for j in range(4):
+        for n in ("attn.q_linear", "mlp.fc1_linear"):
+            op = bad[f"block.{j}.{n}"]
+            assert op.op_class == "INTxFLOAT"
+            hi = 2 + 2 * j + (1 if n.startswith("mlp") else 0)
+            assert op.input_domain.text() == f"integer [0, {hi}]", op.input_domain.text()
+            assert "fan-in sum" in op.origin
+    assert bad["head"].input_domain.text() == "integer [0, 10]"
+    # the RPE add of the tokenizer is where the integers start
+    assert any(s["at"] == "patch_embed.flatten" for s in rep.integer_sums())
+    # the attention itself is accumulate-only (binary Q, K, V); proj/fc2 read binary spikes
+    assert rep.op("block.0.attn.attention").op_class == "AC"
+    assert rep.op("block.0.attn.proj_linear").op_class == "AC"

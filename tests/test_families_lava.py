@@ -1,0 +1,39 @@
+"""The new attention forms lowered from standard NIR onto Lava's standard processes (LIF, Dense/Sparse,
+Conv): Lava equals our engine bit for bit (s, u, v of every population at every step) on the digits-size
+model of each family: SDSA (Spike-driven Transformer V1: K AND V, token count, OR neuron, broadcast, AND Q)
+and QKFormer's Q-K token attention (per-head count of Q, OR neuron, broadcast, AND K)."""
+import numpy as np
+import pytest
+
+from neurodeploy.lower.from_nir import lower_graph
+from neurodeploy.sim import simulate
+
+from export_helpers import random_input, random_model
+
+pytestmark = [pytest.mark.lava, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("arch,attention_pops", [
+    ("sdt-digits", ("block.0.attn.kv_and", "block.0.attn.talking_heads_lif", "block.0.attn.q_and_mask")),
+    ("qkformer-digits", ("stage1.0.tssa.attn_lif", "stage1.0.tssa.k_and")),
+])
+def test_lowered_attention_form_in_lava_equals_engine(arch, attention_pops):
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.lava.run import run_lava
+    model = random_model(arch, 8, 4)
+    net, _ = lower_graph(to_nir(model))
+    assert not net.attention  # no attention process: the form is plain neurons and synapses
+    x = random_input(model, 8, 4, batch=1).numpy()
+    inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
+    steps = 4 + net.metadata["latency"]
+    ours = simulate(net, inputs, steps, record="all")
+    lava = run_lava(net, inputs, steps, record="all")
+    assert set(lava) == set(ours)
+    for name in lava:
+        for key in lava[name]:  # s, u, v (what each population records)
+            bad = np.argwhere(ours[name][key] != lava[name][key])
+            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    for pop in attention_pops:  # the attention populations really spike (and not everywhere)
+        assert {"s", "u", "v"} <= set(lava[pop]), pop
+        s = ours[pop]["s"]
+        assert 0 < s.sum() < s.size, pop

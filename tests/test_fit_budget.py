@@ -100,9 +100,10 @@ def test_nothing_fits_exits_1_naming_the_smallest_fit(digits_ckpt, tmp_path, cap
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--max-chips", "0"], "--max-chips must be an integer >= 1, got 0"),
-    (["--max-chips", "-3"], "--max-chips must be an integer >= 1, got -3"),
-    (["--max-chips", "99999999999"], "--max-chips 99999999999 is more than 1,000,000 chips"),
+    (["--max-chips", "0"], "--max-chips must be >= 1, got 0"),
+    (["--max-chips", "-3"], "--max-chips must be >= 1, got -3"),
+    (["--max-chips", "99999999999"], "--max-chips 99999999999 exceeds the limit of 1,000,000"),
+    (["--max-chips", "2.5"], "--max-chips must be an integer, got '2.5'"),
     (["--system", "pohoiki-springs"], "--system 'pohoiki-springs': not a loihi2 system (known: oheo-gulch, "
                                       "kapoho-point, hala-point)"),
 ])

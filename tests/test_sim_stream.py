@@ -64,8 +64,7 @@ def _np(res):
 
 @pytest.mark.parametrize("make,T", [(encoder_net, 3), (testnets.residual_attention_net, 4),
                                     (testnets.residual_attention_net, 2)])
-@pytest.mark.parametrize("opts", [{}, {"skip_idle": False}, {"skip_silent": False},
-                                  {"skip_idle": False, "skip_silent": False}])
+@pytest.mark.parametrize("opts", [{}, {"skip_idle": False, "skip_silent": False}])
 def test_stream_windows_equal_one_sample_per_row(make, T, opts):
     net = make()
     # batches of 3, 3 and 2 samples (the last is padded inside the run and dropped from the result)
@@ -89,3 +88,48 @@ def test_stream_refuses_recurrence_and_own_delays():
     with pytest.raises(UnsupportedError, match="s2"):
         Engine(testnets.conv_dense_net()).run_stream([testnets.random_inputs(testnets.conv_dense_net(), 3)], 3)
     assert "pipeline" in Engine(encoder_net(), pipelined=False).stream_refusal()
+
+
+def test_stream_on_a_lowered_spikingformer_every_layer():
+    """The tiny Spikingformer lowered (host encoder, graded attention stages: prod / graded_vec
+    populations, einsum groups): every population's windows, s / u / v, with and without the skips."""
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.testmodels import tiny_spikingformer
+    torch.manual_seed(0)
+    net, _ = lower_graph(to_nir(tiny_spikingformer(), arch="spikingformer-digits"), input_range=(0.0, 1.0))
+    T = int(net.metadata["time_steps"])
+    rng = np.random.default_rng(5)
+    batches = [{k: v.numpy() for k, v in net.encode_inputs(rng.random((b, 1, 8, 8)).astype(np.float32) * 4).items()}
+               for b in (2, 2, 1)]
+    rec = [p.name for p in net.populations if p.kind != "input"]
+    ref = _reference(net, batches, T, rec)
+    kinds = {net.pop(n).kind for n in ref}
+    assert {"lif", "prod", "graded_vec"} <= kinds, kinds
+    for opts in ({}, {"skip_idle": False, "skip_silent": False}):
+        got = _np(Engine(net, **opts).run_stream(batches, T, record=rec))
+        for n in ref:
+            for k in ref[n]:
+                assert np.array_equal(got[n][k], ref[n][k]), (opts, n, k)
+    assert sum(int(ref[n]["s"].astype(bool).sum()) for n in ref) > 50
+
+
+def test_simulate_pipelined_and_skips_give_the_same_predictions(tmp_path, capsys):
+    """`neurodeploy simulate`: pipelined batches by default; --no-pipeline / --no-skip change no prediction."""
+    import json
+    from neurodeploy.cli import main
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.graph import write_graph
+    from neurodeploy.lower.testmodels import tiny_spikingformer
+    torch.manual_seed(0)
+    write_graph(to_nir(tiny_spikingformer(), arch="spikingformer-digits"), tmp_path / "model.nir")
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "data.npz", x=(rng.random((11, 1, 8, 8)) * 3).astype(np.float32))
+    runs = {}
+    for opt in ((), ("--no-pipeline", "--no-skip")):
+        assert main(["simulate", str(tmp_path / "model.nir"), "--data", str(tmp_path / "data.npz"), "--batch", "3",
+                     "--json", *opt]) == 0
+        runs[opt] = json.loads(capsys.readouterr().out)
+    assert runs[()]["pipelined_samples"] and not runs[("--no-pipeline", "--no-skip")]["pipelined_samples"]
+    assert runs[()]["predictions"] == runs[("--no-pipeline", "--no-skip")]["predictions"]
+    assert runs[()]["samples"] == 11 and len(runs[()]["predictions"]) == 11

@@ -492,7 +492,12 @@ class Engine:
         if pl.pend2 is not None:
             slot2 = pl.pend2[t % pl.L]
             pl.pend2[t % pl.L] = None
-        s = graded_step(pl.gkind, slot, slot2, pl.vth, pl.gexp, (pl.B, pl.n), pl.gdtype, self.device)
+        if slot is None or (pl.gkind == "prod" and slot2 is None):     # no input: the payload is 0
+            if pl.zero is None:
+                pl.zero = torch.zeros((pl.B, pl.n), dtype=pl.gdtype, device=self.device)
+            s = pl.zero
+        else:
+            s = graded_step(pl.gkind, slot, slot2, pl.vth, pl.gexp, (pl.B, pl.n), pl.gdtype, self.device)
         if pl.rec and rec is not None:
             rec[pl.name]["s"].append(s.to(torch.int64))
         return s
@@ -703,6 +708,9 @@ class Engine:
             if stream is not None:      # chained mode with period T: reset at the start of every window
                 pl.reset_interval, pl.reset_mod, pl.shift = T_s, (lat[name] + 1) % T_s, 0
             pl.fast = bool(self.safe[name])
+            # no bias, no initial v, vth >= 0: with u = v = 0 and no input a step is a no-op (skip_silent)
+            pl.rest_ok = pl.rest = bool(self.skip_silent and bmax == 0 and not p.bias_input and pl.v0 is None
+                                        and pl.vth >= 0)
             if pl.fast:
                 # |u| <= |a_in|max 64 * 4096 / (du + 1) (< 2**23: safe); |v_t| <= |v_{t-1}| (4096 - dv) / 4096
                 # + |u|max + |bias|max, so |v| stays below the fixed point of that bound (and V_LIM)
@@ -798,12 +806,21 @@ class Engine:
                             pl.v.zero_()
                         else:
                             pl.v.copy_(pl.v0.expand_as(pl.v))
+                        pl.rest = pl.rest_ok
                         if pl.biases is not None:       # streamed samples: this window's bias
                             k = (t - pl.lo) // T_s
                             if 0 <= k < K_s:
                                 pl.bias = pl.biases[k]
                     if pl.gkind:
                         s = self._graded(pl, slot, t, rec if recnow else None)
+                        idle = skip_silent and s is pl.zero
+                    elif slot is None and pl.rest:
+                        # at rest (u = v = 0), no input, no bias, vth >= 0: the step changes nothing and
+                        # sends nothing
+                        if pl.zero is None:
+                            pl.zero = torch.zeros(B, self.pops[name].size, dtype=torch.float32, device=dev)
+                        s = pl.zero
+                        idle = True
                     elif pl.fast and pl.kernel is not None:
                         s = self._lif_fused(pl, slot)
                     elif pl.fast:
@@ -812,6 +829,9 @@ class Engine:
                         a_in = pl.zero_in if slot is None else slot.to(torch.int64)
                         pl.u, pl.v, sb = lif_step(pl.u, pl.v, a_in, pl.du, pl.dv, pl.vth, pl.bias, False)
                         s = sb.to(torch.float32)
+                    if pl.rest_ok and not idle:
+                        # back at rest once no input came and u, v have decayed to 0
+                        pl.rest = slot is None and not bool(pl.v.any()) and (pl.u is None or not bool(pl.u.any()))
                     if recnow and not pl.gkind:
                         r = rec[name]
                         if pl.fast and pl.u is None:
@@ -886,28 +906,26 @@ class Engine:
     @staticmethod
     def _lif_fast(pl, slot):
         """Lava's fixed-point LIF in float state for a population whose u cannot wrap: the same integers
-        as :func:`lif_step` (exact: see ``_run``).  trunc toward zero is copysign(floor(|x|), x)."""
-        v, tmp = pl.v, pl.tmp
+        as :func:`lif_step` (exact: see ``_run``).  The products are exact integers in the float dtype, so
+        ``trunc`` is Lava's rounding toward zero."""
+        v = pl.v
         if pl.du == 4095:             # no current memory: u = a_in << 6
             if pl.dv == 4096:
                 v.zero_()
             elif pl.dv:
-                v.mul_(pl.fv)
-                torch.copysign(torch.abs(v, out=tmp).floor_(), v, out=v)
+                v.mul_(pl.fv).trunc_()
             if slot is not None:
                 v.add_(slot, alpha=64)
         else:
             u = pl.u
-            u.mul_(pl.fu)
-            torch.copysign(torch.abs(u, out=tmp).floor_(), u, out=u)
+            u.mul_(pl.fu).trunc_()
             if slot is not None:
                 u.add_(slot, alpha=64)
             if pl.dv == 4096:
                 v.copy_(u)
             else:
                 if pl.dv:
-                    v.mul_(pl.fv)
-                    torch.copysign(torch.abs(v, out=tmp).floor_(), v, out=v)
+                    v.mul_(pl.fv).trunc_()
                 v.add_(u)
         if pl.bias is not None:
             v.add_(pl.bias)
@@ -924,7 +942,8 @@ class _Plan:
     __slots__ = ("name", "is_input", "rec", "hist", "atts", "groups", "bias_only", "x", "xint", "L", "pend",
                  "du", "dv", "vth", "reset_interval", "reset_mod", "shift", "fast", "u", "v", "bias", "fu",
                  "fv", "th", "clamp", "zero_in", "tmp", "sbuf", "checks", "silent", "kernel", "kt", "kzero", "relay",
-                 "gkind", "pend2", "gexp", "gdtype", "B", "n", "v0", "lo", "hi", "idle_skip", "zero", "biases")
+                 "gkind", "pend2", "gexp", "gdtype", "B", "n", "v0", "lo", "hi", "idle_skip", "zero", "biases",
+                 "rest", "rest_ok")
 
     def __init__(self, name, is_input):
         self.name = name
@@ -943,6 +962,7 @@ class _Plan:
         self.zero = None
         self.biases = None
         self.idle_skip = False
+        self.rest = self.rest_ok = False
 
 
 def simulate(net: LoweredNetwork, inputs: dict, steps: int, record=None, device="cpu", pipelined=True) -> dict:

@@ -95,7 +95,8 @@ def main(argv=None) -> dict:
         print(json.dumps({m: out["modes"][m]}), file=sys.stderr)
     out["same_predictions"] = len({tuple(p) for p in preds.values()}) == 1
     if args.layer_counts:
-        out["layer_counts"] = layer_counts(art.net, x, T, args.batch)
+        from neurodeploy.fidelity import graph_time_steps
+        out["layer_counts"] = layer_counts(art.net, x, graph_time_steps(graph, T), args.batch)
     if "off" in out["modes"] and "on" in out["modes"]:
         out["speedup_on_vs_off"] = round(out["modes"]["off"]["fixed_point_s"] / out["modes"]["on"]["fixed_point_s"], 2)
     json.dump(out, sys.stdout, indent=2)

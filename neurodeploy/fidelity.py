@@ -81,6 +81,19 @@ def _encode(net, x, T, L, device, in_dims):
     return {inp.name: seq.astype(np.int64)}
 
 
+def _encode_stream(net, x, T, device, in_dims):
+    """Engine inputs of one batch for :meth:`Engine.run_stream`: the host encoder's biases, or the first T
+    steps of what :func:`_encode` + :func:`chain_inputs` give one sample window (its data, looped like a
+    RingBuffer over the data padded by the latency)."""
+    L = int(net.metadata["latency"])
+    enc = _encode(net, x, T, L, device, in_dims)
+    return {k: (v if net.pop(k).input_kind == "bias" else v[np.arange(T) % v.shape[0]]) for k, v in enc.items()}
+
+
+#: batches per pipelined engine run (:meth:`Engine.run_stream`): the pipeline fills once per run
+STREAM_BATCHES = 32
+
+
 def _max_delay(d) -> int:
     """Largest per-synapse delay (a CSR matrix or an array), read without a dense copy."""
     return int(d.max()) if hasattr(d, "tocsr") else int(np.max(d))
@@ -88,14 +101,19 @@ def _max_delay(d) -> int:
 
 def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: str = "fast", batch: int = 64,
                      device: str = "cpu", progress: bool = True, layers: bool = True,
-                     max_memory: int | None = None, reference=None) -> dict:
+                     max_memory: int | None = None, reference=None, pipeline: bool = True,
+                     engine_options: dict | None = None) -> dict:
     """Fidelity of the lowered network ``net`` (made from ``graph``) on samples ``x`` [B, ...] (labels ``y``
     optional): predictions of the fixed-point run (``backend`` fast: our engine, batched; lava: Lava
     ``fixed_pt``, all samples chained in one run) against the float model's; ``layers``: per-layer spike
     agreement float vs integer on the first batch (layer-synchronous engine); ``max_memory``: the fast
     engine's batch is cut to what fits this many bytes (:func:`neurodeploy.sim.batch.chunk_size`), default
     :data:`neurodeploy.sim.batch.DEFAULT_MAX_MEMORY`; ``reference``: the float model's predictions [N] when
-    the caller ran it already (the deployment's one float run), else they are computed here."""
+    the caller ran it already (the deployment's one float run), else they are computed here; ``pipeline``
+    (fast back-end): consecutive batches follow each other through the pipeline T steps apart
+    (:meth:`neurodeploy.sim.Engine.run_stream`, up to :data:`STREAM_BATCHES` batches per run; the same
+    integers as one window per batch), else one run of T + latency steps per batch; ``engine_options``:
+    keyword options of :class:`neurodeploy.sim.Engine` (its speed-up switches)."""
     import torch
     from tqdm import tqdm
 
@@ -140,7 +158,10 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     one_window = backend == "fast" or per_sample
     chained = chain_network(net, P, bias_as_graded=(backend == "lava" and not per_sample),
                             conv_as_sparse=(backend == "lava"), one_window=one_window)
-    engine = Engine(chained, device=device) if backend == "fast" else None
+    engine = Engine(chained, device=device, **(engine_options or {})) if backend == "fast" else None
+    # pipelined samples need a network without recurrence or own delays, read out at the full latency
+    stream = bool(engine is not None and pipeline and not engine.stream_refusal()
+                  and chained.latency()[out_pop] == L)
     if engine is not None:          # the batch that fits the memory budget (full-size models: a few samples)
         budget = int(max_memory) if max_memory else DEFAULT_MAX_MEMORY
         batch = max(1, min(batch, chunk_size(engine, P, budget, record=[out_pop])))
@@ -151,7 +172,25 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     timing = None
     mine = []                # (start, float predictions, fixed-point predictions)
     t_run = t_float = 0.0
-    for i in starts:
+    for j in range(0, len(starts), STREAM_BATCHES) if stream else ():
+        group = starts[j:j + STREAM_BATCHES]
+        xbs = [float_batch(x, i, i + bsz) for i in group]
+        t0 = time.perf_counter()
+        fps = [np.asarray(reference[i:i + len(xb)]) if reference is not None else
+               float_predictions(graph, xb, T, batch=batch) for i, xb in zip(group, xbs)]
+        t_float += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res = engine.run_stream([_encode_stream(net, xb, T, device, in_dims) for xb in xbs], T, record=[out_pop])
+        # each sample's window of the output population: [T, samples, n]
+        out = res[out_pop]["v"][-1] if readout else res[out_pop]["s"].sum(0)
+        pred = out.float().cpu().numpy().reshape(out.shape[0], -1).argmax(1)
+        t_run += time.perf_counter() - t0
+        bar.update(len(pred))
+        k = 0
+        for i, xb, fp in zip(group, xbs, fps):
+            mine.append((i, fp, pred[k:k + len(xb)]))
+            k += len(xb)
+    for i in (() if stream else starts):
         xb = float_batch(x, i, i + bsz)
         t0 = time.perf_counter()
         fp = np.asarray(reference[i:i + len(xb)]) if reference is not None else \
@@ -209,6 +248,7 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     t_layers = time.perf_counter() - t_layers
     ip = np.concatenate(int_pred)
     result = {"backend": backend, "samples": int(n), "batch": int(bsz), "processes": int(world),
+              "pipelined_samples": stream,
               "steps_per_sample": T, "latency_steps": L,
               "prediction_agreement": float((float_pred == ip).mean()),
               "samples_per_s": n / max(t_run, 1e-9),

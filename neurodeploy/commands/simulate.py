@@ -39,6 +39,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-memory", default=None, metavar="SIZE",
                    help="memory budget of the fast engine's batches, e.g. 4G, 512M or bytes (default 4G): the batch "
                         "is cut to what fits")
+    p.add_argument("--no-pipeline", action="store_true",
+                   help="fast engine: run each batch alone for T + latency steps instead of letting consecutive "
+                        "batches follow each other through the pipeline T steps apart (same integers; slower)")
+    p.add_argument("--no-skip", action="store_true",
+                   help="fast engine: compute every population at every step (no skipping of idle populations "
+                        "and silent sources; same integers; slower)")
     p.add_argument("--arch", default=None, help="architecture of an official checkpoint")
     p.add_argument("--layers", action="store_true",
                    help="also measure per-layer spike agreement float vs fixed point (first batch; costs a float "
@@ -174,6 +180,10 @@ def _run(args: argparse.Namespace, rank) -> int:
     if len(x) == 0:
         raise BadInputError("no samples to simulate")
     opts = {"batch": args.batch, "device": args.device, "layers": bool(args.layers)}
+    if args.no_pipeline:
+        opts["pipeline"] = False
+    if args.no_skip:
+        opts["engine_options"] = {"skip_idle": False, "skip_silent": False}
     if args.max_memory is not None:
         opts["max_memory"] = parse_size(args.max_memory, "--max-memory")
     if T:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import BadInputError
+from ..errors import BadInputError, UnsupportedError
 from ..lower.fixed_point import lava_effective_weights, lava_sign_mode  # noqa: F401 - re-exported
 from ..lower.network import Attention, LoweredNetwork, Synapse, MIXED, EXCITATORY, INHIBITORY
 import scipy.sparse as sp
@@ -200,9 +200,12 @@ class Engine:
     _products_f64 = False   # tests: sum every product in float64 as on a GPU
 
     def __init__(self, net: LoweredNetwork, device: str | torch.device = "cpu", pipelined: bool = True,
-                 threads: int | None = None, compile: bool = False):
+                 threads: int | None = None, compile: bool = False, skip_idle: bool = True,
+                 skip_silent: bool = True):
         net.validate()
         self.net = net
+        self.skip_idle = bool(skip_idle)
+        self.skip_silent = bool(skip_silent)
         self.device = torch.device(device)
         self.threads = threads
         self.compile = bool(compile)
@@ -492,8 +495,13 @@ class Engine:
         if pl.pend2 is not None:
             slot2 = pl.pend2[t % pl.L]
             pl.pend2[t % pl.L] = None
-        s = graded_step(pl.gkind, slot, slot2, pl.vth, pl.gexp, (pl.B, pl.n), pl.gdtype, self.device)
-        if pl.rec:
+        if slot is None or (pl.gkind == "prod" and slot2 is None):     # no input: the payload is 0
+            if pl.zero is None:
+                pl.zero = torch.zeros((pl.B, pl.n), dtype=pl.gdtype, device=self.device)
+            s = pl.zero
+        else:
+            s = graded_step(pl.gkind, slot, slot2, pl.vth, pl.gexp, (pl.B, pl.n), pl.gdtype, self.device)
+        if pl.rec and rec is not None:
             rec[pl.name]["s"].append(s.to(torch.int64))
         return s
 
@@ -511,16 +519,92 @@ class Engine:
         return y.to(dtype).mul_(float(a.weight))
 
     def run(self, inputs: dict, steps: int, record=None, progress=None) -> dict:
+        return self._threaded(self._run, inputs, steps, record, progress)
+
+    def _threaded(self, fn, *args):
         if self.threads is None:
-            return self._run(inputs, steps, record, progress)
+            return fn(*args)
         old = torch.get_num_threads()
         torch.set_num_threads(int(self.threads))
         try:
-            return self._run(inputs, steps, record, progress)
+            return fn(*args)
         finally:
             torch.set_num_threads(old)
 
-    def _run(self, inputs: dict, steps: int, record=None, progress=None) -> dict:
+    def stream_refusal(self) -> str:
+        """Why this network cannot stream samples (:meth:`run_stream`), or '' when it can: a recurrent
+        group or a model's own synaptic delays would carry one sample's tail into the next window, and the
+        layer-synchronous model has no pipeline."""
+        if not self.pipelined:
+            return "the layer-synchronous model (pipelined=False) has no pipeline to stream through"
+        for s in self.net.synapses:
+            if s.src == s.dst or (s.delays is not None and LoweredNetwork.max_delay(s) - s.balance_delay > 0):
+                return f"synapse '{s.name}' is recurrent or has its own synaptic delays"
+        return ""
+
+    def run_stream(self, batches: list, T: int, record=None, progress=None) -> dict:
+        """Pipelined samples: ``batches`` (a list of engine inputs, each for B samples, as for :meth:`run`)
+        enter the network T steps apart, batch after batch, so ``K`` batches take ``K*T + latency`` steps
+        instead of ``K*(T + latency)``.  Every stateful population is reset (u := 0, v := v_init) at the
+        first step of each of its sample windows (steps ``lat+1+k*T .. lat+(k+1)*T``, ``lat`` its pipeline
+        depth: chained mode of :mod:`neurodeploy.lower.chain` with period T) and there takes that sample's
+        bias input; a spike/graded input gives the first T steps of its data (looped when shorter).
+        Delay balancing makes everything that arrives inside a window come from the same sample's windows
+        upstream, so every window equals the same steps of a fresh one-sample run of the chained network
+        (``chain_network(net, T + latency, one_window=True, bias_as_graded=False)``).  A smaller last batch
+        is padded with zero rows (dropped from the result).
+        Returns ``{pop: {"s"|"u"|"v": tensor [T, samples, n]}}``: each recorded population's own window
+        of every sample (sample ``k*B + b`` = row b of batch k).  Networks for which
+        :meth:`stream_refusal` is not empty are refused (``UnsupportedError``)."""
+        why = self.stream_refusal()
+        if why:
+            raise UnsupportedError(f"cannot stream samples: {why}")
+        if not batches:
+            raise BadInputError("no samples to stream")
+        T = int(T)
+        if T < 1:
+            raise BadInputError(f"stream period T must be >= 1, got {T}")
+        sizes = []
+        cols = {}
+        for p in self.net.inputs:
+            parts = []
+            for bi in batches:
+                if p.name not in bi:
+                    raise BadInputError(f"input population '{p.name}': no data given")
+                x = bi[p.name]
+                x = torch.as_tensor(np.asarray(x)) if not torch.is_tensor(x) else x
+                if p.input_kind == "bias":
+                    x = x.reshape(x.shape[0], -1)[None]                          # [1, b, n]
+                else:
+                    x = x.reshape(x.shape[0], x.shape[1], -1)
+                    x = x[torch.arange(T) % x.shape[0]]                          # [T, b, n], looped
+                parts.append(x.to(torch.int64))
+            cols[p.name] = parts
+            sizes = [int(x.shape[1]) for x in parts] if not sizes else sizes
+        B = max(sizes) if sizes else 1
+        data = {}
+        for name, parts in cols.items():
+            padded = [x if x.shape[1] == B else torch.cat([x, x.new_zeros((x.shape[0], B - x.shape[1]) + tuple(x.shape[2:]))], 1)
+                      for x in parts]
+            data[name] = torch.cat(padded, 0)      # spikes/graded [K*T, B, n]; bias [K, B, n]
+        K = len(batches)
+        lat = self.net.latency()
+        steps = K * T + max(lat.values(), default=0)
+        res = self._threaded(self._run, data, steps, record, progress, (T, K, lat))
+        n = sum(sizes) if sizes else K
+        keep = None if all(b == B for b in sizes) else torch.cat(
+            [torch.arange(k * B, k * B + b) for k, b in enumerate(sizes)])
+        out = {}
+        for name, r in res.items():
+            out[name] = {}
+            for key, val in r.items():
+                # [K*T, B, n] (the population's windows back to back) -> [T, K*B, n]
+                v = val.reshape((K, T) + tuple(val.shape[1:])).transpose(0, 1).reshape((T, K * B) + tuple(val.shape[2:]))
+                out[name][key] = v if keep is None else v[:, keep.to(v.device)]
+            assert next(iter(out[name].values())).shape[1] == n
+        return out
+
+    def _run(self, inputs: dict, steps: int, record=None, progress=None, stream=None) -> dict:
         dev = self.device
         record = set(self.pops) if record in ("all", True) else set(record or self.net.outputs)
         record = {n for n in record if self.pops[n].input_kind != "bias"}
@@ -531,7 +615,10 @@ class Engine:
                 raise BadInputError(f"input population '{p.name}': no data given")
             x = torch.as_tensor(np.asarray(inputs[p.name]) if not torch.is_tensor(inputs[p.name])
                                 else inputs[p.name], device=dev)
-            if p.input_kind == "bias":
+            if p.input_kind == "bias" and stream is not None:      # [K, B, n]: one bias per sample window
+                x = x.reshape(x.shape[0], x.shape[1], -1).to(torch.int64)
+                b = x.shape[1]
+            elif p.input_kind == "bias":
                 x = x.reshape(x.shape[0], -1).to(torch.int64)
                 b = x.shape[0]
             else:
@@ -564,10 +651,16 @@ class Engine:
         # one plan per population, in topological order: everything the step loop needs, no lookups
         plan = []
         pend = {}
+        if stream is not None:
+            T_s, K_s, lat = stream
         for name in self.order:
             p = self.pops[name]
             pl = _Plan(name, p.kind == "input")
             pl.rec = name in record
+            if stream is not None:
+                # the population's sample windows: steps lat+1 .. lat+K*T (0-based t in [lo, hi))
+                pl.lo, pl.hi = lat[name], lat[name] + K_s * T_s
+                pl.idle_skip = self.skip_idle
             pl.hist = hist.get(name)
             pl.atts = self.att_last.get(name, [])
             pl.groups = []
@@ -606,6 +699,7 @@ class Engine:
             bias = _shift(bm, int(p.bias_exp)) if p.bias_exp >= 0 else bm >> (-int(p.bias_exp))
             bias = self._to_internal(name, bias)
             bmax = float(bias.abs().max()) if bias.numel() else 0.0
+            per_sample = stream is not None and bool(p.bias_input)     # bias [K, B, n]: one per window
             pl.du, pl.dv, pl.vth = int(p.du), int(p.dv), int(p.vth)
             v0 = np.broadcast_to(np.asarray(p.v_init, dtype=np.int64), p.shape).reshape(1, -1)
             pl.v0 = self._to_internal(name, torch.as_tensor(v0.copy(), device=dev)) if np.any(v0) else None
@@ -614,7 +708,12 @@ class Engine:
             if pl.reset_interval:
                 pl.reset_mod = p.reset_offset % p.reset_interval
                 pl.shift = shift[name]
+            if stream is not None:      # chained mode with period T: reset at the start of every window
+                pl.reset_interval, pl.reset_mod, pl.shift = T_s, (lat[name] + 1) % T_s, 0
             pl.fast = bool(self.safe[name])
+            # no bias, no initial v, vth >= 0: with u = v = 0 and no input a step is a no-op (skip_silent)
+            pl.rest_ok = pl.rest = bool(self.skip_silent and bmax == 0 and not p.bias_input and pl.v0 is None
+                                        and pl.vth >= 0)
             if pl.fast:
                 # |u| <= |a_in|max 64 * 4096 / (du + 1) (< 2**23: safe); |v_t| <= |v_{t-1}| (4096 - dv) / 4096
                 # + |u|max + |bias|max, so |v| stays below the fixed point of that bound (and V_LIM)
@@ -638,6 +737,8 @@ class Engine:
                 # the spike tensor is reused every step unless an attention op keeps a history of it
                 pl.sbuf = None if pl.hist is not None else torch.empty(B, n, dtype=sdt, device=dev)
                 pl.bias = bias.to(sdt) if bmax else None
+                if per_sample and pl.bias is not None:
+                    pl.biases, pl.bias = pl.bias, pl.bias[0]
                 pl.fu = fu / 4096.0
                 pl.fv = fv / 4096.0
                 pl.th = float(pl.vth << 6)
@@ -652,6 +753,8 @@ class Engine:
                 if pl.v0 is not None:
                     pl.v.copy_(pl.v0.expand(B, n))
                 pl.bias = bias if bmax or p.bias_input else 0
+                if per_sample:
+                    pl.biases, pl.bias = bias, bias[0]
                 pl.zero_in = torch.zeros(B, n, dtype=torch.int64, device=dev)
             plan.append(pl)
         rdt = dict(self.ring_dtype)
@@ -659,23 +762,42 @@ class Engine:
         rec = {n: {"s": [], "u": [], "v": []} for n in record}
         spikes = {}
         pipelined = self.pipelined
-        skip_silent = dev.type == "cpu"
+        skip_silent = dev.type == "cpu" and self.skip_silent
+        streaming = stream is not None
         for t in range(steps):
             ts = t + 1
             for pl in plan:
                 name = pl.name
-                if pl.is_input:
+                idle = False
+                recnow = pl.rec
+                if streaming:
+                    inside = pl.lo <= t < pl.hi
+                    recnow = recnow and inside
+                    # outside its sample windows a population computes nothing any window sees: with
+                    # skip_idle it does no work and sends nothing (inputs send nothing past their data)
+                    idle = not inside and (pl.idle_skip or pl.is_input)
+                if idle:
+                    if pl.is_input and pl.bias_only:
+                        continue
+                    if not pl.is_input:
+                        pl.pend[t % pl.L] = None
+                        if pl.pend2 is not None:
+                            pl.pend2[t % pl.L] = None
+                    if pl.zero is None:
+                        pl.zero = torch.zeros(B, self.pops[name].size, dtype=torch.float32, device=dev)
+                    s = pl.zero
+                elif pl.is_input:
                     if pl.bias_only:
                         continue
                     i = t % pl.x.shape[0]
                     s = pl.x[i]
-                    if pl.rec:
+                    if recnow:
                         rec[name]["s"].append(pl.xint[i])
                 elif pl.relay is not None:
                     slot = pl.pend[t % pl.L]
                     pl.pend[t % pl.L] = None
                     s = pl.relay if slot is None else slot
-                    if pl.rec:
+                    if recnow:
                         rec[name]["s"].append(self._to_network(name, s.to(torch.int64)))
                 else:
                     slot = pl.pend[t % pl.L]
@@ -687,8 +809,21 @@ class Engine:
                             pl.v.zero_()
                         else:
                             pl.v.copy_(pl.v0.expand_as(pl.v))
+                        pl.rest = pl.rest_ok
+                        if pl.biases is not None:       # streamed samples: this window's bias
+                            k = (t - pl.lo) // T_s
+                            if 0 <= k < K_s:
+                                pl.bias = pl.biases[k]
                     if pl.gkind:
-                        s = self._graded(pl, slot, t, rec)
+                        s = self._graded(pl, slot, t, rec if recnow else None)
+                        idle = skip_silent and s is pl.zero
+                    elif slot is None and pl.rest:
+                        # at rest (u = v = 0), no input, no bias, vth >= 0: the step changes nothing and
+                        # sends nothing
+                        if pl.zero is None:
+                            pl.zero = torch.zeros(B, self.pops[name].size, dtype=torch.float32, device=dev)
+                        s = pl.zero
+                        idle = True
                     elif pl.fast and pl.kernel is not None:
                         s = self._lif_fused(pl, slot)
                     elif pl.fast:
@@ -697,7 +832,10 @@ class Engine:
                         a_in = pl.zero_in if slot is None else slot.to(torch.int64)
                         pl.u, pl.v, sb = lif_step(pl.u, pl.v, a_in, pl.du, pl.dv, pl.vth, pl.bias, False)
                         s = sb.to(torch.float32)
-                    if pl.rec and not pl.gkind:
+                    if pl.rest_ok and not idle:
+                        # back at rest once no input came and u, v have decayed to 0
+                        pl.rest = slot is None and not bool(pl.v.any()) and (pl.u is None or not bool(pl.u.any()))
+                    if recnow and not pl.gkind:
                         r = rec[name]
                         if pl.fast and pl.u is None:
                             uu = (slot.to(torch.int64) << 6 if slot is not None
@@ -712,8 +850,8 @@ class Engine:
                     hist[name] = pl.hist
                 # a silent source adds exactly 0 (every group and the attention op are linear in each
                 # input): skip the work; the check needs a host sync, so only on the CPU, small tensors
-                silent = False
-                if skip_silent and pl.groups and s.numel() <= _SKIP_CHECK_MAX and \
+                silent = idle
+                if not idle and skip_silent and pl.groups and s.numel() <= _SKIP_CHECK_MAX and \
                         (pl.checks < 32 or pl.silent * 8 >= pl.checks):
                     silent = not bool(s.any())
                     pl.checks += 1
@@ -771,28 +909,26 @@ class Engine:
     @staticmethod
     def _lif_fast(pl, slot):
         """Lava's fixed-point LIF in float state for a population whose u cannot wrap: the same integers
-        as :func:`lif_step` (exact: see ``_run``).  trunc toward zero is copysign(floor(|x|), x)."""
-        v, tmp = pl.v, pl.tmp
+        as :func:`lif_step` (exact: see ``_run``).  The products are exact integers in the float dtype, so
+        ``trunc`` is Lava's rounding toward zero."""
+        v = pl.v
         if pl.du == 4095:             # no current memory: u = a_in << 6
             if pl.dv == 4096:
                 v.zero_()
             elif pl.dv:
-                v.mul_(pl.fv)
-                torch.copysign(torch.abs(v, out=tmp).floor_(), v, out=v)
+                v.mul_(pl.fv).trunc_()
             if slot is not None:
                 v.add_(slot, alpha=64)
         else:
             u = pl.u
-            u.mul_(pl.fu)
-            torch.copysign(torch.abs(u, out=tmp).floor_(), u, out=u)
+            u.mul_(pl.fu).trunc_()
             if slot is not None:
                 u.add_(slot, alpha=64)
             if pl.dv == 4096:
                 v.copy_(u)
             else:
                 if pl.dv:
-                    v.mul_(pl.fv)
-                    torch.copysign(torch.abs(v, out=tmp).floor_(), v, out=v)
+                    v.mul_(pl.fv).trunc_()
                 v.add_(u)
         if pl.bias is not None:
             v.add_(pl.bias)
@@ -809,7 +945,8 @@ class _Plan:
     __slots__ = ("name", "is_input", "rec", "hist", "atts", "groups", "bias_only", "x", "xint", "L", "pend",
                  "du", "dv", "vth", "reset_interval", "reset_mod", "shift", "fast", "u", "v", "bias", "fu",
                  "fv", "th", "clamp", "zero_in", "tmp", "sbuf", "checks", "silent", "kernel", "kt", "kzero", "relay",
-                 "gkind", "pend2", "gexp", "gdtype", "B", "n", "v0")
+                 "gkind", "pend2", "gexp", "gdtype", "B", "n", "v0", "lo", "hi", "idle_skip", "zero", "biases",
+                 "rest", "rest_ok")
 
     def __init__(self, name, is_input):
         self.name = name
@@ -825,6 +962,10 @@ class _Plan:
         self.gkind = ""
         self.pend2 = None
         self.v0 = None
+        self.zero = None
+        self.biases = None
+        self.idle_skip = False
+        self.rest = self.rest_ok = False
 
 
 def simulate(net: LoweredNetwork, inputs: dict, steps: int, record=None, device="cpu", pipelined=True) -> dict:

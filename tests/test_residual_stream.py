@@ -75,7 +75,7 @@ def test_hand_stream_in_lava_equals_engine():
 
 def _tiny(tau, depth=2, seed=0):
     from neurodeploy.exporters import to_nir
-    from neurodeploy.lower.testmodels import tiny_spikingformer
+    from testmodels import tiny_spikingformer
     model = tiny_spikingformer(seed=seed, depth=depth)
     for m in model.modules():
         if hasattr(m, "tau"):

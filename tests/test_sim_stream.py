@@ -8,7 +8,8 @@ import torch
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.lower.chain import chain_network
 from neurodeploy.lower.network import LoweredNetwork, Population, Synapse, VTH_MAX
-from neurodeploy.sim import Engine, testnets
+import testnets
+from neurodeploy.sim import Engine
 
 
 def encoder_net(seed: int = 3) -> LoweredNetwork:
@@ -95,7 +96,7 @@ def test_stream_on_a_lowered_spikingformer_every_layer():
     populations, einsum groups): every population's windows, s / u / v, with and without the skips."""
     from neurodeploy.exporters import to_nir
     from neurodeploy.lower.from_nir import lower_graph
-    from neurodeploy.lower.testmodels import tiny_spikingformer
+    from testmodels import tiny_spikingformer
     torch.manual_seed(0)
     net, _ = lower_graph(to_nir(tiny_spikingformer(), arch="spikingformer-digits"), input_range=(0.0, 1.0))
     T = int(net.metadata["time_steps"])
@@ -120,7 +121,7 @@ def test_simulate_pipelined_and_skips_give_the_same_predictions(tmp_path, capsys
     from neurodeploy.cli import main
     from neurodeploy.exporters import to_nir
     from neurodeploy.graph import write_graph
-    from neurodeploy.lower.testmodels import tiny_spikingformer
+    from testmodels import tiny_spikingformer
     torch.manual_seed(0)
     write_graph(to_nir(tiny_spikingformer(), arch="spikingformer-digits"), tmp_path / "model.nir")
     rng = np.random.default_rng(1)

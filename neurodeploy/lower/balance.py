@@ -17,8 +17,10 @@ def balance_network(net: LoweredNetwork, T=None) -> None:
     """Delay balancing (in place): each population's latency is its longest incoming path (one step per
     synapse group or attention op), every group into it gets ``balance_delay`` (attention ops
     ``balance_delays``) so that all its inputs arrive together; more than 62 -> error naming the node.
-    Populations with a bias or an initial v (and readouts) are reset (LIFReset, period ``T + latency``) at the step their
-    first input arrives.  Sets ``metadata["latency"]`` and ``metadata["population_latency"]``."""
+    Every stateful population (``lif``, ``readout``) is reset (LIFReset, period ``T + latency``) at the step its
+    first input arrives: a bias or an initial v must not act while the pipeline fills, and a population that has
+    neither must not keep what an upstream population sent during the fill (a biased LIF can spike before its
+    own first input; its successor would integrate that).  Sets ``metadata["latency"]`` and ``metadata["population_latency"]``."""
     _remove_delay_relays(net)       # a re-balance (after a pass that adds latency) places them anew
     lat = {}
     incoming = {p.name: [] for p in net.populations}
@@ -51,9 +53,8 @@ def balance_network(net: LoweredNetwork, T=None) -> None:
     for p in net.populations:
         if p.kind == "input" or lat[p.name] == 0:
             continue
-        if np.any(np.asarray(p.bias_mant) != 0) or p.kind == "readout" or np.any(np.asarray(p.v_init) != 0):
-            # zero u and set v to v_init when the first input arrives (bias and the decay of an initial v
-            # must not act while the pipeline fills)
+        if p.kind in ("lif", "readout"):
+            # zero u and set v to v_init when the first input arrives (the fill leaves nothing behind)
             p.reset_interval = period if period else 1 << 20
             p.reset_offset = (lat[p.name] + 1) % p.reset_interval
     net.metadata["latency"] = int(Lmax)

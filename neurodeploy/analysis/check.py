@@ -15,7 +15,7 @@ import torch
 
 from ..errors import BadInputError, NeurodeployError
 from ..graph.core import input_names, meta, node_shape
-from ..data import load_samples
+from ..data import is_task, load_samples, task_test_samples
 from .activity import digits_samples, record_activity
 from .domains import graph_input_domain
 from .fold import fold_readout, verify_fold
@@ -73,10 +73,14 @@ def resolve_samples(graph, data, info: dict, limit: int = 64) -> tuple[torch.Ten
         if arch.endswith("-digits") and shape == (1, 8, 8):
             return digits_samples(limit), f"bundled digits (test split, first {limit})"
         return None, ""
-    if isinstance(data, str) and data == "digits":
-        if shape != (1, 8, 8):
-            raise BadInputError(f"--data digits: the graph input is {list(shape or [])}, the digits are [1, 8, 8]")
-        return digits_samples(limit), f"bundled digits (test split, first {limit})"
+    if is_task(data):
+        if shape is None:
+            raise BadInputError("--data digits: the graph has no single input with a shape")
+        if shape == (1, 8, 8):
+            return digits_samples(limit), f"bundled digits (test split, first {limit})"
+        # the digits task rendered at this input (images, or [T, 2, H, W] events: neurodeploy.tasks)
+        x, _ = task_test_samples(shape, int(meta(graph, "neurodeploy.time_steps", 0) or 0) or None, limit)
+        return torch.from_numpy(x), f"bundled digits task at {list(shape)} (test split, first {len(x)})"
     if isinstance(data, (str, os.PathLike)):
         return load_samples(data, limit), str(data)
     return torch.as_tensor(np.asarray(data), dtype=torch.float32)[:limit], "array"

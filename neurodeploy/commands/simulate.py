@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import BadInputError
 from .common import add_data_arguments, add_lowering_arguments, lowering_options
 from ..analysis.check import load_graph as load_model_graph
-from ..data import apply_dt, apply_input_domain, graph_samples, float_batch
+from ..data import apply_dt, apply_input_domain, graph_samples, float_batch, is_task
 from ..fidelity import _num_classes
 from ..training import digits_split
 from ..deploy import Deployment, get_target
@@ -60,7 +60,10 @@ def load_data(data: str | None, graph, steps=None, input_domain=None):
     """(x, y, T) to simulate: --data FILE (labels optional; every layout of neurodeploy.data.graph_samples),
     or the bundled digits test split for digits models."""
     if data is not None:
-        return graph_samples(graph, data, steps=steps, input_domain=input_domain)
+        x, y, T = graph_samples(graph, data, steps=steps, input_domain=input_domain)
+        if is_task(data) and (_num_classes(graph) or 0) < 10:
+            y = None            # the digits labels belong to a model of 10 or more classes
+        return x, y, T
     apply_input_domain(graph, input_domain)
     arch = str((graph.metadata or {}).get("neurodeploy.arch", ""))
     if "digits" not in arch:

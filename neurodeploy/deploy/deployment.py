@@ -20,7 +20,7 @@ from ..analysis.activity import record_activity
 from ..analysis.annotate import AnnotatedGraph, annotate
 from ..analysis.check import load_graph, resolve_samples
 from ..analysis.neurobench import neurobench_from_graph
-from ..data import apply_dt, apply_input_domain, float_batch, graph_samples
+from ..data import apply_dt, apply_input_domain, float_batch, graph_input_shape, graph_samples, is_task
 from ..energy import (attention_products, neurobench_metrics, ops_from_graph, paper_energy, published_firing_rates,
                       rate_of, target_energy)
 from ..errors import BadInputError, NeurodeployError, UnsupportedError
@@ -93,12 +93,17 @@ class Deployment:
         if data is not None and not isinstance(data, (str, Path)) and labels is None and isinstance(data, tuple):
             data, labels = data
         T = steps
-        if isinstance(data, (str, Path)) and str(data) != "digits":
+        if isinstance(data, (str, Path)) and not (is_task(data) and tuple(graph_input_shape(graph)) == (1, 8, 8)):
             # every layout simulate reads (static, [N, T, ...] event tensors, (x, y, t, p) event files)
-            x, y, T = graph_samples(graph, data, steps=steps, input_domain=input_domain)
+            x, y, T = graph_samples(graph, data, steps=steps, input_domain=input_domain,
+                                    limit=samples if is_task(data) else None)   # only what is used is rendered
             limit = samples or len(x)
             desc = f"{data} (first {limit})" if len(x) > limit else str(data)
             x = float_batch(x, 0, limit)        # in memory (a memory-mapped file: only these rows are read)
+            if is_task(data):
+                desc = f"bundled digits task at {list(graph_input_shape(graph))} (test split, first {len(x)})"
+                # the digits labels belong to a model of 10 or more classes (not to a test model of that input)
+                y = y if (_num_classes(graph) or 0) >= 10 else None
             if labels is None and y is not None:
                 labels = y
         else:

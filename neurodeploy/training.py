@@ -199,7 +199,7 @@ def _resume_state(out: Path, arch: str, options: dict) -> dict:
     for k, v in options.items():
         if k in ("max_minutes", "epochs"):       # the budget may change on resume
             continue
-        if saved.get(k) != v:
+        if k in saved and saved[k] != v:
             raise BadInputError(f"{out}: --resume: the checkpoint was trained with {k} {saved.get(k)!r}, "
                                 f"not {v!r}")
     st["state_dict"] = obj.get("state_dict")
@@ -210,7 +210,7 @@ def train(arch: str = "spikingformer-digits", out: str | os.PathLike = "demo-out
           data: str | None = None, epochs: int | None = None, batch_size: int | None = None,
           lr: float | None = None, seed: int = 0, device: str | None = None, progress: bool = True,
           max_minutes: float | None = None, resume: bool = False, max_steps: int | None = None,
-          save_every_s: float = 60.0) -> dict:
+          save_every_s: float = 60.0, config: dict | None = None) -> dict:
     """Train ``arch`` and save our checkpoint to ``out``; returns the metrics dict.
 
     ``data``: ``"digits"`` (the bundled task at the architecture's input, :mod:`neurodeploy.tasks`; the
@@ -219,7 +219,8 @@ def train(arch: str = "spikingformer-digits", out: str | os.PathLike = "demo-out
     comes first).  On the digits task the checkpoint is written every ``save_every_s`` seconds, on Ctrl-C
     and at the end with the optimizer state and position (``train_state``), and ``resume`` continues from
     it mid-epoch: the same batches in the same order, the same renderings.  ``max_steps``: stop after that
-    many optimizer steps in this call (leaving a resumable checkpoint)."""
+    many optimizer steps in this call (leaving a resumable checkpoint).  ``config``: fields of the
+    architecture's config to override (a reduced model for tests; saved in the checkpoint)."""
     dataset = dataset_for_arch(arch)
     task = data == tasks.TASK or (data is None and dataset == "digits")
     if dataset == "dvs" and not task:
@@ -250,9 +251,10 @@ def train(arch: str = "spikingformer-digits", out: str | os.PathLike = "demo-out
     dev = torch.device(device or (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"))
 
     torch.manual_seed(seed)
-    model = build_model(arch)
+    model = build_model(arch, config)
     options = {"arch": arch, "data": "digits" if task else str(data), "batch_size": batch_size, "lr": lr,
-               "seed": seed, "weight_decay": s.weight_decay, "epochs": epochs, "max_minutes": max_minutes}
+               "seed": seed, "weight_decay": s.weight_decay, "epochs": epochs, "max_minutes": max_minutes,
+               "config": model.cfg.to_dict()}
     state = _resume_state(out, arch, options) if resume else None
     if state is not None:
         model.load_state_dict(state["state_dict"])
@@ -315,6 +317,10 @@ def train(arch: str = "spikingformer-digits", out: str | os.PathLike = "demo-out
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=0.1)
         if state is not None and state.get("scheduler"):
             sched.load_state_dict(state["scheduler"])
+            # the scheduler's constructor set the learning rate and momentum (Adam's beta1) back to their
+            # start: restore the saved ones
+            for g, saved in zip(opt.param_groups, state["optimizer"]["param_groups"]):
+                g.update({k: saved[k] for k in ("lr", "betas", "momentum") if k in saved})
 
     def progress_of(step_now, elapsed):
         p = step_now / total_steps

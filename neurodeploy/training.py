@@ -3,6 +3,9 @@
 * ``digits``: scikit-learn's bundled 8x8 digits (1797 images), fixed stratified split
   (80/20, ``random_state=0``: 1437 train / 360 test), pixels scaled to [0, 1] and standardised with
   the training-set mean/std.  This is the demo: >= 93 % test accuracy in minutes on 2 cores.
+* ``--data digits`` for any other architecture: the same split rendered at its input (32x32 / 224x224
+  images, [T, 2, 128, 128] events; :mod:`neurodeploy.tasks`, docs/data.md), with ``--max-minutes`` (a time
+  budget the learning-rate schedule spans), a checkpoint written every minute and ``--resume``.
 * ``cifar10`` / ``cifar100``: torchvision's CIFAR folders under ``--data`` (no download), the official
   normalisation; ``imagenet``: ``--data/{train,val}`` ImageFolder trees at 224 px.
 * GPU when present; several GPUs with ``torchrun`` (DistributedDataParallel, one process per GPU).

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import tasks
-from .checkpoint import save_checkpoint
+from .checkpoint import _torch_load, save_checkpoint
 from .errors import BadInputError
 from .models.registry import build_model, arch_names
 from .fileio import check_output_path
@@ -189,8 +189,6 @@ def lr_at(progress: float, lr: float) -> float:
 
 def _resume_state(out: Path, arch: str, options: dict) -> dict:
     """The train_state of the checkpoint at ``out`` (--resume): same architecture and options, not finished."""
-    from .checkpoint import _torch_load
-
     obj = _torch_load(out)
     st = obj.get("train_state") if isinstance(obj, dict) else None
     if not isinstance(st, dict):

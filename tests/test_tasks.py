@@ -120,8 +120,11 @@ def test_small_model_trained_on_the_task_float_vs_loihi2(tmp_path, capsys):
                  "--json", "--layers"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["samples"] == 64
-    assert res["float_accuracy"] == pytest.approx(RECORDED["float_accuracy"], abs=2 / 64)
-    assert res["prediction_agreement"] >= RECORDED["prediction_agreement"] - 2 / 64
+    if RECORDED["prediction_agreement"] is not None:
+        assert res["float_accuracy"] == pytest.approx(RECORDED["float_accuracy"], abs=2 / 64)
+        assert res["prediction_agreement"] >= RECORDED["prediction_agreement"] - 2 / 64
+    assert res["prediction_agreement"] >= 0.9
+    assert abs(res["float_accuracy"] - res["loihi2_accuracy"]) <= 4 / 64
     assert min(res["layer_spike_agreement"].values()) > 0.9
     out = tmp_path / "out"
     assert main(["export", str(ckpt), "-o", str(out), "--target", "loihi2", "--data", "digits"]) == 0
@@ -132,4 +135,5 @@ def test_small_model_trained_on_the_task_float_vs_loihi2(tmp_path, capsys):
     assert res2["float_accuracy"] == res["float_accuracy"]
 
 
+#: measured by this test's recipe (2 epochs, batch 32, seed 0) on the shared 2-core machine; None: not yet
 RECORDED = {"float_accuracy": None, "prediction_agreement": None}

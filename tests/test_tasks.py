@@ -57,12 +57,13 @@ def test_renderings_are_seeded_and_a_subset_renders_as_in_the_full_set(shape, st
         assert 0.0 <= x.min() and x.max() <= 1.0
 
 
-def test_the_digit_is_where_the_events_are():
-    """Events come from the moving digit's edges: the event map correlates with the digit's image."""
-    img, _ = tasks.task_samples((1, 64, 64), "test", indices=range(4))
+def test_events_come_from_the_moving_digit_not_everywhere():
+    """At another size and T: the digit's edges fire (thousands of events per sample) but most pixels
+    never do over the whole sample (only shot noise there)."""
     ev, _ = tasks.task_samples((2, 64, 64), "test", steps=4, indices=range(4))
     assert ev.shape == (4, 4, 2, 64, 64)
-    assert (ev.sum((1, 2)) > 0).mean() < 0.5
+    fired = ev.sum((1, 2)) > 1          # more than one event over the sample: not a lone noise event
+    assert 0.02 < fired.mean() < 0.5
 
 
 def test_bad_inputs_get_one_line_errors():

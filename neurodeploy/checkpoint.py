@@ -10,6 +10,7 @@ Our format (``.pt``, written with ``torch.save``, read with ``weights_only=True`
       "state_dict": {...},                      # torch state_dict of the eval-mode module
       "metrics": {"test_accuracy": 0.95, ...}   # optional
       "neurodeploy_version": "0.1.0",
+      "train_state": {...}                      # optional: written by `neurodeploy train` to resume
     }
 
 Official checkpoints: timm ``CheckpointSaver`` files (``.pth.tar``) keep the weights under
@@ -134,8 +135,11 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict, source: str = "<c
     model.load_state_dict(state_dict, strict=True)
 
 
-def save_checkpoint(model: nn.Module, path: str | os.PathLike, metrics: dict | None = None) -> Path:
-    """Write our checkpoint format atomically (temp file, then rename)."""
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, metrics: dict | None = None,
+                    train_state: dict | None = None) -> Path:
+    """Write our checkpoint format atomically (temp file, then rename).  ``train_state``: what
+    ``neurodeploy train --resume`` needs to continue (optimizer state, position; tensors and plain values
+    only, so the file still loads with ``weights_only=True``)."""
     arch = getattr(model, "arch", None)
     if arch is None:
         raise ValueError("model has no .arch name; build it with neurodeploy.build_model")
@@ -149,6 +153,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, metrics: dict | N
         "metrics": dict(metrics or {}),
         "neurodeploy_version": __version__,
     }
+    if train_state is not None:
+        payload["train_state"] = train_state
     # serialized in memory, then written plainly: torch.save reports a full disk as a RuntimeError from its
     # zip writer; a plain write gives the OSError that atomic_path turns into one line (temp file removed)
     buf = io.BytesIO()

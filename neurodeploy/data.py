@@ -20,6 +20,7 @@ from . import limits
 from .errors import BadInputError, ResourceLimitError, first_line
 from .graph.core import input_names, node_shape, meta
 from .events import event_samples, read_event_file
+from . import tasks
 
 SAMPLE_KEYS = ("x", "data", "images", "inputs")
 #: elements per chunk of the checks over memory-mapped samples (64 MiB of float32)
@@ -248,9 +249,25 @@ def apply_dt(graph, dt: float | None) -> None:
     graph.metadata = {**(graph.metadata or {}), "neurodeploy.dt": float(dt)}
 
 
+def is_task(data) -> bool:
+    """``--data digits``: the bundled task (neurodeploy.tasks), not a file (a file named so reads as
+    ``./digits``)."""
+    return isinstance(data, str) and data == tasks.TASK
+
+
+def task_test_samples(shape, steps: int | None = None, limit: int | None = None):
+    """(x float32, y int64): the first ``limit`` test samples of the digits task rendered for the input
+    ``shape`` (one-line error for an input it has no rendering for)."""
+    n = tasks.task_size("test")
+    idx = None if limit is None or limit >= n else range(int(limit))
+    return tasks.task_samples(tuple(shape), "test", steps=steps, indices=idx)
+
+
 def graph_samples(graph, data, steps: int | None = None, input_domain: str | None = None,
                   limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None, int | None]:
-    """``(x, y, T)`` for ``graph`` from ``--data`` (a file path or an array):
+    """``(x, y, T)`` for ``graph`` from ``--data`` (a file path, ``"digits"`` or an array):
+
+    * ``"digits"``: the bundled task's test split rendered for the graph input (:mod:`neurodeploy.tasks`);
 
     * static samples [N, *input] (images): T = ``steps``, else the graph's ``neurodeploy.time_steps``
       (None when neither fixes it: the caller asks for -T/--steps);
@@ -270,7 +287,11 @@ def graph_samples(graph, data, steps: int | None = None, input_domain: str | Non
     y = None
     where = str(data) if isinstance(data, (str, Path)) else "data"
     events = read_event_file(data) if isinstance(data, (str, Path)) and Path(data).is_file() else None
-    if events is not None:
+    if is_task(data):
+        # the bundled task rendered for this input (neurodeploy.tasks): [N, *input] images or [N, T, 2, H, W]
+        # events (T = steps, else the graph's, else tasks.EVENT_STEPS); the test split, all 360 samples
+        x, y = task_test_samples(shape, steps or T_graph, limit)
+    elif events is not None:
         ev, y = events
         x = event_samples(ev, shape, steps or T_graph, where, binary=(domain == "binary"))
     elif isinstance(data, (str, Path)):

@@ -22,7 +22,7 @@ import nir
 import numpy as np
 import torch
 
-from .data import apply_dt, apply_input_domain, float_batch, graph_samples
+from .data import apply_dt, apply_input_domain, float_batch, graph_samples, is_task
 from .errors import BadInputError
 from .exporters import to_nir
 from .graph.core import input_names, meta, node_shape, output_names
@@ -118,11 +118,17 @@ def resolve_data(graph, data, info: dict | None = None, limit: int | None = None
         data, labels = data
     arch = str((info or {}).get("arch") or meta(graph, "neurodeploy.arch", "") or "")
     T = steps
-    if isinstance(data, (str, os.PathLike)) and str(data) != DIGITS:
-        x, y, T = graph_samples(graph, data, steps=steps)
+    if isinstance(data, (str, os.PathLike)) and not (is_task(data) and input_shape(graph) == DIGITS_SHAPE):
+        # a file in any layout, or the digits task rendered at this input (neurodeploy.tasks: images, or
+        # [T, 2, H, W] events); of the task only what is used is rendered
+        x, y, T = graph_samples(graph, data, steps=steps, limit=limit if is_task(data) else None)
         desc = f"{data} (first {limit})" if limit is not None and len(x) > limit else str(data)
         if limit is not None:
             x = float_batch(x, 0, limit)        # in memory (a memory-mapped file: only these rows are read)
+        if is_task(data):
+            desc = f"bundled digits task at {list(input_shape(graph) or [])} (test split, first {len(x)})"
+            # the digits labels belong to a model of 10 or more classes (not to a test model of that input)
+            y = y if (num_classes(graph) or 0) >= 10 else None
         digits = False
     elif data is None or (isinstance(data, str) and data == DIGITS):
         shape = input_shape(graph)

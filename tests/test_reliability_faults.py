@@ -362,3 +362,39 @@ def test_no_command_is_one_line_on_stderr():
     r = run_cli()
     assert r.returncode == 2 and r.stdout == ""
     assert "no command given; one of check, export, report, simulate, targets, train" in one_error_line(r.stderr)
+
+
+# -- the new options of issues 24, 25 and 28 (docs/reliability.md, "Rules for the new options") -------------
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--arch", "spikformr-cifar10-4-384"], "--arch: unknown architecture 'spikformr-cifar10-4-384'; "
+                                                     "close matches: spikformer-cifar10-4-384"),
+    (["check", "x.pt", "--arch", "qkformer-cifar"], "--arch: unknown architecture 'qkformer-cifar'; close "
+                                                    "matches: qkformer-cifar10-4-384"),
+    (["export", "x.pt", "--arch", "sdt-cifar10"], "--arch: unknown architecture 'sdt-cifar10'; close matches: "
+                                                  "sdt-cifar10-2-512"),
+    (["train", "--arch", "sdt-digits", "--max-minutes", "0"], "--max-minutes must be > 0, got 0"),
+    (["train", "--arch", "sdt-digits", "--max-minutes", "-3"], "--max-minutes must be > 0, got -3"),
+    (["train", "--arch", "sdt-digits", "--max-minutes", "inf"], "--max-minutes must be a finite number"),
+    (["train", "--arch", "sdt-digits", "--max-minutes", "20000"], "--max-minutes 20000 exceeds the limit"),
+    (["train", "--epochs", "0"], "--epochs must be >= 1, got 0"),
+    (["train", "--batch-size", "-8"], "--batch-size must be >= 1, got -8"),
+    (["report", "x.pt", "--target", "loihi2", "--system", "pohoiki"], "--system 'pohoiki': not a loihi2 system"),
+    (["export", "x.pt", "--target", "loihi2", "--max-chips", "1e3"], "--max-chips must be an integer, got '1e3'"),
+    (["export", "x.pt", "--target", "loihi2", "--attention-schedule", "serial"],
+     "--attention-schedule: invalid choice: 'serial'"),
+])
+def test_new_option_values_are_one_line_exit_2_before_any_work(tmp_path, capsys, monkeypatch, argv, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.pt").write_bytes(b"not read: the option is refused first")
+    assert main(argv + ["-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neurodeploy: error: ") and words in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_architecture_names_match_ignoring_case_and_separators():
+    from neurodeploy.commands.common import arch_name
+
+    assert arch_name()("Spikingformer_Cifar10-4-384") == "spikingformer-cifar10-4-384"
+    assert arch_name()("QKFormer digits") == "qkformer-digits"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
 from ..fileio import write_text_atomic
-from .common import MAX_SAMPLES, add_data_arguments, positive_int
+from .common import MAX_SAMPLES, add_data_arguments, arch_name, positive_int
 from ..analysis.check import check_model
 from ..analysis.formats import render
 
@@ -23,7 +23,7 @@ def add_parser(subparsers):
     p.add_argument("model", metavar="MODEL",
                    help="our checkpoint (.pt), an official checkpoint with --arch, a .nir file, or an architecture "
                         "name (untrained weights: purity is a property of the structure)")
-    p.add_argument("--arch", help="architecture of an official checkpoint")
+    p.add_argument("--arch", type=arch_name(), help="architecture of an official checkpoint")
     p.add_argument("--allow", action="append", default=[], metavar="LIST",
                    help="comma-separated exceptions: roles 'encoder' (layer reading the real input), 'readout' "
                         "(non-spiking head), or node names / source module paths; may be repeated")

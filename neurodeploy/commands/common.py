@@ -9,6 +9,7 @@ from .. import limits
 from ..lower.attention_graded import ATTENTION_SCHEDULES
 from ..deploy.configs import check_max_chips, resolve_system
 from ..errors import BadInputError
+from ..models.registry import arch_names
 from ..profiles import builtin_names, load_profile, load_profiles
 
 
@@ -181,6 +182,14 @@ def known_name(name: str, choices, what: str = "name"):
                                          + ", ".join(shown[:20]) + (" ..." if len(shown) > 20 else ""))
 
     parse.__name__ = "known_name"
+    return parse
+
+
+def arch_name(name: str = "--arch"):
+    """``type=`` for an architecture name of :func:`neurodeploy.arch_names` (every family), close matches
+    listed when unknown."""
+    parse = known_name(name, arch_names, "architecture")
+    parse.__name__ = "arch_name"
     return parse
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import limits
 from ..errors import BadInputError, UnsupportedError
-from .common import MAX_SAMPLES, add_budget_arguments, add_data_arguments, add_lowering_arguments, lowering_options, positive_int
+from .common import MAX_SAMPLES, add_budget_arguments, add_data_arguments, add_lowering_arguments, arch_name, lowering_options, positive_int
 from ..exporters import to_nir
 from ..fileio import staged_dir, check_output_path
 from ..graph import write_graph
@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default=None, metavar="OUT",
                    help="output folder, replaced as a whole (default: ./<model stem>-deploy/, e.g. model.pt -> "
                         "./model-deploy/, replaced only when an earlier export wrote it)")
-    p.add_argument("--arch", default=None, help="architecture of an official checkpoint (a name from neurodeploy.arch_names(), e.g. spikingformer-imagenet-8-768)")
+    p.add_argument("--arch", type=arch_name(), default=None, help="architecture of an official checkpoint (a name from neurodeploy.arch_names(), e.g. spikingformer-imagenet-8-768)")
     p.add_argument("--expand-attention", action="store_true",
                    help="write the attention as standard NIR primitives (exact; small models only)")
     p.add_argument("--input-shape", type=positive_int("--input-shape", limits.MAX_CHANNELS), nargs=3, metavar=("C", "H", "W"), default=None,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, BadInputError
 from ..fileio import write_text_atomic
-from .common import (MAX_CHIPS, MAX_ENERGY_UJ, MAX_SAMPLES, add_budget_arguments, add_data_arguments,
+from .common import (MAX_CHIPS, MAX_ENERGY_UJ, MAX_SAMPLES, add_budget_arguments, add_data_arguments, arch_name,
                      add_lowering_arguments, fraction, lowering_options, positive_float, positive_int)
 from ..report import build_report
 from ..rates import load_firing_rates
@@ -26,7 +26,7 @@ def add_parser(subparsers):
         description="Chip fit (cores, chips, system, bottleneck), energy (paper method, NeuroBench metrics, target "
                     "estimates), spike purity and fidelity. Exit 0 ok, 1 a budget exceeded, 2 bad input.")
     p.add_argument("model", metavar="MODEL", help="architecture name, our checkpoint, an official one with --arch, or a .nir file")
-    p.add_argument("--arch", help="architecture of an official checkpoint")
+    p.add_argument("--arch", type=arch_name(), help="architecture of an official checkpoint")
     p.add_argument("--target", action="append", default=[], metavar="NAME",
                    help="built-in target (see `neurodeploy targets`); may be repeated (default loihi2)")
     p.add_argument("--profile", action="append", default=[], metavar="FILE", help="a hardware profile TOML; may be repeated")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import BadInputError, first_line
 from ..lava_compat import require_lava
-from .common import MAX_BATCH, MAX_SAMPLES, add_data_arguments, add_lowering_arguments, lowering_options, positive_int
+from .common import MAX_BATCH, MAX_SAMPLES, add_data_arguments, add_lowering_arguments, arch_name, lowering_options, positive_int
 from ..data import float_batch
 from ..deploy import Deployment, get_target
 from ..front_door import load_graph as load_model_graph, resolve_data, set_facts
@@ -45,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-skip", action="store_true",
                    help="fast engine: compute every population at every step (no skipping of idle populations "
                         "and silent sources; same integers; slower)")
-    p.add_argument("--arch", default=None, help="architecture of an official checkpoint")
+    p.add_argument("--arch", type=arch_name(), default=None, help="architecture of an official checkpoint")
     p.add_argument("--layers", action="store_true",
                    help="also measure per-layer spike agreement float vs fixed point (first batch; costs a float "
                         "run with records and a layer-synchronous engine run)")

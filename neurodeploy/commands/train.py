@@ -8,6 +8,10 @@ from ..models.registry import arch_names
 from ..checkpoint import load_model
 from ..errors import BadInputError
 from ..training import dataset_for_arch, digits_test_accuracy, train
+from .common import MAX_BATCH, known_name, positive_int, positive_minutes
+
+#: the most --epochs a training takes (a larger count is a typo, not a plan)
+MAX_EPOCHS = 100_000
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,17 +23,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "224x224 RGB images, [T, 2, 128, 128] DVS events; docs/data.md), built in memory. CIFAR10/100 and "
         "ImageNet read a local folder (--data DIR). GPU when present; torchrun for several GPUs (folders).",
     )
-    p.add_argument("--arch", default="spikingformer-digits", choices=arch_names(), metavar="ARCH",
-                   help="architecture name (default: spikingformer-digits)")
+    p.add_argument("--arch", default="spikingformer-digits", type=known_name("--arch", arch_names, "architecture"),
+                   metavar="ARCH", help="architecture name (neurodeploy.arch_names(); default: spikingformer-digits)")
     p.add_argument("-o", "--output", default="demo-out/spikingformer-digits.pt", help="checkpoint to write")
     p.add_argument("--data", default=None,
                    help="'digits' (the bundled task, any architecture) or a local data folder (CIFAR10/100, "
                         "ImageNet train/ val/)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
+    p.add_argument("--epochs", type=positive_int("--epochs", MAX_EPOCHS), default=None)
+    p.add_argument("--max-minutes", type=positive_minutes(), default=None, metavar="M",
                    help="stop after M minutes of training (the learning-rate schedule spans them); the test "
                         "accuracy is measured after")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=positive_int("--batch-size", MAX_BATCH), default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")

@@ -80,14 +80,14 @@ def test_max_chips_chooses_the_lowest_latency_fit_and_writes_it(digits_ckpt, tmp
 
 @pytest.mark.slow
 def test_nothing_fits_exits_1_naming_the_smallest_fit(digits_ckpt, tmp_path, capsys):
-    # a Loihi 2 profile with 4 cores per chip: the digits model needs 9-10 chips, a Kapoho Point has 8
+    # a Loihi 2 profile with 1 core per chip: the digits model needs more than 8 chips, a Kapoho Point has 8
     import tomllib
     from pathlib import Path
     src = Path(neurodeploy.__file__).resolve().parents[1] / "hardware_profiles" / "loihi2.toml"
     text = src.read_text()
     assert "cores = { value = 122," in text
     prof = tmp_path / "loihi2.toml"
-    prof.write_text(text.replace("cores = { value = 122,", "cores = { value = 4,"))
+    prof.write_text(text.replace("cores = { value = 122,", "cores = { value = 1,"))
     tomllib.loads(prof.read_text())
     out = tmp_path / "out"
     rc = main(["export", str(digits_ckpt), "-o", str(out), "--target", "loihi2", "--profile", str(prof),
@@ -95,8 +95,10 @@ def test_nothing_fits_exits_1_naming_the_smallest_fit(digits_ckpt, tmp_path, cap
     line = _one_line(capsys)
     assert rc == 1 and not out.exists()
     m = re.fullmatch(r"neurodeploy: error: loihi2: no configuration fits Kapoho Point \(8 chips\): the smallest fit "
-                     r"found is 'stream expanded' with (\d+) chips \(\d+ cores, Hala Point\), latency 15 steps", line)
-    assert m and int(m.group(1)) > 8, line
+                     r"found is '([^']+)' with (\d+) chips \(\d+ cores, [A-Za-z ]+\), latency (\d+) steps"
+                     r"; the attention alone needs at least ([\d,]+) product neurons \((\d+) cores, (\d+) chips\) at "
+                     r"full sample rate \(docs/lowering.md\)", line)
+    assert m and int(m.group(2)) > 8, line
 
 
 @pytest.mark.parametrize("args, words", [
@@ -122,3 +124,12 @@ def test_system_needs_the_loihi2_target(digits_ckpt, tmp_path, capsys):
     assert main(["export", str(digits_ckpt), "-o", str(tmp_path / "o"), "--target", "speck", "--system",
                  "kapoho-point"]) == 2
     assert "--system 'kapoho-point': applies to the loihi2 target" in _one_line(capsys)
+
+
+def test_full_rate_attention_bound_is_the_documented_figure():
+    # docs/lowering.md "Why no token-tiled or token-serial schedule": 2 H N dh^2 / p, p = floor(23 / bit_length(N))
+    from neurodeploy.lower.attention_graded import full_rate_bound
+    assert 4 * full_rate_bound(12, 64, 32) == 2_097_152          # cifar10-4-384: 4 ops x 524,288, p = 3
+    assert 2 * full_rate_bound(16, 64, 16) == 349_526            # gesture-2-256
+    assert full_rate_bound(4, 16, 16) == 8_192                   # digits: N = 16 (5 bits), p = 4
+    assert full_rate_bound(1, 1 << 23, 1) == 2 * (1 << 23)       # a count of 24 bits: one product per word

@@ -26,6 +26,7 @@ from ..fileio import write_text_atomic
 from ..lava.netx_writer import write_netx
 from ..lava.processes_used import lava_process_classes, standard_library_only
 from .target import Target
+from ..lower.attention_graded import full_rate_bound
 from ..lower.from_nir import lower_graph
 from ..fidelity import simulate_lowered
 from ..mapping import fit, from_lowered
@@ -97,6 +98,30 @@ def summarize(net, quantization: dict | None = None) -> dict:
     return s
 
 
+def attention_bound(summary: dict, profile) -> dict | None:
+    """The full-rate lower bound on the attention's product neurons of a lowered network (its summary's
+    attention ops; :func:`neurodeploy.lower.attention_graded.full_rate_bound`), in cores and chips of
+    ``profile``, or None without attention."""
+    ops = [a for a in summary.get("attention") or [] if a.get("heads") and a.get("tokens")]
+    if not ops:
+        return None
+    n = sum(full_rate_bound(a["heads"], a["tokens"], a["head_dim"]) for a in ops)
+    per_core = int(profile.core_limit("product_neurons", 2047) or 2047)
+    cores = -(-n // per_core)
+    cpc = int(profile.cores_per_chip or 1)
+    return {"product_neurons": int(n), "cores": int(cores), "chips": int(-(-cores // cpc)),
+            "note": "the fewest product neurons any exact attention schedule needs at full sample rate "
+                    "(docs/lowering.md, 'Why no token-tiled or token-serial schedule'); only a lower sample "
+                    "rate goes below it (designed, not built)"}
+
+
+def _bound_words(bound: dict | None) -> str:
+    if not bound:
+        return ""
+    return (f"; the attention alone needs at least {bound['product_neurons']:,} product neurons "
+            f"({bound['cores']:,} cores, {bound['chips']:,} chips) at full sample rate (docs/lowering.md)")
+
+
 def config_row(cfg: LoweringConfig, art: Loihi2Artifact, res, step_s: float | None) -> dict:
     """One configuration as the report's table has it: cores, chips, smallest system, latency (steps per
     inference T + pipeline depth, and ms where the profile has a step time), neurons, synapses."""
@@ -149,7 +174,7 @@ class Loihi2Target(Target):
         stays in memory.  Nothing fits: :class:`CheckFailed` naming the smallest fit found."""
         chips, label = budget
         step_s = profile.energy("step_time_s") if hasattr(profile, "energy") else None
-        rows, best, best_key, first_refusal = [], None, None, None
+        rows, best, best_key, first_refusal, bound = [], None, None, None, None
         for cfg in deployment.lowering.get("candidates") or candidates(deployment.lowering.get("attention_schedule")):
             t0 = time.perf_counter()
             try:
@@ -170,6 +195,7 @@ class Loihi2Target(Target):
                 key = (row["latency_steps"], row["chips"], len(rows))
                 if best_key is None or key < best_key:
                     best, best_key = art, key
+            bound = bound or attention_bound(art.summary, profile)
             del art
         if best is None and all(r.get("refused") for r in rows) and first_refusal is not None:
             raise first_refusal             # no candidate can be built: the model cannot deploy (as unbudgeted)
@@ -179,7 +205,8 @@ class Loihi2Target(Target):
                 r = min(fitted, key=lambda r_: (r_["chips"], r_["latency_steps"]))
                 raise CheckFailed(f"loihi2: no configuration fits {label}: the smallest fit found is "
                                   f"'{r['name']}' with {r['chips']:,} chips ({r['cores']:,} cores, "
-                                  f"{r['system'] or 'no system'}), latency {r['latency_steps']} steps")
+                                  f"{r['system'] or 'no system'}), latency {r['latency_steps']} steps"
+                                  + _bound_words(bound))
             raise CheckFailed(f"loihi2: no configuration fits {label}: none of {len(rows)} fits any "
                               f"{profile.name} system")
         chosen = best.net.metadata["lowering_config"]["name"]
@@ -187,7 +214,8 @@ class Loihi2Target(Target):
             r["chosen"] = r["name"] == chosen
         best.summary["lowering_config"] = dict(best.net.metadata["lowering_config"],
                                                chosen_by=f"lowest latency within {label}")
-        best.summary["configurations"] = {"budget_chips": chips, "budget": label, "tried": rows}
+        best.summary["configurations"] = {"budget_chips": chips, "budget": label, "tried": rows,
+                                          "attention_full_rate_bound": bound}
         return best
 
     # ------------------------------------------------------------------ simulate

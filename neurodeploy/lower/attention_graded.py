@@ -186,6 +186,16 @@ def schedule_cost(schedule: str, heads: int, tokens: int, dim: int) -> dict:
     raise UnsupportedError(f"attention_schedule '{schedule}': not one of {', '.join(ATTENTION_SCHEDULES)}")
 
 
+def full_rate_bound(heads: int, tokens: int, head_dim: int) -> int:
+    """The fewest gating (product) neurons any exact schedule of one attention op can have while the rest of
+    the network runs one model step per Lava step and samples follow each other at full rate
+    (docs/lowering.md, "Why no token-tiled or token-serial schedule"): 2 H N dh^2 binary products per model
+    step, at most p = floor(23 / bit_length(N)) per 24-bit word.  Below it only a lower sample rate goes."""
+    H, N, dh = int(heads), int(tokens), int(head_dim)
+    p = max(1, 23 // max(1, N.bit_length()))
+    return -(-2 * H * N * dh * dh // p)
+
+
 def _shift_weight(bits: int):
     """2**bits as an 8-bit mantissa times 2**exp (mantissa at most 128 so it stays one-signed)."""
     m = min(bits, 7)

@@ -207,8 +207,11 @@ class Loihi2Target(Target):
                                   f"'{r['name']}' with {r['chips']:,} chips ({r['cores']:,} cores, "
                                   f"{r['system'] or 'no system'}), latency {r['latency_steps']} steps"
                                   + _bound_words(bound))
+            built = [r for r in rows if not r.get("refused")]
+            r = min(built, key=lambda r_: (r_["chips"], r_["latency_steps"]))
             raise CheckFailed(f"loihi2: no configuration fits {label}: none of {len(rows)} fits any "
-                              f"{profile.name} system")
+                              f"{profile.name} system; the smallest is '{r['name']}' with {r['chips']:,} chips "
+                              f"({r['cores']:,} cores), latency {r['latency_steps']} steps" + _bound_words(bound))
         chosen = best.net.metadata["lowering_config"]["name"]
         for r in rows:
             r["chosen"] = r["name"] == chosen

@@ -130,7 +130,8 @@ def config_row(cfg: LoweringConfig, art: Loihi2Artifact, res, step_s: float | No
             "chips": int(res.n_chips), "system": res.system, "latency_steps": int(res.latency_steps),
             "pipeline_depth": int(s.get("latency_steps", 0)),
             "latency_ms": round(res.latency_steps * step_s * 1e3, 4) if step_s else None,
-            "neurons": int(s.get("neurons", 0)), "synapses": int(s.get("synapses", 0))}
+            "neurons": int(s.get("neurons", 0)), "synapses": int(s.get("synapses", 0)),
+            "violations": [f"{v.layer}: {v.message}" for v in res.violations[:3]]}
 
 
 class Loihi2Target(Target):
@@ -208,10 +209,15 @@ class Loihi2Target(Target):
                                   f"{r['system'] or 'no system'}), latency {r['latency_steps']} steps"
                                   + _bound_words(bound))
             built = [r for r in rows if not r.get("refused")]
-            r = min(built, key=lambda r_: (r_["chips"], r_["latency_steps"]))
+            counted = [r for r in built if r["chips"]]
+            if counted:
+                r = min(counted, key=lambda r_: (r_["chips"], r_["latency_steps"]))
+                what = f"the smallest is '{r['name']}' with {r['chips']:,} chips ({r['cores']:,} cores)"
+            else:           # a per-core limit failed before any chip count (e.g. one neuron's fan-in)
+                r = built[0]
+                what = f"'{r['name']}' does not map: {(r['violations'] or ['no core placement'])[0]}"
             raise CheckFailed(f"loihi2: no configuration fits {label}: none of {len(rows)} fits any "
-                              f"{profile.name} system; the smallest is '{r['name']}' with {r['chips']:,} chips "
-                              f"({r['cores']:,} cores), latency {r['latency_steps']} steps" + _bound_words(bound))
+                              f"{profile.name} system; {what}" + _bound_words(bound))
         chosen = best.net.metadata["lowering_config"]["name"]
         for r in rows:
             r["chosen"] = r["name"] == chosen

@@ -275,10 +275,11 @@ def test_every_architecture_lowers_and_saves(tmp_path):
         g = to_nir(build_model(arch, {"img_size": img} if img else None).eval())
         net, rep = lower_graph(g)
         relays = net.metadata.get("delay_relays", {})
-        if arch.startswith("spikingformer-imagenet-8-"):
+        if arch.startswith(("spikingformer-imagenet-8-", "spikformer-imagenet-8-")):
             # 8 blocks of graded attention (3 steps each) and the partial sums put the early sources more than
             # one Loihi 2 synapse delay (62 steps) before the readout: they reach it through delay relays
-            assert relays, arch
+            # (spikformer-imagenet-8-384 stays within 62 steps without them)
+            assert relays or arch == "spikformer-imagenet-8-384", arch
             kinds = {p.name: p.kind for p in net.populations}
             assert all(kinds[r] == "relay" and r == f"{src}.delay{k + 1}" for src, c in relays.items()
                        for k, r in enumerate(c))

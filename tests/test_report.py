@@ -100,7 +100,7 @@ def test_budgets_exit_codes(tmp_path, capsys):
 @pytest.mark.parametrize("extra, needle", [
     (["--target", "loihi3"], "unknown target 'loihi3'"),
     (["--min-fidelity", "2"], "--min-fidelity must be a fraction"),
-    (["--max-chips", "0"], "--max-chips must be an integer >= 1"),
+    (["--max-chips", "0"], "--max-chips must be >= 1, got 0"),
     (["--target", "speck", "--min-fidelity", "0.5"], "--min-fidelity: fidelity needs the Loihi 2 lowering"),
     (["--firing-rates", "/nonexistent/rates.json"], "no such file"),
 ])

@@ -86,6 +86,16 @@ def test_train_cli_reuse_and_errors(trained_digits_checkpoint, capsys, tmp_path)
     assert "holds 'spikingformer-digits', not 'sew-resnet-digits-add'" in capsys.readouterr().err
 
 
+def test_train_cli_without_a_time_budget_prints_its_summary(capsys, tmp_path):
+    # the demo's own command (make demo: train --arch spikingformer-digits -o CKPT), shortened to one epoch:
+    # the summary line is printed without a --max-minutes (a None formatted as a number was a traceback)
+    out = tmp_path / "d.pt"
+    assert main(["train", "--arch", "spikingformer-digits", "--epochs", "1", "-o", str(out)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith(f"saved {out}; test accuracy ") and "1 epochs" in line and "--max-minutes" not in line
+    assert out.is_file()
+
+
 @pytest.mark.slow
 def test_train_imagenet_layout_from_a_local_folder(tmp_path):
     """``--data`` with an ImageFolder tree (train/, val/): one step of spikingformer-imagenet-8-384 on four

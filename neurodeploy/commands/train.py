@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     metrics = train(args.arch, out, data=args.data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                     seed=args.seed, device=args.device, max_minutes=args.max_minutes, resume=args.resume)
-    why = {"time": f", stopped at --max-minutes {args.max_minutes:g}"}.get(metrics.get("stopped_by"), "")
+    why = f", stopped at --max-minutes {args.max_minutes:g}" if metrics.get("stopped_by") == "time" else ""
     print(f"saved {out}; test accuracy {metrics['test_accuracy'] * 100:.2f}% "
           f"({metrics['epochs']:g} epochs, {metrics['steps']} steps, {metrics['train_seconds']} s{why})")
     return 0

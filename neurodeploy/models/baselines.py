@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..neuron import MultiStepLIF
-from .spikingformer import _bn_over_time
+from .spikingformer import _bn_over_time, image_over_time
 
 
 @dataclass
@@ -222,9 +222,7 @@ class Spikformer(nn.Module):
         self.head = nn.Linear(cfg.embed_dim, cfg.num_classes)
 
     def to_time_major(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            raise ValueError(f"image input must be [B, C, H, W], got shape {tuple(x.shape)}")
-        return x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        return image_over_time(x, self.T)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
@@ -296,9 +294,7 @@ class SEWResNet(nn.Module):
         self.fc = nn.Linear(cfg.channels, cfg.num_classes)
 
     def to_time_major(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            raise ValueError(f"image input must be [B, C, H, W], got shape {tuple(x.shape)}")
-        return x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        return image_over_time(x, self.T)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.sn(_bn_over_time(self.bn, self.conv, self.to_time_major(x)))

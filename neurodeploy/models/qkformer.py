@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..neuron import MultiStepLIF
+from .spikingformer import image_over_time
 
 
 @dataclass
@@ -295,9 +296,7 @@ class QKFormer(nn.Module):
                 for i in range(1, self.cfg.num_stages + 1)]
 
     def to_time_major(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            raise ValueError(f"image input must be [B, C, H, W], got shape {tuple(x.shape)}")
-        return x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        return image_over_time(x, self.T)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         for _, embed, _, blocks in self.stages():

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..neuron import MultiStepLIF
+from .spikingformer import image_over_time
 
 
 @dataclass
@@ -175,9 +176,7 @@ class SpikeDrivenTransformer(nn.Module):
         self.head = nn.Linear(cfg.embed_dim, cfg.num_classes)
 
     def to_time_major(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            raise ValueError(f"image input must be [B, C, H, W], got shape {tuple(x.shape)}")
-        return x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        return image_over_time(x, self.T)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)

@@ -15,6 +15,13 @@ from torch import nn
 from ..neuron import MultiStepLIF
 
 
+def image_over_time(x: torch.Tensor, T: int) -> torch.Tensor:
+    """An image batch [B, C, H, W] repeated over T steps: [T, B, C, H, W] (every family's static input)."""
+    if x.dim() != 4:
+        raise ValueError(f"image input must be [B, C, H, W], got shape {tuple(x.shape)}")
+    return x.unsqueeze(0).repeat(T, 1, 1, 1, 1)
+
+
 @dataclass
 class SpikingformerConfig:
     """Architecture of one Spikingformer variant (see ``neurodeploy.models.registry``)."""
@@ -220,9 +227,7 @@ class Spikingformer(nn.Module):
             if x.dim() != 5:
                 raise ValueError(f"event input must be [B, T, C, H, W], got shape {tuple(x.shape)}")
             return x.permute(1, 0, 2, 3, 4).contiguous()
-        if x.dim() != 4:
-            raise ValueError(f"image input must be [B, C, H, W], got shape {tuple(x.shape)}")
-        return x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        return image_over_time(x, self.T)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)

@@ -23,7 +23,9 @@
   recordings each (the same deterministic run repeated), in a child of its own; the Lava slices run from a
   second, lean child (Lava forks every process from it).  Progress lines (one per slice) go to stderr.
   ``--work DIR`` keeps the recorded run (reused by a later run with the same DIR), ``--slices I ...`` runs
-  only those slices.
+  only those slices.  ``--network OUT/network.npz --sample I``: a trained model instead (the artifact that
+  ``neurodeploy export CKPT -o OUT --target loihi2 --data digits`` wrote, its own configuration) on digits test
+  sample I rendered at 32x32 (issue 24).
 
 Each part runs in its own child process (peak RSS per part).  Wall-clock times are inflated when the
 machine is shared.
@@ -129,17 +131,25 @@ print(json.dumps({"part": "lava", "arch": "spikingformer-cifar10-4-384", "input"
 _LAVA_SLICES_ENGINE = _COMMON + r"""
 import os
 from neurodeploy.sim import simulate
-work = sys.argv[1]
-model = build_model("spikingformer-cifar10-4-384").eval()
-with torch.no_grad():   # BatchNorm weights x8 (as tests/test_lava_slices.py): at PyTorch's default init the
-    for m in model.modules():   # random network hardly fires, and a comparison of silent layers proves little
-        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-            m.weight.mul_(8.0)
-g = to_nir(model)
-t0 = time.perf_counter()
-net, rep = lower_graph(g, input_range=(-1.0, 1.0))
-t_lower = time.perf_counter() - t0
-x = (torch.rand(1, 3, 32, 32) * 2 - 1).numpy()
+work, artifact, sample = sys.argv[1].split(",")
+if artifact:    # a trained model's exported artifact (network.npz as written by export) and one digits test sample
+    from neurodeploy.lower.network import LoweredNetwork
+    from neurodeploy.tasks import task_samples
+    t0 = time.perf_counter()
+    net = LoweredNetwork.load(artifact)
+    t_lower = time.perf_counter() - t0
+    x, y = task_samples((3, 32, 32), "test", indices=[int(sample)])
+else:
+    model = build_model("spikingformer-cifar10-4-384").eval()
+    with torch.no_grad():   # BatchNorm weights x8 (as tests/test_lava_slices.py): at PyTorch's default init the
+        for m in model.modules():   # random network hardly fires, and a comparison of silent layers proves little
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.weight.mul_(8.0)
+    g = to_nir(model)
+    t0 = time.perf_counter()
+    net, rep = lower_graph(g, input_range=(-1.0, 1.0))
+    t_lower = time.perf_counter() - t0
+    x = (torch.rand(1, 3, 32, 32) * 2 - 1).numpy()
 inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
 steps = 4 + net.metadata["latency"]
 net.save(os.path.join(work, "net.npz"))
@@ -222,7 +232,7 @@ def _lava_slices(a, env) -> dict:
         if a.work and os.path.exists(done):   # the engine's recorded run is reused from an earlier --work run
             with open(done) as f:
                 outs.append(json.load(f))
-        for code, arg in ((_LAVA_SLICES_ENGINE, work),
+        for code, arg in ((_LAVA_SLICES_ENGINE, f"{work},{a.network or ''},{a.sample}"),
                           (_LAVA_SLICES, f"{work},{a.slice_processes},{a.lava_budget},{a.sparse_max},{only}"))[len(outs):]:
             r = subprocess.run([sys.executable, "-c", code, arg], stdout=subprocess.PIPE, text=True, env=env)
             if r.returncode:
@@ -233,6 +243,8 @@ def _lava_slices(a, env) -> dict:
                     json.dump(outs[-1], f)
     eng, lava = outs
     return {"part": "lava-slices", "arch": "spikingformer-cifar10-4-384", "input": [1, 3, 32, 32],
+            "weights": f"trained ({a.network}), digits test sample {a.sample}" if a.network
+            else "random (seed 0, BatchNorm weights x8), random image",
             "steps": eng["steps"], "sparse_max": a.sparse_max, "lower_s": eng["lower_s"], "engine_whole_run_s": eng["engine_s"],
             "engine_runs": eng["engine_runs"], "spikes": eng["spikes"], "engine_peak_rss_gib": eng["peak_rss_gib"],
             **{k: v for k, v in lava.items() if k != "peak_rss_gib"}, "lava_parent_peak_rss_gib": lava["peak_rss_gib"]}
@@ -248,6 +260,9 @@ def main(argv=None) -> int:
                     help="lava-slices: conv groups with at most this many connections run as Lava Sparse")
     ap.add_argument("--slices", type=int, nargs="*", default=[], help="lava-slices: run only these slice indices")
     ap.add_argument("--work", help="lava-slices: keep the engine's recorded run in this folder (reused when present)")
+    ap.add_argument("--network", help="lava-slices: a trained model's network.npz (as `neurodeploy export CKPT -o OUT "
+                    "--target loihi2 --data digits` wrote it) instead of random weights; the input is --sample")
+    ap.add_argument("--sample", type=int, default=0, help="lava-slices with --network: the digits test sample (32x32)")
     ap.add_argument("--lava-budget", type=int, default=3600, help="lava-slices: seconds, then stop after the slice")
     a = ap.parse_args(argv)
     out = []

@@ -109,13 +109,19 @@ def test_train_cli_refuses_bad_budget_and_resume_without_state(tmp_path, capsys)
     assert "--resume" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def small_trained(tmp_path_factory):
+    """The reduced CIFAR-family Spikingformer trained for a few seconds on the 32x32 rendering (shared)."""
+    torch.manual_seed(0)
+    return _small(tmp_path_factory.mktemp("small"), epochs=2, batch_size=32)
+
+
 @pytest.mark.slow
-def test_small_model_trained_on_the_task_float_vs_loihi2(tmp_path, capsys):
+def test_small_model_trained_on_the_task_float_vs_loihi2(small_trained, tmp_path, capsys):
     """A reduced CIFAR-family Spikingformer trained for a few seconds on the 32x32 rendering; float vs
     Loihi 2 fixed point on the first 64 test samples, through `simulate` on the checkpoint and on the
     folder `export` wrote (the same rendering of the same split)."""
-    torch.manual_seed(0)
-    ckpt = _small(tmp_path, epochs=2, batch_size=32)
+    ckpt = small_trained
     assert load_model(ckpt).metrics["test_accuracy"] == pytest.approx(RECORDED["test_accuracy"], abs=0.03)
     assert main(["simulate", str(ckpt), "--target", "loihi2", "--data", "digits", "--limit", "64",
                  "--json", "--layers"]) == 0
@@ -139,3 +145,31 @@ def test_small_model_trained_on_the_task_float_vs_loihi2(tmp_path, capsys):
 #: (agreement 44/64) while every layer's spikes agree to 95.4-99.9 % (mlp1 lowest)
 RECORDED = {"test_accuracy": 0.1722, "float_accuracy": 0.140625, "loihi2_accuracy": 0.1875,
             "prediction_agreement": 0.6875}
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_lava_equals_engine_on_the_trained_small_model(small_trained, tmp_path, capsys):
+    """Trained weights, not random ones: the network `export --data digits` wrote for the trained reduced
+    model, one digits test sample, all T + latency steps, in Lava slice by slice (each slice fed with what its
+    outside sources sent in our engine's whole-network run; tests/test_lava_slices.py) equals our engine's
+    spikes, u and v bit for bit.  The trained network fires in every layer, so the comparison is not of
+    silent populations."""
+    from neurodeploy.lava.slices import check_slices
+    from neurodeploy.lower.network import LoweredNetwork
+    from neurodeploy.lower.slices import partition
+    from neurodeploy.sim import simulate
+    out = tmp_path / "out"
+    assert main(["export", str(small_trained), "-o", str(out), "--target", "loihi2", "--data", "digits"]) == 0
+    capsys.readouterr()
+    net = LoweredNetwork.load(out / "network.npz")
+    x, _ = tasks.task_samples((3, 32, 32), "test", indices=[0])
+    inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
+    steps = int(net.metadata["time_steps"]) + int(net.metadata["latency"])
+    ref = simulate(net, inputs, steps, record="all")
+    silent = [n for n, r in ref.items() if net.pop(n).kind == "lif" and not np.any(r["s"] != 0)]
+    assert not silent, silent
+    reps = check_slices(net, inputs, steps, ref, partition(net, 40), conv_as_sparse=True)
+    assert sorted(m for r in reps for m in r["members"]) == sorted(p.name for p in net.populations)
+    bad = [(r["members"][0], r["mismatch"]) for r in reps if r["mismatch"]]
+    assert not bad, bad

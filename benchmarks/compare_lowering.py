@@ -22,11 +22,13 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 
 DIGITS = "/work/trained/digits"
+CKPT_DIR = "/tmp/compare-lowering-checkpoints"
 RANDOM = ["spikingformer-cifar10-4-384", "spikingformer-gesture-2-256", "spikingformer-imagenet-8-384"]
 
 _SAVE = r"""
@@ -54,22 +56,34 @@ def _sha(path: str) -> str:
     return h.hexdigest()
 
 
-def export(python: str, out: str, models: list[str]) -> dict:
+def export(python: str, out: str, models: list[str], digits: str | None = None, ckpt_dir: str = CKPT_DIR) -> dict:
+    """Export ``models`` with the interpreter ``python``, each child run in ``out`` (not in a source tree, whose
+    package would shadow the interpreter's own), its checkpoint in ``ckpt_dir`` (the same path for both trees,
+    so report.json's model path agrees)."""
+    out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
+    os.makedirs(ckpt_dir, exist_ok=True)
     results = {}
+    done = os.path.join(out, "exports.json")
+    if os.path.exists(done):                    # a later call adds or replaces models
+        with open(done) as f:
+            results = json.load(f)["models"]
     for name in models:
         dest = os.path.join(out, name)
+        shutil.rmtree(dest, ignore_errors=True)
         if name == "digits":
-            ckpt = sorted(glob.glob(os.path.join(DIGITS, "*.pt")))[0]
+            ckpt = digits or sorted(glob.glob(os.path.join(DIGITS, "*.pt")))[0]
             extra = ["--data", "digits"]
         else:
-            ckpt = os.path.join(out, f"{name}.pt")
-            subprocess.run([python, "-c", _SAVE, name, ckpt], check=True)
+            ckpt = os.path.join(ckpt_dir, f"{name}.pt")
+            subprocess.run([python, "-c", _SAVE, name, ckpt], check=True, cwd=out)
             extra = []
         t0 = time.perf_counter()
         r = subprocess.run([python, "-c", _CHILD, "export", ckpt, "-o", dest, "--target", "loihi2", *extra],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        res = {"seconds": round(time.perf_counter() - t0, 1), "checkpoint_sha256": _sha(ckpt)}
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=out)
+        res = {"seconds": round(time.perf_counter() - t0, 1), "checkpoint_sha256": _sha(ckpt),
+               "python_package": subprocess.run([python, "-c", "import neurodeploy; print(neurodeploy.__file__)"],
+                                                capture_output=True, text=True, cwd=out).stdout.strip()}
         tail = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("{")]
         res.update(json.loads(tail[-1]) if tail else {"rc": r.returncode, "error": r.stderr.strip()[-300:]})
         if name != "digits":
@@ -108,6 +122,28 @@ def _diff(a, b, path="", found=None):
     return found
 
 
+def _npz_parts(path: str) -> tuple[dict, dict]:
+    """The members of an .npz (name -> sha256 of its bytes) other than ``__meta__``, and the parsed ``__meta__``."""
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(path) as z:
+        members = {n: hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist() if n != "__meta__.npy"}
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(bytes(z["__meta__"]).decode("utf-8"))
+    return members, meta
+
+
+def _npz_detail(a: str, b: str) -> dict:
+    """Where two network.npz files differ: the arrays (each member byte for byte) and the JSON document."""
+    ma, ja = _npz_parts(a)
+    mb, jb = _npz_parts(b)
+    return {"arrays": len(ma), "arrays_byte_equal": ma == mb,
+            "arrays_differing": sorted(k for k in set(ma) | set(mb) if ma.get(k) != mb.get(k))[:8],
+            "meta_json_equal": ja == jb, "meta_json_differences": _diff(ja, jb)}
+
+
 def compare(before: str, after: str) -> dict:
     out = {}
     ea = json.load(open(os.path.join(before, "exports.json")))["models"]
@@ -124,12 +160,16 @@ def compare(before: str, after: str) -> dict:
         npz = "loihi2/network.npz"
         out[name] = {
             "same_checkpoint": ea[name]["checkpoint_sha256"] == eb[name]["checkpoint_sha256"],
+            "packages": [ea[name].get("python_package"), eb[name].get("python_package")],
             "rc": [ea[name].get("rc"), eb[name].get("rc")],
             "network_npz_byte_equal": npz in files_a and npz in files_b and npz not in differing,
             "network_npz_sha256": _sha(os.path.join(a, npz)) if npz in files_a else None,
             "loihi2_files": len(files_a),
             "loihi2_files_same_set": files_a == files_b,
             "loihi2_files_differing": differing,
+            "network_npz_detail": _npz_detail(os.path.join(a, npz), os.path.join(b, npz)) if npz in differing else None,
+            "json_differences": {f: _diff(json.load(open(os.path.join(a, f))), json.load(open(os.path.join(b, f))))
+                                 for f in differing if f.endswith(".json")},
             "report_json_equal_without_timing": ra == rb,
             "report_json_differences": _diff(ra, rb),
             "seconds": [ea[name].get("seconds"), eb[name].get("seconds")],
@@ -148,12 +188,13 @@ def main(argv=None) -> int:
     e.add_argument("--python", default=sys.executable)
     e.add_argument("--out", required=True)
     e.add_argument("--model", nargs="*", default=["digits", *RANDOM])
+    e.add_argument("--digits", default=None, help=f"the trained digits checkpoint (default: the one in {DIGITS})")
     c = sub.add_parser("compare")
     c.add_argument("before")
     c.add_argument("after")
     a = ap.parse_args(argv)
     if a.cmd == "export":
-        print(json.dumps({"exports": export(a.python, a.out, a.model)}, indent=1))
+        print(json.dumps({"exports": export(a.python, a.out, a.model, a.digits)}, indent=1))
     else:
         res = compare(a.before, a.after)
         print(json.dumps({"benchmark": "compare_lowering", "before": a.before, "after": a.after, **res}, indent=1))

@@ -328,5 +328,6 @@ def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding:
     net = low.lower()
     net.metadata["passes"] = ["lower_nir"]
     flow = [p for p in LOIHI2_FLOW if p != "graded_attention" or (attention == "graded" and net.attention)]
-    net = run_passes(net, flow, schedule=attention_schedule, T=T)
+    for step in flow:       # one pass at a time, so that a pass that returns a copy frees its input here
+        net = run_passes(net, [step], schedule=attention_schedule, T=T)
     return net, low.report

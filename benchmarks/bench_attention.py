@@ -45,7 +45,7 @@ def _graph(arch):
 
 
 def workload(arch, attention):
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     g = _graph(arch)
     t0 = time.perf_counter()
     net, _ = lower_graph(g, input_range=(-1.0, 2.5), attention=attention)
@@ -87,7 +87,7 @@ def time_lava(w, steps):
 
 def chip_fit_after(arch):
     """Loihi 2 fit of the lowered network (default: graded attention), as the report maps it."""
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.mapping import fit, from_lowered
     from neurodeploy.profiles import load_profile
     net, _ = lower_graph(_graph(arch))

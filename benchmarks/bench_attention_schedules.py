@@ -54,7 +54,7 @@ def attention_only(arch, schedule, map_cores=True):
 
 
 def full(arch, schedule):
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.mapping import fit, from_lowered
     from neurodeploy.profiles import load_profile
     g = _graph(arch)
@@ -75,7 +75,7 @@ def engine_speed(arch, batch=64, repeats=2):
     import numpy as np
 
     from neurodeploy.lower.attention_graded import ATTENTION_SCHEDULES
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.sim import Engine
     g = _graph(arch)
     shape = tuple(int(x) for x in np.asarray(next(iter(g.input_type.values()))).tolist())

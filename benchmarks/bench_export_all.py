@@ -7,7 +7,13 @@ Loihi 2 verdict, cores, chips and system from ``OUT/report.json``, and the size 
 checkpoint and OUT are deleted after each variant (imagenet-8-768: 264 MB + 276 MB).  Wall-clock times are
 inflated when the machine is shared.
 
-    python benchmarks/bench_export_all.py [--arch A ...] [--out DIR]
+    python benchmarks/bench_export_all.py [--arch A ...] [--out DIR] [--python PY ...]
+
+``--python PY1 PY2``: the same checkpoint (written once, by PY1) exported by each interpreter in turn, so two
+code trees (e.g. before and after a change, each installed in its own virtual environment) are measured in
+one run, interleaved per variant; the children run in the scratch folder, so a source tree in the current
+folder does not shadow an interpreter's own package.  Then each variant has ``runs`` (one per interpreter) and
+``seconds_ratio`` / ``peak_rss_ratio`` (last over first).
 """
 from __future__ import annotations
 
@@ -42,12 +48,10 @@ def _size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
-def run_variant(arch: str, work: str) -> dict:
-    ckpt, out = os.path.join(work, f"{arch}.pt"), os.path.join(work, f"{arch}.out")
-    subprocess.run([sys.executable, "-c", _SAVE, arch, ckpt], check=True)
+def _export(python: str, arch: str, ckpt: str, out: str, work: str) -> dict:
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", _CHILD, "export", ckpt, "-o", out, "--target", "loihi2"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    r = subprocess.run([python, "-c", _CHILD, "export", ckpt, "-o", out, "--target", "loihi2"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=work)
     res = {"arch": arch, "seconds": round(time.perf_counter() - t0, 1)}
     tail = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("{")]
     res.update(json.loads(tail[-1]) if tail else {"rc": r.returncode, "error": r.stderr.strip()[-300:]})
@@ -58,8 +62,27 @@ def run_variant(arch: str, work: str) -> dict:
                    latency_steps=t["latency_steps"], artifact_mib=round(_size(os.path.join(out, "loihi2")) / 2**20, 1))
     except (OSError, KeyError, IndexError, ValueError) as exc:
         res["report_error"] = str(exc)
-    os.remove(ckpt)
     shutil.rmtree(out, ignore_errors=True)
+    return res
+
+
+def run_variant(arch: str, work: str, pythons=None) -> dict:
+    pythons = pythons or [sys.executable]
+    ckpt, out = os.path.join(work, f"{arch}.pt"), os.path.join(work, f"{arch}.out")
+    subprocess.run([pythons[0], "-c", _SAVE, arch, ckpt], check=True, cwd=work)
+    runs = [dict(_export(py, arch, ckpt, out, work), python=py) for py in pythons]
+    os.remove(ckpt)
+    if len(runs) == 1:
+        runs[0].pop("python")
+        return runs[0]
+    res = {"arch": arch, "rc": max((r.get("rc", 1) for r in runs), key=abs), "runs": runs}
+    a, b = runs[0], runs[-1]
+    if a.get("seconds") and b.get("seconds"):
+        res["seconds_ratio"] = round(b["seconds"] / a["seconds"], 2)
+    if a.get("peak_rss_gib") and b.get("peak_rss_gib"):
+        res["peak_rss_ratio"] = round(b["peak_rss_gib"] / a["peak_rss_gib"], 2)
+    same = ("verdict", "cores", "chips", "latency_steps", "artifact_mib")
+    res["same_report_figures"] = all(a.get(k) == b.get(k) for k in same)
     return res
 
 
@@ -68,12 +91,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", nargs="*", default=None, help="variants (default: all of neurodeploy.arch_names())")
     ap.add_argument("--out", default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--python", nargs="*", default=None,
+                    help="interpreters to export with, in turn (default: this one); the first writes the checkpoint")
     a = ap.parse_args(argv)
-    work = a.out or tempfile.mkdtemp(prefix="bench-export-all-")
+    work = os.path.abspath(a.out or tempfile.mkdtemp(prefix="bench-export-all-"))
     os.makedirs(work, exist_ok=True)
     results = []
     for arch in a.arch or arch_names():
-        results.append(run_variant(arch, work))
+        results.append(run_variant(arch, work, a.python))
         print(json.dumps(results[-1]), file=sys.stderr)
     print(json.dumps({"benchmark": "export_all", "command": "neurodeploy export CKPT -o OUT --target loihi2",
                       "note": "random weights; wall-clock and peak RSS of the export process on a shared machine",

@@ -37,7 +37,7 @@ def main() -> None:
     from neurodeploy.exporters import to_nir
     from neurodeploy.fidelity import _encode, simulate_lowered
     from neurodeploy.lower.chain import chain_inputs, chain_network
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.models.registry import build_model, default_config
     from neurodeploy.sim import Engine
 

@@ -48,7 +48,7 @@ torch.manual_seed(0)
 torch.set_num_threads(2)
 from neurodeploy.models.registry import build_model
 from neurodeploy.exporters import to_nir
-from neurodeploy.lower.from_nir import lower_graph
+from neurodeploy.lower.loihi2 import lower_graph
 def rss(): return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
 """
 

@@ -44,7 +44,7 @@ import json, os, resource, sys, time
 import torch
 torch.set_num_threads(int(sys.argv[3]))
 import nir
-from neurodeploy.lower.from_nir import lower_graph
+from neurodeploy.lower.loihi2 import lower_graph
 g = nir.read(sys.argv[1])
 t0 = time.perf_counter()
 net, rep = lower_graph(g)

@@ -32,7 +32,7 @@ def digits_workload():
     """The lowered digits Spikingformer: demo-out/spikingformer-digits.pt when trained, else the same
     architecture with seeded random weights."""
     from neurodeploy.exporters import to_nir
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     ckpt = os.path.join(os.path.dirname(__file__), "..", "demo-out", "spikingformer-digits.pt")
     if os.path.exists(ckpt):
         from neurodeploy.checkpoint import load_model

@@ -25,7 +25,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from neurodeploy.commands.simulate import load_graph
     from neurodeploy.fidelity import simulate_lowered
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.training import digits_split
 
     g = load_graph(a.ckpt)

@@ -23,7 +23,7 @@ from .graph import simulate as float_simulate
 from .lower.chain import chain_inputs, chain_network, split_windows
 from .sim import Engine
 from .sim.batch import DEFAULT_MAX_MEMORY, chunk_size
-from .lower.from_nir import lower_graph
+from .lower.loihi2 import lower_graph
 
 
 #: per-layer spike agreement is measured over at most this many steps of the first batch (recording every

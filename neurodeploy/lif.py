@@ -1,9 +1,10 @@
 """One LIF parameter record and its two reference step functions (float and Loihi 2 fixed point).
 
 Four implementations run LIF neurons: the training neuron (:mod:`neurodeploy.neuron`), the NIR reference
-simulator (:mod:`neurodeploy.graph.simulate`), the Loihi 2 lowering (:mod:`neurodeploy.lower.from_nir`) and
-our fixed-point engine (:mod:`neurodeploy.sim.engine`).  Each is tested against the functions here
-(``tests/test_lif_record.py``), so the semantics are written down once:
+simulator (:mod:`neurodeploy.graph.simulate`), the Loihi 2 lowering (:mod:`neurodeploy.lower.neurons` builds
+its neuron maps on :class:`LIFParams` and :func:`decay_register`) and our fixed-point engine
+(:mod:`neurodeploy.sim.engine`).  Each is tested against the functions here (``tests/test_lif_record.py``), so
+the semantics are written down once:
 
 * :class:`LIFParams` - float form, per time step (forward Euler, NIR's convention, docs/nir.md):
   ``v = v + ((v_leak - v) + r x) / k`` with ``k = tau / dt`` (``k = inf``: IF, ``v = v + r x``), spike iff
@@ -27,6 +28,11 @@ from .errors import UnsupportedError
 DECAY_ONE = 4096
 
 
+def _leakless(tau_steps) -> bool:
+    """k = inf (IF, I): no leak.  A per-neuron k (an array or tensor) always leaks."""
+    return isinstance(tau_steps, (int, float)) and math.isinf(tau_steps)
+
+
 @dataclass(frozen=True)
 class LIFParams:
     tau_steps: float                # k = tau / dt; math.inf for IF (no leak)
@@ -38,34 +44,52 @@ class LIFParams:
 
     def step(self, v: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One float step: returns (v after reset, spikes)."""
-        v = np.asarray(v, dtype=np.float64)
-        x = np.asarray(x, dtype=np.float64)
-        if math.isinf(self.tau_steps):
-            h = v + self.r * x
-        else:
-            h = v + ((self.v_leak - v) + self.r * x) / self.tau_steps
-        s = h >= self.v_threshold if self.inclusive else h > self.v_threshold
+        h = self.integrate(np.asarray(v, dtype=np.float64), np.asarray(x, dtype=np.float64))
+        s = self.fires(h)
         return np.where(s, self.v_reset, h), s
+
+    def integrate(self, v, x):
+        """v after one step's input x, before the threshold: ``v + ((v_leak - v) + r x) / k`` (IF: ``v + r x``).
+        The fields and arguments may be numpy arrays or torch tensors alike (the float simulator,
+        :mod:`neurodeploy.graph.simulate`, holds tensors of its dtype)."""
+        if _leakless(self.tau_steps):
+            return v + self.r * x
+        return v + ((self.v_leak - v) + self.r * x) / self.tau_steps
+
+    def fires(self, h):
+        """The spikes of membrane ``h``: ``h >= v_threshold`` when ``inclusive``, else NIR's ``h > v_threshold``."""
+        return h >= self.v_threshold if self.inclusive else h > self.v_threshold
 
     @property
     def input_gain(self) -> float:
         """The factor on x per step (folded into the incoming weights by the lowering)."""
-        return self.r if math.isinf(self.tau_steps) else self.r / self.tau_steps
+        return self.r if _leakless(self.tau_steps) else self.r / self.tau_steps
+
+    @property
+    def leak_input(self):
+        """The constant input to v per step when v is held shifted by ``v_reset`` (``v' = v - v_reset``, so that
+        a reset is to 0 as on Loihi 2): ``(v_leak - v_reset) / k``; None for IF (no leak)."""
+        return None if _leakless(self.tau_steps) else (self.v_leak - self.v_reset) / self.tau_steps
 
     def fixed_point(self, scale: int, rounding: str = "nearest") -> "LIFFixed":
         """The Loihi 2 registers for integer scale ``scale`` (see the module docstring)."""
         if self.v_leak != 0 or self.v_reset != 0:
             raise UnsupportedError("LIF with v_leak or v_reset != 0 has no bias-free Loihi 2 form")
-        if not math.isinf(self.tau_steps) and self.tau_steps < 1:
+        if not _leakless(self.tau_steps) and self.tau_steps < 1:
             raise UnsupportedError(f"tau shorter than one step (tau/dt = {self.tau_steps:g})")
-        if math.isinf(self.tau_steps):
-            dv = 0
-        else:
-            q = DECAY_ONE / self.tau_steps
-            dv = int(math.trunc(q) if rounding == "floor" else round(q))
         s = int(scale)
+        dv = decay_register(self.tau_steps, rounding)
         return LIFFixed(du=DECAY_ONE - 1, dv=dv, vth=s - 1 if self.inclusive else s, scale=s,
                         weight_gain=self.input_gain / self.v_threshold)
+
+
+def decay_register(tau_steps: float, rounding: str = "nearest") -> int:
+    """The 12-bit decay register of a leak with ``k = tau_steps``: ``4096 / k`` rounded to nearest (half to even)
+    or truncated (``floor``, as the NIR paper's Lava conversion); 0 for k = inf (no leak)."""
+    if math.isinf(tau_steps):
+        return 0
+    q = DECAY_ONE / tau_steps
+    return int(np.trunc(q) if rounding == "floor" else np.round(q))
 
 
 @dataclass(frozen=True)

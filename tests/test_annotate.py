@@ -11,7 +11,7 @@ from neurodeploy.analysis.annotate import annotate
 from neurodeploy.deploy import Deployment
 from neurodeploy.energy import ops_from_graph
 from neurodeploy.exporters import to_nir
-from neurodeploy.lower.from_nir import lower_graph
+from neurodeploy.lower.loihi2 import lower_graph
 from testmodels import tiny_spikingformer
 from neurodeploy.mapping import from_graph
 

@@ -176,7 +176,7 @@ def test_product_neurons_of_published_models_counted_on_built_records(arch, orde
 def test_process_classes_of_the_default_digits_deployment_are_standard_library_only():
     from neurodeploy.exporters import to_nir
     from neurodeploy.lava.processes_used import lava_process_classes, standard_library_only
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.models import build_model
     g = to_nir(build_model("spikingformer-digits"))
     net, _ = lower_graph(g)
@@ -229,7 +229,7 @@ def test_worked_example_of_the_docs():
 
 def _digits(ckpt):
     from neurodeploy.commands.simulate import load_graph
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.training import digits_split
     g = load_graph(str(ckpt))
     _, _, x, y = digits_split()

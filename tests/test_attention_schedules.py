@@ -139,7 +139,7 @@ def test_worked_example_of_the_docs():
 
 def _digits_nets(ckpt):
     from neurodeploy.commands.simulate import load_graph
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.training import digits_split
     g = load_graph(str(ckpt))
     _, _, x, y = digits_split()

@@ -20,7 +20,7 @@ from quant_gap import dequantized_graph, layer_gap  # noqa: E402
 
 from neurodeploy.exporters import to_nir  # noqa: E402
 from neurodeploy.graph import simulate as float_simulate  # noqa: E402
-from neurodeploy.lower.from_nir import lower_graph  # noqa: E402
+from neurodeploy.lower.loihi2 import lower_graph  # noqa: E402
 from neurodeploy.sim import simulate  # noqa: E402
 
 N, T = 4, 8

@@ -108,3 +108,31 @@ def test_lava_equals_engine_with_delay_relays(monkeypatch):
         for key in ours[name]:
             bad = np.argwhere(ours[name][key] != lava[name][key])
             assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+
+
+def test_split_then_balanced_once_keeps_spike_groups_binary(monkeypatch):
+    """The Loihi 2 pass flow splits fan-in first and balances once, last: every chunk of a split group reads its
+    source as it is, so a chunk out of a spiking population or the spike input stays a spike group (graded only
+    through a delay relay), where balancing before and after the split left chunks that read a LIF directly
+    marked graded (the flag the first balancing gave the whole group).  The readout is the unsplit, direct
+    network's, one step later (the partial sums add one step)."""
+    from neurodeploy.lower.passes import run_passes
+
+    monkeypatch.setattr(balance, "MAX_DELAY", 2)
+    net = run_passes(_net(), ["split_fan_in", "balance_delays"], max_fan_in=40, bin_fan_in=20)
+    assert net.metadata["passes"] == ["split_fan_in", "balance_delays"]
+    assert net.metadata["fan_in_splits"]["out"] and net.metadata["delay_relays"]
+    kind = {p.name: (p.kind, p.input_kind) for p in net.populations}
+    spike_groups = [s for s in net.synapses if kind[s.src][0] == "lif" or kind[s.src] == ("input", "spikes")]
+    assert any(s.name.startswith("out<-in[") for s in spike_groups)
+    assert not [s.name for s in spike_groups if s.graded]
+    relayed = [s for s in net.synapses if kind[s.src][0] == "relay"]
+    assert relayed and all(s.graded for s in relayed)
+    monkeypatch.undo()
+    direct = _net()
+    balance_network(direct, None)
+    x = _inputs()
+    a = simulate(direct, x, 14, record=["out"])["out"]
+    b = simulate(net, x, 15, record=["out"])["out"]
+    assert np.abs(a["v"]).max() > 0
+    assert np.array_equal(a["v"], b["v"][1:]) and np.array_equal(a["u"], b["u"][1:])

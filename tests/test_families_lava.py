@@ -5,7 +5,7 @@ and QKFormer's Q-K token attention (per-head count of Q, OR neuron, broadcast, A
 import numpy as np
 import pytest
 
-from neurodeploy.lower.from_nir import lower_graph
+from neurodeploy.lower.loihi2 import lower_graph
 from neurodeploy.sim import simulate
 
 from export_helpers import random_input, random_model

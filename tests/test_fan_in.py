@@ -128,7 +128,7 @@ def test_split_signs_with_a_split_fan_in_stays_sign_pure_and_lava_equals_engine(
     into partial sums; every group stays one-signed, and Lava equals the engine."""
     import nir
 
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     rng = np.random.default_rng(4)
     n_in, n = 7000, 3
     g = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([n_in])}),

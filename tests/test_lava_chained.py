@@ -9,7 +9,7 @@ import torch
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.lower.chain import chain_inputs, chain_network, split_windows
 from neurodeploy.sim.chained import simulate_chained
-from neurodeploy.lower.from_nir import lower_graph
+from neurodeploy.lower.loihi2 import lower_graph
 from testmodels import tiny_spikingformer
 from neurodeploy.sim import simulate
 

@@ -7,7 +7,7 @@ import nir
 import numpy as np
 import pytest
 
-from neurodeploy.lower.from_nir import lower_graph
+from neurodeploy.lower.loihi2 import lower_graph
 from testmodels import tiny_spikingformer
 from neurodeploy.sim import simulate
 

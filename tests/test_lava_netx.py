@@ -57,7 +57,7 @@ def test_written_netx_file_runs_in_lava_netx(tmp_path):
     import nir
 
     from neurodeploy.lava.netx_writer import write_netx
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
 
     g = nir.read(os.path.join(os.path.dirname(__file__), "data", "nir-paper", "02_cnn", "cnn_sinabs.nir"))
     net, _ = lower_graph(g, T=4)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from neurodeploy.errors import UnsupportedError
-from neurodeploy.lower.from_nir import lower_graph
+from neurodeploy.lower.loihi2 import lower_graph
 from neurodeploy.lower.slices import cut_network, lava_process_count, partition, replay_inputs
 from neurodeploy.sim import simulate
 

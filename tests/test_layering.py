@@ -172,3 +172,39 @@ def test_imports_inside_functions_only_for_lava_and_say_so():
                     if not (_imports_lava(mods[t]) and "#" in lines[node.lineno - 1]):
                         bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
     assert not bad, "imports of neurodeploy modules inside functions (move them to the top):\n" + "\n".join(bad)
+
+
+def _nir_class_dispatch(tree) -> list[int]:
+    """Lines that branch on a NIR class or a class name: ``isinstance(x, nir.X)`` (X other than NIRGraph, the
+    graph argument itself), ``type(x).__name__`` or ``x.__class__`` compared with something."""
+    def nir_class(e):
+        if isinstance(e, ast.Tuple):
+            return any(nir_class(x) for x in e.elts)
+        return isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id == "nir" and \
+            e.attr != "NIRGraph"
+
+    def class_name(e):
+        return isinstance(e, ast.Attribute) and (
+            e.attr == "__class__" or (e.attr == "__name__" and isinstance(e.value, ast.Call)
+                                      and isinstance(e.value.func, ast.Name) and e.value.func.id == "type"))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance" and \
+                len(node.args) == 2 and nir_class(node.args[1]):
+            out.append(node.lineno)
+        if isinstance(node, ast.Compare) and any(class_name(x) for x in [node.left, *node.comparators]):
+            out.append(node.lineno)
+    return out
+
+
+def test_stages_read_node_types_from_the_one_table():
+    """Outside graph/ (where the table of primitives and the reference semantics live) no stage branches on NIR
+    classes or class names: each asks ``graph.primitives`` (``kind_of`` / ``primitive_of``) or the annotation,
+    so adding a primitive touches the table and the stages that need new behaviour, nothing else."""
+    bad = []
+    for mod, path in sorted(_modules().items()):
+        if mod.startswith(("neurodeploy.graph", "neurodeploy.exporters")):
+            continue
+        for line in _nir_class_dispatch(ast.parse(path.read_text(encoding="utf-8"))):
+            bad.append(f"{path.relative_to(ROOT)}:{line}")
+    assert not bad, "dispatch on NIR classes or class names (ask graph.primitives instead):\n" + "\n".join(bad)

@@ -52,7 +52,7 @@ def test_nir_reference_simulator_is_the_record(k, r, leak, reset):
 
 
 def test_lowering_registers_are_the_records_fixed_point_form():
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
 
     dt = 1e-4
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ MaxPool-on-spikes as a sum-pool into threshold neurons, and the one-step-per-syn
 import nir
 import numpy as np
 
-from neurodeploy.lower.from_nir import lower_graph
+from neurodeploy.lower.loihi2 import lower_graph
 from neurodeploy.sim import simulate
 
 F32 = np.float32

@@ -11,7 +11,7 @@ import torch
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.graph import simulate as float_simulate
 from neurodeploy.lower import LoweredNetwork
-from neurodeploy.lower.from_nir import lower_graph
+from neurodeploy.lower.loihi2 import lower_graph
 from testmodels import tiny_spikingformer
 from neurodeploy.sim import simulate
 

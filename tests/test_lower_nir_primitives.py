@@ -15,7 +15,7 @@ import torch
 
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.graph import simulate as float_simulate
-from neurodeploy.lower.from_nir import lower_graph
+from neurodeploy.lower.loihi2 import lower_graph
 from neurodeploy.sim import simulate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,10 +11,11 @@ import scipy.sparse as sp
 import torch
 
 from neurodeploy.errors import BadInputError
-from neurodeploy.lower import from_nir
+from neurodeploy.lower import chains
 from neurodeploy.lower.chain import chain_inputs, chain_network, split_windows
 from neurodeploy.lower.fixed_point import conv_to_sparse
-from neurodeploy.lower.from_nir import _Lowerer, lower_graph
+from neurodeploy.lower.chains import Chains, ConvOp, conv_t
+from neurodeploy.lower.loihi2 import lower_graph
 from neurodeploy.lower.network import LoweredNetwork, Population, Synapse
 from neurodeploy.sim import simulate
 
@@ -63,7 +64,7 @@ CHAINS = [
 @pytest.mark.parametrize("ops,in_shape,kind", CHAINS)
 def test_structured_chain_equals_the_float_chain(ops, in_shape, kind):
     g = _chain_graph(ops, in_shape)
-    low = _Lowerer(g, 4, None, "nearest", (0, 1), 1.0)
+    low = Chains(g)
     names = [n for n, _ in ops]
     x = torch.as_tensor(np.random.default_rng(5).random((3,) + in_shape))
     ref = x
@@ -72,11 +73,13 @@ def test_structured_chain_equals_the_float_chain(ops, in_shape, kind):
     ref = ref.reshape(3, -1).numpy()
     n_out = ref.shape[1]
     rowgain = np.linspace(0.5, 1.5, n_out) if kind != "conv" else np.ones(n_out)
-    got_kind, w, native = low.chain_structure(names, in_shape, rowgain, "lif")
-    assert got_kind == kind
+    grp = low.chain_structure(names, in_shape, rowgain, "lif")
+    assert grp.kind == kind
+    w, native = grp.weights, grp.native
     xf = x.reshape(3, -1).numpy()
     if kind == "conv":
-        _, W, st, pad, dil, groups, view = native
+        W, st, pad, dil, groups, view = native.weight, native.stride, native.padding, native.dilation, \
+            native.groups, native.view
         y = torch.nn.functional.conv2d(x.reshape((3,) + tuple(view)), torch.as_tensor(W), stride=st, padding=pad,
                                        dilation=dil, groups=groups).reshape(3, -1).numpy()
     elif kind == "sparse":
@@ -202,7 +205,7 @@ def test_relay_readout_equals_the_composed_dense_group(monkeypatch):
     from testmodels import tiny_spikingformer
     g = to_nir(tiny_spikingformer(), arch="spikingformer-digits")
     dense, _ = lower_graph(g, T=4)
-    monkeypatch.setattr(from_nir, "RELAY_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(chains, "RELAY_MIN_ELEMENTS", 0)
     relay, _ = lower_graph(g, T=4)
     relays = [p for p in relay.populations if p.kind == "relay" and p.name.endswith(".sum")]
     assert len(relays) == 2 and all(s.graded for s in relay.synapses if s.src in {p.name for p in relays})
@@ -298,16 +301,15 @@ def test_every_architecture_lowers_and_saves(tmp_path):
                                                     (2, 3, 10, 9, 3, 1, 2, 2), (2, 2, 11, 7, 2, 2, 0, 1)])
 def test_head_through_a_conv_equals_the_conv_matrix_product(ci, co, h, w, k, st, pad, dil):
     """A readout row that weighs every position of a channel alike, pushed back through a conv (the
-    per-tap reach shortcut of _Lowerer._conv_t), equals the product with the conv's sparse matrix; so does
+    per-tap reach shortcut of chains.conv_t), equals the product with the conv's sparse matrix; so does
     the general path (rows that differ per position)."""
-    from neurodeploy.lower.from_nir import _Lowerer
     rng = np.random.default_rng(ci * 100 + k)
     W = rng.integers(-4, 5, (co, ci, k, k)).astype(np.float64)
-    op = ("conv", W, (st, st), (pad, pad), (dil, dil), 1, (ci, h, w))
+    op = ConvOp(W, (st, st), (pad, pad), (dil, dil), 1, (ci, h, w))
     C = conv_to_sparse(W, (ci, h, w), (st, st), (pad, pad), (dil, dil), 1, dtype=np.float64)
-    _, ho, wo = _Lowerer._conv_out(op)
+    _, ho, wo = op.out_shape()
     E = rng.integers(-3, 4, (5, co)).astype(np.float64)
     pooled = np.repeat(E[:, :, None], ho * wo, 2).reshape(5, -1)
     general = rng.integers(-3, 4, pooled.shape).astype(np.float64)
     for M in (pooled, general):
-        assert np.array_equal(_Lowerer._conv_t(op, M), (C.T @ M.T).T)      # small integers: exact in float64
+        assert np.array_equal(conv_t(op, M), (C.T @ M.T).T)      # small integers: exact in float64

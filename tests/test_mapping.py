@@ -186,7 +186,7 @@ def test_spikingformer_digits_fits_loihi2_with_the_built_product_neurons(digits_
     assert not r.fits and [v.rule for v in r.violations] == ["unmapped"]
     assert r.violations[0].layer == "block.0.attn.attention"
     from neurodeploy.exporters import to_nir
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.mapping import from_lowered
     from neurodeploy.models import build_model
 

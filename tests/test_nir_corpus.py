@@ -156,7 +156,7 @@ def test_corpus_lowers_to_loihi2_and_lava_equals_engine(corpus):
     from neurodeploy.errors import NeurodeployError
     from neurodeploy.exporters import to_nir
     from neurodeploy.lava.run import run_lava
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.sim import simulate
 
     refused, lava_done = {}, []

@@ -632,7 +632,7 @@ def test_in_memory_conv_fields_are_validated():
 def test_generated_graphs_through_lower_graph(case):
     """lower_graph is a documented entry point: the validator's error (NaN/inf named by node, algebraic loops
     named by their nodes), or a lowered network / a NeurodeployError, never a raw exception."""
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
 
     g, kinds, poison = case
     want = expected_error(g, kinds, poison)
@@ -648,7 +648,7 @@ def test_generated_graphs_through_lower_graph(case):
 
 
 def test_lower_graph_names_the_nan_node_and_the_loop():
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
 
     g = read_graph(LIF)
     g.nodes["0"].weight = g.nodes["0"].weight.copy()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurodeploy.lower.from_nir import lower_graph
+from neurodeploy.lower.loihi2 import lower_graph
 from neurodeploy.sim import simulate
 
 

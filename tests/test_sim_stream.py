@@ -95,7 +95,7 @@ def test_stream_on_a_lowered_spikingformer_every_layer():
     """The tiny Spikingformer lowered (host encoder, graded attention stages: prod / graded_vec
     populations, einsum groups): every population's windows, s / u / v, with and without the skips."""
     from neurodeploy.exporters import to_nir
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from testmodels import tiny_spikingformer
     torch.manual_seed(0)
     net, _ = lower_graph(to_nir(tiny_spikingformer(), arch="spikingformer-digits"), input_range=(0.0, 1.0))

@@ -19,7 +19,7 @@
   analysis/purity.py), computed on first use and kept.
 
 Readers: spike purity (the deployment's verdict), the op count and energy (``energy.ops_from_graph``), the
-chip fit of a graph (``mapping.from_graph``) and the Loihi 2 lowering (``lower.from_nir``).  A deployment
+chip fit of a graph (``mapping.from_graph``) and the Loihi 2 lowering (``lower.loihi2``).  A deployment
 builds it once (``Deployment.annotated``) and hands it to each of them.
 """
 from __future__ import annotations

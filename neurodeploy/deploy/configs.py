@@ -26,7 +26,7 @@ class LoweringConfig:
     attention_schedule: str = "parallel"    # lower_graph(attention_schedule=...): parallel | packed
 
     def lower_kwargs(self) -> dict:
-        """Keyword arguments of :func:`neurodeploy.lower.from_nir.lower_graph` (defaults left out, so a
+        """Keyword arguments of :func:`neurodeploy.lower.loihi2.lower_graph` (defaults left out, so a
         lowering that does not know an option is only asked for it by a candidate that uses it)."""
         kw = {"residual_stream": self.residual_stream}
         if self.attention_schedule != "parallel":

@@ -27,7 +27,7 @@ from ..lava.netx_writer import write_netx
 from ..lava.processes_used import lava_process_classes, standard_library_only
 from .target import Target
 from ..lower.attention_graded import full_rate_bound
-from ..lower.from_nir import lower_graph
+from ..lower.loihi2 import lower_graph
 from ..fidelity import simulate_lowered
 from ..mapping import fit, from_lowered
 from ..lower.network import LoweredNetwork

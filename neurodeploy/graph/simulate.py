@@ -20,12 +20,15 @@ Semantics (docs/nir.md, "Reference simulator"):
 """
 from __future__ import annotations
 
+import math
+
 import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import BadInputError, UnsupportedError
+from ..lif import LIFParams
 from .attention import attention_forward, attention_spec
 from .core import graph_dt, input_names, meta, node_shape, order_and_back_edges, output_names, predecessors
 
@@ -99,19 +102,20 @@ class _Neuron(_Runner):
         self.kind = kind
         self.keep_membrane = False
         self.membrane = None
-        if kind in ("LIF", "LI"):
-            self.k = p(steps_per_tau(node.tau, dt))
-            self.r, self.v_leak = p(node.r), p(node.v_leak)
-        elif kind in ("IF", "I"):
-            self.r = p(node.r)
-        else:  # CubaLIF, CubaLI
-            self.k_syn, self.k_mem = p(steps_per_tau(node.tau_syn, dt)), p(steps_per_tau(node.tau_mem, dt))
-            self.r, self.v_leak, self.w_in = p(node.r), p(node.v_leak), p(node.w_in)
         self.spiking = kind in ("LIF", "IF", "CubaLIF")
         if self.spiking:
             self.th = p(node.v_threshold)
             reset = node.v_reset if getattr(node, "v_reset", None) is not None else np.zeros_like(node.v_threshold)
             self.v_reset = p(reset)
+        self.lif = None             # LIF / LI / IF / I: the one LIF rule (neurodeploy.lif.LIFParams)
+        if kind in ("LIF", "LI"):
+            self.lif = LIFParams(tau_steps=p(steps_per_tau(node.tau, dt)), r=p(node.r), v_leak=p(node.v_leak),
+                                 v_threshold=self.th if self.spiking else 1.0)
+        elif kind in ("IF", "I"):
+            self.lif = LIFParams(tau_steps=math.inf, r=p(node.r), v_threshold=self.th if self.spiking else 1.0)
+        else:  # CubaLIF, CubaLI: a synaptic current first (LIFParams has none)
+            self.k_syn, self.k_mem = p(steps_per_tau(node.tau_syn, dt)), p(steps_per_tau(node.tau_mem, dt))
+            self.r, self.v_leak, self.w_in = p(node.r), p(node.v_leak), p(node.w_in)
 
     def __call__(self, x, state):
         if state is None:
@@ -122,15 +126,13 @@ class _Neuron(_Runner):
         out = torch.empty_like(x)
         vs = torch.empty_like(x) if self.keep_membrane else None
         for t in range(x.shape[0]):
-            if self.kind in ("LIF", "LI"):
-                v = v + ((self.v_leak - v) + self.r * x[t]) / self.k
-            elif self.kind in ("IF", "I"):
-                v = v + self.r * x[t]
+            if self.lif is not None:
+                v = self.lif.integrate(v, x[t])
             else:
                 cur = cur + (self.w_in * x[t] - cur) / self.k_syn
                 v = v + ((self.v_leak - v) + self.r * cur) / self.k_mem
             if self.spiking:
-                s = v > self.th
+                s = self.lif.fires(v) if self.lif is not None else v > self.th     # NIR's strict v > threshold
                 out[t] = s
                 v = torch.where(s, self.v_reset.expand_as(v), v)
             else:

@@ -35,7 +35,7 @@ import copy
 import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
-from .balance import balance_network
+from .balance import balance_network, path_latency
 from .network import EXCITATORY, INHIBITORY, Attention, LoweredNetwork, Population, Synapse
 
 #: synapse hops of the graded form minus the one of the process op (input -> P1 -> counts -> P2 -> LIF)
@@ -295,15 +295,17 @@ def packed_parts(a: Attention, pk: dict):
     return pops, syns
 
 
-def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str = "parallel") -> LoweredNetwork:
+def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str = "parallel",
+                        balance: bool = True) -> LoweredNetwork:
     """A copy of ``net`` with every attention op replaced by product neurons, graded counts and graded
-    synapse groups (see the module docstring), re-balanced.  ``order``: ``auto`` (cheaper per op), ``ktv``
+    synapse groups (see the module docstring), re-balanced unless ``balance`` is false (the pass flow of
+    :mod:`neurodeploy.lower.passes` balances once, last).  ``order``: ``auto`` (cheaper per op), ``ktv``
     or ``qkt``, or a dict {op name: order} (missing ops: auto).  Records per op the order, the product-neuron count and the added latency in
     ``metadata["attention_graded"]`` and the network's added latency in ``metadata["attention_latency_added"]``."""
     if schedule not in ATTENTION_SCHEDULES:
         raise BadInputError(f"attention_schedule '{schedule}': not one of {', '.join(ATTENTION_SCHEDULES)}")
     out = copy.deepcopy(net)
-    before = int(max(net.latency().values(), default=0)) if net.attention else 0
+    before = path_latency(net) if net.attention else 0
     ops = []
     bounds = {}         # payload bounds proved by construction (the engine's sums of weights are looser)
     for a in list(out.attention):
@@ -339,10 +341,10 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str 
                     "stage_latency_steps": STAGE_LATENCY})
     if not ops:
         return out
-    T = int(out.metadata.get("time_steps", 0) or 0) or None
-    balance_network(out, T)
+    if balance:
+        balance_network(out, int(out.metadata.get("time_steps", 0) or 0) or None)
     out.validate()
-    after = int(max(out.latency().values(), default=0))
+    after = path_latency(out)
     out.metadata = dict(out.metadata)
     out.metadata["attention_lowering"] = "graded"
     out.metadata["attention_schedule"] = schedule

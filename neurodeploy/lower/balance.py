@@ -1,6 +1,5 @@
-"""Delay balancing of a lowered network (a lowering pass shared by :mod:`neurodeploy.lower.from_nir`,
-:mod:`neurodeploy.lower.attention_graded` and the test models; its own module so that none of them imports
-another in a circle)."""
+"""Delay balancing of a lowered network: the ``balance_delays`` pass, run once, last, in the Loihi 2 pass flow
+(:mod:`neurodeploy.lower.passes`), and by the test models; its own module so that no pass imports another."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,22 +21,8 @@ def balance_network(net: LoweredNetwork, T=None) -> None:
     neither must not keep what an upstream population sent during the fill (a biased LIF can spike before its
     own first input; its successor would integrate that).  Sets ``metadata["latency"]`` and ``metadata["population_latency"]``."""
     _remove_delay_relays(net)       # a re-balance (after a pass that adds latency) places them anew
-    lat = {}
-    incoming = {p.name: [] for p in net.populations}
-    for s in net.synapses:
-        incoming[s.dst].append(s)
-    for a in net.attention:
-        incoming[a.dst].append(a)
-    order = net.topological_order()
-    for name in order:
-        arr = []
-        for c in incoming[name]:
-            if isinstance(c, Synapse):
-                if c.src != name:           # a population feeding itself: one step, no balance delay
-                    arr.append(lat[c.src] + 1)
-            else:
-                arr += [lat[c.q] + 1, lat[c.k] + 1, lat[c.v] + 1]
-        lat[name] = max(arr) if arr else 0
+    lat, incoming = _longest_paths(net)
+    for name in lat:
         for c in incoming[name]:
             if isinstance(c, Synapse):
                 c.balance_delay = 0 if c.src == name else lat[name] - lat[c.src] - 1
@@ -59,6 +44,32 @@ def balance_network(net: LoweredNetwork, T=None) -> None:
             p.reset_offset = (lat[p.name] + 1) % p.reset_interval
     net.metadata["latency"] = int(Lmax)
     net.metadata["population_latency"] = {k: int(v) for k, v in lat.items()}
+
+
+def _longest_paths(net: LoweredNetwork) -> tuple[dict, dict]:
+    """Each population's latency as its longest incoming path (one step per synapse group or attention op; a
+    population feeding itself adds none), in topological order, and its incoming groups and ops."""
+    lat = {}
+    incoming = {p.name: [] for p in net.populations}
+    for s in net.synapses:
+        incoming[s.dst].append(s)
+    for a in net.attention:
+        incoming[a.dst].append(a)
+    for name in net.topological_order():
+        arr = []
+        for c in incoming[name]:
+            if isinstance(c, Synapse):
+                if c.src != name:           # a population feeding itself: one step, no balance delay
+                    arr.append(lat[c.src] + 1)
+            else:
+                arr += [lat[c.q] + 1, lat[c.k] + 1, lat[c.v] + 1]
+        lat[name] = max(arr) if arr else 0
+    return lat, incoming
+
+
+def path_latency(net: LoweredNetwork) -> int:
+    """The pipeline depth the balancing pass will give ``net`` (balanced or not): its longest path."""
+    return int(max(_longest_paths(net)[0].values(), default=0))
 
 
 def _insert_delay_relays(net: LoweredNetwork, lat: dict) -> None:
@@ -110,3 +121,29 @@ def _remove_delay_relays(net: LoweredNetwork) -> None:
             s.src = root[s.src]
             s.graded = bool(moved.get(s.name, s.graded))
     net.populations = [p for p in net.populations if p.name not in root]
+
+
+def check_loops(net: LoweredNetwork) -> None:
+    """Recurrence: a population feeding itself (directly or through linear nodes) gets a synapse group with no
+    balance delay, which delivers the spikes of step t at step t + 1 exactly as NIR's back edge.  A loop through
+    two or more populations cannot: every synapse group adds one step on Loihi 2, so the loop would take k steps
+    where NIR's takes one; it is refused naming the node."""
+    deps = {p.name: set() for p in net.populations}
+    for s_ in net.synapses:
+        if s_.src != s_.dst:
+            deps[s_.dst].add(s_.src)
+    done, left = set(), dict(deps)
+    while True:
+        ready = [n for n, d in left.items() if d <= done]
+        if not ready:
+            break
+        for n in ready:
+            done.add(n)
+            del left[n]
+    if left:
+        loop = sorted(left)
+        raise UnsupportedError(
+            f"node '{net.pop(loop[0]).source or loop[0]}': recurrent loop through populations {loop} cannot be "
+            f"lowered to Loihi 2 (each synapse group adds one step there, so the loop takes {len(loop)} steps "
+            "where NIR's back edge takes one; only a population feeding itself, directly or through linear "
+            "nodes, is lowered)")

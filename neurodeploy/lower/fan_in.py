@@ -53,9 +53,10 @@ def _row_fan_in(s: Synapse) -> int:
 
 
 def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | None = None,
-                 bin_fan_in: int | None = None) -> LoweredNetwork:
+                 bin_fan_in: int | None = None, balance: bool = True) -> LoweredNetwork:
     """Split the fan-in of every population above ``max_fan_in`` into partial sums of at most ``bin_fan_in``
-    inputs each (default :data:`BIN_FAN_IN`, at most ``max_fan_in``) (in place; returns ``net``).
+    inputs each (default :data:`BIN_FAN_IN`, at most ``max_fan_in``) (in place; returns ``net``), re-balanced
+    unless ``balance`` is false (the pass flow of :mod:`neurodeploy.lower.passes` balances once, last).
     Records ``metadata["fan_in_splits"]``: destination -> its partial-sum relays."""
     cap = min(max_fan_in, bin_fan_in or BIN_FAN_IN)
     splits = {}
@@ -104,5 +105,6 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
         splits[dst.name] = names
     if splits:
         net.metadata["fan_in_splits"] = splits
+    if splits and balance:
         balance_network(net, T if T is not None else (int(net.metadata.get("time_steps", 0) or 0) or None))
     return net

@@ -79,7 +79,7 @@ import scipy.sparse as sp
 
 from ..errors import BadInputError, UnsupportedError
 from ..fileio import atomic_path
-from .fixed_point import EXCITATORY, INHIBITORY, MIXED  # noqa: F401 - re-exported for from_nir, attention_graded, sim/engine (being rewritten): then drop
+from .fixed_point import EXCITATORY, INHIBITORY, MIXED  # noqa: F401 - re-exported for attention_graded, sim/engine (being rewritten): then drop
 
 FORMAT = "neurodeploy.lowered"
 VERSION = 3             # written only when a population has a nonzero v_init (else VERSION_BASE)

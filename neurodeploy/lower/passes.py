@@ -2,20 +2,27 @@
 its optimizer flows): the list of passes a network went through is in ``net.metadata["passes"]``, so an
 artifact says how it was made.
 
-* ``lower_nir`` - NIR graph -> quantized populations and synapse groups (:mod:`.from_nir`; the first pass,
-  it makes the network, so it is recorded by :func:`neurodeploy.lower.from_nir.lower_graph` itself)
-* ``balance_delays`` - every path into a population arrives in the same step (:mod:`.balance`)
+* ``lower_nir`` - NIR graph -> quantized populations and synapse groups (:mod:`.loihi2`; the first pass,
+  it makes the network, so it is recorded by :func:`neurodeploy.lower.loihi2.lower_graph` itself)
 * ``graded_attention`` - attention ops -> ProdNeuron / GradedVec / graded synapse groups (:mod:`.attention_graded`)
 * ``split_fan_in`` - partial-sum relays for neurons that read more than a core gives one neuron (:mod:`.fan_in`)
-* ``chain_samples`` - resets and graded bias inputs so that samples run back to back (:mod:`.chain`)
+* ``balance_delays`` - every path into a population arrives in the same step (:mod:`.balance`); the rewriting
+  passes above leave balancing to it, so it runs once, after them
+* ``chain_samples`` - resets and graded bias inputs so that samples run back to back (:mod:`.chain`; on a
+  balanced network, by the simulators)
+
+:data:`LOIHI2_FLOW` is the flow :func:`~neurodeploy.lower.loihi2.lower_graph` runs after ``lower_nir``
+(without ``graded_attention`` when the attention stays one op, ``attention="process"``).
 """
 from __future__ import annotations
+
+import inspect
 
 from ..errors import BadInputError
 from .attention_graded import attention_to_graded
 from .balance import balance_network
 from .chain import chain_network
-from .fan_in import split_fan_in
+from .fan_in import MAX_FAN_IN, split_fan_in
 from .network import LoweredNetwork
 
 
@@ -24,12 +31,25 @@ def _balance(net: LoweredNetwork, T: int | None = None) -> LoweredNetwork:
     return net
 
 
+def _graded_attention(net: LoweredNetwork, order: str = "auto", schedule: str = "parallel") -> LoweredNetwork:
+    if not net.attention:
+        return net                  # nothing to rewrite (attention_to_graded would return a copy)
+    return attention_to_graded(net, order=order, schedule=schedule, balance=False)
+
+
+def _split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, bin_fan_in: int | None = None) -> LoweredNetwork:
+    return split_fan_in(net, max_fan_in=max_fan_in, bin_fan_in=bin_fan_in, balance=False)
+
+
 PASSES = {
+    "graded_attention": _graded_attention,
+    "split_fan_in": _split_fan_in,
     "balance_delays": _balance,
-    "graded_attention": attention_to_graded,
-    "split_fan_in": split_fan_in,
     "chain_samples": chain_network,
 }
+
+#: the Loihi 2 pass flow after ``lower_nir``: rewrites first, balancing once, last
+LOIHI2_FLOW = ("graded_attention", "split_fan_in", "balance_delays")
 
 
 def run_pass(net: LoweredNetwork, name: str, **options) -> LoweredNetwork:
@@ -45,8 +65,6 @@ def run_pass(net: LoweredNetwork, name: str, **options) -> LoweredNetwork:
 
 def run_passes(net: LoweredNetwork, names, **options) -> LoweredNetwork:
     """Apply the passes ``names`` in order (``options`` go to every pass that names them)."""
-    import inspect
-
     for name in names:
         fn = PASSES.get(name)
         if fn is None:

@@ -1,4 +1,4 @@
-"""The checks at :func:`neurodeploy.lower.from_nir.lower_graph`'s door: it is a documented entry point, so a
+"""The checks at :func:`neurodeploy.lower.loihi2.lower_graph`'s door: it is a documented entry point, so a
 graph handed to it is validated as a file read by the CLI is (``graph.core.validate_graph``: NaN/inf
 parameters and algebraic loops named by node, conv fields, shapes, metadata), and so are its arguments.
 Without this a NaN weight ended as ``ValueError: cannot convert float NaN to integer`` deep in the
@@ -14,6 +14,7 @@ from .. import limits
 from ..analysis.annotate import AnnotatedGraph
 from ..errors import BadInputError, ResourceLimitError
 from ..graph.core import validate_graph
+from .attention_graded import ATTENTION_SCHEDULES
 
 #: Loihi 2's bias exponent field: 0..7 (the lowering raises it up to 7 to fit the 13-bit mantissa)
 BIAS_EXP_RANGE = (0, 7)
@@ -26,7 +27,8 @@ def _is_int(v) -> bool:
 
 
 def check_lowering_inputs(graph, T=None, scale=None, rounding="nearest", input_range=(0.0, 1.0),
-                          bias_exp_min=0, attention="graded") -> None:
+                          bias_exp_min=0, attention="graded", attention_schedule="parallel",
+                          residual_stream="relay") -> None:
     """Raise BadInputError / ResourceLimitError naming the argument, or the node of ``graph``, that
     :func:`lower_graph` cannot use."""
     where = "lower_graph: "
@@ -47,6 +49,13 @@ def check_lowering_inputs(graph, T=None, scale=None, rounding="nearest", input_r
         raise BadInputError(f"{where}argument 'rounding' must be 'nearest' or 'floor', got {rounding!r}"[:200])
     if attention not in ("graded", "process"):
         raise BadInputError(f"{where}argument 'attention' must be 'graded' or 'process', got {attention!r}"[:200])
+    if attention_schedule not in ATTENTION_SCHEDULES:
+        raise BadInputError(f"attention_schedule must be one of {', '.join(ATTENTION_SCHEDULES)}, "
+                            f"not '{attention_schedule}'")
+    if attention == "process" and attention_schedule != "parallel":
+        raise BadInputError(f"attention_schedule '{attention_schedule}' needs attention='graded'")
+    if residual_stream not in ("relay", "expanded"):
+        raise BadInputError(f"residual_stream must be 'relay' or 'expanded', not '{residual_stream}'")
     try:
         lo, hi = input_range
         ok = all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi)) and lo <= hi

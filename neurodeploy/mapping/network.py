@@ -21,16 +21,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import nir
 import numpy as np
 import scipy.sparse as sp
 
 from ..analysis.annotate import annotate
 from ..errors import BadInputError, UnsupportedError
 from ..graph.core import meta, node_shape
-from ..graph.primitives import classes as primitive_classes
+from ..graph.primitives import CONV, DENSE, kind_of, primitive_of
 from ..lower.fixed_point import conv_out_hw
-from ..lower.from_nir import conv_padding
+from ..lower.chains import conv_padding
 from ..lower.network import GRADED_KINDS, einsum_fan_in, einsum_sides
 
 
@@ -267,6 +266,10 @@ def _one(v) -> int:
     return int(np.asarray(v).ravel()[0])
 
 
+#: the primitives whose weights make one synapse group of the fit
+_DIRECT = CONV + DENSE + ("SumPool2d",)
+
+
 def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNetwork:
     """From a neurodeploy NIR graph (docs/nir.md).
 
@@ -287,14 +290,18 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
     # rather than dropped from the network
     for n in ann.order:
         info = ann.nodes[n]
-        if info.kind not in ("io", "spiking", "synaptic", "pool", "reshape", "attention") or isinstance(info.node, nir.AvgPool2d):
+        if info.kind not in ("io", "spiking", "synaptic", "pool", "reshape", "attention") or \
+                primitive_of(info.node, n) == "AvgPool2d":
             raise UnsupportedError(f"node '{n}': the chip-fit mapping of the NIR graph cannot handle "
-                                   f"{type(info.node).__name__}" + (" (nested subgraph)" if info.kind == "subgraph" else ""))
+                                   f"{primitive_of(info.node, n)}" + (" (nested subgraph)" if info.kind == "subgraph" else ""))
     preds = ann.preds
     T = int(ann.time_steps or 1)
     net = MapNetwork(name=name or str(meta(ann.graph, "neurodeploy.arch", "nir-graph")), time_steps=T)
-    spiking = primitive_classes("spiking")
     order = ann.order
+
+    def prim(n):
+        """The NIR primitive node n is (the one table: graph.primitives)."""
+        return primitive_of(graph.nodes[n], n)
 
     def role(n):
         """The role the graph declares (an inferred role does not make a population here)."""
@@ -306,15 +313,15 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
         if ann.nodes[n].kind == "attention":
             tokens_seen[0] = ann.nodes[n].ops.tokens
         node = graph.nodes[n]
-        if isinstance(node, nir.Input):
+        if prim(n) == "Input":
             shp = node_shape(node) or tuple(np.asarray(next(iter(node.input_type.values()))).tolist())
             net.add_pop(MapPopulation(n, cxhw(shp), n, "input", on_chip=False, neuron_model="input"))
             pops.add(n)
-        elif isinstance(node, spiking):
+        elif kind_of(node, n) == "spiking":
             # a Threshold (the OR of a max-pool) is a memoryless LIF (full decay) on every target
-            net.add_pop(MapPopulation(n, cxhw(node_shape(node)), n, "lif", neuron_model="if" if isinstance(node, nir.IF) else "lif"))
+            net.add_pop(MapPopulation(n, cxhw(node_shape(node)), n, "lif", neuron_model="if" if prim(n) == "IF" else "lif"))
             pops.add(n)
-        elif isinstance(node, (nir.Affine, nir.Linear)) and role(n) == "readout":
+        elif prim(n) in DENSE and role(n) == "readout":
             net.add_pop(MapPopulation(n, cxhw(node_shape(node)), n, "readout"))
             net.use("readout", n)
             pops.add(n)
@@ -323,10 +330,9 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
         """Populations feeding node n's *input* through pass-through nodes (flatten, routing, sums)."""
         out = []
         for p in preds.get(n, []):
-            node = graph.nodes[p]
             if p in pops:
                 out.append((p, None))
-            elif isinstance(node, nir.Flatten) or role(p) == "routing":
+            elif prim(p) == "Flatten" or role(p) == "routing":
                 out.extend(sources(p))
             else:
                 out.append((None, p))   # a synaptic (or other) node
@@ -344,9 +350,8 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
 
     def _linear_chain(n):
         """(source population, first synaptic node) pairs for a non-spiking value node n."""
-        node = graph.nodes[n]
         out = []
-        if isinstance(node, (nir.Conv1d, nir.Conv2d, nir.Affine, nir.Linear, nir.SumPool2d)):
+        if prim(n) in _DIRECT:
             for s in synaptic_sources(n):
                 out.append((s, n))
         elif ann.nodes[n].kind == "attention":
@@ -360,15 +365,15 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
         return out
 
     def geometry(node, name):
-        if isinstance(node, nir.Conv2d):
+        if prim(name) == "Conv2d":
             w = np.asarray(node.weight)
             return dict(kind="conv", kernel=tuple(w.shape[2:4]), stride=_pair(node.stride),
                         padding=conv_padding(node, name, 2), groups=_one(node.groups))
-        if isinstance(node, nir.Conv1d):
+        if prim(name) == "Conv1d":
             w = np.asarray(node.weight)
             return dict(kind="conv", kernel=(1, int(w.shape[2])), stride=(1, _one(node.stride)),
                         padding=(0, conv_padding(node, name, 1)[0]), groups=_one(node.groups))
-        if isinstance(node, nir.SumPool2d):
+        if prim(name) == "SumPool2d":
             return dict(kind="conv", kernel=_pair(node.kernel_size), stride=_pair(node.stride), padding=_pair(node.padding), groups=-1)
         return dict(kind="dense")
 
@@ -401,7 +406,7 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
             groups = src_pop.shape[0] if g["groups"] == -1 else g["groups"]
             net.add_syn(MapSynapses(gname, src, dst_name, "conv", layer, kernel=g["kernel"], stride=g["stride"],
                                     padding=g["padding"], groups=groups))
-            net.use("sumpool" if isinstance(node, nir.SumPool2d) else ("conv1d" if isinstance(node, nir.Conv1d) else "conv2d"), layer)
+            net.use({"SumPool2d": "sumpool", "Conv1d": "conv1d"}.get(prim(syn_name), "conv2d"), layer)
         else:
             net.add_syn(MapSynapses(gname, src, dst_name, "dense", layer))
             net.use("dense", layer)
@@ -424,7 +429,7 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
         return name
 
     for n in order:
-        if n not in pops or graph.nodes[n].__class__ is nir.Input:
+        if n not in pops or prim(n) == "Input":
             continue
         dst = net.pop(n)
         contribs = []
@@ -432,7 +437,6 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
             if pop is not None:  # neuron -> neuron without a synaptic node: one-to-one
                 net.add_syn(MapSynapses(f"{pop}->{n}", pop, n, "structured", n, fan_in=1, targets_per_axon=1))
                 continue
-            node = graph.nodes[other]
             if ann.nodes[other].kind == "attention":
                 # not costed from the graph: the chip fit maps the product neurons the lowering builds
                 net.use("activation_product", other)
@@ -440,7 +444,7 @@ def from_graph(graph, name: str | None = None, residual: str = "relay") -> MapNe
                 net.unmapped.append(other)
                 tokens_seen[0] = ann.nodes[other].ops.tokens
                 continue
-            direct = isinstance(node, (nir.Conv1d, nir.Conv2d, nir.Affine, nir.Linear, nir.SumPool2d))
+            direct = prim(other) in _DIRECT
             if direct and role(other) != "readout" and dst.kind != "readout":
                 contribs.extend((s, other) for s in synaptic_sources(other))
             else:

@@ -220,6 +220,16 @@ def _sections(doc: dict):
     yield "h2", "Fidelity (Loihi 2 fixed point)"
     if lo.get("fidelity") is not None:
         yield "p", f"Prediction agreement float vs fixed point: **{100 * lo['fidelity']:.2f}%** on {lo['samples']} samples ({lo['note']})."
+        if lo.get("float_accuracy") is not None and lo.get("target_accuracy") is not None:
+            fa, ta = 100 * lo["float_accuracy"], 100 * lo["target_accuracy"]
+            yield "p", (f"Accuracy on the same labelled samples: float **{fa:.2f}%**, {lo.get('target', 'target')} fixed "
+                        f"point **{ta:.2f}%** ({ta - fa:+.2f} points).")
+        layers = lo.get("layer_spike_agreement") or {}
+        if layers:
+            worst = sorted(layers.items(), key=lambda kv: kv[1])[:5]
+            yield "p", (f"Per-layer spike agreement float vs fixed point (first batch; {len(layers)} layers, "
+                        f"{100 * worst[0][1]:.2f}% to {100 * max(layers.values()):.2f}%), the lowest:")
+            yield "table", (["layer", "spike agreement"], [[n, f"{100 * a:.2f}%"] for n, a in worst])
     else:
         yield "p", lo.get("note", "not run")
     for t in doc["targets"]:

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def lif_task(data: Path) -> dict:
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.sim import simulate as fixed_simulate
 
     g = to_nir(data / "01_lif" / "lif_norse.nir")
@@ -53,7 +53,7 @@ def braille_task(T: int = 100) -> dict:
     """The braille-shaped recurrent CubaLIF network (braille.py): float reference, Loihi 2 lowering, our
     fixed-point engine (spike agreement with the float model) and Lava fixed_pt (bit-exact with the engine)."""
     from braille import braille_graph
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.sim import simulate as fixed_simulate
 
     g = to_nir(braille_graph())
@@ -102,7 +102,7 @@ def cnn_task(data: Path, n: int = 4, T: int = 8) -> dict:
 def quantization_gap(g, x, T: int) -> dict:
     """Per spiking layer, percent of spikes differing from our engine: float reference, quantization-aware
     reference (float64, weights m 2^e / S), the same in integer units; default lowering and split_signs."""
-    from neurodeploy.lower.from_nir import lower_graph
+    from neurodeploy.lower.loihi2 import lower_graph
     from quant_gap import layer_gap
 
     out = {"explanation": "every cnn_sinabs neuron is an IF (no decay, bias 0, v_reset 0), so the engine's "

@@ -194,6 +194,10 @@ def test_a_wide_conv_into_a_relay_is_cut_by_input_channels_exactly(groups, cap, 
     assert net.pop("stream.partial1").shape == (6 * P, 4, 4)
     summ = next(s for s in net.synapses if s.src == "stream.partial1")
     assert summ.graded and np.all(np.diff(summ.weights.indptr) == P) and set(summ.weights.data) == {1}
+    if (groups, P) == (1, 2):       # the hand example of docs/lowering.md
+        w = np.asarray(_wide_conv_net().synapses[0].weights)
+        assert np.array_equal(np.asarray(wide.weights)[7], w[1, 4:8])
+        assert [summ.weights.getrow(1 * 16 + s_).indices.tolist() for s_ in (0, 5)] == [[16, 7 * 16], [21, 7 * 16 + 5]]
     x = _wx()
     a = simulate(_wide_conv_net(groups), x, 12, record=["stream", "lif"])
     b = simulate(net, x, 12, record=["stream", "lif"])

@@ -34,6 +34,10 @@ def test_candidates_are_a_table_and_the_default_builds_the_stream_once():
         ("relay", "parallel"), ("expanded", "parallel"), ("relay", "packed"), ("expanded", "packed")]
     # --attention-schedule fixes the schedule: the search tries only those candidates
     assert [c.attention_schedule for c in candidates("packed")] == ["packed", "packed"]
+    # a schedule outside the table (repacked): both stream forms with it
+    assert [(c.name, c.residual_stream, c.attention_schedule) for c in candidates("repacked")] == [
+        ("stream built once, repacked attention", "relay", "repacked"),
+        ("stream expanded, repacked attention", "expanded", "repacked")]
     assert with_schedule(DEFAULT, "packed").lower_kwargs() == {"residual_stream": "relay",
                                                                 "attention_schedule": "packed"}
     assert with_schedule(DEFAULT, None) is DEFAULT and with_schedule(DEFAULT, "parallel") is DEFAULT

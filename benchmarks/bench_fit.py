@@ -26,7 +26,7 @@ DEFAULT_ARCHS = ["spikingformer-digits", "spikingformer-gesture-2-256", "spiking
                  "spikingformer-imagenet-8-768"]
 #: variants lowered in a subset of the candidates by default: the configuration ``export --max-chips 1152``
 #: chooses for it (the lowest latency that fits Hala Point)
-LIMITED = {"spikingformer-imagenet-8-768": ["stream built once, packed attention"]}
+LIMITED = {"spikingformer-imagenet-8-768": ["stream built once, packed attention", "stream expanded, packed attention"]}
 
 
 def main(argv=None):

@@ -5,13 +5,16 @@ import numpy as np
 import pytest
 
 from neurodeploy.errors import BadInputError
-from neurodeploy.lower.attention_graded import (ATTENTION_SCHEDULES, PACKED_LATENCY, STAGE_LATENCY,
-                                                 attention_to_graded, packing, schedule_cost)
+from neurodeploy.lower.attention_graded import (ATTENTION_SCHEDULES, PACKED_LATENCY, REPACKED_LATENCY,
+                                                 STAGE_LATENCY, attention_to_graded, packing, schedule_cost)
 from neurodeploy.lower.network import Attention, LoweredNetwork, Population, Synapse
 from neurodeploy.sim import simulate
 
 #: (name, heads, head dim, tokens, weight): all pack (digits of 4-7 bits, 2-5 per word, 1-2 j-chunks)
 OPS = [("b1", 2, 3, 5, 1), ("b2", 1, 8, 6, 3), ("b3", 2, 6, 7, -2), ("b4", 1, 4, 30, 600), ("b5", 3, 8, 9, 7)]
+#: ops the repacked schedule repacks: stage 1 4 digits of 5 bits per word, stage 2 2 (r1: 9-bit digits) or 3
+#: (r2: 4-channel chunks, 7-bit digits); b4 too (4 -> 2)
+RE_OPS = [("r1", 2, 4, 16, 5), ("r2", 1, 12, 30, -3)]
 
 
 def _ops_net(seed=0, ops=OPS):
@@ -42,20 +45,22 @@ def _padded(x, steps):
 
 
 def test_schedule_names_and_costs_equal_the_built_records():
-    assert ATTENTION_SCHEDULES == ("parallel", "packed")
-    net = _ops_net()
+    assert ATTENTION_SCHEDULES == ("parallel", "packed", "repacked")
+    net = _ops_net(ops=OPS + RE_OPS)
+    latency = {"parallel": STAGE_LATENCY, "packed": PACKED_LATENCY, "repacked": REPACKED_LATENCY}
     for sched in ATTENTION_SCHEDULES:
         g = attention_to_graded(net, schedule=sched)
         assert g.metadata["attention_schedule"] == sched
-        for rec, (name, H, dh, N, w) in zip(g.metadata["attention_graded"], OPS):
+        for rec, (name, H, dh, N, w) in zip(g.metadata["attention_graded"], OPS + RE_OPS):
             c = schedule_cost(sched, H, N, H * dh)
             built = {k: sum(p.size for p in g.populations if p.kind == k and p.name.startswith(name + "."))
                      for k in ("prod", "graded_vec")}
             assert rec["schedule"] == sched
             assert (built["prod"], built["graded_vec"]) == (c["product_neurons"], c["graded_vec_neurons"])
-            assert rec["stage_latency_steps"] == c["latency_added_steps"] == (PACKED_LATENCY if sched == "packed"
-                                                                             else STAGE_LATENCY)
-        assert g.metadata["attention_latency_added"] == (PACKED_LATENCY if sched == "packed" else STAGE_LATENCY)
+            # repacked: only the ops whose stage 1 carries more digits per word (b4, r1, r2) are repacked
+            want = latency[sched] if sched != "repacked" or name in ("b4", "r1", "r2") else PACKED_LATENCY
+            assert rec["stage_latency_steps"] == c["latency_added_steps"] == want, (sched, name)
+        assert g.metadata["attention_latency_added"] == latency[sched]
     with pytest.raises(BadInputError, match="attention_schedule 'serial'"):
         attention_to_graded(net, schedule="serial")
     # b4: a chunk of 4 channels x 30 tokens sums to <= 120: 7-bit digits, 3 fit in 23 bits, so 2 words of 2
@@ -252,3 +257,58 @@ def test_packed_op_with_groups_too_large_to_densify_runs_exactly():
     for key in "suv":
         assert np.array_equal(a["c1.out"][key][:steps - PACKED_LATENCY], b["c1.out"][key][PACKED_LATENCY:]), key
     assert a["c1.out"]["u"].any()
+
+
+def test_repacked_carries_more_stage_1_digits_and_is_exact():
+    """The repacked schedule: stage 1 words carry floor(23 / bit_length(N)) digits (N = 16 or 30: 4 of 5 bits),
+    repacked by floor shifts into stage 2's layout (2-3 digits of 7-9 bits); fewer product neurons than packed
+    (cifar10-4-384: 786,432 -> 663,552 per op, 3.15 M -> 2.65 M in all), and every op equals the parallel form
+    shifted by its own latency (+10 - 3 steps when repacked), sparse and dense spikes (every digit at its bound)."""
+    assert schedule_cost("packed", 12, 64, 384)["product_neurons"] == 786_432
+    c = schedule_cost("repacked", 12, 64, 384)
+    assert (c["product_neurons"], c["stage1_digits_per_word"], c["digits_per_word"]) == (663_552, 3, 2)
+    assert 4 * c["product_neurons"] == 2_654_208
+    r2 = packing(1, 30, 12, repack=True)
+    assert {k: r2[k] for k in ("stage1_digit_bits", "stage1_digits_per_word", "stage1_words", "digit_bits",
+                               "digits_per_word", "words", "j_chunk")} == \
+        {"stage1_digit_bits": 5, "stage1_digits_per_word": 4, "stage1_words": 3, "digit_bits": 7,
+         "digits_per_word": 3, "words": 4, "j_chunk": 4}
+    ops = OPS[3:4] + RE_OPS
+    proc = _ops_net(ops=ops)
+    par = attention_to_graded(proc)
+    rp = attention_to_graded(proc, schedule="repacked")
+    assert all(o["repacked"] for o in rp.metadata["attention_graded"])
+    T, B = 8, 2
+    steps = T + REPACKED_LATENCY + 2
+    for dense in (False, True):
+        x = _padded(_inputs(proc, T, B, seed=5, dense=dense), steps)
+        b = simulate(par, x, steps, record=proc.outputs)
+        c_ = simulate(rp, x, steps, record="all")
+        d = REPACKED_LATENCY - STAGE_LATENCY
+        for name in proc.outputs:
+            for key in "suv":
+                assert np.array_equal(b[name][key][:steps - d], c_[name][key][d:]), (name, key, dense)
+            assert b[name]["u"].any()
+        for name, H, dh, N, w in ops:
+            pk = packing(H, N, H * dh, repack=True)
+            assert int(c_[f"{name}.counts1"]["s"].max()) >= 1 << (2 * pk["stage1_digit_bits"])   # >= 3 digits
+            if dense:       # every count is N: every clean digit at its bound
+                assert int(c_[f"{name}.cdigits"]["s"].max()) == N
+
+
+@pytest.mark.lava
+def test_lava_equals_engine_on_the_repacked_form_every_population():
+    from neurodeploy.lava.run import run_lava
+    proc = _ops_net(seed=6, ops=RE_OPS)
+    g = attention_to_graded(proc, schedule="repacked")
+    T = 5
+    steps = T + REPACKED_LATENCY + 1
+    x = _inputs(proc, T, 1, seed=7)
+    ours = simulate(g, x, steps, record="all")
+    lava = run_lava(g, x, steps, record="all")
+    assert set(lava) == set(ours) == {p.name for p in g.populations}
+    for name in ours:
+        for key in ours[name]:
+            bad = np.argwhere(ours[name][key] != lava[name][key])
+            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    assert max(int(ours[f"{o[0]}.counts1"]["s"].max()) for o in RE_OPS) >= 1 << 10      # 3+ digits in Lava

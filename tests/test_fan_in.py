@@ -153,3 +153,61 @@ def test_split_signs_with_a_split_fan_in_stays_sign_pure_and_lava_equals_engine(
     ours = simulate(split, x, steps, record="all")
     assert ours["lif"]["s"].any()
     _lava_equals_engine(split, x, steps)
+
+
+def _wide_conv_net(groups=1, seed=5):
+    """A 3x3 conv over 8 channels (fan-in 72, or 36 with 2 groups; stride 2, padding 1) into a graded stream
+    relay, a 1x1 conv into the same relay, and a LIF that reads the relay one-to-one (as the residual stream's
+    readers do)."""
+    rng = np.random.default_rng(seed)
+    pops = [Population("x", (8, 7, 7), kind="input", input_kind="spikes"),
+            Population("y", (6, 4, 4), kind="input", input_kind="spikes"),
+            Population("stream", (6, 4, 4), kind="relay"),
+            Population("lif", (6, 4, 4), du=2000, dv=3000, vth=30)]
+    syn = [Synapse("stream<-x", "x", "stream", "conv", rng.integers(-20, 21, (6, 8 // groups, 3, 3)),
+                   stride=(2, 2), padding=(1, 1), groups=groups),
+           Synapse("stream<-y", "y", "stream", "conv", rng.integers(-20, 21, (6, 6, 1, 1))),
+           Synapse("lif<-stream", "stream", "lif", "sparse", np.eye(96, dtype=np.int64), graded=True)]
+    net = LoweredNetwork(populations=pops, synapses=syn, outputs=["lif"])
+    balance_network(net, None)
+    return net
+
+
+def _wx(T=10, B=2, seed=6):
+    rng = np.random.default_rng(seed)
+    return {"x": (rng.random((T, B, 8, 7, 7)) < 0.4).astype(np.int64),
+            "y": (rng.random((T, B, 6, 4, 4)) < 0.4).astype(np.int64)}
+
+
+@pytest.mark.parametrize("groups,cap,P", [(1, 40, 2), (1, 20, 4), (2, 20, 2)])
+def test_a_wide_conv_into_a_relay_is_cut_by_input_channels_exactly(groups, cap, P):
+    """The stream relay's conv reads more inputs per neuron than the cap: it becomes one conv with P x groups
+    groups into a relay of P x 6 channels (each neuron reads 72 / P or 36 / P inputs), summed into the stream
+    relay by a graded group of P connections per neuron; the stream relay and its LIF reader get exactly the
+    unsplit integers one step later."""
+    net = split_fan_in(_wide_conv_net(groups), max_fan_in=cap)
+    net.validate()
+    parts = net.metadata["fan_in_splits"]["stream"]
+    assert parts == ["stream.partial0", "stream.partial1"]      # the 1x1 conv in a bin, the 3x3 cut
+    wide = next(s for s in net.synapses if s.dst == "stream.partial1")
+    assert wide.kind == "conv" and wide.groups == groups * P and np.shape(wide.weights) == (6 * P, 8 // groups // P, 3, 3)
+    assert net.pop("stream.partial1").shape == (6 * P, 4, 4)
+    summ = next(s for s in net.synapses if s.src == "stream.partial1")
+    assert summ.graded and np.all(np.diff(summ.weights.indptr) == P) and set(summ.weights.data) == {1}
+    if (groups, P) == (1, 2):       # the hand example of docs/lowering.md
+        w = np.asarray(_wide_conv_net().synapses[0].weights)
+        assert np.array_equal(np.asarray(wide.weights)[7], w[1, 4:8])
+        assert [summ.weights.getrow(1 * 16 + s_).indices.tolist() for s_ in (0, 5)] == [[16, 7 * 16], [21, 7 * 16 + 5]]
+    x = _wx()
+    a = simulate(_wide_conv_net(groups), x, 12, record=["stream", "lif"])
+    b = simulate(net, x, 12, record=["stream", "lif"])
+    assert int(a["lif"]["s"].sum()) > 50 and np.abs(a["stream"]["s"]).max() > 100
+    for pop in ("stream", "lif"):
+        for key in a[pop]:
+            assert np.array_equal(a[pop][key][:-1], b[pop][key][1:]), (pop, key)
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("groups", [1, 2])
+def test_lava_equals_engine_on_a_conv_cut_by_input_channels(groups):
+    _lava_equals_engine(split_fan_in(_wide_conv_net(groups), max_fan_in=20), _wx(), steps=12)

@@ -34,6 +34,10 @@ def test_candidates_are_a_table_and_the_default_builds_the_stream_once():
         ("relay", "parallel"), ("expanded", "parallel"), ("relay", "packed"), ("expanded", "packed")]
     # --attention-schedule fixes the schedule: the search tries only those candidates
     assert [c.attention_schedule for c in candidates("packed")] == ["packed", "packed"]
+    # a schedule outside the table (repacked): both stream forms with it
+    assert [(c.name, c.residual_stream, c.attention_schedule) for c in candidates("repacked")] == [
+        ("stream built once, repacked attention", "relay", "repacked"),
+        ("stream expanded, repacked attention", "expanded", "repacked")]
     assert with_schedule(DEFAULT, "packed").lower_kwargs() == {"residual_stream": "relay",
                                                                 "attention_schedule": "packed"}
     assert with_schedule(DEFAULT, None) is DEFAULT and with_schedule(DEFAULT, "parallel") is DEFAULT
@@ -133,3 +137,24 @@ def test_full_rate_attention_bound_is_the_documented_figure():
     assert 2 * full_rate_bound(16, 64, 16) == 349_526            # gesture-2-256
     assert full_rate_bound(4, 16, 16) == 8_192                   # digits: N = 16 (5 bits), p = 4
     assert full_rate_bound(1, 1 << 23, 1) == 2 * (1 << 23)       # a count of 24 bits: one product per word
+
+
+def test_every_loihi2_report_states_the_full_rate_bound_and_its_resource(digits_ckpt, tmp_path, capsys):
+    """Without a budget too: summary.json, report.json, report.md and report.html give the full-rate attention
+    bound (digits: 4 heads, 16 tokens, dh 16 -> 2 x 4 x 16 x 256 / floor(23 / 5) = 8,192 product neurons, 5
+    cores of 2,047, 1 chip), what it holds for and the resource that sets it, next to what was built (the
+    parallel schedule: 32,768)."""
+    out = tmp_path / "out"
+    assert main(["export", str(digits_ckpt), "-o", str(out), "--target", "loihi2"]) == 0
+    b = json.loads((out / "loihi2" / "summary.json").read_text())["attention_full_rate_bound"]
+    assert (b["product_neurons"], b["cores"], b["chips"], b["built_product_neurons"]) == (8192, 5, 1, 32768)
+    assert b["resource"].startswith("product (gating) neurons: each sends one 24-bit graded word per step")
+    assert "full sample rate" in b["holds_for"] and "Lava's standard processes" in b["holds_for"]
+    (t,) = json.loads((out / "report.json").read_text())["targets"]
+    assert t["artifact"]["attention_full_rate_bound"] == b
+    words = ("Full-rate bound: the attention alone needs at least **8,192 product neurons (5 cores, 1 chip)** in "
+             "any exact schedule at full sample rate built from Lava's standard processes; this network has 32,768. "
+             "The resource that sets it: product (gating) neurons")
+    assert words in (out / "report.md").read_text()
+    assert "Full-rate bound: the attention alone needs at least <strong>8,192 product neurons" in \
+        (out / "report.html").read_text()

@@ -59,7 +59,10 @@ def with_schedule(cfg: LoweringConfig, schedule: str | None) -> LoweringConfig:
 
 def candidates(schedule: str | None = None) -> list[LoweringConfig]:
     """The candidates a budget search tries: all of :data:`CANDIDATES`, or those with the attention schedule
-    the user fixed (``--attention-schedule``)."""
+    the user fixed (``--attention-schedule``; a schedule no candidate has, e.g. ``repacked``: each stream form
+    with it)."""
+    if schedule and not any(c.attention_schedule == schedule for c in CANDIDATES):
+        return [with_schedule(c, schedule) for c in CANDIDATES if c.attention_schedule == DEFAULT.attention_schedule]
     return [c for c in CANDIDATES if not schedule or c.attention_schedule == schedule]
 
 

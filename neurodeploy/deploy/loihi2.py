@@ -109,10 +109,18 @@ def attention_bound(summary: dict, profile) -> dict | None:
     per_core = int(profile.core_limit("product_neurons", 2047) or 2047)
     cores = -(-n // per_core)
     cpc = int(profile.cores_per_chip or 1)
+    built = int(summary.get("product_neurons", 0) or 0)
     return {"product_neurons": int(n), "cores": int(cores), "chips": int(-(-cores // cpc)),
-            "note": "the fewest product neurons any exact attention schedule needs at full sample rate "
-                    "(docs/lowering.md, 'Why no token-tiled or token-serial schedule'); only a lower sample "
-                    "rate goes below it (designed, not built)"}
+            "built_product_neurons": built,
+            "resource": "product (gating) neurons: each sends one 24-bit graded word per step, so it carries at "
+                        "most floor(23 / bit_length(N)) of an op's 2 H N dh^2 binary products (a stage-1 digit "
+                        f"counts up to N tokens); at most {per_core:,} per core ([core] product_neurons)",
+            "holds_for": "exact schedules at full sample rate (a new sample every T steps, so every Lava step is a "
+                         "model step of some sample) built from Lava's standard processes, whose products' digits "
+                         "are summed over tokens in the word (docs/lowering.md, 'Why no token-tiled or "
+                         "token-serial schedule')",
+            "note": "the fewest product neurons any such schedule needs; only a lower sample rate goes below it "
+                    "(designed, not built)"}
 
 
 def _bound_words(bound: dict | None) -> str:
@@ -154,6 +162,8 @@ class Loihi2Target(Target):
             cfg = lowering.get("config") or with_schedule(DEFAULT, lowering.get("attention_schedule"))
             art = self._lower_one(deployment, cfg, rng, src)
             art.summary["lowering_config"] = dict(cfg.to_dict(), chosen_by="default (no chip budget)")
+            if profile is not None:
+                art.summary["attention_full_rate_bound"] = attention_bound(art.summary, profile)
             return art
         return self.search(deployment, profile, budget, rng, src)
 
@@ -225,6 +235,7 @@ class Loihi2Target(Target):
                                                chosen_by=f"lowest latency within {label}")
         best.summary["configurations"] = {"budget_chips": chips, "budget": label, "tried": rows,
                                           "attention_full_rate_bound": bound}
+        best.summary["attention_full_rate_bound"] = attention_bound(best.summary, profile)
         return best
 
     # ------------------------------------------------------------------ simulate

@@ -119,40 +119,65 @@ def graded_parts(a: Attention, order: str):
 #: the attention schedules :func:`attention_to_graded` builds (``lower_graph(..., attention_schedule=...)``);
 #: all exact.  ``parallel``: every token in parallel (2 H N dh^2 product neurons, +3 steps).  ``packed``: the
 #: same parallel dataflow, but each product neuron gates one 24-bit graded word that holds ``p`` channels as
-#: base-2^b digits (``packing``), unpacked by floor shifts before the attention LIF (+7 steps).  Token-tiled /
-#: token-serial schedules are not built: docs/lowering.md, "Attention schedules", gives the argument and bound.
-ATTENTION_SCHEDULES = ("parallel", "packed")
+#: base-2^b digits (``packing``), unpacked by floor shifts before the attention LIF (+7 steps).  ``repacked``:
+#: ``packed`` whose stage 1 carries as many digits as a count of N tokens allows (floor(23 / bit_length(N)): 3
+#: at N = 64, where stage 2's wider digits allow 2), repacked into stage 2's layout by floor shifts (+10 steps),
+#: where that needs fewer neurons.  Token-tiled / token-serial schedules are not built: docs/lowering.md,
+#: "Attention schedules", gives the argument and bound.
+ATTENTION_SCHEDULES = ("parallel", "packed", "repacked")
 #: synapse hops of the packed form minus the process op's one: V -> vpack -> P1 -> counts -> P2 -> words ->
 #: shift -> digits -> LIF
 PACKED_LATENCY = 7
+#: the repacked form adds counts1 -> cshift -> cdigits -> counts between stage 1 and stage 2
+REPACKED_LATENCY = PACKED_LATENCY + 3
 _WORD_BITS = 23                 # magnitude bits of a signed 24-bit graded payload (values are >= 0 here)
 
 
-def _pack_shape(heads: int, tokens: int, dim: int, kj: int) -> dict:
+def _words(dh: int, b: int) -> tuple:
+    """(words per head row, digits per word) for ``dh`` digits of ``b`` bits in 23-bit words."""
+    g = -(-dh // max(1, _WORD_BITS // b))
+    return g, -(-dh // g)           # as few digits per word as the g words need (fewer shift relays)
+
+
+def _pack_shape(heads: int, tokens: int, dim: int, kj: int, repack: bool = False) -> dict:
     """The packed layout for a j-chunk of ``kj`` channels: digits of ``b`` bits (every digit, a count of
     at most N in stage 1 and a sum of at most kj * N in stage 2, stays below 2^b: no carry), ``p`` digits
-    per 23-bit word, ``g`` words per head row, ``nch`` chunks, and the neuron counts of the built form."""
+    per 23-bit word, ``g`` words per head row, ``nch`` chunks, and the neuron counts of the built form.
+    ``repack``: stage 1 has its own layout (``stage1_digit_bits`` b1 = bit_length(N), ``stage1_digits_per_word``
+    p1, ``stage1_words`` g1), repacked into stage 2's by floor shifts (counts1 -> cshift_k -> cdigits ->
+    counts)."""
     H, N, dh = int(heads), int(tokens), int(dim) // int(heads)
     b = int(kj * N).bit_length()
-    g = -(-dh // max(1, _WORD_BITS // b))
-    p = -(-dh // g)                 # as few digits per word as the g words need (fewer shift relays)
+    g, p = _words(dh, b)
+    b1 = int(N).bit_length() if repack else b
+    g1, p1 = _words(dh, b1) if repack else (g, p)
     nch = dh // kj
-    prod = 2 * H * dh * g * N
-    graded = H * g * N + H * dh * g + H * nch * g * N * p + H * dh * N   # vpack, counts, words + shifts, digits
+    prod = H * dh * g1 * N + H * dh * g * N
+    graded = H * g1 * N + H * dh * g + H * nch * g * N * p + H * dh * N   # vpack, counts, words + shifts, digits
+    if repack:
+        graded += H * dh * g1 * p1 + H * dh * dh            # counts1 and its p1 - 1 shifts, cdigits
     return {"j_chunk": kj, "digit_bits": b, "digits_per_word": p, "words": g, "chunks": nch,
+            "stage1_digit_bits": b1, "stage1_digits_per_word": p1, "stage1_words": g1, "repacked": bool(repack),
             "product_neurons": prod, "graded_vec_neurons": graded}
 
 
-def packing(heads: int, tokens: int, dim: int) -> dict | None:
+def packing(heads: int, tokens: int, dim: int, repack: bool = False) -> dict | None:
     """The cheapest exact packing (fewest product + graded neurons over the j-chunks that divide dh and give
-    at least 2 digits per word), or None when none fits a 24-bit word (N >= 2^11) or none needs fewer neurons
-    than the parallel form (then the packed schedule builds the parallel form)."""
+    at least 2 digits per word; with ``repack`` also the layouts whose stage 1 carries more digits per word
+    than stage 2 and is repacked), or None when none fits a 24-bit word (N >= 2^11) or none needs fewer
+    neurons than the parallel form (then the packed schedule builds the parallel form)."""
     dh = int(dim) // int(heads)
     best = None
+    shapes = []
     for kj in range(1, dh + 1):
         if dh % kj:
             continue
-        c = _pack_shape(heads, tokens, dim, kj)
+        shapes.append(_pack_shape(heads, tokens, dim, kj))
+        if repack:
+            r = _pack_shape(heads, tokens, dim, kj, repack=True)
+            if r["stage1_words"] < r["words"]:          # stage 1 really carries more digits per word
+                shapes.append(r)
+    for c in shapes:
         if c["digits_per_word"] < 2:
             continue
         if best is None or c["product_neurons"] + c["graded_vec_neurons"] < \
@@ -178,11 +203,12 @@ def schedule_cost(schedule: str, heads: int, tokens: int, dim: int) -> dict:
            "graded_vec_neurons": H * dh * dh if order == "ktv" else H * N * N, "latency_added_steps": STAGE_LATENCY}
     if schedule == "parallel":
         return par
-    if schedule == "packed":
-        pk = packing(H, N, dim)
+    if schedule in ("packed", "repacked"):
+        pk = packing(H, N, dim, repack=schedule == "repacked")
         if pk is None:      # nothing packs into a word: the packed schedule is the parallel one
-            return dict(par, schedule="packed", packed=False)
-        return dict(pk, schedule="packed", order="ktv", packed=True, latency_added_steps=PACKED_LATENCY)
+            return dict(par, schedule=schedule, packed=False)
+        return dict(pk, schedule=schedule, order="ktv", packed=True,
+                    latency_added_steps=REPACKED_LATENCY if pk["repacked"] else PACKED_LATENCY)
     raise UnsupportedError(f"attention_schedule '{schedule}': not one of {', '.join(ATTENTION_SCHEDULES)}")
 
 
@@ -225,21 +251,28 @@ def packed_parts(a: Attention, pk: dict):
     """
     H, N, D, dh = a.heads, a.tokens, a.dim, a.dim // a.heads
     b, p, g, kj, nch = pk["digit_bits"], pk["digits_per_word"], pk["words"], pk["j_chunk"], pk["chunks"]
+    rp = bool(pk.get("repacked"))
+    b1, p1, g1 = (pk["stage1_digit_bits"], pk["stage1_digits_per_word"], pk["stage1_words"]) if rp else (b, p, g)
     src = a.source or a.name
     mant, exp = weight_mantissa(a)
     if abs(int(a.weight)) * N * dh > _PAYLOAD_MAX:
         raise UnsupportedError(f"attention '{src}': weight {a.weight} x tokens {N} x head dim {dh} can exceed "
                                "the 24-bit graded payload")
     nm = a.name
-    pops = [Population(f"{nm}.vpack", (H, g, N), kind="graded_vec", vth=0, source=src),
-            Population(f"{nm}.p1", (H, dh, g, N), kind="prod", vth=0, source=src),
-            Population(f"{nm}.counts", (H, dh, g), kind="graded_vec", vth=0, source=src),
-            Population(f"{nm}.p2", (H, nch, kj, g, N), kind="prod", vth=0, source=src),
+    c1 = f"{nm}.counts1" if rp else f"{nm}.counts"          # stage 1's counts (stage 1's layout)
+    pops = [Population(f"{nm}.vpack", (H, g1, N), kind="graded_vec", vth=0, source=src),
+            Population(f"{nm}.p1", (H, dh, g1, N), kind="prod", vth=0, source=src),
+            Population(c1, (H, dh, g1), kind="graded_vec", vth=0, source=src)]
+    if rp:
+        pops += [Population(f"{nm}.cshift{k}", (H, dh, g1), kind="graded_vec", vth=0, source=src) for k in range(1, p1)]
+        pops += [Population(f"{nm}.cdigits", (H, dh, dh), kind="graded_vec", vth=0, source=src),
+                 Population(f"{nm}.counts", (H, dh, g), kind="graded_vec", vth=0, source=src)]
+    pops += [Population(f"{nm}.p2", (H, nch, kj, g, N), kind="prod", vth=0, source=src),
             Population(f"{nm}.words", (H, nch, g, N), kind="graded_vec", vth=0, source=src)]
     pops += [Population(f"{nm}.shift{k}", (H, nch, g, N), kind="graded_vec", vth=0, source=src) for k in range(1, p)]
     pops.append(Population(f"{nm}.digits", (H, dh, N), kind="graded_vec", vth=0, source=src))
     one = np.ones((1,), dtype=np.int64)
-    ax = {"h": H, "j": dh, "w": g, "m": N, "n": N, "x": nch, "y": kj, "c": dh}
+    ax = {"h": H, "j": dh, "w": g, "m": N, "n": N, "x": nch, "y": kj, "c": dh, "v": g1}
 
     def ein(name, s, d, spec, port=0, w=one, wexp=0, graded=False, mode=EXCITATORY):
         used = {k: ax[k] for k in spec if k.isalpha()}
@@ -252,20 +285,47 @@ def packed_parts(a: Attention, pk: dict):
         return Synapse(name, s, d, "sparse", m, weight_exp=wexp, sign_mode=mode, graded=graded, source=src)
 
     syns = []
-    # vpack: one excitatory group per digit position i (weight 2^(bi) as mantissa x 2^exp)
-    h_, w_, m_ = np.meshgrid(np.arange(H), np.arange(g), np.arange(N), indexing="ij")
-    for i in range(p):
-        c_ = w_ * p + i
+    # vpack: one excitatory group per digit position i (weight 2^(b1 i) as mantissa x 2^exp), stage 1's layout
+    h_, w_, m_ = np.meshgrid(np.arange(H), np.arange(g1), np.arange(N), indexing="ij")
+    for i in range(p1):
+        c_ = w_ * p1 + i
         ok = c_ < dh
-        rows = np.ravel_multi_index((h_[ok], w_[ok], m_[ok]), (H, g, N))
+        rows = np.ravel_multi_index((h_[ok], w_[ok], m_[ok]), (H, g1, N))
         cols = np.ravel_multi_index((h_[ok], c_[ok], m_[ok]), (H, dh, N))
-        mm, ee = _shift_weight(b * i)
-        syns.append(sparse(f"{nm}.vpack<-v.{i}", a.v, f"{nm}.vpack", _csr(rows, cols, H * g * N, D * N), mm, ee,
+        mm, ee = _shift_weight(b1 * i)
+        syns.append(sparse(f"{nm}.vpack<-v.{i}", a.v, f"{nm}.vpack", _csr(rows, cols, H * g1 * N, D * N), mm, ee,
                            graded=False))
-    syns += [ein(f"{nm}.p1<-in1", a.k, f"{nm}.p1", "hjm->hjwm", port=1),
-             ein(f"{nm}.p1<-in2", f"{nm}.vpack", f"{nm}.p1", "hwm->hjwm", port=2, graded=True),
-             ein(f"{nm}.counts<-{nm}.p1", f"{nm}.p1", f"{nm}.counts", "hjwm->hjw", graded=True),
-             ein(f"{nm}.p2<-in1", a.q, f"{nm}.p2", "hxyn->hxywn", port=1),
+    syns += [ein(f"{nm}.p1<-in1", a.k, f"{nm}.p1", "hjm->hjvm", port=1),
+             ein(f"{nm}.p1<-in2", f"{nm}.vpack", f"{nm}.p1", "hvm->hjvm", port=2, graded=True),
+             ein(f"{c1}<-{nm}.p1", f"{nm}.p1", c1, "hjvm->hjv", graded=True)]
+    if rp:
+        # counts1[h,j,v] = sum_i C[h,j,v p1 + i] 2^(b1 i): cshift_k = floor(counts1 / 2^(b1 k)); the clean digits
+        # cdigits[h,j,c] = cshift_i - 2^b1 cshift_{i+1} = C[h,j,c] (c = v p1 + i; cshift_0 = counts1); then
+        # counts[h,j,w] = sum_i cdigits[h,j,w p + i] 2^(b i) in stage 2's layout (every term below 2^23)
+        for k in range(1, p1):
+            syns.append(ein(f"{nm}.cshift{k}<-{c1}", c1, f"{nm}.cshift{k}", "hjv->hjv", wexp=-b1 * k, graded=True))
+        h_, j_, v_ = np.meshgrid(np.arange(H), np.arange(dh), np.arange(g1), indexing="ij")
+        lev = [c1] + [f"{nm}.cshift{k}" for k in range(1, p1)]
+        for k in range(p1):
+            for sign, c_ in ((1, v_ * p1 + k), (-1, v_ * p1 + k - 1)):
+                if sign < 0 and k == 0:
+                    continue
+                ok = (c_ >= 0) & (c_ < dh)
+                rows = np.ravel_multi_index((h_[ok], j_[ok], c_[ok]), (H, dh, dh))
+                cols = np.ravel_multi_index((h_[ok], j_[ok], v_[ok]), (H, dh, g1))
+                mm, ee = (1, 0) if sign > 0 else _shift_weight(b1)
+                syns.append(sparse(f"{nm}.cdigits<-{lev[k].rsplit('.', 1)[1]}" + (".carry" if sign < 0 else ""),
+                                   lev[k], f"{nm}.cdigits", _csr(rows, cols, H * dh * dh, H * dh * g1), sign * mm, ee))
+        h_, j_, w_ = np.meshgrid(np.arange(H), np.arange(dh), np.arange(g), indexing="ij")
+        for i in range(p):
+            c_ = w_ * p + i
+            ok = c_ < dh
+            rows = np.ravel_multi_index((h_[ok], j_[ok], w_[ok]), (H, dh, g))
+            cols = np.ravel_multi_index((h_[ok], j_[ok], c_[ok]), (H, dh, dh))
+            mm, ee = _shift_weight(b * i)
+            syns.append(sparse(f"{nm}.counts<-cdigits.{i}", f"{nm}.cdigits", f"{nm}.counts",
+                               _csr(rows, cols, H * dh * g, H * dh * dh), mm, ee))
+    syns += [ein(f"{nm}.p2<-in1", a.q, f"{nm}.p2", "hxyn->hxywn", port=1),
              ein(f"{nm}.p2<-{nm}.counts", f"{nm}.counts", f"{nm}.p2", "hxyw->hxywn", port=2, graded=True),
              ein(f"{nm}.words<-{nm}.p2", f"{nm}.p2", f"{nm}.words", "hxywn->hxwn", graded=True)]
     for k in range(1, p):
@@ -310,7 +370,7 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str 
     bounds = {}         # payload bounds proved by construction (the engine's sums of weights are looser)
     for a in list(out.attention):
         H, N, dh = a.heads, a.tokens, a.dim // a.heads
-        pk = packing(H, N, a.dim) if schedule == "packed" else None
+        pk = packing(H, N, a.dim, repack=schedule == "repacked") if schedule in ("packed", "repacked") else None
         if pk is not None:
             pops, syns = packed_parts(a, pk)
             out.populations += pops
@@ -318,13 +378,18 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str 
             out.attention.remove(a)
             b, p = pk["digit_bits"], pk["digits_per_word"]
             word = sum(((1 << b) - 1) << (b * i) for i in range(p))      # every digit below 2^b: no carry
-            bounds.update({f"{a.name}.vpack": word, f"{a.name}.p1": word, f"{a.name}.counts": word,
+            b1, p1 = pk["stage1_digit_bits"], pk["stage1_digits_per_word"]
+            word1 = sum(((1 << b1) - 1) << (b1 * i) for i in range(p1))
+            bounds.update({f"{a.name}.vpack": word1, f"{a.name}.p1": word1, f"{a.name}.counts": word,
                            f"{a.name}.p2": word, f"{a.name}.words": word, f"{a.name}.digits": dh * N})
             bounds.update({f"{a.name}.shift{k}": word >> (b * k) for k in range(1, p)})
-            ops.append(dict({k: v for k, v in pk.items()}, name=a.name, source=a.source or a.name, schedule="packed",
+            if pk["repacked"]:
+                bounds.update({f"{a.name}.counts1": word1, f"{a.name}.cdigits": N})
+                bounds.update({f"{a.name}.cshift{k}": word1 >> (b1 * k) for k in range(1, p1)})
+            ops.append(dict({k: v for k, v in pk.items()}, name=a.name, source=a.source or a.name, schedule=schedule,
                             order="ktv", heads=H, tokens=N, head_dim=dh,
                             product_neurons_parallel=product_neuron_count(a, choose_order(a)),
-                            stage_latency_steps=PACKED_LATENCY))
+                            stage_latency_steps=REPACKED_LATENCY if pk["repacked"] else PACKED_LATENCY))
             continue
         o = order.get(a.name, "auto") if isinstance(order, dict) else order
         o = choose_order(a) if o == "auto" else o

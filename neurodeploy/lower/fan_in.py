@@ -1,16 +1,24 @@
 """Fan-in splitting (a lowering pass): a neuron that reads more source neurons through dense/sparse/conv
 groups than one Loihi 2 core can give it (``max_fan_in``, default :data:`MAX_FAN_IN`) reads partial sums
-instead.
+instead.  Destinations: ``lif``, ``readout`` and graded ``relay`` populations (the residual stream's relays:
+ImageNet's first stream value reads a 3x3 conv over 768 channels, 6,912 inputs per neuron).
 
 The dense/sparse groups into such a population are cut column-wise into chunks of at most ``bin_fan_in``
-source neurons (default :data:`BIN_FAN_IN`), conv groups move whole (their own fan-in is C_in / groups x
-kernel), all packed first-fit into bins; each bin is a graded relay population (Lava GradedVec, vth 0:
+source neurons (default :data:`BIN_FAN_IN`), conv groups of at most that fan-in (C_in / groups x kernel) move
+whole, all packed first-fit into bins; each bin is a graded relay population (Lava GradedVec, vth 0:
 payload = a_in) of the destination's shape whose groups are the chunks (same weights, same weight_exp), and
-the destination reads every bin through a one-to-one graded group of weight 1.  The destination's input is
-then the sum of the partial sums: the unsplit sum except for the floor of a negative weight_exp, which is
-taken per chunk (at most one unit of a_in per extra chunk; conv groups have no weight_exp: exact).  Adds one
-step of latency on that path (the balancing pass re-runs).  The Spikingformers need it: the CIFAR head reads
-9 sources of 384-24,576 neurons each, and the residual stream's late LIFs read every earlier block."""
+the destination reads every bin through a one-to-one graded group of weight 1.  A conv group whose own
+fan-in is larger is cut by input channels: P channel slices (the fewest that divide C_in / groups and fit
+``bin_fan_in``) become one Lava Conv with P x groups groups into a relay of P x C_out channels (slice p of
+group g gives channels (g P + p) C_out / groups ...), and the destination reads the P slices of each of its
+neurons through one graded sparse group of weight 1 (P connections per neuron).  The destination's input is
+then the sum of the partial sums: the unsplit sum exactly, except for the floor of a negative weight_exp,
+which is taken per dense/sparse chunk (at most one unit of a_in per extra chunk; conv groups have no
+weight_exp, so a conv split is exact).  A relay forwards its integer a_in unchanged (24-bit payload; a
+partial sum is bounded by the whole row's absolute sum, as the destination's input is).  Adds one step of
+latency on that path (the balancing pass re-runs).  The Spikingformers need it: the CIFAR head reads 9
+sources of 384-24,576 neurons each, the expanded residual stream's late LIFs read every earlier block, and
+ImageNet's first stream relay reads 6,912 inputs per neuron."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -21,7 +29,7 @@ import scipy.sparse as sp
 from .balance import balance_network
 from .fixed_point import lava_sign_mode
 from .fixed_point import EXCITATORY
-from .network import LoweredNetwork, Population, Synapse, identity_csr
+from .network import LoweredNetwork, Population, Synapse, conv_out_shape, identity_csr
 
 #: Source neurons one destination neuron may read: a Loihi 2 core's synapse memory (12,000 units in
 #: hardware_profiles/loihi2.toml's core model) at 2 units per input axon for a single destination neuron (1 unit
@@ -52,6 +60,38 @@ def _row_fan_in(s: Synapse) -> int:
     return _fan_in(s)
 
 
+def _channel_slices(s: Synapse, cap: int) -> int:
+    """P: the fewest input-channel slices of conv group ``s`` (P dividing C_in / groups) with at most ``cap``
+    inputs per neuron each (1 when the whole kernel fits)."""
+    cin_g, taps = int(np.shape(s.weights)[1]), int(np.shape(s.weights)[2] * np.shape(s.weights)[3])
+    need = -(-cin_g * taps // max(cap, 1))
+    return next((P for P in range(max(need, 1), cin_g + 1) if cin_g % P == 0), cin_g)
+
+
+def _split_conv(net: LoweredNetwork, s: Synapse, dst: Population, pname: str, P: int) -> None:
+    """Conv group ``s`` into ``dst`` cut into ``P`` input-channel slices: one conv with P x groups groups into a
+    new relay ``pname`` of P x C_out channels, and a graded sparse group (weight 1, P connections per neuron)
+    from it into ``dst`` (appended to ``net``; ``s`` itself is removed by the caller)."""
+    w = np.asarray(s.weights)
+    c_out, cin_g, kh, kw = w.shape
+    G = int(s.groups)
+    cpo, c = c_out // G, cin_g // P
+    # new output channel (g P + p) cpo + o  <-  old channel g cpo + o over input slice p of group g
+    wp = w.reshape(G, cpo, P, c, kh, kw).transpose(0, 2, 1, 3, 4, 5).reshape(G * P * cpo, c, kh, kw)
+    _, ho, wo = conv_out_shape(tuple(net.pop(s.src).shape), s)
+    net.populations.append(Population(pname, (G * P * cpo, ho, wo), kind="relay", source=dst.source))
+    net.synapses.append(replace(s, dst=pname, weights=wp, groups=G * P))
+    hw = ho * wo
+    d = np.arange(dst.size, dtype=np.int64)
+    ch, pos = d // hw, d % hw
+    g, o = ch // cpo, ch % cpo
+    cols = (((g * P)[:, None] + np.arange(P)[None, :]) * cpo + o[:, None]) * hw + pos[:, None]
+    m = sp.csr_matrix((np.ones(dst.size * P, dtype=np.int64), cols.ravel(), np.arange(0, dst.size * P + 1, P)),
+                      shape=(dst.size, G * P * cpo * hw))
+    net.synapses.append(Synapse(f"{dst.name}<-{pname}", pname, dst.name, "sparse", m, sign_mode=EXCITATORY,
+                                graded=True, source=f"{P} input-channel slices of {s.name} into {dst.name}"))
+
+
 def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | None = None,
                  bin_fan_in: int | None = None, balance: bool = True) -> LoweredNetwork:
     """Split the fan-in of every population above ``max_fan_in`` into partial sums of at most ``bin_fan_in``
@@ -60,15 +100,19 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
     Records ``metadata["fan_in_splits"]``: destination -> its partial-sum relays."""
     cap = min(max_fan_in, bin_fan_in or BIN_FAN_IN)
     splits = {}
-    for dst in [p for p in net.populations if p.kind in ("lif", "readout")]:
+    for dst in [p for p in net.populations if p.kind in ("lif", "readout", "relay")]:
         groups = [s for s in net.synapses if s.dst == dst.name and s.kind in ("dense", "sparse", "conv")
                   and s.delays is None and s.port == 0 and s.src != s.dst]     # a self-loop keeps its one step
         if sum(_row_fan_in(s) for s in groups) <= max_fan_in:
             continue
-        # chunks: (group, first column, last column) of at most max_fan_in columns, packed first-fit in order
-        bins, room = [], []
+        # chunks: (group, first column, last column) of at most cap columns, packed first-fit in order;
+        # a conv group above cap is cut by input channels instead (its own relay)
+        bins, room, wide = [], [], []
         for s in groups:
             n_in = _fan_in(s)
+            if s.kind == "conv" and n_in > cap:
+                wide.append(s)
+                continue
             step = cap if s.kind != "conv" else max(n_in, 1)       # a conv group moves whole
             for a in range(0, n_in, step):
                 b = min(n_in, a + step)
@@ -100,6 +144,10 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
                                             source=s.source))
             net.synapses.append(Synapse(f"{dst.name}<-{pname}", pname, dst.name, "sparse", identity_csr(dst.size),
                                         sign_mode=EXCITATORY, graded=True, source=f"partial sums {i} of {dst.name}"))
+            names.append(pname)
+        for s in wide:
+            pname = f"{dst.name}.partial{len(names)}"
+            _split_conv(net, s, dst, pname, _channel_slices(s, cap))
             names.append(pname)
         net.synapses = [s for s in net.synapses if not any(s is g for g in groups)]
         splits[dst.name] = names

@@ -330,6 +330,13 @@ def _config_sections(art: dict):
     if cfg:
         opts = ", ".join(f"{k} {v}" for k, v in cfg.items() if k not in ("name", "chosen_by"))
         yield "p", f"Lowering configuration: **{cfg['name']}** ({opts}); {cfg.get('chosen_by', '')}."
+    bound = art.get("attention_full_rate_bound")
+    if bound:
+        yield "p", (f"Full-rate bound: the attention alone needs at least **{_f(bound['product_neurons'])} product "
+                    f"neurons ({_f(bound['cores'])} cores, {_f(bound['chips'])} chip{'s' if bound['chips'] != 1 else ''})** in any exact schedule at full "
+                    f"sample rate built from Lava's standard processes; this network has "
+                    f"{_f(bound.get('built_product_neurons', 0))}. The resource that sets it: {bound['resource']}. "
+                    f"It holds for {bound['holds_for']}; {bound['note']}.")
     tried = (art.get("configurations") or {}).get("tried")
     if not tried:
         return

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurodeploy.lower.from_nir import lower_graph
+from neurodeploy.lower.loihi2 import lower_graph
 from neurodeploy.lower.slices import cut_network, partition, replay_inputs
 from neurodeploy.sim import simulate
 

@@ -175,7 +175,7 @@ def test_lava_equals_engine_on_the_trained_small_model(small_trained, tmp_path, 
     out = tmp_path / "out"
     assert main(["export", str(small_trained), "-o", str(out), "--target", "loihi2", "--data", "digits"]) == 0
     capsys.readouterr()
-    net = LoweredNetwork.load(out / "network.npz")
+    net = LoweredNetwork.load(out / "loihi2" / "network.npz")
     x, _ = tasks.task_samples((3, 32, 32), "test", indices=[0])
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
     steps = int(net.metadata["time_steps"]) + int(net.metadata["latency"])

@@ -360,7 +360,7 @@ class Engine:
         shift = {n: 0 for n in self.pops}
         if not self.pipelined and any(p.reset_interval for p in self.net.populations):
             shift = self.net.latency()
-        run = Run(self, B, data, record, stream, shift)
+        run = Run(self, B, data, record, stream, shift, steps)
         models = self._models(run)
         hist, spikes = self.hist, {}
         pipelined, exact32 = self.pipelined, self.exact32
@@ -414,7 +414,7 @@ class Engine:
                         ring[k].add_(y)
             if progress is not None:
                 progress(1)
-        return {n: {k: torch.stack(vals) for k, vals in r.items() if vals} for n, r in run.rec.items()}
+        return {m.name: m.recorded() for m in models if m.rec}
 
 
 def simulate(net: LoweredNetwork, inputs: dict, steps: int, record=None, device="cpu", pipelined=True) -> dict:

@@ -47,10 +47,15 @@ class Engine:
     (values written to the bias mantissa of the populations naming it in ``bias_input``).
     Returns ``{pop: {"s"|"u"|"v": tensor [steps, B, n]}}`` for the recorded populations.
 
+    Each population runs as the step model of its kind (:mod:`neurodeploy.sim.models`, Lava's
+    Process / ProcessModel split); the synapse groups and attention ops are :mod:`neurodeploy.sim.groups`.
+    The step loop visits the models in topological order, delivers each one's payload through its groups
+    into the destinations' ring buffers (one slot per pending step), and records in place.
+
     Speed (never at the cost of an integer):
 
     * Everything that does not depend on the time step is prepared once: weights in the exact float
-      dtype, bounds, per-population constants, preallocated buffers; the step loop reads a flat plan.
+      dtype, bounds, per-population constants; each run preallocates state and record buffers.
     * Populations whose ``u`` provably stays inside 24 bits (no wrap-around possible; see
       :meth:`_safe_flags`) run the LIF update on float state in a few in-place ops; the bound on ``|v|``
       (fixed point of ``|v| (4096 - dv) / 4096 + |u|max + |bias|max``) decides whether saturation can
@@ -61,7 +66,11 @@ class Engine:
     * Synaptic input is summed in float32 when the sum of all incoming groups is provably below 2**24,
       else float64.  3-D populations that only meet conv/dense groups are held channels-last (H, W, C)
       inside the engine (faster CPU convolutions); results are returned in (C, H, W) order.
-    * On the CPU a silent source (no spike in the whole batch) skips its synapse work (it adds exactly 0).
+    * On the CPU a silent source (no spike in the whole batch) skips its synapse work (it adds exactly 0),
+      and a dense group sums only the weight rows of its active inputs where the rule of
+      :mod:`neurodeploy.sim.groups` says it pays (``event_driven``, default: with ``skip_silent``).
+    * On the CPU small float-state LIF populations step in numpy on views of the same tensors
+      (:data:`neurodeploy.sim.models.NUMPY_MAX`: less per-call overhead than torch's).
     * ``compile=True``: the LIF update of large populations runs as one fused torch.compile kernel
       (falls back to the eager ops if compiling is impossible); the first run pays the compile time.
     * ``threads``: torch intra-op threads during ``run`` (None: leave torch's setting alone); one thread

@@ -33,12 +33,13 @@ F64_EXACT = float(1 << 53)
 #: small groups); larger ones as torch sparse CSR products (memory = connections)
 SPARSE_DENSE_MAX = 1 << 22
 
-#: event-driven accumulation (the rule, per dense group and step): a group with at least EVENT_MIN_OUT
-#: outputs and EVENT_MIN_SIZE weights sums only the rows of its active inputs when at most 1/EVENT_RATIO of
-#: them are active in the batch (a row gather costs about EVENT_RATIO times a dense multiply-add per weight
-#: on the CPU; below these sizes the dense product is a few microseconds anyway)
+#: event-driven accumulation (the rule, per dense group fed by 0/1 spikes, per step): a group with at least
+#: EVENT_MIN_OUT outputs and EVENT_MIN_SIZE weights sums only the weight rows of its active inputs when at
+#: most 1/EVENT_RATIO of them are active in the batch.  Measured on one CPU thread: a row gather and sum
+#: costs about 3 dense multiply-adds per weight plus ~15 us per call, and a dense product of 2^18 weights
+#: takes ~30 us, so below that size the dense product wins at any rate
 EVENT_MIN_OUT = 16
-EVENT_MIN_SIZE = 1 << 14
+EVENT_MIN_SIZE = 1 << 18
 EVENT_RATIO = 8
 
 
@@ -153,8 +154,9 @@ def prepare(eng, s: Synapse) -> Group:
             parts.append((1 + int(k) + s.balance_delay, int(k),
                           torch.as_tensor(wk.T.copy(), dtype=dtype, device=dev)))
     n_out, n_in = w.shape
-    # spike sources only: their sums are proven exact in ``dtype`` (a graded payload's float64 sum is not)
-    event = not graded and n_out >= EVENT_MIN_OUT and n_out * n_in >= EVENT_MIN_SIZE
+    # 0/1 spike sources only: their sums are proven exact in ``dtype`` (a graded payload's float64 sum is not)
+    binary = not graded and (src.kind in ("lif", "readout") or (src.kind == "input" and src.input_kind == "spikes"))
+    event = binary and n_out >= EVENT_MIN_OUT and n_out * n_in >= EVENT_MIN_SIZE
     return Group(s, parts, dtype, bound=scaled, event_driven=event)
 
 
@@ -243,10 +245,18 @@ def contrib(g: Group, x: torch.Tensor, w, cols=None) -> torch.Tensor:
         return y.sub_(torch.floor((y + M24) * (1.0 / (1 << 24))).mul_(float(1 << 24)))
     e = int(s.weight_exp)
     if cols is not None:
+        if B == 1:          # 0/1 spikes of one sample: the sum of the active inputs' weight rows
+            return shift(w.index_select(0, cols).sum(0, keepdim=True), e) if g.dtype == torch.int64 else \
+                _exp(w.index_select(0, cols).sum(0, keepdim=True), e)
         x, w = x[:, cols], w[cols]
     if g.dtype == torch.int64:
         return shift(x.to(torch.int64) @ w, e)
     y = torch.sparse.mm(w, x.to(g.dtype).T).T.contiguous() if g.sparse else x.to(g.dtype) @ w
+    return _exp(y, e)
+
+
+def _exp(y: torch.Tensor, e: int) -> torch.Tensor:
+    """``<< e`` or floor ``>> -e`` of exact integers held in a float dtype (in place)."""
     if e < 0:
         return y.mul_(2.0 ** e).floor_()
     if e > 0:

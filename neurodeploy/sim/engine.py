@@ -30,7 +30,6 @@ import torch
 from ..errors import BadInputError, UnsupportedError
 from ..lower.fixed_point import lava_effective_weights, lava_sign_mode  # noqa: F401 - re-exported
 from ..lower.network import LoweredNetwork
-from ..lower.network import GRADED_KINDS  # noqa: F401 - re-exported
 from .graded import value_bounds
 from .groups import F32_EXACT, M24, active_inputs, att_bound, attention, contrib, prepare, scalar_weight, \
     weight_bound

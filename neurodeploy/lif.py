@@ -14,7 +14,9 @@ the semantics are written down once:
   (units of a_in per unit of threshold): ``du = 4095`` (the current holds one step's input), ``dv =
   round(4096 / k)``, the input gain ``r / k`` folded into the weights, ``vth = S - 1`` for ``>=`` (on the
   2**6 grid ``v > 64 (S - 1)`` is ``v >= 64 S`` for integer inputs) else ``S``.  :func:`fixed_step` is Lava's
-  ``PyLifModelBitAcc`` step on int64 arrays (lava-nc 0.10.0), written independently of the engine.
+  ``PyLifModelBitAcc`` step on int64 arrays (lava-nc 0.10.0), written independently of the engine.  The
+  engine's LIF step models (:mod:`neurodeploy.sim.models`) hold a population's registers as a ``LIFFixed``
+  and take the decay factors and the threshold from it (``u_keep``, ``v_keep``, ``threshold``).
 """
 from __future__ import annotations
 
@@ -97,8 +99,24 @@ class LIFFixed:
     du: int                         # current decay register (4095: no current memory)
     dv: int                         # voltage decay register (4096 / k)
     vth: int                        # threshold mantissa (compared as v > vth << 6)
-    scale: int                      # integer units of a_in per unit of threshold
-    weight_gain: float              # float factor folded into incoming weights (before x scale)
+    scale: int = 0                  # integer units of a_in per unit of threshold (0: registers read back)
+    weight_gain: float = 1.0        # float factor folded into incoming weights (before x scale)
+
+    # the factors of fixed_step, named once (our engine's step models read them from here)
+    @property
+    def u_keep(self) -> int:
+        """u is multiplied by u_keep / 4096 (rounded toward zero) each step; 0: no current memory."""
+        return DECAY_ONE - (self.du + 1)
+
+    @property
+    def v_keep(self) -> int:
+        """v is multiplied by v_keep / 4096 (rounded toward zero) each step; 4096: no leak."""
+        return DECAY_ONE - self.dv
+
+    @property
+    def threshold(self) -> int:
+        """A neuron spikes iff v > threshold (vth on the 2**6 grid of a_in << 6)."""
+        return self.vth << 6
 
 
 def _trunc_div4096(p: np.ndarray) -> np.ndarray:
@@ -114,9 +132,9 @@ def fixed_step(u: np.ndarray, v: np.ndarray, a_in: np.ndarray, p: LIFFixed, bias
     u = np.asarray(u, dtype=np.int64)
     v = np.asarray(v, dtype=np.int64)
     a = np.asarray(a_in, dtype=np.int64)
-    u = _trunc_div4096(u * (DECAY_ONE - (p.du + 1))) + (a << 6)
+    u = _trunc_div4096(u * p.u_keep) + (a << 6)
     u = np.where(u > (1 << 23), u - (1 << 24), np.where(u <= -(1 << 23), u + (1 << 24), u))
-    v = _trunc_div4096(v * (DECAY_ONE - p.dv)) + u + int(bias)
+    v = _trunc_div4096(v * p.v_keep) + u + int(bias)
     v = np.clip(v, -((1 << 23) - 1), (1 << 23) - 1)
-    s = v > (p.vth << 6)
+    s = v > p.threshold
     return u, np.where(s, 0, v), s

@@ -7,7 +7,7 @@ import torch
 
 import testnets
 from neurodeploy.sim import Engine
-from neurodeploy.sim import engine as engine_mod
+from neurodeploy.sim import models as engine_mod
 
 NETS = [testnets.conv_dense_net, testnets.residual_attention_net, testnets.extremes_net]
 
@@ -86,7 +86,7 @@ def test_channels_last_layout_and_float32_state_on_a_conv_chain():
 def test_compiled_lif_kernel_equals_eager(monkeypatch):
     """torch.compile'd LIF gives the same integers as the eager ops.  The compiled kernel must really run
     (the engine keeps ``compile`` on only when no compile failure made it fall back)."""
-    monkeypatch.setattr(engine_mod, "_COMPILE_MIN", 0)
+    monkeypatch.setattr(engine_mod, "COMPILE_MIN", 0)
     net = testnets.conv_dense_net()
     T = 10
     x = testnets.random_inputs(net, T, batch=3, seed=2)
@@ -97,14 +97,14 @@ def test_compiled_lif_kernel_equals_eager(monkeypatch):
 
 
 def test_compile_failure_falls_back_to_the_same_integers(monkeypatch):
-    monkeypatch.setattr(engine_mod, "_COMPILE_MIN", 0)
+    monkeypatch.setattr(engine_mod, "COMPILE_MIN", 0)
 
     def broken(_no_current_memory):
         def k(*a):
             raise RuntimeError("no compiler")
         return k
 
-    monkeypatch.setattr(engine_mod, "_kernel", broken)
+    monkeypatch.setattr(engine_mod, "kernel", broken)
     net = testnets.conv_dense_net()
     x = testnets.random_inputs(net, 6, batch=2, seed=5)
     eng = Engine(net, compile=True)

@@ -45,6 +45,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-skip", action="store_true",
                    help="fast engine: compute every population at every step (no skipping of idle populations "
                         "and silent sources; same integers; slower)")
+    p.add_argument("--no-events", action="store_true",
+                   help="fast engine: sum every input of a dense synapse group, not only the active ones "
+                        "(event-driven accumulation off; same integers; slower)")
     p.add_argument("--arch", type=arch_name(), default=None, help="architecture of an official checkpoint")
     p.add_argument("--layers", action="store_true",
                    help="also measure per-layer spike agreement float vs fixed point (first batch; costs a float "
@@ -184,6 +187,8 @@ def _run(args: argparse.Namespace, rank) -> int:
         opts["pipeline"] = False
     if args.no_skip:
         opts["engine_options"] = {"skip_idle": False, "skip_silent": False}
+    if args.no_events:
+        opts["engine_options"] = dict(opts.get("engine_options", {}), event_driven=False)
     if args.max_memory is not None:
         opts["max_memory"] = parse_size(args.max_memory, "--max-memory")
     if T:

@@ -45,7 +45,7 @@ def memory_estimate(engine: Engine, steps: int, record=None, input_steps: int | 
     weights; ``per_sample`` the state of every population (u, v and scratch, float64 at worst), its ring
     buffer of pending input, the conv work buffers (im2col: C_in/groups x kH x kW per output position),
     the inputs (``input_steps`` x neurons, three copies) and the recordings (steps x neurons x s/u/v in
-    int64, twice for the final stack)."""
+    int64, preallocated once per run, plus a copy when the results are moved to the host)."""
     net = engine.net
     rec = set(p.name for p in net.populations) if record in ("all", True) else set(record or net.outputs)
     T_in = int(input_steps or steps)

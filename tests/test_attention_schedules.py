@@ -97,14 +97,9 @@ def test_packed_equals_parallel_and_process_form_shifted_by_its_latency(dense):
         assert int(c["b4.digits"]["s"].max()) == 120
 
 
-@pytest.mark.lava
-def test_lava_equals_engine_on_the_packed_form_every_population():
+def _lava_equals_engine(g, x, steps) -> dict:
+    """Run ``g`` in Lava and in our engine, every population recorded; assert s, u, v equal; our run."""
     from neurodeploy.lava.run import run_lava
-    proc = _ops_net(seed=3, ops=OPS[:3])
-    g = attention_to_graded(proc, schedule="packed")
-    T = 6
-    steps = T + PACKED_LATENCY + 1
-    x = _inputs(proc, T, 1, seed=4)
     ours = simulate(g, x, steps, record="all")
     lava = run_lava(g, x, steps, record="all")
     assert set(lava) == set(ours) == {p.name for p in g.populations}
@@ -112,6 +107,17 @@ def test_lava_equals_engine_on_the_packed_form_every_population():
         for key in ours[name]:
             bad = np.argwhere(ours[name][key] != lava[name][key])
             assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    return ours
+
+
+@pytest.mark.lava
+def test_lava_equals_engine_on_the_packed_form_every_population():
+    proc = _ops_net(seed=3, ops=OPS[:3])
+    g = attention_to_graded(proc, schedule="packed")
+    T = 6
+    steps = T + PACKED_LATENCY + 1
+    x = _inputs(proc, T, 1, seed=4)
+    ours = _lava_equals_engine(g, x, steps)
     assert max(int(ours[f"{o[0]}.words"]["s"].max()) for o in OPS[:3]) > 16      # multi-digit words in Lava
 
 
@@ -299,17 +305,10 @@ def test_repacked_carries_more_stage_1_digits_and_is_exact():
 
 @pytest.mark.lava
 def test_lava_equals_engine_on_the_repacked_form_every_population():
-    from neurodeploy.lava.run import run_lava
     proc = _ops_net(seed=6, ops=RE_OPS)
     g = attention_to_graded(proc, schedule="repacked")
     T = 5
     steps = T + REPACKED_LATENCY + 1
     x = _inputs(proc, T, 1, seed=7)
-    ours = simulate(g, x, steps, record="all")
-    lava = run_lava(g, x, steps, record="all")
-    assert set(lava) == set(ours) == {p.name for p in g.populations}
-    for name in ours:
-        for key in ours[name]:
-            bad = np.argwhere(ours[name][key] != lava[name][key])
-            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    ours = _lava_equals_engine(g, x, steps)
     assert max(int(ours[f"{o[0]}.counts1"]["s"].max()) for o in RE_OPS) >= 1 << 10      # 3+ digits in Lava

@@ -136,13 +136,7 @@ def prepare(eng, s: Synapse) -> Group:
         w = w.toarray()
     d_all = None if s.delays is None else (
         s.delays.toarray() if sp.issparse(s.delays) else np.broadcast_to(np.asarray(s.delays), w.shape))
-    pin, pout = eng._perm(s.src), eng._perm(s.dst)
-    if pin is not None:
-        w = w[:, pin]
-        d_all = None if d_all is None else d_all[:, pin]
-    if pout is not None:
-        w = w[pout]
-        d_all = None if d_all is None else d_all[pout]
+    w, d_all = _permuted(eng, s, w, d_all)
     dtype, scaled = sum_dtype(s, w, graded, eng.exact32)
     dtype = dtype or torch.int64
     parts = []
@@ -160,21 +154,26 @@ def prepare(eng, s: Synapse) -> Group:
     return Group(s, parts, dtype, bound=scaled, event_driven=event)
 
 
+def _permuted(eng, s: Synapse, w, d):
+    """Weights (and their delays, or None) in the engine's neuron order of the source and destination
+    populations (numpy arrays and scipy CSR index alike)."""
+    pin, pout = eng._perm(s.src), eng._perm(s.dst)
+    if pin is not None:
+        w, d = w[:, pin], (None if d is None else d[:, pin])
+    if pout is not None:
+        w, d = w[pout], (None if d is None else d[pout])
+    return w, d
+
+
 def _prepare_sparse(eng, s: Synapse, w, graded: bool) -> Group:
     """A large sparse group as torch CSR tensors (one per delay value): memory = connections."""
     dev = eng.device
-    pin, pout = eng._perm(s.src), eng._perm(s.dst)
     w = sp.csr_matrix(w)
     d = None
     if s.delays is not None:
         # the delay of every stored weight (a delay missing from the sparse delays is 0)
         d = sp.csr_matrix((w != 0).astype(np.int64).multiply(sp.csr_matrix(s.delays)))
-    if pin is not None:
-        w = w[:, pin]
-        d = None if d is None else d[:, pin]
-    if pout is not None:
-        w = w[pout]
-        d = None if d is None else d[pout]
+    w, d = _permuted(eng, s, w, d)
     dtype, scaled = sum_dtype(s, w, graded, eng.exact32)
     if dtype is None:
         raise BadInputError(f"synapse '{s.name}': sums beyond 2**53 in a large sparse group")

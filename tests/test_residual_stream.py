@@ -32,32 +32,41 @@ def test_hand_checked_stream():
     net, _ = lower_graph(hand_graph(), T=6)
     pops = {p.name: p for p in net.populations}
     assert [p.name for p in net.populations] == ["input", "a.stream", "a", "b.stream", "b"]
-    # one scale for the stream: 254 / 1.5 -> 169 integer units per model unit; the readers (gain 1/2) 338
+    # one scale per stream level: a.stream's term (1.5) allows 254 / 1.5 -> 169 integer units per model unit,
+    # b.stream's own term (-0.75) allows 338.7 -> 169 x 2 = 338 (the base times a power of two); readers
+    # (gain 1/2) get twice their relay's scale
     assert pops["a.stream"].kind == pops["b.stream"].kind == "relay"
-    assert pops["a.stream"].scale == pops["b.stream"].scale == 169
-    assert pops["a"].scale == pops["b"].scale == 338 and pops["a"].vth == 338
+    assert pops["a.stream"].scale == 169 and pops["b.stream"].scale == 338
+    assert pops["a"].scale == 338 and pops["a"].vth == 338 and pops["b"].scale == 676 and pops["b"].vth == 676
     syn = {s.name: s for s in net.synapses}
     assert np.asarray(syn["a.stream.syn"].weights).tolist() == [[254]]           # 1.5 x 169 = 253.5
-    assert np.asarray(syn["b.stream<-a"].weights).tolist() == [[-254]] and syn["b.stream<-a"].weight_exp == -1
-    for name, bd in (("a<-a.stream", 0), ("b.stream<-a.stream", 1), ("b<-b.stream", 0)):
+    assert np.asarray(syn["b.stream<-a"].weights).tolist() == [[-254]] and syn["b.stream<-a"].weight_exp == 0
+    # b.stream reads a.stream shifted left by 1 (x 2, exact); readers read their relay at weight 1
+    for name, bd, e in (("a<-a.stream", 0, 0), ("b.stream<-a.stream", 1, 1), ("b<-b.stream", 0, 0)):
         s = syn[name]
-        assert s.graded and s.weights.toarray().tolist() == [[1]] and s.weight_exp == 0 and s.balance_delay == bd
+        assert s.graded and s.weights.toarray().tolist() == [[1]] and s.weight_exp == e and s.balance_delay == bd
     x = np.zeros((10, 1, 1), np.int64)
     x[:6] = 1
     r = simulate(net, {"input": x}, 10, record="all")
     assert r["a.stream"]["s"][:, 0, 0].tolist() == [0, 254, 254, 254, 254, 254, 254, 0, 0, 0]
     assert r["a"]["v"][:, 0, 0].tolist() == [0, 0, 16256, 0, 16256, 0, 16256, 0, 0, 0]
     assert r["a"]["s"][:, 0, 0].tolist() == [0, 0, 0, 1, 0, 1, 0, 1, 0, 0]
-    # x_1 = 254 - 127 (a's spike, weight -254 >> 1) one step after a spikes
-    assert r["b.stream"]["s"][:, 0, 0].tolist() == [0, 0, 0, 254, 127, 254, 127, 254, 127, 0]
-    assert r["b"]["v"][:, 0, 0].tolist() == [0, 0, 0, 0, 16256, 16256, 0, 8128, 20320, 18288]
-    # the expanded form: the same integers at the same scale here, a 1 step and b 2 steps earlier (no relays)
+    # x_1 = (254 << 1) - 254 (a's spike) one step after a spikes
+    assert r["b.stream"]["s"][:, 0, 0].tolist() == [0, 0, 0, 508, 254, 508, 254, 508, 254, 0]
+    assert r["b"]["v"][:, 0, 0].tolist() == [0, 0, 0, 0, 32512, 32512, 0, 16256, 40640, 36576]
+    # the expanded form (one scale per population, 338 for a and b): the same spikes, a 1 step and b 2 steps
+    # earlier (no relays); a's integers equal, b's are half the relay form's (b's scale is 676 there)
     ex, _ = lower_graph(hand_graph(), T=6, residual_stream="expanded")
     assert ex.metadata["latency"] == net.metadata["latency"] - 2
     re_ = simulate(ex, {"input": x}, 10, record="all")
-    for n, d in (("a", 1), ("b", 2)):
-        for k in "suv":
-            assert np.array_equal(re_[n][k][:10 - d], r[n][k][d:]), (n, k)
+    for n, d, f in (("a", 1, 1), ("b", 2, 2)):
+        assert np.array_equal(re_[n]["s"][:10 - d], r[n]["s"][d:]), n
+        for k in "uv":
+            assert np.array_equal(f * re_[n][k][:10 - d], r[n][k][d:]), (n, k)
+    # one scale for the whole stream (per_level off): 169 for both relays, b.stream reads a.stream at weight 1
+    one, _ = lower_graph(hand_graph(), T=6, stream_scale="one")
+    assert {p.name: p.scale for p in one.populations if p.kind == "relay"} == {"a.stream": 169, "b.stream": 169}
+    assert all(s.weight_exp == 0 for s in one.synapses if s.name == "b.stream<-a.stream")
 
 
 @pytest.mark.lava

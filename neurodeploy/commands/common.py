@@ -40,6 +40,10 @@ def add_lowering_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-signs", action="store_true",
                         help="loihi2: every mixed-sign spike group becomes an excitatory and an inhibitory group "
                              "(one more bit of weight resolution, one more synapse group each; docs/lowering.md)")
+    parser.add_argument("--stream-scale", choices=("level", "one"), default=None,
+                        help="loihi2: the integer scale of the residual stream's relays: level (default: each relay "
+                             "the largest its own weights and readers allow, a power of two apart) or one (one "
+                             "scale for the whole stream, set by its largest weight; docs/lowering.md)")
     parser.add_argument("--attention-schedule", choices=ATTENTION_SCHEDULES, default=None,
                         help="loihi2: how the attention is built (all exact): parallel (default) or packed "
                              "(channels packed into 24-bit graded words: half the product neurons or fewer, "
@@ -67,6 +71,8 @@ def lowering_options(args: argparse.Namespace, targets=None, report: bool = Fals
     out = {"split_signs": True} if getattr(args, "split_signs", False) else {}
     if getattr(args, "attention_schedule", None):
         out["attention_schedule"] = args.attention_schedule
+    if getattr(args, "stream_scale", None):
+        out["stream_scale"] = args.stream_scale
     mc = check_max_chips(getattr(args, "max_chips", None))
     system = getattr(args, "system", None)
     if system is not None:

@@ -112,6 +112,11 @@ def load_artifact(model: str, target: str, arch: str | None = None, data: str | 
         split = bool((lowering or {}).get("split_signs", False))
         if split and not bool(getattr(artifact, "net", None) and artifact.net.metadata.get("split_signs")):
             raise BadInputError(f"--split-signs: {folder} was lowered without it; export again with --split-signs")
+        ss = (lowering or {}).get("stream_scale")
+        built_ss = getattr(artifact, "net", None) and artifact.net.metadata.get("stream_scale", "level")
+        if ss and built_ss and ss != built_ss:
+            raise BadInputError(f"--stream-scale {ss}: {folder} was lowered with '{built_ss}'; export again "
+                                f"with --stream-scale {ss}")
         sched = (lowering or {}).get("attention_schedule")
         built = getattr(artifact, "net", None) and artifact.net.metadata.get("attention_schedule", "parallel")
         if sched and built and sched != built:

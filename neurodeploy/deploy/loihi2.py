@@ -89,6 +89,7 @@ def summarize(net, quantization: dict | None = None) -> dict:
          "readout_scale": net.metadata.get("readout_scale"),
          "input_range": net.metadata.get("input_range"),
          "split_signs": bool(net.metadata.get("split_signs", False)),
+         "stream_scale": net.metadata.get("stream_scale", "level"),
          "attention_schedule": net.metadata.get("attention_schedule"),
          "passes": list(net.metadata.get("passes", [])),
          "lava_processes": lava_process_classes(net),
@@ -169,10 +170,12 @@ class Loihi2Target(Target):
 
     def _lower_one(self, deployment, cfg: LoweringConfig, rng, src) -> Loihi2Artifact:
         split = bool(deployment.lowering.get("split_signs", False))
+        stream_scale = deployment.lowering.get("stream_scale", "level")
         net, quant = lower_graph(deployment.annotated, T=deployment.time_steps or None, input_range=rng,
-                                 split_signs=split, **cfg.lower_kwargs())
+                                 split_signs=split, stream_scale=stream_scale, **cfg.lower_kwargs())
         net.metadata["input_range"] = {"range": list(rng), "source": src}
         net.metadata["split_signs"] = split
+        net.metadata["stream_scale"] = stream_scale
         net.metadata["lowering_config"] = cfg.to_dict()
         net.metadata["quantization"] = {"clipped_weights": quant["clipped_weights"],
                                         "clipped_biases": quant["clipped_biases"]}

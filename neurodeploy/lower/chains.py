@@ -155,13 +155,15 @@ class Group:
     """One float synapse group into a population (weights in threshold units of the destination):
     ``kind`` conv / dense / sparse / relay (a pooled readout) / stream (a stream relay read one-to-one);
     ``native`` the conv geometry (:class:`ConvOp`, ``weights`` then the folded kernel) or the
-    :class:`PooledRelay`; ``delays`` per-synapse model delays; ``suffix`` the name suffix of a sign split."""
+    :class:`PooledRelay`; ``delays`` per-synapse model delays; ``suffix`` the name suffix of a sign split;
+    ``weight_exp`` the power-of-two step between two stream relays' scales (a ``stream`` group)."""
     kind: str
     weights: object
     native: object = None
     term: Term | None = None
     delays: object = None
     suffix: str = ""
+    weight_exp: int = 0
 
 
 # ---------------------------------------------------------------- conv algebra

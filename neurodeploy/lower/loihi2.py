@@ -40,14 +40,14 @@ class Loihi2Lowering:
     ``report``: per population its scale, groups (weight exponent, relative error, clipped) and registers."""
 
     def __init__(self, ann: AnnotatedGraph, T, scale, rounding, input_range, dt, bias_exp_min=0,
-                 split_signs=False, residual_stream="relay"):
+                 split_signs=False, residual_stream="relay", stream_scale="level"):
         self.ann = ann
         self.g = ann.flat
         self.pred = ann.preds
         self.order = ann.order
         self.T, self.fixed_scale, self.rounding = T, scale, rounding
         self.input_range, self.dt, self.bias_exp_min = input_range, dt, int(bias_exp_min)
-        self.split_signs, self.residual_stream = split_signs, residual_stream
+        self.split_signs, self.residual_stream, self.stream_scale = split_signs, residual_stream, stream_scale
         self.chains = Chains(self.g)
         self.report = {"layers": [], "clipped_weights": 0, "clipped_biases": 0}
         self.relays = {}            # pooled-readout relays, by name
@@ -119,7 +119,9 @@ class Loihi2Lowering:
         out = []
         for t in pl.value.terms:
             if t.src in stream.relays:
-                out.append(Group("stream", None, term=t))
+                # (a relay reads its parent relay at 2^shift of its scale; a reader reads its relay at 1)
+                out.append(Group("stream", None, term=t, weight_exp=stream.shift.get(name, 0) if pl.kind == "relay"
+                                 else 0))
                 continue
             src_shape = self.in_shape if t.src == self.inp else node_shape(self.g.nodes[t.src], "output")
             delays, ops = split_delays(self.g, list(t.ops), src_shape, self.dt)
@@ -264,7 +266,8 @@ class Loihi2Lowering:
         plans = self.plans(neuron_nodes, readout_node, memo)
         stream = StreamPlan(plans)
         if self.residual_stream == "relay" and not self.fixed_scale:
-            stream = plan_stream(plans, inp, self.in_shape, self.domain, self.chains)
+            stream = plan_stream(plans, inp, self.in_shape, self.domain, self.chains,
+                                 per_level=self.stream_scale == "level")
         for name, pl in stream.plans.items():
             self.population(net, name, pl, stream)
         if self.need_const:
@@ -297,7 +300,7 @@ class Loihi2Lowering:
 
 def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding: str = "nearest",
                 input_range=(0.0, 1.0), bias_exp_min: int = 0, attention: str = "graded", split_signs: bool = False,
-                attention_schedule: str = "parallel", residual_stream: str = "relay"):
+                attention_schedule: str = "parallel", residual_stream: str = "relay", stream_scale: str = "level"):
     """Lower ``graph`` for Loihi 2; returns ``(LoweredNetwork, report)``.  ``T``: steps per sample (default from
     the graph metadata ``neurodeploy.time_steps``); ``scale``: force one integer scale for every population;
     ``rounding``: how decays dv are rounded: ``nearest`` or ``floor`` (truncation, as the NIR paper's
@@ -316,15 +319,18 @@ def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding:
     ``residual_stream``: ``relay`` (default: each value of a residual stream is one graded relay population
     that its readers read once, :mod:`neurodeploy.lower.stream`) or ``expanded`` (every reader holds every
     earlier branch as its own synapse group: synapse memory grows with depth squared);
+    ``stream_scale``: ``level`` (default: each stream relay gets the largest scale its own terms and readers
+    allow, the stream's base scale times a power of two, and reads its parent relay shifted by the ratio) or
+    ``one`` (one integer scale for the whole stream, set by its largest weight);
     ``graph``: a NIR graph or its :class:`~neurodeploy.analysis.annotate.AnnotatedGraph` (a deployment hands
     over the one it built)."""
     check_lowering_inputs(graph, T, scale, rounding, input_range, bias_exp_min, attention, attention_schedule,
-                          residual_stream)      # lower/validate.py
+                          residual_stream, stream_scale)      # lower/validate.py
     ann = annotate(graph)
     if T is None:
         T = int(ann.time_steps or 0) or None
     low = Loihi2Lowering(ann, T, scale, rounding, input_range, graph_dt(ann.flat), bias_exp_min,
-                         split_signs=bool(split_signs), residual_stream=residual_stream)
+                         split_signs=bool(split_signs), residual_stream=residual_stream, stream_scale=stream_scale)
     net = low.lower()
     net.metadata["passes"] = ["lower_nir"]
     flow = [p for p in LOIHI2_FLOW if p != "graded_attention" or (attention == "graded" and net.attention)]

@@ -221,11 +221,13 @@ def make_synapses(name, chip, S, n, source_of, view_of):
         t = g.term
         if g.kind == "stream":
             # a stream value read one-to-one (graded, weight 1: the scales are chosen so that the payload is
-            # this population's input exactly)
+            # this population's input exactly, or, relay from relay, its 2^weight_exp: a left shift is exact, a
+            # right shift floors once)
             sname = f"{name}<-{t.src}"
-            syns.append(Synapse(sname, t.src, name, "sparse", identity_csr(n), sign_mode=EXCITATORY,
-                                graded=True, source=f"residual stream value {t.src}"))
-            report.append({"synapse": sname, "source": t.src, "weight_exp": 0, "rel_error": 0.0, "clipped": 0})
+            syns.append(Synapse(sname, t.src, name, "sparse", identity_csr(n), weight_exp=g.weight_exp,
+                                sign_mode=EXCITATORY, graded=True, source=f"residual stream value {t.src}"))
+            report.append({"synapse": sname, "source": t.src, "weight_exp": g.weight_exp, "rel_error": 0.0,
+                           "clipped": 0})
             continue
         w = g.weights
         if g.kind == "sparse":

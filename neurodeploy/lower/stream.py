@@ -38,9 +38,10 @@ class StreamPlan:
     scale: dict = field(default_factory=dict)
     groups: dict = field(default_factory=dict)
     relays: dict = field(default_factory=dict)
+    shift: dict = field(default_factory=dict)
 
 
-def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains) -> StreamPlan:
+def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, per_level: bool = True) -> StreamPlan:
     """Build each value of a residual stream once (see the module docstring).  ``plans``: name ->
     :class:`PopulationPlan` in the lowering's order."""
     g = chains.g
@@ -104,9 +105,11 @@ def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains) ->
         for key in K - (parent.get(K) or frozenset()):
             ra += row_abs_sum(terms[key].kind, terms[key].weights, size[K])
         rowabs[K] = ra
-    bound = {}
+    # the largest scale each relay K allows: its own (fresh) terms' mantissas and its readers' registers
+    own = {}
     for K in used:
-        top = 254.0 / max([absmax(terms[key].weights) for key in K] + [1e-12])
+        fresh = K - (parent.get(K) or frozenset())
+        top = 254.0 / max([absmax(terms[key].weights) for key in fresh] + [1e-12])
         for n in readers[K]:
             pl = plans[n]
             r = float(pl.rowgain[0])
@@ -127,19 +130,31 @@ def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains) ->
             if np.any(bias):
                 lim = min(lim, BIAS_MANT * 128.0 / (64.0 * float(np.abs(bias).max())))
             top = min(top, lim * r)            # the reader's scale is S / r
-        bound[root(K)] = min(bound.get(root(K), math.inf), top)
+        own[K] = top
     # a reader of gain p / q gets the scale S q / p: an integer when p divides S (S a multiple of the lcm)
     frac = {n: Fraction(float(plans[n].rowgain[0])).limit_denominator(1 << 12) for K in used for n in readers[K]}
     step = {}
     for K in used:
         for n in readers[K]:
             step[root(K)] = math.lcm(step.get(root(K), 1), frac[n].numerator)
-    if any(bound[r_] < step[r_] for r_ in bound):
+    base = {}
+    for K in used:
+        base[root(K)] = min(base.get(root(K), math.inf), own[K])
+    if any(base[r_] < step[r_] for r_ in base):
         return none            # (no integer scale within the registers)
     out = StreamPlan({})
     for K in used:
-        S = int(math.floor(bound[root(K)] / step[root(K)])) * step[root(K)]
-        out.scale[rname[K]] = S
+        # per level: S_K = B 2^j_K with B the tree's common base (a multiple of every reader's p) and j_K >= 0
+        # the largest power of two the relay allows; a relay reads its parent shifted by 2^(j_K - j_parent)
+        B = int(math.floor(base[root(K)] / step[root(K)])) * step[root(K)]
+        j = 0
+        while per_level and (B << (j + 1)) <= own[K]:
+            j += 1
+        out.scale[rname[K]] = B << j
+    for K in used:
+        S = out.scale[rname[K]]
+        if K in parent:
+            out.shift[rname[K]] = int(round(math.log2(S / out.scale[rname[parent[K]]])))
         for n in readers[K]:
             out.scale[n] = S * frac[n].denominator // frac[n].numerator
     # the new destinations: relays before their first reader; readers read their relay only

@@ -28,7 +28,7 @@ def _is_int(v) -> bool:
 
 def check_lowering_inputs(graph, T=None, scale=None, rounding="nearest", input_range=(0.0, 1.0),
                           bias_exp_min=0, attention="graded", attention_schedule="parallel",
-                          residual_stream="relay") -> None:
+                          residual_stream="relay", stream_scale="level") -> None:
     """Raise BadInputError / ResourceLimitError naming the argument, or the node of ``graph``, that
     :func:`lower_graph` cannot use."""
     where = "lower_graph: "
@@ -56,6 +56,8 @@ def check_lowering_inputs(graph, T=None, scale=None, rounding="nearest", input_r
         raise BadInputError(f"attention_schedule '{attention_schedule}' needs attention='graded'")
     if residual_stream not in ("relay", "expanded"):
         raise BadInputError(f"residual_stream must be 'relay' or 'expanded', not '{residual_stream}'")
+    if stream_scale not in ("level", "one"):
+        raise BadInputError(f"stream_scale must be 'level' or 'one', not '{stream_scale}'")
     try:
         lo, hi = input_range
         ok = all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi)) and lo <= hi

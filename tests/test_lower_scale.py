@@ -3,6 +3,7 @@ CSR where irregular; dense only for Affine chains), the .npz format stores spars
 for pooled readouts equals the composed dense group, the chained rewrite equals the un-chained network
 (issue 10), and every registered architecture lowers and saves."""
 import copy
+import math
 
 import nir
 import numpy as np
@@ -140,7 +141,15 @@ def test_cifar_lowering_is_structured(cifar16, tmp_path):
     res = [s for s in kinds["conv"] if s.src == "patch_embed.block4_mp.or"]
     assert len(res) == 1 and np.shape(res[0].weights) == (384, 384, 3, 3)
     relays = [p.name for p in net.populations if p.name.endswith(".stream")]
-    assert len(relays) == 8 and len({net.pop(r).scale for r in relays}) == 1
+    # one scale per level: the stream's base scale times a power of two, each relay reading the previous one
+    # shifted by the ratio
+    assert len(relays) == 8
+    base = min(net.pop(r).scale for r in relays)
+    js = [math.log2(net.pop(r).scale / base) for r in relays]
+    assert all(j == int(j) >= 0 for j in js) and min(js) == 0
+    syn = {(s.src, s.dst): s for s in net.synapses}
+    for a, b in zip(relays, relays[1:]):
+        assert syn[(a, b)].weight_exp == js[relays.index(b)] - js[relays.index(a)]
     for r in relays:
         assert [s.dst for s in net.synapses if s.src == r] == [r.removesuffix(".stream")] + (
             [relays[relays.index(r) + 1]] if r != relays[-1] else [])

@@ -71,6 +71,13 @@ class Engine:
       :mod:`neurodeploy.sim.groups` says it pays (``event_driven``, default: with ``skip_silent``).
     * On the CPU small float-state LIF populations step in numpy on views of the same tensors
       (:data:`neurodeploy.sim.models.NUMPY_MAX`: less per-call overhead than torch's).
+    * ``native`` (default, CPU): float32-state LIF populations step in one pass of C
+      (:mod:`neurodeploy.sim.native`, built once with the system compiler) that also counts their spikes
+      (a silent source needs no check) and lists, per sample, the shorter of its spikes / silent neurons;
+      their conv and dense groups into float32 rings then sum only the listed inputs' weights (silent ones
+      subtracted from the precomputed all-ones sum) when :data:`neurodeploy.sim.groups.NATIVE_EVENT_COST`
+      says that beats the dense product, straight into the destination's ring.  Exact integers in any
+      order (every partial sum is bounded like the full one); without a compiler the torch/numpy ops run.
     * ``compile=True``: the LIF update of large populations runs as one fused torch.compile kernel
       (falls back to the eager ops if compiling is impossible); the first run pays the compile time.
     * ``threads``: torch intra-op threads during ``run`` (None: leave torch's setting alone); one thread

@@ -223,40 +223,40 @@ def native_form(eng, g: Group) -> list | None:
         dense = ho * wo * co * c * kh * kw
         return [NativePart(torch.as_tensor(w.transpose(1, 2, 3, 0).copy(), dtype=torch.float32),
                            ones[0].permute(1, 2, 0).reshape(-1).to(torch.float32).contiguous(), tables,
-                           c * h * wd, ho * wo * co, dense / (per_event * NATIVE_EVENT_COST))]
+                           c * h * wd, ho * wo * co, _most(dense / per_event))]
     if s.kind != "dense" or g.sparse:
         return None
     parts = []
     for _, _, w in g.parts:
         n_in, n_out = w.shape
         parts.append(NativePart(w.contiguous(), w.to(torch.float64).sum(0).to(torch.float32), (), n_in, n_out,
-                                n_in / NATIVE_EVENT_COST))
+                                _most(n_in)))
     return parts
 
 
+def _most(work_ratio: float) -> float:
+    return work_ratio / NATIVE_EVENT_COST if NATIVE_EVENT_COST > 0 else float("inf")
+
+
 def native_contrib(lib, g: Group, part: NativePart, m, ring, k, e: int = 0):
-    """Adds one part's contribution from the listed inputs of model ``m`` (its ``idx`` / ``cnt`` / ``nev``)
-    into ``ring[k]`` (created when None); False (nothing done) when the rule says the dense product pays."""
+    """Adds one part's contribution from the listed inputs of model ``m`` (its ``idx`` / ``cnt``; per
+    row its spikes, or its silent inputs taken from the sum over all inputs) into ``ring[k]`` (created
+    when None); False (nothing done) when the rule says the dense product pays."""
     B = m.B
-    total = B * part.n_in
-    nev = m.nev
-    silent = nev > total - nev
-    if (total - nev if silent else nev) > part.max_events * B:
+    if m.cnt[B] > part.max_events * B:
         return False
     y = ring[k] if e == 0 and ring[k] is not None and ring[k].is_contiguous() else None
     if y is None:
         y = torch.zeros(B, part.n_out, dtype=torch.float32)
-    if silent:          # most inputs spiked: the sum over all inputs minus the silent ones
-        y.add_(part.ones)
-    sign = -1.0 if silent else 1.0
     iptr, cptr = m.iptr
     if part.tables:
         wof, pos, tstart, tout, tw = part.tables
-        lib.nd_conv_events_f32(y.data_ptr(), part.w.data_ptr(), iptr, cptr, B, part.n_in, part.n_out, sign,
-                               wof.ctypes.data, pos.ctypes.data, tstart.ctypes.data, tout.ctypes.data,
-                               tw.ctypes.data, part.w.shape[-1])
+        lib.nd_conv_events_f32(y.data_ptr(), part.w.data_ptr(), part.ones.data_ptr(), iptr, cptr, B, part.n_in,
+                               part.n_out, wof.ctypes.data, pos.ctypes.data, tstart.ctypes.data,
+                               tout.ctypes.data, tw.ctypes.data, part.w.shape[-1])
     else:
-        lib.nd_rows_events_f32(y.data_ptr(), part.w.data_ptr(), iptr, cptr, B, part.n_in, part.n_out, sign)
+        lib.nd_rows_events_f32(y.data_ptr(), part.w.data_ptr(), part.ones.data_ptr(), iptr, cptr, B,
+                               part.n_in, part.n_out)
         if e:
             y = _exp(y, e)
     if ring[k] is None:

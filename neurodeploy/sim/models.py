@@ -165,7 +165,8 @@ class StepModel:
         self.checks = 0     # silence checks done / found silent (checking stops when it rarely pays)
         self.silent = 0
         # native LIF models: the number of spikes of this step's payload and, when ``idx`` (an int32 numpy
-        # array [B*n]) is set, their flat indices from the front and the silent ones' from the back
+        # array [B*n]) is set, per row the shorter of its lists of spikes / silent neurons (``cnt``: spikes
+        # per row, then the total listed; see native.c)
         self.nev = None
         self.idx = None
 
@@ -530,7 +531,7 @@ class LIFFloatModel(LIFModel):
         """Have the native step list its spikes (an outgoing group sums over them)."""
         if self.nat is not None and self.idx is None:
             self.idx = np.empty(self.B * self.n, dtype=np.int32)
-            self.cnt = np.zeros(self.B, dtype=np.int32)
+            self.cnt = np.zeros(self.B + 1, dtype=np.int32)
             self.iptr = (self.idx.ctypes.data, self.cnt.ctypes.data)
 
     def _update_nat(self, slot):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..lif import DECAY_ONE, LIFFixed
+from . import native
 from .graded import graded_step
 from .groups import F32_EXACT, M24, shift
 
@@ -418,7 +419,6 @@ class LIFFloatModel(LIFModel):
         self.nat = None
         if self.kernel is None and dev.type == "cpu" and sdt == torch.float32 and eng.native \
                 and self.ring_dtype == torch.float32:
-            from . import native
             self.nat = native.lib()
         if self.nat is not None:
             if self.bias is not None:

@@ -6,7 +6,11 @@ starts, and at the end), the machine's 1-minute load average around each measure
 output (s, u, v of the output population at every step Lava ran).
 
     python benchmarks/bench_sim.py [--steps N] [--lava-steps M] [--batch 64] [--threads 1] [--no-lava]
-                                   [--no-compile] [--device cpu|cuda]
+                                   [--no-compile] [--no-native] [--device cpu|cuda]
+
+Each of our runs also reports its CPU time (``cpu_steps_per_s``: ``time.process_time`` of this process,
+all its threads, best of the runs), less sensitive to other jobs than wall clock, and whether the native C
+kernels ran (``native``; ``--no-native``: the torch / numpy ops).
 
 Ours is timed twice: with eager torch ops (``Engine(net)``) and with the LIF update fused by torch.compile
 (``Engine(net, compile=True)``; ``warmup_s`` includes compiling).

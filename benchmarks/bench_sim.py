@@ -6,7 +6,11 @@ starts, and at the end), the machine's 1-minute load average around each measure
 output (s, u, v of the output population at every step Lava ran).
 
     python benchmarks/bench_sim.py [--steps N] [--lava-steps M] [--batch 64] [--threads 1] [--no-lava]
-                                   [--no-compile] [--device cpu|cuda]
+                                   [--no-compile] [--no-native] [--device cpu|cuda]
+
+Each of our runs also reports its CPU time (``cpu_steps_per_s``: ``time.process_time`` of this process,
+all its threads, best of the runs), less sensitive to other jobs than wall clock, and whether the native C
+kernels ran (``native``; ``--no-native``: the torch / numpy ops).
 
 Ours is timed twice: with eager torch ops (``Engine(net)``) and with the LIF update fused by torch.compile
 (``Engine(net, compile=True)``; ``warmup_s`` includes compiling).
@@ -67,11 +71,15 @@ def load_avg():
     return round(os.getloadavg()[0], 2)
 
 
-def time_ours(w, steps, batch, device="cpu", repeats=3, threads=None, compile=False):
+def time_ours(w, steps, batch, device="cpu", repeats=3, threads=None, compile=False, native=True):
     """Best of ``repeats`` runs of ``steps`` steps (after a 2-step warm-up run, which also compiles the
-    fused LIF kernels when ``compile``)."""
+    fused LIF kernels when ``compile``), wall clock and CPU time of this process (``time.process_time``,
+    all its threads: less sensitive to other jobs on a shared machine than wall clock)."""
+    import inspect
+
     from neurodeploy.sim import Engine
-    eng = Engine(w["net"], device=device, threads=threads, compile=compile)
+    kw = {"native": native} if "native" in inspect.signature(Engine).parameters else {}
+    eng = Engine(w["net"], device=device, threads=threads, compile=compile, **kw)
     inp = w["inputs"](batch, steps)
     t0 = time.perf_counter()
     eng.run(inp, 2)                       # warm-up (allocations, first conv call, compiling)
@@ -79,18 +87,23 @@ def time_ours(w, steps, batch, device="cpu", repeats=3, threads=None, compile=Fa
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times = []
+    times, cpu = [], []
     load0 = load_avg()
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         eng.run(inp, steps)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     best = min(times)
     out = {"steps_per_s": steps / best, "samples_steps_per_s": steps * batch / best, "batch": batch,
-           "steps": steps, "runs_s": [round(t, 4) for t in times], "warmup_s": round(warmup, 3),
-           "compiled": bool(eng.compile), "load_avg_1min": [load0, load_avg()]}
+           "steps": steps, "runs_s": [round(t, 4) for t in times], "cpu_s": [round(t, 4) for t in cpu],
+           "cpu_steps_per_s": steps / min(cpu), "cpu_samples_steps_per_s": steps * batch / min(cpu),
+           "warmup_s": round(warmup, 3), "compiled": bool(eng.compile),
+           "native": bool(getattr(eng, "native", False) and __import__("neurodeploy.sim.native", fromlist=["lib"]).lib()
+                          is not None) if kw else False,
+           "load_avg_1min": [load0, load_avg()]}
     if device.startswith("cuda"):
         out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
     return out
@@ -130,6 +143,7 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-lava", action="store_true", help="time our engine only")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd runs")
+    ap.add_argument("--no-native", action="store_true", help="our engine without its native C kernels")
     args = ap.parse_args(argv)
     threads = args.threads or None
     res = {"engine": "neurodeploy.sim (fixed point)", "device": args.device,
@@ -143,10 +157,13 @@ def main(argv=None):
         for tag, comp in (("", False), ("_compiled", True)):
             if comp and args.no_compile:
                 continue
-            single = time_ours(w, args.steps, 1, args.device, threads=threads, compile=comp)
-            batched = time_ours(w, max(8, args.steps // 4), B, args.device, threads=threads, compile=comp)
+            single = time_ours(w, args.steps, 1, args.device, threads=threads, compile=comp, native=not args.no_native)
+            batched = time_ours(w, max(8, args.steps // 4), B, args.device, threads=threads, compile=comp,
+                                native=not args.no_native)
             r[f"ours{tag}_single_steps_per_s"] = single["steps_per_s"]
             r[f"ours{tag}_batch{B}_sample_steps_per_s"] = batched["samples_steps_per_s"]
+            r[f"ours{tag}_single_cpu_steps_per_s"] = single["cpu_steps_per_s"]
+            r[f"ours{tag}_batch{B}_cpu_sample_steps_per_s"] = batched["cpu_samples_steps_per_s"]
             r[f"ours{tag}_single"] = single
             r[f"ours{tag}_batch{B}"] = batched
             if "peak_gpu_mib" in batched:

@@ -139,18 +139,19 @@ def test_simulate_with_and_without_each_speed_up(tmp_path, capsys):
 @pytest.mark.parametrize("make", [testnets.conv_dense_net, testnets.residual_attention_net, testnets.extremes_net])
 def test_numpy_and_torch_float_lif_steps_agree(monkeypatch, make):
     """Small float-state LIF populations step in numpy (models.NUMPY_MAX), large ones in torch ops: the same
-    integers (s, u, v of every population), both really taken."""
+    integers (s, u, v of every population), both really taken (without the native C step, which takes
+    precedence over both: tests/test_sim_native.py)."""
     net = make()
     T = 12
     x = testnets.random_inputs(net, T, batch=2, seed=7)
-    eng = Engine(net)
+    eng = Engine(net, native=False)
     got = _np(eng.run(x, T, record="all"))
     monkeypatch.setattr(models, "NUMPY_MAX", -1)
-    torch_ops = Engine(net)
+    torch_ops = Engine(net, native=False)
     _same(got, _np(torch_ops.run(x, T, record="all")))
     used = []
     real = models.LIFFloatModel._update_np
     monkeypatch.setattr(models.LIFFloatModel, "_update_np", lambda self, slot: used.append(1) or real(self, slot))
     monkeypatch.setattr(models, "NUMPY_MAX", 1 << 16)
-    _same(got, _np(Engine(net).run(x, T, record="all")))
+    _same(got, _np(Engine(net, native=False).run(x, T, record="all")))
     assert used and any(eng.safe.values())

@@ -31,8 +31,9 @@ from ..errors import BadInputError, UnsupportedError
 from ..lower.fixed_point import lava_effective_weights, lava_sign_mode  # noqa: F401 - re-exported
 from ..lower.network import LoweredNetwork
 from .graded import value_bounds
-from .groups import F32_EXACT, M24, active_inputs, att_bound, attention, contrib, prepare, scalar_weight, \
-    weight_bound
+from .groups import F32_EXACT, M24, active_inputs, att_bound, attention, contrib, native_contrib, native_form, \
+    prepare, scalar_weight, weight_bound
+from . import native
 from .models import Run, build, lif_step  # noqa: F401 - lif_step re-exported (the int64 reference step)
 
 _SKIP_CHECK_MAX = 1 << 18       # sources up to this many values (batch x neurons) are checked for silence
@@ -70,6 +71,13 @@ class Engine:
       :mod:`neurodeploy.sim.groups` says it pays (``event_driven``, default: with ``skip_silent``).
     * On the CPU small float-state LIF populations step in numpy on views of the same tensors
       (:data:`neurodeploy.sim.models.NUMPY_MAX`: less per-call overhead than torch's).
+    * ``native`` (default, CPU): float32-state LIF populations step in one pass of C
+      (:mod:`neurodeploy.sim.native`, built once with the system compiler) that also counts their spikes
+      (a silent source needs no check) and lists, per sample, the shorter of its spikes / silent neurons;
+      their conv and dense groups into float32 rings then sum only the listed inputs' weights (silent ones
+      subtracted from the precomputed all-ones sum) when :data:`neurodeploy.sim.groups.NATIVE_EVENT_COST`
+      says that beats the dense product, straight into the destination's ring.  Exact integers in any
+      order (every partial sum is bounded like the full one); without a compiler the torch/numpy ops run.
     * ``compile=True``: the LIF update of large populations runs as one fused torch.compile kernel
       (falls back to the eager ops if compiling is impossible); the first run pays the compile time.
     * ``threads``: torch intra-op threads during ``run`` (None: leave torch's setting alone); one thread
@@ -80,7 +88,7 @@ class Engine:
 
     def __init__(self, net: LoweredNetwork, device: str | torch.device = "cpu", pipelined: bool = True,
                  threads: int | None = None, compile: bool = False, skip_idle: bool = True,
-                 skip_silent: bool = True, event_driven: bool | None = None):
+                 skip_silent: bool = True, event_driven: bool | None = None, native: bool = True):
         net.validate()
         self.net = net
         self.skip_idle = bool(skip_idle)
@@ -91,6 +99,8 @@ class Engine:
             torch.device(device).type == "cpu"
         self.device = torch.device(device)
         self.threads = threads
+        # the fused C LIF step and event sums (neurodeploy.sim.native; CPU, float32, where it builds)
+        self.native = bool(native) and self.device.type == "cpu"
         self.compile = bool(compile)
         # float32 products are exact integers on the CPU; on GPUs cuDNN/cuBLAS may use TF32 (10-bit
         # mantissa), so there every product is computed in float64
@@ -129,6 +139,9 @@ class Engine:
                 self.ring_dtype[n] = torch.float32
             else:
                 self.ring_dtype[n] = torch.float64
+        for groups in self.out_groups.values():
+            for g in groups:
+                g.nat = native_form(self, g)
         self.att_last = {}
         for a in self.atts:
             srcs = {a.q, a.k, a.v}
@@ -353,10 +366,13 @@ class Engine:
             m.atts = [(a, models[a.dst]) for a in self.att_last.get(name, [])]
             for g in self.out_groups[name]:
                 dst = models[g.syn.dst]
-                for off_p, off_s, w in g.parts:
+                nat = g.nat if getattr(m, "nat", None) is not None else None
+                if nat:
+                    m.want_events()
+                for i, (off_p, off_s, w) in enumerate(g.parts):
                     off = off_p if self.pipelined else off_s + int(g.syn.src == g.syn.dst)
                     ring = dst.pend2 if g.syn.port == 2 else dst.pend
-                    m.groups.append((g, w, off, ring, self.ring_dtype[g.syn.dst]))
+                    m.groups.append((g, w, off, ring, self.ring_dtype[g.syn.dst], nat[i] if nat else None))
             m.event = self.event_driven and any(g[0].event_driven for g in m.groups)
         return list(models.values())
 
@@ -372,6 +388,7 @@ class Engine:
         models = self._models(run)
         hist, spikes = self.hist, {}
         pipelined, exact32 = self.pipelined, self.exact32
+        lib = native.lib() if self.native else None
         skip_silent = run.skip_silent
         for t in range(steps):
             ts = t + 1
@@ -390,18 +407,25 @@ class Engine:
                 # a silent source adds exactly 0 (every group and the attention op are linear in each
                 # input): skip the work; the check needs a host sync, so only on the CPU, small tensors
                 silent = idle
-                if not idle and skip_silent and m.groups and s.numel() <= _SKIP_CHECK_MAX and \
+                if not idle and m.nev is not None:      # a native step counted its spikes
+                    silent = m.nev == 0
+                elif not idle and skip_silent and m.groups and s.numel() <= _SKIP_CHECK_MAX and \
                         (m.checks < 32 or m.silent * 8 >= m.checks):
                     silent = not bool(s.any())
                     m.checks += 1
                     m.silent += silent
                 if not silent:
-                    cols = active_inputs(s) if m.event else None
-                    for g, w, off, ring, dt in m.groups:
+                    cols = False
+                    for g, w, off, ring, dt, nat in m.groups:
+                        k = (t + off) % len(ring)
+                        if nat is not None and native_contrib(lib, g, nat, m, ring, k, int(g.syn.weight_exp)
+                                                              if g.syn.kind == "dense" else 0):
+                            continue
+                        if cols is False:
+                            cols = active_inputs(s) if m.event else None
                         y = contrib(g, s, w, cols if g.event_driven else None)
                         if y.dtype != dt:
                             y = y.to(dt)
-                        k = (t + off) % len(ring)
                         if ring[k] is None:
                             ring[k] = y
                         else:

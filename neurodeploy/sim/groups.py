@@ -83,6 +83,7 @@ class Group:
     src_hwc: bool = False   # neuron order of the source / destination inside the engine (Engine._layouts)
     dst_hwc: bool = False
     event_driven: bool = False   # dense [n_in, n_out] weights large enough for the event rule (EVENT_*)
+    nat: list = None     # per part, the native event-sum form (NativePart) or None (see native_form)
 
 
 def sum_dtype(s: Synapse, w, graded: bool, exact32: bool):
@@ -152,6 +153,117 @@ def prepare(eng, s: Synapse) -> Group:
     binary = not graded and (src.kind in ("lif", "readout") or (src.kind == "input" and src.input_kind == "spikes"))
     event = binary and n_out >= EVENT_MIN_OUT and n_out * n_in >= EVENT_MIN_SIZE
     return Group(s, parts, dtype, bound=scaled, event_driven=event)
+
+
+#: native event sums (neurodeploy.sim.native, CPU): a scattered float32 add costs about this many dense
+#: multiply-adds of torch's convolution / matrix product (measured on one thread, Co = 24..100 outputs per
+#: input); a group sums over the listed inputs (the spikes, or the silent inputs subtracted from the sum
+#: over all inputs when most spiked) when that list times its work per input, times this, is below the
+#: dense work.  The rule picks per step by the count the LIF step returns, so no host sync is needed.
+NATIVE_EVENT_COST = 4.0
+
+
+@dataclass
+class NativePart:
+    w: torch.Tensor         # conv: [C_in, KH, KW, C_out]; dense: [n_in, n_out] (contiguous float32)
+    ones: torch.Tensor      # the sum over all inputs at 1 ([n_dst]: what the silent inputs are taken from)
+    tables: tuple           # conv: (wof, pos, tstart, tout, tw) int32 arrays (see native.c); dense: ()
+    n_in: int
+    n_out: int
+    max_events: float       # per sample: the most listed inputs for which the event sum pays (the rule above)
+
+
+def _conv_tables(c, h, wd, co, kh, kw, ho, wo, stride, padding, dilation):
+    """Per input (h, w, c) in channels-last order: its weight offset and position; per position, the
+    kernel taps that reach an output (output offset, weight offset), as native.c's conv expects."""
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    r = np.arange(h * wd * c)
+    wof = ((r % c) * kh * kw * co).astype(np.int32)
+    pos = (r // c).astype(np.int32)
+    tstart, tout, tw = [0], [], []
+    for y in range(h):
+        for x in range(wd):
+            for i in range(kh):
+                oy, ry = divmod(y + ph - i * dh, sh)
+                if ry or not 0 <= oy < ho:
+                    continue
+                for j in range(kw):
+                    ox, rx = divmod(x + pw - j * dw, sw)
+                    if rx or not 0 <= ox < wo:
+                        continue
+                    tout.append((oy * wo + ox) * co)
+                    tw.append((i * kw + j) * co)
+            tstart.append(len(tout))
+    return tuple(np.asarray(a, dtype=np.int32) for a in (wof, pos, tstart, tout, tw))
+
+
+def native_form(eng, g: Group) -> list | None:
+    """The native event-sum form of each part of ``g``, or None: for float32 sums of 0/1 spikes from a
+    LIF population into a float32 ring, conv (groups 1, channels-last on both sides, no 24-bit wrap
+    possible) and dense groups.  Exact: every partial sum is a sum over a subset of one output's products,
+    bounded by the group's proven bound (< 2**24), so any order of additions gives the same integers."""
+    s = g.syn
+    src = eng.pops[s.src]
+    if eng.device.type != "cpu" or not eng.native or g.dtype != torch.float32 or s.graded \
+            or src.kind not in ("lif", "readout") or not eng.safe.get(s.src) \
+            or eng.ring_dtype.get(s.dst) != torch.float32:
+        return None
+    if s.kind == "conv":
+        if not (g.bounded and s.groups == 1 and g.src_hwc and g.dst_hwc and tuple(g.shape) == tuple(src.shape)):
+            return None
+        w = np.asarray(s.weights).astype(np.float64)            # [Co, C, KH, KW]
+        c, h, wd = g.shape
+        co, _, kh, kw = w.shape
+        ones = F.conv2d(torch.ones(1, c, h, wd, dtype=torch.float64), torch.as_tensor(w), stride=tuple(s.stride),
+                        padding=tuple(s.padding), dilation=tuple(s.dilation))
+        ho, wo = ones.shape[2:]
+        tables = _conv_tables(c, h, wd, co, kh, kw, ho, wo, tuple(s.stride), tuple(s.padding), tuple(s.dilation))
+        # work per listed input: its taps x Co adds; dense work per sample: Ho Wo Co x C KH KW
+        per_event = max(len(tables[3]) / (h * wd), 1e-9) * co
+        dense = ho * wo * co * c * kh * kw
+        return [NativePart(torch.as_tensor(w.transpose(1, 2, 3, 0).copy(), dtype=torch.float32),
+                           ones[0].permute(1, 2, 0).reshape(-1).to(torch.float32).contiguous(), tables,
+                           c * h * wd, ho * wo * co, _most(dense / per_event))]
+    if s.kind != "dense" or g.sparse:
+        return None
+    parts = []
+    for _, _, w in g.parts:
+        n_in, n_out = w.shape
+        parts.append(NativePart(w.contiguous(), w.to(torch.float64).sum(0).to(torch.float32), (), n_in, n_out,
+                                _most(n_in)))
+    return parts
+
+
+def _most(work_ratio: float) -> float:
+    return work_ratio / NATIVE_EVENT_COST if NATIVE_EVENT_COST > 0 else float("inf")
+
+
+def native_contrib(lib, g: Group, part: NativePart, m, ring, k, e: int = 0):
+    """Adds one part's contribution from the listed inputs of model ``m`` (its ``idx`` / ``cnt``; per
+    row its spikes, or its silent inputs taken from the sum over all inputs) into ``ring[k]`` (created
+    when None); False (nothing done) when the rule says the dense product pays."""
+    B = m.B
+    if m.cnt[B] > part.max_events * B:
+        return False
+    y = ring[k] if e == 0 and ring[k] is not None and ring[k].is_contiguous() else None
+    if y is None:
+        y = torch.zeros(B, part.n_out, dtype=torch.float32)
+    iptr, cptr = m.iptr
+    if part.tables:
+        wof, pos, tstart, tout, tw = part.tables
+        lib.nd_conv_events_f32(y.data_ptr(), part.w.data_ptr(), part.ones.data_ptr(), iptr, cptr, B, part.n_in,
+                               part.n_out, wof.ctypes.data, pos.ctypes.data, tstart.ctypes.data,
+                               tout.ctypes.data, tw.ctypes.data, part.w.shape[-1])
+    else:
+        lib.nd_rows_events_f32(y.data_ptr(), part.w.data_ptr(), part.ones.data_ptr(), iptr, cptr, B,
+                               part.n_in, part.n_out)
+        if e:
+            y = _exp(y, e)
+    if ring[k] is None:
+        ring[k] = y
+    elif y is not ring[k]:
+        ring[k].add_(y)
+    return True
 
 
 def _permuted(eng, s: Synapse, w, d):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..lif import DECAY_ONE, LIFFixed
+from . import native
 from .graded import graded_step
 from .groups import F32_EXACT, M24, shift
 
@@ -164,6 +165,11 @@ class StepModel:
         self.hist = None
         self.checks = 0     # silence checks done / found silent (checking stops when it rarely pays)
         self.silent = 0
+        # native LIF models: the number of spikes of this step's payload and, when ``idx`` (an int32 numpy
+        # array [B*n]) is set, per row the shorter of its lists of spikes / silent neurons (``cnt``: spikes
+        # per row, then the total listed; see native.c)
+        self.nev = None
+        self.idx = None
 
     keys = ("s",)           # what the model records: its payload (LIF models: s, u, v)
 
@@ -409,7 +415,23 @@ class LIFFloatModel(LIFModel):
             self.kt = tuple(torch.tensor(x, dtype=sdt, device=dev) for x in (self.fu, self.fv, self.th))
             self.kzero = torch.zeros(1, n, dtype=sdt, device=dev)
         self.eng = eng
-        self.np = self.kernel is None and dev.type == "cpu" and B * n <= NUMPY_MAX
+        # the fused C step (neurodeploy.sim.native) where the state and the input are float32 on the CPU
+        self.nat = None
+        if self.kernel is None and dev.type == "cpu" and sdt == torch.float32 and eng.native \
+                and self.ring_dtype == torch.float32:
+            self.nat = native.lib()
+        if self.nat is not None:
+            if self.bias is not None:
+                self.bias = self.bias.contiguous()
+                if self.biases is not None:
+                    self.biases = self.biases.contiguous()
+                    self.bias = self.biases[0]
+            self.uin = torch.empty(B, n, dtype=torch.float32) if (self.rec and self.u is None) else None
+            self.ptrs = (self.v.data_ptr(), 0 if self.u is None else self.u.data_ptr(),
+                         0 if self.uin is None else self.uin.data_ptr())
+            self.nev = 0
+            self.iptr = (0, 0)
+        self.np = self.nat is None and self.kernel is None and dev.type == "cpu" and B * n <= NUMPY_MAX
         if self.np:         # numpy views of the same memory (torch's in-place resets stay visible)
             self.vn = self.v.numpy()
             self.un = None if self.u is None else self.u.numpy()
@@ -477,6 +499,18 @@ class LIFFloatModel(LIFModel):
             row.zero_()
 
     def record(self, slot, s):
+        if self.nat is not None:
+            i, b = self.ri, self.buf
+            b["s"][i].copy_(s)
+            b["v"][i].copy_(self.v)
+            if self.u is not None:
+                b["u"][i].copy_(self.u)
+            elif slot is not None and s is not self.zero:   # u = a_in << 6 of this step (the C step's uin)
+                b["u"][i].copy_(self.uin)
+            else:
+                b["u"][i].zero_()
+            self.ri = i + 1
+            return
         if not self.np:
             return super().record(slot, s)
         i, b = self.ri, self.bufn
@@ -493,7 +527,30 @@ class LIFFloatModel(LIFModel):
             b["u"][i].fill(0)
         self.ri = i + 1
 
+    def want_events(self):
+        """Have the native step list its spikes (an outgoing group sums over them)."""
+        if self.nat is not None and self.idx is None:
+            self.idx = np.empty(self.B * self.n, dtype=np.int32)
+            self.cnt = np.zeros(self.B + 1, dtype=np.int32)
+            self.iptr = (self.idx.ctypes.data, self.cnt.ctypes.data)
+
+    def _update_nat(self, slot):
+        """:meth:`update` as one pass of C (``nd_lif_f32``): the same integers; also counts (and, when
+        ``idx`` is set, lists) the spikes."""
+        s = self.sbuf if self.sbuf is not None else torch.empty(self.B, self.n, dtype=torch.float32)
+        if slot is not None and not slot.is_contiguous():
+            slot = slot.contiguous()
+        bias = self.bias
+        vp, up, ip = self.ptrs
+        self.nev = self.nat.nd_lif_f32(vp, up, 0 if slot is None else slot.data_ptr(),
+                                       0 if bias is None else bias.data_ptr(), 1 if bias is None else bias.shape[0],
+                                       self.B, self.n, self.fu, self.fv, self.th, int(self.clamp), float(V_LIM),
+                                       s.data_ptr(), ip, *self.iptr)
+        return s
+
     def update(self, slot):
+        if self.nat is not None:
+            return self._update_nat(slot)
         if self.np:
             return self._update_np(slot)
         if self.kernel is not None:

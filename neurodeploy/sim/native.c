@@ -1,0 +1,188 @@
+/* neurodeploy.sim native kernels (plain C, float32, one thread), loaded with ctypes by native.py.
+ *
+ * Why our own code: no library offers (1) a CUBA LIF step fused into one pass that also emits the indices
+ * of its spikes, or (2) a convolution / dense product that sums only the weights of the active (or, when
+ * most inputs are active, the silent) 0/1 inputs of a spike vector.  torch's CPU convolutions are dense
+ * and torch.compile takes minutes to build on a busy machine.
+ *
+ * Every value is an integer held exactly in float32 (the engine's bounds prove every partial sum and
+ * product < 2**24), so the order of the additions never changes a result: the same integers as the
+ * engine's torch / numpy ops and as Lava.  Built with -ffp-contract=off all the same.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+#define CHUNK 512
+/* rounding toward zero through int32 (vectorises; every value here is an integer below 2**24 in
+ * magnitude times a power of two, so this equals truncf up to the sign of a zero) */
+#define TRUNC(a) ((float)(int32_t)(a))
+
+/* Writes the indices j (0 <= j < n) where sb[j] != 0 (spikes: want_spikes) or == 0 into ib; returns how many. */
+static int32_t list_row(const float *restrict sb, int64_t n, int want_spikes, int32_t *restrict ib)
+{
+    int32_t c = 0;
+    int64_t j = 0;
+#ifdef __AVX512F__
+    __m512i base = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i step = _mm512_set1_epi32(16);
+    const __m512 zero = _mm512_setzero_ps();
+    for (; j + 16 <= n; j += 16) {
+        __mmask16 mk = _mm512_cmp_ps_mask(_mm512_loadu_ps(sb + j), zero, _CMP_NEQ_UQ);
+        if (!want_spikes)
+            mk = (__mmask16)~mk;
+        _mm512_mask_compressstoreu_epi32(ib + c, mk, base);
+        c += __builtin_popcount((unsigned)mk);
+        base = _mm512_add_epi32(base, step);
+    }
+#endif
+    for (; j < n; j++) {            /* branch-free */
+        ib[c] = (int32_t)j;
+        c += (sb[j] != 0.0f) == (want_spikes != 0);
+    }
+    return c;
+}
+
+/* One float-state LIF step of B x n neurons (LIFFloatModel.update):
+ *   u = trunc(u * fu) + slot * 64                       (u == NULL: no current memory, u = slot * 64)
+ *   x = trunc(v * fv) + u + bias  (fv == 0: x = u + bias), clamped to +-vlim when clamp
+ *   spike = x > th; v = spike ? 0 : x; s = spike (0/1)
+ * slot, bias may be NULL (0); bias has bias_rows rows (1: broadcast over the batch, or B).
+ * uin (may be NULL): receives u of this step (records of a population without current memory).
+ * cnt (B + 1 entries, may be NULL): cnt[b] = spikes of row b; with idx (B*n entries, may be NULL), row b's
+ * segment idx[b*n ..) lists the shorter of its two lists: its spikes when 2 cnt[b] <= n, else its silent
+ * neurons; cnt[B] = the total length of those lists.
+ * Returns the number of spikes.  Written as simple loops over chunks so that the compiler vectorises them. */
+int64_t nd_lif_f32(float *restrict v, float *restrict u, const float *restrict slot, const float *restrict bias,
+                   int64_t bias_rows, int64_t B, int64_t n, float fu, float fv, float th, int clamp, float vlim,
+                   float *restrict s, float *restrict uin, int32_t *restrict idx, int32_t *restrict cnt)
+{
+    float cu[CHUNK], x[CHUNK];
+    int64_t total = 0, listed = 0;
+    for (int64_t b = 0; b < B; b++) {
+        int32_t k = 0;
+        for (int64_t i0 = 0; i0 < n; i0 += CHUNK) {
+            int64_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
+            int64_t o = b * n + i0;
+            float *restrict vb = v + o, *restrict sb = s + o;
+            if (slot) {
+                const float *restrict xb = slot + o;
+                for (int64_t j = 0; j < m; j++)
+                    cu[j] = xb[j] * 64.0f;
+            } else {
+                for (int64_t j = 0; j < m; j++)
+                    cu[j] = 0.0f;
+            }
+            if (u) {
+                float *restrict ub = u + o;
+                for (int64_t j = 0; j < m; j++) {
+                    float t = TRUNC(ub[j] * fu) + cu[j];
+                    ub[j] = t;
+                    cu[j] = t;
+                }
+            }
+            if (uin)
+                memcpy(uin + o, cu, (size_t)m * sizeof(float));
+            if (fv != 0.0f) {
+                for (int64_t j = 0; j < m; j++)
+                    x[j] = TRUNC(vb[j] * fv) + cu[j];
+            } else {
+                for (int64_t j = 0; j < m; j++)
+                    x[j] = cu[j];
+            }
+            if (bias) {
+                const float *restrict bb = bias + (bias_rows == 1 ? i0 : o);
+                for (int64_t j = 0; j < m; j++)
+                    x[j] += bb[j];
+            }
+            if (clamp) {
+                for (int64_t j = 0; j < m; j++) {
+                    float t = x[j] > vlim ? vlim : x[j];
+                    x[j] = t < -vlim ? -vlim : t;
+                }
+            }
+            for (int64_t j = 0; j < m; j++) {
+                int sp = x[j] > th;
+                sb[j] = sp ? 1.0f : 0.0f;
+                vb[j] = sp ? 0.0f : x[j];
+                k += sp;
+            }
+        }
+        if (cnt)
+            cnt[b] = k;
+        if (idx)
+            listed += list_row(s + b * n, n, 2 * (int64_t)k <= n, idx + b * n);
+        total += k;
+    }
+    if (cnt)
+        cnt[B] = (int32_t)listed;
+    return total;
+}
+
+/* A correlation (PyTorch conv2d, groups 1, channels-last on both sides) summed over the listed inputs of
+ * each row only (nd_lif_f32's lists): y[b, out, :] += w[c, tap, :] for every listed spike r = (h*W + w)*C + c
+ * of row b and every kernel tap that reaches an output; a row that lists its silent inputs starts from
+ * ones (the sum over all inputs at 1) and subtracts theirs.
+ * Tables (built once per group): wof[r] = c*KH*KW*Co, pos[r] = h*W + w; taps of position p:
+ * tstart[p] .. tstart[p+1] into tout (output offset (oy*Wo + ox)*Co) and tw (weight offset tap*Co).
+ * y: [B, n_out] (n_out = Ho*Wo*Co). */
+void nd_conv_events_f32(float *restrict y, const float *restrict w, const float *restrict ones,
+                        const int32_t *restrict idx, const int32_t *restrict cnt, int64_t B, int64_t n,
+                        int64_t n_out, const int32_t *restrict wof, const int32_t *restrict pos,
+                        const int32_t *restrict tstart, const int32_t *restrict tout, const int32_t *restrict tw,
+                        int64_t Co)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const int32_t *ib = idx + b * n;
+        int spikes = 2 * (int64_t)cnt[b] <= n;
+        int64_t len = spikes ? cnt[b] : n - cnt[b];
+        float *restrict yb = y + b * n_out;
+        if (!spikes)
+            for (int64_t o = 0; o < n_out; o++)
+                yb[o] += ones[o];
+        for (int64_t e = 0; e < len; e++) {
+            int32_t r = ib[e];
+            const float *restrict wc = w + wof[r];
+            int32_t p = pos[r];
+            for (int32_t t = tstart[p]; t < tstart[p + 1]; t++) {
+                float *restrict yo = yb + tout[t];
+                const float *restrict wk = wc + tw[t];
+                if (spikes)
+                    for (int64_t o = 0; o < Co; o++)
+                        yo[o] += wk[o];
+                else
+                    for (int64_t o = 0; o < Co; o++)
+                        yo[o] -= wk[o];
+            }
+        }
+    }
+}
+
+/* A dense product [n_in, n_out] summed over the listed inputs of each row only (as for the conv):
+ * y[b, :] += w[i, :] per listed spike, or ones minus w[i, :] per listed silent input. */
+void nd_rows_events_f32(float *restrict y, const float *restrict w, const float *restrict ones,
+                        const int32_t *restrict idx, const int32_t *restrict cnt, int64_t B, int64_t n_in,
+                        int64_t n_out)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const int32_t *ib = idx + b * n_in;
+        int spikes = 2 * (int64_t)cnt[b] <= n_in;
+        int64_t len = spikes ? cnt[b] : n_in - cnt[b];
+        float *restrict yb = y + b * n_out;
+        if (!spikes)
+            for (int64_t o = 0; o < n_out; o++)
+                yb[o] += ones[o];
+        for (int64_t e = 0; e < len; e++) {
+            const float *restrict wk = w + (int64_t)ib[e] * n_out;
+            if (spikes)
+                for (int64_t o = 0; o < n_out; o++)
+                    yb[o] += wk[o];
+            else
+                for (int64_t o = 0; o < n_out; o++)
+                    yb[o] -= wk[o];
+        }
+    }
+}

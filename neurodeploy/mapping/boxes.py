@@ -41,7 +41,7 @@ def receptive_box(syn: MapSynapses, src_shape: tuple, box: Box) -> Box:
 
 
 def dst_channels(syn):
-    return getattr(syn, "dst_channels", 0) or syn.groups
+    return getattr(syn, "_dst_c", 0) or syn.groups
 
 
 def _flat_rows(shape: tuple, box: Box) -> np.ndarray:

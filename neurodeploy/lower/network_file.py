@@ -50,7 +50,7 @@ def load_network(path: str) -> LoweredNetwork:
 
 
 def network_to_dict(net: LoweredNetwork) -> dict:
-    """A JSON-able dict; arrays become nested lists (use save() for large networks)."""
+    """A JSON-able dict; arrays become nested lists (use save_network for large networks)."""
     meta, arrays = _split(net)
     return _inline(meta, arrays)
 

@@ -130,13 +130,13 @@ print(json.dumps({"part": "lava", "arch": "spikingformer-cifar10-4-384", "input"
 
 _LAVA_SLICES_ENGINE = _COMMON + r"""
 import os
+from neurodeploy.lower.network_file import load_network, save_network
 from neurodeploy.sim import simulate
 work, artifact, sample = sys.argv[1].split(",")
 if artifact:    # a trained model's exported artifact (network.npz as written by export) and one digits test sample
-    from neurodeploy.lower.network import LoweredNetwork
     from neurodeploy.tasks import task_samples
     t0 = time.perf_counter()
-    net = LoweredNetwork.load(artifact)
+    net = load_network(artifact)
     t_lower = time.perf_counter() - t0
     x, y = task_samples((3, 32, 32), "test", indices=[int(sample)])
 else:
@@ -152,7 +152,7 @@ else:
     x = (torch.rand(1, 3, 32, 32) * 2 - 1).numpy()
 inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
 steps = 4 + net.metadata["latency"]
-net.save(os.path.join(work, "net.npz"))
+save_network(net, os.path.join(work, "net.npz"))
 np.savez(os.path.join(work, "inputs.npz"), **inputs)
 # the whole network's run, recorded in groups of populations of at most ~1 GiB of recordings each (the same
 # deterministic run each time), saved as int32 .npy per population and key
@@ -181,12 +181,12 @@ print(json.dumps({"steps": steps, "lower_s": round(t_lower, 1), "engine_runs": l
 _LAVA_SLICES = _COMMON + r"""
 import os
 from neurodeploy.lava.slices import check_slices
-from neurodeploy.lower.network import LoweredNetwork
+from neurodeploy.lower.network_file import load_network
 from neurodeploy.lower.slices import cut_network, partition
 work, max_procs, budget, sparse_max, only = sys.argv[1].split(",")
 max_procs, budget, sparse_max = int(max_procs), float(budget), int(sparse_max)
 only = {int(i) for i in only.split(":") if i}
-net = LoweredNetwork.load(os.path.join(work, "net.npz"))
+net = load_network(os.path.join(work, "net.npz"))
 inputs = dict(np.load(os.path.join(work, "inputs.npz")))
 steps = 4 + net.metadata["latency"]
 slices = partition(net, max_procs)

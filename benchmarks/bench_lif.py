@@ -29,7 +29,7 @@ import torch
 
 import neurodeploy
 from neurodeploy import build_model
-from neurodeploy.neuron import MultiStepLIF
+from neurodeploy.models.neuron import MultiStepLIF
 
 
 def _import_spikingjelly():

@@ -45,11 +45,12 @@ import torch
 torch.set_num_threads(int(sys.argv[3]))
 import nir
 from neurodeploy.lower.loihi2 import lower_graph
+from neurodeploy.lower.network_file import save_network
 g = nir.read(sys.argv[1])
 t0 = time.perf_counter()
 net, rep = lower_graph(g)
 t1 = time.perf_counter()
-net.save(sys.argv[2])
+save_network(net, sys.argv[2])
 t2 = time.perf_counter()
 kinds = {}
 for s in net.synapses:

@@ -185,7 +185,7 @@ def _random_state_dict(model, shape, functional, batch: int, seed: int) -> dict:
 
 def _spike_rates(model, x, functional) -> dict:
     """Firing rate of each of our LIFs (to show the comparison is not between silent networks)."""
-    from neurodeploy.neuron import MultiStepLIF
+    from neurodeploy.models.neuron import MultiStepLIF
     rates = {}
     hooks = [m.register_forward_hook(lambda mod, i, o, n=n: rates.__setitem__(n, float(o.float().mean())))
              for n, m in model.named_modules() if isinstance(m, MultiStepLIF)]

@@ -26,6 +26,7 @@ from .data import apply_dt, apply_input_domain, float_batch, graph_samples, is_t
 from .errors import BadInputError
 from .exporters import to_nir
 from .graph.core import input_names, meta, node_shape, output_names
+from .graph.primitives import is_graph
 from .models.registry import arch_names, build_model
 from .training import digits_split
 
@@ -37,7 +38,7 @@ def load_graph(model, arch: str | None = None) -> tuple[nir.NIRGraph, dict]:
     """(graph, model info) from a NIR graph, a torch model, a .nir file, a checkpoint (ours, or an official
     one with ``arch``) or an architecture name (untrained weights: purity is a property of the structure)."""
     info: dict = {}
-    if isinstance(model, nir.NIRGraph):
+    if is_graph(model):
         graph = model
         info["name"] = str(meta(graph, "neurodeploy.arch", "nir-graph"))
     elif isinstance(model, (str, os.PathLike)):

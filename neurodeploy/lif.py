@@ -1,6 +1,6 @@
 """One LIF parameter record and its two reference step functions (float and Loihi 2 fixed point).
 
-Four implementations run LIF neurons: the training neuron (:mod:`neurodeploy.neuron`), the NIR reference
+Four implementations run LIF neurons: the training neuron (:mod:`neurodeploy.models.neuron`), the NIR reference
 simulator (:mod:`neurodeploy.graph.simulate`), the Loihi 2 lowering (:mod:`neurodeploy.lower.neurons` builds
 its neuron maps on :class:`LIFParams` and :func:`decay_register`) and our fixed-point engine
 (:mod:`neurodeploy.sim.engine`).  Each is tested against the functions here (``tests/test_lif_record.py``), so

@@ -168,7 +168,7 @@ def _dotted(path) -> str:
     return "".join(parts) or "<top level>"
 
 
-#: per-core limits each cost model reads (neurodeploy.mapping.partition)
+#: per-core limits each cost model reads (neurodeploy.mapping.costs)
 REQUIRED_CORE_KEYS = {
     "loihi2": ("neurons", "input_axons", "synapse_memory"),
     "loihi1": ("neurons", "input_axons", "synapse_memory"),

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 #: shared/data/nir-paper so that the suite is self-contained
 NIR_PAPER = REPO / "tests" / "data" / "nir-paper"
 
-_TRAINING_SOURCES = ["neurodeploy/neuron.py", "neurodeploy/training.py", "neurodeploy/checkpoint.py",
+_TRAINING_SOURCES = ["neurodeploy/models/neuron.py", "neurodeploy/training.py", "neurodeploy/checkpoint.py",
                      "neurodeploy/models/spikingformer.py", "neurodeploy/models/registry.py"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 import neurodeploy
-from neurodeploy.neuron import MultiStepLIF
+from neurodeploy.models.neuron import MultiStepLIF
 
 
 def random_model(arch: str, img: int | None = None, T: int | None = None, seed: int = 0, calib_batch: int = 4):

@@ -7,6 +7,7 @@ import pytest
 from neurodeploy.errors import BadInputError, UnsupportedError
 from neurodeploy.lower.attention_graded import STAGE_LATENCY, attention_to_graded, choose_order
 from neurodeploy.lower.network import Attention, LoweredNetwork, Population, Synapse
+from neurodeploy.lower.network_file import load_network, save_network
 from neurodeploy.sim import simulate
 
 #: (name, heads, head dim, tokens, weight, forced order): both orders, several H, N, dh, weights
@@ -118,8 +119,8 @@ def test_lava_equals_engine_every_population_and_the_process_form():
 
 def test_save_load_roundtrip_and_validation(tmp_path):
     g = _graded(_ops_net())
-    g.save(str(tmp_path / "n.npz"))
-    h = LoweredNetwork.load(str(tmp_path / "n.npz"))
+    save_network(g, str(tmp_path / "n.npz"))
+    h = load_network(str(tmp_path / "n.npz"))
     assert [(s.kind, s.einsum, s.axes, s.port, s.graded) for s in h.synapses] == \
         [(s.kind, s.einsum, s.axes, s.port, s.graded) for s in g.synapses]
     assert [(p.kind, p.vth, p.exp) for p in h.populations] == [(p.kind, p.vth, p.exp) for p in g.populations]

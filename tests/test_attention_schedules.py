@@ -8,6 +8,7 @@ from neurodeploy.errors import BadInputError
 from neurodeploy.lower.attention_graded import (ATTENTION_SCHEDULES, PACKED_LATENCY, REPACKED_LATENCY,
                                                  STAGE_LATENCY, attention_to_graded, packing, schedule_cost)
 from neurodeploy.lower.network import Attention, LoweredNetwork, Population, Synapse
+from neurodeploy.lower.network_file import load_network, save_network
 from neurodeploy.sim import simulate
 
 #: (name, heads, head dim, tokens, weight): all pack (digits of 4-7 bits, 2-5 per word, 1-2 j-chunks)
@@ -237,8 +238,8 @@ def test_export_option_recorded_and_simulate_reproduces_it(tmp_path, capsys):
 def test_packed_network_saves_and_loads_with_its_bounds(tmp_path):
     g = attention_to_graded(_ops_net(), schedule="packed")
     assert g.metadata["graded_bounds"]["b4.digits"] == 4 * 30 and g.metadata["graded_bounds"]["b4.words"] == 2 ** 14 - 1
-    g.save(str(tmp_path / "p.npz"))
-    h = LoweredNetwork.load(str(tmp_path / "p.npz"))
+    save_network(g, str(tmp_path / "p.npz"))
+    h = load_network(str(tmp_path / "p.npz"))
     assert h.metadata["graded_bounds"] == g.metadata["graded_bounds"]
     assert [(s.kind, s.weight_exp, s.sign_mode, s.graded) for s in h.synapses] == \
         [(s.kind, s.weight_exp, s.sign_mode, s.graded) for s in g.synapses]

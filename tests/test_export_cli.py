@@ -108,14 +108,14 @@ def test_missing_model_and_arch_with_nir(tmp_path, capsys):
 def test_export_target_loihi2_writes_lowering_and_report(trained_digits_checkpoint, tmp_path, capsys):
     import json
 
-    from neurodeploy.lower.network import LoweredNetwork
+    from neurodeploy.lower.network_file import load_network
 
     out = tmp_path / "deploy"
     assert main(["export", str(trained_digits_checkpoint), "-o", str(out), "--target", "loihi2"]) == 0
     printed = capsys.readouterr().out
     assert "loihi2: fits (1 chip(s), Oheo Gulch)" in printed
     summary = json.loads((out / "loihi2" / "summary.json").read_text())
-    net = LoweredNetwork.load(str(out / "loihi2" / "network.npz"))
+    net = load_network(str(out / "loihi2" / "network.npz"))
     assert summary["neurons"] == sum(p.size for p in net.populations if p.kind != "input") == net.counts()["neurons"]
     assert summary["latency_steps"] == net.metadata["latency"] > 0
     # the netx file is the netx-expressible prefix of this same network; netx fixes bias_exp = 6, and the one

@@ -12,7 +12,7 @@ import pytest
 import neurodeploy
 from neurodeploy.cli import main
 from neurodeploy.deploy.configs import CANDIDATES, DEFAULT, LoweringConfig, candidates, with_schedule
-from neurodeploy.lower.network import LoweredNetwork
+from neurodeploy.lower.network_file import load_network
 
 from export_helpers import random_model
 
@@ -64,7 +64,7 @@ def test_max_chips_chooses_the_lowest_latency_fit_and_writes_it(digits_ckpt, tmp
     assert by["stream built once"]["latency_ms"] == pytest.approx(by["stream built once"]["latency_steps"] * 2.45)
     assert all(r["energy_uj"] > 0 for r in tried)
     # the artifact is the chosen network
-    net = LoweredNetwork.load(str(out / "loihi2" / "network.npz"))
+    net = load_network(str(out / "loihi2" / "network.npz"))
     assert not any(p.name.endswith(".stream") for p in net.populations)
     assert net.metadata["lowering_config"]["residual_stream"] == "expanded"
     rep = json.loads((out / "report.json").read_text())

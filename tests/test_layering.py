@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # the declared order, lowest first (docs/design.md); "base" holds the leaf helpers every floor may use
 FLOORS = [
-    ("base", ["errors", "limits", "fileio", "lava_compat", "profiles", "rates", "neuron", "lif", "version"]),
+    ("base", ["errors", "limits", "fileio", "lava_compat", "profiles", "rates", "lif", "version"]),
     ("models", ["models", "checkpoint", "training", "tasks"]),
     ("graph", ["graph", "exporters", "data", "events", "front_door"]),
     ("analysis", ["analysis"]),

@@ -23,7 +23,7 @@ def _float_run(p: LIFParams, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("tau, th", [(2.0, 1.0), (1.5, 0.5), (4.0, 1.0)])
 def test_training_neuron_is_the_inclusive_record(tau, th):
-    from neurodeploy.neuron import lif_multistep
+    from neurodeploy.models.neuron import lif_multistep
 
     x = torch.randn(12, 64, 37, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 1.5
     ours = lif_multistep(x, tau=tau, v_threshold=th).numpy().astype(bool)

@@ -10,7 +10,7 @@ import torch
 
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.graph import simulate as float_simulate
-from neurodeploy.lower import LoweredNetwork
+from neurodeploy.lower.network_file import load_network, network_from_dict, network_to_dict, save_network
 from neurodeploy.lower.loihi2 import lower_graph
 from testmodels import tiny_spikingformer
 from neurodeploy.sim import simulate
@@ -140,9 +140,9 @@ def test_spikingformer_exact_shift_and_float_fidelity(spikingformer):
 def test_lowered_network_save_load_roundtrip(spikingformer, tmp_path):
     _, net, _ = spikingformer
     path = tmp_path / "net.npz"
-    net.save(str(path))
-    back = LoweredNetwork.load(str(path))
-    via_dict = LoweredNetwork.from_dict(net.to_dict())
+    save_network(net, str(path))
+    back = load_network(str(path))
+    via_dict = network_from_dict(network_to_dict(net))
     x = np.random.default_rng(1).random((2, 1, 8, 8)).astype(np.float32)
     ref = simulate(net, net.encode_inputs(x), 10, record=["readout", "block.0.attn.attn_lif"])
     assert ref["block.0.attn.attn_lif"]["s"].sum() > 0          # the attention spikes: the compared spikes are real

@@ -365,11 +365,11 @@ def test_v_reset_lowered_equals_float_model_and_lava_with_resets_between_samples
 def test_v_init_survives_save_load_and_bumps_the_format_version(tmp_path):
     import json
 
-    from neurodeploy.lower.network import LoweredNetwork
+    from neurodeploy.lower.network_file import load_network, save_network
     net, _ = lower_graph(_on_grid_graph("LIF", 0.25, 0.0), T=4)
     path = tmp_path / "net.npz"
-    net.save(str(path))
+    save_network(net, str(path))
     meta = json.loads(bytes(np.load(str(path))["__meta__"]).decode())
     assert meta["version"] == 3
-    back = LoweredNetwork.load(str(path))
+    back = load_network(str(path))
     assert back.pop("n1").v_init == -4096

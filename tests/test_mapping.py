@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from neurodeploy.mapping import MapNetwork, MapPopulation, MapSynapses, fit, from_graph
+from neurodeploy.mapping.boxes import receptive_box
 from neurodeploy.mapping.reference_nets import mlp, pilotnet_lif, pilotnet_sdnn, yolo_kp
 from neurodeploy.profiles import load_profile, load_profile_file
 
@@ -322,3 +323,15 @@ def test_an_overfull_tile_is_halved_until_it_fits():
     pieces = [p for c in r.cores for p in c.pieces]
     assert sorted((p.box[0], p.box[1]) for p in pieces) == [(0, 2), (2, 3), (3, 4), (4, 6), (6, 8)]
     assert all(c.usage["synapse_memory"] <= 12000 for c in r.cores)
+
+
+def test_grouped_conv_reads_the_input_channels_of_its_own_groups():
+    # 16 input channels, groups 16, 32 output channels: each group has 2 output channels and reads 1 input
+    # channel.  A box of output channels [2, 6) (groups 1 and 2), rows [1, 3), columns [0, 4) reads input
+    # channels [1, 3) over rows [0, 4) and columns [0, 5) (3x3 kernel, padding 1, clipped at the border).
+    # Read as one output channel per group (the group count) it would be channels [2, 6).
+    net = MapNetwork("g")
+    net.add_pop(MapPopulation("x", (16, 8, 8), kind="input", on_chip=False))
+    net.add_pop(MapPopulation("y", (32, 8, 8)))
+    syn = net.add_syn(MapSynapses("xy", "x", "y", "conv", kernel=(3, 3), padding=(1, 1), groups=16))
+    assert receptive_box(syn, (16, 8, 8), (2, 6, 1, 3, 0, 4)) == (1, 3, 0, 4, 0, 5)

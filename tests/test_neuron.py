@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from neurodeploy.neuron import MultiStepLIF, lif_multistep
+from neurodeploy.models.neuron import MultiStepLIF, lif_multistep
 
 
 def run(x, **kw):

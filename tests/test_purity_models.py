@@ -12,7 +12,7 @@ from neurodeploy.errors import NeurodeployError, UnsupportedError
 from neurodeploy.exporters import to_nir
 from neurodeploy.graph import reduce_output, simulate
 from neurodeploy.models.registry import SPIKINGFORMER_CONFIGS
-from neurodeploy.neuron import MultiStepLIF
+from neurodeploy.models.neuron import MultiStepLIF
 
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from neurodeploy.cli import main
-from neurodeploy.lower import LoweredNetwork
+from neurodeploy.lower.network_file import load_network
 from testmodels import tiny_spikingformer
 from neurodeploy.sim import simulate
 
@@ -86,7 +86,7 @@ def test_loihi2_target_writes_lowered_network_netx_and_summary(tiny_files, tmp_p
     assert summary["lava_standard_library_only"] and {d["class"] for d in summary["lava_processes"]} >= {
         "ProdNeuron", "GradedVec", "Sparse", "DelaySparse", "LIFReset"}
     assert not summary["netx"]["written"] and "bias_exp" in summary["netx"]["stopped"]
-    net = LoweredNetwork.load(str(out / "network.npz"))
+    net = load_network(str(out / "network.npz"))
     back = get_target("loihi2").read(out)
     assert back.net.metadata["input_range"] == summary["input_range"]
     x = np.random.default_rng(3).random((2, 1, 8, 8)).astype(np.float32)

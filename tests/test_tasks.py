@@ -174,13 +174,13 @@ def test_lava_equals_engine_on_the_trained_small_model(small_trained, tmp_path, 
     spikes, u and v bit for bit.  The trained network fires in every layer, so the comparison is not of
     silent populations."""
     from neurodeploy.lava.slices import check_slices
-    from neurodeploy.lower.network import LoweredNetwork
+    from neurodeploy.lower.network_file import load_network
     from neurodeploy.lower.slices import partition
     from neurodeploy.sim import simulate
     out = tmp_path / "out"
     assert main(["export", str(small_trained), "-o", str(out), "--target", "loihi2", "--data", "digits"]) == 0
     capsys.readouterr()
-    net = LoweredNetwork.load(out / "loihi2" / "network.npz")
+    net = load_network(out / "loihi2" / "network.npz")
     x, _ = tasks.task_samples((3, 32, 32), "test", indices=[0])
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
     steps = int(net.metadata["time_steps"]) + int(net.metadata["latency"])

@@ -28,7 +28,8 @@ from neurodeploy.errors import UnsupportedError
 from neurodeploy.graph import simulate as float_simulate
 from neurodeploy.graph import steps_per_tau
 from neurodeploy.graph.core import graph_dt, predecessors
-from neurodeploy.lower.network import MIXED, LoweredNetwork
+from neurodeploy.lower.fixed_point import MIXED
+from neurodeploy.lower.network import LoweredNetwork
 
 _WEIGHT = ("Conv1d", "Conv2d", "Affine", "Linear")
 _PASS = ("SumPool2d", "Flatten")

@@ -33,7 +33,7 @@ from ..errors import BadInputError
 from ..graph.attention import attention_roles, attention_spec
 from ..graph.core import meta, node_shape, order_and_back_edges, predecessors, successors
 from ..graph.flatten import flatten_subgraphs
-from ..graph.primitives import CONV, DENSE, kind_of, primitive_of
+from ..graph.primitives import CONV, DENSE, is_graph, kind_of, primitive_of
 from ..graph.roles import declared_role, infer_roles
 from .purity import check_purity
 
@@ -107,7 +107,7 @@ def annotate(graph, input_domain: str | None = None, allow=None) -> AnnotatedGra
     """The annotated graph of ``graph`` (an :class:`AnnotatedGraph` is returned as it is)."""
     if isinstance(graph, AnnotatedGraph):
         return graph
-    if not isinstance(graph, nir.NIRGraph):
+    if not is_graph(graph):
         raise BadInputError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
     flat = flatten_subgraphs(graph)
     order, back = order_and_back_edges(flat)

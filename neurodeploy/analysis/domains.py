@@ -37,7 +37,7 @@ from ..graph.attention import attention_spec
 from ..graph.core import _check_edges, input_names, successors, topological_order
 from ..graph.core import meta
 from ..graph.core import predecessors as _core_predecessors
-from ..graph.primitives import CONV, DENSE, kind_of, primitive_of
+from ..graph.primitives import CONV, DENSE, is_graph, kind_of, primitive_of
 
 INF = math.inf
 INPUT_DOMAINS = ("real", "counts", "binary")
@@ -181,7 +181,7 @@ def source_of(name: str, node) -> str:
 
 
 def is_attention(node) -> bool:
-    return isinstance(node, nir.NIRGraph) and meta(node, "neurodeploy.extension") == ATTENTION_EXTENSION
+    return is_graph(node) and meta(node, "neurodeploy.extension") == ATTENTION_EXTENSION
 
 
 # the graph helpers are the graph layer's own (one definition: edge-order predecessors, one cycle rule);
@@ -361,7 +361,7 @@ def analyze(graph: nir.NIRGraph, input_domain: str | None = None, pool_events: b
     ``input_domain``: real / counts / binary (default: graph metadata ``neurodeploy.input_domain``, else
     real).  ``pool_events``: a SumPool2d of one binary population is exact address routing of its spikes
     (how sinabs and DYNAP-CNN pool), so its counts are marked as events (see docs/purity.md)."""
-    if not isinstance(graph, nir.NIRGraph):
+    if not is_graph(graph):
         raise BadInputError(f"expected a nir.NIRGraph, got {type(graph).__name__}")
     declared = graph_input_domain(graph, input_domain)
     res = DomainAnalysis(graph=graph, input_domain=declared)

@@ -95,7 +95,7 @@ def _paths(graph, res, preds, head: str):
             else:
                 d = res.out.get(p)
                 raise UnsupportedError(
-                    f"cannot fold readout {head!r}: its input passes through {p!r} ({type(node).__name__}, "
+                    f"cannot fold readout {head!r}: its input passes through {p!r} ({primitive_of(node, p)}, "
                     f"{d.text() if d else 'unknown'}), which is not a Flatten, a spike source, or an "
                     f"Affine/Conv on spikes")
 

@@ -23,7 +23,6 @@ fixed 0/1 matrices) are reshapes in the source model and are not counted.
 """
 from __future__ import annotations
 
-import nir
 import numpy as np
 import torch
 import torch.nn.functional as F

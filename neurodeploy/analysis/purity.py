@@ -24,7 +24,7 @@ import nir
 import numpy as np
 
 from ..errors import BadInputError
-from ..graph.primitives import kind_of, primitive_of
+from ..graph.primitives import is_graph, kind_of, primitive_of
 from ..graph.roles import infer_roles
 from .domains import (Domain, DomainAnalysis, analyze, attention_params, is_attention,
                       node_metadata, placement_scale, role_of, source_of)
@@ -348,7 +348,7 @@ def resolve_allow(allow, res: DomainAnalysis) -> list[str]:
 def check_purity(graph: nir.NIRGraph, input_domain: str | None = None, allow=None,
                  pool_events: bool = True) -> PurityReport:
     """Value domains, synaptic classes and the verdict for ``graph``."""
-    if isinstance(graph, nir.NIRGraph) and not graph.nodes:
+    if is_graph(graph) and not graph.nodes:
         raise BadInputError("the graph has no nodes: there is nothing to check")
     res = analyze(graph, input_domain=input_domain, pool_events=pool_events)
     ops = classify(res)

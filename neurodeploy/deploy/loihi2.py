@@ -30,7 +30,7 @@ from ..lower.attention_graded import full_rate_bound
 from ..lower.loihi2 import lower_graph
 from ..fidelity import simulate_lowered
 from ..mapping import fit, from_lowered
-from ..lower.network import LoweredNetwork
+from ..lower.network_file import load_network, save_network
 from ..models.registry import family_of
 from .configs import DEFAULT, LoweringConfig, candidates, chip_budget, with_schedule
 
@@ -264,7 +264,7 @@ class Loihi2Target(Target):
     def write(self, artifact: Loihi2Artifact, folder: Path) -> list[Path]:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        artifact.net.save(str(folder / NETWORK_FILE))
+        save_network(artifact.net, str(folder / NETWORK_FILE))
         info = write_netx(artifact.net, str(folder / NETX_FILE))
         summary = dict(artifact.summary)
         summary["netx"] = {"written": bool(info["layers"]), "layers": info["layers"],
@@ -283,7 +283,7 @@ class Loihi2Target(Target):
         if not npz.is_file():
             raise BadInputError(f"{folder}: no {NETWORK_FILE} (not a Loihi 2 artifact folder written by "
                                 "'neurodeploy export --target loihi2')")
-        net = LoweredNetwork.load(str(npz))
+        net = load_network(str(npz))
         summary = {}
         sp = folder / SUMMARY_FILE
         if sp.is_file():

@@ -74,6 +74,12 @@ def classes(kind: str) -> tuple[type, ...]:
 SPIKING_NEURONS = tuple(c for c in classes("spiking") if c is not nir.Threshold)
 
 
+def is_graph(obj) -> bool:
+    """Whether ``obj`` is a NIR graph (a whole model, or a ``subgraph`` node inside one): the one test for it,
+    so stages outside ``graph/`` never name NIR classes."""
+    return isinstance(obj, nir.NIRGraph)
+
+
 def primitive_of(node, name: str = "?") -> str:
     """The primitive ``node`` is, by NIR's own type name (``"Conv2d"``, the name NIR files store), looked up in
     the table as :func:`kind_of` does (subclasses resolve to their primitive); unknown -> UnsupportedError.

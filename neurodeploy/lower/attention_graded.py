@@ -36,7 +36,8 @@ import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
 from .balance import balance_network, path_latency
-from .network import EXCITATORY, INHIBITORY, Attention, LoweredNetwork, Population, Synapse
+from .fixed_point import EXCITATORY, INHIBITORY
+from .network import Attention, LoweredNetwork, Population, Synapse
 
 #: synapse hops of the graded form minus the one of the process op (input -> P1 -> counts -> P2 -> LIF)
 STAGE_LATENCY = 3

@@ -8,12 +8,11 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-import nir
-
 from .. import limits
 from ..analysis.annotate import AnnotatedGraph
 from ..errors import BadInputError, ResourceLimitError
 from ..graph.core import validate_graph
+from ..graph.primitives import is_graph
 from .attention_graded import ATTENTION_SCHEDULES
 
 #: Loihi 2's bias exponent field: 0..7 (the lowering raises it up to 7 to fit the 13-bit mantissa)
@@ -34,7 +33,7 @@ def check_lowering_inputs(graph, T=None, scale=None, rounding="nearest", input_r
     where = "lower_graph: "
     if isinstance(graph, AnnotatedGraph):
         graph = graph.graph
-    if not isinstance(graph, nir.NIRGraph):
+    if not is_graph(graph):
         raise BadInputError(f"{where}argument 'graph' must be a nir.NIRGraph (or its AnnotatedGraph), "
                             f"got {type(graph).__name__}")
     if T is not None:

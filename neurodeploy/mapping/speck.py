@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import maximum_flow
 
-from .partition import Core, FitResult, Piece, Violation
+from .records import Core, FitResult, Piece, Violation
 
 
 def layer_memory(layer) -> dict:

@@ -3,7 +3,7 @@ design-rule check (DRC): the whole network on one core, limits from the profile.
 from __future__ import annotations
 
 from ..lower.xylo import XyloArtifact
-from .partition import Core, FitResult, Violation
+from .records import Core, FitResult, Violation
 
 
 def fit(artifact: XyloArtifact, profile):

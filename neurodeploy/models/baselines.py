@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..neuron import MultiStepLIF
+from .neuron import MultiStepLIF
 from .spikingformer import _bn_over_time, image_over_time
 
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..neuron import MultiStepLIF
+from .neuron import MultiStepLIF
 from .spikingformer import image_over_time
 
 

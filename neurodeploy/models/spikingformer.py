@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from ..neuron import MultiStepLIF
+from .neuron import MultiStepLIF
 
 
 def image_over_time(x: torch.Tensor, T: int) -> torch.Tensor:

@@ -17,11 +17,11 @@ def _lif(n):
                    v_threshold=np.ones(n, np.float32))
 
 
-def hand_graph():
+def hand_graph(w1=-0.75):
     """input -> w0 (1.5) -> a and b; a -> w1 (-0.75) -> b: b reads x_1 = w0 x + w1 s_a, a reads x_0 = w0 x."""
     nodes = {"input": nir.Input(input_type={"input": np.array([1])}),
              "w0": nir.Linear(weight=np.array([[1.5]], np.float32)), "a": _lif(1),
-             "w1": nir.Linear(weight=np.array([[-0.75]], np.float32)), "b": _lif(1),
+             "w1": nir.Linear(weight=np.array([[w1]], np.float32)), "b": _lif(1),
              "output": nir.Output(output_type={"output": np.array([1])})}
     edges = [("input", "w0"), ("w0", "a"), ("w0", "b"), ("a", "w1"), ("w1", "b"), ("b", "output")]
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"neurodeploy.input_domain": "binary"})
@@ -69,10 +69,38 @@ def test_hand_checked_stream():
     assert all(s.weight_exp == 0 for s in one.synapses if s.name == "b.stream<-a.stream")
 
 
+def test_hand_checked_ratio_stream():
+    """--stream-scale ratio (docs/lowering.md): each relay gets the largest scale its own terms allow, and reads
+    its parent at the 8-bit weight nearest the scales' ratio.  With w1 = -0.6, b.stream allows 254 / 0.6 ->
+    423 (level: 169 x 2 = 338); it reads a.stream at 5 x 2^-1 = 2.5 (423 / 169 = 2.503, 0.12 % low): 254 x 5 =
+    1270, >> 1 = 635; a's spike (w1 at 423: -254) leaves 381."""
+    from neurodeploy.lower.stream import ratio_weight
+    assert ratio_weight(338, 169) == (1, 1) and ratio_weight(169, 338) == (1, -1)      # exact: as level
+    assert ratio_weight(423, 169) == (5, -1) and ratio_weight(600, 7) == (171, -1)     # 85.71: 85.5 nearest
+    assert ratio_weight(1000, 1, mmax=100) == (31, 5)      # m <= 100: 992 and 1008 tie, the smaller mantissa
+    level, _ = lower_graph(hand_graph(-0.6), T=6)
+    net, rep = lower_graph(hand_graph(-0.6), T=6, stream_scale="ratio")
+    assert level.pop("b.stream").scale == 338
+    assert net.pop("a.stream").scale == 169 and net.pop("b.stream").scale == 423 and net.pop("b").vth == 846
+    syn = {s.name: s for s in net.synapses}
+    assert syn["b.stream<-a.stream"].weights.toarray().tolist() == [[5]] and syn["b.stream<-a.stream"].weight_exp == -1
+    assert syn["b.stream<-a"].weights.tolist() == [[-254]]
+    err = [g["rel_error"] for lay in rep["layers"] if lay["population"] == "b.stream" for g in lay["groups"]
+           if g["source"] == "a.stream"]
+    assert err == [pytest.approx(1 - 2.5 * 169 / 423)]
+    x = np.zeros((10, 1, 1), np.int64)
+    x[:6] = 1
+    r = simulate(net, {"input": x}, 10, record="all")
+    assert r["b.stream"]["s"][:, 0, 0].tolist() == [0, 0, 0, 635, 381, 635, 381, 635, 381, 0]
+    rl = simulate(level, {"input": x}, 10, record="all")
+    assert r["b"]["s"].tolist() == rl["b"]["s"].tolist() == [[[int(t == 6)]] for t in range(10)]
+
+
 @pytest.mark.lava
-def test_hand_stream_in_lava_equals_engine():
+@pytest.mark.parametrize("w1,mode", [(-0.75, "level"), (-0.6, "ratio")])
+def test_hand_stream_in_lava_equals_engine(w1, mode):
     from neurodeploy.lava.run import run_lava
-    net, _ = lower_graph(hand_graph(), T=6)
+    net, _ = lower_graph(hand_graph(w1), T=6, stream_scale=mode)
     x = np.zeros((10, 1, 1), np.int64)
     x[:6] = 1
     ours = simulate(net, {"input": x}, 10, record="all")

@@ -40,10 +40,11 @@ def add_lowering_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-signs", action="store_true",
                         help="loihi2: every mixed-sign spike group becomes an excitatory and an inhibitory group "
                              "(one more bit of weight resolution, one more synapse group each; docs/lowering.md)")
-    parser.add_argument("--stream-scale", choices=("level", "one"), default=None,
+    parser.add_argument("--stream-scale", choices=("level", "one", "ratio"), default=None,
                         help="loihi2: the integer scale of the residual stream's relays: level (default: each relay "
-                             "the largest its own weights and readers allow, a power of two apart) or one (one "
-                             "scale for the whole stream, set by its largest weight; docs/lowering.md)")
+                             "the largest its own weights and readers allow, a power of two apart), one (one "
+                             "scale for the whole stream, set by its largest weight) or ratio (each relay the "
+                             "largest it allows, its parent read at an 8-bit weight; docs/lowering.md)")
     parser.add_argument("--attention-schedule", choices=ATTENTION_SCHEDULES, default=None,
                         help="loihi2: how the attention is built (all exact): parallel (default) or packed "
                              "(channels packed into 24-bit graded words: half the product neurons or fewer, "

@@ -119,9 +119,9 @@ class Loihi2Lowering:
         out = []
         for t in pl.value.terms:
             if t.src in stream.relays:
-                # (a relay reads its parent relay at 2^shift of its scale; a reader reads its relay at 1)
-                out.append(Group("stream", None, term=t, weight_exp=stream.shift.get(name, 0) if pl.kind == "relay"
-                                 else 0))
+                # (a relay reads its parent relay at weight m 2^e, S / S_parent; a reader reads its relay at 1)
+                m, e, err = stream.parent_weight.get(name, (1, 0, 0.0)) if pl.kind == "relay" else (1, 0, 0.0)
+                out.append(Group("stream", (m, err), term=t, weight_exp=e))
                 continue
             src_shape = self.in_shape if t.src == self.inp else node_shape(self.g.nodes[t.src], "output")
             delays, ops = split_delays(self.g, list(t.ops), src_shape, self.dt)
@@ -267,7 +267,7 @@ class Loihi2Lowering:
         stream = StreamPlan(plans)
         if self.residual_stream == "relay" and not self.fixed_scale:
             stream = plan_stream(plans, inp, self.in_shape, self.domain, self.chains,
-                                 per_level=self.stream_scale == "level")
+                                 mode=self.stream_scale)
         for name, pl in stream.plans.items():
             self.population(net, name, pl, stream)
         if self.need_const:

@@ -220,13 +220,14 @@ def make_synapses(name, chip, S, n, source_of, view_of):
     for g in chip:
         t = g.term
         if g.kind == "stream":
-            # a stream value read one-to-one (graded, weight 1: the scales are chosen so that the payload is
-            # this population's input exactly, or, relay from relay, its 2^weight_exp: a left shift is exact, a
-            # right shift floors once)
+            # a stream value read one-to-one (graded; the scales are chosen so that the payload is this
+            # population's input exactly (weight 1), or, relay from relay, times m 2^weight_exp (g.weights =
+            # (m, relative error of m 2^e against S / S_parent)): a left shift is exact, a right shift floors once)
+            m, err = g.weights or (1, 0.0)
             sname = f"{name}<-{t.src}"
-            syns.append(Synapse(sname, t.src, name, "sparse", identity_csr(n), weight_exp=g.weight_exp,
+            syns.append(Synapse(sname, t.src, name, "sparse", identity_csr(n) * int(m), weight_exp=g.weight_exp,
                                 sign_mode=EXCITATORY, graded=True, source=f"residual stream value {t.src}"))
-            report.append({"synapse": sname, "source": t.src, "weight_exp": g.weight_exp, "rel_error": 0.0,
+            report.append({"synapse": sname, "source": t.src, "weight_exp": g.weight_exp, "rel_error": float(err),
                            "clipped": 0})
             continue
         w = g.weights

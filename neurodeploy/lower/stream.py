@@ -31,21 +31,36 @@ from .network import VTH_MAX
 from .quantize import BIAS_MANT, UV_LIMIT, absmax, row_abs_sum
 
 
+def ratio_weight(S: int, S_parent: int, mmax: int = 255) -> tuple:
+    """The positive weight m 2^e (1 <= m <= mmax, e in -8..7) nearest S / S_parent, exact when it can be: the
+    weight at which a relay of scale S reads its parent of scale S_parent."""
+    best = None
+    for e in range(7, -9, -1):          # the smallest mantissa first among equals
+        m = min(mmax, max(1, round(S / S_parent * 2.0 ** -e)))
+        err = abs(m * 2.0 ** e * S_parent - S)
+        if best is None or err < best[0] - 1e-9:
+            best = (err, m, e)
+    return best[1], best[2]
+
+
 @dataclass
 class StreamPlan:
     """The populations with the stream relays inserted before their first reader (``plans``), the integer
     ``scale`` of every relay and reader, the float group of every stream term (``groups``, by (source, ops);
-    computed once here) and the readers of each relay (``relays``)."""
+    computed once here), the readers of each relay (``relays``) and the weight (mantissa, exponent) at which a
+    relay reads its parent relay (``parent_weight``)."""
     plans: dict
     scale: dict = field(default_factory=dict)
     groups: dict = field(default_factory=dict)
     relays: dict = field(default_factory=dict)
-    shift: dict = field(default_factory=dict)
+    parent_weight: dict = field(default_factory=dict)     # relay -> (mantissa, weight_exp, relative error)
 
 
-def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, per_level: bool = True) -> StreamPlan:
+def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, mode: str = "level") -> StreamPlan:
     """Build each value of a residual stream once (see the module docstring).  ``plans``: name ->
-    :class:`PopulationPlan` in the lowering's order."""
+    :class:`PopulationPlan` in the lowering's order; ``mode``: ``level`` (S_K = B 2^j_K), ``one`` (S_K = B) or
+    ``ratio`` (S_K the largest multiple of its readers' p within its own bound, the parent read at an 8-bit
+    weight m 2^e that equals S_K / S_parent, or is its nearest 8-bit value)."""
     g = chains.g
     none = StreamPlan(plans)
     order = list(plans)
@@ -145,18 +160,34 @@ def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, pe
     if any(base[r_] < step[r_] for r_ in base):
         return none            # (no integer scale within the registers)
     out = StreamPlan({})
-    for K in used:
+    if mode == "ratio":
+        for K in sorted(used, key=len):         # parents first
+            st = math.lcm(*[frac[n].numerator for n in readers[K]])
+            S = int(math.floor(own[K] / st)) * st
+            if S < st:
+                return none
+            out.scale[rname[K]] = S
+            if K in parent:
+                P = parent[K]
+                # the parent's payload |x_P| S_P times m must stay within the 24-bit accumulator
+                mmax = min(255, int((1 << 23) / max(1.0, float(rowabs[P].max()) * out.scale[rname[P]] * 1.01)))
+                m, e = ratio_weight(S, out.scale[rname[P]], mmax)
+                out.parent_weight[rname[K]] = (m, e, abs(m * 2.0 ** e * out.scale[rname[P]] / S - 1.0))
+        for K in used:
+            for n in readers[K]:
+                out.scale[n] = out.scale[rname[K]] * frac[n].denominator // frac[n].numerator
+    for K in used if mode != "ratio" else ():
         # per level: S_K = B 2^j_K with B the tree's common base (a multiple of every reader's p) and j_K >= 0
         # the largest power of two the relay allows; a relay reads its parent shifted by 2^(j_K - j_parent)
         B = int(math.floor(base[root(K)] / step[root(K)])) * step[root(K)]
         j = 0
-        while per_level and (B << (j + 1)) <= own[K]:
+        while mode == "level" and (B << (j + 1)) <= own[K]:
             j += 1
         out.scale[rname[K]] = B << j
-    for K in used:
+    for K in used if mode != "ratio" else ():
         S = out.scale[rname[K]]
         if K in parent:
-            out.shift[rname[K]] = int(round(math.log2(S / out.scale[rname[parent[K]]])))
+            out.parent_weight[rname[K]] = (1, int(round(math.log2(S / out.scale[rname[parent[K]]]))), 0.0)
         for n in readers[K]:
             out.scale[n] = S * frac[n].denominator // frac[n].numerator
     # the new destinations: relays before their first reader; readers read their relay only

@@ -55,8 +55,8 @@ def check_lowering_inputs(graph, T=None, scale=None, rounding="nearest", input_r
         raise BadInputError(f"attention_schedule '{attention_schedule}' needs attention='graded'")
     if residual_stream not in ("relay", "expanded"):
         raise BadInputError(f"residual_stream must be 'relay' or 'expanded', not '{residual_stream}'")
-    if stream_scale not in ("level", "one"):
-        raise BadInputError(f"stream_scale must be 'level' or 'one', not '{stream_scale}'")
+    if stream_scale not in ("level", "one", "ratio"):
+        raise BadInputError(f"stream_scale must be 'level', 'one' or 'ratio', not '{stream_scale}'")
     try:
         lo, hi = input_range
         ok = all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi)) and lo <= hi

@@ -281,15 +281,8 @@ def export_sdt(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
     b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
     sps = model.patch_embed
     stat = sps.pooling_stat
-    if stat[3] == "1":
-        raise UnsupportedError(
-            "module 'patch_embed.maxpool3': SDT V1 max-pools the real-valued BN output of tokenizer stage 3 "
-            "(pooling_stat[3] = '1', before proj_lif3 and in the RPE shortcut): a max of membrane values has no "
-            "spike form (a max of spikes is an OR, a max of reals needs comparators) and no NIR primitive, so "
-            "the model cannot be exported for a neuromorphic chip; retrain with pooling_stat[3] = '0' (pool "
-            "spikes at an earlier stage)")
     prev = ["input"]
-    unused = {"attn_lif", "talking_heads", "rpe_lif", "maxpool3"}
+    unused = {"attn_lif", "talking_heads", "rpe_lif"}
     for i in range(3):
         sfx = "" if i == 0 else str(i)
         name, shape = b.conv_bn(f"patch_embed.proj_conv{sfx}", getattr(sps, f"proj_conv{sfx}"),
@@ -303,6 +296,10 @@ def export_sdt(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
             unused.add(f"maxpool{sfx}")
     feat, shape = b.conv_bn("patch_embed.proj_conv3", sps.proj_conv3, sps.proj_bn3, "patch_embed.proj_bn3", shape,
                             prev, dims=2)
+    if stat[3] == "1":      # the official configs: a max of the real BN output (the max_pool2d extension)
+        feat, shape = b.maxpool_values("patch_embed.maxpool3", sps.maxpool3, shape, [feat])
+    else:
+        unused.add("maxpool3")
     l3 = b.lif("patch_embed.proj_lif3", sps.proj_lif3, shape, [feat])
     rpe, _ = b.conv_bn("patch_embed.rpe_conv", sps.rpe_conv, sps.rpe_bn, "patch_embed.rpe_bn", shape, [l3], dims=2)
     if shape[0] != cfg.embed_dim:
@@ -363,23 +360,27 @@ def export_qkformer(model, input_shape=None, dtype=np.float32, expand_attention:
     blocks, on [C, N] tokens with the spike-element-wise (integer) stream.  Every later patch embedding,
     and the ImageNet PatchEmbedInit, max-pools a real BN output before its LIF: refused, naming the module."""
     cfg = model.cfg
-    for embed_name, embed, _, _ in model.stages():
-        pool = next((n for n in ("proj_maxpool", "proj3_maxpool", "proj4_maxpool") if hasattr(embed, n)), None)
-        if pool is not None:
-            raise UnsupportedError(
-                f"module '{embed_name}.{pool}': QKFormer max-pools the real-valued BN output before the LIF in its "
-                "patch embedding; a max of membrane values has no spike form (a max of spikes is an OR, a max of "
-                "reals needs comparators) and no NIR primitive, so the model cannot be exported for a neuromorphic "
-                "chip (retrain with the max-pool after the LIF, on spikes, or with a strided convolution)")
+    if cfg.num_stages > 1:
+        raise UnsupportedError(
+            f"module 'patch_embed2': QKFormer stages after the first are not exported yet (num_stages "
+            f"{cfg.num_stages}); export a model with num_stages 1")
     b = GraphBuilder(dtype)
     shape = _image_shape(cfg, input_shape)
     b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
     e, pe = model.patch_embed1, "patch_embed1"
     c0, shape0 = b.conv_bn(f"{pe}.proj_conv", e.proj_conv, e.proj_bn, f"{pe}.proj_bn", shape, ["input"], dims=2,
                            role="encoder")
+    if e.coding == "imagenet":          # max-pools of the real BN outputs: the max_pool2d extension
+        c0, shape0 = b.maxpool_values(f"{pe}.proj_maxpool", e.proj_maxpool, shape0, [c0])
     s0 = b.lif(f"{pe}.proj_lif", e.proj_lif, shape0, [c0])
     c1, shape1 = b.conv_bn(f"{pe}.proj1_conv", e.proj1_conv, e.proj1_bn, f"{pe}.proj1_bn", shape0, [s0], dims=2)
-    s1 = b.lif(f"{pe}.proj1_lif", e.proj1_lif, shape1, [c1])
+    if e.coding == "imagenet":
+        c1, shape1 = b.maxpool_values(f"{pe}.proj1_maxpool", e.proj1_maxpool, shape1, [c1])
+        s1 = b.lif(f"{pe}.proj1_lif", e.proj1_lif, shape1, [c1])
+        c1, shape1 = b.conv_bn(f"{pe}.proj2_conv", e.proj2_conv, e.proj2_bn, f"{pe}.proj2_bn", shape1, [s1], dims=2)
+        s1 = b.lif(f"{pe}.proj2_lif", e.proj2_lif, shape1, [c1])
+    else:
+        s1 = b.lif(f"{pe}.proj1_lif", e.proj1_lif, shape1, [c1])
     cr, shape_r = b.conv_bn(f"{pe}.proj_res_conv", e.proj_res_conv, e.proj_res_bn, f"{pe}.proj_res_bn", shape0, [s0],
                             dims=2)
     sr = b.lif(f"{pe}.proj_res_lif", e.proj_res_lif, shape_r, [cr])

@@ -94,8 +94,12 @@ class GraphBuilder:
             self.use(bn_name)
         self.use(name)
         md = {"folded_bn": bn_name} if bn is not None else {}
+        if dims == 2 and w.dim() == 3 and tuple(conv.kernel_size) == (1,) and tuple(conv.stride) == (1,) \
+                and tuple(conv.padding) in ((0,), 0):
+            w = w.unsqueeze(-1)     # a token-wise Conv1d is the same map as a 1x1 Conv2d on the token grid
+            conv = nn.Conv2d(conv.in_channels, conv.out_channels, 1, device="meta")
         if dims == 2:
-            if conv.weight.dim() != 4:
+            if w.dim() != 4:
                 raise UnsupportedError(f"module {name!r}: expected a Conv2d")
             C, H, W = in_shape
             node = nir.Conv2d(input_shape=(int(H), int(W)), weight=self.arr(w.numpy()), stride=tuple(conv.stride),

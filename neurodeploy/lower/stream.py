@@ -24,7 +24,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..graph.primitives import primitive_of
-from .chains import Chains, PopulationPlan, Term, Value, node_shape
+from .chains import Chains, PopulationPlan, Term, Value, graded_group, node_shape
 from .network import VTH_MAX
 from .quantize import BIAS_MANT, UV_LIMIT, absmax, row_abs_sum
 
@@ -40,9 +40,11 @@ class StreamPlan:
     relays: dict = field(default_factory=dict)
 
 
-def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains) -> StreamPlan:
+def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, graded: dict | None = None) -> StreamPlan:
     """Build each value of a residual stream once (see the module docstring).  ``plans``: name ->
-    :class:`PopulationPlan` in the lowering's order."""
+    :class:`PopulationPlan` in the lowering's order; ``graded``: graded sources (max-pools) -> (payload scale,
+    value bound): their terms are graded groups (:func:`neurodeploy.lower.chains.graded_group`)."""
+    graded = graded or {}
     g = chains.g
     none = StreamPlan(plans)
     order = list(plans)
@@ -89,6 +91,8 @@ def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains) ->
             t = t_by_key[key]
             src_shape = in_shape if t.src == inp else node_shape(g.nodes[t.src], "output")
             grp = chains.chain_structure(list(t.ops), src_shape, np.ones(size[K]), readers[K][0])
+            if t.src in graded and grp.kind in ("conv", "dense", "sparse"):
+                grp = graded_group(grp, *graded[t.src], readers[K][0])
             if grp.kind not in ("conv", "dense", "sparse"):
                 return none          # (a pooled readout: not a stream term)
             grp.term = t
@@ -102,11 +106,11 @@ def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains) ->
     for K in sorted(used, key=len):
         ra = rowabs[parent[K]].copy() if K in parent else np.zeros(size[K])
         for key in K - (parent.get(K) or frozenset()):
-            ra += row_abs_sum(terms[key].kind, terms[key].weights, size[K])
+            ra += row_abs_sum(terms[key].kind, terms[key].weights, size[K]) * terms[key].in_bound
         rowabs[K] = ra
     bound = {}
     for K in used:
-        top = 254.0 / max([absmax(terms[key].weights) for key in K] + [1e-12])
+        top = 254.0 / max([absmax(terms[key].weights) / (terms[key].payload_scale or 1.0) for key in K] + [1e-12])
         for n in readers[K]:
             pl = plans[n]
             r = float(pl.rowgain[0])

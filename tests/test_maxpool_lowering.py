@@ -59,6 +59,9 @@ def tree_network(C, H, W) -> LoweredNetwork:
     net.populations += pops
     net.synapses += syns
     net.outputs = ["mp"]
+    # the payload bounds the lowering declares for its trees (|P| <= 2 max|X|, |M| <= max|X|; here |x| < 2^17)
+    net.metadata["graded_bounds"] = {"mp.in": 1 << 17, **{p.name: (1 << 17 if p.kind == "relay" else 1 << 18)
+                                                           for p in pops}}
     balance_network(net, T=3)
     return net
 

@@ -63,7 +63,7 @@ def split_signs(groups: list) -> list:
     out = []
     for g in groups:
         if g.kind not in ("conv", "dense", "sparse") or g.delays is not None or not mixed(g.weights) or \
-                isinstance(g.native, PooledRelay):
+                isinstance(g.native, PooledRelay) or g.payload_scale:
             out.append(g)
             continue
         w = g.weights
@@ -73,7 +73,7 @@ def split_signs(groups: list) -> list:
                 part.eliminate_zeros()
             else:
                 part = np.where(keep(w), w, 0.0)
-            out.append(Group(g.kind, part, g.native, g.term, g.delays, suffix))
+            out.append(Group(g.kind, part, g.native, g.term, g.delays, suffix, g.payload_scale, g.in_bound))
     return out
 
 
@@ -187,12 +187,14 @@ def population_scale(chip, enc, bias, n, *, du, dv, readout, T, input_range, v0=
     input over 4096 / (du + 1) steps; a readout's v over T steps, dv 0, or 4096 / dv steps), the bias (and the
     host-encoded input) within 13-bit mantissas with exponent <= 7, the initial v ``v0`` within 24 bits.  An
     integer in 1..VTH_MAX for spiking populations, a float for readouts."""
-    mx = max([absmax(g.weights) for g in chip] + [1e-12])
+    # a group out of a graded source (payload = value x payload_scale) is quantized at S / payload_scale
+    mx = max([absmax(g.weights) / (g.payload_scale or 1.0) for g in chip] + [1e-12])
     # mixed-sign mantissas are even, at most 254; one-sign groups (split_signs) reach 255
     S = (255.0 if any(g.suffix for g in chip) and not any(mixed(g.weights) for g in chip) else 254.0) / mx
     row = np.abs(bias).copy()
     for g in chip:
-        row += row_abs_sum(g.kind, g.weights, n) * (g.native.positions if isinstance(g.native, PooledRelay) else 1)
+        row += row_abs_sum(g.kind, g.weights, n) * (g.native.positions if isinstance(g.native, PooledRelay) else 1) \
+            * g.in_bound
     for g in enc:
         lo, hi = input_range
         row += row_abs_sum(g.kind, g.weights, n) * max(abs(lo), abs(hi))
@@ -230,7 +232,14 @@ def make_synapses(name, chip, S, n, source_of, view_of):
                            "clipped": 0})
             continue
         w = g.weights
-        if g.kind == "sparse":
+        if g.payload_scale:             # graded source: its payload is the value x payload_scale
+            S_g = S / g.payload_scale
+            if g.kind == "sparse":
+                q = quant_group(w.data * S_g, conv=False)
+                q.mant = sp.csr_matrix((q.mant, w.indices, w.indptr), shape=w.shape)
+            else:
+                q = quant_group(np.asarray(w) * S_g, conv=False)
+        elif g.kind == "sparse":
             q = quant_group(w.data * S, conv=False)
             q.mant = sp.csr_matrix((q.mant, w.indices, w.indptr), shape=w.shape)
         elif g.kind == "dense" and w.size > 1 << 22:
@@ -250,7 +259,8 @@ def make_synapses(name, chip, S, n, source_of, view_of):
                                 src_view=() if tuple(c.view) == pshape else tuple(c.view)))
         else:
             syns.append(Synapse(sname, src, name, g.kind, q.mant, weight_exp=q.exp, sign_mode=q.sign_mode,
-                                source=src_desc, graded=isinstance(g.native, PooledRelay), delays=g.delays))
+                                source=src_desc, graded=isinstance(g.native, PooledRelay) or bool(g.payload_scale),
+                                delays=g.delays))
         report.append({"synapse": sname, "source": src_desc, "weight_exp": q.exp, "rel_error": q.rel_error,
                        "clipped": q.clipped})
     return syns, report, clipped_all

@@ -26,7 +26,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..graph.primitives import primitive_of
-from .chains import Chains, PopulationPlan, Term, Value, node_shape
+from .chains import Chains, PopulationPlan, Term, Value, graded_group, node_shape
 from .network import VTH_MAX
 from .quantize import BIAS_MANT, UV_LIMIT, absmax, row_abs_sum
 
@@ -43,9 +43,12 @@ class StreamPlan:
     shift: dict = field(default_factory=dict)
 
 
-def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, per_level: bool = True) -> StreamPlan:
+def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, graded: dict | None = None,
+                per_level: bool = True) -> StreamPlan:
     """Build each value of a residual stream once (see the module docstring).  ``plans``: name ->
-    :class:`PopulationPlan` in the lowering's order."""
+    :class:`PopulationPlan` in the lowering's order; ``graded``: graded sources (max-pools) -> (payload scale,
+    value bound): their terms are graded groups (:func:`neurodeploy.lower.chains.graded_group`)."""
+    graded = graded or {}
     g = chains.g
     none = StreamPlan(plans)
     order = list(plans)
@@ -92,6 +95,8 @@ def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, pe
             t = t_by_key[key]
             src_shape = in_shape if t.src == inp else node_shape(g.nodes[t.src], "output")
             grp = chains.chain_structure(list(t.ops), src_shape, np.ones(size[K]), readers[K][0])
+            if t.src in graded and grp.kind in ("conv", "dense", "sparse"):
+                grp = graded_group(grp, *graded[t.src], readers[K][0])
             if grp.kind not in ("conv", "dense", "sparse"):
                 return none          # (a pooled readout: not a stream term)
             grp.term = t
@@ -105,13 +110,14 @@ def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, pe
     for K in sorted(used, key=len):
         ra = rowabs[parent[K]].copy() if K in parent else np.zeros(size[K])
         for key in K - (parent.get(K) or frozenset()):
-            ra += row_abs_sum(terms[key].kind, terms[key].weights, size[K])
+            ra += row_abs_sum(terms[key].kind, terms[key].weights, size[K]) * terms[key].in_bound
         rowabs[K] = ra
     # the largest scale each relay K allows: its own (fresh) terms' mantissas and its readers' registers
     own = {}
     for K in used:
         fresh = K - (parent.get(K) or frozenset())
-        top = 254.0 / max([absmax(terms[key].weights) for key in fresh] + [1e-12])
+        top = 254.0 / max([absmax(terms[key].weights) / (terms[key].payload_scale or 1.0) for key in fresh]
+                          + [1e-12])
         for n in readers[K]:
             pl = plans[n]
             r = float(pl.rowgain[0])

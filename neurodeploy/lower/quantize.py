@@ -16,6 +16,7 @@ docs/lowering.md).
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,7 +74,7 @@ def split_signs(groups: list) -> list:
                 part.eliminate_zeros()
             else:
                 part = np.where(keep(w), w, 0.0)
-            out.append(Group(g.kind, part, g.native, g.term, g.delays, suffix, g.payload_scale, g.in_bound))
+            out.append(dataclasses.replace(g, weights=part, suffix=suffix))
     return out
 
 
@@ -159,8 +160,9 @@ def with_delays(grp: Group, d, dst) -> Group:
         w = sp.csr_matrix(w)
         w.sort_indices()
         dm = sp.csr_matrix((d[w.indices].astype(np.int64), w.indices.copy(), w.indptr.copy()), shape=w.shape)
-        return Group(kind, w, native, grp.term, as_sparse(dm))
-    return Group(kind, w, native, grp.term, np.broadcast_to(d[None, :], w.shape).copy())
+        return dataclasses.replace(grp, kind=kind, weights=w, native=native, delays=as_sparse(dm))
+    return dataclasses.replace(grp, kind=kind, weights=w, native=native,
+                               delays=np.broadcast_to(d[None, :], w.shape).copy())
 
 
 # ---------------------------------------------------------------- scales

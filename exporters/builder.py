@@ -8,6 +8,7 @@ from torch import nn
 
 from neurodeploy.errors import UnsupportedError
 from neurodeploy.graph.core import DT_DEFAULT, FORMAT_VERSION
+from neurodeploy.graph.maxpool import make_maxpool_node
 
 
 def module_desc(mod) -> str:
@@ -93,8 +94,12 @@ class GraphBuilder:
             self.use(bn_name)
         self.use(name)
         md = {"folded_bn": bn_name} if bn is not None else {}
+        if dims == 2 and w.dim() == 3 and tuple(conv.kernel_size) == (1,) and tuple(conv.stride) == (1,) \
+                and tuple(conv.padding) in ((0,), 0):
+            w = w.unsqueeze(-1)     # a token-wise Conv1d is the same map as a 1x1 Conv2d on the token grid
+            conv = nn.Conv2d(conv.in_channels, conv.out_channels, 1, device="meta")
         if dims == 2:
-            if conv.weight.dim() != 4:
+            if w.dim() != 4:
                 raise UnsupportedError(f"module {name!r}: expected a Conv2d")
             C, H, W = in_shape
             node = nir.Conv2d(input_shape=(int(H), int(W)), weight=self.arr(w.numpy()), stride=tuple(conv.stride),
@@ -126,6 +131,19 @@ class GraphBuilder:
         self.add(f"{name}.sum", pool, inputs, source=name)
         self.add(f"{name}.or", nir.Threshold(threshold=np.full(out, 0.5, dtype=self.dtype)), f"{name}.sum", source=name)
         return f"{name}.or", out
+
+    def maxpool_values(self, name: str, mod, shape, inputs) -> tuple[str, tuple]:
+        """MaxPool2d on real values (a BN output, before its LIF): the ``neurodeploy.max_pool2d`` extension
+        node (graph/maxpool.py; no NIR primitive computes a max of reals)."""
+        expect(mod, name, ("MaxPool2d",))
+        k, s, p, d = (_pair(getattr(mod, a)) for a in ("kernel_size", "stride", "padding", "dilation"))
+        if d != (1, 1) or mod.ceil_mode:
+            raise UnsupportedError(f"module {name!r}: MaxPool2d with dilation or ceil_mode is not supported")
+        C, H, W = (int(v) for v in shape)
+        node = make_maxpool_node(C, (H, W), k, s, p, source=name, dtype=self.dtype)
+        self.use(name)
+        self.add(name, node, inputs, source=name)
+        return name, (C,) + tuple(int(v) for v in node.nodes["output"].output_type["output"][1:])
 
     def readout(self, name: str, lin, stream, shape) -> str:
         """mean over tokens then Linear = one Affine on the flattened stream (W / N repeated N times);

@@ -18,7 +18,7 @@ MAX_EXPANSION_WEIGHTS = 30_000_000
 
 SUPPORTED_TORCH = (
     "neurodeploy Spikingformer (Conv2d/Conv1d + BatchNorm, MultiStepLIF, MaxPool2d(3, 2, 1), spiking self-attention, "
-    "Linear head), Spikformer, Spike-driven Transformer V1, QKFormer (first stage) and SEW-ResNet (ADD/AND/IAND) models; snnTorch and Norse modules through their importers"
+    "Linear head), Spikformer, Spike-driven Transformer V1, QKFormer and SEW-ResNet (ADD/AND/IAND) models; snnTorch and Norse modules through their importers"
 )
 
 
@@ -281,15 +281,8 @@ def export_sdt(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
     b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
     sps = model.patch_embed
     stat = sps.pooling_stat
-    if stat[3] == "1":
-        raise UnsupportedError(
-            "module 'patch_embed.maxpool3': SDT V1 max-pools the real-valued BN output of tokenizer stage 3 "
-            "(pooling_stat[3] = '1', before proj_lif3 and in the RPE shortcut): a max of membrane values has no "
-            "spike form (a max of spikes is an OR, a max of reals needs comparators) and no NIR primitive, so "
-            "the model cannot be exported for a neuromorphic chip; retrain with pooling_stat[3] = '0' (pool "
-            "spikes at an earlier stage)")
     prev = ["input"]
-    unused = {"attn_lif", "talking_heads", "rpe_lif", "maxpool3"}
+    unused = {"attn_lif", "talking_heads", "rpe_lif"}
     for i in range(3):
         sfx = "" if i == 0 else str(i)
         name, shape = b.conv_bn(f"patch_embed.proj_conv{sfx}", getattr(sps, f"proj_conv{sfx}"),
@@ -303,6 +296,10 @@ def export_sdt(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
             unused.add(f"maxpool{sfx}")
     feat, shape = b.conv_bn("patch_embed.proj_conv3", sps.proj_conv3, sps.proj_bn3, "patch_embed.proj_bn3", shape,
                             prev, dims=2)
+    if stat[3] == "1":      # the official configs: a max of the real BN output (the max_pool2d extension)
+        feat, shape = b.maxpool_values("patch_embed.maxpool3", sps.maxpool3, shape, [feat])
+    else:
+        unused.add("maxpool3")
     l3 = b.lif("patch_embed.proj_lif3", sps.proj_lif3, shape, [feat])
     rpe, _ = b.conv_bn("patch_embed.rpe_conv", sps.rpe_conv, sps.rpe_bn, "patch_embed.rpe_bn", shape, [l3], dims=2)
     if shape[0] != cfg.embed_dim:
@@ -336,77 +333,131 @@ def export_sdt(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
     return b.graph(_graph_meta(getattr(model, "arch", "sdt"), cfg.T, False))
 
 
-def qk_token_attention_nodes(b: GraphBuilder, p: str, q: str, k: str, D: int, N: int, heads: int, attn_lif) -> str:
-    """QKFormer's Q-K token attention in standard NIR primitives (docs/nir.md, "Q-K token attention");
-    exact for binary Q, K:
+def qk_token_attention_nodes(b: GraphBuilder, p: str, q: str, k: str, shape, heads: int, attn_lif) -> str:
+    """QKFormer's Q-K token attention in standard NIR primitives on the [D, H, W] token grid (docs/nir.md,
+    "Q-K token attention"); exact for binary Q, K:
 
-      head_sum  = Conv1d [heads, D, 1], 1 where channel c is in head h   [heads, N]  count of Q per head, token
-      attn_lif  = LIF (V_th 0.5)                                         [heads, N]  fires iff the count >= 1 (OR)
-      broadcast = Conv1d [D, heads, 1], 1 where channel c is in head h   [D, N]      the head's bit on its channels
-      k_and     = Threshold(broadcast + K > 1.5)                         [D, N]      A AND K
+      head_sum  = Conv2d 1x1 [heads, D], 1 where channel c is in head h   [heads, H, W]  count of Q per head, token
+      attn_lif  = LIF (V_th 0.5)                                          [heads, H, W]  fires iff the count >= 1 (OR)
+      broadcast = Conv2d 1x1 [D, heads], 1 where channel c is in head h   [D, H, W]      the head's bit on its channels
+      k_and     = Threshold(broadcast + K > 1.5)                          [D, H, W]      A AND K
     Returns the name of ``k_and`` (binary)."""
     dt = b.dtype
+    D, H, W = shape
     d = D // heads
-    member = np.zeros((heads, D, 1), dtype=dt)
-    member[np.arange(D) // d, np.arange(D), 0] = 1
-    cnt = b.add(f"{p}.head_sum", nir.Conv1d(input_shape=N, weight=member, stride=1, padding=0, dilation=1, groups=1,
-                                            bias=np.zeros(heads, dtype=dt)), q, source=p)
-    a = b.lif(f"{p}.attn_lif", attn_lif, (heads, N), [cnt])
-    rep = b.add(f"{p}.head_broadcast", nir.Conv1d(input_shape=N, weight=np.ascontiguousarray(member.transpose(1, 0, 2)),
+    member = np.zeros((heads, D, 1, 1), dtype=dt)
+    member[np.arange(D) // d, np.arange(D), 0, 0] = 1
+    cnt = b.add(f"{p}.head_sum", nir.Conv2d(input_shape=(H, W), weight=member, stride=1, padding=0, dilation=1,
+                                            groups=1, bias=np.zeros(heads, dtype=dt)), q, source=p)
+    a = b.lif(f"{p}.attn_lif", attn_lif, (heads, H, W), [cnt])
+    rep = b.add(f"{p}.head_broadcast", nir.Conv2d(input_shape=(H, W), weight=np.ascontiguousarray(member.transpose(1, 0, 2, 3)),
                                                   stride=1, padding=0, dilation=1, groups=1,
                                                   bias=np.zeros(D, dtype=dt)), a, source=p)
-    return b.add(f"{p}.k_and", nir.Threshold(threshold=np.full((D, N), 1.5, dtype=dt)), [rep, k], source=p)
+    return b.add(f"{p}.k_and", nir.Threshold(threshold=np.full(shape, 1.5, dtype=dt)), [rep, k], source=p)
+
+
+def _qk_stage(b: GraphBuilder, model_stage, stage: str, stream: list, shape) -> list:
+    """Q-K token-attention blocks (stages 1 and 2) on the [D, H, W] grid with the spike-element-wise stream:
+    every branch ends in a LIF whose spikes join the stream (summed on the edges)."""
+    for j, blk in enumerate(model_stage):
+        a, p = blk.tssa, f"{stage}.{j}.tssa"
+        qk = []
+        for n in "qk":
+            c, _ = b.conv_bn(f"{p}.{n}_conv", getattr(a, f"{n}_conv"), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", shape,
+                             stream, dims=2)
+            qk.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), shape, [c]))
+        out = qk_token_attention_nodes(b, p, qk[0], qk[1], shape, a.num_heads, a.attn_lif)
+        pc, _ = b.conv_bn(f"{p}.proj_conv", a.proj_conv, a.proj_bn, f"{p}.proj_bn", shape, [out], dims=2)
+        stream = stream + [b.lif(f"{p}.proj_lif", a.proj_lif, shape, [pc])]
+        stream = _mlp(b, blk.mlp, f"{stage}.{j}.mlp", stream, shape, dims=2)
+    return stream
+
+
+def _mlp(b: GraphBuilder, m, p: str, stream: list, shape, dims: int) -> list:
+    names = [f"{p}.{m.prefix}{i}" for i in (1, 2)]
+    h1, hshape = b.conv_bn(f"{names[0]}_conv", m.layer(1, "conv"), m.layer(1, "bn"), f"{names[0]}_bn", shape, stream,
+                           dims=dims)
+    l1 = b.lif(f"{names[0]}_lif", m.layer(1, "lif"), hshape, [h1])
+    h2, _ = b.conv_bn(f"{names[1]}_conv", m.layer(2, "conv"), m.layer(2, "bn"), f"{names[1]}_bn", hshape, [l1],
+                      dims=dims)
+    return stream + [b.lif(f"{names[1]}_lif", m.layer(2, "lif"), shape, [h2])]
+
+
+def _patch_embed_stage(b: GraphBuilder, e, pe: str, stream: list, shape) -> tuple[list, tuple]:
+    """PatchEmbeddingStage: proj3 (3x3) -> LIF -> proj4 (3x3) -> LIF, a max-pool of a real BN output (proj4
+    cifar, proj3 imagenet: the max_pool2d extension) before its LIF; the deformed shortcut proj_res (1x1, stride 2)
+    -> LIF reads the (integer) stage input; the new stream is the two LIFs' spikes (summed on the edges)."""
+    c3, s3 = b.conv_bn(f"{pe}.proj3_conv", e.proj3_conv, e.proj3_bn, f"{pe}.proj3_bn", shape, stream, dims=2)
+    if e.coding == "imagenet":
+        c3, s3 = b.maxpool_values(f"{pe}.proj3_maxpool", e.proj3_maxpool, s3, [c3])
+    l3 = b.lif(f"{pe}.proj3_lif", e.proj3_lif, s3, [c3])
+    c4, s4 = b.conv_bn(f"{pe}.proj4_conv", e.proj4_conv, e.proj4_bn, f"{pe}.proj4_bn", s3, [l3], dims=2)
+    if e.coding == "cifar":
+        c4, s4 = b.maxpool_values(f"{pe}.proj4_maxpool", e.proj4_maxpool, s4, [c4])
+    l4 = b.lif(f"{pe}.proj4_lif", e.proj4_lif, s4, [c4])
+    cr, sr = b.conv_bn(f"{pe}.proj_res_conv", e.proj_res_conv, e.proj_res_bn, f"{pe}.proj_res_bn", shape, stream,
+                       dims=2)
+    if tuple(sr) != tuple(s4):
+        raise UnsupportedError(f"module '{pe}': the shortcut gives {list(sr)}, the main path {list(s4)}")
+    lr = b.lif(f"{pe}.proj_res_lif", e.proj_res_lif, sr, [cr])
+    return [l4, lr], s4
 
 
 def export_qkformer(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:
-    """QKFormer: the first stage (PatchEmbedInit of the CIFAR coding: no max-pool) and its Q-K token
-    blocks, on [C, N] tokens with the spike-element-wise (integer) stream.  Every later patch embedding,
-    and the ImageNet PatchEmbedInit, max-pools a real BN output before its LIF: refused, naming the module."""
+    """QKFormer, every stage: PatchEmbedInit and the Q-K token-attention stages 1-2 on the [D, H, W] token grid
+    (token-wise Conv1d as 1x1 Conv2d), PatchEmbeddingStage between stages, stage 3's SSA blocks on [D, N] tokens
+    (the spiking_attention extension), all with the spike-element-wise (integer) stream.  Every max-pool of a
+    real BN output is the max_pool2d extension (docs/nir.md)."""
     cfg = model.cfg
-    for embed_name, embed, _, _ in model.stages():
-        pool = next((n for n in ("proj_maxpool", "proj3_maxpool", "proj4_maxpool") if hasattr(embed, n)), None)
-        if pool is not None:
-            raise UnsupportedError(
-                f"module '{embed_name}.{pool}': QKFormer max-pools the real-valued BN output before the LIF in its "
-                "patch embedding; a max of membrane values has no spike form (a max of spikes is an OR, a max of "
-                "reals needs comparators) and no NIR primitive, so the model cannot be exported for a neuromorphic "
-                "chip (retrain with the max-pool after the LIF, on spikes, or with a strided convolution)")
     b = GraphBuilder(dtype)
     shape = _image_shape(cfg, input_shape)
     b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
     e, pe = model.patch_embed1, "patch_embed1"
     c0, shape0 = b.conv_bn(f"{pe}.proj_conv", e.proj_conv, e.proj_bn, f"{pe}.proj_bn", shape, ["input"], dims=2,
                            role="encoder")
+    if e.coding == "imagenet":          # max-pools of the real BN outputs: the max_pool2d extension
+        c0, shape0 = b.maxpool_values(f"{pe}.proj_maxpool", e.proj_maxpool, shape0, [c0])
     s0 = b.lif(f"{pe}.proj_lif", e.proj_lif, shape0, [c0])
     c1, shape1 = b.conv_bn(f"{pe}.proj1_conv", e.proj1_conv, e.proj1_bn, f"{pe}.proj1_bn", shape0, [s0], dims=2)
-    s1 = b.lif(f"{pe}.proj1_lif", e.proj1_lif, shape1, [c1])
+    if e.coding == "imagenet":
+        c1, shape1 = b.maxpool_values(f"{pe}.proj1_maxpool", e.proj1_maxpool, shape1, [c1])
+        s1 = b.lif(f"{pe}.proj1_lif", e.proj1_lif, shape1, [c1])
+        c1, shape1 = b.conv_bn(f"{pe}.proj2_conv", e.proj2_conv, e.proj2_bn, f"{pe}.proj2_bn", shape1, [s1], dims=2)
+        s1 = b.lif(f"{pe}.proj2_lif", e.proj2_lif, shape1, [c1])
+    else:
+        s1 = b.lif(f"{pe}.proj1_lif", e.proj1_lif, shape1, [c1])
     cr, shape_r = b.conv_bn(f"{pe}.proj_res_conv", e.proj_res_conv, e.proj_res_bn, f"{pe}.proj_res_bn", shape0, [s0],
                             dims=2)
     sr = b.lif(f"{pe}.proj_res_lif", e.proj_res_lif, shape_r, [cr])
-    D, N = shape1[0], shape1[1] * shape1[2]
-    stream = [b.add(f"{pe}.flatten", nir.Flatten(input_type={"input": np.array(shape1)}, start_dim=1), [s1, sr],
-                    source=pe)]
-    for j, blk in enumerate(model.stage1):
-        a, p = blk.tssa, f"stage1.{j}.tssa"
-        qk = []
-        for n in "qk":
-            c, _ = b.conv_bn(f"{p}.{n}_conv", getattr(a, f"{n}_conv"), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", (D, N),
-                             stream, dims=1)
-            qk.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), (D, N), [c]))
-        out = qk_token_attention_nodes(b, p, qk[0], qk[1], D, N, a.num_heads, a.attn_lif)
-        pc, _ = b.conv_bn(f"{p}.proj_conv", a.proj_conv, a.proj_bn, f"{p}.proj_bn", (D, N), [out], dims=1)
-        stream.append(b.lif(f"{p}.proj_lif", a.proj_lif, (D, N), [pc]))
-        m, p = blk.mlp, f"stage1.{j}.mlp"
-        names = [f"{p}.{m.prefix}{i}" for i in (1, 2)]
-        h1, (Hd, _) = b.conv_bn(f"{names[0]}_conv", m.layer(1, "conv"), m.layer(1, "bn"), f"{names[0]}_bn", (D, N),
-                                stream, dims=1)
-        l1 = b.lif(f"{names[0]}_lif", m.layer(1, "lif"), (Hd, N), [h1])
-        h2, _ = b.conv_bn(f"{names[1]}_conv", m.layer(2, "conv"), m.layer(2, "bn"), f"{names[1]}_bn", (Hd, N), [l1],
-                          dims=1)
-        stream.append(b.lif(f"{names[1]}_lif", m.layer(2, "lif"), (D, N), [h2]))
-    head = b.readout("head", model.head, stream, (D, N))
+    stream, shape = [s1, sr], tuple(shape1)             # integers 0..2, summed on the edges
+    stream = _qk_stage(b, model.stage1, "stage1", stream, shape)
+    if cfg.num_stages >= 2:
+        stream, shape = _patch_embed_stage(b, model.patch_embed2, "patch_embed2", stream, shape)
+        stream = _qk_stage(b, model.stage2, "stage2", stream, shape)
+    unused = set()
+    if cfg.num_stages >= 3:
+        stream, shape = _patch_embed_stage(b, model.patch_embed3, "patch_embed3", stream, shape)
+        D, N = shape[0], shape[1] * shape[2]
+        stream = [b.add("patch_embed3.flatten", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=1),
+                        stream, source="patch_embed3")]
+        for j, blk in enumerate(model.stage3):
+            a = blk.attention
+            p = f"stage3.{j}.{blk.attn_name}"
+            qkv = []
+            for n in "qkv":
+                c, _ = b.conv_bn(f"{p}.{n}_conv", getattr(a, f"{n}_conv"), getattr(a, f"{n}_bn"), f"{p}.{n}_bn",
+                                 (D, N), stream, dims=1)
+                qkv.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), (D, N), [c]))
+            att = _attention(b, p, qkv, D, N, a.num_heads, float(a.scale), expand_attention)
+            al = b.lif(f"{p}.attn_lif", a.attn_lif, (D, N), att)
+            pc, _ = b.conv_bn(f"{p}.proj_conv", a.proj_conv, a.proj_bn, f"{p}.proj_bn", (D, N), [al], dims=1)
+            stream = stream + [b.lif(f"{p}.proj_lif", a.proj_lif, (D, N), [pc])]
+            stream = _mlp(b, blk.mlp, f"stage3.{j}.mlp", stream, (D, N), dims=1)
+        shape = (D, N)
+        unused.add("qkv_mp")        # defined by the official SSA, never called
+    head = b.readout("head", model.head, stream, shape)
     b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
-    check_coverage(model, b.used_modules, set(), "QKFormer", SUPPORTED_TORCH)
+    check_coverage(model, b.used_modules, unused, "QKFormer", SUPPORTED_TORCH)
     return b.graph(_graph_meta(getattr(model, "arch", "qkformer"), cfg.T, False))
 
 

@@ -43,7 +43,8 @@ SIZES = {
 }
 
 
-#: variants whose export is refused (max-pool of real BN outputs; tests/test_families.py checks the message)
+#: full-size variants with max-pools of real BN outputs: their round trip (float64 logits, every stage) is
+#: tests/test_families.py::test_official_configs_export_the_max_pool_extension_exactly
 REFUSED = {"sdt-cifar10-2-512", "sdt-cifar10-2-256", "sdt-imagenet-8-384", "sdt-imagenet-8-768",
            "qkformer-cifar10-4-384", "qkformer-imagenet-10-384"}
 

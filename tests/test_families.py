@@ -236,20 +236,39 @@ def test_forward_shapes(arch):
         assert model(x).shape == (2, model.cfg.num_classes)
 
 
-#: the module each full-size variant's export refuses: a max-pool of real BN outputs (membrane) before a LIF
-REFUSED = {"sdt-cifar10-2-512": "patch_embed.maxpool3", "sdt-cifar10-2-256": "patch_embed.maxpool3",
-           "sdt-imagenet-8-384": "patch_embed.maxpool3", "sdt-imagenet-8-768": "patch_embed.maxpool3",
-           "qkformer-cifar10-4-384": "patch_embed2.proj4_maxpool",
-           "qkformer-imagenet-10-384": "patch_embed1.proj_maxpool"}
+#: the max-pools of real BN outputs (membrane) before a LIF in each full-size variant: max_pool2d extension nodes
+POOLS = {"sdt-cifar10-2-512": ["patch_embed.maxpool3"], "sdt-cifar10-2-256": ["patch_embed.maxpool3"],
+         "sdt-imagenet-8-384": ["patch_embed.maxpool3"], "sdt-imagenet-8-768": ["patch_embed.maxpool3"],
+         "qkformer-cifar10-4-384": ["patch_embed2.proj4_maxpool", "patch_embed3.proj4_maxpool"],
+         "qkformer-imagenet-10-384": ["patch_embed1.proj_maxpool", "patch_embed1.proj1_maxpool",
+                                      "patch_embed2.proj3_maxpool", "patch_embed3.proj3_maxpool"]}
 
 
-@pytest.mark.parametrize("arch", sorted(REFUSED))
-def test_max_pool_on_the_membrane_is_refused_by_name(arch):
-    from neurodeploy.errors import UnsupportedError
+@pytest.mark.slow  # full-size models (up to 66M parameters), float64 simulation
+@pytest.mark.parametrize("arch", sorted(POOLS))
+def test_official_configs_export_the_max_pool_extension_exactly(arch):
+    """Every official SDT V1 / QKFormer config exports (every stage), its real max-pools are max_pool2d
+    extension nodes, the float simulation of the file gives the torch model's logits (float64), and the purity
+    check names exactly those pools as MAX."""
+    import numpy as np
+
+    from neurodeploy.analysis.purity import check_purity
     from neurodeploy.exporters import to_nir
-    model = build_model(arch, {"img_size": SMALL[arch]}).eval()
-    with pytest.raises(UnsupportedError, match=rf"module '{REFUSED[arch]}'.*real-valued BN output.*no spike form"):
-        to_nir(model)
+    from neurodeploy.graph import reduce_output, simulate
+    from neurodeploy.graph.maxpool import maxpool_spec
+    torch.manual_seed(0)
+    img = 16 if arch.startswith("sdt-cifar") or arch.startswith("qkformer-cifar") else 32
+    model = build_model(arch, {"img_size": img, "T": 1}).eval()
+    graph = to_nir(model, dtype=np.float64)
+    assert [n for n in graph.nodes if maxpool_spec(graph.nodes[n]) is not None] == POOLS[arch]
+    # batch 1: the official QKFormer stage-3 proj_lif runs over T*B merged steps (its state crosses samples)
+    x = torch.randn(1, model.cfg.in_channels, img, img, dtype=torch.float64)
+    with torch.no_grad():
+        ref = model.double()(x)
+    got = reduce_output(graph, simulate(graph, x, T=1, dtype=torch.float64))
+    assert float((got - ref).abs().max()) <= 1e-9 * max(1.0, float(ref.abs().max()))
+    rep = check_purity(to_nir(model.float()), allow=["encoder", "readout"])
+    assert {o.node for o in rep.violations if o.op_class == "MAX"} == set(POOLS[arch])
 
 
 def test_sdt_digits_is_spike_pure_apart_from_encoder_and_readout():

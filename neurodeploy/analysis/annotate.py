@@ -8,7 +8,7 @@
 * ``role``: ``encoder`` / ``readout`` / ``routing`` as declared in ``neurodeploy.role``, or inferred for a
   graph that declares none (graph/roles.py);
 * ``lowering``: how a neuron/synapse lowering treats the node (``neuron``, ``linear``, ``attention``,
-  ``input``, ``output``; ``None`` with ``lowering_note`` saying why for a node no lowering can place);
+  ``maxpool`` (the ``max_pool2d`` extension), ``input``, ``output``; ``None`` with ``lowering_note`` saying why for a node no lowering can place);
 * ``spiking_source``: the nearest spiking node feeding it through Flatten / routing nodes (``None``: real
   input), whose firing rate is its input rate;
 * ``attention``: for an attention node, its operands ``{"q", "k", "v"}`` and their stack routing nodes,
@@ -33,6 +33,7 @@ from ..errors import BadInputError
 from ..graph.attention import attention_roles, attention_spec
 from ..graph.core import meta, node_shape, order_and_back_edges, predecessors, successors
 from ..graph.flatten import flatten_subgraphs
+from ..graph.maxpool import maxpool_spec
 from ..graph.primitives import CONV, DENSE, is_graph, kind_of, primitive_of
 from ..graph.roles import declared_role, infer_roles
 from .purity import check_purity
@@ -120,6 +121,8 @@ def annotate(graph, input_domain: str | None = None, allow=None) -> AnnotatedGra
         if k == "subgraph":
             if attention_spec(node) is not None:
                 info.kind = info.lowering = "attention"
+            elif maxpool_spec(node) is not None:      # max of real values (graph/maxpool.py)
+                info.kind = info.lowering = "maxpool"
             else:
                 info.lowering_note = "nested NIR subgraph with more than one Input / Output"
         elif k == "io":

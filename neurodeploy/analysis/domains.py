@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
 from ..graph.attention import attention_spec
+from ..graph.maxpool import maxpool_spec
 from ..graph.core import _check_edges, input_names, successors, topological_order
 from ..graph.core import meta
 from ..graph.core import predecessors as _core_predecessors
@@ -42,6 +43,7 @@ from ..graph.primitives import CONV, DENSE, is_graph, kind_of, primitive_of
 INF = math.inf
 INPUT_DOMAINS = ("real", "counts", "binary")
 ATTENTION_EXTENSION = "spiking_attention"
+MAXPOOL_EXTENSION = "max_pool2d"
 
 
 # --------------------------------------------------------------------------------------------- domains
@@ -182,6 +184,11 @@ def source_of(name: str, node) -> str:
 
 def is_attention(node) -> bool:
     return is_graph(node) and meta(node, "neurodeploy.extension") == ATTENTION_EXTENSION
+
+
+def is_maxpool(node) -> bool:
+    """The ``max_pool2d`` extension (graph/maxpool.py): a max of (real) values over pooling windows."""
+    return isinstance(node, nir.NIRGraph) and meta(node, "neurodeploy.extension") == MAXPOOL_EXTENSION
 
 
 # the graph helpers are the graph layer's own (one definition: edge-order predecessors, one cycle rule);
@@ -471,6 +478,12 @@ def _transfer(res, f, node, d, in_note, succ_local, full, supports, pool_events,
         return (Domain.integer(min(0.0, k * d.lo), max(0.0, k * d.hi), d.scale / k),
                 f"average-pool of {k} inputs at {f}")
     if kind == "subgraph":
+        if is_maxpool(node):
+            spec = maxpool_spec(node)   # graph/maxpool.py: the one reader (version and fields checked there)
+            k = int(np.prod(spec.kernel))
+            if d.is_real:
+                return d, f"max of up to {k} real values at {f} ({in_note or 'real input'})"
+            return d, f"max of up to {k} inputs at {f} ({d.text()} in)"
         if is_attention(node):
             p = attention_params(f, node)
             if d.is_real:

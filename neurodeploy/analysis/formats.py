@@ -26,6 +26,9 @@ RULES = {
                   "integer by a float weight; a spike-driven layer only accumulates weights of binary spikes."),
     "MAC": ("spike-purity/float-mac", "Synaptic layer reads real values (float multiply-accumulate)",
             "A synaptic layer whose input is real-valued does a float multiply-accumulate per synapse."),
+    "MAX": ("spike-purity/max-of-reals", "Max-pool of real values (compare-select on membrane potentials)",
+            "A max-pool of real values (BN outputs before a LIF) compares membrane potentials: no multiplies, but "
+            "not spike-driven (a max of spikes is an OR)."),
 }
 
 

@@ -10,6 +10,9 @@ Classes (``SynapticOp.op_class``):
   threshold of the LIF it feeds (v_reset 0 and a linear charge: dividing the threshold by the scale is
   exact), is not a multiply.
 * ``ROUTING``: a ``neurodeploy.role = routing`` node whose weights are a 0/1 placement (data movement).
+* ``MAX``: the ``max_pool2d`` extension on non-spike values (a max-pool of real BN outputs, as the
+  Spike-driven Transformer and QKFormer tokenizers do): compare-select, no multiplies, but not spike-driven:
+  the values are membrane potentials, not events.  (A max of spikes is an OR: ``AC``.)
 
 A graph is spike-pure when every synaptic node is AC / SHIFT / FOLDED / ROUTING, apart from the nodes
 the user allows: by role (``encoder``, ``readout``: ``neurodeploy.role`` metadata, or inferred for
@@ -26,13 +29,13 @@ import numpy as np
 from ..errors import BadInputError
 from ..graph.primitives import is_graph, kind_of, primitive_of
 from ..graph.roles import infer_roles
-from .domains import (Domain, DomainAnalysis, analyze, attention_params, is_attention,
+from .domains import (Domain, DomainAnalysis, analyze, attention_params, is_attention, is_maxpool,
                       node_metadata, placement_scale, role_of, source_of)
 from ..version import __version__
 
 SCHEMA_VERSION = 1
 PURE_CLASSES = ("AC", "SHIFT", "FOLDED", "ROUTING")
-ALL_CLASSES = ("AC", "INTxFLOAT", "MAC", "SHIFT", "FOLDED", "ROUTING")
+ALL_CLASSES = ("AC", "INTxFLOAT", "MAC", "SHIFT", "FOLDED", "ROUTING", "MAX")
 ROLES = ("encoder", "readout")
 
 
@@ -231,6 +234,10 @@ def _hint(op: SynapticOp) -> str:
                 "join the branches with AND / IAND")
     if "sum-pool" in o:
         return "sum pooling gives counts: use max pooling of spikes (SumPool + Threshold(0.5), an OR) instead"
+    if op.op_class == "MAX":
+        return ("max-pool the spikes after the LIF instead (a max of spikes is an OR: SumPool + Threshold(0.5)), or "
+                "downsample with a strided conv; neurodeploy lowers this max exactly to Loihi 2 graded ReLU neurons "
+                "(max(a, b) = b + relu(a - b)), so --allow NODE accepts it for a Loihi 2 deployment")
     if "attention" in o:
         return "feed the attention output through a LIF (attn_lif) before the next synaptic layer"
     return ("the input comes from a synaptic layer or a non-spiking neuron without a spiking neuron in "
@@ -242,6 +249,9 @@ def _why(op: SynapticOp) -> str:
     src = f" ({op.origin})" if op.origin else ""
     if op.op_class == "MAC":
         return f"input is real{src}: every synaptic event is a float x float multiply-accumulate"
+    if op.op_class == "MAX":
+        return (f"input is {d.text()}{src}: a max of membrane values is a compare-select on real numbers (no "
+                "multiplies), not an event: no spike form (a max of spikes is an OR, a max of reals needs comparators)")
     if op.op == "Attention":
         return f"attention operands are {d.text()}{src}: the products need multipliers"
     return f"input is {d.text()}{src}: every synaptic event is an integer x float multiply, not an accumulate"
@@ -251,7 +261,8 @@ def _why(op: SynapticOp) -> str:
 def classify(res: DomainAnalysis) -> list[SynapticOp]:
     """One :class:`SynapticOp` per synaptic node (graph order)."""
     succ = _successors(res)
-    synaptic = [n for n in res.order if kind_of(res.nodes[n], n) in ("synaptic", "elementwise") or is_attention(res.nodes[n])]
+    synaptic = [n for n in res.order if kind_of(res.nodes[n], n) in ("synaptic", "elementwise")
+                or is_attention(res.nodes[n]) or is_maxpool(res.nodes[n])]
     inferred = _infer_roles(res, synaptic)
     ops = []
     for f in synaptic:
@@ -260,7 +271,8 @@ def classify(res: DomainAnalysis) -> list[SynapticOp]:
         if d is None:  # unreachable node (no input): nothing reaches it
             d = Domain.binary()
         role = role_of(node) or inferred.get(f)
-        op = SynapticOp(node=f, source=source_of(f, node), op="Attention" if is_attention(node) else primitive_of(node, f),
+        op = SynapticOp(node=f, source=source_of(f, node),
+                        op="Attention" if is_attention(node) else "MaxPool2d" if is_maxpool(node) else primitive_of(node, f),
                         role=role, role_inferred=f in inferred, op_class="AC", input_domain=d, detail="",
                         origin=res.in_note.get(f, ""))
         if is_attention(node):
@@ -276,6 +288,13 @@ def classify(res: DomainAnalysis) -> list[SynapticOp]:
             else:
                 op.op_class = "MAC"
                 op.detail = f"attention on {d.text()} operands: products of non-binary activations"
+        elif is_maxpool(node):
+            if d.is_spike:
+                op.op_class, op.detail = "AC", "max of spikes: an OR of the window (no arithmetic)"
+            else:
+                op.op_class = "MAX"
+                op.detail = (f"max of {d.text()} values over pooling windows: compare-select, no multiplies "
+                             "(Loihi 2: exact trees of graded ReLU neurons)")
         elif role_of(node) == "routing" and res.routing_ok.get(f):
             op.op_class = "ROUTING"
             op.detail = "0/1 placement (exact data movement, no arithmetic)"

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ..errors import BadInputError, UnsupportedError
 from ..lif import LIFParams
 from .attention import attention_forward, attention_spec
+from .maxpool import maxpool_forward, maxpool_spec
 from .core import graph_dt, input_names, meta, node_shape, order_and_back_edges, output_names, predecessors
 
 SUPPORTED_TYPES = (
@@ -194,6 +195,9 @@ def _make_runner(name: str, node, dt: float, dtype) -> _Runner:
         spec = attention_spec(node)
         if spec is not None:
             return _Attention(spec)
+        mp = maxpool_spec(node)
+        if mp is not None:
+            return _Fn(lambda x, _s=mp: maxpool_forward(_s, x))
         return _Subgraph(node, name, dt, dtype)
     if kind in ("Input", "Output"):
         return _Fn(lambda x: x)

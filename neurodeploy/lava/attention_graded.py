@@ -3,6 +3,7 @@ only Lava's own processes.
 
 * ``prod`` population -> ``lava.proc.prodneuron.process.ProdNeuron`` (vth, exp as lowered);
 * ``graded_vec`` population -> ``lava.proc.graded.process.GradedVec``;
+* ``graded_relu`` population -> ``lava.proc.graded.process.GradedReluVec`` (the max-pool trees);
 * ``einsum`` synapse group -> ``lava.proc.sparse.process.Sparse`` (``DelaySparse`` when it has a balance
   delay) with one connection per (destination neuron, summed index), ``num_message_bits`` 24 when the source
   sends graded spikes, connected to the destination's ``a_in`` or ``a_in1`` / ``a_in2`` (``port``).
@@ -34,11 +35,13 @@ def einsum_matrix(s):
 
 
 def graded_population(p):
-    """The Lava process of a ``prod`` / ``graded_vec`` population."""
-    from lava.proc.graded.process import GradedVec
+    """The Lava process of a ``prod`` / ``graded_vec`` / ``graded_relu`` population."""
+    from lava.proc.graded.process import GradedReluVec, GradedVec
     from lava.proc.prodneuron.process import ProdNeuron
     if p.kind == "prod":
         return ProdNeuron(shape=(p.size,), vth=int(p.vth), exp=int(p.exp))
+    if p.kind == "graded_relu":     # the max-pool trees (neurodeploy.lower.maxpool)
+        return GradedReluVec(shape=(p.size,), vth=int(p.vth), exp=int(p.exp))
     return GradedVec(shape=(p.size,), vth=int(p.vth), exp=int(p.exp))
 
 

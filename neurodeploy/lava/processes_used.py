@@ -22,6 +22,7 @@ MODULES = {
     "LIFReset": ("lava.proc.lif.process", STANDARD),
     "ProdNeuron": ("lava.proc.prodneuron.process", STANDARD),
     "GradedVec": ("lava.proc.graded.process", STANDARD),
+    "GradedReluVec": ("lava.proc.graded.process", STANDARD),
     "Dense": ("lava.proc.dense.process", STANDARD),
     "DelayDense": ("lava.proc.dense.process", STANDARD),
     "Sparse": ("lava.proc.sparse.process", STANDARD),
@@ -44,6 +45,8 @@ def _classes(net: LoweredNetwork):
             yield "ProdNeuron"
         elif p.kind in ("graded_vec", "relay"):      # relay: a graded relay (GradedVec, vth 0)
             yield "GradedVec"
+        elif p.kind == "graded_relu":
+            yield "GradedReluVec"
         else:
             if p.reset_interval and np.any(np.asarray(p.v_init) != 0):
                 yield "LIFResetInit"            # reset to v_init (v_reset != 0): neurodeploy's subclass

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..errors import UnsupportedError
 from ..graph.primitives import CONV, DENSE, primitive_of
+from ..graph.maxpool import maxpool_forward, maxpool_spec
 from ..graph.simulate import int_tuple, padding_arg
 from .fixed_point import EXCITATORY, conv_out_hw, conv_to_sparse
 from .network import LoweredNetwork, Population, Synapse
@@ -156,6 +157,7 @@ class Group:
     ``kind`` conv / dense / sparse / relay (a pooled readout) / stream (a stream relay read one-to-one);
     ``native`` the conv geometry (:class:`ConvOp`, ``weights`` then the folded kernel) or the
     :class:`PooledRelay`; ``delays`` per-synapse model delays; ``suffix`` the name suffix of a sign split;
+    ``payload_scale`` / ``in_bound`` for a group out of a graded source (:func:`graded_group`);
     ``weight_exp`` the power-of-two step between two stream relays' scales (a ``stream`` group)."""
     kind: str
     weights: object
@@ -164,6 +166,8 @@ class Group:
     delays: object = None
     suffix: str = ""
     weight_exp: int = 0
+    payload_scale: float = 0.0      # a graded source (a max-pool): integer payload units per model unit (0: spikes)
+    in_bound: float = 1.0           # bound of |source value| in model units (spikes: 1)
 
 
 # ---------------------------------------------------------------- conv algebra
@@ -297,6 +301,21 @@ def pooled_relay(net: LoweredNetwork, relays: dict, src_pop: str, src_shape) -> 
     return name
 
 
+def graded_group(grp: Group, payload_scale: float, in_bound: float, dst) -> Group:
+    """``grp`` read from a graded source (a max-pool's relay, :mod:`.maxpool`) whose payload is the model value
+    times ``payload_scale``: a sparse group (Lava's Conv ignores weight_exp, so a conv becomes the same
+    connections as a Sparse) quantized at ``S / payload_scale`` (:func:`neurodeploy.lower.quantize.make_synapses`),
+    the source's values bounded by ``in_bound`` model units."""
+    if grp.kind == "conv":
+        c = grp.native
+        grp = Group("sparse", sp.csr_matrix(conv_to_sparse(grp.weights, c.view, c.stride, c.padding, c.dilation,
+                                                           c.groups, dtype=np.float64)), None, grp.term)
+    elif grp.kind not in ("sparse", "dense"):
+        raise UnsupportedError(f"node '{dst}': a {grp.kind} group out of a max-pool cannot be lowered")
+    grp.payload_scale, grp.in_bound = float(payload_scale), float(in_bound)
+    return grp
+
+
 # ---------------------------------------------------------------- chains of one graph
 class Chains:
     """The linear algebra of the chains of one flattened NIR graph ``g`` (Affine weights converted once per
@@ -331,10 +350,15 @@ class Chains:
             k, s, p = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
             y = F.avg_pool2d(x, k, s, p, count_include_pad=True)
             return y * (k[0] * k[1]) if t == "SumPool2d" else y
+        spec = maxpool_spec(node)
+        if spec is not None:            # a bias (one value per channel) through a max-pool: the same value
+            return maxpool_forward(spec, x)
         raise UnsupportedError(f"node '{name}': {t}")
 
     def op_bias(self, name):
         node = self.g.nodes[name]
+        if maxpool_spec(node) is not None:
+            return None
         b = getattr(node, "bias", None)
         out = node_shape(node, "output")
         t = primitive_of(node, name)

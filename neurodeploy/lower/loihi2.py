@@ -19,15 +19,17 @@ import numpy as np
 from ..analysis.annotate import LOWERING, AnnotatedGraph, annotate
 from ..errors import BadInputError, UnsupportedError
 from ..graph.attention import attention_spec
+from ..graph.maxpool import maxpool_spec
 from ..graph.core import graph_dt, meta
 from ..graph.primitives import KINDS, primitive_of
 from .balance import check_loops
-from .chains import Chains, Group, PopulationPlan, Term, Value, node_shape, pooled_relay, pop_shape
+from .chains import Chains, Group, PopulationPlan, Term, Value, graded_group, node_shape, pooled_relay, pop_shape
+from .maxpool import maxpool_parts
 from .network import VTH_MAX, Attention, LoweredNetwork, Population
 from .neurons import DU_NONE, neuron_population
 from .passes import LOIHI2_FLOW, run_passes
 from .quantize import (attention_scale, bias_registers, encoder_record, host_encoder, make_synapses,
-                       population_scale, split_delays, split_signs, with_delays)
+                       population_scale, row_abs_sum, split_delays, split_signs, with_delays)
 from .stream import StreamPlan, plan_stream
 from .validate import check_lowering_inputs
 
@@ -51,6 +53,7 @@ class Loihi2Lowering:
         self.chains = Chains(self.g)
         self.report = {"layers": [], "clipped_weights": 0, "clipped_biases": 0}
         self.relays = {}            # pooled-readout relays, by name
+        self.graded_src = {}        # max-pool node -> (payload scale S, bound of |value| in model units)
         self.encoders = []
         self.need_const = False
 
@@ -76,6 +79,15 @@ class Loihi2Lowering:
             v = Value([Term(name, [])])
         elif k == "attention":
             v = Value([], [name])
+        elif k == "maxpool":
+            # a source of graded values (its own populations, :mod:`.maxpool`); the bias of the pooled map
+            # (per channel) commutes with the max, so it is pushed through and added by the readers
+            v = Value([Term(name, [])])
+            for p in self.pred[name]:
+                pv = self.value(p, memo)
+                if pv.att:
+                    raise UnsupportedError(f"node '{name}': a max-pool of the attention output cannot be lowered")
+                v.bias_nodes += [b + [name] for b in pv.bias_nodes]
         elif k == "linear":
             v = Value()
             for p in self.pred[name]:
@@ -90,6 +102,33 @@ class Loihi2Lowering:
             raise UnsupportedError(f"node '{name}': cannot be used as an input")
         memo[name] = v
         return v
+
+    def maxpool_plan(self, mp, memo) -> PopulationPlan:
+        """The input relay of max-pool node ``mp``: its pooled values (the sum of its input terms, no bias) at
+        one integer scale; checks that the bias it leaves to the readers is one value per channel."""
+        val = Value()
+        for p in self.pred[mp]:
+            pv = self.value(p, memo)
+            val.terms += pv.terms
+        spec = maxpool_spec(self.g.nodes[mp])
+        shape = (spec.channels,) + tuple(spec.in_hw)
+        for t in val.terms:
+            if t.src == self.inp and self.domain == "real":
+                raise UnsupportedError(f"node '{mp}': a max-pool of the host-encoded input layer cannot be lowered "
+                                       "to Loihi 2 yet (the encoder runs on the host; pool spikes or a later layer)")
+            if t.src in self.graded_src or self.kind(t.src) == "maxpool":
+                raise UnsupportedError(f"node '{mp}': a max-pool of another max-pool's output cannot be lowered")
+        bias = np.zeros(int(np.prod(shape)))
+        for p in self.pred[mp]:
+            for chain in self.value(p, memo).bias_nodes:
+                b = self.chains.bias_vector(chain)
+                if b is not None:
+                    bias += b
+        per = bias.reshape(spec.channels, -1)
+        if not np.all(per == per[:, :1]):
+            raise UnsupportedError(f"node '{mp}': the max-pool's input has a bias that differs within a channel "
+                                   "(only a per-channel bias commutes with the max)")
+        return PopulationPlan(val, np.ones(int(np.prod(shape))), shape, 0, False, 1.0, "relay", mp, DU_NONE)
 
     def plans(self, neuron_nodes, readout_node, memo) -> dict:
         """A :class:`PopulationPlan` per destination: every neuron node, then the readout (if any)."""
@@ -133,6 +172,8 @@ class Loihi2Lowering:
             grp.term = t
             if delays is not None:
                 grp = with_delays(grp, delays, pl.node)
+            if t.src in self.graded_src:
+                grp = graded_group(grp, *self.graded_src[t.src], pl.node)
             if grp.kind == "relay":
                 if t.src == self.inp:
                     grp.weights = None
@@ -235,6 +276,7 @@ class Loihi2Lowering:
             layer["attention_weight"] = int(m)
         layer.update({"du": int(pl.du), "dv": int(dv), "vth": int(vth), "bias_exp": bexp, "clipped_biases": cb})
         self.report["layers"].append(layer)
+        return chip
 
     # ---------------------------------------------------------------- the pass
     def lower(self) -> LoweredNetwork:
@@ -260,13 +302,17 @@ class Loihi2Lowering:
         self.popname = {inp: "input", self.const: self.const, **{n: n for n in neuron_nodes}}
         out_pred = self.pred[outputs[0]]
         readout_node = out_pred[0] if len(out_pred) == 1 and self.kind(out_pred[0]) == "linear" else None
+        pools = [n for n in self.order if self.kind(n) == "maxpool"]
+        self.popname.update({n: n for n in pools})
         memo = {}
+        for mp in pools:        # max-pools first: their scales are fixed before any reader is quantized
+            self.maxpool(net, mp, self.maxpool_plan(mp, memo))
         if readout_node is not None:
             self.value(readout_node, memo)          # the readout chain first (its memo serves the neurons)
         plans = self.plans(neuron_nodes, readout_node, memo)
         stream = StreamPlan(plans)
         if self.residual_stream == "relay" and not self.fixed_scale:
-            stream = plan_stream(plans, inp, self.in_shape, self.domain, self.chains,
+            stream = plan_stream(plans, inp, self.in_shape, self.domain, self.chains, self.graded_src,
                                  mode=self.stream_scale)
         for name, pl in stream.plans.items():
             self.population(net, name, pl, stream)
@@ -283,6 +329,36 @@ class Loihi2Lowering:
         net.encoders = self.encoders
         net.validate()
         return net
+
+    def maxpool(self, net, mp, pl: PopulationPlan) -> None:
+        """Max-pool node ``mp``: its input relay ``mp.in`` (quantized like any population, at the scale S its
+        conv groups allow, payloads within 2^17), then the exact max tree of :mod:`.maxpool` into the relay
+        ``mp`` that its readers read (graded, at payload scale S)."""
+        x = f"{mp}.in"
+        groups = self.population(net, x, pl, StreamPlan({x: pl}))
+        S = float(net.pop(x).scale)
+        rows = np.zeros(int(np.prod(pl.shape)))
+        for g in groups:
+            rows += row_abs_sum(g.kind, g.weights, rows.size) * g.in_bound
+        xmax = float(rows.max()) if rows.size else 0.0
+        spec = maxpool_spec(self.g.nodes[mp])
+        pops, syns = maxpool_parts(mp, x, spec, mp)
+        net.populations += pops
+        net.synapses += syns
+        # payload bounds the engine may use (|X| <= its integer weights' row sums; |P| <= 2 max|X|, |M| <= max|X|)
+        xb = 0.0
+        for s_ in net.synapses:
+            if s_.dst == x:
+                if s_.kind == "conv":
+                    xb += float(np.abs(np.asarray(s_.weights)).reshape(np.shape(s_.weights)[0], -1).sum(1).max())
+                else:
+                    xb += float(row_abs_sum(s_.kind, s_.weights, net.pop(x).size).max()) * 2.0 ** s_.weight_exp + 1
+        bounds = net.metadata.setdefault("graded_bounds", {})
+        bounds[x] = xb
+        bounds.update({p.name: (xb if p.kind == "relay" else 2 * xb) for p in pops})
+        self.graded_src[mp] = (S, xmax)
+        self.report.setdefault("maxpools", []).append({"node": mp, "scale": S,
+                                      "populations": [x] + [p.name for p in pops], "value_bound": xmax})
 
     def attention_sources(self, an):
         """The q, k, v populations of attention node ``an``: the annotation's operands (found once, by the

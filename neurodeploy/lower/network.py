@@ -43,8 +43,9 @@ Records (plain dataclasses, integers only where the chip holds integers):
   the in-port ``a_in1`` / ``a_in2`` of a ``prod`` destination.
   Population kinds ``prod`` (Lava ``ProdNeuron``: ``v = (a_in1 * a_in2) >> exp``, graded output
   ``v * (|v| > vth)``, no memory) and ``graded_vec`` (Lava ``GradedVec``: ``v = a_in``, output
-  ``v * (|v| > vth)``, no memory) carry integer payloads (graded spikes); ``vth`` is compared directly,
-  without Loihi's ``<< 6``.  :mod:`neurodeploy.lower.attention_graded` builds attention from them.
+  ``v * (|v| > vth)``, no memory) and ``graded_relu`` (Lava ``GradedReluVec``: ``v = a_in``, output
+  ``v * (v > vth)``, no memory; the max-pool trees of :mod:`neurodeploy.lower.maxpool`) carry integer payloads
+  (graded spikes); ``vth`` is compared directly, without Loihi's ``<< 6``.  :mod:`neurodeploy.lower.attention_graded` builds attention from them.
 * :class:`Encoder` - a host-side input layer (real-valued input, direct encoding): computed once per
   sample on the host; its integer output is the bias mantissa of a population (``bias`` input).
 * :class:`Attention` - Spikingformer's spiking self-attention as one integer op:
@@ -74,7 +75,8 @@ VTH_MAX = (1 << 17) - 1
 DECAY_MAX = 4095
 BIAS_MANT_MIN, BIAS_MANT_MAX = -(1 << 12), (1 << 12) - 1
 UV_MAX = (1 << 23) - 1
-GRADED_KINDS = ("prod", "graded_vec")   # graded-spike neurons without memory (Lava ProdNeuron / GradedVec)
+#: graded-spike neurons without memory (Lava ProdNeuron / GradedVec / GradedReluVec)
+GRADED_KINDS = ("prod", "graded_vec", "graded_relu")
 
 
 def einsum_sides(s) -> tuple:

@@ -16,6 +16,7 @@ docs/lowering.md).
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,7 @@ def split_signs(groups: list) -> list:
     out = []
     for g in groups:
         if g.kind not in ("conv", "dense", "sparse") or g.delays is not None or not mixed(g.weights) or \
-                isinstance(g.native, PooledRelay):
+                isinstance(g.native, PooledRelay) or g.payload_scale:
             out.append(g)
             continue
         w = g.weights
@@ -73,7 +74,7 @@ def split_signs(groups: list) -> list:
                 part.eliminate_zeros()
             else:
                 part = np.where(keep(w), w, 0.0)
-            out.append(Group(g.kind, part, g.native, g.term, g.delays, suffix))
+            out.append(dataclasses.replace(g, weights=part, suffix=suffix))
     return out
 
 
@@ -159,8 +160,9 @@ def with_delays(grp: Group, d, dst) -> Group:
         w = sp.csr_matrix(w)
         w.sort_indices()
         dm = sp.csr_matrix((d[w.indices].astype(np.int64), w.indices.copy(), w.indptr.copy()), shape=w.shape)
-        return Group(kind, w, native, grp.term, as_sparse(dm))
-    return Group(kind, w, native, grp.term, np.broadcast_to(d[None, :], w.shape).copy())
+        return dataclasses.replace(grp, kind=kind, weights=w, native=native, delays=as_sparse(dm))
+    return dataclasses.replace(grp, kind=kind, weights=w, native=native,
+                               delays=np.broadcast_to(d[None, :], w.shape).copy())
 
 
 # ---------------------------------------------------------------- scales
@@ -187,12 +189,14 @@ def population_scale(chip, enc, bias, n, *, du, dv, readout, T, input_range, v0=
     input over 4096 / (du + 1) steps; a readout's v over T steps, dv 0, or 4096 / dv steps), the bias (and the
     host-encoded input) within 13-bit mantissas with exponent <= 7, the initial v ``v0`` within 24 bits.  An
     integer in 1..VTH_MAX for spiking populations, a float for readouts."""
-    mx = max([absmax(g.weights) for g in chip] + [1e-12])
+    # a group out of a graded source (payload = value x payload_scale) is quantized at S / payload_scale
+    mx = max([absmax(g.weights) / (g.payload_scale or 1.0) for g in chip] + [1e-12])
     # mixed-sign mantissas are even, at most 254; one-sign groups (split_signs) reach 255
     S = (255.0 if any(g.suffix for g in chip) and not any(mixed(g.weights) for g in chip) else 254.0) / mx
     row = np.abs(bias).copy()
     for g in chip:
-        row += row_abs_sum(g.kind, g.weights, n) * (g.native.positions if isinstance(g.native, PooledRelay) else 1)
+        row += row_abs_sum(g.kind, g.weights, n) * (g.native.positions if isinstance(g.native, PooledRelay) else 1) \
+            * g.in_bound
     for g in enc:
         lo, hi = input_range
         row += row_abs_sum(g.kind, g.weights, n) * max(abs(lo), abs(hi))
@@ -231,7 +235,14 @@ def make_synapses(name, chip, S, n, source_of, view_of):
                            "clipped": 0})
             continue
         w = g.weights
-        if g.kind == "sparse":
+        if g.payload_scale:             # graded source: its payload is the value x payload_scale
+            S_g = S / g.payload_scale
+            if g.kind == "sparse":
+                q = quant_group(w.data * S_g, conv=False)
+                q.mant = sp.csr_matrix((q.mant, w.indices, w.indptr), shape=w.shape)
+            else:
+                q = quant_group(np.asarray(w) * S_g, conv=False)
+        elif g.kind == "sparse":
             q = quant_group(w.data * S, conv=False)
             q.mant = sp.csr_matrix((q.mant, w.indices, w.indptr), shape=w.shape)
         elif g.kind == "dense" and w.size > 1 << 22:
@@ -251,7 +262,8 @@ def make_synapses(name, chip, S, n, source_of, view_of):
                                 src_view=() if tuple(c.view) == pshape else tuple(c.view)))
         else:
             syns.append(Synapse(sname, src, name, g.kind, q.mant, weight_exp=q.exp, sign_mode=q.sign_mode,
-                                source=src_desc, graded=isinstance(g.native, PooledRelay), delays=g.delays))
+                                source=src_desc, graded=isinstance(g.native, PooledRelay) or bool(g.payload_scale),
+                                delays=g.delays))
         report.append({"synapse": sname, "source": src_desc, "weight_exp": q.exp, "rel_error": q.rel_error,
                        "clipped": q.clipped})
     return syns, report, clipped_all

@@ -8,9 +8,11 @@ get one ``relay`` population (Lava GradedVec, vth 0) per distinct set K: ``relay
 terms`` (the parent read one-to-one, weight 1, graded), and every reader of K reads ``relay(K)`` once,
 one-to-one with weight 1.  Exact in integers: each relay K has an integer scale S_K (integer units per model
 unit; its own terms are quantized once at S_K), S_K = B 2^j_K where B is the largest scale every relay of the
-stream allows and j_K >= 0 the largest power of two K's own terms and readers allow (``per_level``; with
-``per_level=False`` every relay has B); a relay reads its parent at weight 1, weight_exp j_K - j_parent (a left
-shift is exact, a right shift floors once).  A reader with gain r (folded weight per model unit, r = 1/m with
+stream allows and j_K >= 0 the largest power of two K's own terms and readers allow (mode ``level``; with
+``one`` every relay has B); a relay reads its parent at weight 1, weight_exp j_K - j_parent (a left shift is
+exact, a right shift floors once).  Mode ``ratio``: S_K is the largest its own terms and readers allow (a
+multiple of its readers' p) and the relay reads its parent at the 8-bit weight m 2^e nearest S_K / S_parent
+(exact when the ratio is such a weight; else its relative error, at most 2^-8, is reported as the group's).  A reader with gain r (folded weight per model unit, r = 1/m with
 m an integer; p / q in general, B then a multiple of p) gets the population scale S_K m (S_K q / p), so its a_in
 equals the payload with no second rounding.  Readers keep their own bias (the stream's BatchNorm biases, pushed
 through as before).  S_K keeps K's own weights within 8-bit mantissas and every reader's u, v, bias and
@@ -26,7 +28,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..graph.primitives import primitive_of
-from .chains import Chains, PopulationPlan, Term, Value, node_shape
+from .chains import Chains, PopulationPlan, Term, Value, graded_group, node_shape
 from .network import VTH_MAX
 from .quantize import BIAS_MANT, UV_LIMIT, absmax, row_abs_sum
 
@@ -56,11 +58,15 @@ class StreamPlan:
     parent_weight: dict = field(default_factory=dict)     # relay -> (mantissa, weight_exp, relative error)
 
 
-def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, mode: str = "level") -> StreamPlan:
+def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, graded: dict | None = None,
+                mode: str = "level") -> StreamPlan:
     """Build each value of a residual stream once (see the module docstring).  ``plans``: name ->
-    :class:`PopulationPlan` in the lowering's order; ``mode``: ``level`` (S_K = B 2^j_K), ``one`` (S_K = B) or
-    ``ratio`` (S_K the largest multiple of its readers' p within its own bound, the parent read at an 8-bit
-    weight m 2^e that equals S_K / S_parent, or is its nearest 8-bit value)."""
+    :class:`PopulationPlan` in the lowering's order; ``graded``: graded sources (max-pools) -> (payload scale,
+    value bound): their terms are graded groups (:func:`neurodeploy.lower.chains.graded_group`); ``mode``:
+    ``level`` (S_K = B 2^j_K), ``one`` (S_K = B) or ``ratio`` (S_K the largest multiple of its readers' p within
+    its own bound, the parent read at an 8-bit weight m 2^e that equals S_K / S_parent, or is its nearest 8-bit
+    value)."""
+    graded = graded or {}
     g = chains.g
     none = StreamPlan(plans)
     order = list(plans)
@@ -107,6 +113,8 @@ def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, mo
             t = t_by_key[key]
             src_shape = in_shape if t.src == inp else node_shape(g.nodes[t.src], "output")
             grp = chains.chain_structure(list(t.ops), src_shape, np.ones(size[K]), readers[K][0])
+            if t.src in graded and grp.kind in ("conv", "dense", "sparse"):
+                grp = graded_group(grp, *graded[t.src], readers[K][0])
             if grp.kind not in ("conv", "dense", "sparse"):
                 return none          # (a pooled readout: not a stream term)
             grp.term = t
@@ -120,13 +128,14 @@ def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, mo
     for K in sorted(used, key=len):
         ra = rowabs[parent[K]].copy() if K in parent else np.zeros(size[K])
         for key in K - (parent.get(K) or frozenset()):
-            ra += row_abs_sum(terms[key].kind, terms[key].weights, size[K])
+            ra += row_abs_sum(terms[key].kind, terms[key].weights, size[K]) * terms[key].in_bound
         rowabs[K] = ra
     # the largest scale each relay K allows: its own (fresh) terms' mantissas and its readers' registers
     own = {}
     for K in used:
         fresh = K - (parent.get(K) or frozenset())
-        top = 254.0 / max([absmax(terms[key].weights) for key in fresh] + [1e-12])
+        top = 254.0 / max([absmax(terms[key].weights) / (terms[key].payload_scale or 1.0) for key in fresh]
+                          + [1e-12])
         for n in readers[K]:
             pl = plans[n]
             r = float(pl.rowgain[0])

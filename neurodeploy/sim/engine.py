@@ -29,7 +29,7 @@ import torch
 
 from ..errors import BadInputError, UnsupportedError
 from ..lower.fixed_point import lava_effective_weights, lava_sign_mode  # noqa: F401 - re-exported
-from ..lower.network import LoweredNetwork
+from ..lower.network import GRADED_KINDS, LoweredNetwork
 from .graded import value_bounds
 from .groups import F32_EXACT, M24, active_inputs, att_bound, attention, contrib, native_contrib, native_form, \
     prepare, scalar_weight, weight_bound
@@ -111,7 +111,8 @@ class Engine:
         self.hwc = self._layouts()
         self.out_groups = {n: [] for n in self.pops}
         # graded-spike parts (prod / graded_vec populations, einsum groups): neurodeploy.sim.graded
-        self.gbound = value_bounds(net, scalar_weight) if any(s.kind == "einsum" for s in net.synapses) else {}
+        self.gbound = value_bounds(net, scalar_weight) if (any(s.kind == "einsum" for s in net.synapses) or any(
+            p.kind in GRADED_KINDS for p in net.populations)) else {}
         for s in net.synapses:
             self.out_groups[s.src].append(prepare(self, s))
         self.atts = list(net.attention)
@@ -189,9 +190,12 @@ class Engine:
     def _safe_flags(self) -> dict:
         """Populations whose |u| provably stays within 24 bits (wrap-around work can be skipped)."""
         bound = {n: 0 for n in self.pops}
+        declared = self.net.metadata.get("graded_bounds", {}) or {}     # payload bounds the lowering proved
         for n in self.order:        # a relay's bound (its payload's) is complete before its groups count
             groups = self.out_groups[n]
             src = self.pops[n]
+            if n in declared:
+                bound[n] = min(bound[n], float(declared[n]))
             if src.kind == "input" and src.input_kind != "spikes":
                 for g in groups:
                     bound[g.syn.dst] = float("inf")
@@ -204,7 +208,8 @@ class Engine:
                 if s.kind == "identity":
                     bound[s.dst] = float("inf")
                     continue
-                if s.graded and not (src.kind == "relay" and s.kind in ("dense", "sparse") and s.delays is None):
+                if s.graded and not (src.kind in ("relay", "graded_relu") and s.kind in ("dense", "sparse")
+                                     and s.delays is None):
                     bound[s.dst] = float("inf")
                     continue
                 rows = weight_bound(s.weights)

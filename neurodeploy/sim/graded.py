@@ -3,6 +3,7 @@ populations and ``einsum`` synapse groups, bit-exact with Lava 0.10.0 ``fixed_pt
 
 * ``PyProdNeuronModelFixed``: ``v = (a_in1 * a_in2) >> exp`` (int32, floor shift), ``s = v * (|v| > vth)``;
 * ``PyGradedVecModelFixed``: ``v = a_in`` (v is zeroed after each step), ``s = v * (|v| > vth)``;
+* ``PyGradedReluVecModelFixed`` (``graded_relu``): ``v = a_in``, ``s = v * (v > vth)``;
 * ``PySparseModelBitAcc`` / ``PyDelaySparseModelBitAcc`` with ``num_message_bits`` > 0: ``weights @ payload``
   (weights clipped/truncated as for spikes), then ``<< weight_exp`` or floor ``>> -weight_exp``, one step
   later plus the delay.
@@ -44,7 +45,7 @@ def value_bounds(net: LoweredNetwork, weight) -> dict:
         if p.kind == "input":
             out[name] = 1.0 if p.input_kind == "spikes" else float("inf")
             continue
-        if p.kind not in GRADED_KINDS:
+        if p.kind not in GRADED_KINDS + ("relay",):
             out[name] = 1.0
             continue
         ports = {0: 0.0, 1: 0.0, 2: 0.0}
@@ -63,8 +64,11 @@ def value_bounds(net: LoweredNetwork, weight) -> dict:
                 ports[s.port] += rows * b * 2.0 ** int(s.weight_exp) + 1
         inb[name] = ports
         v = ports[1] * ports[2] if p.kind == "prod" else ports[0]
-        if name in declared:        # a bound the lowering proved (the packed attention's digits and words)
+        if name in declared:        # a bound the lowering proved (the packed attention's digits, a max-pool's)
             v = min(v, float(declared[name]))
+        if p.kind == "relay":       # a relay's payload bound (its groups' sums); never refused here
+            out[name] = float(v)
+            continue
         if v >= _I32 or (p.kind == "prod" and max(ports[1], ports[2]) >= _I32):
             raise UnsupportedError(f"population '{name}' ({p.source or name}): graded values can exceed "
                                    "Lava's int32 payloads")
@@ -115,4 +119,6 @@ def graded_step(kind: str, slot, slot2, vth: int, exp: int, shape, dtype, device
         v = slot.to(dtype, copy=True)
     if exp:
         v = torch.floor(v * 2.0 ** (-exp))
+    if kind == "graded_relu":
+        return v * (v > vth)
     return v * (v.abs() > vth)

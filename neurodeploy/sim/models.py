@@ -6,7 +6,7 @@ process, a model here is how our engine runs it).  :data:`MODELS` maps each kind
 * :class:`InputModel` (``input``, spikes / graded): the sample's data at step ``t`` (looped like Lava's
   RingBuffer).  ``bias`` inputs have no model: LIF populations read them as their bias.
 * :class:`RelayModel` (``relay``): a graded relay sends its input unchanged (``s = a_in``).
-* :class:`GradedModel` (``prod`` / ``graded_vec``): :func:`neurodeploy.sim.graded.graded_step`.
+* :class:`GradedModel` (``prod`` / ``graded_vec`` / ``graded_relu``): :func:`neurodeploy.sim.graded.graded_step`.
 * :class:`LIFModel` (``lif`` / ``readout``): Lava ``PyLifModelBitAcc`` / ``PyLifResetModelBitAcc`` on int64
   state (:func:`lif_step`), and :class:`LIFFloatModel`, the same integers on float state where the engine's
   bounds prove it exact (optionally one torch.compile'd kernel).  Both take the registers' meaning from
@@ -602,6 +602,7 @@ class LIFFloatModel(LIFModel):
 
 #: the step model of each population kind (``lif`` / ``readout`` pick the float form where it is exact)
 MODELS = {"input": InputModel, "relay": RelayModel, "prod": GradedModel, "graded_vec": GradedModel,
+          "graded_relu": GradedModel,
           "lif": LIFModel, "readout": LIFModel}
 
 

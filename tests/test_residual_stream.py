@@ -122,14 +122,18 @@ def _tiny(tau, depth=2, seed=0):
 
 @pytest.mark.slow
 @pytest.mark.lava
-def test_stream_with_gain_two_thirds_in_lava_equals_engine():
+@pytest.mark.parametrize("mode", ["level", "ratio"])
+def test_stream_with_gain_two_thirds_in_lava_equals_engine(mode):
     """tau 1.5 (gesture's): the readers' gain is 2/3, so the stream's scale is even and the readers' 1.5 x it;
-    Lava equals our engine (s, u, v) at every step of every population, the stream relays included."""
+    Lava equals our engine (s, u, v) at every step of every population, the stream relays included (with
+    ``ratio``, relays read their parents at 8-bit weights other than powers of two)."""
     from neurodeploy.lava.run import run_lava
     _, g = _tiny(1.5)
-    net, _ = lower_graph(g)
+    net, _ = lower_graph(g, stream_scale=mode)
     relays = [p for p in net.populations if p.name.endswith(".stream")]
-    assert len(relays) == 4 and relays[0].scale % 2 == 0
+    assert len(relays) == 4 and all(p.scale % 2 == 0 for p in relays)
+    w = {int(s.weights.toarray().max()) for s in net.synapses if ".stream<-" in s.name and s.src.endswith(".stream")}
+    assert w == {1} if mode == "level" else len(w - {1}) >= 1
     for p in relays:
         assert net.pop(p.name.removesuffix(".stream")).scale == p.scale * 3 // 2
     x = np.random.default_rng(2).random((1, 1, 8, 8)).astype(np.float32)

@@ -12,8 +12,8 @@ stream allows and j_K >= 0 the largest power of two K's own terms and readers al
 ``one`` every relay has B); a relay reads its parent at weight 1, weight_exp j_K - j_parent (a left shift is
 exact, a right shift floors once).  Mode ``ratio``: S_K is the largest its own terms and readers allow (a
 multiple of its readers' p) and the relay reads its parent at the 8-bit weight m 2^e nearest S_K / S_parent
-(exact when the ratio is such a weight; else its relative error, at most 2^-8, is reported as the group's).  A reader with gain r (folded weight per model unit, r = 1/m with
-m an integer; p / q in general, B then a multiple of p) gets the population scale S_K m (S_K q / p), so its a_in
+(exact when the ratio is such a weight; else its relative error, at most 2^-8, is reported as the group's).
+A reader with gain r (folded weight per model unit, r = 1/m with m an integer; p / q in general, B then a multiple of p) gets the population scale S_K m (S_K q / p), so its a_in
 equals the payload with no second rounding.  Readers keep their own bias (the stream's BatchNorm biases, pushed
 through as before).  S_K keeps K's own weights within 8-bit mantissas and every reader's u, v, bias and
 threshold within their registers (the same bounds as an expanded reader's scale).  Populations or terms this
@@ -179,7 +179,7 @@ def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, gr
             if K in parent:
                 P = parent[K]
                 # the parent's payload |x_P| S_P times m must stay within the 24-bit accumulator
-                mmax = min(255, int((1 << 23) / max(1.0, float(rowabs[P].max()) * out.scale[rname[P]] * 1.01)))
+                mmax = max(1, min(255, int((1 << 23) / max(1.0, float(rowabs[P].max()) * out.scale[rname[P]] * 1.01))))
                 m, e = ratio_weight(S, out.scale[rname[P]], mmax)
                 out.parent_weight[rname[K]] = (m, e, abs(m * 2.0 ** e * out.scale[rname[P]] / S - 1.0))
         for K in used:

@@ -13,8 +13,8 @@ stream allows and j_K >= 0 the largest power of two K's own terms and readers al
 exact, a right shift floors once).  Mode ``ratio``: S_K is the largest its own terms and readers allow (a
 multiple of its readers' p) and the relay reads its parent at the 8-bit weight m 2^e nearest S_K / S_parent
 (exact when the ratio is such a weight; else its relative error, at most 2^-8, is reported as the group's).
-A reader with gain r (folded weight per model unit, r = 1/m with m an integer; p / q in general, B then a multiple of p) gets the population scale S_K m (S_K q / p), so its a_in
-equals the payload with no second rounding.  Readers keep their own bias (the stream's BatchNorm biases, pushed
+A reader with gain r (folded weight per model unit, r = 1/m with m an integer; p / q in general, B then a
+multiple of p) gets the population scale S_K m (S_K q / p), so its a_in equals the payload with no second rounding.  Readers keep their own bias (the stream's BatchNorm biases, pushed
 through as before).  S_K keeps K's own weights within 8-bit mantissas and every reader's u, v, bias and
 threshold within their registers (the same bounds as an expanded reader's scale).  Populations or terms this
 does not fit (attention LIFs, per-neuron gains, delays, host-encoded terms, initial v) keep their expanded terms.

@@ -1,23 +1,23 @@
-"""The residual stream plan of the Loihi 2 lowering (:mod:`.loihi2`; docs/lowering.md, "Residual stream"):
-each value of a residual stream is built once, as a graded relay population that every reader reads once.
+"""The residual stream plan of the Loihi 2 lowering (:mod:`.loihi2`; docs/lowering.md, "Residual stream"): each value
+of a residual stream is built once, as a graded relay population that every reader reads once.
 
-Spikingformer's LIFs that read the stream get ``x_l = x_0 + sum of branch outputs`` as one term per earlier
-branch (NIR sums edges at a node), so expanded every reader holds every earlier conv: synapse memory grows with
-depth squared.  Here the LIF populations whose input terms (source, chain of NIR nodes) nest, K_0 < K_1 < ...,
-get one ``relay`` population (Lava GradedVec, vth 0) per distinct set K: ``relay(K) = relay(parent) + the new
-terms`` (the parent read one-to-one, weight 1, graded), and every reader of K reads ``relay(K)`` once,
-one-to-one with weight 1.  Exact in integers: each relay K has an integer scale S_K (integer units per model
-unit; its own terms are quantized once at S_K), S_K = B 2^j_K where B is the largest scale every relay of the
-stream allows and j_K >= 0 the largest power of two K's own terms and readers allow (mode ``level``; with
-``one`` every relay has B); a relay reads its parent at weight 1, weight_exp j_K - j_parent (a left shift is
-exact, a right shift floors once).  Mode ``ratio``: S_K is the largest its own terms and readers allow (a
-multiple of its readers' p) and the relay reads its parent at the 8-bit weight m 2^e nearest S_K / S_parent
-(exact when the ratio is such a weight; else its relative error, at most 2^-8, is reported as the group's).
-A reader with gain r (folded weight per model unit, r = 1/m with m an integer; p / q in general, B then a
-multiple of p) gets the population scale S_K m (S_K q / p), so its a_in equals the payload with no second rounding.  Readers keep their own bias (the stream's BatchNorm biases, pushed
-through as before).  S_K keeps K's own weights within 8-bit mantissas and every reader's u, v, bias and
-threshold within their registers (the same bounds as an expanded reader's scale).  Populations or terms this
-does not fit (attention LIFs, per-neuron gains, delays, host-encoded terms, initial v) keep their expanded terms.
+Spikingformer's LIFs that read the stream get ``x_l = x_0 + sum of branch outputs`` as one term per earlier branch
+(NIR sums edges at a node), so expanded every reader holds every earlier conv: synapse memory grows with depth
+squared. Here the LIF populations whose input terms (source, chain of NIR nodes) nest, K_0 < K_1 < ..., get one
+``relay`` population (Lava GradedVec, vth 0) per distinct set K: ``relay(K) = relay(parent) + the new terms`` (the
+parent read one-to-one, weight 1, graded), and every reader of K reads ``relay(K)`` once, one-to-one with weight 1.
+Exact in integers: each relay K has an integer scale S_K (integer units per model unit; its own terms are quantized
+once at S_K), S_K = B 2^j_K where B is the largest scale every relay of the stream allows and j_K >= 0 the largest
+power of two K's own terms and readers allow (mode ``level``; with ``one`` every relay has B); a relay reads its
+parent at weight 1, weight_exp j_K - j_parent (a left shift is exact, a right shift floors once). Mode ``ratio``:
+S_K is the largest its own terms and readers allow (a multiple of its readers' p) and the relay reads its parent at
+the 8-bit weight m 2^e nearest S_K / S_parent (exact when the ratio is such a weight; else its relative error, at
+most 2^-8, is reported as the group's). A reader with gain r (folded weight per model unit, r = 1/m with m an
+integer; p / q in general, B then a multiple of p) gets the population scale S_K m (S_K q / p), so its a_in equals
+the payload with no second rounding. Readers keep their own bias (the stream's BatchNorm biases, pushed through as
+before). S_K keeps K's own weights within 8-bit mantissas and every reader's u, v, bias and threshold within their
+registers (the same bounds as an expanded reader's scale). Populations or terms this does not fit (attention LIFs,
+per-neuron gains, delays, host-encoded terms, initial v) keep their expanded terms.
 """
 from __future__ import annotations
 

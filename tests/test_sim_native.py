@@ -142,10 +142,10 @@ def test_conv_kernel_equals_conv2d(stride, padding, dilation, k):
                     dilation=dilation)[0].permute(1, 2, 0).reshape(-1).contiguous()
     wt = torch.as_tensor(w.transpose(1, 2, 3, 0).copy())
     y = torch.zeros(B, Ho * Wo * Co)
-    wof, pos, tstart, tout, tw = tables
+    pos, tstart, tout, tw = tables
     lib.nd_conv_events_f32(y.data_ptr(), wt.data_ptr(), ones.data_ptr(), idx.ctypes.data, cnt.ctypes.data, B, n,
-                           Ho * Wo * Co, wof.ctypes.data, pos.ctypes.data, tstart.ctypes.data, tout.ctypes.data,
-                           tw.ctypes.data, Co)
+                           Ho * Wo * Co, C, wt[0].numel(), pos.ctypes.data, tstart.ctypes.data, tout.ctypes.data,
+                           tw.ctypes.data, Co, 0)
     assert torch.equal(y, ref.permute(0, 2, 3, 1).reshape(B, -1))
 
 

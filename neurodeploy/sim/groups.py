@@ -167,19 +167,17 @@ NATIVE_EVENT_COST = 4.0
 class NativePart:
     w: torch.Tensor         # conv: [C_in, KH, KW, C_out]; dense: [n_in, n_out] (contiguous float32)
     ones: torch.Tensor      # the sum over all inputs at 1 ([n_dst]: what the silent inputs are taken from)
-    tables: tuple           # conv: (wof, pos, tstart, tout, tw) int32 arrays (see native.c); dense: ()
+    tables: tuple           # conv: (pos, tstart, tout, tw) int32 arrays (see native.c); dense: ()
     n_in: int
     n_out: int
     max_events: float       # per sample: the most listed inputs for which the event sum pays (the rule above)
 
 
 def _conv_tables(c, h, wd, co, kh, kw, ho, wo, stride, padding, dilation):
-    """Per input (h, w, c) in channels-last order: its weight offset and position; per position, the
-    kernel taps that reach an output (output offset, weight offset), as native.c's conv expects."""
+    """Per input (h, w, c) in channels-last order: its position; per position, the kernel taps that reach
+    an output (output offset, weight offset), as native.c's conv expects."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    r = np.arange(h * wd * c)
-    wof = ((r % c) * kh * kw * co).astype(np.int32)
-    pos = (r // c).astype(np.int32)
+    pos = (np.arange(h * wd * c) // c).astype(np.int32)
     tstart, tout, tw = [0], [], []
     for y in range(h):
         for x in range(wd):
@@ -194,7 +192,7 @@ def _conv_tables(c, h, wd, co, kh, kw, ho, wo, stride, padding, dilation):
                     tout.append((oy * wo + ox) * co)
                     tw.append((i * kw + j) * co)
             tstart.append(len(tout))
-    return tuple(np.asarray(a, dtype=np.int32) for a in (wof, pos, tstart, tout, tw))
+    return tuple(np.asarray(a, dtype=np.int32) for a in (pos, tstart, tout, tw))
 
 
 def native_form(eng, g: Group) -> list | None:
@@ -219,7 +217,7 @@ def native_form(eng, g: Group) -> list | None:
         ho, wo = ones.shape[2:]
         tables = _conv_tables(c, h, wd, co, kh, kw, ho, wo, tuple(s.stride), tuple(s.padding), tuple(s.dilation))
         # work per listed input: its taps x Co adds; dense work per sample: Ho Wo Co x C KH KW
-        per_event = max(len(tables[3]) / (h * wd), 1e-9) * co
+        per_event = max(len(tables[2]) / (h * wd), 1e-9) * co
         dense = ho * wo * co * c * kh * kw
         return [NativePart(torch.as_tensor(w.transpose(1, 2, 3, 0).copy(), dtype=torch.float32),
                            ones[0].permute(1, 2, 0).reshape(-1).to(torch.float32).contiguous(), tables,
@@ -246,17 +244,19 @@ def native_contrib(lib, g: Group, part: NativePart, m, ring, k, e: int = 0):
     if m.cnt[B] > part.max_events * B:
         return False
     y = ring[k] if e == 0 and ring[k] is not None and ring[k].is_contiguous() else None
-    if y is None:
-        y = torch.zeros(B, part.n_out, dtype=torch.float32)
+    init = y is None            # a new tensor: the kernel writes every value (no zeroing first)
+    if init:
+        y = torch.empty(B, part.n_out, dtype=torch.float32)
     iptr, cptr = m.iptr
     if part.tables:
-        wof, pos, tstart, tout, tw = part.tables
+        pos, tstart, tout, tw = part.tables
+        c = part.w.shape[0]
         lib.nd_conv_events_f32(y.data_ptr(), part.w.data_ptr(), part.ones.data_ptr(), iptr, cptr, B, part.n_in,
-                               part.n_out, wof.ctypes.data, pos.ctypes.data, tstart.ctypes.data,
-                               tout.ctypes.data, tw.ctypes.data, part.w.shape[-1])
+                               part.n_out, c, part.w[0].numel(), pos.ctypes.data, tstart.ctypes.data,
+                               tout.ctypes.data, tw.ctypes.data, part.w.shape[-1], int(init))
     else:
         lib.nd_rows_events_f32(y.data_ptr(), part.w.data_ptr(), part.ones.data_ptr(), iptr, cptr, B,
-                               part.n_in, part.n_out)
+                               part.n_in, part.n_out, int(init))
         if e:
             y = _exp(y, e)
     if ring[k] is None:

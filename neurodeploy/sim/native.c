@@ -122,42 +122,143 @@ int64_t nd_lif_f32(float *restrict v, float *restrict u, const float *restrict s
     return total;
 }
 
+#ifdef __AVX512F__
+#define NV_MAX 8                    /* 16-float vectors held in registers per block of outputs */
+
+static inline __mmask16 tail_mask(int64_t left)
+{
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+}
+
+/* acc_rows for one block of nv vectors (nv, neg constant after inlining: the accumulators stay in
+ * registers; the last vector is masked to the block's length, so no scalar tail). */
+static inline __attribute__((always_inline)) void acc_block(float *restrict y, const float *restrict w,
+                                                            const int32_t *restrict ix, int64_t m, int64_t stride,
+                                                            int64_t base, const int nv, __mmask16 last, const int neg)
+{
+    __m512 a[NV_MAX];
+    for (int j = 0; j < nv; j++)
+        a[j] = _mm512_maskz_loadu_ps(j == nv - 1 ? last : (__mmask16)0xFFFF, y + 16 * j);
+    for (int64_t k = 0; k < m; k++) {
+        const float *restrict wk = w + (int64_t)ix[k] * stride + base;
+        for (int j = 0; j < nv; j++) {
+            __m512 x = _mm512_maskz_loadu_ps(j == nv - 1 ? last : (__mmask16)0xFFFF, wk + 16 * j);
+            a[j] = neg ? _mm512_sub_ps(a[j], x) : _mm512_add_ps(a[j], x);
+        }
+    }
+    for (int j = 0; j < nv; j++)
+        _mm512_mask_storeu_ps(y + 16 * j, j == nv - 1 ? last : (__mmask16)0xFFFF, a[j]);
+}
+#endif
+
+/* The one loop shape of both event sums: y[0 .. n) += (neg: -=) the sum over k < m of the weight row
+ * w[ix[k] * stride + base ..] (n floats each).  With AVX-512 the outputs are taken in blocks of up to
+ * NV_MAX vectors held in registers while every row is added (one load and store of y per block). */
+static void acc_rows(float *restrict y, const float *restrict w, const int32_t *restrict ix, int64_t m,
+                     int64_t stride, int64_t base, int64_t n, int neg)
+{
+#ifdef __AVX512F__
+    for (int64_t o = 0; o < n; o += 16 * NV_MAX) {
+        int64_t left = n - o;
+        int nv = left >= 16 * NV_MAX ? NV_MAX : (int)((left + 15) / 16);
+        __mmask16 last = tail_mask(left - 16 * (nv - 1));
+        float *restrict yo = y + o;
+        int64_t bo = base + o;
+        switch (2 * nv + (neg != 0)) {
+#define ND_BLOCK(NV)                                                                              \
+        case 2 * NV: acc_block(yo, w, ix, m, stride, bo, NV, last, 0); break;                     \
+        case 2 * NV + 1: acc_block(yo, w, ix, m, stride, bo, NV, last, 1); break;
+        ND_BLOCK(1) ND_BLOCK(2) ND_BLOCK(3) ND_BLOCK(4) ND_BLOCK(5) ND_BLOCK(6) ND_BLOCK(7) ND_BLOCK(8)
+#undef ND_BLOCK
+        }
+    }
+#else
+    for (int64_t k = 0; k < m; k++) {
+        const float *restrict wk = w + (int64_t)ix[k] * stride + base;
+        if (neg)
+            for (int64_t o = 0; o < n; o++)
+                y[o] -= wk[o];
+        else
+            for (int64_t o = 0; o < n; o++)
+                y[o] += wk[o];
+    }
+#endif
+}
+
+/* Where a row of an event sum starts: a row listing its spikes starts from 0, one listing its silent
+ * inputs from ones (the sum over all inputs at 1).  init: y holds nothing yet (set it), else add. */
+static void start_row(float *restrict yb, const float *restrict ones, int64_t n_out, int spikes, int init)
+{
+    if (init && spikes)
+        memset(yb, 0, (size_t)n_out * sizeof(float));
+    else if (init)
+        memcpy(yb, ones, (size_t)n_out * sizeof(float));
+    else if (!spikes)
+        for (int64_t o = 0; o < n_out; o++)
+            yb[o] += ones[o];
+}
+
+/* The events of one row of a conv event sum: the listed inputs at one position (consecutive in a list)
+ * share its taps, and each tap's outputs take all of them in one acc_rows block.  Input r = p*C + c has
+ * its weights for tap t at c*kco + tw[t] = r*kco + (tw[t] - p*C*kco). */
+#define ND_CONV_ROW(ACC)                                                                          \
+    for (int64_t e = 0; e < len;) {                                                               \
+        int32_t p = pos[ib[e]];                                                                   \
+        int64_t e2 = e + 1;                                                                       \
+        while (e2 < len && pos[ib[e2]] == p)                                                      \
+            e2++;                                                                                 \
+        int64_t base = -(int64_t)p * C * kco;                                                     \
+        for (int32_t t = tstart[p]; t < tstart[p + 1]; t++)                                       \
+            ACC;                                                                                  \
+        e = e2;                                                                                   \
+    }
+
+#ifdef __AVX512F__
+/* one row with Co <= 16 * NV_MAX: nv and neg constant after inlining (no dispatch per tap) */
+static inline __attribute__((always_inline)) void conv_row_block(
+    float *restrict yb, const float *restrict w, const int32_t *restrict ib, int64_t len, const int32_t *restrict pos,
+    int64_t C, int64_t kco, const int32_t *restrict tstart, const int32_t *restrict tout, const int32_t *restrict tw,
+    const int nv, __mmask16 last, const int neg)
+{
+    ND_CONV_ROW(acc_block(yb + tout[t], w, ib + e, e2 - e, kco, base + tw[t], nv, last, neg))
+}
+#endif
+
 /* A correlation (PyTorch conv2d, groups 1, channels-last on both sides) summed over the listed inputs of
  * each row only (nd_lif_f32's lists): y[b, out, :] += w[c, tap, :] for every listed spike r = (h*W + w)*C + c
  * of row b and every kernel tap that reaches an output; a row that lists its silent inputs starts from
- * ones (the sum over all inputs at 1) and subtracts theirs.
- * Tables (built once per group): wof[r] = c*KH*KW*Co, pos[r] = h*W + w; taps of position p:
- * tstart[p] .. tstart[p+1] into tout (output offset (oy*Wo + ox)*Co) and tw (weight offset tap*Co).
- * y: [B, n_out] (n_out = Ho*Wo*Co). */
+ * ones and subtracts theirs.
+ * w: [C, KH, KW, Co] (kco = KH*KW*Co floats per input channel).  Tables (built once per group):
+ * pos[r] = h*W + w; taps of position p: tstart[p] .. tstart[p+1] into tout (output offset
+ * (oy*Wo + ox)*Co) and tw (weight offset tap*Co).  y: [B, n_out] (n_out = Ho*Wo*Co); init: y is
+ * uninitialised (written, not added to). */
 void nd_conv_events_f32(float *restrict y, const float *restrict w, const float *restrict ones,
                         const int32_t *restrict idx, const int32_t *restrict cnt, int64_t B, int64_t n,
-                        int64_t n_out, const int32_t *restrict wof, const int32_t *restrict pos,
+                        int64_t n_out, int64_t C, int64_t kco, const int32_t *restrict pos,
                         const int32_t *restrict tstart, const int32_t *restrict tout, const int32_t *restrict tw,
-                        int64_t Co)
+                        int64_t Co, int init)
 {
     for (int64_t b = 0; b < B; b++) {
         const int32_t *ib = idx + b * n;
         int spikes = 2 * (int64_t)cnt[b] <= n;
         int64_t len = spikes ? cnt[b] : n - cnt[b];
         float *restrict yb = y + b * n_out;
-        if (!spikes)
-            for (int64_t o = 0; o < n_out; o++)
-                yb[o] += ones[o];
-        for (int64_t e = 0; e < len; e++) {
-            int32_t r = ib[e];
-            const float *restrict wc = w + wof[r];
-            int32_t p = pos[r];
-            for (int32_t t = tstart[p]; t < tstart[p + 1]; t++) {
-                float *restrict yo = yb + tout[t];
-                const float *restrict wk = wc + tw[t];
-                if (spikes)
-                    for (int64_t o = 0; o < Co; o++)
-                        yo[o] += wk[o];
-                else
-                    for (int64_t o = 0; o < Co; o++)
-                        yo[o] -= wk[o];
+        start_row(yb, ones, n_out, spikes, init);
+#ifdef __AVX512F__
+        if (Co <= 16 * NV_MAX) {
+            int nv = (int)((Co + 15) / 16);
+            __mmask16 last = tail_mask(Co - 16 * (nv - 1));
+            switch (2 * nv + !spikes) {
+#define ND_BLOCK(NV)                                                                              \
+            case 2 * NV: conv_row_block(yb, w, ib, len, pos, C, kco, tstart, tout, tw, NV, last, 0); break; \
+            case 2 * NV + 1: conv_row_block(yb, w, ib, len, pos, C, kco, tstart, tout, tw, NV, last, 1); break;
+            ND_BLOCK(1) ND_BLOCK(2) ND_BLOCK(3) ND_BLOCK(4) ND_BLOCK(5) ND_BLOCK(6) ND_BLOCK(7) ND_BLOCK(8)
+#undef ND_BLOCK
             }
+            continue;
         }
+#endif
+        ND_CONV_ROW(acc_rows(yb + tout[t], w, ib + e, e2 - e, kco, base + tw[t], Co, !spikes))
     }
 }
 
@@ -165,24 +266,13 @@ void nd_conv_events_f32(float *restrict y, const float *restrict w, const float 
  * y[b, :] += w[i, :] per listed spike, or ones minus w[i, :] per listed silent input. */
 void nd_rows_events_f32(float *restrict y, const float *restrict w, const float *restrict ones,
                         const int32_t *restrict idx, const int32_t *restrict cnt, int64_t B, int64_t n_in,
-                        int64_t n_out)
+                        int64_t n_out, int init)
 {
     for (int64_t b = 0; b < B; b++) {
-        const int32_t *ib = idx + b * n_in;
         int spikes = 2 * (int64_t)cnt[b] <= n_in;
         int64_t len = spikes ? cnt[b] : n_in - cnt[b];
         float *restrict yb = y + b * n_out;
-        if (!spikes)
-            for (int64_t o = 0; o < n_out; o++)
-                yb[o] += ones[o];
-        for (int64_t e = 0; e < len; e++) {
-            const float *restrict wk = w + (int64_t)ib[e] * n_out;
-            if (spikes)
-                for (int64_t o = 0; o < n_out; o++)
-                    yb[o] += wk[o];
-            else
-                for (int64_t o = 0; o < n_out; o++)
-                    yb[o] -= wk[o];
-        }
+        start_row(yb, ones, n_out, spikes, init);
+        acc_rows(yb, w, idx + b * n_in, len, n_out, 0, n_out, !spikes);
     }
 }

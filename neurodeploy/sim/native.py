@@ -94,8 +94,8 @@ def lib():
     so.nd_lif_f32.restype = ctypes.c_int64
     so.nd_lif_f32.argtypes = [P, P, P, P, I, I, I, F, F, F, ctypes.c_int, F, P, P, P, P]
     so.nd_conv_events_f32.restype = None
-    so.nd_conv_events_f32.argtypes = [P, P, P, P, P, I, I, I, P, P, P, P, P, I]
+    so.nd_conv_events_f32.argtypes = [P, P, P, P, P, I, I, I, I, I, P, P, P, P, I, ctypes.c_int]
     so.nd_rows_events_f32.restype = None
-    so.nd_rows_events_f32.argtypes = [P, P, P, P, P, I, I, I]
+    so.nd_rows_events_f32.argtypes = [P, P, P, P, P, I, I, I, ctypes.c_int]
     _LIB = so
     return so

@@ -13,6 +13,7 @@ order of the additions never changes a result: that is what lets a group sum onl
 """
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from ..errors import BadInputError
 from ..lower.fixed_point import lava_effective_weights
 from ..lower.network import Attention, Synapse, einsum_fan_in
+from . import native
 from .graded import EinsumGroup, group_bound
 
 M24 = 1 << 23
@@ -236,34 +238,52 @@ def _most(work_ratio: float) -> float:
     return work_ratio / NATIVE_EVENT_COST if NATIVE_EVENT_COST > 0 else float("inf")
 
 
-def native_contrib(lib, g: Group, part: NativePart, m, ring, k, e: int = 0):
-    """Adds one part's contribution from the listed inputs of model ``m`` (its ``idx`` / ``cnt``; per
-    row its spikes, or its silent inputs taken from the sum over all inputs) into ``ring[k]`` (created
-    when None); False (nothing done) when the rule says the dense product pays."""
-    B = m.B
-    if m.cnt[B] > part.max_events * B:
-        return False
-    y = ring[k] if e == 0 and ring[k] is not None and ring[k].is_contiguous() else None
-    init = y is None            # a new tensor: the kernel writes every value (no zeroing first)
-    if init:
-        y = torch.empty(B, part.n_out, dtype=torch.float32)
-    iptr, cptr = m.iptr
-    if part.tables:
-        pos, tstart, tout, tw = part.tables
-        c = part.w.shape[0]
-        lib.nd_conv_events_f32(y.data_ptr(), part.w.data_ptr(), part.ones.data_ptr(), iptr, cptr, B, part.n_in,
-                               part.n_out, c, part.w[0].numel(), pos.ctypes.data, tstart.ctypes.data,
-                               tout.ctypes.data, tw.ctypes.data, part.w.shape[-1], int(init))
-    else:
-        lib.nd_rows_events_f32(y.data_ptr(), part.w.data_ptr(), part.ones.data_ptr(), iptr, cptr, B,
-                               part.n_in, part.n_out, int(init))
-        if e:
-            y = _exp(y, e)
-    if ring[k] is None:
-        ring[k] = y
-    elif y is not ring[k]:
-        ring[k].add_(y)
-    return True
+class NativeSum:
+    """One part's native event sum bound to one run: the lists of its source model ``m`` (``idx`` /
+    ``cnt``; per row its spikes, or its silent inputs taken from the sum over all inputs) into the
+    destination's ring.  Every argument but the output is converted to ctypes once (:func:`native.raw`).
+    ``pool`` (or None): the destination's preallocated [B, n_dst] tensor per ring slot, taken when the
+    slot is empty (free again once the destination has read it: a native LIF step keeps no reference to
+    its input)."""
+
+    def __init__(self, g: Group, part: NativePart, m, ring: list, pool, e: int = 0):
+        c = ctypes
+        B = m.B
+        self.g, self.part, self.src, self.ring, self.pool, self.B = g, part, m, ring, pool, B
+        self.cnt = m.cnt
+        self.limit = part.max_events * B
+        self.y = c.c_void_p(0)
+        self.head = [self.y, c.c_void_p(part.w.data_ptr()), c.c_void_p(part.ones.data_ptr()),
+                     c.c_void_p(m.iptr[0]), c.c_void_p(m.iptr[1]), c.c_int64(B), c.c_int64(part.n_in),
+                     c.c_int64(part.n_out)]
+        if part.tables:
+            self.fn = native.raw("nd_conv_events_f32")
+            self.keep = part.tables
+            self.tail = [c.c_int64(part.w.shape[0]), c.c_int64(part.w[0].numel())] + \
+                [c.c_void_p(a.ctypes.data) for a in part.tables] + [c.c_int64(part.w.shape[-1])]
+        else:
+            self.fn = native.raw("nd_rows_events_f32")
+            self.tmp = torch.empty(part.n_out, dtype=torch.float32) if e else None
+            self.tail = [c.c_float(2.0 ** e), c.c_void_p(0 if self.tmp is None else self.tmp.data_ptr())]
+        self.args = {init: tuple(self.head + ([c.c_int(init)] + self.tail if not part.tables
+                                              else self.tail + [c.c_int(init)])) for init in (0, 1)}
+
+    def __call__(self, k: int) -> bool:
+        """Adds the sum into ``ring[k]`` (created when None); False (nothing done) when the rule
+        (:data:`NATIVE_EVENT_COST`) says the dense product pays."""
+        if self.cnt[self.B] > self.limit:
+            return False
+        ring = self.ring
+        y = ring[k]
+        init = y is None
+        if init:
+            y = self.pool[k] if self.pool is not None else torch.empty(self.B, self.part.n_out, dtype=torch.float32)
+            ring[k] = y
+        elif not y.is_contiguous():
+            y = ring[k] = y.contiguous()
+        self.y.value = y.data_ptr()
+        self.fn(*self.args[init])
+        return True
 
 
 def _permuted(eng, s: Synapse, w, d):

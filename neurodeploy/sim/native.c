@@ -263,16 +263,27 @@ void nd_conv_events_f32(float *restrict y, const float *restrict w, const float 
 }
 
 /* A dense product [n_in, n_out] summed over the listed inputs of each row only (as for the conv):
- * y[b, :] += w[i, :] per listed spike, or ones minus w[i, :] per listed silent input. */
+ * y[b, :] += w[i, :] per listed spike, or ones minus w[i, :] per listed silent input; then the weight
+ * exponent: scale = 2**weight_exp (1: none), the row's sum times scale rounded down (Lava's << e, or
+ * floor >> -e), summed in tmp (n_out floats) first when scale != 1.  init: y is uninitialised. */
 void nd_rows_events_f32(float *restrict y, const float *restrict w, const float *restrict ones,
                         const int32_t *restrict idx, const int32_t *restrict cnt, int64_t B, int64_t n_in,
-                        int64_t n_out, int init)
+                        int64_t n_out, int init, float scale, float *restrict tmp)
 {
     for (int64_t b = 0; b < B; b++) {
         int spikes = 2 * (int64_t)cnt[b] <= n_in;
         int64_t len = spikes ? cnt[b] : n_in - cnt[b];
         float *restrict yb = y + b * n_out;
-        start_row(yb, ones, n_out, spikes, init);
-        acc_rows(yb, w, idx + b * n_in, len, n_out, 0, n_out, !spikes);
+        float *restrict acc = scale == 1.0f ? yb : tmp;
+        start_row(acc, ones, n_out, spikes, init || acc == tmp);
+        acc_rows(acc, w, idx + b * n_in, len, n_out, 0, n_out, !spikes);
+        if (acc != tmp)
+            continue;
+        if (init)
+            for (int64_t o = 0; o < n_out; o++)
+                yb[o] = floorf(tmp[o] * scale);
+        else
+            for (int64_t o = 0; o < n_out; o++)
+                yb[o] += floorf(tmp[o] * scale);
     }
 }

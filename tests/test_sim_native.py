@@ -140,12 +140,12 @@ def test_conv_kernel_equals_conv2d(stride, padding, dilation, k):
     tables = groups._conv_tables(C, H, W, Co, k[0], k[1], Ho, Wo, stride, padding, dilation)
     ones = F.conv2d(torch.ones(1, C, H, W), torch.as_tensor(w), stride=stride, padding=padding,
                     dilation=dilation)[0].permute(1, 2, 0).reshape(-1).contiguous()
-    wt = torch.as_tensor(w.transpose(1, 2, 3, 0).copy())
+    wt = groups.conv_rows(w)
     y = torch.zeros(B, Ho * Wo * Co)
     pos, tstart, tout, tw = tables
     lib.nd_conv_events_f32(y.data_ptr(), wt.data_ptr(), ones.data_ptr(), idx.ctypes.data, cnt.ctypes.data, B, n,
-                           Ho * Wo * Co, C, wt[0].numel(), pos.ctypes.data, tstart.ctypes.data, tout.ctypes.data,
-                           tw.ctypes.data, Co, 0)
+                           Ho * Wo * Co, C, k[0] * k[1] * groups.row_ld(Co), pos.ctypes.data, tstart.ctypes.data,
+                           tout.ctypes.data, tw.ctypes.data, Co, 0)
     assert torch.equal(y, ref.permute(0, 2, 3, 1).reshape(B, -1))
 
 

@@ -167,18 +167,41 @@ NATIVE_EVENT_COST = 4.0
 
 @dataclass
 class NativePart:
-    w: torch.Tensor         # conv: [C_in, KH, KW, C_out]; dense: [n_in, n_out] (contiguous float32)
+    w: torch.Tensor         # weight rows laid out by row_layout (contiguous float32): conv [C_in KH KW, ld(C_out)];
+                            # dense [n_in, ld(n_out)]
     ones: torch.Tensor      # the sum over all inputs at 1 ([n_dst]: what the silent inputs are taken from)
     tables: tuple           # conv: (pos, tstart, tout, tw) int32 arrays (see native.c); dense: ()
     n_in: int
     n_out: int
     max_events: float       # per sample: the most listed inputs for which the event sum pays (the rule above)
+    conv: tuple = ()        # conv: (C_in, floats of weights per input channel, C_out)
+
+
+def row_ld(n: int) -> int:
+    """Floats per weight row of ``n`` outputs in native.c's layout (:func:`row_layout`)."""
+    return n if n < 16 or n % 16 == 0 else 16 * (n // 16 + 1)
+
+
+def row_layout(w: np.ndarray) -> torch.Tensor:
+    """Weight rows [rows, n] in native.c's layout [rows, row_ld(n)] (float32): for n < 16 or a multiple of
+    16 as they are; else the first 16 * (n // 16) weights, then those of the last 16 outputs with the lanes
+    already covered set to 0, so the kernel adds whole 16-float vectors only (the last one overlapping the
+    one before it adds 0 there)."""
+    w = np.asarray(w, dtype=np.float64)
+    rows, n = w.shape
+    if row_ld(n) == n:
+        return torch.as_tensor(np.ascontiguousarray(w), dtype=torch.float32)
+    f = 16 * (n // 16)
+    tail = np.zeros((rows, 16))
+    tail[:, 16 - (n - f):] = w[:, f:]
+    return torch.as_tensor(np.concatenate([w[:, :f], tail], 1), dtype=torch.float32).contiguous()
 
 
 def _conv_tables(c, h, wd, co, kh, kw, ho, wo, stride, padding, dilation):
     """Per input (h, w, c) in channels-last order: its position; per position, the kernel taps that reach
-    an output (output offset, weight offset), as native.c's conv expects."""
+    an output (output offset, weight offset in rows of row_ld(co) floats), as native.c's conv expects."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    ld = row_ld(co)
     pos = (np.arange(h * wd * c) // c).astype(np.int32)
     tstart, tout, tw = [0], [], []
     for y in range(h):
@@ -192,9 +215,15 @@ def _conv_tables(c, h, wd, co, kh, kw, ho, wo, stride, padding, dilation):
                     if rx or not 0 <= ox < wo:
                         continue
                     tout.append((oy * wo + ox) * co)
-                    tw.append((i * kw + j) * co)
+                    tw.append((i * kw + j) * ld)
             tstart.append(len(tout))
     return tuple(np.asarray(a, dtype=np.int32) for a in (pos, tstart, tout, tw))
+
+
+def conv_rows(w: np.ndarray) -> torch.Tensor:
+    """A conv kernel [C_out, C_in, KH, KW] as native.c's weight rows: [C_in KH KW, row_ld(C_out)]."""
+    co, c, kh, kw = w.shape
+    return row_layout(np.asarray(w).transpose(1, 2, 3, 0).reshape(c * kh * kw, co))
 
 
 def native_form(eng, g: Group) -> list | None:
@@ -221,16 +250,16 @@ def native_form(eng, g: Group) -> list | None:
         # work per listed input: its taps x Co adds; dense work per sample: Ho Wo Co x C KH KW
         per_event = max(len(tables[2]) / (h * wd), 1e-9) * co
         dense = ho * wo * co * c * kh * kw
-        return [NativePart(torch.as_tensor(w.transpose(1, 2, 3, 0).copy(), dtype=torch.float32),
-                           ones[0].permute(1, 2, 0).reshape(-1).to(torch.float32).contiguous(), tables,
-                           c * h * wd, ho * wo * co, _most(dense / per_event))]
+        return [NativePart(conv_rows(w), ones[0].permute(1, 2, 0).reshape(-1).to(torch.float32).contiguous(),
+                           tables, c * h * wd, ho * wo * co, _most(dense / per_event),
+                           (c, kh * kw * row_ld(co), co))]
     if s.kind != "dense" or g.sparse:
         return None
     parts = []
     for _, _, w in g.parts:
         n_in, n_out = w.shape
-        parts.append(NativePart(w.contiguous(), w.to(torch.float64).sum(0).to(torch.float32), (), n_in, n_out,
-                                _most(n_in)))
+        parts.append(NativePart(row_layout(w.numpy()), w.to(torch.float64).sum(0).to(torch.float32), (), n_in,
+                                n_out, _most(n_in)))
     return parts
 
 
@@ -259,8 +288,9 @@ class NativeSum:
         if part.tables:
             self.fn = native.raw("nd_conv_events_f32")
             self.keep = part.tables
-            self.tail = [c.c_int64(part.w.shape[0]), c.c_int64(part.w[0].numel())] + \
-                [c.c_void_p(a.ctypes.data) for a in part.tables] + [c.c_int64(part.w.shape[-1])]
+            cin, kco, co = part.conv
+            self.tail = [c.c_int64(cin), c.c_int64(kco)] + [c.c_void_p(a.ctypes.data) for a in part.tables] + \
+                [c.c_int64(co)]
         else:
             self.fn = native.raw("nd_rows_events_f32")
             self.tmp = torch.empty(part.n_out, dtype=torch.float32) if e else None

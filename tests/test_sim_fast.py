@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import testnets
+from simresults import assert_same as _same
 from neurodeploy.sim import Engine
 from neurodeploy.sim import models as engine_mod
 
@@ -23,13 +24,6 @@ def _reference(net, x, T):
     eng.safe = {n: False for n in eng.safe}
     assert not any(eng.safe.values())
     return _run(eng, x, T)
-
-
-def _same(a, b):
-    assert a.keys() == b.keys()
-    for n in a:
-        for k in a[n]:
-            assert np.array_equal(a[n][k], b[n][k]), (n, k)
 
 
 @pytest.mark.parametrize("make", NETS)

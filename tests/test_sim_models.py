@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import torch
 
 import testnets
+from simresults import as_numpy as _np, assert_same as _same
 from neurodeploy.lower.network import GRADED_KINDS, LoweredNetwork, Population, Synapse, VTH_MAX
 from neurodeploy.sim import Engine
 from neurodeploy.sim import engine as engine_mod
@@ -31,18 +32,6 @@ def event_net(seed: int = 0, delays: bool = True) -> LoweredNetwork:
            Synapse("c", "h2", "h3", "sparse", sparse_w),
            Synapse("d", "h3", "ro", "dense", rng.integers(-128, 128, (10, 128)))]
     return LoweredNetwork(populations=pops, synapses=syn, outputs=["ro"])
-
-
-def _np(res):
-    return {n: {k: t.cpu().numpy() for k, t in r.items()} for n, r in res.items()}
-
-
-def _same(a, b):
-    assert a.keys() == b.keys()
-    for n in a:
-        assert a[n].keys() == b[n].keys()
-        for k in a[n]:
-            assert np.array_equal(a[n][k], b[n][k]), (n, k)
 
 
 def test_every_population_kind_has_a_step_model():

@@ -8,21 +8,9 @@ import torch
 import torch.nn.functional as F
 
 import testnets
+from simresults import as_numpy as _np, assert_same as _same
 from neurodeploy.lower import LoweredNetwork, Population, Synapse
 from neurodeploy.sim import Engine, groups, native
-from neurodeploy.sim import engine as engine_mod
-
-
-def _np(res):
-    return {n: {k: t.cpu().numpy() for k, t in r.items()} for n, r in res.items()}
-
-
-def _same(a, b):
-    assert a.keys() == b.keys()
-    for n in a:
-        assert a[n].keys() == b[n].keys()
-        for k in a[n]:
-            assert np.array_equal(a[n][k], b[n][k]), (n, k)
 
 
 def conv_chain(seed: int = 7, bias_hi: int = 90) -> LoweredNetwork:
@@ -51,16 +39,17 @@ def conv_chain(seed: int = 7, bias_hi: int = 90) -> LoweredNetwork:
 def _count_native(monkeypatch):
     """Counts the native sums taken, and those of rows that listed their silent inputs."""
     seen = {"sums": 0, "silent_rows": 0, "listed": 0}
-    real = engine_mod.native_contrib
+    real = groups.NativeSum.__call__
 
-    def counted(lib, g, part, m, ring, k, e=0):
-        done = real(lib, g, part, m, ring, k, e)
+    def counted(self, k):
+        done = real(self, k)
         if done:
+            m = self.src
             seen["sums"] += 1
             seen["listed"] += int(m.cnt[m.B])
-            seen["silent_rows"] += int((2 * m.cnt[:m.B] > part.n_in).sum())
+            seen["silent_rows"] += int((2 * m.cnt[:m.B] > self.part.n_in).sum())
         return done
-    monkeypatch.setattr(engine_mod, "native_contrib", counted)
+    monkeypatch.setattr(groups.NativeSum, "__call__", counted)
     return seen
 
 
@@ -115,38 +104,102 @@ def test_native_streamed_samples_equal_torch_ops(monkeypatch):
           _np(Engine(net, native=False).run_stream(batches, T, record="all")))
 
 
+@pytest.fixture(scope="module")
+def portable_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("native-portable")
+
+
+@pytest.fixture(params=["native", "no-avx512"])
+def kernels(request, monkeypatch, portable_cache):
+    """The native library as built here, and built without AVX-512 (native.c's portable loops; built once
+    into a cache of this module's)."""
+    if request.param == "no-avx512":
+        monkeypatch.setenv("NEURODEPLOY_CACHE", str(portable_cache))
+        monkeypatch.setattr(native, "FLAGS", native.FLAGS + ["-mno-avx512f"])
+        monkeypatch.setattr(native, "_LIB", None)
+        monkeypatch.setattr(native, "_TRIED", False)
+    lib = native.lib()
+    assert lib is not None, "the native kernels did not build here (C compiler?)"
+    return lib
+
+
+def _lists(lib, x):
+    """nd_lif_f32's lists of 0/1 rows x [B, n] (v = 0, no decay, slot = x: spikes exactly where x = 1)."""
+    B, n = x.shape
+    v, s = torch.zeros(B, n), torch.empty(B, n)
+    idx, cnt = np.empty(B * n, np.int32), np.zeros(B + 1, np.int32)
+    slot = torch.as_tensor(x)
+    nev = lib.nd_lif_f32(v.data_ptr(), 0, slot.data_ptr(), 0, 1, B, n, 0.0, 0.0, 32.0, 0, float((1 << 23) - 1),
+                         s.data_ptr(), 0, idx.ctypes.data, cnt.ctypes.data)
+    assert nev == int(x.sum()) and torch.equal(s, slot)
+    assert cnt[B] == sum(min(c, n - c) for c in cnt[:B]) and (2 * cnt[:B] > n).any()
+    return idx, cnt
+
+
+def _start(B, n_out, init, rng):
+    """The output buffer and what it holds before the sum: garbage (init: the kernel writes it) or integers
+    already there (added to)."""
+    if init:
+        return torch.full((B, n_out), float("nan")), torch.zeros(B, n_out)
+    y0 = torch.as_tensor(rng.integers(-1000, 1000, (B, n_out)).astype(np.float32))
+    return y0.clone(), y0
+
+
+@pytest.mark.parametrize("Co", [19, 8, 36, 150])
 @pytest.mark.parametrize("stride,padding,dilation,k", [((1, 1), (0, 0), (1, 1), (3, 3)), ((2, 2), (1, 1), (1, 1), (3, 3)),
                                                        ((2, 1), (1, 0), (1, 1), (3, 2)), ((1, 2), (2, 1), (2, 1), (2, 3))])
-def test_conv_kernel_equals_conv2d(stride, padding, dilation, k):
+def test_conv_kernel_equals_conv2d(kernels, stride, padding, dilation, k, Co):
     """nd_lif_f32's lists drive nd_conv_events_f32 to F.conv2d's integers (channels-last), at low and high
-    rates (rows listing spikes and rows listing silent inputs)."""
-    lib = native.lib()
-    rng = np.random.default_rng(1)
-    B, C, H, W, Co = 3, 7, 9, 8, 19
+    rates (rows listing spikes and rows listing silent inputs), for output channels below 16 (masked
+    vector), with a tail vector (19, 36) and beyond one block of registers (150); into a new buffer and
+    added to one holding integers."""
+    lib = kernels
+    rng = np.random.default_rng(Co)
+    B, C, H, W = 3, 7, 9, 8
     w = rng.integers(-128, 128, (Co, C) + k).astype(np.float32)
     x = (rng.random((B, H, W, C)) < np.array([0.1, 0.5, 0.9])[:, None, None, None]).astype(np.float32)
     ref = F.conv2d(torch.as_tensor(x).permute(0, 3, 1, 2), torch.as_tensor(w), stride=stride, padding=padding,
                    dilation=dilation)
     Ho, Wo = ref.shape[2:]
-    # list the inputs with the LIF kernel (v = 0, no decay, slot = x: spikes exactly where x = 1)
+    ref = ref.permute(0, 2, 3, 1).reshape(B, -1)
     n = H * W * C
-    v, s = torch.zeros(B, n), torch.empty(B, n)
-    idx, cnt = np.empty(B * n, np.int32), np.zeros(B + 1, np.int32)
-    slot = torch.as_tensor(x.reshape(B, n))
-    nev = lib.nd_lif_f32(v.data_ptr(), 0, slot.data_ptr(), 0, 1, B, n, 0.0, 0.0, 32.0, 0, float((1 << 23) - 1),
-                         s.data_ptr(), 0, idx.ctypes.data, cnt.ctypes.data)
-    assert nev == int(x.sum()) and torch.equal(s, slot)
-    assert cnt[B] == sum(min(c, n - c) for c in cnt[:B]) and (2 * cnt[:B] > n).any()
+    idx, cnt = _lists(lib, x.reshape(B, n))
     tables = groups._conv_tables(C, H, W, Co, k[0], k[1], Ho, Wo, stride, padding, dilation)
     ones = F.conv2d(torch.ones(1, C, H, W), torch.as_tensor(w), stride=stride, padding=padding,
                     dilation=dilation)[0].permute(1, 2, 0).reshape(-1).contiguous()
-    wt = torch.as_tensor(w.transpose(1, 2, 3, 0).copy())
-    y = torch.zeros(B, Ho * Wo * Co)
-    wof, pos, tstart, tout, tw = tables
-    lib.nd_conv_events_f32(y.data_ptr(), wt.data_ptr(), ones.data_ptr(), idx.ctypes.data, cnt.ctypes.data, B, n,
-                           Ho * Wo * Co, wof.ctypes.data, pos.ctypes.data, tstart.ctypes.data, tout.ctypes.data,
-                           tw.ctypes.data, Co)
-    assert torch.equal(y, ref.permute(0, 2, 3, 1).reshape(B, -1))
+    wt = groups.conv_rows(w)
+    assert wt.shape == (C * k[0] * k[1], groups.row_ld(Co))
+    pos, tstart, tout, tw = tables
+    for init in (0, 1):
+        y, y0 = _start(B, Ho * Wo * Co, init, rng)
+        lib.nd_conv_events_f32(y.data_ptr(), wt.data_ptr(), ones.data_ptr(), idx.ctypes.data, cnt.ctypes.data, B,
+                               n, Ho * Wo * Co, C, k[0] * k[1] * groups.row_ld(Co), pos.ctypes.data,
+                               tstart.ctypes.data, tout.ctypes.data, tw.ctypes.data, Co, init)
+        assert torch.equal(y, y0 + ref), init
+
+
+@pytest.mark.parametrize("n_out", [3, 16, 36, 100, 300])
+@pytest.mark.parametrize("e", [0, -3, 2])
+def test_dense_kernel_equals_numpy(kernels, n_out, e):
+    """nd_rows_events_f32 (listed spikes, or silent inputs taken from the all-ones sum; whole vectors,
+    tail vector, several register blocks; the weight exponent as floor(sum * 2**e)) gives numpy's integers,
+    into a new buffer and added to one holding integers."""
+    lib = kernels
+    rng = np.random.default_rng(n_out - e)
+    B, n_in = 3, 45
+    w = rng.integers(-128, 128, (n_in, n_out)).astype(np.float64)
+    x = (rng.random((B, n_in)) < np.array([0.1, 0.5, 0.9])[:, None]).astype(np.float32)
+    ref = torch.as_tensor(np.floor((x.astype(np.float64) @ w) * 2.0 ** e).astype(np.float32))
+    idx, cnt = _lists(lib, x)
+    wt = groups.row_layout(w)
+    assert wt.shape == (n_in, groups.row_ld(n_out))
+    ones = torch.as_tensor(w.sum(0), dtype=torch.float32)
+    tmp = torch.empty(n_out)
+    for init in (0, 1):
+        y, y0 = _start(B, n_out, init, rng)
+        lib.nd_rows_events_f32(y.data_ptr(), wt.data_ptr(), ones.data_ptr(), idx.ctypes.data, cnt.ctypes.data, B,
+                               n_in, n_out, init, 2.0 ** e, tmp.data_ptr())
+        assert torch.equal(y, y0 + ref), init
 
 
 def test_without_a_compiler_the_same_integers(monkeypatch):

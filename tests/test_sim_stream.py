@@ -9,6 +9,7 @@ from neurodeploy.errors import UnsupportedError
 from neurodeploy.lower.chain import chain_network
 from neurodeploy.lower.network import LoweredNetwork, Population, Synapse, VTH_MAX
 import testnets
+from simresults import as_numpy as _np
 from neurodeploy.sim import Engine
 
 
@@ -57,10 +58,6 @@ def _reference(net, batches, T, record):
             for k, v in r.items():
                 out.setdefault(n, {}).setdefault(k, []).append(v[lat[n]:lat[n] + T].numpy())
     return {n: {k: np.concatenate(v, axis=1) for k, v in r.items()} for n, r in out.items()}
-
-
-def _np(res):
-    return {n: {k: v.cpu().numpy() for k, v in r.items()} for n, r in res.items()}
 
 
 @pytest.mark.parametrize("make,T", [(encoder_net, 3), (testnets.residual_attention_net, 4),

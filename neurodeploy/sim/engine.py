@@ -31,9 +31,8 @@ from ..errors import BadInputError, UnsupportedError
 from ..lower.fixed_point import lava_effective_weights, lava_sign_mode  # noqa: F401 - re-exported
 from ..lower.network import GRADED_KINDS, LoweredNetwork
 from .graded import value_bounds
-from .groups import F32_EXACT, M24, active_inputs, att_bound, attention, contrib, native_contrib, native_form, \
+from .groups import F32_EXACT, M24, NativeSum, active_inputs, att_bound, attention, contrib, native_form, \
     prepare, scalar_weight, weight_bound
-from . import native
 from .models import Run, build, lif_step  # noqa: F401 - lif_step re-exported (the int64 reference step)
 
 _SKIP_CHECK_MAX = 1 << 18       # sources up to this many values (batch x neurons) are checked for silence
@@ -377,7 +376,14 @@ class Engine:
                 for i, (off_p, off_s, w) in enumerate(g.parts):
                     off = off_p if self.pipelined else off_s + int(g.syn.src == g.syn.dst)
                     ring = dst.pend2 if g.syn.port == 2 else dst.pend
-                    m.groups.append((g, w, off, ring, self.ring_dtype[g.syn.dst], nat[i] if nat else None))
+                    # a native sum bound to this run: the source's lists, the destination's ring (and, when
+                    # the destination runs the native step, its preallocated slots)
+                    bound = None
+                    if nat:
+                        pool = dst.slot_pool() if ring is dst.pend and hasattr(dst, "slot_pool") else None
+                        bound = NativeSum(g, nat[i], m, ring, pool,
+                                          int(g.syn.weight_exp) if g.syn.kind == "dense" else 0)
+                    m.groups.append((g, w, off, ring, self.ring_dtype[g.syn.dst], bound))
             m.event = self.event_driven and any(g[0].event_driven for g in m.groups)
         return list(models.values())
 
@@ -393,7 +399,6 @@ class Engine:
         models = self._models(run)
         hist, spikes = self.hist, {}
         pipelined, exact32 = self.pipelined, self.exact32
-        lib = native.lib() if self.native else None
         skip_silent = run.skip_silent
         for t in range(steps):
             ts = t + 1
@@ -423,8 +428,7 @@ class Engine:
                     cols = False
                     for g, w, off, ring, dt, nat in m.groups:
                         k = (t + off) % len(ring)
-                        if nat is not None and native_contrib(lib, g, nat, m, ring, k, int(g.syn.weight_exp)
-                                                              if g.syn.kind == "dense" else 0):
+                        if nat is not None and nat(k):
                             continue
                         if cols is False:
                             cols = active_inputs(s) if m.event else None

@@ -13,6 +13,7 @@ order of the additions never changes a result: that is what lets a group sum onl
 """
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from ..errors import BadInputError
 from ..lower.fixed_point import lava_effective_weights
 from ..lower.network import Attention, Synapse, einsum_fan_in
+from . import native
 from .graded import EinsumGroup, group_bound
 
 M24 = 1 << 23
@@ -165,21 +167,42 @@ NATIVE_EVENT_COST = 4.0
 
 @dataclass
 class NativePart:
-    w: torch.Tensor         # conv: [C_in, KH, KW, C_out]; dense: [n_in, n_out] (contiguous float32)
+    w: torch.Tensor         # weight rows laid out by row_layout (contiguous float32): conv [C_in KH KW, ld(C_out)];
+                            # dense [n_in, ld(n_out)]
     ones: torch.Tensor      # the sum over all inputs at 1 ([n_dst]: what the silent inputs are taken from)
-    tables: tuple           # conv: (wof, pos, tstart, tout, tw) int32 arrays (see native.c); dense: ()
+    tables: tuple           # conv: (pos, tstart, tout, tw) int32 arrays (see native.c); dense: ()
     n_in: int
     n_out: int
     max_events: float       # per sample: the most listed inputs for which the event sum pays (the rule above)
+    conv: tuple = ()        # conv: (C_in, floats of weights per input channel, C_out)
+
+
+def row_ld(n: int) -> int:
+    """Floats per weight row of ``n`` outputs in native.c's layout (:func:`row_layout`)."""
+    return n if n < 16 or n % 16 == 0 else 16 * (n // 16 + 1)
+
+
+def row_layout(w: np.ndarray) -> torch.Tensor:
+    """Weight rows [rows, n] in native.c's layout [rows, row_ld(n)] (float32): for n < 16 or a multiple of
+    16 as they are; else the first 16 * (n // 16) weights, then those of the last 16 outputs with the lanes
+    already covered set to 0, so the kernel adds whole 16-float vectors only (the last one overlapping the
+    one before it adds 0 there)."""
+    w = np.asarray(w, dtype=np.float64)
+    rows, n = w.shape
+    if row_ld(n) == n:
+        return torch.as_tensor(np.ascontiguousarray(w), dtype=torch.float32)
+    f = 16 * (n // 16)
+    tail = np.zeros((rows, 16))
+    tail[:, 16 - (n - f):] = w[:, f:]
+    return torch.as_tensor(np.concatenate([w[:, :f], tail], 1), dtype=torch.float32).contiguous()
 
 
 def _conv_tables(c, h, wd, co, kh, kw, ho, wo, stride, padding, dilation):
-    """Per input (h, w, c) in channels-last order: its weight offset and position; per position, the
-    kernel taps that reach an output (output offset, weight offset), as native.c's conv expects."""
+    """Per input (h, w, c) in channels-last order: its position; per position, the kernel taps that reach
+    an output (output offset, weight offset in rows of row_ld(co) floats), as native.c's conv expects."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    r = np.arange(h * wd * c)
-    wof = ((r % c) * kh * kw * co).astype(np.int32)
-    pos = (r // c).astype(np.int32)
+    ld = row_ld(co)
+    pos = (np.arange(h * wd * c) // c).astype(np.int32)
     tstart, tout, tw = [0], [], []
     for y in range(h):
         for x in range(wd):
@@ -192,9 +215,15 @@ def _conv_tables(c, h, wd, co, kh, kw, ho, wo, stride, padding, dilation):
                     if rx or not 0 <= ox < wo:
                         continue
                     tout.append((oy * wo + ox) * co)
-                    tw.append((i * kw + j) * co)
+                    tw.append((i * kw + j) * ld)
             tstart.append(len(tout))
-    return tuple(np.asarray(a, dtype=np.int32) for a in (wof, pos, tstart, tout, tw))
+    return tuple(np.asarray(a, dtype=np.int32) for a in (pos, tstart, tout, tw))
+
+
+def conv_rows(w: np.ndarray) -> torch.Tensor:
+    """A conv kernel [C_out, C_in, KH, KW] as native.c's weight rows: [C_in KH KW, row_ld(C_out)]."""
+    co, c, kh, kw = w.shape
+    return row_layout(np.asarray(w).transpose(1, 2, 3, 0).reshape(c * kh * kw, co))
 
 
 def native_form(eng, g: Group) -> list | None:
@@ -219,18 +248,18 @@ def native_form(eng, g: Group) -> list | None:
         ho, wo = ones.shape[2:]
         tables = _conv_tables(c, h, wd, co, kh, kw, ho, wo, tuple(s.stride), tuple(s.padding), tuple(s.dilation))
         # work per listed input: its taps x Co adds; dense work per sample: Ho Wo Co x C KH KW
-        per_event = max(len(tables[3]) / (h * wd), 1e-9) * co
+        per_event = max(len(tables[2]) / (h * wd), 1e-9) * co
         dense = ho * wo * co * c * kh * kw
-        return [NativePart(torch.as_tensor(w.transpose(1, 2, 3, 0).copy(), dtype=torch.float32),
-                           ones[0].permute(1, 2, 0).reshape(-1).to(torch.float32).contiguous(), tables,
-                           c * h * wd, ho * wo * co, _most(dense / per_event))]
+        return [NativePart(conv_rows(w), ones[0].permute(1, 2, 0).reshape(-1).to(torch.float32).contiguous(),
+                           tables, c * h * wd, ho * wo * co, _most(dense / per_event),
+                           (c, kh * kw * row_ld(co), co))]
     if s.kind != "dense" or g.sparse:
         return None
     parts = []
     for _, _, w in g.parts:
         n_in, n_out = w.shape
-        parts.append(NativePart(w.contiguous(), w.to(torch.float64).sum(0).to(torch.float32), (), n_in, n_out,
-                                _most(n_in)))
+        parts.append(NativePart(row_layout(w.numpy()), w.to(torch.float64).sum(0).to(torch.float32), (), n_in,
+                                n_out, _most(n_in)))
     return parts
 
 
@@ -238,32 +267,53 @@ def _most(work_ratio: float) -> float:
     return work_ratio / NATIVE_EVENT_COST if NATIVE_EVENT_COST > 0 else float("inf")
 
 
-def native_contrib(lib, g: Group, part: NativePart, m, ring, k, e: int = 0):
-    """Adds one part's contribution from the listed inputs of model ``m`` (its ``idx`` / ``cnt``; per
-    row its spikes, or its silent inputs taken from the sum over all inputs) into ``ring[k]`` (created
-    when None); False (nothing done) when the rule says the dense product pays."""
-    B = m.B
-    if m.cnt[B] > part.max_events * B:
-        return False
-    y = ring[k] if e == 0 and ring[k] is not None and ring[k].is_contiguous() else None
-    if y is None:
-        y = torch.zeros(B, part.n_out, dtype=torch.float32)
-    iptr, cptr = m.iptr
-    if part.tables:
-        wof, pos, tstart, tout, tw = part.tables
-        lib.nd_conv_events_f32(y.data_ptr(), part.w.data_ptr(), part.ones.data_ptr(), iptr, cptr, B, part.n_in,
-                               part.n_out, wof.ctypes.data, pos.ctypes.data, tstart.ctypes.data,
-                               tout.ctypes.data, tw.ctypes.data, part.w.shape[-1])
-    else:
-        lib.nd_rows_events_f32(y.data_ptr(), part.w.data_ptr(), part.ones.data_ptr(), iptr, cptr, B,
-                               part.n_in, part.n_out)
-        if e:
-            y = _exp(y, e)
-    if ring[k] is None:
-        ring[k] = y
-    elif y is not ring[k]:
-        ring[k].add_(y)
-    return True
+class NativeSum:
+    """One part's native event sum bound to one run: the lists of its source model ``m`` (``idx`` /
+    ``cnt``; per row its spikes, or its silent inputs taken from the sum over all inputs) into the
+    destination's ring.  Every argument but the output is converted to ctypes once (:func:`native.raw`).
+    ``pool`` (or None): the destination's preallocated [B, n_dst] tensor per ring slot, taken when the
+    slot is empty (free again once the destination has read it: a native LIF step keeps no reference to
+    its input)."""
+
+    def __init__(self, g: Group, part: NativePart, m, ring: list, pool, e: int = 0):
+        c = ctypes
+        B = m.B
+        self.g, self.part, self.src, self.ring, self.pool, self.B = g, part, m, ring, pool, B
+        self.cnt = m.cnt
+        self.limit = part.max_events * B
+        self.y = c.c_void_p(0)
+        self.head = [self.y, c.c_void_p(part.w.data_ptr()), c.c_void_p(part.ones.data_ptr()),
+                     c.c_void_p(m.iptr[0]), c.c_void_p(m.iptr[1]), c.c_int64(B), c.c_int64(part.n_in),
+                     c.c_int64(part.n_out)]
+        if part.tables:
+            self.fn = native.raw("nd_conv_events_f32")
+            self.keep = part.tables
+            cin, kco, co = part.conv
+            self.tail = [c.c_int64(cin), c.c_int64(kco)] + [c.c_void_p(a.ctypes.data) for a in part.tables] + \
+                [c.c_int64(co)]
+        else:
+            self.fn = native.raw("nd_rows_events_f32")
+            self.tmp = torch.empty(part.n_out, dtype=torch.float32) if e else None
+            self.tail = [c.c_float(2.0 ** e), c.c_void_p(0 if self.tmp is None else self.tmp.data_ptr())]
+        self.args = {init: tuple(self.head + ([c.c_int(init)] + self.tail if not part.tables
+                                              else self.tail + [c.c_int(init)])) for init in (0, 1)}
+
+    def __call__(self, k: int) -> bool:
+        """Adds the sum into ``ring[k]`` (created when None); False (nothing done) when the rule
+        (:data:`NATIVE_EVENT_COST`) says the dense product pays."""
+        if self.cnt[self.B] > self.limit:
+            return False
+        ring = self.ring
+        y = ring[k]
+        init = y is None
+        if init:
+            y = self.pool[k] if self.pool is not None else torch.empty(self.B, self.part.n_out, dtype=torch.float32)
+            ring[k] = y
+        elif not y.is_contiguous():
+            y = ring[k] = y.contiguous()
+        self.y.value = y.data_ptr()
+        self.fn(*self.args[init])
+        return True
 
 
 def _permuted(eng, s: Synapse, w, d):

@@ -18,6 +18,8 @@ skipped).  ``idle(t)`` is the step of a population outside its sample windows (p
 """
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import torch
 
@@ -427,10 +429,10 @@ class LIFFloatModel(LIFModel):
                     self.biases = self.biases.contiguous()
                     self.bias = self.biases[0]
             self.uin = torch.empty(B, n, dtype=torch.float32) if (self.rec and self.u is None) else None
-            self.ptrs = (self.v.data_ptr(), 0 if self.u is None else self.u.data_ptr(),
-                         0 if self.uin is None else self.uin.data_ptr())
             self.nev = 0
             self.iptr = (0, 0)
+            self.nargs = None
+            self.pool = None
         self.np = self.nat is None and self.kernel is None and dev.type == "cpu" and B * n <= NUMPY_MAX
         if self.np:         # numpy views of the same memory (torch's in-place resets stay visible)
             self.vn = self.v.numpy()
@@ -533,19 +535,51 @@ class LIFFloatModel(LIFModel):
             self.idx = np.empty(self.B * self.n, dtype=np.int32)
             self.cnt = np.zeros(self.B + 1, dtype=np.int32)
             self.iptr = (self.idx.ctypes.data, self.cnt.ctypes.data)
+            self.nargs = None
+
+    def slot_pool(self):
+        """One preallocated input tensor per ring slot for native event sums (:class:`NativeSum`), or None
+        where this model does not run the native step."""
+        if self.nat is None:
+            return None
+        if self.pool is None:
+            self.pool = [torch.empty(self.B, self.n, dtype=torch.float32) for _ in range(self.L)]
+        return self.pool
+
+    def _native_args(self):
+        """nd_lif_f32's arguments as ctypes objects, converted once; the input, bias and spike pointers
+        are set per call."""
+        c = ctypes
+        self.slot_p, self.bias_p, self.s_p = c.c_void_p(0), c.c_void_p(0), c.c_void_p(0)
+        if self.sbuf is not None:
+            self.s_p.value = self.sbuf.data_ptr()
+        rows = 1 if self.bias is None else self.bias.shape[0]
+        self.nfn = native.raw("nd_lif_f32", c.c_int64)
+        self.nargs = (c.c_void_p(self.v.data_ptr()), c.c_void_p(0 if self.u is None else self.u.data_ptr()),
+                      self.slot_p, self.bias_p, c.c_int64(rows), c.c_int64(self.B), c.c_int64(self.n),
+                      c.c_float(self.fu), c.c_float(self.fv), c.c_float(self.th), c.c_int(int(self.clamp)),
+                      c.c_float(float(V_LIM)), self.s_p, c.c_void_p(0 if self.uin is None else self.uin.data_ptr()),
+                      c.c_void_p(self.iptr[0]), c.c_void_p(self.iptr[1]))
 
     def _update_nat(self, slot):
         """:meth:`update` as one pass of C (``nd_lif_f32``): the same integers; also counts (and, when
         ``idx`` is set, lists) the spikes."""
-        s = self.sbuf if self.sbuf is not None else torch.empty(self.B, self.n, dtype=torch.float32)
-        if slot is not None and not slot.is_contiguous():
-            slot = slot.contiguous()
+        if self.nargs is None:
+            self._native_args()
+        if self.sbuf is not None:
+            s = self.sbuf
+        else:               # an attention op keeps a history of the spikes: a new tensor each step
+            s = torch.empty(self.B, self.n, dtype=torch.float32)
+            self.s_p.value = s.data_ptr()
+        if slot is None:
+            self.slot_p.value = None
+        else:
+            if not slot.is_contiguous():
+                slot = slot.contiguous()
+            self.slot_p.value = slot.data_ptr()
         bias = self.bias
-        vp, up, ip = self.ptrs
-        self.nev = self.nat.nd_lif_f32(vp, up, 0 if slot is None else slot.data_ptr(),
-                                       0 if bias is None else bias.data_ptr(), 1 if bias is None else bias.shape[0],
-                                       self.B, self.n, self.fu, self.fv, self.th, int(self.clamp), float(V_LIM),
-                                       s.data_ptr(), ip, *self.iptr)
+        self.bias_p.value = None if bias is None else bias.data_ptr()
+        self.nev = self.nfn(*self.nargs)
         return s
 
     def update(self, slot):

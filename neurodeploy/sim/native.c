@@ -122,67 +122,209 @@ int64_t nd_lif_f32(float *restrict v, float *restrict u, const float *restrict s
     return total;
 }
 
+/* Weight rows of the event sums (laid out by groups.py: row_layout): a row for n outputs holds
+ * ld = row_ld(n) floats: n < 16 or a multiple of 16: the n weights; else the first 16 * (n / 16) weights,
+ * then the weights of the last 16 outputs (n - 16 .. n) with the lanes already covered set to 0.  So every
+ * vector is whole: the tail vector overlaps the one before it on y and adds 0 there (no masked store,
+ * which stalls the next load of the same outputs). */
+#ifdef __AVX512F__
+#define NV_MAX 8                    /* 16-float vectors held in registers per block of outputs */
+#define LOADW(k, p) ((k) ? _mm512_maskz_loadu_ps((k), (p)) : _mm512_loadu_ps(p))
+
+/* One block of acc_rows: nf whole vectors at y[16 j], w[16 j]; then, when tail, one more: y[toff ..]
+ * against w[16 nf ..] (stored first, so the whole vectors win the overlap), or, for a row shorter than 16
+ * (mask != 0), its masked lanes.  nf, tail and neg are constant after inlining: the accumulators stay in
+ * registers while every listed row is added. */
+static inline __attribute__((always_inline)) void acc_block(float *restrict y, const float *restrict w,
+                                                            const int32_t *restrict ix, int64_t m, int64_t stride,
+                                                            int64_t base, const int nf, const int tail,
+                                                            int64_t toff, __mmask16 mask, const int neg)
+{
+    __m512 a[NV_MAX], at = _mm512_setzero_ps();
+    for (int j = 0; j < nf; j++)
+        a[j] = _mm512_loadu_ps(y + 16 * j);
+    if (tail)
+        at = LOADW(mask, y + toff);
+    for (int64_t k = 0; k < m; k++) {
+        const float *restrict wk = w + (int64_t)ix[k] * stride + base;
+        for (int j = 0; j < nf; j++) {
+            __m512 x = _mm512_loadu_ps(wk + 16 * j);
+            a[j] = neg ? _mm512_sub_ps(a[j], x) : _mm512_add_ps(a[j], x);
+        }
+        if (tail) {
+            __m512 x = LOADW(mask, wk + 16 * nf);
+            at = neg ? _mm512_sub_ps(at, x) : _mm512_add_ps(at, x);
+        }
+    }
+    if (tail) {
+        if (mask)
+            _mm512_mask_storeu_ps(y + toff, mask, at);
+        else
+            _mm512_storeu_ps(y + toff, at);
+    }
+    for (int j = 0; j < nf; j++)
+        _mm512_storeu_ps(y + 16 * j, a[j]);
+}
+
+#define ND_BLOCKS(CALL)                                                                           \
+    ND_B(0, 1, CALL) ND_B(1, 0, CALL) ND_B(1, 1, CALL) ND_B(2, 0, CALL) ND_B(2, 1, CALL)        \
+    ND_B(3, 0, CALL) ND_B(3, 1, CALL) ND_B(4, 0, CALL) ND_B(4, 1, CALL) ND_B(5, 0, CALL)        \
+    ND_B(5, 1, CALL) ND_B(6, 0, CALL) ND_B(6, 1, CALL) ND_B(7, 0, CALL) ND_B(7, 1, CALL)        \
+    ND_B(8, 0, CALL)
+#define ND_B(NF, TAIL, CALL)                                                                      \
+    case 4 * NF + 2 * TAIL: CALL(NF, TAIL, 0); break;                                             \
+    case 4 * NF + 2 * TAIL + 1: CALL(NF, TAIL, 1); break;
+#endif
+
+/* The one loop shape of both event sums: y[0 .. n) += (neg: -=) the sum over k < m of the weight row at
+ * w[ix[k] * stride + base] (laid out as above).  With AVX-512 the outputs are taken in blocks of up to
+ * NV_MAX vectors held in registers while every row is added (one load and store of y per block). */
+static void acc_rows(float *restrict y, const float *restrict w, const int32_t *restrict ix, int64_t m,
+                     int64_t stride, int64_t base, int64_t n, int neg)
+{
+    if (n <= 0)
+        return;
+#ifdef __AVX512F__
+    int64_t nfull = n < 16 ? 0 : n / 16;
+    int tail = n % 16 != 0;
+    __mmask16 mask = n < 16 ? (__mmask16)((1u << n) - 1u) : 0;
+    int64_t toff = n < 16 ? 0 : n - 16;
+    int64_t o = 0;                  /* whole vectors done */
+    for (;;) {
+        int nf = (int)(nfull - o < NV_MAX ? nfull - o : NV_MAX);
+        int tl = tail && nf + 1 <= NV_MAX && o + nf == nfull;
+        float *restrict yo = y + 16 * o;
+        int64_t bo = base + 16 * o, to = toff - 16 * o;
+        switch (4 * nf + 2 * tl + (neg != 0)) {
+#define ND_CALL(NF, TAIL, NEG) acc_block(yo, w, ix, m, stride, bo, NF, TAIL, to, mask, NEG)
+        ND_BLOCKS(ND_CALL)
+#undef ND_CALL
+        }
+        o += nf;
+        if (o == nfull && (tl || !tail))
+            break;
+    }
+#else
+    int64_t full = n < 16 ? n : 16 * (n / 16);
+    int64_t r = n < 16 ? 0 : n - full;
+    for (int64_t k = 0; k < m; k++) {
+        const float *restrict wk = w + (int64_t)ix[k] * stride + base;
+        const float *restrict wt = wk + full;      /* tail lane j <-> output n - 16 + j */
+        float *restrict yt = y + n - 16;
+        if (neg) {
+            for (int64_t o = 0; o < full; o++)
+                y[o] -= wk[o];
+            for (int64_t j = 16 - r; j < 16 && r; j++)
+                yt[j] -= wt[j];
+        } else {
+            for (int64_t o = 0; o < full; o++)
+                y[o] += wk[o];
+            for (int64_t j = 16 - r; j < 16 && r; j++)
+                yt[j] += wt[j];
+        }
+    }
+#endif
+}
+
+/* Where a row of an event sum starts: a row listing its spikes starts from 0, one listing its silent
+ * inputs from ones (the sum over all inputs at 1).  init: y holds nothing yet (set it), else add. */
+static void start_row(float *restrict yb, const float *restrict ones, int64_t n_out, int spikes, int init)
+{
+    if (init && spikes)
+        memset(yb, 0, (size_t)n_out * sizeof(float));
+    else if (init)
+        memcpy(yb, ones, (size_t)n_out * sizeof(float));
+    else if (!spikes)
+        for (int64_t o = 0; o < n_out; o++)
+            yb[o] += ones[o];
+}
+
+/* The events of one row of a conv event sum: the listed inputs at one position (consecutive in a list)
+ * share its taps, and each tap's outputs take all of them in one acc_rows block.  Input r = p*C + c has
+ * its weights for tap t at c*kco + tw[t] = r*kco + (tw[t] - p*C*kco). */
+#define ND_CONV_ROW(ACC)                                                                          \
+    for (int64_t e = 0; e < len;) {                                                               \
+        int32_t p = pos[ib[e]];                                                                   \
+        int64_t e2 = e + 1;                                                                       \
+        while (e2 < len && pos[ib[e2]] == p)                                                      \
+            e2++;                                                                                 \
+        int64_t base = -(int64_t)p * C * kco;                                                     \
+        for (int32_t t = tstart[p]; t < tstart[p + 1]; t++)                                       \
+            ACC;                                                                                  \
+        e = e2;                                                                                   \
+    }
+
+#ifdef __AVX512F__
+/* one row with Co <= 16 * NV_MAX in one block: nf, tail, neg constant after inlining (no dispatch per tap) */
+static inline __attribute__((always_inline)) void conv_row_block(
+    float *restrict yb, const float *restrict w, const int32_t *restrict ib, int64_t len, const int32_t *restrict pos,
+    int64_t C, int64_t kco, const int32_t *restrict tstart, const int32_t *restrict tout, const int32_t *restrict tw,
+    const int nf, const int tail, int64_t toff, __mmask16 mask, const int neg)
+{
+    ND_CONV_ROW(acc_block(yb + tout[t], w, ib + e, e2 - e, kco, base + tw[t], nf, tail, toff, mask, neg))
+}
+#endif
+
 /* A correlation (PyTorch conv2d, groups 1, channels-last on both sides) summed over the listed inputs of
  * each row only (nd_lif_f32's lists): y[b, out, :] += w[c, tap, :] for every listed spike r = (h*W + w)*C + c
  * of row b and every kernel tap that reaches an output; a row that lists its silent inputs starts from
- * ones (the sum over all inputs at 1) and subtracts theirs.
- * Tables (built once per group): wof[r] = c*KH*KW*Co, pos[r] = h*W + w; taps of position p:
- * tstart[p] .. tstart[p+1] into tout (output offset (oy*Wo + ox)*Co) and tw (weight offset tap*Co).
- * y: [B, n_out] (n_out = Ho*Wo*Co). */
+ * ones and subtracts theirs.
+ * w: [C, KH, KW, ld] (rows of Co outputs laid out as above, ld = row_ld(Co); kco = KH*KW*ld floats per
+ * input channel).  Tables (built once per group): pos[r] = h*W + w; taps of position p: tstart[p] ..
+ * tstart[p+1] into tout (output offset (oy*Wo + ox)*Co) and tw (weight offset tap*ld).  y: [B, n_out] (n_out = Ho*Wo*Co); init: y is
+ * uninitialised (written, not added to). */
 void nd_conv_events_f32(float *restrict y, const float *restrict w, const float *restrict ones,
                         const int32_t *restrict idx, const int32_t *restrict cnt, int64_t B, int64_t n,
-                        int64_t n_out, const int32_t *restrict wof, const int32_t *restrict pos,
+                        int64_t n_out, int64_t C, int64_t kco, const int32_t *restrict pos,
                         const int32_t *restrict tstart, const int32_t *restrict tout, const int32_t *restrict tw,
-                        int64_t Co)
+                        int64_t Co, int init)
 {
     for (int64_t b = 0; b < B; b++) {
         const int32_t *ib = idx + b * n;
         int spikes = 2 * (int64_t)cnt[b] <= n;
         int64_t len = spikes ? cnt[b] : n - cnt[b];
         float *restrict yb = y + b * n_out;
-        if (!spikes)
-            for (int64_t o = 0; o < n_out; o++)
-                yb[o] += ones[o];
-        for (int64_t e = 0; e < len; e++) {
-            int32_t r = ib[e];
-            const float *restrict wc = w + wof[r];
-            int32_t p = pos[r];
-            for (int32_t t = tstart[p]; t < tstart[p + 1]; t++) {
-                float *restrict yo = yb + tout[t];
-                const float *restrict wk = wc + tw[t];
-                if (spikes)
-                    for (int64_t o = 0; o < Co; o++)
-                        yo[o] += wk[o];
-                else
-                    for (int64_t o = 0; o < Co; o++)
-                        yo[o] -= wk[o];
+        start_row(yb, ones, n_out, spikes, init);
+#ifdef __AVX512F__
+        if (Co / 16 + (Co % 16 != 0) <= NV_MAX) {
+            int nf = Co < 16 ? 0 : (int)(Co / 16), tail = Co % 16 != 0;
+            __mmask16 mask = Co < 16 ? (__mmask16)((1u << Co) - 1u) : 0;
+            int64_t toff = Co < 16 ? 0 : Co - 16;
+            switch (4 * nf + 2 * tail + !spikes) {
+#define ND_CALL(NF, TAIL, NEG) conv_row_block(yb, w, ib, len, pos, C, kco, tstart, tout, tw, NF, TAIL, toff, mask, NEG)
+            ND_BLOCKS(ND_CALL)
+#undef ND_CALL
             }
+            continue;
         }
+#endif
+        ND_CONV_ROW(acc_rows(yb + tout[t], w, ib + e, e2 - e, kco, base + tw[t], Co, !spikes))
     }
 }
 
-/* A dense product [n_in, n_out] summed over the listed inputs of each row only (as for the conv):
- * y[b, :] += w[i, :] per listed spike, or ones minus w[i, :] per listed silent input. */
+/* A dense product [n_in, n_out] (rows laid out as above: [n_in, row_ld(n_out)]) summed over the listed inputs of each row only (as for the conv):
+ * y[b, :] += w[i, :] per listed spike, or ones minus w[i, :] per listed silent input; then the weight
+ * exponent: scale = 2**weight_exp (1: none), the row's sum times scale rounded down (Lava's << e, or
+ * floor >> -e), summed in tmp (n_out floats) first when scale != 1.  init: y is uninitialised. */
 void nd_rows_events_f32(float *restrict y, const float *restrict w, const float *restrict ones,
                         const int32_t *restrict idx, const int32_t *restrict cnt, int64_t B, int64_t n_in,
-                        int64_t n_out)
+                        int64_t n_out, int init, float scale, float *restrict tmp)
 {
+    int64_t ld = n_out < 16 || n_out % 16 == 0 ? n_out : 16 * (n_out / 16 + 1);
     for (int64_t b = 0; b < B; b++) {
-        const int32_t *ib = idx + b * n_in;
         int spikes = 2 * (int64_t)cnt[b] <= n_in;
         int64_t len = spikes ? cnt[b] : n_in - cnt[b];
         float *restrict yb = y + b * n_out;
-        if (!spikes)
+        float *restrict acc = scale == 1.0f ? yb : tmp;
+        start_row(acc, ones, n_out, spikes, init || acc == tmp);
+        acc_rows(acc, w, idx + b * n_in, len, ld, 0, n_out, !spikes);
+        if (acc != tmp)
+            continue;
+        if (init)
             for (int64_t o = 0; o < n_out; o++)
-                yb[o] += ones[o];
-        for (int64_t e = 0; e < len; e++) {
-            const float *restrict wk = w + (int64_t)ib[e] * n_out;
-            if (spikes)
-                for (int64_t o = 0; o < n_out; o++)
-                    yb[o] += wk[o];
-            else
-                for (int64_t o = 0; o < n_out; o++)
-                    yb[o] -= wk[o];
-        }
+                yb[o] = floorf(tmp[o] * scale);
+        else
+            for (int64_t o = 0; o < n_out; o++)
+                yb[o] += floorf(tmp[o] * scale);
     }
 }

@@ -30,6 +30,7 @@ from ..lower.attention_graded import full_rate_bound
 from ..lower.loihi2 import lower_graph
 from ..fidelity import simulate_lowered
 from ..mapping import fit, from_lowered
+from ..mapping.channels import choose_channel_splits
 from ..lower.network_file import load_network, save_network
 from ..models.registry import family_of
 from .configs import DEFAULT, LoweringConfig, candidates, chip_budget, with_schedule
@@ -161,18 +162,22 @@ class Loihi2Target(Target):
         budget = chip_budget(lowering, profile) if profile is not None else None
         if budget is None:
             cfg = lowering.get("config") or with_schedule(DEFAULT, lowering.get("attention_schedule"))
-            art = self._lower_one(deployment, cfg, rng, src)
+            art = self._lower_one(deployment, cfg, rng, src, profile)
             art.summary["lowering_config"] = dict(cfg.to_dict(), chosen_by="default (no chip budget)")
             if profile is not None:
                 art.summary["attention_full_rate_bound"] = attention_bound(art.summary, profile)
             return art
         return self.search(deployment, profile, budget, rng, src)
 
-    def _lower_one(self, deployment, cfg: LoweringConfig, rng, src) -> Loihi2Artifact:
+    def _lower_one(self, deployment, cfg: LoweringConfig, rng, src, profile=None) -> Loihi2Artifact:
+        """One configuration lowered; with ``profile``, conv populations are cut by channels where its core model
+        fills more of a core that way (``neurodeploy.mapping.channels``; exact, the same latency)."""
         split = bool(deployment.lowering.get("split_signs", False))
         stream_scale = deployment.lowering.get("stream_scale", "level")
+        chooser = choose_channel_splits(profile) if profile is not None else None
         net, quant = lower_graph(deployment.annotated, T=deployment.time_steps or None, input_range=rng,
-                                 split_signs=split, stream_scale=stream_scale, **cfg.lower_kwargs())
+                                 split_signs=split, stream_scale=stream_scale, channel_splits=chooser,
+                                 **cfg.lower_kwargs())
         net.metadata["input_range"] = {"range": list(rng), "source": src}
         net.metadata["split_signs"] = split
         net.metadata["stream_scale"] = stream_scale
@@ -192,7 +197,7 @@ class Loihi2Target(Target):
         for cfg in deployment.lowering.get("candidates") or candidates(deployment.lowering.get("attention_schedule")):
             t0 = time.perf_counter()
             try:
-                art = self._lower_one(deployment, cfg, rng, src)
+                art = self._lower_one(deployment, cfg, rng, src, profile)
             except UnsupportedError as exc:     # an option this model cannot take: recorded, not fatal
                 rows.append({"name": cfg.name, "config": cfg.to_dict(), "refused": str(exc).splitlines()[0]})
                 first_refusal = first_refusal or exc

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from neurodeploy.lower.loihi2 import lower_graph
-from neurodeploy.lower.slices import partition
 from neurodeploy.mapping import fit, from_lowered
 from neurodeploy.mapping.channels import choose_channel_splits
 from neurodeploy.profiles import load_profile
@@ -94,11 +93,13 @@ def test_lava_equals_engine_on_the_cut_populations(gesture32):
     inputs = x
     steps = int(cut.metadata["time_steps"]) + int(cut.metadata["latency"])
     ref = simulate(cut, inputs, steps, record="all")
-    parts = {p[0] for v in cut.metadata["channel_splits"].values() for p in v}
-    # the slices that hold a cut population or read one (Lava Conv processes, as built)
-    slices = [s for s in partition(cut, 40) if set(s) & parts or
-              any(syn.src in parts and syn.dst in s for syn in cut.synapses)]
-    assert {n for s in slices for n in s} >= parts
-    reps = check_slices(cut, inputs, steps, ref, slices)
-    bad = [(r["members"][0], r["mismatch"]) for r in reps if r["mismatch"]]
-    assert not bad, bad
+    parts = [p[0] for v in cut.metadata["channel_splits"].values() for p in v]
+    readers = sorted({syn.dst for syn in cut.synapses if syn.src in parts} - set(parts))
+    assert readers == ["patch_embed.proj3_lif"]
+    # every cut population and the population that reads the last ones (Lava Conv processes, as built: the
+    # cut plain convs, the cut depthwise max-pool convs and the input-channel halves summed into one LIF).
+    # (Not the next max-pool OR: on the network without any cut, Lava's Conv already differs from the engine
+    # on patch_embed.maxpool3.or, a 3x3 stride-2 depthwise conv from 8 x 8 to 4 x 4, at step 6; a separate
+    # question, see the issue 28 note)
+    reps = check_slices(cut, inputs, steps, ref, [parts + readers])
+    assert reps[0]["mismatch"] == ""

@@ -11,7 +11,7 @@ import pytest
 
 import neurodeploy
 from neurodeploy.cli import main
-from neurodeploy.deploy.configs import CANDIDATES, DEFAULT, LoweringConfig, candidates, with_schedule
+from neurodeploy.deploy.configs import CANDIDATES, DEFAULT, FALLBACK, LoweringConfig, candidates, with_schedule
 from neurodeploy.lower.network_file import load_network
 
 from export_helpers import random_model
@@ -32,6 +32,10 @@ def test_candidates_are_a_table_and_the_default_builds_the_stream_once():
     assert DEFAULT is CANDIDATES[0] and DEFAULT.residual_stream == "relay"
     assert [(c.residual_stream, c.attention_schedule) for c in CANDIDATES] == [
         ("relay", "parallel"), ("expanded", "parallel"), ("relay", "packed"), ("expanded", "packed")]
+    # tried only when none of those fits: the repacked twins of the packed candidates (fewer cores, more steps)
+    assert [(c.name, c.residual_stream, c.attention_schedule) for c in FALLBACK] == [
+        ("stream built once, repacked attention", "relay", "repacked"),
+        ("stream expanded, repacked attention", "expanded", "repacked")]
     # --attention-schedule fixes the schedule: the search tries only those candidates
     assert [c.attention_schedule for c in candidates("packed")] == ["packed", "packed"]
     # a schedule outside the table (repacked): both stream forms with it
@@ -103,6 +107,8 @@ def test_nothing_fits_exits_1_naming_the_smallest_fit(digits_ckpt, tmp_path, cap
                      r"; the attention alone needs at least ([\d,]+) product neurons \((\d+) cores, (\d+) chips\) at "
                      r"full sample rate \(docs/lowering.md\)", line)
     assert m and int(m.group(2)) > 8, line
+    # nothing fitted, so the fallbacks were tried too: the smallest named is over all six
+    assert m.group(1) in [c.name for c in CANDIDATES + FALLBACK]
 
 
 @pytest.mark.parametrize("args, words", [

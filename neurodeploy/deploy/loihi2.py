@@ -33,7 +33,7 @@ from ..mapping import fit, from_lowered
 from ..mapping.channels import choose_channel_splits
 from ..lower.network_file import load_network, save_network
 from ..models.registry import family_of
-from .configs import DEFAULT, LoweringConfig, candidates, chip_budget, with_schedule
+from .configs import DEFAULT, FALLBACK, LoweringConfig, candidates, chip_budget, with_schedule
 
 DEFAULT_INPUT_RANGE = (-3.0, 3.0)
 NETWORK_FILE = "network.npz"
@@ -188,13 +188,20 @@ class Loihi2Target(Target):
 
     def search(self, deployment, profile, budget, rng, src) -> Loihi2Artifact:
         """Fit to a chip budget: lower, map and record every candidate configuration
-        (:data:`neurodeploy.deploy.configs.CANDIDATES`), keep the lowest-latency one that fits within
-        ``budget`` = (chips, label) (ties: fewer chips, then the earlier candidate).  Only the kept network
+        (:data:`neurodeploy.deploy.configs.CANDIDATES`; when none fits, :data:`~neurodeploy.deploy.configs.FALLBACK`
+        too), keep the lowest-latency one that fits within ``budget`` = (chips, label) (ties: fewer chips, then the
+        earlier candidate).  Only the kept network
         stays in memory.  Nothing fits: :class:`CheckFailed` naming the smallest fit found."""
         chips, label = budget
         step_s = profile.energy("step_time_s") if hasattr(profile, "energy") else None
         rows, best, best_key, first_refusal, bound = [], None, None, None, None
-        for cfg in deployment.lowering.get("candidates") or candidates(deployment.lowering.get("attention_schedule")):
+        fixed = deployment.lowering.get("candidates") or deployment.lowering.get("attention_schedule")
+        todo = list(deployment.lowering.get("candidates") or candidates(deployment.lowering.get("attention_schedule")))
+        # the fallbacks (configs.FALLBACK: slower than their twins in CANDIDATES, fewer cores) only when nothing
+        # of the search fits, so that the refusal names the smallest exact configuration
+        fallback = [] if fixed else list(FALLBACK)
+        while todo or (fallback and best is None):
+            cfg = todo.pop(0) if todo else fallback.pop(0)
             t0 = time.perf_counter()
             try:
                 art = self._lower_one(deployment, cfg, rng, src, profile)

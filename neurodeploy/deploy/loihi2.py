@@ -109,11 +109,18 @@ def attention_bound(summary: dict, profile) -> dict | None:
         return None
     n = sum(full_rate_bound(a["heads"], a["tokens"], a["head_dim"]) for a in ops)
     per_core = int(profile.core_limit("product_neurons", 2047) or 2047)
+    q = profile.quantity("core", "product_neurons") if hasattr(profile, "quantity") else None
     cores = -(-n // per_core)
     cpc = int(profile.cores_per_chip or 1)
     built = int(summary.get("product_neurons", 0) or 0)
+    slots = int(profile.core_limit("neurons", per_core) or per_core)
+    alt = -(-n // slots)
     return {"product_neurons": int(n), "cores": int(cores), "chips": int(-(-cores // cpc)),
             "built_product_neurons": built,
+            "per_core": per_core, "per_core_confidence": (q or {}).get("confidence", "unknown"),
+            "per_core_source": (q or {}).get("source", ""),
+            # the same bound if a product neuron took one neuron slot, as a LIF does ([core] neurons)
+            "at_neuron_slots": {"per_core": slots, "cores": int(alt), "chips": int(-(-alt // cpc))},
             "resource": "product (gating) neurons: each sends one 24-bit graded word per step, so it carries at "
                         "most floor(23 / bit_length(N)) of an op's 2 H N dh^2 binary products (a stage-1 digit "
                         f"counts up to N tokens); at most {per_core:,} per core ([core] product_neurons)",
@@ -128,8 +135,13 @@ def attention_bound(summary: dict, profile) -> dict | None:
 def _bound_words(bound: dict | None) -> str:
     if not bound:
         return ""
-    return (f"; the attention alone needs at least {bound['product_neurons']:,} product neurons "
-            f"({bound['cores']:,} cores, {bound['chips']:,} chips) at full sample rate (docs/lowering.md)")
+    words = (f"; the attention alone needs at least {bound['product_neurons']:,} product neurons "
+             f"({bound['cores']:,} cores, {bound['chips']:,} chips")
+    alt = bound.get("at_neuron_slots")
+    if bound.get("per_core_confidence") == "assumption" and alt:
+        words += (f" at an assumed {bound['per_core']:,} per core; {alt['cores']:,} cores, {alt['chips']:,} "
+                  f"chip{'s' if alt['chips'] != 1 else ''} at {alt['per_core']:,}")
+    return words + ") at full sample rate (docs/lowering.md)"
 
 
 def config_row(cfg: LoweringConfig, art: Loihi2Artifact, res, step_s: float | None) -> dict:

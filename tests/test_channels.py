@@ -34,7 +34,7 @@ def gesture32():
     # DVS events: the graded input population takes the event counts per step, [T, batch, neurons]
     x = {"input": (rng.random((T, 1, 2 * 32 * 32)) < 0.3).astype(np.int64)}
     assert [p.name for p in whole.inputs] == ["input"]
-    return whole, cut, prof, x
+    return whole, cut, prof, x, g
 
 
 def _rejoin(cut, rec):
@@ -47,7 +47,7 @@ def _rejoin(cut, rec):
 
 
 def test_the_cut_is_where_the_core_model_saves_cores(gesture32):
-    whole, cut, prof, _ = gesture32
+    whole, cut, prof, _, _ = gesture32
     splits = cut.metadata["channel_splits"]
     # the LIF and its max-pool OR (linked by the depthwise pool) are cut at the same channel: the first
     # C - 1 channels tile at (C - 1) x 2^k neurons per core (e.g. 31 x 128 = 3,968), not C x 2^(k-1) = 2,048
@@ -73,7 +73,7 @@ def test_the_cut_is_where_the_core_model_saves_cores(gesture32):
 
 
 def test_the_cut_network_computes_the_same_spikes_u_and_v(gesture32):
-    whole, cut, _, x = gesture32
+    whole, cut, _, x, _ = gesture32
     steps = int(whole.metadata["time_steps"]) + int(whole.metadata["latency"])
     ref = simulate(whole, x, steps, record="all")
     got = _rejoin(cut, simulate(cut, x, steps, record="all"))
@@ -89,7 +89,7 @@ def test_the_cut_network_computes_the_same_spikes_u_and_v(gesture32):
 @pytest.mark.lava
 def test_lava_equals_engine_on_the_cut_populations(gesture32):
     from neurodeploy.lava.slices import check_slices
-    _, cut, _, x = gesture32
+    _, cut, _, x, _ = gesture32
     inputs = x
     steps = int(cut.metadata["time_steps"]) + int(cut.metadata["latency"])
     ref = simulate(cut, inputs, steps, record="all")
@@ -103,3 +103,14 @@ def test_lava_equals_engine_on_the_cut_populations(gesture32):
     # question, see the issue 28 note)
     reps = check_slices(cut, inputs, steps, ref, [parts + readers])
     assert reps[0]["mismatch"] == ""
+
+
+def test_the_fidelity_report_rejoins_the_cut_layers(gesture32):
+    """The float-vs-integer layer agreement of the cut network is the uncut one's, layer by layer (the parts'
+    spikes are rejoined in channel order before they are compared with the float model's)."""
+    from neurodeploy.fidelity import simulate_lowered
+    whole, cut, _, _, g = gesture32
+    x = (np.random.default_rng(1).random((2, int(whole.metadata["time_steps"]), 2, 32, 32)) < 0.3).astype(np.float32)
+    a = simulate_lowered(g, whole, x, batch=2)["layer_spike_agreement"]
+    b = simulate_lowered(g, cut, x, batch=2)["layer_spike_agreement"]
+    assert "patch_embed.proj1_lif" in b and a == b

@@ -114,3 +114,19 @@ def test_the_fidelity_report_rejoins_the_cut_layers(gesture32):
     a = simulate_lowered(g, whole, x, batch=2)["layer_spike_agreement"]
     b = simulate_lowered(g, cut, x, batch=2)["layer_spike_agreement"]
     assert "patch_embed.proj1_lif" in b and a == b
+
+
+@pytest.mark.slow
+def test_the_cut_fits_a_budget_the_whole_network_does_not():
+    """The same mechanism as full-size gesture-2-256 on a Kapoho Point (1,156 -> 891 cores, 10 -> 8 chips), at
+    64 x 64 input: the uncut network needs more chips than the cut one (4 vs 3 at 122 cores per chip)."""
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.models.registry import build_model
+    torch.manual_seed(0)
+    g = to_nir(build_model("spikingformer-gesture-2-256", {"img_size": 64, "T": 4}).eval())
+    prof = load_profile("loihi2")
+    whole, _ = lower_graph(g, input_range=(-1.0, 1.0))
+    cut, _ = lower_graph(g, input_range=(-1.0, 1.0), channel_splits=choose_channel_splits(prof))
+    a, b = fit(from_lowered(whole), prof), fit(from_lowered(cut), prof)
+    assert a.fits and b.fits and b.n_cores < a.n_cores
+    assert b.n_chips == 3 < a.n_chips

@@ -1,7 +1,8 @@
 """Fit to a budget (issue 28 part 3): every candidate lowering configuration of each variant, lowered and mapped.
 
 For each variant (random weights, ``torch.manual_seed(0)``, as ``benchmarks/bench_export_all.py``) and each
-configuration of ``neurodeploy.deploy.configs.CANDIDATES``: cores, chips, smallest system, latency per
+configuration of ``neurodeploy.deploy.configs.CANDIDATES`` and ``FALLBACK`` (lowered as ``export`` does, with
+the profile: conv populations cut by channels where the core model saves cores): cores, chips, smallest system, latency per
 inference (T + pipeline depth, in steps and in ms at the Loihi 2 profile's step time), energy per inference
 (``configs.config_energy`` at the variant's published firing rates), neurons, synapses, and the seconds of
 lowering + mapping (wall clock; inflated when the machine is shared), and the process's peak RSS so far
@@ -35,11 +36,11 @@ def main(argv=None):
     ap.add_argument("--all-configs", action="store_true", help="every candidate for every variant (see LIMITED)")
     a = ap.parse_args(argv)
     from neurodeploy.deploy import Deployment
-    from neurodeploy.deploy.configs import CANDIDATES, config_energy
+    from neurodeploy.deploy.configs import CANDIDATES, FALLBACK, config_energy
     from neurodeploy.deploy.loihi2 import DEFAULT_INPUT_RANGE, attention_bound, config_row
     from neurodeploy.models.registry import build_model
 
-    out = {"configurations": [c.to_dict() for c in CANDIDATES], "variants": {}}
+    out = {"configurations": [c.to_dict() for c in CANDIDATES + FALLBACK], "variants": {}}
     for arch in a.arch or DEFAULT_ARCHS:
         torch.manual_seed(0)
         model = build_model(arch).eval()
@@ -51,11 +52,11 @@ def main(argv=None):
         if dep.rates:
             est = target_energy(dep.ops, dep.rates, t.profile)
         rows, bound = [], None
-        for cfg in CANDIDATES:
+        for cfg in CANDIDATES + FALLBACK:
             if not a.all_configs and arch in LIMITED and cfg.name not in LIMITED[arch]:
                 continue
             t0 = time.perf_counter()
-            art = t.target._lower_one(dep, cfg, DEFAULT_INPUT_RANGE, "default")
+            art = t.target._lower_one(dep, cfg, DEFAULT_INPUT_RANGE, "default", t.profile)
             t1 = time.perf_counter()
             res = t.target.map(art, t.profile, dep.rates or None)
             t2 = time.perf_counter()

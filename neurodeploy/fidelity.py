@@ -241,10 +241,15 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
         sync = Engine(net, device=device, pipelined=False).run(
             {k: (v[:Tr] if net.pop(k).input_kind != "bias" else v) for k, v in _encode(net, fx, Tr, L, device, in_dims).items()},
             Tr, record=[p.name for p in net.populations if p.kind == "lif"])
-        for name, r in sync.items():
+        sync = {name: r["s"].cpu().numpy() for name, r in sync.items()}
+        for name, parts in (net.metadata.get("channel_splits") or {}).items():
+            # a population cut by channels (neurodeploy.lower.channels): its parts' spikes, rejoined in order
+            if all(p[0] in sync for p in parts):
+                sync[name] = np.concatenate([sync.pop(p[0]) for p in parts], axis=-1)
+        for name, s in sync.items():
             if name in first_rec:
                 f = first_rec[name].reshape(Tr, len(first_x), -1).numpy()
-                layer_agree[name] = float((f == r["s"].cpu().numpy()).mean())
+                layer_agree[name] = float((f == s).mean())
     t_layers = time.perf_counter() - t_layers
     ip = np.concatenate(int_pred)
     result = {"backend": backend, "samples": int(n), "batch": int(bsz), "processes": int(world),

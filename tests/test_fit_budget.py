@@ -11,7 +11,7 @@ import pytest
 
 import neurodeploy
 from neurodeploy.cli import main
-from neurodeploy.deploy.configs import CANDIDATES, DEFAULT, LoweringConfig, candidates, with_schedule
+from neurodeploy.deploy.configs import CANDIDATES, DEFAULT, FALLBACK, LoweringConfig, candidates, with_schedule
 from neurodeploy.lower.network_file import load_network
 
 from export_helpers import random_model
@@ -32,6 +32,10 @@ def test_candidates_are_a_table_and_the_default_builds_the_stream_once():
     assert DEFAULT is CANDIDATES[0] and DEFAULT.residual_stream == "relay"
     assert [(c.residual_stream, c.attention_schedule) for c in CANDIDATES] == [
         ("relay", "parallel"), ("expanded", "parallel"), ("relay", "packed"), ("expanded", "packed")]
+    # tried only when none of those fits: the repacked twins of the packed candidates (fewer cores, more steps)
+    assert [(c.name, c.residual_stream, c.attention_schedule) for c in FALLBACK] == [
+        ("stream built once, repacked attention", "relay", "repacked"),
+        ("stream expanded, repacked attention", "expanded", "repacked")]
     # --attention-schedule fixes the schedule: the search tries only those candidates
     assert [c.attention_schedule for c in candidates("packed")] == ["packed", "packed"]
     # a schedule outside the table (repacked): both stream forms with it
@@ -100,9 +104,12 @@ def test_nothing_fits_exits_1_naming_the_smallest_fit(digits_ckpt, tmp_path, cap
     assert rc == 1 and not out.exists()
     m = re.fullmatch(r"neurodeploy: error: loihi2: no configuration fits Kapoho Point \(8 chips\): the smallest fit "
                      r"found is '([^']+)' with (\d+) chips \(\d+ cores, [A-Za-z ]+\), latency (\d+) steps"
-                     r"; the attention alone needs at least ([\d,]+) product neurons \((\d+) cores, (\d+) chips\) at "
-                     r"full sample rate \(docs/lowering.md\)", line)
+                     r"; the attention alone needs at least ([\d,]+) product neurons \((\d+) cores, (\d+) chips at an "
+                     r"assumed 2,047 per core; (\d+) cores, (\d+) chips? at 4,095\) at full sample rate "
+                     r"\(docs/lowering.md\)", line)
     assert m and int(m.group(2)) > 8, line
+    # nothing fitted, so the fallbacks were tried too: the smallest named is over all six
+    assert m.group(1) in [c.name for c in CANDIDATES + FALLBACK]
 
 
 @pytest.mark.parametrize("args, words", [
@@ -148,6 +155,9 @@ def test_every_loihi2_report_states_the_full_rate_bound_and_its_resource(digits_
     assert main(["export", str(digits_ckpt), "-o", str(out), "--target", "loihi2"]) == 0
     b = json.loads((out / "loihi2" / "summary.json").read_text())["attention_full_rate_bound"]
     assert (b["product_neurons"], b["cores"], b["chips"], b["built_product_neurons"]) == (8192, 5, 1, 32768)
+    # the per-core figure is the profile's assumption, said with the bound at one neuron slot (8,192 / 4,095)
+    assert (b["per_core"], b["per_core_confidence"], b["at_neuron_slots"]) == (
+        2047, "assumption", {"per_core": 4095, "cores": 3, "chips": 1})
     assert b["resource"].startswith("product (gating) neurons: each sends one 24-bit graded word per step")
     assert "full sample rate" in b["holds_for"] and "Lava's standard processes" in b["holds_for"]
     (t,) = json.loads((out / "report.json").read_text())["targets"]
@@ -156,5 +166,7 @@ def test_every_loihi2_report_states_the_full_rate_bound_and_its_resource(digits_
              "any exact schedule at full sample rate built from Lava's standard processes; this network has 32,768. "
              "The resource that sets it: product (gating) neurons")
     assert words in (out / "report.md").read_text()
+    assert ("The 2,047 product neurons per core of this bound are an **assumption** (assumption: Lava ProdNeuron"
+            in (out / "report.md").read_text())
     assert "Full-rate bound: the attention alone needs at least <strong>8,192 product neurons" in \
         (out / "report.html").read_text()

@@ -31,7 +31,7 @@ def test_lowering_records_its_passes(tiny_graph):
     assert again.metadata["attention_latency_added"] == net.metadata["attention_latency_added"] > 0
     chained = run_passes(net, ["chain_samples"])
     assert chained.metadata["passes"][-1] == "chain_samples" and chained.metadata["chain"]["period"] > 0
-    assert set(PASSES) == {"balance_delays", "graded_attention", "split_fan_in", "chain_samples"}
+    assert set(PASSES) == {"balance_delays", "graded_attention", "split_fan_in", "split_channels", "chain_samples"}
 
 
 def test_balancing_is_one_step_of_the_flow(tiny_graph, monkeypatch):

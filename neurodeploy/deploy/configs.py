@@ -50,6 +50,15 @@ CANDIDATES = [
 ]
 
 
+#: tried by a budget search only when no candidate of :data:`CANDIDATES` fits (each is its packed twin with
+#: stage 1 at 3 digits per word: fewer product neurons, more steps, so it can only win when nothing faster fits;
+#: tried then so that a refusal names the smallest exact configuration).  Not with ``--attention-schedule``.
+FALLBACK = [
+    LoweringConfig("stream built once, repacked attention", residual_stream="relay", attention_schedule="repacked"),
+    LoweringConfig("stream expanded, repacked attention", residual_stream="expanded", attention_schedule="repacked"),
+]
+
+
 def with_schedule(cfg: LoweringConfig, schedule: str | None) -> LoweringConfig:
     """``cfg`` with the attention schedule the user fixed (``--attention-schedule``), or ``cfg`` itself."""
     if not schedule or schedule == cfg.attention_schedule:
@@ -67,7 +76,7 @@ def candidates(schedule: str | None = None) -> list[LoweringConfig]:
 
 
 def config_by_name(name: str) -> LoweringConfig:
-    for c in CANDIDATES:
+    for c in CANDIDATES + FALLBACK:
         if c.name == name:
             return c
     raise BadInputError(f"unknown lowering configuration {name!r} (known: {', '.join(c.name for c in CANDIDATES)})")

@@ -30,9 +30,10 @@ from ..lower.attention_graded import full_rate_bound
 from ..lower.loihi2 import lower_graph
 from ..fidelity import simulate_lowered
 from ..mapping import fit, from_lowered
+from ..mapping.channels import choose_channel_splits
 from ..lower.network_file import load_network, save_network
 from ..models.registry import family_of
-from .configs import DEFAULT, LoweringConfig, candidates, chip_budget, with_schedule
+from .configs import DEFAULT, FALLBACK, LoweringConfig, candidates, chip_budget, with_schedule
 
 DEFAULT_INPUT_RANGE = (-3.0, 3.0)
 NETWORK_FILE = "network.npz"
@@ -108,11 +109,18 @@ def attention_bound(summary: dict, profile) -> dict | None:
         return None
     n = sum(full_rate_bound(a["heads"], a["tokens"], a["head_dim"]) for a in ops)
     per_core = int(profile.core_limit("product_neurons", 2047) or 2047)
+    q = profile.quantity("core", "product_neurons") if hasattr(profile, "quantity") else None
     cores = -(-n // per_core)
     cpc = int(profile.cores_per_chip or 1)
     built = int(summary.get("product_neurons", 0) or 0)
+    slots = int(profile.core_limit("neurons", per_core) or per_core)
+    alt = -(-n // slots)
     return {"product_neurons": int(n), "cores": int(cores), "chips": int(-(-cores // cpc)),
             "built_product_neurons": built,
+            "per_core": per_core, "per_core_confidence": (q or {}).get("confidence", "unknown"),
+            "per_core_source": (q or {}).get("source", ""),
+            # the same bound if a product neuron took one neuron slot, as a LIF does ([core] neurons)
+            "at_neuron_slots": {"per_core": slots, "cores": int(alt), "chips": int(-(-alt // cpc))},
             "resource": "product (gating) neurons: each sends one 24-bit graded word per step, so it carries at "
                         "most floor(23 / bit_length(N)) of an op's 2 H N dh^2 binary products (a stage-1 digit "
                         f"counts up to N tokens); at most {per_core:,} per core ([core] product_neurons)",
@@ -127,8 +135,13 @@ def attention_bound(summary: dict, profile) -> dict | None:
 def _bound_words(bound: dict | None) -> str:
     if not bound:
         return ""
-    return (f"; the attention alone needs at least {bound['product_neurons']:,} product neurons "
-            f"({bound['cores']:,} cores, {bound['chips']:,} chips) at full sample rate (docs/lowering.md)")
+    words = (f"; the attention alone needs at least {bound['product_neurons']:,} product neurons "
+             f"({bound['cores']:,} cores, {bound['chips']:,} chips")
+    alt = bound.get("at_neuron_slots")
+    if bound.get("per_core_confidence") == "assumption" and alt:
+        words += (f" at an assumed {bound['per_core']:,} per core; {alt['cores']:,} cores, {alt['chips']:,} "
+                  f"chip{'s' if alt['chips'] != 1 else ''} at {alt['per_core']:,}")
+    return words + ") at full sample rate (docs/lowering.md)"
 
 
 def config_row(cfg: LoweringConfig, art: Loihi2Artifact, res, step_s: float | None) -> dict:
@@ -161,18 +174,22 @@ class Loihi2Target(Target):
         budget = chip_budget(lowering, profile) if profile is not None else None
         if budget is None:
             cfg = lowering.get("config") or with_schedule(DEFAULT, lowering.get("attention_schedule"))
-            art = self._lower_one(deployment, cfg, rng, src)
+            art = self._lower_one(deployment, cfg, rng, src, profile)
             art.summary["lowering_config"] = dict(cfg.to_dict(), chosen_by="default (no chip budget)")
             if profile is not None:
                 art.summary["attention_full_rate_bound"] = attention_bound(art.summary, profile)
             return art
         return self.search(deployment, profile, budget, rng, src)
 
-    def _lower_one(self, deployment, cfg: LoweringConfig, rng, src) -> Loihi2Artifact:
+    def _lower_one(self, deployment, cfg: LoweringConfig, rng, src, profile=None) -> Loihi2Artifact:
+        """One configuration lowered; with ``profile``, conv populations are cut by channels where its core model
+        fills more of a core that way (``neurodeploy.mapping.channels``; exact, the same latency)."""
         split = bool(deployment.lowering.get("split_signs", False))
         stream_scale = deployment.lowering.get("stream_scale", "level")
+        chooser = choose_channel_splits(profile) if profile is not None else None
         net, quant = lower_graph(deployment.annotated, T=deployment.time_steps or None, input_range=rng,
-                                 split_signs=split, stream_scale=stream_scale, **cfg.lower_kwargs())
+                                 split_signs=split, stream_scale=stream_scale, channel_splits=chooser,
+                                 **cfg.lower_kwargs())
         net.metadata["input_range"] = {"range": list(rng), "source": src}
         net.metadata["split_signs"] = split
         net.metadata["stream_scale"] = stream_scale
@@ -183,16 +200,23 @@ class Loihi2Target(Target):
 
     def search(self, deployment, profile, budget, rng, src) -> Loihi2Artifact:
         """Fit to a chip budget: lower, map and record every candidate configuration
-        (:data:`neurodeploy.deploy.configs.CANDIDATES`), keep the lowest-latency one that fits within
-        ``budget`` = (chips, label) (ties: fewer chips, then the earlier candidate).  Only the kept network
+        (:data:`neurodeploy.deploy.configs.CANDIDATES`; when none fits, :data:`~neurodeploy.deploy.configs.FALLBACK`
+        too), keep the lowest-latency one that fits within ``budget`` = (chips, label) (ties: fewer chips, then the
+        earlier candidate).  Only the kept network
         stays in memory.  Nothing fits: :class:`CheckFailed` naming the smallest fit found."""
         chips, label = budget
         step_s = profile.energy("step_time_s") if hasattr(profile, "energy") else None
         rows, best, best_key, first_refusal, bound = [], None, None, None, None
-        for cfg in deployment.lowering.get("candidates") or candidates(deployment.lowering.get("attention_schedule")):
+        fixed = deployment.lowering.get("candidates") or deployment.lowering.get("attention_schedule")
+        todo = list(deployment.lowering.get("candidates") or candidates(deployment.lowering.get("attention_schedule")))
+        # the fallbacks (configs.FALLBACK: slower than their twins in CANDIDATES, fewer cores) only when nothing
+        # of the search fits, so that the refusal names the smallest exact configuration
+        fallback = [] if fixed else list(FALLBACK)
+        while todo or (fallback and best is None):
+            cfg = todo.pop(0) if todo else fallback.pop(0)
             t0 = time.perf_counter()
             try:
-                art = self._lower_one(deployment, cfg, rng, src)
+                art = self._lower_one(deployment, cfg, rng, src, profile)
             except UnsupportedError as exc:     # an option this model cannot take: recorded, not fatal
                 rows.append({"name": cfg.name, "config": cfg.to_dict(), "refused": str(exc).splitlines()[0]})
                 first_refusal = first_refusal or exc

@@ -376,7 +376,8 @@ class Loihi2Lowering:
 
 def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding: str = "nearest",
                 input_range=(0.0, 1.0), bias_exp_min: int = 0, attention: str = "graded", split_signs: bool = False,
-                attention_schedule: str = "parallel", residual_stream: str = "relay", stream_scale: str = "level"):
+                attention_schedule: str = "parallel", residual_stream: str = "relay", stream_scale: str = "level",
+                channel_splits=None):
     """Lower ``graph`` for Loihi 2; returns ``(LoweredNetwork, report)``.  ``T``: steps per sample (default from
     the graph metadata ``neurodeploy.time_steps``); ``scale``: force one integer scale for every population;
     ``rounding``: how decays dv are rounded: ``nearest`` or ``floor`` (truncation, as the NIR paper's
@@ -398,6 +399,10 @@ def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding:
     ``stream_scale``: ``level`` (default: each stream relay gets the largest scale its own terms and readers
     allow, the stream's base scale times a power of two, and reads its parent relay shifted by the ratio) or
     ``one`` (one integer scale for the whole stream, set by its largest weight);
+    ``channel_splits``: {population: [channel boundaries]} or a callable ``net -> that dict`` (a chip's core
+    model, ``neurodeploy.mapping.channels.choose_channel_splits``): conv-fed populations cut by output channels
+    into several processes (:mod:`neurodeploy.lower.channels`; the same neurons and spikes, fewer cores where
+    the compiler tiles power-of-two channel counts at half a core); None: no cut;
     ``graph``: a NIR graph or its :class:`~neurodeploy.analysis.annotate.AnnotatedGraph` (a deployment hands
     over the one it built)."""
     check_lowering_inputs(graph, T, scale, rounding, input_range, bias_exp_min, attention, attention_schedule,
@@ -409,7 +414,8 @@ def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding:
                          split_signs=bool(split_signs), residual_stream=residual_stream, stream_scale=stream_scale)
     net = low.lower()
     net.metadata["passes"] = ["lower_nir"]
-    flow = [p for p in LOIHI2_FLOW if p != "graded_attention" or (attention == "graded" and net.attention)]
+    flow = [p for p in LOIHI2_FLOW if (p != "graded_attention" or (attention == "graded" and net.attention))
+            and (p != "split_channels" or channel_splits)]
     for step in flow:       # one pass at a time, so that a pass that returns a copy frees its input here
-        net = run_passes(net, [step], schedule=attention_schedule, T=T)
+        net = run_passes(net, [step], schedule=attention_schedule, T=T, channels=channel_splits)
     return net, low.report

@@ -6,6 +6,9 @@ artifact says how it was made.
   it makes the network, so it is recorded by :func:`neurodeploy.lower.loihi2.lower_graph` itself)
 * ``graded_attention`` - attention ops -> ProdNeuron / GradedVec / graded synapse groups (:mod:`.attention_graded`)
 * ``split_fan_in`` - partial-sum relays for neurons that read more than a core gives one neuron (:mod:`.fan_in`)
+* ``split_channels`` - conv-fed populations cut by output channels into several processes, so that a
+  chip compiler's tiling fills its cores (:mod:`.channels`; only with ``channels``, e.g. from the chip fit's
+  core model: ``neurodeploy.mapping.channels``)
 * ``balance_delays`` - every path into a population arrives in the same step (:mod:`.balance`); the rewriting
   passes above leave balancing to it, so it runs once, after them
 * ``chain_samples`` - resets and graded bias inputs so that samples run back to back (:mod:`.chain`; on a
@@ -22,6 +25,7 @@ from ..errors import BadInputError
 from .attention_graded import attention_to_graded
 from .balance import balance_network
 from .chain import chain_network
+from .channels import split_channels
 from .fan_in import MAX_FAN_IN, split_fan_in
 from .network import LoweredNetwork
 
@@ -41,15 +45,20 @@ def _split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, bin_fan_in:
     return split_fan_in(net, max_fan_in=max_fan_in, bin_fan_in=bin_fan_in, balance=False)
 
 
+def _split_channels(net: LoweredNetwork, channels=None) -> LoweredNetwork:
+    return split_channels(net, channels)
+
+
 PASSES = {
     "graded_attention": _graded_attention,
     "split_fan_in": _split_fan_in,
+    "split_channels": _split_channels,
     "balance_delays": _balance,
     "chain_samples": chain_network,
 }
 
 #: the Loihi 2 pass flow after ``lower_nir``: rewrites first, balancing once, last
-LOIHI2_FLOW = ("graded_attention", "split_fan_in", "balance_delays")
+LOIHI2_FLOW = ("graded_attention", "split_fan_in", "split_channels", "balance_delays")
 
 
 def run_pass(net: LoweredNetwork, name: str, **options) -> LoweredNetwork:

@@ -315,6 +315,12 @@ def _config_sections(art: dict):
                     f"sample rate built from Lava's standard processes; this network has "
                     f"{fmt(bound.get('built_product_neurons', 0))}. The resource that sets it: {bound['resource']}. "
                     f"It holds for {bound['holds_for']}; {bound['note']}.")
+        alt = bound.get("at_neuron_slots")
+        if bound.get("per_core_confidence") == "assumption" and alt:
+            yield "p", (f"The {fmt(bound['per_core'])} product neurons per core of this bound are an **assumption** "
+                        f"({bound.get('per_core_source', '')}); if a product neuron took one neuron slot "
+                        f"({fmt(alt['per_core'])} per core) the bound would be {fmt(alt['cores'])} cores, "
+                        f"{fmt(alt['chips'])} chip{'s' if alt['chips'] != 1 else ''}.")
     tried = (art.get("configurations") or {}).get("tried")
     if not tried:
         return

@@ -2,17 +2,21 @@
 
 For each variant: build it with random weights (seed 0), save it in the container its official training
 code writes, and run ``neurodeploy export CKPT --arch NAME -o OUT --target loihi2`` as a subprocess (wall
-time and peak memory of that process).  From OUT/report.json: the purity verdict, Loihi 2 cores / chips /
-smallest system (default configuration), latency in steps.  A variant whose export is refused (exit 2)
-gets the refusal's first line, which names the module and the reason.  Parameters are the official
-module tree's (``FAMILY_PARAMETER_COUNTS``); the papers' accuracy and energy (their own method: ImageNet,
-45 nm operation energies) are quoted with their source.  Loihi 2 energy needs firing rates (``--data``):
-not measured here (null).
+time and peak memory of that process; a process past ``--max-rss-gib`` is stopped and the row says so).
+From OUT/report.json: the purity verdict, Loihi 2 cores / chips / smallest system (default configuration),
+latency in steps.  With ``--max-chips N`` the same export runs again with ``--max-chips N`` (the search over
+the lowering configurations): the configuration chosen within N chips, or, when none fits (exit 1), the
+smallest fit it names.  A variant whose export is refused (exit 2) gets the refusal's first line, which
+names the module and the reason.  Parameters are the official module tree's (``FAMILY_PARAMETER_COUNTS``);
+the papers' accuracy and energy (their own method: ImageNet, 45 nm operation energies) are quoted with
+their source.  Loihi 2 energy needs firing rates (``--data``): not measured here (null).
 
 With ``--digits CKPT_DIR`` the digits-size model of each family (``neurodeploy train --arch X-digits``) is
-also simulated in fixed point on all 360 digits test images: float vs fixed-point accuracy and agreement.
+also simulated in fixed point on all 360 digits test images (``neurodeploy simulate CKPT --target loihi2
+--json``, our engine): float vs fixed-point accuracy and prediction agreement.
 
-    python benchmarks/bench_families.py [--only ARCH,...] [--digits DIR] [--markdown] > families.json
+    python benchmarks/bench_families.py [--only ARCH,...] [--max-chips 8] [--digits DIR] [--markdown] > families.json
+    python benchmarks/bench_families.py --table families.json [more.json ...]     # the README table again
 
 Prints one JSON object on stdout (``--markdown``: also the README table on stderr).
 """
@@ -36,12 +40,14 @@ ROWS = [
     ("spikformer-cifar10-4-384", 95.19, "Spikformer paper (ICLR 2023), CIFAR-10, 300 epochs", None, None),
     ("spikformer-imagenet-8-384", 70.24, "Spikformer paper (ICLR 2023), ImageNet", 12.43,
      "recomputed by the Spikingformer authors (Spikingformer paper)"),
+    ("sdt-cifar10-2-256", None, "not in the paper's CIFAR-10 table", None, None),
     ("sdt-cifar10-2-512", 95.6, "Spike-driven Transformer paper (NeurIPS 2023), CIFAR-10", None, None),
     ("sdt-imagenet-8-384", 72.28, "Spike-driven Transformer README, ImageNet", 3.90, "Spikingformer paper's table"),
     ("qkformer-cifar10-4-384", 96.18, "QKFormer paper (NeurIPS 2024), CIFAR-10", None, None),
     ("qkformer-imagenet-10-384", 78.80, "QKFormer README, ImageNet 224", None, None),
 ]
 CONTAINER = {"qkformer-imagenet-10-384": "model"}  # MAE-style save_model; the others: timm CheckpointSaver
+DIGITS = ("spikingformer-digits", "spikformer-digits", "sdt-digits", "qkformer-digits")
 
 
 def _family(arch: str) -> str:
@@ -54,7 +60,42 @@ def _parameters(arch: str) -> int:
     return {**OFFICIAL_PARAMETER_COUNTS, **FAMILY_PARAMETER_COUNTS}[arch]
 
 
-def export_row(arch: str, tmp: Path) -> dict:
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:")), 0)
+    except OSError:
+        return 0
+
+
+def run_export(cmd: list, log: Path, max_rss_gib: float) -> dict:
+    """Run one export process: exit code, wall seconds, its own peak RSS (GiB); stopped past ``max_rss_gib``."""
+    t0 = time.perf_counter()
+    stopped = False
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if _rss_kib(proc.pid) > max_rss_gib * 2**20:
+                proc.kill()
+                stopped = True
+            time.sleep(0.5)
+    out = {"exit_code": os.waitstatus_to_exitcode(status), "s": round(time.perf_counter() - t0, 1),
+           "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2)}
+    if stopped:
+        out["stopped"] = f"peak RSS over {max_rss_gib} GiB: stopped"
+    return out
+
+
+def _error_line(log: Path) -> str:
+    text = log.read_text()
+    err = [ln for ln in text.splitlines() if "error:" in ln]
+    return err[-1].split("error:", 1)[1].strip() if err else text.strip()[-300:]
+
+
+def export_row(arch: str, tmp: Path, max_chips: int | None = None, max_rss_gib: float = 8.0) -> dict:
     from neurodeploy import build_model
     torch.manual_seed(0)
     model = build_model(arch)
@@ -65,18 +106,11 @@ def export_row(arch: str, tmp: Path) -> dict:
     out = tmp / f"{arch}-out"
     cmd = [sys.executable, "-m", "neurodeploy", "export", str(ck), "--arch", arch, "-o", str(out), "--target", "loihi2"]
     log = tmp / f"{arch}.log"
-    t0 = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS (KiB on Linux)
-    wall = time.perf_counter() - t0
-    code = os.waitstatus_to_exitcode(status)
-    row = {"export_exit_code": code, "export_s": round(wall, 1), "export_peak_rss_gib": round(usage.ru_maxrss / 2**20, 2)}
-    if code != 0:
-        text = log.read_text()
-        err = [ln for ln in text.splitlines() if "error:" in ln]
-        row["refused"] = (err[-1].split("error:", 1)[1].strip() if err else text.strip()[-300:])
-        row["purity"] = "not checked (export refused)"
+    r = run_export(cmd, log, max_rss_gib)
+    row = {"export_exit_code": r["exit_code"], "export_s": r["s"], "export_peak_rss_gib": r["peak_rss_gib"]}
+    if r["exit_code"] != 0:
+        row["refused"] = r.get("stopped") or _error_line(log)
+        row["purity"] = "not checked (export refused)" if not r.get("stopped") else "not checked (stopped)"
         return row
     rep = json.loads((out / "report.json").read_text())
     t = rep["summary"]["rows"][0]
@@ -84,30 +118,58 @@ def export_row(arch: str, tmp: Path) -> dict:
                 "loihi2_cores": t.get("cores"), "loihi2_chips": t.get("chips"), "loihi2_system": t.get("system"),
                 "loihi2_verdict": t.get("verdict"), "latency_steps": t.get("latency_steps"),
                 "loihi2_energy_uj": t.get("total_uj")})
+    if max_chips:
+        row["budget"] = budget_row(cmd + ["--max-chips", str(max_chips)], out, tmp / f"{arch}.budget.log",
+                                   max_chips, max_rss_gib)
+    return row
+
+
+def budget_row(cmd: list, out: Path, log: Path, max_chips: int, max_rss_gib: float) -> dict:
+    """The same export with ``--max-chips N``: the chosen configuration, or the smallest fit named (exit 1)."""
+    import shutil
+    shutil.rmtree(out, ignore_errors=True)
+    r = run_export(cmd, log, max_rss_gib)
+    row = {"max_chips": max_chips, "exit_code": r["exit_code"], "s": r["s"], "peak_rss_gib": r["peak_rss_gib"]}
+    if r["exit_code"] != 0:
+        row["result"] = r.get("stopped") or _error_line(log)
+        return row
+    rep = json.loads((out / "report.json").read_text())
+    t = rep["summary"]["rows"][0]
+    art = next((x.get("artifact") or {} for x in rep.get("targets", []) if x.get("target") == "loihi2"), {})
+    row.update({"cores": t.get("cores"), "chips": t.get("chips"), "system": t.get("system"),
+                "latency_steps": t.get("latency_steps"),
+                "configuration": (art.get("lowering_config") or {}).get("name")})
     return row
 
 
 def digits_row(arch: str, ckpt: Path) -> dict:
-    """Float vs fixed-point (our engine, Loihi 2 lowering) accuracy on all 360 digits test images."""
-    from neurodeploy import load_model
-    from neurodeploy.exporters import to_nir
-    from neurodeploy.fidelity import simulate_loihi2
-    from neurodeploy.training import digits_split
-    _, _, x, y = digits_split()
-    model = load_model(ckpt)
-    with torch.no_grad():
-        float_acc = float((model(x).argmax(-1) == y).float().mean())
-    res = simulate_loihi2(to_nir(model), x.numpy(), y.numpy(), progress=False)
-    keep = {k: res[k] for k in ("float_accuracy", "loihi2_accuracy", "prediction_agreement", "samples") if k in res}
-    return {"arch": arch, "torch_float_accuracy": round(float_acc, 4), **keep}
+    """Float vs fixed-point (our engine, Loihi 2 lowering) accuracy on all 360 digits test images, as
+    ``neurodeploy simulate CKPT --target loihi2 --json`` reports them."""
+    proc = subprocess.run([sys.executable, "-m", "neurodeploy", "simulate", str(ckpt), "--target", "loihi2", "--json"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"arch": arch, "simulate_exit_code": proc.returncode, "error": proc.stderr.strip()[-300:]}
+    res = json.loads(proc.stdout)
+    keep = ("samples", "float_accuracy", "loihi2_accuracy", "prediction_agreement", "latency_steps")
+    return {"arch": arch, **{k: res[k] for k in keep if k in res}}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", default=None, help="comma-separated architecture names")
+    ap.add_argument("--max-chips", type=int, default=None, metavar="N",
+                    help="also export each deployable variant with --max-chips N (the configuration search)")
+    ap.add_argument("--max-rss-gib", type=float, default=8.0, help="stop an export process past this RSS (8)")
     ap.add_argument("--digits", default=None, metavar="DIR", help="directory with ARCH.pt digits checkpoints")
     ap.add_argument("--markdown", action="store_true", help="also print the README table on stderr")
+    ap.add_argument("--table", nargs="+", default=None, metavar="JSON",
+                    help="print the README tables of earlier outputs of this script (rows in the order given)")
     a = ap.parse_args(argv)
+    if a.table:
+        outs = [json.loads(Path(f).read_text()) for f in a.table]
+        print(markdown({"rows": [r for o in outs for r in o.get("rows", [])],
+                        "digits": [r for o in outs for r in o.get("digits", [])]}))
+        return 0
     only = set(a.only.split(",")) if a.only else None
     rows = []
     with tempfile.TemporaryDirectory() as td:
@@ -117,14 +179,14 @@ def main(argv=None) -> int:
             row = {"family": _family(arch), "arch": arch, "parameters": _parameters(arch),
                    "paper_top1": acc, "paper_top1_source": acc_src, "paper_energy_mj": mj,
                    "paper_energy_source": mj_src}
-            row.update(export_row(arch, Path(td)))
+            row.update(export_row(arch, Path(td), a.max_chips, a.max_rss_gib))
             rows.append(row)
             sys.stderr.write(json.dumps(row) + "\n")
     out = {"rows": rows, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
            "note": "random weights (seed 0); Loihi 2 default configuration; energy on Loihi 2 needs --data"}
     if a.digits:
         out["digits"] = []
-        for arch in ("spikingformer-digits", "spikformer-digits", "sdt-digits", "qkformer-digits"):
+        for arch in DIGITS:
             ck = Path(a.digits) / f"{arch}.pt"
             if ck.exists() and (not only or arch in only):
                 out["digits"].append(digits_row(arch, ck))
@@ -135,19 +197,37 @@ def main(argv=None) -> int:
     return 0
 
 
+def _budget_cell(r: dict) -> str:
+    b = r.get("budget")
+    if not b:
+        return "-"
+    if b["exit_code"] == 0:
+        return f"{b['cores']:,} / {b['chips']} / {b['system']} ({b['configuration']}, {b['latency_steps']} steps)"
+    return b["result"].replace("loihi2: ", "")
+
+
 def markdown(out: dict) -> str:
-    lines = ["| family | variant | params | paper top-1 | purity | Loihi 2 cores / chips / system | latency (steps) "
-             "| paper energy | export |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| family | variant | params | paper top-1 | purity | Loihi 2 cores / chips / system (default) "
+             "| `--max-chips 8` | latency (steps) | paper energy | export |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in out["rows"]:
         if r.get("export_exit_code") == 0:
             hw = f"{r['loihi2_cores']:,} / {r['loihi2_chips']} / {r['loihi2_system']}"
-            exp = f"{r['export_s']} s"
+            exp = f"{r['export_s']} s, {r['export_peak_rss_gib']} GiB"
         else:
-            hw = "not deployable: " + r.get("refused", "")[:60].split(":")[0]
-            exp = "refused (exit 2)"
+            hw = "not deployable: " + r.get("refused", "")
+            exp = f"refused (exit {r['export_exit_code']}) after {r['export_s']} s"
         mj = f"{r['paper_energy_mj']} mJ" if r.get("paper_energy_mj") else "-"
-        lines.append(f"| {r['family']} | {r['arch']} | {r['parameters'] / 1e6:.2f}M | {r['paper_top1']} | "
-                     f"{r['purity']} | {hw} | {r.get('latency_steps', '-')} | {mj} | {exp} |")
+        acc = r["paper_top1"] if r.get("paper_top1") is not None else "-"
+        purity = r["purity"] + (f" ({r['purity_violations']} violation{'s' if r['purity_violations'] != 1 else ''})"
+                                 if r.get("purity_violations") else "")
+        lines.append(f"| {r['family']} | {r['arch']} | {r['parameters'] / 1e6:.2f}M | {acc} | "
+                     f"{purity} | {hw} | {_budget_cell(r)} | {r.get('latency_steps', '-')} | {mj} | {exp} |")
+    if out.get("digits"):
+        lines += ["", "| digits model | float accuracy | fixed point (Loihi 2) | agreement |", "|---|---|---|---|"]
+        for d in out["digits"]:
+            if "float_accuracy" in d:
+                lines.append(f"| {d['arch']} | {100 * d['float_accuracy']:.2f} % | {100 * d['loihi2_accuracy']:.2f} % | "
+                             f"{100 * d['prediction_agreement']:.2f} % ({d['samples']} images) |")
     return "\n".join(lines)
 
 

@@ -41,6 +41,39 @@ def _graph_meta(arch: str, T, events: bool) -> dict:
     }
 
 
+def _begin(model, input_shape, dtype) -> tuple:
+    """``(cfg, builder, input shape)`` with the graph's Input node added."""
+    cfg = model.cfg
+    b = GraphBuilder(dtype)
+    shape = _image_shape(cfg, input_shape)
+    b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
+    return cfg, b, shape
+
+
+def _finish(b: GraphBuilder, model, head: list[str], unused: set, family: str, arch: str, events: bool = False):
+    """The Output node after the readout ``head``, the module coverage check, the graph with its metadata."""
+    b.add("output", nir.Output(output_type={"output": np.array([model.cfg.num_classes])}), head)
+    check_coverage(model, b.used_modules, unused, family, SUPPORTED_TORCH)
+    return b.graph(_graph_meta(getattr(model, "arch", arch), model.cfg.T, events))
+
+
+def _ssa(b: GraphBuilder, p: str, a, inputs: list[str], D: int, N: int, expand: bool, layer=None) -> str:
+    """Spiking self-attention on [D, N] tokens: q, k, v = conv + BN -> LIF reading ``inputs``, the attention
+    (:func:`_attention`), ``attn_lif``, the projection conv + BN; returns the projection's node.  ``layer(n)``:
+    the (name suffix, module) of the q/k/v/proj layer (default ``n_conv``)."""
+    layer = layer or (lambda n: (f"{n}_conv", getattr(a, f"{n}_conv")))
+    qkv = []
+    for n in "qkv":
+        suffix, mod = layer(n)
+        c, _ = b.conv_bn(f"{p}.{suffix}", mod, getattr(a, f"{n}_bn"), f"{p}.{n}_bn", (D, N), inputs, dims=1)
+        qkv.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), (D, N), [c]))
+    att = _attention(b, p, qkv, D, N, a.num_heads, float(a.scale), expand)
+    al = b.lif(f"{p}.attn_lif", a.attn_lif, (D, N), att)
+    suffix, mod = layer("proj")
+    pc, _ = b.conv_bn(f"{p}.{suffix}", mod, a.proj_bn, f"{p}.proj_bn", (D, N), [al], dims=1)
+    return pc
+
+
 def _attention(b: GraphBuilder, prefix: str, qkv: list[str], D: int, N: int, heads: int, scale: float,
                expand: bool) -> list[str]:
     """Nodes computing scale * Q (K^T V); returns the names whose (summed) outputs feed attn_lif."""
@@ -120,10 +153,7 @@ def _expand_attention(b: GraphBuilder, prefix: str, qkv: list[str], D: int, N: i
 
 
 def export_spikingformer(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:
-    cfg = model.cfg
-    b = GraphBuilder(dtype)
-    shape = _image_shape(cfg, input_shape)
-    b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
+    cfg, b, shape = _begin(model, input_shape, dtype)
     prev = ["input"]
     tok = model.patch_embed
     for i in range(tok.num_stages):
@@ -148,14 +178,7 @@ def export_spikingformer(model, input_shape=None, dtype=np.float32, expand_atten
     for j, blk in enumerate(model.block):
         a, p = blk.attn, f"block.{j}.attn"
         x = b.lif(f"{p}.proj_lif", a.proj_lif, (D, N), stream)
-        qkv = []
-        for n in "qkv":
-            c, _ = b.conv_bn(f"{p}.{n}_conv", getattr(a, f"{n}_conv"), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", (D, N), [x], dims=1)
-            qkv.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), (D, N), [c]))
-        att = _attention(b, p, qkv, D, N, a.num_heads, float(a.scale), expand_attention)
-        al = b.lif(f"{p}.attn_lif", a.attn_lif, (D, N), att)
-        pc, _ = b.conv_bn(f"{p}.proj_conv", a.proj_conv, a.proj_bn, f"{p}.proj_bn", (D, N), [al], dims=1)
-        stream.append(pc)
+        stream.append(_ssa(b, p, a, [x], D, N, expand_attention))
         m, p = blk.mlp, f"block.{j}.mlp"
         l1 = b.lif(f"{p}.mlp1_lif", m.mlp1_lif, (D, N), stream)
         c1, (Hd, _) = b.conv_bn(f"{p}.mlp1_conv", m.mlp1_conv, m.mlp1_bn, f"{p}.mlp1_bn", (D, N), [l1], dims=1)
@@ -163,18 +186,13 @@ def export_spikingformer(model, input_shape=None, dtype=np.float32, expand_atten
         c2, _ = b.conv_bn(f"{p}.mlp2_conv", m.mlp2_conv, m.mlp2_bn, f"{p}.mlp2_bn", (Hd, N), [l2], dims=1)
         stream.append(c2)
     head = b.readout("head", model.head, stream, (D, N))
-    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
-    check_coverage(model, b.used_modules, {"norm1", "norm2"}, "Spikingformer", SUPPORTED_TORCH)
-    return b.graph(_graph_meta(getattr(model, "arch", "spikingformer"), cfg.T, cfg.event_input))
+    return _finish(b, model, head, {"norm1", "norm2"}, "Spikingformer", "spikingformer", cfg.event_input)
 
 
 def export_spikformer(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:
     """Spikformer: post-activation blocks; the residual stream is a sum of spikes (integers) that q/k/v
     and fc1 read directly (fan-in of every earlier branch output)."""
-    cfg = model.cfg
-    b = GraphBuilder(dtype)
-    shape = _image_shape(cfg, input_shape)
-    b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
+    cfg, b, shape = _begin(model, input_shape, dtype)
     prev = ["input"]
     sps = model.patch_embed
     for i in range(sps.num_stages):
@@ -194,14 +212,8 @@ def export_spikformer(model, input_shape=None, dtype=np.float32, expand_attentio
                     source="patch_embed")]
     for j, blk in enumerate(model.block):
         a, p = blk.attn, f"block.{j}.attn"
-        qkv = []
-        for n in "qkv":
-            c, _ = b.conv_bn(f"{p}.{n}_{a.kind}", a.projection_layer(n), getattr(a, f"{n}_bn"), f"{p}.{n}_bn", (D, N),
-                             stream, dims=1)
-            qkv.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), (D, N), [c]))
-        att = _attention(b, p, qkv, D, N, a.num_heads, float(a.scale), expand_attention)
-        al = b.lif(f"{p}.attn_lif", a.attn_lif, (D, N), att)
-        pc, _ = b.conv_bn(f"{p}.proj_{a.kind}", a.projection_layer("proj"), a.proj_bn, f"{p}.proj_bn", (D, N), [al], dims=1)
+        pc = _ssa(b, p, a, stream, D, N, expand_attention,
+                  layer=lambda n, a=a: (f"{n}_{a.kind}", a.projection_layer(n)))
         stream.append(b.lif(f"{p}.proj_lif", a.proj_lif, (D, N), [pc]))
         m, p = blk.mlp, f"block.{j}.mlp"
         c1, (Hd, _) = b.conv_bn(f"{p}.fc1_{m.kind}", m.layer(1), m.fc1_bn, f"{p}.fc1_bn", (D, N), stream, dims=1)
@@ -209,18 +221,13 @@ def export_spikformer(model, input_shape=None, dtype=np.float32, expand_attentio
         c2, _ = b.conv_bn(f"{p}.fc2_{m.kind}", m.layer(2), m.fc2_bn, f"{p}.fc2_bn", (Hd, N), [l1], dims=1)
         stream.append(b.lif(f"{p}.fc2_lif", m.fc2_lif, (D, N), [c2]))
     head = b.readout("head", model.head, stream, (D, N))
-    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
-    check_coverage(model, b.used_modules, {"norm1", "norm2"}, "Spikformer", SUPPORTED_TORCH)
-    return b.graph(_graph_meta(getattr(model, "arch", "spikformer"), cfg.T, False))
+    return _finish(b, model, head, {"norm1", "norm2"}, "Spikformer", "spikformer")
 
 
 def export_sew(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
     """SEW-ResNet: ADD joins are summed edges (integer stream); AND = Threshold(a + b > 1.5) and
     IAND = Threshold(x - out > 0.5) (out negated by Scale(-1)) are exact for binary a, b, x, out."""
-    cfg = model.cfg
-    b = GraphBuilder(dtype)
-    shape = _image_shape(cfg, input_shape)
-    b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
+    cfg, b, shape = _begin(model, input_shape, dtype)
     name, shape = b.conv_bn("conv", model.conv, model.bn, "bn", shape, ["input"], dims=2, role="encoder")
     stream = [b.lif("sn", model.sn, shape, [name])]
     for i, blk in enumerate(model.layer):
@@ -245,9 +252,7 @@ def export_sew(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
         else:
             raise UnsupportedError(f"module {p!r}: connect_f {blk.connect_f!r} (supported: ADD, AND, IAND)")
     head = b.readout("fc", model.fc, stream, shape)
-    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
-    check_coverage(model, b.used_modules, set(), "SEW-ResNet", SUPPORTED_TORCH)
-    return b.graph(_graph_meta(getattr(model, "arch", "sew-resnet"), cfg.T, False))
+    return _finish(b, model, head, set(), "SEW-ResNet", "sew-resnet")
 
 
 def sdsa_nodes(b: GraphBuilder, p: str, q: str, k: str, v: str, shape, mask_lif) -> str:
@@ -275,10 +280,7 @@ def export_sdt(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
     """Spike-driven Transformer V1 on the [D, H, W] token grid (its 1x1 Conv2d layers as nir.Conv2d):
     MS_SPS tokenizer, membrane-shortcut blocks with SDSA (standard NIR, :func:`sdsa_nodes`), head = token
     mean of the stream (AvgPool2d, role readout) -> head_lif -> Linear."""
-    cfg = model.cfg
-    b = GraphBuilder(dtype)
-    shape = _image_shape(cfg, input_shape)
-    b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
+    cfg, b, shape = _begin(model, input_shape, dtype)
     sps = model.patch_embed
     stat = sps.pooling_stat
     prev = ["input"]
@@ -328,9 +330,7 @@ def export_sdt(model, input_shape=None, dtype=np.float32) -> nir.NIRGraph:
                                                   padding=np.array([0, 0])), stream, source="head", role="readout")
     hl = b.lif("head_lif", model.head_lif, (D, 1, 1), [mean])
     head = b.readout("head", model.head, [hl], (D, 1, 1))
-    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
-    check_coverage(model, b.used_modules, unused, "Spike-driven Transformer", SUPPORTED_TORCH)
-    return b.graph(_graph_meta(getattr(model, "arch", "sdt"), cfg.T, False))
+    return _finish(b, model, head, unused, "Spike-driven Transformer", "sdt")
 
 
 def qk_token_attention_nodes(b: GraphBuilder, p: str, q: str, k: str, shape, heads: int, attn_lif) -> str:
@@ -408,10 +408,7 @@ def export_qkformer(model, input_shape=None, dtype=np.float32, expand_attention:
     (token-wise Conv1d as 1x1 Conv2d), PatchEmbeddingStage between stages, stage 3's SSA blocks on [D, N] tokens
     (the spiking_attention extension), all with the spike-element-wise (integer) stream.  Every max-pool of a
     real BN output is the max_pool2d extension (docs/nir.md)."""
-    cfg = model.cfg
-    b = GraphBuilder(dtype)
-    shape = _image_shape(cfg, input_shape)
-    b.add("input", nir.Input(input_type={"input": np.array(shape)}), [])
+    cfg, b, shape = _begin(model, input_shape, dtype)
     e, pe = model.patch_embed1, "patch_embed1"
     c0, shape0 = b.conv_bn(f"{pe}.proj_conv", e.proj_conv, e.proj_bn, f"{pe}.proj_bn", shape, ["input"], dims=2,
                            role="encoder")
@@ -443,22 +440,13 @@ def export_qkformer(model, input_shape=None, dtype=np.float32, expand_attention:
         for j, blk in enumerate(model.stage3):
             a = blk.attention
             p = f"stage3.{j}.{blk.attn_name}"
-            qkv = []
-            for n in "qkv":
-                c, _ = b.conv_bn(f"{p}.{n}_conv", getattr(a, f"{n}_conv"), getattr(a, f"{n}_bn"), f"{p}.{n}_bn",
-                                 (D, N), stream, dims=1)
-                qkv.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), (D, N), [c]))
-            att = _attention(b, p, qkv, D, N, a.num_heads, float(a.scale), expand_attention)
-            al = b.lif(f"{p}.attn_lif", a.attn_lif, (D, N), att)
-            pc, _ = b.conv_bn(f"{p}.proj_conv", a.proj_conv, a.proj_bn, f"{p}.proj_bn", (D, N), [al], dims=1)
+            pc = _ssa(b, p, a, stream, D, N, expand_attention)
             stream = stream + [b.lif(f"{p}.proj_lif", a.proj_lif, (D, N), [pc])]
             stream = _mlp(b, blk.mlp, f"stage3.{j}.mlp", stream, (D, N), dims=1)
         shape = (D, N)
         unused.add("qkv_mp")        # defined by the official SSA, never called
     head = b.readout("head", model.head, stream, shape)
-    b.add("output", nir.Output(output_type={"output": np.array([cfg.num_classes])}), head)
-    check_coverage(model, b.used_modules, unused, "QKFormer", SUPPORTED_TORCH)
-    return b.graph(_graph_meta(getattr(model, "arch", "qkformer"), cfg.T, False))
+    return _finish(b, model, head, unused, "QKFormer", "qkformer")
 
 
 def export_torch_model(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:

@@ -1,17 +1,20 @@
 """Shared helpers for the export / graph tests: random models with non-trivial BN statistics, LIF hooks."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 import neurodeploy
 from neurodeploy.models.neuron import MultiStepLIF
 
 
-def random_model(arch: str, img: int | None = None, T: int | None = None, seed: int = 0, calib_batch: int = 4):
-    """An eval-mode model with random weights and BN statistics that are non-trivial (running mean/var
-    measured on random data, then gamma in [1, 2], beta ~ N(1, 0.5)) so that every LIF fires."""
+def random_model(arch: str, img: int | None = None, T: int | None = None, seed: int = 0, calib_batch: int = 4,
+                 config: dict | None = None):
+    """An eval-mode model (``config``: fields overriding the architecture's) with random weights and BN
+    statistics that are non-trivial (running mean/var measured on random data, then gamma in [1, 2],
+    beta ~ N(1, 0.5)) so that every LIF fires."""
     torch.manual_seed(seed)
-    model = neurodeploy.build_model(arch)
+    model = neurodeploy.build_model(arch, config)
     cfg = model.cfg
     if T is not None and cfg.T is not None:
         model.T = cfg.T = T
@@ -50,3 +53,18 @@ def lif_outputs(model, x):
         for h in handles:
             h.remove()
     return logits, out
+
+
+def lava_equals_engine(net, inputs, steps):
+    """Run the lowered ``net`` in our engine and in Lava for ``steps`` steps, every population recorded; assert
+    they are equal (every recorded variable: s, u, v, at every step) and return our engine's records."""
+    from neurodeploy.lava.run import run_lava
+    from neurodeploy.sim import simulate
+    ours = simulate(net, inputs, steps, record="all")
+    lava = run_lava(net, inputs, steps, record="all")
+    assert set(lava) == set(ours)
+    for name in lava:
+        for key in lava[name]:
+            bad = np.argwhere(ours[name][key] != lava[name][key])
+            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    return ours

@@ -2,13 +2,11 @@
 Conv): Lava equals our engine bit for bit (s, u, v of every population at every step) on the digits-size
 model of each family: SDSA (Spike-driven Transformer V1: K AND V, token count, OR neuron, broadcast, AND Q)
 and QKFormer's Q-K token attention (per-head count of Q, OR neuron, broadcast, AND K)."""
-import numpy as np
 import pytest
 
 from neurodeploy.lower.loihi2 import lower_graph
-from neurodeploy.sim import simulate
 
-from export_helpers import random_input, random_model
+from export_helpers import lava_equals_engine, random_input, random_model
 
 pytestmark = [pytest.mark.lava, pytest.mark.slow]
 
@@ -19,21 +17,13 @@ pytestmark = [pytest.mark.lava, pytest.mark.slow]
 ])
 def test_lowered_attention_form_in_lava_equals_engine(arch, attention_pops):
     from neurodeploy.exporters import to_nir
-    from neurodeploy.lava.run import run_lava
     model = random_model(arch, 8, 4)
     net, _ = lower_graph(to_nir(model))
     assert not net.attention  # no attention process: the form is plain neurons and synapses
     x = random_input(model, 8, 4, batch=1).numpy()
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
-    steps = 4 + net.metadata["latency"]
-    ours = simulate(net, inputs, steps, record="all")
-    lava = run_lava(net, inputs, steps, record="all")
-    assert set(lava) == set(ours)
-    for name in lava:
-        for key in lava[name]:  # s, u, v (what each population records)
-            bad = np.argwhere(ours[name][key] != lava[name][key])
-            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    ours = lava_equals_engine(net, inputs, 4 + net.metadata["latency"])  # s, u, v of every population
     for pop in attention_pops:  # the attention populations really spike (and not everywhere)
-        assert {"s", "u", "v"} <= set(lava[pop]), pop
+        assert {"s", "u", "v"} <= set(ours[pop]), pop
         s = ours[pop]["s"]
         assert 0 < s.sum() < s.size, pop

@@ -21,6 +21,7 @@ from neurodeploy.sim import simulate
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "examples" / "nir_paper"))
+from export_helpers import lava_equals_engine  # noqa: E402
 from nir_corpus.generate import DT, chain, cubalif, lif, nir_graphs  # noqa: E402
 
 T = 16
@@ -41,18 +42,6 @@ def _inputs(net, batch=1, T=T, p=0.5, seed=1):
     return {inp.name: x}
 
 
-def _lava_equals_engine(net, inputs, steps):
-    from neurodeploy.lava.run import run_lava
-    ours = simulate(net, inputs, steps, record="all")
-    lava = run_lava(net, inputs, steps, record="all")
-    assert set(lava) == set(ours)
-    for name in lava:
-        for key in lava[name]:
-            bad = np.argwhere(ours[name][key] != lava[name][key])
-            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
-    return ours
-
-
 def test_cubalif_registers_and_states_by_hand():
     """Linear 0.5 -> CubaLIF(tau_syn 2 dt, tau_mem 4 dt, r 4, w_in 1, v_leak 0.25, v_th 1), input 1 every step.
     Gain w_in r / (k_syn k_mem) = 0.5, so the weight is 0.25 threshold units; S = 254 / 0.25 = 1016:
@@ -69,7 +58,7 @@ def test_cubalif_registers_and_states_by_hand():
     assert (p.du, p.dv, p.vth, int(np.asarray(p.bias_mant).reshape(-1)[0]), p.bias_exp) == (2047, 1024, 1016, 4064, 0)
     s = net.synapses[0]
     assert (int(np.asarray(s.weights)[0, 0]), s.weight_exp) == (254, 0)
-    r = _lava_equals_engine(net, {"input": np.ones((4, 1, 1), np.int64)}, 5)["n1"]
+    r = lava_equals_engine(net, {"input": np.ones((4, 1, 1), np.int64)}, 5)["n1"]
     assert r["u"][1:4, 0, 0].tolist() == [16256, 24384, 28448]
     assert r["v"][1:4, 0, 0].tolist() == [20320, 43688, 0] and r["s"][1:5, 0, 0].tolist() == [0, 0, 1, 0]
     ref = float_simulate(g, torch.ones(1, 3, 1), record=True)[1]
@@ -94,7 +83,7 @@ def test_new_primitives_in_lava_equal_engine_and_follow_the_float_model(graphs, 
     net, _ = lower_graph(g, T=T)
     L = net.metadata["latency"]
     x = _inputs(net, T=T)
-    _lava_equals_engine(net, x, T + L)
+    lava_equals_engine(net, x, T + L)
     # float reference vs fixed point (8 samples): spikes agree where quantization allows
     xb = _inputs(net, batch=8, T=T, p=0.3, seed=4)
     (key, xs), = xb.items()
@@ -187,7 +176,7 @@ def test_snntorch_exports_in_lava_equal_engine(snn_graphs, name):
         assert net.pop(net.outputs[0]).du == 2047          # alpha 0.5: tau_syn = 2 dt
     else:
         assert any(s.src == s.dst for s in net.synapses)
-    ours = _lava_equals_engine(net, _inputs(net), T + net.metadata["latency"])
+    ours = lava_equals_engine(net, _inputs(net), T + net.metadata["latency"])
     assert ours[net.outputs[0]]["s"].sum() > 0
 
 
@@ -199,14 +188,14 @@ def _braille(tmp_path, readout):
 
 
 @pytest.mark.parametrize("readout", ["cubalif", "li"])
-def test_braille_rnn_lowered_lava_equals_engine(tmp_path, readout):
+def test_braille_rnn_loweredlava_equals_engine(tmp_path, readout):
     from neurodeploy.exporters import to_nir
     g = _binary(to_nir(_braille(tmp_path, readout)))
     net, _ = lower_graph(g, T=40)
     hid = net.pop("lif1.lif")
     assert (hid.du, hid.dv, hid.size) == (1844, 410, 38)      # 4096 / 2.22 - 1, 4096 / 10
     assert any(s.src == s.dst == "lif1.lif" for s in net.synapses)
-    ours = _lava_equals_engine(net, _inputs(net, T=40, p=0.3), 40 + net.metadata["latency"])
+    ours = lava_equals_engine(net, _inputs(net, T=40, p=0.3), 40 + net.metadata["latency"])
     assert ours["lif1.lif"]["s"].sum() > 20
     if readout == "cubalif":
         assert ours["lif2"]["s"].sum() > 0
@@ -296,7 +285,7 @@ def test_v_reset_registers_and_states_by_hand():
     assert (p.dv, p.vth, p.v_init, int(np.asarray(p.bias_mant).reshape(-1)[0]), p.bias_exp) == (2048, 508, 8128, 4064, 0)
     assert (p.reset_interval, p.reset_offset) == (7, 2)        # v := v_init, u := 0 when the input arrives
     assert int(np.asarray(net.synapses[0].weights)[0, 0]) == 254
-    r = _lava_equals_engine(net, {"input": np.ones((7, 1, 1), np.int64)}, 7)["n1"]
+    r = lava_equals_engine(net, {"input": np.ones((7, 1, 1), np.int64)}, 7)["n1"]
     assert r["v"][1:7, 0, 0].tolist() == [24384, 32512, 0, 20320, 30480, 0]
     assert r["s"][1:7, 0, 0].tolist() == [0, 0, 1, 0, 0, 1]
     ref = float_simulate(g, torch.ones(1, 6, 1, dtype=torch.float64), record=True, record_membrane=True,
@@ -349,7 +338,7 @@ def test_v_reset_lowered_equals_float_model_and_lava_with_resets_between_samples
     fixed = simulate(net, {key: pad}, T + L, record=["n1"])["n1"]["s"][L:]
     ref = float_simulate(g, torch.as_tensor(xs.swapaxes(0, 1), dtype=torch.float64), dtype=torch.float64).numpy()
     assert ref.sum() > 10 and np.array_equal(fixed, ref)
-    _lava_equals_engine(net, {key: pad[:, :1]}, T + L)
+    lava_equals_engine(net, {key: pad[:, :1]}, T + L)
     x3 = {key: xs[:, :3]}
     chained, lava, _ = run_lava_chained(net, x3, record="all")
     _, ours = simulate_chained(net, x3, record="all")

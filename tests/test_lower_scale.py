@@ -198,13 +198,13 @@ def test_npz_v2_stores_sparse_groups_sparse_and_refuses_other_versions(tmp_path)
     assert (network_from_dict(network_to_dict(net)).synapses[0].weights != w).nnz == 0
     import json
     meta = json.loads(bytes(z["__meta__"]).decode())
-    assert meta["version"] == 2         # version 3 only for networks with an initial v (v_reset != 0)
-    for version, why in ((1, "older neurodeploy"), (4, "newer than")):
+    assert meta["version"] == 2         # 3 only with an initial v (v_reset != 0), 4 with a host-side max-pool
+    for version, why in ((1, "older neurodeploy"), (5, "newer than")):
         bad = tmp_path / f"v{version}.npz"
         meta["version"] = version
         np.savez(str(bad), __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
                  **{k: z[k] for k in z.files if k != "__meta__"})
-        with pytest.raises(BadInputError, match=f"version {version} is .*{why}.*reads versions 2 to 3"):
+        with pytest.raises(BadInputError, match=f"version {version} is .*{why}.*reads versions 2 to 4"):
             load_network(str(bad))
 
 

@@ -20,7 +20,7 @@ from neurodeploy.lower.maxpool import maxpool_parts
 from neurodeploy.lower.network import LoweredNetwork, Population, Synapse, identity_csr
 from neurodeploy.sim import simulate
 
-from export_helpers import random_input
+from export_helpers import lava_equals_engine, random_input, random_model
 
 #: digits-size models configured WITH a max-pool of real BN outputs (the official configs' kind of pool)
 POOLED = {
@@ -29,23 +29,16 @@ POOLED = {
 }
 
 
+#: QKFormer's ImageNet coding max-pools the input layer itself (conv -> BN -> pool -> LIF; the official
+#: qkformer-imagenet-10-384's ``patch_embed1.proj_maxpool``): the host encoder computes that pool
+HOST_POOLED = ("qkformer-digits", {"coding": "imagenet", "num_stages": 1}, "patch_embed1.proj_maxpool",
+               "patch_embed1.proj1_maxpool")
+
+
 def pooled_model(key: str, seed: int = 0, T: int = 4):
     """A random eval-mode model of POOLED[key] with BN statistics measured on random data (every LIF fires)."""
     arch, cfg, _ = POOLED[key]
-    torch.manual_seed(seed)
-    model = neurodeploy.build_model(arch, cfg)
-    model.T = model.cfg.T = T
-    g = torch.Generator().manual_seed(seed + 1)
-    for m in model.modules():
-        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 1.0)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.5 + 1.0)
-            m.momentum = None
-            m.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        model(random_input(model, 8, T, batch=4, seed=seed + 2))
-    return model.eval()
+    return random_model(arch, 8, T, seed=seed, config=cfg)
 
 
 def tree_network(C, H, W) -> LoweredNetwork:
@@ -122,7 +115,6 @@ def test_purity_names_the_max_pool_of_real_values(key):
 @pytest.mark.slow
 @pytest.mark.parametrize("key", sorted(POOLED))
 def test_max_pool_lowering_in_lava_equals_engine(key):
-    from neurodeploy.lava.run import run_lava
     from neurodeploy.lower.loihi2 import lower_graph
     model = pooled_model(key)
     net, _ = lower_graph(to_nir(model))
@@ -131,13 +123,7 @@ def test_max_pool_lowering_in_lava_equals_engine(key):
     x = random_input(model, 8, 4, batch=1).numpy()
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
     steps = 4 + net.metadata["latency"]
-    ours = simulate(net, inputs, steps, record="all")
-    lava = run_lava(net, inputs, steps, record="all")
-    assert set(lava) == set(ours)
-    for name in lava:
-        for k in lava[name]:
-            bad = np.argwhere(ours[name][k] != lava[name][k])
-            assert bad.size == 0, f"{name}.{k} differs first at {bad[0].tolist()}"
+    ours = lava_equals_engine(net, inputs, steps)
     lat = net.metadata["population_latency"]
     for mp in POOLED[key][2]:
         # the tree really works on signed values, and its result is max_pool2d of its input relay, 5 steps later
@@ -150,3 +136,62 @@ def test_max_pool_lowering_in_lava_equals_engine(key):
         assert np.array_equal(np.asarray(ours[mp]["s"])[d:], ref[:steps - d])
         for r in (f"{mp}.w1", f"{mp}.h1"):
             assert 0 < (np.asarray(ours[r]["s"]) > 0).mean() < 1, r
+
+
+def test_host_encoder_pools_the_input_layer(tmp_path):
+    """A max-pool of the host-encoded input layer (QKFormer ImageNet's first pool) is computed by the host
+    encoder (max_pool2d of its conv, before the rounding): the encoded bias is exactly the model's pooled BN
+    output times the LIF's gain, rounded; the later pool stays the chip's graded ReLU tree; the lowered file
+    keeps the pool (format version 4); the first LIF's spikes equal the float model's."""
+    import json
+    import zipfile
+
+    from neurodeploy.lower.loihi2 import lower_graph
+    from neurodeploy.lower.network_file import load_network, save_network
+    arch, cfg, host, chip = HOST_POOLED
+    model = random_model(arch, 8, 4, config=cfg).double()
+    net, rep = lower_graph(to_nir(model, dtype=np.float64))
+    assert [e.pool for e in net.encoders] == [(3, 3, 2, 2, 1, 1)]
+    assert [r["node"] for r in rep["maxpools"]] == [chip]
+    assert not any(p.name.startswith(host) for p in net.populations)
+    assert sum(p.kind == "graded_relu" for p in net.populations) == 4
+    enc = net.encoders[0]
+    x = random_input(model, 8, 4, batch=3).double()
+    got = {}
+    hook = getattr(model.patch_embed1, host.split(".")[1]).register_forward_hook(
+        lambda mod, i, o: got.__setitem__("pool", o.detach()))
+    with torch.no_grad():
+        model(x)
+    hook.remove()
+    pooled = got["pool"][:3].reshape(3, enc.row_gain.size, -1)          # t = 0 (the input is static)
+    ref = torch.round(pooled * torch.as_tensor(enc.row_gain)[None, :, None] * enc.gain).reshape(3, -1)
+    mant = net.encode_inputs(x.numpy())[enc.name]
+    assert mant.shape == ref.shape and torch.equal(mant.double(), ref)
+    assert (ref < 0).any() and (ref > 0).any()
+    path = tmp_path / "net.npz"
+    save_network(net, str(path))
+    with zipfile.ZipFile(path) as zf:
+        assert json.loads(np.load(zf.open("__meta__.npy")).tobytes())["version"] == 4
+    back = load_network(str(path))
+    assert back.encoders[0].pool == enc.pool and torch.equal(back.encode_inputs(x.numpy())[enc.name], mant)
+    lif = f"{host.rsplit('.', 1)[0]}.proj_lif"
+    steps = 4 + net.metadata["latency"]
+    ours = simulate(net, {k: v.numpy() for k, v in net.encode_inputs(x.numpy()).items()}, steps, record=[lif])
+    from export_helpers import lif_outputs
+    _, spikes = lif_outputs(model, x)
+    d = net.metadata["population_latency"][lif]
+    fixed = np.asarray(ours[lif]["s"])[d:d + 4].reshape(4, 3, -1)
+    assert np.array_equal(fixed != 0, spikes[lif].reshape(4, 3, -1).numpy() != 0)
+
+
+@pytest.mark.lava
+@pytest.mark.slow
+def test_host_pooled_input_layer_in_lava_equals_engine():
+    from neurodeploy.lower.loihi2 import lower_graph
+    arch, cfg, host, _ = HOST_POOLED
+    model = random_model(arch, 8, 4, config=cfg)
+    net, _ = lower_graph(to_nir(model))
+    x = random_input(model, 8, 4, batch=1).numpy()
+    inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
+    ours = lava_equals_engine(net, inputs, 4 + net.metadata["latency"])
+    assert 0 < np.asarray(ours[f"{host.rsplit('.', 1)[0]}.proj_lif"]["s"]).mean() < 1

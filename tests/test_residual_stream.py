@@ -11,6 +11,8 @@ import torch
 from neurodeploy.lower.loihi2 import lower_graph
 from neurodeploy.sim import simulate
 
+from export_helpers import lava_equals_engine
+
 
 def _lif(n):
     return nir.LIF(tau=np.full(n, 2e-4, np.float32), r=np.ones(n, np.float32), v_leak=np.zeros(n, np.float32),
@@ -99,15 +101,10 @@ def test_hand_checked_ratio_stream():
 @pytest.mark.lava
 @pytest.mark.parametrize("w1,mode", [(-0.75, "level"), (-0.6, "ratio")])
 def test_hand_stream_in_lava_equals_engine(w1, mode):
-    from neurodeploy.lava.run import run_lava
     net, _ = lower_graph(hand_graph(w1), T=6, stream_scale=mode)
     x = np.zeros((10, 1, 1), np.int64)
     x[:6] = 1
-    ours = simulate(net, {"input": x}, 10, record="all")
-    lava = run_lava(net, {"input": x}, 10, record="all")
-    for n in ours:
-        for k in ours[n]:
-            assert np.array_equal(ours[n][k], lava[n][k]), (n, k)
+    lava_equals_engine(net, {"input": x}, 10)
 
 
 def _tiny(tau, depth=2, seed=0):
@@ -127,7 +124,6 @@ def test_stream_with_gain_two_thirds_in_lava_equals_engine(mode):
     """tau 1.5 (gesture's): the readers' gain is 2/3, so the stream's scale is even and the readers' 1.5 x it;
     Lava equals our engine (s, u, v) at every step of every population, the stream relays included (with
     ``ratio``, relays read their parents at 8-bit weights other than powers of two)."""
-    from neurodeploy.lava.run import run_lava
     _, g = _tiny(1.5)
     net, _ = lower_graph(g, stream_scale=mode)
     relays = [p for p in net.populations if p.name.endswith(".stream")]
@@ -138,14 +134,7 @@ def test_stream_with_gain_two_thirds_in_lava_equals_engine(mode):
         assert net.pop(p.name.removesuffix(".stream")).scale == p.scale * 3 // 2
     x = np.random.default_rng(2).random((1, 1, 8, 8)).astype(np.float32)
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
-    steps = 4 + net.metadata["latency"]
-    ours = simulate(net, inputs, steps, record="all")
-    lava = run_lava(net, inputs, steps, record="all")
-    assert set(ours) == set(lava)
-    for n in ours:
-        for k in ours[n]:
-            bad = np.argwhere(ours[n][k] != lava[n][k])
-            assert bad.size == 0, f"{n}.{k} differs first at {bad[0].tolist()}"
+    ours = lava_equals_engine(net, inputs, 4 + net.metadata["latency"])
     assert all(np.any(ours[p.name]["s"] != 0) for p in relays)
     assert ours["block.1.mlp.mlp1_lif"]["s"].sum() > 0
 

@@ -60,7 +60,7 @@ def summarize(net, quantization: dict | None = None) -> dict:
     for p in net.inputs:
         if p.input_kind == "bias":
             enc = next((e for e in net.encoders if e.name == p.name), None)
-            macs = int(np.prod(np.asarray(enc.weights).shape[1:]) * p.size) if enc is not None else 0
+            macs = enc.macs(p.size) if enc is not None else 0
             inputs.append({"population": p.name, "mode": "host-side encoder -> neuron bias",
                            "host_macs_per_sample": macs, "chip_cost_per_step": 0,
                            "note": "computed once per sample on the host; the image is held as bias for all steps"})

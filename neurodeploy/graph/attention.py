@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import BadInputError
-from .core import meta, predecessors, successors
+from .core import extension_node, extension_source, meta, predecessors, successors
 
 EXTENSION = "spiking_attention"
 EXTENSION_VERSION = 1
@@ -44,38 +44,18 @@ def make_attention_node(dim: int, heads: int, tokens: int, scale: float, source:
     nan_w = np.full((dim, 3 * dim, 1), np.nan, dtype=dtype)
     nan_b = np.full((dim,), np.nan, dtype=dtype)
     body = nir.Conv1d(input_shape=tokens, weight=nan_w, stride=1, padding=0, dilation=1, groups=1, bias=nan_b)
-    md = {
-        "neurodeploy.extension": EXTENSION,
-        "neurodeploy.extension_version": EXTENSION_VERSION,
-        "neurodeploy.heads": int(heads),
-        "neurodeploy.dim": int(dim),
-        "neurodeploy.tokens": int(tokens),
-        "neurodeploy.scale": float(scale),
-        "neurodeploy.semantics": SEMANTICS,
-    }
-    if source:
-        md["neurodeploy.source"] = source
-    return nir.NIRGraph(
-        nodes={
-            "input": nir.Input(input_type={"input": np.array([3 * dim, tokens])}),
-            "unsupported": body,
-            "output": nir.Output(output_type={"output": np.array([dim, tokens])}),
-        },
-        edges=[("input", "unsupported"), ("unsupported", "output")],
-        metadata=md,
-    )
+    fields = {"heads": int(heads), "dim": int(dim), "tokens": int(tokens), "scale": float(scale)}
+    return extension_node(EXTENSION, EXTENSION_VERSION, fields, SEMANTICS, source, [3 * dim, tokens],
+                          {"unsupported": body}, [dim, tokens])
 
 
 def attention_spec(node) -> AttentionSpec | None:
     """The attention parameters of an extension node, or None for any other node.
 
     Raises BadInputError for an extension node with a version or fields this reader does not know."""
-    if not isinstance(node, nir.NIRGraph) or meta(node, "neurodeploy.extension") != EXTENSION:
+    where = extension_source(node, EXTENSION, EXTENSION_VERSION)
+    if where is None:
         return None
-    version = meta(node, "neurodeploy.extension_version")
-    where = meta(node, "neurodeploy.source", "attention node")
-    if version != EXTENSION_VERSION:
-        raise BadInputError(f"{where}: spiking_attention extension version {version!r}, this reader knows {EXTENSION_VERSION}")
     try:
         spec = AttentionSpec(int(meta(node, "neurodeploy.dim")), int(meta(node, "neurodeploy.heads")),
                              int(meta(node, "neurodeploy.tokens")), float(meta(node, "neurodeploy.scale")))

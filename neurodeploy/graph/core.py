@@ -162,6 +162,35 @@ def graph_dt(graph: nir.NIRGraph) -> float:
     return float(meta(graph, "neurodeploy.dt", DT_DEFAULT))
 
 
+# -- extension nodes (docs/nir.md): one nir.NIRGraph whose namespaced metadata carries the operation -----------
+
+def extension_node(extension: str, version: int, fields: dict, semantics: str, source: str | None, in_shape,
+                   body: dict, out_shape) -> nir.NIRGraph:
+    """The subgraph ``input -> body nodes (in order) -> output`` of extension ``extension`` (metadata
+    ``neurodeploy.extension``, ``_version``, every field as ``neurodeploy.<field>``, ``semantics`` and, when
+    given, ``source``).  The body is a NaN placeholder: a tool that ignores the metadata computes NaN."""
+    md = {"neurodeploy.extension": extension, "neurodeploy.extension_version": version,
+          **{f"neurodeploy.{k}": v for k, v in fields.items()}, "neurodeploy.semantics": semantics}
+    if source:
+        md["neurodeploy.source"] = source
+    names = ["input", *body, "output"]
+    return nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array(in_shape)}), **body,
+                               "output": nir.Output(output_type={"output": np.array(out_shape)})},
+                        edges=list(zip(names, names[1:])), metadata=md)
+
+
+def extension_source(node, extension: str, version: int) -> str | None:
+    """``None`` when ``node`` is not an ``extension`` node; else where it comes from (its source module, for
+    messages).  BadInputError for a version this reader does not know."""
+    if not isinstance(node, nir.NIRGraph) or meta(node, "neurodeploy.extension") != extension:
+        return None
+    where = meta(node, "neurodeploy.source", f"{extension} node")
+    found = meta(node, "neurodeploy.extension_version")
+    if found != version:
+        raise BadInputError(f"{where}: {extension} extension version {found!r}, this reader knows {version}")
+    return where
+
+
 # -- validation (once, at the boundary: a file read, a graph handed to the API) ------------------------------
 
 #: node types that hold state from one time step to the next: a cycle through one of them is a recurrence,

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadInputError
-from .core import meta
+from .core import extension_node, extension_source
 
 EXTENSION = "max_pool2d"
 EXTENSION_VERSION = 1
@@ -33,6 +33,13 @@ class MaxPoolSpec:
     padding: tuple
     channels: int
     in_hw: tuple
+
+    @property
+    def valid(self) -> bool:
+        """Kernel, stride >= 1, padding at most half the kernel, at least one output."""
+        k, s, p = self.kernel, self.stride, self.padding
+        return min(k) >= 1 and min(s) >= 1 and min(p) >= 0 and all(2 * pp <= kk for pp, kk in zip(p, k)) \
+            and min(self.out_hw) >= 1
 
     @property
     def out_hw(self) -> tuple:
@@ -51,29 +58,14 @@ def make_maxpool_node(channels: int, in_hw, kernel, stride, padding, source: str
     -> output."""
     k, s, p = (tuple(int(v) for v in x) for x in (kernel, stride, padding))
     spec = MaxPoolSpec(k, s, p, int(channels), tuple(int(v) for v in in_hw))
-    if min(k) < 1 or min(s) < 1 or min(p) < 0 or any(2 * pp > kk for pp, kk in zip(p, k)) or min(spec.out_hw) < 1:
+    if not spec.valid:
         raise ValueError(f"max_pool2d: kernel {k}, stride {s}, padding {p} on {spec.in_hw} is not a valid pool")
     out = (spec.channels,) + spec.out_hw
-    md = {
-        "neurodeploy.extension": EXTENSION,
-        "neurodeploy.extension_version": EXTENSION_VERSION,
-        "neurodeploy.kernel_size": list(k),
-        "neurodeploy.stride": list(s),
-        "neurodeploy.padding": list(p),
-        "neurodeploy.semantics": SEMANTICS,
-    }
-    if source:
-        md["neurodeploy.source"] = source
-    return nir.NIRGraph(
-        nodes={
-            "input": nir.Input(input_type={"input": np.array((spec.channels,) + spec.in_hw)}),
-            "sum": nir.SumPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(p)),
-            "unsupported": nir.Scale(scale=np.full(out, np.nan, dtype=dtype)),
-            "output": nir.Output(output_type={"output": np.array(out)}),
-        },
-        edges=[("input", "sum"), ("sum", "unsupported"), ("unsupported", "output")],
-        metadata=md,
-    )
+    body = {"sum": nir.SumPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(p)),
+            "unsupported": nir.Scale(scale=np.full(out, np.nan, dtype=dtype))}
+    fields = {"kernel_size": list(k), "stride": list(s), "padding": list(p)}
+    return extension_node(EXTENSION, EXTENSION_VERSION, fields, SEMANTICS, source, (spec.channels,) + spec.in_hw,
+                          body, out)
 
 
 def _pair(v, where, key) -> tuple:
@@ -88,12 +80,9 @@ def _pair(v, where, key) -> tuple:
 def maxpool_spec(node) -> MaxPoolSpec | None:
     """The pooling parameters of an extension node, or None for any other node.  Raises BadInputError for
     an extension node with a version or fields this reader does not know."""
-    if not isinstance(node, nir.NIRGraph) or meta(node, "neurodeploy.extension") != EXTENSION:
+    where = extension_source(node, EXTENSION, EXTENSION_VERSION)
+    if where is None:
         return None
-    where = meta(node, "neurodeploy.source", "max_pool2d node")
-    version = meta(node, "neurodeploy.extension_version")
-    if version != EXTENSION_VERSION:
-        raise BadInputError(f"{where}: max_pool2d extension version {version!r}, this reader knows {EXTENSION_VERSION}")
     md = node.metadata or {}
     try:
         k, s, p = (_pair(md[f"neurodeploy.{key}"], where, key) for key in ("kernel_size", "stride", "padding"))
@@ -104,7 +93,7 @@ def maxpool_spec(node) -> MaxPoolSpec | None:
     if len(shape) != 3:
         raise BadInputError(f"{where}: max_pool2d input must be [C, H, W], got {list(shape)}")
     spec = MaxPoolSpec(k, s, p, shape[0], shape[1:])
-    if min(k) < 1 or min(s) < 1 or min(p) < 0 or any(2 * pp > kk for pp, kk in zip(p, k)) or min(spec.out_hw) < 1:
+    if not spec.valid:
         raise BadInputError(f"{where}: max_pool2d kernel {k}, stride {s}, padding {p} on {shape[1:]} is not a valid pool")
     return spec
 

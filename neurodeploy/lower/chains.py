@@ -158,7 +158,9 @@ class Group:
     ``native`` the conv geometry (:class:`ConvOp`, ``weights`` then the folded kernel) or the
     :class:`PooledRelay`; ``delays`` per-synapse model delays; ``suffix`` the name suffix of a sign split;
     ``payload_scale`` / ``in_bound`` for a group out of a graded source (:func:`graded_group`);
-    ``weight_exp`` the power-of-two step between two stream relays' scales (a ``stream`` group)."""
+    ``weight_exp`` the power-of-two step between two stream relays' scales (a ``stream`` group);
+    ``host_pool`` the :class:`~neurodeploy.graph.maxpool.MaxPoolSpec` a host-encoded conv group is max-pooled
+    with on the host (its weights then the conv before the pool, ``rowgain`` per channel)."""
     kind: str
     weights: object
     native: object = None
@@ -168,6 +170,7 @@ class Group:
     weight_exp: int = 0
     payload_scale: float = 0.0      # a graded source (a max-pool): integer payload units per model unit (0: spikes)
     in_bound: float = 1.0           # bound of |source value| in model units (spikes: 1)
+    host_pool: object = None        # a max-pool the host encoder applies after this (conv) group
 
 
 # ---------------------------------------------------------------- conv algebra

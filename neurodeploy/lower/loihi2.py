@@ -54,6 +54,7 @@ class Loihi2Lowering:
         self.report = {"layers": [], "clipped_weights": 0, "clipped_biases": 0}
         self.relays = {}            # pooled-readout relays, by name
         self.graded_src = {}        # max-pool node -> (payload scale S, bound of |value| in model units)
+        self.host_pools = set()     # max-pools of the host-encoded input layer (computed by the host encoder)
         self.encoders = []
         self.need_const = False
 
@@ -81,13 +82,23 @@ class Loihi2Lowering:
             v = Value([], [name])
         elif k == "maxpool":
             # a source of graded values (its own populations, :mod:`.maxpool`); the bias of the pooled map
-            # (per channel) commutes with the max, so it is pushed through and added by the readers
-            v = Value([Term(name, [])])
-            for p in self.pred[name]:
-                pv = self.value(p, memo)
-                if pv.att:
-                    raise UnsupportedError(f"node '{name}': a max-pool of the attention output cannot be lowered")
-                v.bias_nodes += [b + [name] for b in pv.bias_nodes]
+            # (per channel) commutes with the max, so it is pushed through and added by the readers.  A pool
+            # of the host-encoded input layer alone stays on the host: one more op of the input's chain,
+            # which the host encoder applies after its conv (:meth:`groups`)
+            pvs = [self.value(p, memo) for p in self.pred[name]]
+            if any(pv.att for pv in pvs):
+                raise UnsupportedError(f"node '{name}': a max-pool of the attention output cannot be lowered")
+            terms = [t for pv in pvs for t in pv.terms]
+            if self.domain == "real" and any(t.src == self.inp for t in terms):
+                if len(terms) != 1:
+                    raise UnsupportedError(f"node '{name}': a max-pool of the host-encoded input layer summed with "
+                                           "other inputs cannot be lowered to Loihi 2 (the host pools one conv)")
+                self.host_pools.add(name)
+                v = Value([Term(terms[0].src, list(terms[0].ops) + [name])])
+            else:
+                v = Value([Term(name, [])])
+            v.bias_nodes += [b + [name] for pv in pvs for b in pv.bias_nodes]
+            self.pool_bias_check(name, pvs)
         elif k == "linear":
             v = Value()
             for p in self.pred[name]:
@@ -113,14 +124,17 @@ class Loihi2Lowering:
         spec = maxpool_spec(self.g.nodes[mp])
         shape = (spec.channels,) + tuple(spec.in_hw)
         for t in val.terms:
-            if t.src == self.inp and self.domain == "real":
-                raise UnsupportedError(f"node '{mp}': a max-pool of the host-encoded input layer cannot be lowered "
-                                       "to Loihi 2 yet (the encoder runs on the host; pool spikes or a later layer)")
             if t.src in self.graded_src or self.kind(t.src) == "maxpool":
                 raise UnsupportedError(f"node '{mp}': a max-pool of another max-pool's output cannot be lowered")
-        bias = np.zeros(int(np.prod(shape)))
-        for p in self.pred[mp]:
-            for chain in self.value(p, memo).bias_nodes:
+        return PopulationPlan(val, np.ones(int(np.prod(shape))), shape, 0, False, 1.0, "relay", mp, DU_NONE)
+
+    def pool_bias_check(self, mp, pvs) -> None:
+        """The bias max-pool ``mp``'s input values ``pvs`` leave to its readers must be one value per channel
+        (only a per-channel bias commutes with the max)."""
+        spec = maxpool_spec(self.g.nodes[mp])
+        bias = np.zeros(spec.channels * int(np.prod(spec.in_hw)))
+        for pv in pvs:
+            for chain in pv.bias_nodes:
                 b = self.chains.bias_vector(chain)
                 if b is not None:
                     bias += b
@@ -128,7 +142,6 @@ class Loihi2Lowering:
         if not np.all(per == per[:, :1]):
             raise UnsupportedError(f"node '{mp}': the max-pool's input has a bias that differs within a channel "
                                    "(only a per-channel bias commutes with the max)")
-        return PopulationPlan(val, np.ones(int(np.prod(shape))), shape, 0, False, 1.0, "relay", mp, DU_NONE)
 
     def plans(self, neuron_nodes, readout_node, memo) -> dict:
         """A :class:`PopulationPlan` per destination: every neuron node, then the readout (if any)."""
@@ -163,12 +176,20 @@ class Loihi2Lowering:
                 out.append(Group("stream", (m, err), term=t, weight_exp=e))
                 continue
             src_shape = self.in_shape if t.src == self.inp else node_shape(self.g.nodes[t.src], "output")
-            delays, ops = split_delays(self.g, list(t.ops), src_shape, self.dt)
+            ops, rowgain, pool = list(t.ops), pl.rowgain, None
+            if ops and ops[-1] in self.host_pools:
+                ops, rowgain, pool = self.host_pool_chain(ops, pl)
+            delays, ops = split_delays(self.g, ops, src_shape, self.dt)
             key = (t.src, tuple(t.ops))
             if pl.kind == "relay" and key in stream.groups:
                 grp = stream.groups.pop(key)            # computed once by the stream plan
             else:
-                grp = self.chains.chain_structure(ops, src_shape, pl.rowgain, pl.node)
+                grp = self.chains.chain_structure(ops, src_shape, rowgain, pl.node)
+            if pool is not None:
+                if grp.kind != "conv" or delays is not None:
+                    raise UnsupportedError(f"node '{t.ops[-1]}': the host encoder max-pools one conv of the input "
+                                           f"only (the chain {t.ops[:-1]} is not one conv)")
+                grp.host_pool = pool
             grp.term = t
             if delays is not None:
                 grp = with_delays(grp, delays, pl.node)
@@ -185,6 +206,17 @@ class Loihi2Lowering:
                 raise UnsupportedError(f"node '{pl.node}': the input chain {ops} is too large for a dense group")
             out.append(grp)
         return out
+
+    def host_pool_chain(self, ops, pl: PopulationPlan) -> tuple:
+        """A host-encoded input chain ending in max-pool ``ops[-1]``: ``(the chain before the pool, the
+        reader's row gains on the pool's input grid, the pool)``.  The gains must be one positive value per
+        channel (a positive per-channel gain commutes with the max)."""
+        spec = maxpool_spec(self.g.nodes[ops[-1]])
+        per = np.asarray(pl.rowgain, dtype=np.float64).reshape(spec.channels, -1)
+        if not (np.all(per == per[:, :1]) and np.all(per > 0)):
+            raise UnsupportedError(f"node '{pl.node}': reads the host-pooled '{ops[-1]}' with gains that are not one "
+                                   "positive value per channel (they would not commute with the max)")
+        return ops[:-1], np.repeat(per[:, 0], int(np.prod(spec.in_hw))), spec
 
     def population(self, net, name, pl: PopulationPlan, stream: StreamPlan) -> None:
         """Quantize population ``name`` and its incoming groups into ``net`` (and its report layer)."""
@@ -302,9 +334,12 @@ class Loihi2Lowering:
         self.popname = {inp: "input", self.const: self.const, **{n: n for n in neuron_nodes}}
         out_pred = self.pred[outputs[0]]
         readout_node = out_pred[0] if len(out_pred) == 1 and self.kind(out_pred[0]) == "linear" else None
-        pools = [n for n in self.order if self.kind(n) == "maxpool"]
-        self.popname.update({n: n for n in pools})
         memo = {}
+        pools = [n for n in self.order if self.kind(n) == "maxpool"]
+        for mp in pools:
+            self.value(mp, memo)            # decides which pools the host encoder computes (host_pools)
+        pools = [n for n in pools if n not in self.host_pools]
+        self.popname.update({n: n for n in pools})
         for mp in pools:        # max-pools first: their scales are fixed before any reader is quantized
             self.maxpool(net, mp, self.maxpool_plan(mp, memo))
         if readout_node is not None:

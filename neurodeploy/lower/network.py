@@ -224,7 +224,10 @@ class Encoder:
     """Host-side encoder: the real-valued input layer, computed once per sample on the host (not per
     step, not on chip).  ``encode(x)`` gives the bias mantissas of the ``bias`` input population
     ``name``: ``round((layer(x) * row_gain + bias) * gain)`` clipped to 13 bits (``kind`` conv: a PyTorch
-    conv2d with per-output-channel ``row_gain``; dense: ``weights`` (n_out, n_in) already scaled)."""
+    conv2d with per-output-channel ``row_gain``, then, when ``pool`` is set (kernel h, w, stride h, w,
+    padding h, w), PyTorch's max_pool2d of it: the max of a positive per-channel gain times the conv is
+    that gain times the max, so this is the model's conv -> BN -> max-pool exactly before the rounding;
+    dense: ``weights`` (n_out, n_in) already scaled)."""
     name: str
     node: str
     kind: str
@@ -237,6 +240,16 @@ class Encoder:
     dilation: tuple = (1, 1)
     groups: int = 1
     input_shape: tuple = ()
+    pool: tuple = ()
+
+    def macs(self, n: int) -> int:
+        """Multiply-accumulates per sample for ``n`` encoded values (a pooled conv: its outputs before the pool)."""
+        w = np.asarray(self.weights)
+        if self.kind == "conv" and self.pool:
+            hw = [(h + 2 * p - d * (k - 1) - 1) // s + 1 for h, k, s, p, d in
+                  zip(self.input_shape[1:], w.shape[2:], self.stride, self.padding, self.dilation)]
+            n = w.shape[0] * hw[0] * hw[1]
+        return int(np.prod(w.shape[1:]) * n)
 
     def encode(self, x, device="cpu"):
         import torch
@@ -246,7 +259,11 @@ class Encoder:
         if self.kind == "conv":
             w = torch.as_tensor(self.weights, device=device) * torch.as_tensor(self.row_gain, device=device)[:, None, None, None]
             y = F.conv2d(x, w, stride=tuple(self.stride), padding=tuple(self.padding),
-                         dilation=tuple(self.dilation), groups=int(self.groups)).reshape(x.shape[0], -1)
+                         dilation=tuple(self.dilation), groups=int(self.groups))
+            if self.pool:
+                k, s, p = (tuple(int(v) for v in self.pool[i:i + 2]) for i in (0, 2, 4))
+                y = F.max_pool2d(y, k, s, p)
+            y = y.reshape(x.shape[0], -1)
         else:
             y = x.reshape(x.shape[0], -1) @ torch.as_tensor(self.weights, device=device).T
         y = (y + torch.as_tensor(self.bias, device=device)) * float(self.gain)

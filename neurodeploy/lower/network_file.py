@@ -3,13 +3,14 @@
 
 One ``.npz`` file; key ``__meta__`` holds a UTF-8 JSON document
 (``format`` = ``neurodeploy.lowered``, ``version`` = 2, or 3 when some population has a nonzero
-``v_init``, which a version-2 reader would silently drop; the records with every scalar field) and every
+``v_init``, which a version-2 reader would silently drop, or 4 when a host encoder has a ``pool`` (a
+max-pool after its conv), which an older reader would drop; the records with every scalar field) and every
 array field is stored as its own npz entry ``<record kind>/<record name>/<field>`` referenced from the
 JSON as ``{"array": key}``; integer arrays in the smallest integer type that holds them (read back as
 int64).  A sparse field (``sparse`` weights and delays) is ``{"csr": {"shape": [n_out, n_in], "indptr":
 {"array": ...}, "indices": {"array": ...}, "data": {"array": ...}}}`` (npz entries
 ``<field>.indptr/.indices/.data``): the file grows with the connections, never with n_out x n_in.
-Version 1 (sparse groups stored dense) and versions newer than 3 are refused with a message naming both.
+Version 1 (sparse groups stored dense) and versions newer than 4 are refused with a message naming both.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from ..fileio import atomic_path
 from .network import Attention, Encoder, LoweredNetwork, Population, Synapse, as_sparse
 
 FORMAT = "neurodeploy.lowered"
-VERSION = 3             # written only when a population has a nonzero v_init (else VERSION_BASE)
+VERSION = 4             # written only when a host encoder max-pools (3: a nonzero v_init; else VERSION_BASE)
 VERSION_BASE = 2        # versions read: VERSION_BASE .. VERSION
 
 
@@ -105,8 +106,9 @@ def _split(net: LoweredNetwork):
                 out[f.name] = val
         return out
 
-    # version 3 only where it matters: a version-2 reader would ignore v_init (wrong results)
-    version = VERSION if any(np.any(np.asarray(p.v_init) != 0) for p in net.populations) else VERSION_BASE
+    # versions 3 and 4 only where they matter: an older reader would ignore v_init / an encoder's pool
+    version = VERSION if any(e.pool for e in net.encoders) else \
+        3 if any(np.any(np.asarray(p.v_init) != 0) for p in net.populations) else VERSION_BASE
     meta = {"format": FORMAT, "version": version, "outputs": list(net.outputs),
             "metadata": net.metadata,
             "populations": [rec("population", p) for p in net.populations],
@@ -126,7 +128,7 @@ def _savez_fast(path, arrays: dict) -> None:
                 np.lib.format.write_array(fh, np.asanyarray(a), allow_pickle=False)
 
 
-_TUPLES = {"shape", "stride", "padding", "dilation", "balance_delays", "input_shape", "src_view"}
+_TUPLES = {"shape", "stride", "padding", "dilation", "balance_delays", "input_shape", "src_view", "pool"}
 
 
 def _compact(a: np.ndarray) -> np.ndarray:

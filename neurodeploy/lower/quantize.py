@@ -308,5 +308,11 @@ def encoder_record(grp: Group, name, inp, in_shape, rowgain, bias, gain) -> Enco
                    bias=bias.reshape(-1), gain=gain,
                    stride=c.stride if conv else (1, 1), padding=c.padding if conv else (0, 0),
                    dilation=c.dilation if conv else (1, 1), groups=c.groups if conv else 1,
-                   input_shape=tuple(c.view) if conv else tuple(in_shape))
+                   input_shape=tuple(c.view) if conv else tuple(in_shape),
+                   pool=pool_fields(grp.host_pool) if grp.host_pool is not None else ())
+
+
+def pool_fields(spec) -> tuple:
+    """The :class:`Encoder` ``pool`` of a max-pool spec: (kernel h, w, stride h, w, padding h, w)."""
+    return tuple(int(v) for v in tuple(spec.kernel) + tuple(spec.stride) + tuple(spec.padding))
 

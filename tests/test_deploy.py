@@ -62,7 +62,8 @@ def test_simulate_of_the_export_folder_reproduces_the_report(exported, capsys):
     assert set(classes.values()) == {"Lava standard library"} and {"ProdNeuron", "GradedVec"} <= set(classes)
     assert sec["artifact"]["lava_standard_library_only"]
     assert "Lava standard library only" in (exported / "report.md").read_text()
-    assert sec["artifact"]["passes"] == ["lower_nir", "graded_attention", "split_fan_in", "balance_delays"]
+    assert sec["artifact"]["passes"] == ["lower_nir", "graded_attention", "split_fan_in", "split_channels",
+                                          "balance_delays"]
     capsys.readouterr()
     for folder in (exported, exported / "loihi2"):
         assert main(["simulate", str(folder), "--limit", "64", "--layers", "--json"]) == 0

@@ -88,3 +88,48 @@ def test_conv_geometries_in_lava_equal_the_engine_bit_for_bit():
             spikes += int(r["s"].sum())
     assert spikes > 200
     assert ours["cnt"]["s"].max() > 1                 # graded counts went through the relay
+
+
+@pytest.mark.parametrize("cin_g,cout_g,groups", [(1, 1, 128), (1, 1, 256), (2, 2, 128), (1, 3, 131), (3, 1, 384)])
+def test_merged_groups_compute_the_same_conv(cin_g, cout_g, groups):
+    """Lava's Conv holds at most 127 groups (an int8 Var); the merged conv gives the same integers."""
+    import torch
+    import torch.nn.functional as F
+    from neurodeploy.lower.fixed_point import lava_conv_groups
+    rng = np.random.default_rng(groups)
+    w = rng.integers(-128, 128, (cout_g * groups, cin_g, 3, 3))
+    x = torch.as_tensor(rng.integers(0, 2, (1, cin_g * groups, 6, 6)), dtype=torch.float64)
+    w2, g2 = lava_conv_groups(w, groups)
+    assert g2 <= 127 and groups % g2 == 0 and w2.shape == (cout_g * groups, cin_g * groups // g2, 3, 3)
+    assert (w2 != 0).sum() == (w != 0).sum()           # only zeros were added
+    ref = F.conv2d(x, torch.as_tensor(w, dtype=torch.float64), stride=2, padding=1, groups=groups)
+    got = F.conv2d(x, torch.as_tensor(w2, dtype=torch.float64), stride=2, padding=1, groups=g2)
+    assert torch.equal(ref, got) and ref.abs().sum() > 0
+    assert lava_conv_groups(w[:127 * cout_g], 127)[1] == 127   # 127 groups stay as they are
+
+
+def test_depthwise_conv_over_256_channels_in_lava_equals_the_engine():
+    """A max-pool OR's depthwise 3x3 stride-2 conv over 256 channels (the full-size gesture tokenizer's last
+    pool) and a 128-group conv: as Lava Convs with merged groups, bit-exact with the engine.  With
+    ``groups=256`` given to Lava's Conv as is, the int8 Var wraps to 0 and that LIF never receives anything."""
+    from neurodeploy.lava.run import LavaNetwork
+    net = LoweredNetwork()
+    net.populations.append(Population("in", (256, 6, 6), kind="input", input_kind="spikes"))
+    net.populations.append(Population("pool", (256, 3, 3), du=4095, dv=4096, vth=127))
+    net.populations.append(Population("mix", (128, 6, 6), du=1000, dv=300, vth=200))
+    net.synapses.append(Synapse("in->pool", "in", "pool", "conv", np.full((256, 1, 3, 3), 254), stride=(2, 2),
+                                padding=(1, 1), groups=256, sign_mode=EXCITATORY))
+    rng = np.random.default_rng(5)
+    net.synapses.append(Synapse("in->mix", "in", "mix", "conv", rng.integers(-90, 91, (128, 2, 3, 3)),
+                                padding=(1, 1), groups=128))
+    net.outputs = ["pool", "mix"]
+    balance_network(net, T=None)
+    net.validate()
+    steps = 6
+    x = (rng.random((steps, 1, 256, 6, 6)) < 0.2).astype(np.int64)
+    ours = simulate(net, {"in": x}, steps, record="all")
+    lava = LavaNetwork(net, {"in": x}, steps, record="all").run()
+    for name in ("pool", "mix"):
+        for key, ref in ours[name].items():
+            assert np.array_equal(lava[name][key], ref), (name, key)
+    assert ours["pool"]["s"].sum() > 100 and ours["mix"]["s"].sum() > 100

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..fileio import atomic_h5
+from ..lower.fixed_point import lava_conv_groups
 from ..lower.network import LoweredNetwork
 
 
@@ -136,7 +137,8 @@ def write_netx(net: LoweredNetwork, path: str) -> dict:
             g = layer.create_group(str(i))
             b = bias_of(p)
             if s.kind == "conv":
-                w = np.asarray(s.weights, dtype=np.int64)
+                # Lava's Conv (netx builds one per conv layer) holds at most 127 groups: merged, exactly
+                w, groups = lava_conv_groups(np.asarray(s.weights, dtype=np.int64), s.groups)
                 g.create_dataset("type", data=np.array([b"conv"], dtype="S10"))
                 g.create_dataset("shape", data=np.asarray(p.shape, dtype=np.int64))
                 g.create_dataset("inChannels", data=int(prev.shape[0]))
@@ -144,7 +146,7 @@ def write_netx(net: LoweredNetwork, path: str) -> dict:
                 g.create_dataset("kernelSize", data=np.asarray(w.shape[2:4]))
                 for key, val in (("stride", s.stride), ("padding", s.padding), ("dilation", s.dilation)):
                     g.create_dataset(key, data=np.asarray(val, dtype=np.int64))
-                g.create_dataset("groups", data=int(s.groups))
+                g.create_dataset("groups", data=int(groups))
                 g.create_dataset("weight", data=w.astype(np.float32))
                 if np.any(b):
                     g.create_dataset("bias", data=b[:, 0, 0].astype(np.float32))

@@ -11,7 +11,10 @@ flipped and transposed to Lava's (C_out, W, H, C_in) as netx does.  Every conv g
 ``DelaySparse`` (one weight-1 synapse per source neuron, delay d - 1; a plain ``Sparse`` when d = 1) in
 front of the ``Conv``: both add one step, so the conv's input arrives d + 1 steps after the source
 spiked, as the engine computes it; the identity passes spikes (or 24-bit graded payloads) unchanged.
-Sparse groups are built from their CSR matrices (memory = connections).
+Sparse groups are built from their CSR matrices (memory = connections).  Lava's Conv holds ``groups`` in an
+int8 Var, so a conv with 128 groups or more (a depthwise max-pool OR over 128+ channels) is built with its
+groups merged to at most 127 and zero weights between the merged channels
+(:func:`neurodeploy.lower.fixed_point.lava_conv_groups`): the same sums.
 
 Recording: one recorder process per recorded population (:mod:`neurodeploy.lava.processes.record`: its output
 port's payload and, for neurons, u and v read after each step like Lava's Monitor), saved to files by the
@@ -32,6 +35,7 @@ import numpy as np
 from ..errors import BadInputError, UnsupportedError
 from ..lava_compat import ensure_lava
 from ..lower.network import GRADED_KINDS, LoweredNetwork, conv_out_shape
+from ..lower.fixed_point import lava_conv_groups
 from .attention_graded import einsum_process, graded_population
 from ..lower.chain import chain_inputs, chain_network
 
@@ -136,11 +140,12 @@ class LavaNetwork:
                 self.procs[s.name] = einsum_process(s, nmb > 0, out_port(s.src), self.procs[s.dst])
                 continue
             if s.kind == "conv":
-                w = np.asarray(s.weights)[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).astype(np.int32)
+                w, groups = lava_conv_groups(s.weights, s.groups)     # Lava's Conv: at most 127 groups
+                w = np.asarray(w)[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).astype(np.int32)
                 c, h, wd = tuple(s.src_view) if s.src_view else src.shape
                 proc = Conv(weight=w, input_shape=(wd, h, c), padding=tuple(s.padding[::-1]),
                             stride=tuple(s.stride[::-1]), dilation=tuple(s.dilation[::-1]),
-                            groups=int(s.groups), num_message_bits=nmb, name=s.name)
+                            groups=groups, num_message_bits=nmb, name=s.name)
                 feed = delay_line(s, src, nmb, out_port(s.src))
                 feed.reshape((c, h, wd)).transpose([2, 1, 0]).connect(proc.s_in)
                 co, ho, wo = conv_out_shape(src.shape, s)

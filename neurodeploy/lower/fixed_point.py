@@ -61,6 +61,31 @@ def conv_out_hw(hw, kernel, stride, padding, dilation) -> tuple:
                  for h, k, s, p, d in zip(hw, kernel, stride, padding, dilation))
 
 
+#: Lava 0.10.0's Conv process models hold ``groups`` in an int8 Var (``lava/proc/conv/models.py``:
+#: ``groups: LavaPyType(np.ndarray, np.int8, precision=8)``): 128 groups or more wrap to a negative count and
+#: the Conv sums nothing at all (a depthwise 3x3 max-pool OR over 128 channels stayed silent in Lava)
+LAVA_MAX_CONV_GROUPS = 127
+
+
+def lava_conv_groups(weights, groups: int, max_groups: int = LAVA_MAX_CONV_GROUPS):
+    """The same conv with at most ``max_groups`` groups, for Lava's Conv: ``(weights, groups)`` unchanged
+    when ``groups <= max_groups``, else G groups merged m at a time into G/m (m the smallest divisor of G
+    that gets there), the weights between channels of different original groups 0.  Exact: a zero weight
+    adds 0 (Lava's Conv sums the products of every in/out channel pair of a group).  PyTorch layout
+    ``[C_out, C_in/G, kH, kW]``; the weights grow m-fold (a depthwise conv over 256 channels: 64 groups of 4)."""
+    g = int(groups)
+    if g <= max_groups:
+        return weights, g
+    m = next(m for m in range(2, g + 1) if g % m == 0 and g // m <= max_groups)
+    w = np.asarray(weights)
+    cout, cin_g, kh, kw = w.shape
+    out = np.zeros((cout, m, cin_g, kh, kw), dtype=w.dtype)
+    # output channel o belongs to original group o // (cout / g): its inputs sit at that group's place
+    # (its index modulo m) inside the merged group
+    out[np.arange(cout), (np.arange(cout) // (cout // g)) % m] = w
+    return out.reshape(cout, m * cin_g, kh, kw), g // m
+
+
 def conv_to_sparse(weights, src_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1,
                    dtype=np.int64) -> sp.csr_matrix:
     """The ``(n_out, n_in)`` CSR matrix of a PyTorch-layout conv2d (correlation, zero padding) on flat

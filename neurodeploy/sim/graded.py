@@ -119,6 +119,9 @@ def graded_step(kind: str, slot, slot2, vth: int, exp: int, shape, dtype, device
         v = slot.to(dtype, copy=True)
     if exp:
         v = torch.floor(v * 2.0 ** (-exp))
+    # v is this step's own tensor: masked in place (full-size attention: millions of products per step)
     if kind == "graded_relu":
-        return v * (v > vth)
-    return v * (v.abs() > vth)
+        return v.clamp_(min=0) if vth == 0 else v.mul_(v > vth)
+    if vth == 0:                    # |v| > 0 keeps every nonzero value: nothing to mask
+        return v
+    return v.mul_(v.abs() > vth)

@@ -383,18 +383,22 @@ def _mlp(b: GraphBuilder, m, p: str, stream: list, shape, dims: int) -> list:
     return stream + [b.lif(f"{names[1]}_lif", m.layer(2, "lif"), shape, [h2])]
 
 
+def _conv_bn_pool_lif(b: GraphBuilder, e, pe: str, name: str, shape, inputs: list, pool: bool) -> tuple:
+    """``{pe}.{name}_conv`` -> ``_bn`` -> (``_maxpool`` of the real BN output when ``pool``: the max_pool2d
+    extension) -> ``_lif``: the LIF's node name and shape."""
+    c, s = b.conv_bn(f"{pe}.{name}_conv", getattr(e, f"{name}_conv"), getattr(e, f"{name}_bn"), f"{pe}.{name}_bn",
+                     shape, inputs, dims=2)
+    if pool:
+        c, s = b.maxpool_values(f"{pe}.{name}_maxpool", getattr(e, f"{name}_maxpool"), s, [c])
+    return b.lif(f"{pe}.{name}_lif", getattr(e, f"{name}_lif"), s, [c]), s
+
+
 def _patch_embed_stage(b: GraphBuilder, e, pe: str, stream: list, shape) -> tuple[list, tuple]:
     """PatchEmbeddingStage: proj3 (3x3) -> LIF -> proj4 (3x3) -> LIF, a max-pool of a real BN output (proj4
     cifar, proj3 imagenet: the max_pool2d extension) before its LIF; the deformed shortcut proj_res (1x1, stride 2)
     -> LIF reads the (integer) stage input; the new stream is the two LIFs' spikes (summed on the edges)."""
-    c3, s3 = b.conv_bn(f"{pe}.proj3_conv", e.proj3_conv, e.proj3_bn, f"{pe}.proj3_bn", shape, stream, dims=2)
-    if e.coding == "imagenet":
-        c3, s3 = b.maxpool_values(f"{pe}.proj3_maxpool", e.proj3_maxpool, s3, [c3])
-    l3 = b.lif(f"{pe}.proj3_lif", e.proj3_lif, s3, [c3])
-    c4, s4 = b.conv_bn(f"{pe}.proj4_conv", e.proj4_conv, e.proj4_bn, f"{pe}.proj4_bn", s3, [l3], dims=2)
-    if e.coding == "cifar":
-        c4, s4 = b.maxpool_values(f"{pe}.proj4_maxpool", e.proj4_maxpool, s4, [c4])
-    l4 = b.lif(f"{pe}.proj4_lif", e.proj4_lif, s4, [c4])
+    l3, s3 = _conv_bn_pool_lif(b, e, pe, "proj3", shape, stream, e.coding == "imagenet")
+    l4, s4 = _conv_bn_pool_lif(b, e, pe, "proj4", s3, [l3], e.coding == "cifar")
     cr, sr = b.conv_bn(f"{pe}.proj_res_conv", e.proj_res_conv, e.proj_res_bn, f"{pe}.proj_res_bn", shape, stream,
                        dims=2)
     if tuple(sr) != tuple(s4):
@@ -415,14 +419,9 @@ def export_qkformer(model, input_shape=None, dtype=np.float32, expand_attention:
     if e.coding == "imagenet":          # max-pools of the real BN outputs: the max_pool2d extension
         c0, shape0 = b.maxpool_values(f"{pe}.proj_maxpool", e.proj_maxpool, shape0, [c0])
     s0 = b.lif(f"{pe}.proj_lif", e.proj_lif, shape0, [c0])
-    c1, shape1 = b.conv_bn(f"{pe}.proj1_conv", e.proj1_conv, e.proj1_bn, f"{pe}.proj1_bn", shape0, [s0], dims=2)
+    s1, shape1 = _conv_bn_pool_lif(b, e, pe, "proj1", shape0, [s0], e.coding == "imagenet")
     if e.coding == "imagenet":
-        c1, shape1 = b.maxpool_values(f"{pe}.proj1_maxpool", e.proj1_maxpool, shape1, [c1])
-        s1 = b.lif(f"{pe}.proj1_lif", e.proj1_lif, shape1, [c1])
-        c1, shape1 = b.conv_bn(f"{pe}.proj2_conv", e.proj2_conv, e.proj2_bn, f"{pe}.proj2_bn", shape1, [s1], dims=2)
-        s1 = b.lif(f"{pe}.proj2_lif", e.proj2_lif, shape1, [c1])
-    else:
-        s1 = b.lif(f"{pe}.proj1_lif", e.proj1_lif, shape1, [c1])
+        s1, shape1 = _conv_bn_pool_lif(b, e, pe, "proj2", shape1, [s1], False)
     cr, shape_r = b.conv_bn(f"{pe}.proj_res_conv", e.proj_res_conv, e.proj_res_bn, f"{pe}.proj_res_bn", shape0, [s0],
                             dims=2)
     sr = b.lif(f"{pe}.proj_res_lif", e.proj_res_lif, shape_r, [cr])

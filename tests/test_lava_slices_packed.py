@@ -10,13 +10,14 @@ four blocks (vpack, the two ProdNeuron stages, counts, words, floor shifts, digi
 reads them) and must give that whole-network run's s, u, v bit for bit.  (The stream relays, convs and LIFs
 around them are the constructs ``tests/test_lava_slices.py`` checks in Lava at full depth; a Lava run of every
 slice of this network takes minutes on 2 cores.)"""
-import numpy as np
 import pytest
 import torch
 
 from neurodeploy.lower.loihi2 import lower_graph
 from neurodeploy.lower.slices import cut_network, partition, replay_inputs
 from neurodeploy.sim import simulate
+
+from simresults import assert_same
 
 PACKED = ("vpack", "p1", "counts", "p2", "words", "shift1", "shift2", "digits")
 
@@ -69,9 +70,7 @@ def test_packed_at_full_depth_is_active_and_every_cut_is_exact(cifar16_packed):
         piece = cut_network(net, s)
         rec = [m for m in s if net.pop(m).input_kind != "bias"]
         got = simulate(piece, replay_inputs(piece, ref, inputs), steps, record=rec)
-        for name in rec:
-            for key in ref[name]:
-                assert np.array_equal(got[name][key], ref[name][key]), (name, key)
+        assert_same(got, {name: ref[name] for name in rec})
 
 
 @pytest.mark.slow

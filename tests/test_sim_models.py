@@ -144,3 +144,36 @@ def test_numpy_and_torch_float_lif_steps_agree(monkeypatch, make):
     monkeypatch.setattr(models, "NUMPY_MAX", 1 << 16)
     _same(got, _np(Engine(net, native=False).run(x, T, record="all")))
     assert used and any(eng.safe.values())
+
+
+@pytest.mark.parametrize("top", [3, 40, 5000])
+def test_graded_input_bound_from_the_data_keeps_the_integers(monkeypatch, top):
+    """A graded input (DVS event counts) has no static bound, so the LIFs it feeds ran the int64 reference
+    step; each run now bounds it by its own data and proves them safe when it can (small counts: the float
+    step; 5,000 x 127 x 9 x 64 passes 2**23: still the reference step).  The integers are the same."""
+    rng = np.random.default_rng(top)
+    net = LoweredNetwork(
+        populations=[Population("in", (2, 12, 12), kind="input", input_kind="graded"),
+                     Population("c", (8, 12, 12), du=4095, dv=2048, vth=200),
+                     Population("ro", (10,), kind="readout", du=4095, dv=0, vth=VTH_MAX)],
+        synapses=[Synapse("k", "in", "c", "conv", rng.integers(-127, 128, (8, 2, 3, 3)), padding=(1, 1)),
+                  Synapse("r", "c", "ro", "dense", rng.integers(-128, 128, (10, 8 * 144)))],
+        outputs=["ro"])
+    x = {"in": rng.integers(0, top + 1, (6, 2, 2 * 144)) * (rng.random((6, 2, 2 * 144)) < 0.4)}
+    x["in"][0, 0, 0] = top
+    built = []
+
+    def build(eng, p, run):
+        m = models.build(eng, p, run)
+        if p.name == "c":
+            built.append(type(m))
+        return m
+    monkeypatch.setattr(engine_mod, "build", build)
+    got = Engine(net).run(x, 8, record="all")
+    orig = engine_mod.Engine._safe_flags
+    monkeypatch.setattr(engine_mod.Engine, "_safe_flags", lambda self, input_max=None: orig(self, None))
+    ref = Engine(net).run(x, 8, record="all")
+    _same(_np(got), _np(ref))
+    assert int(ref["c"]["s"].sum()) > 50
+    # "c" ran the float step from the data's bound where it is small, the int64 reference step otherwise
+    assert built == [models.LIFFloatModel if top < 1000 else models.LIFModel, models.LIFModel]

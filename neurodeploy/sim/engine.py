@@ -186,8 +186,11 @@ class Engine:
         c, h, w = self.pops[name].shape
         return x.reshape(x.shape[:-1] + (h, w, c)).movedim(-1, -3).reshape(x.shape[:-1] + (-1,))
 
-    def _safe_flags(self) -> dict:
-        """Populations whose |u| provably stays within 24 bits (wrap-around work can be skipped)."""
+    def _safe_flags(self, input_max: dict | None = None) -> dict:
+        """Populations whose |u| provably stays within 24 bits (wrap-around work can be skipped).
+        ``input_max``: the largest |value| of graded inputs in one run's data (without it a graded input has
+        no bound)."""
+        input_max = input_max or {}
         bound = {n: 0 for n in self.pops}
         declared = self.net.metadata.get("graded_bounds", {}) or {}     # payload bounds the lowering proved
         for n in self.order:        # a relay's bound (its payload's) is complete before its groups count
@@ -196,8 +199,18 @@ class Engine:
             if n in declared:
                 bound[n] = min(bound[n], float(declared[n]))
             if src.kind == "input" and src.input_kind != "spikes":
+                m = input_max.get(n) if src.input_kind == "graded" else None
                 for g in groups:
-                    bound[g.syn.dst] = float("inf")
+                    s = g.syn
+                    if m is None or s.kind in ("einsum", "identity"):
+                        bound[s.dst] = float("inf")
+                        continue
+                    # this run's payloads are at most m: every output sums at most m x its |weights|
+                    rows = weight_bound(s.weights) * float(m)
+                    if s.kind != "conv":
+                        rows = rows * 2.0 ** s.weight_exp + 1
+                    bound[s.dst] += rows * (1 + (s.delays is not None and
+                                                 LoweredNetwork.max_delay(s) - s.balance_delay > 0) * 63)
                 continue
             for g in groups:
                 s = g.syn
@@ -396,6 +409,11 @@ class Engine:
         if not self.pipelined and any(p.reset_interval for p in self.net.populations):
             shift = self.net.latency()
         run = Run(self, B, data, record, stream, shift, steps)
+        # graded inputs have no static bound; this run's data give one, which may prove more LIFs safe
+        # (their u cannot wrap: the float step instead of the int64 reference step)
+        observed = {p.name: float(data[p.name].abs().max()) if data[p.name].numel() else 0.0
+                    for p in self.net.inputs if p.input_kind == "graded" and p.name in data}
+        run.safe = self._safe_flags(observed) if observed else self.safe
         models = self._models(run)
         hist, spikes = self.hist, {}
         pipelined, exact32 = self.pipelined, self.exact32

@@ -132,6 +132,7 @@ class Run:
         self.stream = stream          # (T, K, latency per population) for pipelined samples, else None
         self.shift = shift
         self.skip_silent = eng.device.type == "cpu" and eng.skip_silent
+        self.safe = eng.safe          # LIFs whose u cannot wrap (the engine may prove more from the data)
 
 
 class StepModel:
@@ -645,7 +646,7 @@ def build(eng, p, run: Run) -> StepModel | None:
     if p.kind == "input" and p.input_kind == "bias":
         return None
     cls = MODELS[p.kind]
-    if cls is LIFModel and eng.safe[p.name]:
+    if cls is LIFModel and run.safe[p.name]:
         cls = LIFFloatModel
     m = cls(eng, p, run)
     if m.rec:

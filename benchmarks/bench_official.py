@@ -21,7 +21,8 @@ Benchmark-only dependencies (never imported by the package or the tests): Spikin
 ``MultiStepLIFNode``) and timm (the official files import ``timm.models.layers`` / ``registry``; timm 0.6.12,
 the version the repositories pin, fails to import on Python 3.11; 0.9.16 works: ``pip install timm==0.9.16
 --no-deps``).  Families: ``spikformer`` (ZK-Zhou/spikformer), ``sdt`` (BICLab/Spike-Driven-Transformer), ``qkformer``
-(zhouchenlin2096/QKFormer).
+(zhouchenlin2096/QKFormer), ``sdtv2`` (BICLab/Spike-Driven-Transformer-V2; its ``models.py`` also imports
+torchinfo and einops: ``pip install torchinfo einops --no-deps``).
 
 Prints one JSON object on stdout; exit code 1 if any difference is not 0.0 or a state_dict differs, 2 on
 bad arguments or missing dependencies.
@@ -161,7 +162,48 @@ def _qkformer(repo: Path):
     ]
 
 
-FAMILIES = {"spikformer": _spikformer, "sdt": _sdt, "qkformer": _qkformer}
+def _sdtv2(repo: Path):
+    mod = _import_file(repo / "classification" / "models.py", "official_sdtv2")
+
+    class Digits(torch.nn.Module):
+        """The official module classes at the digits size, in the official registration order and with the
+        official forward (downsample1_1 3x3 stride 1, ConvBlock1_1, downsample1_2, ConvBlock1_2, downsample3
+        stride 1, one MS_Block with 4 heads, lif, head): ``sdtv2-digits``."""
+
+        def __init__(self):
+            super().__init__()
+            self.T = 4
+            self.downsample1_1 = mod.MS_DownSampling(1, 8, kernel_size=3, stride=1, padding=1, first_layer=True)
+            self.ConvBlock1_1 = torch.nn.ModuleList([mod.MS_ConvBlock(dim=8, mlp_ratio=4)])
+            self.downsample1_2 = mod.MS_DownSampling(8, 16, kernel_size=3, stride=2, padding=1, first_layer=False)
+            self.ConvBlock1_2 = torch.nn.ModuleList([mod.MS_ConvBlock(dim=16, mlp_ratio=4)])
+            self.downsample3 = mod.MS_DownSampling(16, 32, kernel_size=3, stride=1, padding=1, first_layer=False)
+            self.block3 = torch.nn.ModuleList([mod.MS_Block(dim=32, num_heads=4, mlp_ratio=4)])
+            self.lif = mod.MultiStepLIFNode(tau=2.0, detach_reset=True, backend="cupy")
+            self.head = torch.nn.Linear(32, 10)
+
+        def forward(self, x):
+            x = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+            for m in (self.downsample1_1, self.ConvBlock1_1[0], self.downsample1_2, self.ConvBlock1_2[0],
+                      self.downsample3, self.block3[0]):
+                x = m(x)
+            return self.head(self.lif(x.flatten(3).mean(3))).mean(0)
+
+    def official(name, kd=False):  # main_finetune.py: models.__dict__[name](kd=...), then model.T = --time_steps 4
+        model = getattr(mod, name)(kd=kd)
+        model.T = 4
+        return model
+
+    return [
+        ("sdtv2-imagenet-8-384", lambda: official("metaspikformer_8_384"), (3, 224)),
+        ("sdtv2-imagenet-8-512", lambda: official("metaspikformer_8_512"), (3, 224)),
+        ("sdtv2-imagenet-8-512-kd", lambda: official("metaspikformer_8_512", kd=True), (3, 224)),
+        ("sdtv2-imagenet-8-768", lambda: official("metaspikformer_8_768"), (3, 224)),
+        ("sdtv2-digits", Digits, (1, 8)),
+    ]
+
+
+FAMILIES = {"spikformer": _spikformer, "sdt": _sdt, "qkformer": _qkformer, "sdtv2": _sdtv2}
 
 
 # ---------------------------------------------------------------------------------------------- compare

@@ -118,6 +118,20 @@ class GraphBuilder:
         out = tuple(int(v) for v in node.output_type["output"])
         return name, out
 
+    def conv_folded(self, name: str, weight, bias, stride, padding, in_shape, inputs, modules: list[str],
+                    role=None, **metadata) -> tuple[str, tuple]:
+        """A nir.Conv2d from a weight [O, I, kh, kw] and bias [O] that the caller computed (float64) by folding
+        several modules (``modules``: their paths, all marked as exported)."""
+        C, H, W = in_shape
+        w = np.asarray(weight, dtype=np.float64)
+        if w.ndim != 4 or w.shape[1] != int(C):
+            raise UnsupportedError(f"module {name!r}: folded kernel {list(w.shape)} does not read {int(C)} channels")
+        node = nir.Conv2d(input_shape=(int(H), int(W)), weight=self.arr(w), stride=_pair(stride),
+                          padding=_pair(padding), dilation=(1, 1), groups=1, bias=self.arr(bias))
+        self.use(*modules)
+        self.add(name, node, inputs, source=name, role=role, folded=",".join(modules), **metadata)
+        return name, tuple(int(v) for v in node.output_type["output"])
+
     def maxpool(self, name: str, mod, shape, inputs) -> tuple[str, tuple]:
         """MaxPool2d on binary spikes = OR of the window = SumPool2d (zero padding) then Threshold(0.5)."""
         expect(mod, name, ("MaxPool2d",))

@@ -1,4 +1,5 @@
-"""Spikingformer (every variant), Spikformer and SEW-ResNet -> ``nir.NIRGraph`` (docs/nir.md).
+"""Spikingformer (every variant), Spikformer, Spike-driven Transformer V1/V2, QKFormer and SEW-ResNet ->
+``nir.NIRGraph`` (docs/nir.md).
 
 Written by hand rather than with ``nirtorch.torch_to_nir``: nirtorch cannot trace the attention
 products, MaxPool, the [T, B] reshapes or BatchNorm (reference nir.md section 2.1), so the exporter walks
@@ -8,17 +9,18 @@ from __future__ import annotations
 
 import nir
 import numpy as np
+import torch
 
 from neurodeploy.errors import BadInputError, UnsupportedError
 from neurodeploy.graph.attention import make_attention_node
 
-from .builder import GraphBuilder, check_coverage
+from .builder import GraphBuilder, check_coverage, expect
 
 MAX_EXPANSION_WEIGHTS = 30_000_000
 
 SUPPORTED_TORCH = (
     "neurodeploy Spikingformer (Conv2d/Conv1d + BatchNorm, MultiStepLIF, MaxPool2d(3, 2, 1), spiking self-attention, "
-    "Linear head), Spikformer, Spike-driven Transformer V1, QKFormer and SEW-ResNet (ADD/AND/IAND) models; snnTorch and Norse modules through their importers"
+    "Linear head), Spikformer, Spike-driven Transformer V1 and V2, QKFormer and SEW-ResNet (ADD/AND/IAND) models; snnTorch and Norse modules through their importers"
 )
 
 
@@ -448,6 +450,142 @@ def export_qkformer(model, input_shape=None, dtype=np.float32, expand_attention:
     return _finish(b, model, head, unused, "QKFormer", "qkformer")
 
 
+def _bn_affine(bn) -> tuple[np.ndarray, np.ndarray]:
+    """Eval-mode BatchNorm as (scale, shift) per channel, float64."""
+    g = bn.weight.detach().double() if bn.weight is not None else torch.ones(bn.num_features, dtype=torch.float64)
+    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros(bn.num_features, dtype=torch.float64)
+    s = g / torch.sqrt(bn.running_var.detach().double() + bn.eps)
+    return s.numpy(), (beta - bn.running_mean.detach().double() * s).numpy()
+
+
+def fold_repconv(seq) -> tuple[np.ndarray, np.ndarray]:
+    """SDT V2's ``Sequential(RepConv, BN)`` in eval mode as ONE zero-padded 3x3 conv with bias on its input
+    (docs/nir.md, "Spike-driven Transformer V2"): conv1x1 W1, BN a1 x + c1 with a border of BN(0) = c1 (a 1x1
+    conv without bias maps the zero border of the input to 0, so the border equals BN of a zero-padded conv1x1
+    output), dw3x3 Wd (valid), pw1x1 Wp, BN2, BN3: K[o, i] = s3 s2 sum_c Wp[o, c] Wd[c] a1[c] W1[c, i] and
+    bias = s3 (s2 (sum_c Wp[o, c] sum(Wd[c]) c1[c]) + t2) + t3.  Returns (weight [O, I, 3, 3], bias [O]), float64."""
+    rep, bn3 = seq[0], seq[1]
+    conv1, bnpad, (dw, pw, bn2) = rep.body[0], rep.body[1], rep.body[2]
+    for m, kinds, path in ((conv1, ("Conv2d",), "body.0"), (bnpad.bn, ("BatchNorm2d",), "body.1.bn"),
+                           (dw, ("Conv2d",), "body.2.0"), (pw, ("Conv2d",), "body.2.1"),
+                           (bn2, ("BatchNorm2d",), "body.2.2"), (bn3, ("BatchNorm2d",), "1")):
+        expect(m, path, kinds)
+    if bnpad.pad_pixels != 1 or tuple(dw.kernel_size) != (3, 3) or dw.groups != dw.in_channels or any(dw.padding) \
+            or conv1.bias is not None or dw.bias is not None or pw.bias is not None:
+        raise UnsupportedError("RepConv: expected conv1x1 (no bias), a 1-pixel BN pad, dw3x3 valid, pw1x1 (no bias)")
+    W1 = conv1.weight.detach().double().numpy()[:, :, 0, 0]         # [C, I]
+    a1, c1 = _bn_affine(bnpad.bn)
+    Wd = dw.weight.detach().double().numpy()[:, 0]                  # [C, 3, 3]
+    Wp = pw.weight.detach().double().numpy()[:, :, 0, 0]            # [O, C]
+    s2, t2 = _bn_affine(bn2)
+    s3, t3 = _bn_affine(bn3)
+    K = np.einsum("oc,cyx,ci->oiyx", Wp, Wd, a1[:, None] * W1)
+    b = Wp @ (Wd.sum((1, 2)) * c1)
+    g = s3 * s2
+    return K * g[:, None, None, None], s3 * (s2 * b + t2) + t3
+
+
+def fold_sepconv_tail(sep) -> tuple[np.ndarray, np.ndarray]:
+    """SepConv's ``dwconv (7x7 depthwise) -> pwconv2 (1x1) -> bn2`` (no neuron between them: a real x real chain)
+    as ONE dense 7x7 conv with bias on lif2's spikes: K[o, c] = s2[o] Wp[o, c] Wd[c], bias t2."""
+    dw, pw = sep.dwconv, sep.pwconv2
+    if dw.groups != dw.in_channels or dw.bias is not None or pw.bias is not None or tuple(pw.kernel_size) != (1, 1):
+        raise UnsupportedError("SepConv: expected a depthwise conv then a 1x1 conv, both without bias")
+    Wd = dw.weight.detach().double().numpy()[:, 0]                  # [C, k, k]
+    Wp = pw.weight.detach().double().numpy()[:, :, 0, 0]            # [O, C]
+    s2, t2 = _bn_affine(sep.bn2)
+    return (s2[:, None] * Wp)[:, :, None, None] * Wd[None], t2
+
+
+def export_sdtv2(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:
+    """Spike-driven Transformer V2 (Meta-SpikeFormer) on the [C, H, W] grid of every stage, re-parameterized for
+    inference (docs/nir.md, "Spike-driven Transformer V2"): every ``RepConv + BN`` is one 3x3 conv, SepConv's
+    ``dw7x7 -> pw1x1 -> BN`` one 7x7 conv, BNs after convs folded; the membrane-shortcut stream is the sum of
+    its branch outputs (summed on the edges, entering LIFs only); the attention ``0.125 Q (K^T V)`` is the
+    spiking_attention extension on the token grid; head = token mean (AvgPool2d, readout) -> lif -> Linear
+    (with ``kd``: the mean of head and head_kd, one Linear)."""
+    if expand_attention:
+        raise UnsupportedError("Spike-driven Transformer V2: --expand-attention is not available (its attention "
+                               "runs on the token grid between 3x3 convs); export without it")
+    cfg, b, shape = _begin(model, input_shape, dtype)
+    stream = ["input"]
+    for name, m in model.stages():
+        if name.startswith("downsample"):
+            inputs = stream
+            if hasattr(m, "encode_lif"):
+                inputs = [b.lif(f"{name}.encode_lif", m.encode_lif, shape, stream)]
+            c, shape = b.conv_bn(f"{name}.encode_conv", m.encode_conv, m.encode_bn, f"{name}.encode_bn", shape, inputs,
+                                 dims=2, role="encoder" if stream == ["input"] else None)
+            stream = [c]
+        elif name.startswith("ConvBlock"):
+            sep, p = m.Conv, f"{name}.Conv"
+            l1 = b.lif(f"{p}.lif1", sep.lif1, shape, stream)
+            c1, hshape = b.conv_bn(f"{p}.pwconv1", sep.pwconv1, sep.bn1, f"{p}.bn1", shape, [l1], dims=2)
+            l2 = b.lif(f"{p}.lif2", sep.lif2, hshape, [c1])
+            w, bias = fold_sepconv_tail(sep)
+            sc, _ = b.conv_folded(f"{p}.dwconv_pwconv2", w, bias, 1, sep.dwconv.padding, hshape, [l2],
+                                  [f"{p}.dwconv", f"{p}.pwconv2", f"{p}.bn2"])
+            stream = stream + [sc]
+            a1 = b.lif(f"{name}.lif1", m.lif1, shape, stream)
+            c1, hshape = b.conv_bn(f"{name}.conv1", m.conv1, m.bn1, f"{name}.bn1", shape, [a1], dims=2)
+            a2 = b.lif(f"{name}.lif2", m.lif2, hshape, [c1])
+            c2, _ = b.conv_bn(f"{name}.conv2", m.conv2, m.bn2, f"{name}.bn2", hshape, [a2], dims=2)
+            stream = stream + [c2]
+        else:
+            stream = _sdtv2_block(b, m, name, stream, shape)
+    D, H, W = shape
+    mean = b.add("head.token_mean", nir.AvgPool2d(kernel_size=np.array([H, W]), stride=np.array([1, 1]),
+                                                  padding=np.array([0, 0])), stream, source="head", role="readout")
+    hl = b.lif("lif", model.lif, (D, 1, 1), [mean])
+    lin = model.head
+    if getattr(model, "kd", False):  # eval output (head + head_kd) / 2: one Linear with the averaged weights
+        lin = torch.nn.Linear(model.head.in_features, model.head.out_features).double()
+        with torch.no_grad():
+            lin.weight.copy_((model.head.weight.double() + model.head_kd.weight.double()) / 2)
+            lin.bias.copy_((model.head.bias.double() + model.head_kd.bias.double()) / 2)
+        b.use("head_kd")
+    head = b.readout("head", lin, [hl], (D, 1, 1))
+    return _finish(b, model, head, set(), "Spike-driven Transformer V2", "sdtv2")
+
+
+def _sdtv2_block(b: GraphBuilder, blk, name: str, stream: list, shape) -> list:
+    """MS_Block: head_lif -> q/k/v (folded RepConv 3x3) -> LIF -> stack routing (1x1 Conv2d) -> attention on the
+    grid -> attn_lif (V_th 0.5) -> proj (folded RepConv) joins the stream; MLP fc1_lif -> fc1 -> fc2_lif -> fc2
+    (token-wise Conv1d as 1x1 Conv2d) joins the stream."""
+    a, p = blk.attn, f"{name}.attn"
+    D, H, W = shape
+    s = b.lif(f"{p}.head_lif", a.head_lif, shape, stream)
+    qkv = []
+    for n in "qkv":
+        seq = getattr(a, f"{n}_conv")
+        w, bias = fold_repconv(seq)
+        c, _ = b.conv_folded(f"{p}.{n}_conv", w, bias, 1, 1, shape, [s], _repconv_paths(f"{p}.{n}_conv"))
+        qkv.append(b.lif(f"{p}.{n}_lif", getattr(a, f"{n}_lif"), shape, [c]))
+    stack = []
+    for i, (letter, src) in enumerate(zip("qkv", qkv)):
+        wr = np.zeros((3 * D, D, 1, 1), dtype=b.dtype)
+        wr[i * D + np.arange(D), np.arange(D), 0, 0] = 1
+        stack.append(b.add(f"{p}.stack_{letter}", nir.Conv2d(input_shape=(H, W), weight=wr, stride=1, padding=0,
+                                                             dilation=1, groups=1, bias=np.zeros(3 * D, b.dtype)),
+                           src, source=p, role="routing"))
+    node = make_attention_node(D, a.num_heads, H * W, float(a.scale), source=p, dtype=b.dtype, grid=(H, W))
+    b.add(f"{p}.attention", node, stack, source=p)
+    al = b.lif(f"{p}.attn_lif", a.attn_lif, shape, [f"{p}.attention"])
+    w, bias = fold_repconv(a.proj_conv)
+    pc, _ = b.conv_folded(f"{p}.proj_conv", w, bias, 1, 1, shape, [al], _repconv_paths(f"{p}.proj_conv"))
+    stream = stream + [pc]
+    m, p = blk.mlp, f"{name}.mlp"
+    l1 = b.lif(f"{p}.fc1_lif", m.fc1_lif, shape, stream)
+    c1, hshape = b.conv_bn(f"{p}.fc1_conv", m.fc1_conv, m.fc1_bn, f"{p}.fc1_bn", shape, [l1], dims=2)
+    l2 = b.lif(f"{p}.fc2_lif", m.fc2_lif, hshape, [c1])
+    c2, _ = b.conv_bn(f"{p}.fc2_conv", m.fc2_conv, m.fc2_bn, f"{p}.fc2_bn", hshape, [l2], dims=2)
+    return stream + [c2]
+
+
+def _repconv_paths(p: str) -> list[str]:
+    return [f"{p}.0.body.0", f"{p}.0.body.1.bn", f"{p}.0.body.2.0", f"{p}.0.body.2.1", f"{p}.0.body.2.2", f"{p}.1"]
+
+
 def export_torch_model(model, input_shape=None, dtype=np.float32, expand_attention: bool = False) -> nir.NIRGraph:
     family = getattr(model, "arch_family", None)
     if family == "spikingformer":
@@ -458,6 +596,8 @@ def export_torch_model(model, input_shape=None, dtype=np.float32, expand_attenti
         return export_sdt(model, input_shape, dtype)
     if family == "qkformer":
         return export_qkformer(model, input_shape, dtype, expand_attention)
+    if family == "sdtv2":
+        return export_sdtv2(model, input_shape, dtype, expand_attention)
     if family == "sew-resnet":  # no attention: the file is standard NIR with or without expand_attention
         return export_sew(model, input_shape, dtype)
     raise UnsupportedError(f"model of type {type(model).__name__} is not supported; supported: {SUPPORTED_TORCH}")

@@ -38,6 +38,8 @@ def test_parameter_counts(arch):
     paper_m, _ = FAMILY_PAPER_PARAMETERS[arch]
     if arch == "sdt-cifar10-2-512":  # the paper's 10.28M is 0.05M above the official module tree
         assert round(used / 1e6, 2) == 10.23
+    elif arch.startswith("sdtv2-"):  # Meta-SpikeFormer's paper gives one decimal
+        assert round(used / 1e6, 1) == paper_m, (used, paper_m)
     else:
         assert abs(used / 1e6 - paper_m) < 0.01, (used, paper_m)
 
@@ -167,9 +169,70 @@ def qkformer_keys(arch):
     return keys
 
 
+def sdtv2_keys(arch):
+    """BICLab/Spike-Driven-Transformer-V2 classification/models.py naming (reference section 4), in
+    registration order: downsample*.encode_{conv,bn}, ConvBlock*.0.Conv.{pwconv1,bn1,dwconv,pwconv2,bn2},
+    ConvBlock*.0.{conv1,bn1,conv2,bn2}, block{3,4}.i.attn.{q,k,v,proj}_conv.{0.body.{0,1.bn,2.0,2.1,2.2},1},
+    block*.i.mlp.fc{1,2}_{conv,bn}, head (and head_kd)."""
+    dims = {"sdtv2-imagenet-8-384": [96, 192, 384, 480], "sdtv2-imagenet-8-512": [128, 256, 512, 640],
+            "sdtv2-imagenet-8-512-kd": [128, 256, 512, 640], "sdtv2-imagenet-8-768": [192, 384, 768, 960]}[arch]
+    keys = {}
+
+    def down(name, o, c, k):
+        keys[f"{name}.encode_conv.weight"] = [o, c, k, k]
+        keys[f"{name}.encode_conv.bias"] = [o]
+        keys.update(_bn(f"{name}.encode_bn", o))
+
+    def convblock(name, d):
+        p = f"{name}.0.Conv"
+        keys[f"{p}.pwconv1.weight"] = [2 * d, d, 1, 1]
+        keys.update(_bn(f"{p}.bn1", 2 * d))
+        keys[f"{p}.dwconv.weight"] = [2 * d, 1, 7, 7]
+        keys[f"{p}.pwconv2.weight"] = [d, 2 * d, 1, 1]
+        keys.update(_bn(f"{p}.bn2", d))
+        keys[f"{name}.0.conv1.weight"] = [4 * d, d, 3, 3]
+        keys.update(_bn(f"{name}.0.bn1", 4 * d))
+        keys[f"{name}.0.conv2.weight"] = [d, 4 * d, 3, 3]
+        keys.update(_bn(f"{name}.0.bn2", d))
+
+    def block(name, d):
+        for n in ("q", "k", "v", "proj"):
+            p = f"{name}.attn.{n}_conv"
+            keys[f"{p}.0.body.0.weight"] = [d, d, 1, 1]
+            keys.update(_bn(f"{p}.0.body.1.bn", d))
+            keys[f"{p}.0.body.2.0.weight"] = [d, 1, 3, 3]
+            keys[f"{p}.0.body.2.1.weight"] = [d, d, 1, 1]
+            keys.update(_bn(f"{p}.0.body.2.2", d))
+            keys.update(_bn(f"{p}.1", d))
+        for i, (o, c) in enumerate(((4 * d, d), (d, 4 * d)), start=1):
+            keys[f"{name}.mlp.fc{i}_conv.weight"] = [o, c, 1]
+            keys[f"{name}.mlp.fc{i}_conv.bias"] = [o]
+            keys.update(_bn(f"{name}.mlp.fc{i}_bn", o))
+
+    d0, d1, d2, d3 = dims
+    down("downsample1_1", d0 // 2, 3, 7)
+    convblock("ConvBlock1_1", d0 // 2)
+    down("downsample1_2", d0, d0 // 2, 3)
+    convblock("ConvBlock1_2", d0)
+    down("downsample2", d1, d0, 3)
+    convblock("ConvBlock2_1", d1)
+    convblock("ConvBlock2_2", d1)
+    down("downsample3", d2, d1, 3)
+    for j in range(6):
+        block(f"block3.{j}", d2)
+    down("downsample4", d3, d2, 3)
+    for j in range(2):
+        block(f"block4.{j}", d3)
+    for h in ("head", "head_kd") if arch.endswith("-kd") else ("head",):
+        keys[f"{h}.weight"] = [1000, d3]
+        keys[f"{h}.bias"] = [1000]
+    return keys
+
+
 OFFICIAL_KEYS = {a: spikformer_keys for a in FULL_SIZE if a.startswith("spikformer-")}
 OFFICIAL_KEYS.update({a: sdt_keys for a in FULL_SIZE if a.startswith("sdt-")})
 OFFICIAL_KEYS.update({a: qkformer_keys for a in FULL_SIZE if a.startswith("qkformer-")})
+OFFICIAL_KEYS.update({a: sdtv2_keys for a in FULL_SIZE if a.startswith("sdtv2-")})
 
 
 @pytest.mark.slow  # full-size models (up to 66M parameters)
@@ -196,7 +259,8 @@ def _forged_state_dict(keys, seed=0):
 
 #: the container each official training script saves (reference: "Checkpoint and keys")
 CONTAINERS = {"spikformer-cifar10-4-384": "timm", "spikformer-imagenet-8-384": "timm", "sdt-cifar10-2-512": "timm",
-              "sdt-imagenet-8-384": "timm", "qkformer-cifar10-4-384": "timm", "qkformer-imagenet-10-384": "mae"}
+              "sdt-imagenet-8-384": "timm", "qkformer-cifar10-4-384": "timm", "qkformer-imagenet-10-384": "mae",
+              "sdtv2-imagenet-8-384": "mae", "sdtv2-imagenet-8-512-kd": "mae"}
 
 
 def _container(kind, sd):
@@ -221,7 +285,8 @@ def test_forged_official_checkpoint_loads_strictly(tmp_path, arch):
 
 SMALL = {"spikformer-cifar10-4-384": 16, "spikformer-imagenet-8-384": 32, "spikformer-imagenet-8-512": 32,
          "spikformer-imagenet-8-768": 32, "sdt-cifar10-2-512": 32, "sdt-cifar10-2-256": 32, "sdt-imagenet-8-384": 32,
-         "sdt-imagenet-8-768": 32, "qkformer-cifar10-4-384": 32, "qkformer-imagenet-10-384": 32}
+         "sdt-imagenet-8-768": 32, "qkformer-cifar10-4-384": 32, "qkformer-imagenet-10-384": 32,
+         "sdtv2-imagenet-8-384": 32, "sdtv2-imagenet-8-512": 32, "sdtv2-imagenet-8-512-kd": 32, "sdtv2-imagenet-8-768": 32}
 
 
 @pytest.mark.slow  # full-size models (up to 66M parameters)
@@ -327,3 +392,77 @@ def test_spikformer_full_size_is_not_spike_pure_and_names_the_integer_layers():
     # the attention itself is accumulate-only (binary Q, K, V); proj/fc2 read binary spikes
     assert rep.op("block.0.attn.attention").op_class == "AC"
     assert rep.op("block.0.attn.proj_linear").op_class == "AC"
+
+
+def test_sdtv2_repconv_and_sepconv_fold_exactly():
+    """Eval mode: ``Sequential(RepConv, BN)`` is one zero-padded 3x3 conv with bias (the BN-padded border of the
+    1x1 conv output equals BN of a zero-padded input), and SepConv's ``dw7x7 -> pw1x1 -> BN`` is one 7x7 conv;
+    float64, on spikes, at the grid's border too."""
+    import torch.nn.functional as F
+
+    from neurodeploy.exporters.torch_models import fold_repconv, fold_sepconv_tail
+    from export_helpers import random_model
+    model = random_model("sdtv2-digits", 8, 4).double()
+    g = torch.Generator().manual_seed(5)
+    attn = model.block3[0].attn
+    x = (torch.rand(3, 32, 4, 4, generator=g) < 0.4).double()
+    for seq in (attn.q_conv, attn.proj_conv):
+        w, b = fold_repconv(seq)
+        with torch.no_grad():
+            ref = seq(x)
+        got = F.conv2d(x, torch.from_numpy(w), torch.from_numpy(b), padding=1)
+        assert float((got - ref).abs().max()) < 1e-12 * float(ref.abs().max())
+    sep = model.ConvBlock1_2[0].Conv
+    s = (torch.rand(3, 32, 4, 4, generator=g) < 0.4).double()
+    w, b = fold_sepconv_tail(sep)
+    with torch.no_grad():
+        ref = sep.bn2(sep.pwconv2(sep.dwconv(s)))
+    got = F.conv2d(s, torch.from_numpy(w), torch.from_numpy(b), padding=3)
+    assert float((got - ref).abs().max()) < 1e-12 * float(ref.abs().max())
+
+
+def test_sdtv2_digits_is_spike_pure_apart_from_the_encoder():
+    """After re-parameterization (RepConv and SepConv folded), every synaptic layer reads binary spikes: the
+    convs, the attention (binary Q, K, V: accumulate-only products) and the head; the membrane stream only
+    enters LIFs.  Only the first conv reads the real image."""
+    from neurodeploy.analysis.purity import check_purity
+    from neurodeploy.exporters import to_nir
+    torch.manual_seed(0)
+    g = to_nir(build_model("sdtv2-digits").eval())
+    assert not check_purity(g).pure
+    rep = check_purity(g, allow=["encoder", "readout"])
+    assert rep.pure
+    assert {o.node for o in rep.exceptions} == {"downsample1_1.encode_conv"}
+    for n in ("ConvBlock1_1.0.Conv.dwconv_pwconv2", "block3.0.attn.q_conv", "block3.0.attn.attention",
+              "block3.0.attn.proj_conv", "block3.0.mlp.fc1_conv", "downsample3.encode_conv", "head"):
+        assert rep.op(n).op_class == "AC" and rep.op(n).input_domain.is_binary, n
+
+
+def test_sdtv2_kd_checkpoint_needs_the_kd_architecture(tmp_path):
+    """A KD checkpoint (head_kd.*) loads strictly into the -kd architecture only; the plain one names the key."""
+    from neurodeploy.errors import BadInputError
+    model = build_model("sdtv2-digits", {"kd": True})
+    sd = model.state_dict()
+    assert "head_kd.weight" in sd
+    path = tmp_path / "checkpoint-kd.pth"
+    torch.save(_container("mae", sd), path)
+    with pytest.raises(BadInputError, match="head_kd"):
+        load_model(path, arch="sdtv2-digits")
+
+
+@pytest.mark.slow  # full-size models (31M parameters)
+def test_sdtv2_full_size_is_spike_pure_after_reparameterization():
+    """sdtv2-imagenet-8-384 (32x32 input): pure apart from the encoder; 8 attention nodes (6 + 2 blocks) on
+    the token grid, no max-pool; every RepConv and SepConv tail is one conv reading spikes."""
+    from neurodeploy.analysis.purity import check_purity
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.graph.attention import attention_spec
+    torch.manual_seed(0)
+    g = to_nir(build_model("sdtv2-imagenet-8-384", {"img_size": 32}).eval())
+    att = [n for n, v in g.nodes.items() if attention_spec(v) is not None]
+    assert len(att) == 8 and all(attention_spec(g.nodes[n]).scale == 0.125 for n in att)
+    rep = check_purity(g, allow=["encoder", "readout"])
+    assert rep.pure
+    assert {o.node for o in rep.exceptions} == {"downsample1_1.encode_conv"}
+    assert not any(o.op_class == "MAX" for o in rep.ops)
+    assert all(rep.op(n).op_class == "AC" for n in att)

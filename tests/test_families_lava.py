@@ -1,7 +1,9 @@
 """The new attention forms lowered from standard NIR onto Lava's standard processes (LIF, Dense/Sparse,
 Conv): Lava equals our engine bit for bit (s, u, v of every population at every step) on the digits-size
 model of each family: SDSA (Spike-driven Transformer V1: K AND V, token count, OR neuron, broadcast, AND Q)
-and QKFormer's Q-K token attention (per-head count of Q, OR neuron, broadcast, AND K)."""
+and QKFormer's Q-K token attention (per-head count of Q, OR neuron, broadcast, AND K); and Spike-driven
+Transformer V2's re-parameterized convs with its Q (K^T V) attention on the token grid (graded ProdNeuron /
+GradedVec populations)."""
 import pytest
 
 from neurodeploy.lower.loihi2 import lower_graph
@@ -25,5 +27,22 @@ def test_lowered_attention_form_in_lava_equals_engine(arch, attention_pops):
     ours = lava_equals_engine(net, inputs, 4 + net.metadata["latency"])  # s, u, v of every population
     for pop in attention_pops:  # the attention populations really spike (and not everywhere)
         assert {"s", "u", "v"} <= set(ours[pop]), pop
+        s = ours[pop]["s"]
+        assert 0 < s.sum() < s.size, pop
+
+
+def test_sdtv2_digits_in_lava_equals_engine():
+    """sdtv2-digits: folded RepConv / SepConv convs, the membrane-shortcut stream into LIFs, and the attention
+    0.125 Q (K^T V) -> attn_lif on the 4x4 token grid lowered to product and graded neurons (no attention
+    process): Lava equals our engine on s, u, v of every population at every step."""
+    from neurodeploy.exporters import to_nir
+    model = random_model("sdtv2-digits", 8, 4)
+    net, _ = lower_graph(to_nir(model))
+    assert not net.attention
+    assert {"prod", "graded_vec"} <= {p.kind for p in net.populations}
+    x = random_input(model, 8, 4, batch=1).numpy()
+    inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
+    ours = lava_equals_engine(net, inputs, 4 + net.metadata["latency"])
+    for pop in ("block3.0.attn.q_lif", "block3.0.attn.attn_lif", "ConvBlock1_2.0.Conv.lif2"):
         s = ours[pop]["s"]
         assert 0 < s.sum() < s.size, pop

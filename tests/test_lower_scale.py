@@ -267,7 +267,8 @@ SMALL = {"spikingformer-imagenet-8-384": 32, "spikingformer-imagenet-8-512": 32,
          "spikingformer-cifar10dvs-2-256": 32, "spikingformer-gesture-2-256": 32,
          "spikingformer-cifar10-4-384": 16, "spikingformer-cifar100-4-384": 16,
          "spikformer-cifar10-4-384": 16, "spikformer-imagenet-8-384": 32, "spikformer-imagenet-8-512": 32,
-         "spikformer-imagenet-8-768": 32}
+         "spikformer-imagenet-8-768": 32, "sdtv2-imagenet-8-384": 32, "sdtv2-imagenet-8-512": 32,
+         "sdtv2-imagenet-8-512-kd": 32, "sdtv2-imagenet-8-768": 32}
 #: variants with max-pools of real BN outputs, not lowered by this test yet (they export since issue 25; their
 #: max-pool lowering is tests/test_maxpool_lowering.py; qkformer-imagenet's first pool, of the host-encoded input
 #: layer, is refused by the lowering)

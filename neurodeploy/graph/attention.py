@@ -22,6 +22,13 @@ SEMANTICS = (
     "y_h = scale * Q_h (K_h^T V_h) with Q_h, K_h, V_h the [N, d] slices; output [D, N] = heads merged "
     "along channels"
 )
+#: the same operation on a token grid (Spike-driven Transformer V2, whose q/k/v/proj are 3x3 convs): input
+#: [3D, H, W], output [D, H, W], the N = H*W tokens in C order (row-major), i.e. the [D, N] form viewed as a grid
+SEMANTICS_GRID = (
+    "input [3D, H, W] = stack(Q, K, V) along channels, N = H*W tokens in row-major order; per head h "
+    "(channels h*d..h*d+d-1, d = D/heads): y_h = scale * Q_h (K_h^T V_h) with Q_h, K_h, V_h the [N, d] slices; "
+    "output [D, H, W] = heads merged along channels, tokens back on the grid"
+)
 
 
 @dataclass(frozen=True)
@@ -37,14 +44,24 @@ class AttentionSpec:
 
 
 def make_attention_node(dim: int, heads: int, tokens: int, scale: float, source: str | None = None,
-                        dtype=np.float32) -> nir.NIRGraph:
-    """The extension subgraph [3D, N] -> [D, N]: input -> unsupported (all-NaN Conv1d) -> output."""
+                        dtype=np.float32, grid: tuple[int, int] | None = None) -> nir.NIRGraph:
+    """The extension subgraph [3D, N] -> [D, N]: input -> unsupported (all-NaN Conv1d) -> output; with
+    ``grid = (H, W)`` (H*W = tokens) the same operation on the token grid, [3D, H, W] -> [D, H, W] (an all-NaN
+    1x1 Conv2d body)."""
     if dim % heads:
         raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-    nan_w = np.full((dim, 3 * dim, 1), np.nan, dtype=dtype)
     nan_b = np.full((dim,), np.nan, dtype=dtype)
-    body = nir.Conv1d(input_shape=tokens, weight=nan_w, stride=1, padding=0, dilation=1, groups=1, bias=nan_b)
     fields = {"heads": int(heads), "dim": int(dim), "tokens": int(tokens), "scale": float(scale)}
+    if grid is not None:
+        H, W = (int(v) for v in grid)
+        if H * W != tokens:
+            raise ValueError(f"grid {H}x{W} does not hold {tokens} tokens")
+        nan_w = np.full((dim, 3 * dim, 1, 1), np.nan, dtype=dtype)
+        body = nir.Conv2d(input_shape=(H, W), weight=nan_w, stride=1, padding=0, dilation=1, groups=1, bias=nan_b)
+        return extension_node(EXTENSION, EXTENSION_VERSION, fields, SEMANTICS_GRID, source, [3 * dim, H, W],
+                              {"unsupported": body}, [dim, H, W])
+    nan_w = np.full((dim, 3 * dim, 1), np.nan, dtype=dtype)
+    body = nir.Conv1d(input_shape=tokens, weight=nan_w, stride=1, padding=0, dilation=1, groups=1, bias=nan_b)
     return extension_node(EXTENSION, EXTENSION_VERSION, fields, SEMANTICS, source, [3 * dim, tokens],
                           {"unsupported": body}, [dim, tokens])
 
@@ -72,13 +89,17 @@ def attention_forward(spec: AttentionSpec, x: torch.Tensor) -> torch.Tensor:
     For binary Q, K, V every product and sum is an integer below 2^24, so the result is exact in float32
     and independent of the multiplication order (the torch model's (QK^T)V and Q(K^TV) agree bit for bit)."""
     D, N, h, d = spec.dim, spec.tokens, spec.heads, spec.head_dim
+    grid = None
+    if x.dim() >= 3 and x.shape[-3] == 3 * D and x.shape[-2] * x.shape[-1] == N and x.shape[-2:] != (3 * D, N):
+        grid = tuple(x.shape[-2:])          # the token-grid form [..., 3D, H, W]
+        x = x.flatten(-2)
     if x.shape[-2:] != (3 * D, N):
         raise BadInputError(f"spiking_attention expects [..., {3 * D}, {N}], got {list(x.shape)}")
     lead = x.shape[:-2]
     q, k, v = (x[..., i * D:(i + 1) * D, :].reshape(*lead, h, d, N) for i in range(3))
     kv = k @ v.transpose(-1, -2)            # [.., h, d, d] = K_h^T V_h (rows i of K, columns j of V)
     y = kv.transpose(-1, -2) @ q            # [.., h, d(j), N] = sum_i Q[i, n] * KV[i, j]
-    return (y * spec.scale).reshape(*lead, D, N)
+    return (y * spec.scale).reshape(*lead, D, *(grid or (N,)))
 
 
 def attention_roles(graph: nir.NIRGraph, name: str) -> dict:
@@ -96,9 +117,13 @@ def attention_roles(graph: nir.NIRGraph, name: str) -> dict:
     for p in pred.get(name, []):
         node = graph.nodes[p]
         w = np.asarray(getattr(node, "weight", np.zeros((0, 0, 0))))
-        if not isinstance(node, nir.Conv1d) or w.shape[:2] != (3 * D, D) or len(pred.get(p, [])) != 1:
-            raise BadInputError(f"node '{name}': its input '{p}' is not a stack routing Conv1d [{3 * D}, {D}, 1]")
-        w2 = w[:, :, 0]
+        # [3D, D, 1] Conv1d on tokens, or [3D, D, 1, 1] Conv2d on the token grid
+        routing = (isinstance(node, nir.Conv1d) and w.shape[2:] == (1,)) or \
+            (isinstance(node, nir.Conv2d) and w.shape[2:] == (1, 1))
+        if not routing or w.shape[:2] != (3 * D, D) or len(pred.get(p, [])) != 1:
+            raise BadInputError(f"node '{name}': its input '{p}' is not a stack routing Conv1d [{3 * D}, {D}, 1] "
+                                f"or Conv2d [{3 * D}, {D}, 1, 1]")
+        w2 = w.reshape(3 * D, D)
         for i, tag in enumerate("qkv"):
             block = w2[i * D:(i + 1) * D]
             rest = np.delete(w2, np.s_[i * D:(i + 1) * D], 0)

@@ -20,6 +20,7 @@ from torch import nn
 from .baselines import SEWConfig, SEWResNet, Spikformer, SpikformerConfig
 from .qkformer import QKFormer, QKFormerConfig
 from .sdt import SDTConfig, SpikeDrivenTransformer
+from .sdt_v2 import SDTV2Config, SpikeDrivenTransformerV2, official_config as _sdtv2
 from .spikingformer import Spikingformer, SpikingformerConfig
 from ..errors import BadInputError
 from .validate import validate_config
@@ -124,6 +125,18 @@ QKFORMER_CONFIGS: dict[str, Callable[[], QKFormerConfig]] = {
     "qkformer-digits": lambda: QKFormerConfig(num_stages=1),
 }
 
+#: official Spike-driven Transformer V2 / Meta-SpikeFormer variants (classification/models.py
+#: ``metaspikformer_8_{384,512,768}``: embed dims [96,192,384,480] / [128,256,512,640] / [192,384,768,960]; T 4
+#: as trained by train_finetune_from_t1_to_t4.sh), the KD variant of 8-512 (``55M_kd_T4.pth`` holds
+#: ``head_kd.*``), and a digits-size one (conv stage 1, then one transformer block on 4x4 tokens)
+SDTV2_CONFIGS: dict[str, Callable[[], SDTV2Config]] = {
+    "sdtv2-imagenet-8-384": lambda: _sdtv2([96, 192, 384, 480]),
+    "sdtv2-imagenet-8-512": lambda: _sdtv2([128, 256, 512, 640]),
+    "sdtv2-imagenet-8-512-kd": lambda: _sdtv2([128, 256, 512, 640], kd=True),
+    "sdtv2-imagenet-8-768": lambda: _sdtv2([192, 384, 768, 960]),
+    "sdtv2-digits": lambda: SDTV2Config(),
+}
+
 BASELINE_CONFIGS: dict[str, Callable[[], object]] = {
     "spikformer-digits": lambda: SpikformerConfig(),
     "sew-resnet-digits-add": lambda: SEWConfig(connect_f="ADD"),
@@ -157,6 +170,10 @@ FAMILY_PARAMETER_COUNTS = {
     "sdt-imagenet-8-768": 66_339_144,
     "qkformer-cifar10-4-384": 6_706_234,
     "qkformer-imagenet-10-384": 16_473_688,
+    "sdtv2-imagenet-8-384": 31_333_864,
+    "sdtv2-imagenet-8-512": 55_350_248,
+    "sdtv2-imagenet-8-512-kd": 55_991_248,
+    "sdtv2-imagenet-8-768": 123_741_160,
 }
 
 #: the papers' parameter counts in millions (without never-used modules), with their source
@@ -172,6 +189,11 @@ FAMILY_PAPER_PARAMETERS = {
     "sdt-imagenet-8-768": (66.34, "Spike-driven Transformer, NeurIPS 2023, Table (ImageNet, 8-768)"),
     "qkformer-cifar10-4-384": (6.71, "QKFormer training log cifar10 (HST-4-384)"),
     "qkformer-imagenet-10-384": (16.47, "QKFormer, NeurIPS 2024 / imagenet log (HST-10-384)"),
+    # Meta-SpikeFormer's paper gives one decimal; the code's function names do not match the paper's sizes
+    "sdtv2-imagenet-8-384": (31.3, "Spike-driven Transformer V2, ICLR 2024, Table (ImageNet, 31.3M)"),
+    "sdtv2-imagenet-8-512": (55.4, "Spike-driven Transformer V2, ICLR 2024, Table (ImageNet, 55.4M)"),
+    "sdtv2-imagenet-8-512-kd": (56.0, "the 55.4M model plus the distillation head head_kd (0.64M)"),
+    "sdtv2-imagenet-8-768": (123.7, "computed from the official code (metaspikformer_8_768; no paper row)"),
 }
 
 #: families by architecture-name prefix (what summary.json and the report call the family)
@@ -179,6 +201,7 @@ FAMILIES = {
     "spikingformer": "Spikingformer",
     "spikformer": "Spikformer",
     "sdt": "Spike-driven Transformer V1",
+    "sdtv2": "Spike-driven Transformer V2",
     "qkformer": "QKFormer",
     "sew-resnet": "SEW ResNet",
 }
@@ -195,7 +218,7 @@ def family_of(arch: str | None) -> str | None:
 
 
 def _all_configs() -> dict:
-    return {**SPIKINGFORMER_CONFIGS, **SPIKFORMER_CONFIGS, **SDT_CONFIGS, **QKFORMER_CONFIGS, **BASELINE_CONFIGS}
+    return {**SPIKINGFORMER_CONFIGS, **SPIKFORMER_CONFIGS, **SDT_CONFIGS, **SDTV2_CONFIGS, **QKFORMER_CONFIGS, **BASELINE_CONFIGS}
 
 
 def arch_names() -> list[str]:
@@ -220,6 +243,8 @@ def model_from_config(config) -> nn.Module:
         return SpikeDrivenTransformer(config)
     if isinstance(config, QKFormerConfig):
         return QKFormer(config)
+    if isinstance(config, SDTV2Config):
+        return SpikeDrivenTransformerV2(config)
     raise TypeError(f"not a model config: {type(config).__name__}")
 
 

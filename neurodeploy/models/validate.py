@@ -23,6 +23,9 @@ INT_RANGES = {
     "channels": (1, limits.MAX_CHANNELS),
     "num_blocks": (1, limits.MAX_DEPTH),
     "num_stages": (1, 3),
+    "depths": (0, limits.MAX_DEPTH),
+    "strides": (1, 16),
+    "first_kernel": (1, 15),
 }
 CHOICES = {
     "tokenizer_naming": ("cifar", "imagenet"),
@@ -84,6 +87,9 @@ def estimated_parameters(cfg: dict) -> int:
     """An upper-bound estimate of the parameter count from the config alone (no allocation)."""
     D = int(cfg.get("embed_dim", cfg.get("channels", 1)) or 1)
     depth = int(cfg.get("depth", cfg.get("num_blocks", 1)) or 1)
+    if isinstance(cfg.get("embed_dims"), (list, tuple)) and cfg["embed_dims"]:  # SDT V2: per-stage widths
+        D = max(int(v) for v in cfg["embed_dims"])
+        depth = sum(int(v) for v in cfg.get("depths", [1])) + 4  # the transformer blocks and the conv blocks
     mlp = int(cfg.get("mlp_ratio", 4) or 4)
     chans = [int(cfg.get("in_channels", 1))] + [int(c) for c in cfg.get("tokenizer_channels", cfg.get("sps_channels", []))]
     tok = sum(a * b * 9 for a, b in zip(chans, chans[1:]))
@@ -108,6 +114,20 @@ def validate_config(cls, d: dict, where: str = "") -> None:
     for chans in ("tokenizer_channels", "sps_channels"):
         if d.get(chans) and "embed_dim" in d and d[chans][-1] != d["embed_dim"]:
             raise BadInputError(f"{where}key {chans!r}: the last entry must equal embed_dim {d['embed_dim']}")
+    dims = d.get("embed_dims")
+    if dims is not None:  # SDT V2: four stage widths, two transformer depths, five strides
+        for key, n in (("embed_dims", 4), ("depths", 2), ("strides", 5)):
+            if key in d and len(d[key]) != n:
+                raise BadInputError(f"{where}key {key!r}: needs {n} entries, got {len(d[key])}")
+        if "depths" in d and d["depths"][0] < 1:
+            raise BadInputError(f"{where}key 'depths': stage 3 needs at least one block")
+        if dims[0] % 2:
+            raise BadInputError(f"{where}key 'embed_dims': the first width must be even (stage 1 starts at half)")
+        if "num_heads" in d:
+            for w in dims[2:]:
+                if w % d["num_heads"]:
+                    raise BadInputError(f"{where}key 'num_heads': {d['num_heads']} does not divide the "
+                                        f"transformer width {w}")
     stat = d.get("pooling_stat")
     if stat is not None and (not isinstance(stat, str) or len(stat) != 4 or set(stat) - {"0", "1"}):
         raise BadInputError(f"{where}key 'pooling_stat': expected 4 characters 0/1 (one per tokenizer stage), "

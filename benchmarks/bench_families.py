@@ -322,6 +322,9 @@ def markdown(out: dict) -> str:
         if r.get("export_exit_code") == 0:
             hw = f"{r['loihi2_cores']:,} / {r['loihi2_chips']} / {r['loihi2_system']}"
             exp = f"{r['export_s']} s, {r['export_peak_rss_gib']} GiB"
+        elif "stopped" in r.get("refused", ""):     # past --max-rss-gib: not a verdict on the model
+            hw = "not measured (export stopped at the RSS limit)"
+            exp = f"stopped at {r['export_peak_rss_gib']} GiB RSS after {r['export_s']} s"
         else:
             hw = "not deployable: " + r.get("refused", "")
             exp = f"refused (exit {r['export_exit_code']}) after {r['export_s']} s"

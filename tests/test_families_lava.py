@@ -46,3 +46,25 @@ def test_sdtv2_digits_in_lava_equals_engine():
     for pop in ("block3.0.attn.q_lif", "block3.0.attn.attn_lif", "ConvBlock1_2.0.Conv.lif2"):
         s = ours[pop]["s"]
         assert 0 < s.sum() < s.size, pop
+
+
+def test_sdt_head_through_pooled_relays_in_lava_equals_engine(monkeypatch):
+    """The Spike-driven Transformer's head LIF reads the token mean of its membrane stream: the mean of each
+    block's 1x1 output conv is read as that source's spike counts summed over tokens (a ``.sum`` relay, exact
+    integer counts) times a (D x C) weight, not as a conv over the whole map (what full-size models get: the
+    relay threshold set to 0 here so that digits size takes the same path).  Lava equals our engine."""
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.lower import chains
+    monkeypatch.setattr(chains, "RELAY_MIN_FAN_IN", 0)
+    model = random_model("sdt-digits", 8, 4)
+    net, _ = lower_graph(to_nir(model))
+    into_head = {s.src for s in net.synapses if s.dst == "head_lif"}
+    sums = {s for s in into_head if s.endswith(".sum")}
+    # (the attention's and the MLP's 1x1 output convs; the tokenizer's 3x3 convs stay composed convs)
+    assert sums == {"block.0.attn.q_and_mask.sum", "block.0.mlp.fc2_lif.sum"}, into_head
+    assert into_head - sums == {"patch_embed.maxpool2.or", "patch_embed.proj_lif3"}
+    x = random_input(model, 8, 4, batch=1).numpy()
+    inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
+    ours = lava_equals_engine(net, inputs, 4 + net.metadata["latency"])
+    s = ours["head_lif"]["s"]
+    assert 0 < s.sum() < s.size

@@ -56,6 +56,12 @@ CHAINS = [
     ([("p", _pool(3, 2, 1)), ("c", _conv(5, 4, 3, pad=1))], (4, 9, 9), "sparse"),  # pool reads padding
     ([("c", _conv(4, 4, 3, pad=1)), ("p", _pool(3, 2, 1, "avg"))], (4, 7, 7), "sparse"),
     ([("c", _conv(3, 4, 1, groups=1)), ("c2", _conv(6, 3, 1, groups=3, seed=1))], (4, 5, 5), "conv"),
+    # depthwise kernels compose by scaling, not by a matrix product: a depthwise 2x2 and a mean over the
+    # whole map after a 3x3 conv (the Spike-driven Transformer's head on its stream), and a depthwise 3x3
+    # before a 1x1
+    ([("c", _conv(6, 4, 3, pad=1)), ("d", _conv(6, 6, 2, groups=6, seed=1)), ("p", _pool(4, 4, 0, "avg"))],
+     (4, 5, 5), "conv"),
+    ([("d", _conv(4, 4, 3, pad=1, groups=4)), ("c", _conv(6, 4, 1, seed=1))], (4, 6, 6), "conv"),
     ([("c", _conv(6, 4, 3, pad=1)), ("f", nir.Flatten(input_type={"input": np.array([6, 5, 5])},
                                                       start_dim=1)),
       ("a", nir.Affine(weight=np.random.default_rng(3).normal(size=(7, 150)), bias=np.zeros(7)))], (4, 5, 5),
@@ -90,6 +96,31 @@ def test_structured_chain_equals_the_float_chain(ops, in_shape, kind):
     else:
         y = xf @ w.T / rowgain
     assert np.allclose(y, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_mean_over_positions_after_1x1_convs_reads_a_pooled_relay(monkeypatch):
+    """1x1 conv -> per-channel scale -> mean over the whole map (the Spike-driven Transformer's head reading a
+    block's output conv through the token mean): with ``pool_relay`` (a spiking source) the group is E (n_out x
+    source channels) on the source's counts summed over positions, equal to the float chain; without it (or
+    below the relay's size threshold) it stays one composed conv."""
+    ops = [("c", _conv(6, 4, 1)), ("s", nir.Scale(scale=np.linspace(0.5, 2.0, 6)[:, None, None] * np.ones((6, 5, 5)))),
+           ("p", _pool(5, 5, 0, "avg"))]
+    low = Chains(_chain_graph(ops, (4, 5, 5)))
+    names = [n for n, _ in ops]
+    x = torch.as_tensor(np.random.default_rng(5).integers(0, 2, (3, 4, 5, 5)).astype(np.float64))
+    ref = x
+    for n in names:
+        ref = low.op_apply(n, ref)
+    ref = ref.reshape(3, -1).numpy()
+    rowgain = np.array([0.5, 1.0, 2.0, 1.5, 0.25, 3.0])
+    assert low.chain_structure(names, (4, 5, 5), rowgain, "lif", pool_relay=True).kind == "conv"  # small: a conv
+    monkeypatch.setattr(chains, "RELAY_MIN_FAN_IN", 0)
+    assert low.chain_structure(names, (4, 5, 5), rowgain, "lif").kind == "conv"   # a graded source: no relay
+    grp = low.chain_structure(names, (4, 5, 5), rowgain, "lif", pool_relay=True)
+    assert grp.kind == "relay" and (grp.native.positions, grp.native.channels) == (25, 4)
+    assert grp.weights.shape == (6, 4)
+    counts = x.reshape(3, 4, 25).sum(-1).numpy()
+    assert np.allclose(counts @ grp.weights.T / rowgain, ref, rtol=1e-12, atol=1e-12)
 
 
 def test_conv_to_sparse_equals_the_conv():
@@ -272,11 +303,10 @@ SMALL = {"spikingformer-imagenet-8-384": 32, "spikingformer-imagenet-8-512": 32,
 #: slow even at 32 x 32 (8-768: 640 s, 4.8 GB on this CPU against 8-384's 55 s), so this test lowers
 #: 8-384 for the family; their exports are checked in tests/test_export_roundtrip.py and tests/test_families.py
 WIDER = {"sdtv2-imagenet-8-512", "sdtv2-imagenet-8-512-kd", "sdtv2-imagenet-8-768"}
-#: variants with max-pools of real BN outputs, not lowered by this test yet (they export since issue 25; their
-#: max-pool lowering is tests/test_maxpool_lowering.py; qkformer-imagenet's first pool, of the host-encoded input
-#: layer, is refused by the lowering)
-REFUSED = {"sdt-cifar10-2-512", "sdt-cifar10-2-256", "sdt-imagenet-8-384", "sdt-imagenet-8-768",
-           "qkformer-cifar10-4-384", "qkformer-imagenet-10-384"}
+#: the SDT V1 and QKFormer variants (max-pools of real BN outputs, lowered by lower/maxpool.py) at a small
+#: input resolution too
+SMALL.update({"sdt-cifar10-2-512": 16, "sdt-cifar10-2-256": 16, "sdt-imagenet-8-384": 32, "sdt-imagenet-8-768": 32,
+              "qkformer-cifar10-4-384": 16, "qkformer-imagenet-10-384": 32})
 
 
 @pytest.mark.slow
@@ -287,14 +317,14 @@ def test_every_architecture_lowers_and_saves(tmp_path):
     from neurodeploy.exporters import to_nir
     from neurodeploy.models.registry import build_model
     for arch in arch_names():
-        if arch in REFUSED or arch in WIDER:
+        if arch in WIDER:
             continue
         torch.manual_seed(0)
         img = SMALL.get(arch)
         g = to_nir(build_model(arch, {"img_size": img} if img else None).eval())
         net, rep = lower_graph(g)
         relays = net.metadata.get("delay_relays", {})
-        if arch.startswith(("spikingformer-imagenet-8-", "spikformer-imagenet-8-")):
+        if arch.startswith(("spikingformer-imagenet-8-", "spikformer-imagenet-8-", "sdt-imagenet-8-")):
             # 8 blocks of graded attention (3 steps each) and the partial sums put the early sources more than
             # one Loihi 2 synapse delay (62 steps) before the readout: they reach it through delay relays
             # (spikformer-imagenet-8-384 stays within 62 steps without them)

@@ -224,19 +224,42 @@ def compose_convs(c1: ConvOp, c2: ConvOp) -> ConvOp | None:
     K = tuple(d2[i] * s1[i] * (k2[i] - 1) + d1[i] * (k1[i] - 1) + 1 for i in range(2))
     if K[0] * K[1] > 1 << 12:
         return None
-    F1, F2 = full_kernel(W1, g1), full_kernel(W2, g2)
-    W = np.zeros((F2.shape[0], F1.shape[1]) + K)
+    # a depthwise conv (one input channel per output channel: a pool, a per-channel scale) is a diagonal
+    # matrix per tap: its product with the other kernel is a row (column) scaling, not a matrix product
+    # (the same sums: the omitted terms are exact zeros); a global mean after a 3x3 conv has 9 x H x W taps
+    dw1 = g1 == W1.shape[0] and W1.shape[1] == 1
+    dw2 = g2 == W2.shape[0] and W2.shape[1] == 1
+    F1 = W1 if dw1 and not dw2 else full_kernel(W1, g1)
+    F2 = W2 if dw2 else full_kernel(W2, g2)
+    W = np.zeros((F2.shape[0], F1.shape[1] if not (dw1 and not dw2) else W1.shape[0]) + K)
     for a in range(k2[0]):
         for b in range(k2[1]):
             for y in range(k1[0]):
                 for x in range(k1[1]):
-                    W[:, :, a * d2[0] * s1[0] + y * d1[0], b * d2[1] * s1[1] + x * d1[1]] += F2[:, :, a, b] @ F1[:, :, y, x]
+                    if dw2:
+                        prod = F2[:, 0, a, b][:, None] * F1[:, :, y, x]
+                    elif dw1:
+                        prod = F2[:, :, a, b] * F1[:, 0, y, x][None, :]
+                    else:
+                        prod = F2[:, :, a, b] @ F1[:, :, y, x]
+                    W[:, :, a * d2[0] * s1[0] + y * d1[0], b * d2[1] * s1[1] + x * d1[1]] += prod
     st = (s1[0] * s2[0], s1[1] * s2[1])
     pad = (p1[0] + p2[0] * s1[0], p1[1] + p2[1] * s1[1])
     if ConvOp(W, st, pad, (1, 1), 1, tuple(v1)).out_shape() != c2.out_shape():
         return None
     g, Wg = find_groups(W)
     return ConvOp(Wg, st, pad, (1, 1), g, tuple(v1))
+
+
+def global_pool(op: ConvOp):
+    """The per-channel weights w_c of a conv op that pools each channel's whole map into one value (a mean over
+    positions: depthwise, no padding, the kernel the map, one weight per channel), else None."""
+    W, view = op.weight, tuple(op.view)
+    if len(view) != 3 or op.groups != view[0] or W.shape[:2] != (view[0], 1) or tuple(W.shape[2:]) != view[1:] \
+            or any(op.padding) or tuple(op.dilation) != (1, 1):
+        return None
+    per = W.reshape(view[0], -1)
+    return per[:, 0].copy() if np.all(per == per[:, :1]) else None
 
 
 def op_sparse(op) -> sp.csr_matrix:
@@ -450,7 +473,8 @@ class Chains:
         (Spikingformer's head: mean over tokens, then Linear): the chain is then E (n_out x C) applied to
         the source's spike counts summed over positions (1x1 convs commute with that sum).  Else None."""
         *pre, last = sops
-        if last.kind != "dense" or any(o.kind == "dense" for o in pre):
+        if any(o.kind == "dense" for o in pre) or \
+                not (last.kind == "dense" or (last.kind == "conv" and global_pool(last) is not None)):
             return None
         src3 = tuple(pop_shape(src_shape))
         if len(src3) != 3:
@@ -468,6 +492,10 @@ class Chains:
                     int(np.prod(o.view[1:])) != P:
                 return None
             Wc = full_kernel(o.weight, o.groups)[:, :, 0, 0] @ Wc
+        if last.kind == "conv":                  # a global pool: channel c's output is w_c x its sum
+            if last.view[0] != Wc.shape[0] or int(np.prod(last.view[1:])) != P:
+                return None
+            return Cs, P, global_pool(last)[:, None] * Wc
         A, struct = last.matrix, last.struct
         if len(struct) < 2 or struct[0] != Wc.shape[0] or int(np.prod(struct[1:])) != P:
             return None
@@ -485,11 +513,13 @@ class Chains:
             self._pools[key] = np.ascontiguousarray(A3[:, :, 0]) if np.all(A3 == A3[:, :, :1]) else None
         return self._pools[key]
 
-    def chain_structure(self, ops, src_shape, rowgain, name) -> Group:
+    def chain_structure(self, ops, src_shape, rowgain, name, pool_relay: bool = False) -> Group:
         """The synapse group of one chain, structured: ``conv`` (one conv kernel, the chain's convs/pools
         composed where exact, ``rowgain`` folded per output channel), ``dense`` (only when the chain has an
         Affine/Linear: the product of the chain, computed from the Affine's side, memory n_out x n_in of the
-        result only), ``relay`` (a pooled readout, :meth:`pooled_readout`) or ``sparse`` (an irregular
+        result only), ``relay`` (a pooled readout, :meth:`pooled_readout`: an Affine that pools positions or,
+        with ``pool_relay`` (a source of spikes, not a graded one), a mean over positions after 1x1 convs, e.g.
+        the Spike-driven Transformer's head reading the membrane stream) or ``sparse`` (an irregular
         composition: the product of the ops' sparse matrices, memory = connections).  Never a matrix pushed
         through the chain from an identity."""
         sops, n_out = self.chain_ops(ops, src_shape)
@@ -499,7 +529,8 @@ class Chains:
         if not sops:                              # a bare reshape: the identity
             sops = [ScaleOp(np.ones(n_in))]
         dense_at = [i for i, o in enumerate(sops) if o.kind == "dense"]
-        if dense_at and (n_out * n_in > RELAY_MIN_ELEMENTS or n_in > RELAY_MIN_FAN_IN):
+        pooled = sops[-1].kind == "conv" and global_pool(sops[-1]) is not None and pool_relay
+        if (dense_at or pooled) and (n_out * n_in > RELAY_MIN_ELEMENTS or n_in > RELAY_MIN_FAN_IN):
             relay = self.pooled_readout(sops, src_shape)
             if relay is not None:
                 C, P, E = relay

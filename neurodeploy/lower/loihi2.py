@@ -184,7 +184,8 @@ class Loihi2Lowering:
             if pl.kind == "relay" and key in stream.groups:
                 grp = stream.groups.pop(key)            # computed once by the stream plan
             else:
-                grp = self.chains.chain_structure(ops, src_shape, rowgain, pl.node)
+                grp = self.chains.chain_structure(ops, src_shape, rowgain, pl.node,
+                                                  pool_relay=t.src != self.inp and t.src not in self.graded_src)
             if pool is not None:
                 if grp.kind != "conv" or delays is not None:
                     raise UnsupportedError(f"node '{t.ops[-1]}': the host encoder max-pools one conv of the input "

@@ -66,8 +66,11 @@ ROWS = [
     ("sdt-imagenet-8-384", 72.28, "Spike-driven Transformer README, ImageNet", 3.90, "Spikingformer paper's table"),
     ("qkformer-cifar10-4-384", 96.18, "QKFormer paper (NeurIPS 2024), CIFAR-10", None, None),
     ("qkformer-imagenet-10-384", 78.80, "QKFormer README, ImageNet 224", None, None),
+    ("sdtv2-imagenet-8-384", 77.2, "Meta-SpikeFormer paper (ICLR 2024), 31.3M at T=4 (shared/reference: from "
+     "memory, not checked against the paper)", None, None),
 ]
-CONTAINER = {"qkformer-imagenet-10-384": "model"}  # MAE-style save_model; the others: timm CheckpointSaver
+#: MAE/DeiT-style save_model (QKFormer ImageNet, SDT V2); the others: timm CheckpointSaver
+CONTAINER = {"qkformer-imagenet-10-384": "model", "sdtv2-imagenet-8-384": "model"}
 DIGITS = ("spikingformer-digits", "spikformer-digits", "sdt-digits", "qkformer-digits")
 
 

@@ -51,8 +51,10 @@ def test_sdtv2_digits_in_lava_equals_engine():
 def test_sdt_head_through_pooled_relays_in_lava_equals_engine(monkeypatch):
     """The Spike-driven Transformer's head LIF reads the token mean of its membrane stream: the mean of each
     block's 1x1 output conv is read as that source's spike counts summed over tokens (a ``.sum`` relay, exact
-    integer counts) times a (D x C) weight, not as a conv over the whole map (what full-size models get: the
-    relay threshold set to 0 here so that digits size takes the same path).  Lava equals our engine."""
+    integer counts) times a (D x C) weight, and the mean of a tokenizer 3x3 conv as the counts over the window
+    each tap reads (a ``.sum3x3p11`` relay, C x 9) times the (D x 9C) kernel, not as a conv over the whole map
+    (what full-size models get: the relay threshold set to 0 here so that digits size takes the same path).
+    Lava equals our engine."""
     from neurodeploy.exporters import to_nir
     from neurodeploy.lower import chains
     monkeypatch.setattr(chains, "RELAY_MIN_FAN_IN", 0)
@@ -60,9 +62,11 @@ def test_sdt_head_through_pooled_relays_in_lava_equals_engine(monkeypatch):
     net, _ = lower_graph(to_nir(model))
     into_head = {s.src for s in net.synapses if s.dst == "head_lif"}
     sums = {s for s in into_head if s.endswith(".sum")}
-    # (the attention's and the MLP's 1x1 output convs; the tokenizer's 3x3 convs stay composed convs)
+    # the attention's and the MLP's 1x1 output convs: one count per channel; the tokenizer's 3x3 convs (pad 1):
+    # one count per channel and tap, over the window that tap reads
     assert sums == {"block.0.attn.q_and_mask.sum", "block.0.mlp.fc2_lif.sum"}, into_head
-    assert into_head - sums == {"patch_embed.maxpool2.or", "patch_embed.proj_lif3"}
+    assert into_head - sums == {"patch_embed.maxpool2.or.sum3x3p11", "patch_embed.proj_lif3.sum3x3p11"}
+    assert net.pop("patch_embed.proj_lif3.sum3x3p11").shape == (64 * 9,)
     x = random_input(model, 8, 4, batch=1).numpy()
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
     ours = lava_equals_engine(net, inputs, 4 + net.metadata["latency"])

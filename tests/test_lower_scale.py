@@ -123,6 +123,42 @@ def test_mean_over_positions_after_1x1_convs_reads_a_pooled_relay(monkeypatch):
     assert np.allclose(counts @ grp.weights.T / rowgain, ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("pad", [0, 1])
+def test_mean_over_positions_after_a_3x3_conv_reads_tap_window_counts(monkeypatch, pad):
+    """3x3 conv (stride 1) -> per-channel scale -> 1x1 conv -> mean over the map, out of a spiking source: the
+    relay holds, per channel and tap, the count over the window that tap reads (a ones kernel the size of the
+    conv's output, with its padding), and E (n_out x C x 9) on those counts equals the float chain."""
+    ho = 7 + 2 * pad - 2
+    ops = [("c", _conv(6, 4, 3, pad=pad)), ("s", nir.Scale(scale=np.linspace(0.5, 2.0, 6)[:, None, None]
+                                                           * np.ones((6, ho, ho)))),
+           ("c2", _conv(5, 6, 1, seed=2)), ("p", _pool(ho, ho, 0, "avg"))]
+    low = Chains(_chain_graph(ops, (4, 7, 7)))
+    names = [n for n, _ in ops]
+    x = torch.as_tensor(np.random.default_rng(6).integers(0, 2, (3, 4, 7, 7)).astype(np.float64))
+    ref = x
+    for n in names:
+        ref = low.op_apply(n, ref)
+    ref = ref.reshape(3, -1).numpy()
+    rowgain = np.array([0.5, 1.0, 2.0, 1.5, 0.25])
+    monkeypatch.setattr(chains, "RELAY_MIN_FAN_IN", 0)
+    grp = low.chain_structure(names, (4, 7, 7), rowgain, "lif", pool_relay=True)
+    geo = grp.native
+    assert grp.kind == "relay" and (geo.taps, geo.window, geo.padding, geo.positions) == \
+        ((3, 3), (ho, ho), (pad, pad), ho * ho)
+    assert grp.weights.shape == (5, 4 * 9)
+    # the relay's own group: a ones kernel the size of the conv's output, with its padding, per channel
+    counts = torch.nn.functional.conv2d(x, torch.ones((4, 1, ho, ho), dtype=torch.float64), padding=pad,
+                                        groups=4).reshape(3, -1).numpy()
+    assert counts.max() <= geo.positions
+    assert np.allclose(counts @ grp.weights.T / rowgain, ref, rtol=1e-12, atol=1e-12)
+    net = LoweredNetwork()
+    net.populations.append(Population("src", (4, 7, 7)))
+    name = chains.pooled_relay(net, {}, "src", (4, 7, 7), geo)
+    assert name == f"src.sum3x3p{pad}{pad}" and net.pop(name).shape == (36,)
+    syn = net.synapses[-1]
+    assert syn.kind == "conv" and np.shape(syn.weights) == (4, 1, ho, ho) and syn.padding == (pad, pad)
+
+
 def test_conv_to_sparse_equals_the_conv():
     rng = np.random.default_rng(0)
     for (cin, cout, k, st, pad, dil, g, hw) in [(4, 6, 3, 2, 1, 1, 2, (9, 7)), (3, 3, (1, 5), 1, 2, 2, 3, (4, 11)),

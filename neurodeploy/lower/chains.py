@@ -145,9 +145,15 @@ class ScaleOp:
 
 @dataclass(frozen=True)
 class PooledRelay:
-    """A pooled readout's geometry: the source's ``channels`` summed over its ``positions`` by a relay."""
+    """A pooled readout's geometry: the source's ``channels`` summed over its ``positions`` by a relay; with
+    ``taps`` (kh, kw) != (1, 1), the relay holds one sum per channel and kernel tap of a stride-1 conv that the
+    chain applies before its mean (``window`` the conv's output size, ``padding`` its padding): the sum of the
+    source over the window that tap reads, at most ``positions`` = the conv's output positions."""
     positions: int
     channels: int
+    taps: tuple = (1, 1)
+    window: tuple | None = None
+    padding: tuple = (0, 0)
     kind = "relay"
 
 
@@ -311,18 +317,26 @@ def conv_cols(op: ConvOp, M):
     return np.concatenate(out, 1)
 
 
-def pooled_relay(net: LoweredNetwork, relays: dict, src_pop: str, src_shape) -> str:
+def pooled_relay(net: LoweredNetwork, relays: dict, src_pop: str, src_shape, geo: PooledRelay | None = None) -> str:
     """The relay population carrying the spike counts of ``src_pop`` summed over its positions (one
     per channel; built once per source, ``relays`` remembers them): a ``relay`` population (C,) fed by a
     sum-pool conv group (weights 1, kernel = the whole map, groups C).  Its output is the exact integer
-    count (at most the number of positions) as a graded payload."""
-    name = f"{src_pop}.sum"
+    count (at most the number of positions) as a graded payload.  With ``geo.taps`` (kh, kw) the relay is
+    (C x kh x kw,): the same ones-kernel conv the size of the chain's conv output (``geo.window``) with that
+    conv's padding gives, at output (a, b), the sum of the source over the positions tap (a, b) reads."""
+    C, h, w = tuple(pop_shape(src_shape))
+    taps = tuple(geo.taps) if geo is not None else (1, 1)
+    win = tuple(geo.window) if geo is not None and geo.window else (h, w)
+    pad = tuple(geo.padding) if geo is not None else (0, 0)
+    name = f"{src_pop}.sum" if taps == (1, 1) and win == (h, w) and not any(pad) else \
+        f"{src_pop}.sum{taps[0]}x{taps[1]}p{pad[0]}{pad[1]}"
     if name in relays:
         return name
-    C, h, w = tuple(pop_shape(src_shape))
-    net.populations.append(Population(name, (C,), kind="relay", source=src_pop))
-    net.synapses.append(Synapse(f"{name}.syn", src_pop, name, "conv", np.ones((C, 1, h, w), dtype=np.int64),
-                                groups=C, sign_mode=EXCITATORY, source=f"sum of {src_pop} over positions"))
+    net.populations.append(Population(name, (C * taps[0] * taps[1],), kind="relay", source=src_pop))
+    net.synapses.append(Synapse(f"{name}.syn", src_pop, name, "conv", np.ones((C, 1) + win, dtype=np.int64),
+                                groups=C, sign_mode=EXCITATORY, padding=pad,
+                                source=f"sum of {src_pop} over positions" + (
+                                    f" read by each tap of a {taps[0]}x{taps[1]} conv" if taps != (1, 1) else "")))
     relays[name] = src_pop
     return name
 
@@ -473,14 +487,26 @@ class Chains:
         (Spikingformer's head: mean over tokens, then Linear): the chain is then E (n_out x C) applied to
         the source's spike counts summed over positions (1x1 convs commute with that sum).  Else None."""
         *pre, last = sops
-        if any(o.kind == "dense" for o in pre) or \
-                not (last.kind == "dense" or (last.kind == "conv" and global_pool(last) is not None)):
+        pooled = last.kind == "conv" and global_pool(last) is not None
+        if any(o.kind == "dense" for o in pre) or not (last.kind == "dense" or pooled):
             return None
         src3 = tuple(pop_shape(src_shape))
         if len(src3) != 3:
             return None
         Cs, P = src3[0], src3[1] * src3[2]
-        Wc = np.eye(Cs)
+        geo, Wc = PooledRelay(P, Cs), np.eye(Cs)
+        c0 = pre[0] if pre else None
+        if pooled and c0 is not None and c0.kind == "conv" and (c0.weight.shape[2:] != (1, 1) or any(c0.padding)):
+            # a spatial conv, then 1x1 ops, then a mean: mean_p conv(x)_p = sum_{c,a,b} K[o,c,a,b] R[c,a,b] / P
+            # with R[c,a,b] the sum of x[c] over the window tap (a, b) reads (stride 1: a ones kernel the
+            # size of the conv's output, with its padding, computes every R; pooled_relay)
+            if tuple(c0.stride) != (1, 1) or tuple(c0.dilation) != (1, 1) or tuple(c0.view) != src3:
+                return None
+            co, ho, wo = c0.out_shape()
+            P = ho * wo
+            geo = PooledRelay(P, Cs, tuple(c0.weight.shape[2:]), (ho, wo), tuple(c0.padding))
+            Wc = full_kernel(c0.weight, c0.groups).reshape(co, -1)
+            pre = pre[1:]
         for o in pre:
             if o.kind == "scale":
                 per = o.vector.reshape(Wc.shape[0], -1)
@@ -495,14 +521,14 @@ class Chains:
         if last.kind == "conv":                  # a global pool: channel c's output is w_c x its sum
             if last.view[0] != Wc.shape[0] or int(np.prod(last.view[1:])) != P:
                 return None
-            return Cs, P, global_pool(last)[:, None] * Wc
+            return geo, global_pool(last)[:, None] * Wc
         A, struct = last.matrix, last.struct
         if len(struct) < 2 or struct[0] != Wc.shape[0] or int(np.prod(struct[1:])) != P:
             return None
         E = self._per_channel(A, struct[0], P)
         if E is None:
             return None
-        return Cs, P, E @ Wc
+        return geo, E @ Wc
 
     def _per_channel(self, A, C, P):
         """``A`` (rows, C x P) as (rows, C) when every position of a channel has the same weight (a head
@@ -533,8 +559,8 @@ class Chains:
         if (dense_at or pooled) and (n_out * n_in > RELAY_MIN_ELEMENTS or n_in > RELAY_MIN_FAN_IN):
             relay = self.pooled_readout(sops, src_shape)
             if relay is not None:
-                C, P, E = relay
-                return Group("relay", E * rowgain[:, None], PooledRelay(P, C))
+                geo, E = relay
+                return Group("relay", E * rowgain[:, None], geo)
         if dense_at:
             i = dense_at[0]
             M = sops[i].matrix.copy()

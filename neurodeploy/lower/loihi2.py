@@ -201,7 +201,8 @@ class Loihi2Lowering:
                     grp.weights = None
                 else:
                     # graded counts from a relay population into a dense group (see Chains.pooled_readout)
-                    grp.term = Term(pooled_relay(net, self.relays, self.popname.get(t.src, t.src), src_shape), t.ops)
+                    grp.term = Term(pooled_relay(net, self.relays, self.popname.get(t.src, t.src), src_shape,
+                                                 grp.native), t.ops)
                 grp.kind = "dense"
             if grp.weights is None:
                 raise UnsupportedError(f"node '{pl.node}': the input chain {ops} is too large for a dense group")

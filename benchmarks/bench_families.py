@@ -37,6 +37,7 @@ also simulated in fixed point on all 360 digits test images (``neurodeploy simul
     python benchmarks/bench_families.py [--only ARCH,...] [--max-chips 8] [--digits DIR] [--markdown] > families.json
     python benchmarks/bench_families.py --energy-of OUT/model.nir    # one energy figure set (the child process)
     python benchmarks/bench_families.py --table families.json [more.json ...]     # the README table again
+                                                      # (a later file's row of a variant replaces an earlier one)
 
 Prints one JSON object on stdout (``--markdown``: also the README table on stderr).
 """
@@ -260,7 +261,11 @@ def main(argv=None) -> int:
         return 0
     if a.table:
         outs = [json.loads(Path(f).read_text()) for f in a.table]
-        print(markdown({"rows": [r for o in outs for r in o.get("rows", [])],
+        # a later file's row of a variant replaces an earlier one's (a re-run of some rows); ROWS order
+        by_arch = {r["arch"]: r for o in outs for r in o.get("rows", [])}
+        order = [r[0] for r in ROWS]
+        rows = sorted(by_arch.values(), key=lambda r: order.index(r["arch"]) if r["arch"] in order else len(order))
+        print(markdown({"rows": rows,
                         "uniform_rate": next((o["uniform_rate"] for o in outs if o.get("uniform_rate")), None),
                         "digits": [r for o in outs for r in o.get("digits", [])]}))
         return 0

@@ -159,6 +159,26 @@ def test_mean_over_positions_after_a_3x3_conv_reads_tap_window_counts(monkeypatc
     assert syn.kind == "conv" and np.shape(syn.weights) == (4, 1, ho, ho) and syn.padding == (pad, pad)
 
 
+@pytest.mark.slow
+def test_full_size_sdt_head_keeps_every_term():
+    """sdt-cifar10-2-256 at full size (random weights): the head LIF reads the token mean of its membrane stream.
+    Read as composed convs, the block terms quantized to zeros (relative error 1.0: 'fc2_conv/head.token_mean'
+    dropped), and the mean of the max-pooled x_feat did at every size (its weights S_head / (S_pool 64) are
+    below the smallest 8-bit weight).  Now every group of the lowering keeps its weights within 5 %: the 1x1
+    terms through per-channel counts, the 3x3 tokenizer term through tap-window counts, x_feat through a
+    per-channel sum relay read at 1/64."""
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.models.registry import build_model
+    torch.manual_seed(0)
+    net, rep = lower_graph(to_nir(build_model("sdt-cifar10-2-256").eval()))
+    errors = {g["synapse"]: g["rel_error"] for L in rep["layers"] for g in L["groups"]}
+    assert max(errors.values()) < 0.05, max(errors.items(), key=lambda kv: kv[1])
+    head = {k.split("<-")[1] for k in errors if k.startswith("head_lif<-")}
+    assert head == {"patch_embed.proj_lif3.sum3x3p11", "patch_embed.maxpool3.sum"} | {
+        f"block.{b}.{m}.sum" for b in range(2) for m in ("attn.q_and_mask", "mlp.fc2_lif")}
+    assert net.pop("patch_embed.proj_lif3.sum3x3p11").shape == (256 * 9,)
+
+
 def test_conv_to_sparse_equals_the_conv():
     rng = np.random.default_rng(0)
     for (cin, cout, k, st, pad, dil, g, hw) in [(4, 6, 3, 2, 1, 1, 2, (9, 7)), (3, 3, (1, 5), 1, 2, 2, 3, (4, 11)),

@@ -120,6 +120,13 @@ def test_max_pool_lowering_in_lava_equals_engine(key):
     net, _ = lower_graph(to_nir(model))
     relus = [p.name for p in net.populations if p.kind == "graded_relu"]
     assert len(relus) == 4 * len(POOLED[key][2])
+    if key == "sdt":
+        # the head's token mean of the pooled x_feat: a per-channel sum relay (graded ones, one floor shift),
+        # read at 1/P per unit of the sum
+        into = {s.src: s for s in net.synapses if s.dst == "head_lif"}
+        assert "patch_embed.maxpool3.sum" in into and "patch_embed.maxpool3" not in into
+        syn = next(s for s in net.synapses if s.dst == "patch_embed.maxpool3.sum")
+        assert syn.kind == "sparse" and syn.graded and syn.weight_exp < 0
     x = random_input(model, 8, 4, batch=1).numpy()
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
     steps = 4 + net.metadata["latency"]

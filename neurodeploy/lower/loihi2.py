@@ -195,7 +195,7 @@ class Loihi2Lowering:
             if delays is not None:
                 grp = with_delays(grp, delays, pl.node)
             if t.src in self.graded_src:
-                grp = graded_group(grp, *self.graded_src[t.src], pl.node)
+                grp = self.graded_mean(net, t, grp, src_shape, pl) or graded_group(grp, *self.graded_src[t.src], pl.node)
             if grp.kind == "relay":
                 if t.src == self.inp:
                     grp.weights = None
@@ -208,6 +208,46 @@ class Loihi2Lowering:
                 raise UnsupportedError(f"node '{pl.node}': the input chain {ops} is too large for a dense group")
             out.append(grp)
         return out
+
+    def graded_mean(self, net, t, grp: Group, src_shape, pl: PopulationPlan):
+        """A mean over every position of a graded source (the SDT head's token mean of its max-pooled tokenizer
+        output ``x_feat``), or None for any other chain.  Read directly, each weight is S_reader / (S_src P)
+        (P positions): below the 8-bit mantissa at the smallest weight exponent (2^-7) for the full-size models,
+        so the whole term would quantize to zeros.  Instead a relay ``<src>.sum`` (C,) sums each channel's
+        payloads through a graded Sparse group of ones at weight exponent -k (the one floor of the sum, k the
+        smallest shift that keeps the sum's payload within 2^17, as the max-pool relays are), and the reader
+        reads it at the per-channel weight w_c (the pool's 1/P times the reader's gain) on a payload of scale
+        S_src / 2^k: its mantissas are 2^k / P times the direct ones, as large as any term out of the max-pool."""
+        from .chains import global_pool
+        import scipy.sparse as sp
+        from .fixed_point import EXCITATORY
+        from .network import Synapse
+        c = grp.native
+        shape = tuple(pop_shape(src_shape))
+        if grp.kind != "conv" or grp.delays is not None or grp.host_pool is not None or len(shape) != 3 or \
+                tuple(c.view) != shape or global_pool(c) is None or shape[1] * shape[2] < 2:
+            return None
+        C, P = shape[0], shape[1] * shape[2]
+        per = np.asarray(grp.weights, dtype=np.float64).reshape(C, -1)
+        if not np.all(per == per[:, :1]):
+            return None
+        S, xmax = self.graded_src[t.src]
+        src = self.popname.get(t.src, t.src)
+        bounds = net.metadata.setdefault("graded_bounds", {})
+        top = float(bounds.get(src, S * xmax)) * P
+        k = max(0, int(np.ceil(np.log2(top / float(1 << 17))))) if top > 0 else 0
+        name = f"{src}.sum"
+        if name not in self.relays:
+            self.relays[name] = name
+            net.populations.append(Population(name, (C,), kind="relay", source=src))
+            ones = sp.csr_matrix((np.ones(C * P, dtype=np.int64), np.arange(C * P), np.arange(0, C * P + 1, P)),
+                                 shape=(C, C * P))
+            net.synapses.append(Synapse(f"{name}.syn", src, name, "sparse", ones, weight_exp=-k, graded=True,
+                                        sign_mode=EXCITATORY, source=f"sum of {src} over positions, >> {k}"))
+            bounds[name] = top * 2.0 ** -k + 1
+        w = per[:, 0]                              # the pool's 1/P times the reader's gain: per unit of the sum
+        out = Group("sparse", sp.csr_matrix(sp.diags(w)), None, Term(name, t.ops))
+        return graded_group(out, S * 2.0 ** -k, xmax * P, pl.node)
 
     def host_pool_chain(self, ops, pl: PopulationPlan) -> tuple:
         """A host-encoded input chain ending in max-pool ``ops[-1]``: ``(the chain before the pool, the

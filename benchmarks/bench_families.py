@@ -300,7 +300,7 @@ def main(argv=None) -> int:
 def _budget_cell(r: dict) -> str:
     b = r.get("budget")
     if not b:
-        return "-"
+        return "not run"
     if b["exit_code"] == 0:
         return f"{b['cores']:,} / {b['chips']} / {b['system']} ({b['configuration']}, {b['latency_steps']} steps)"
     m = re.search(r"no configuration fits (\d+) chips: the smallest fit found is '([^']+)' with (\d+) chips "

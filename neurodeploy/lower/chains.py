@@ -235,9 +235,10 @@ def compose_convs(c1: ConvOp, c2: ConvOp) -> ConvOp | None:
     # (the same sums: the omitted terms are exact zeros); a global mean after a 3x3 conv has 9 x H x W taps
     dw1 = g1 == W1.shape[0] and W1.shape[1] == 1
     dw2 = g2 == W2.shape[0] and W2.shape[1] == 1
-    F1 = W1 if dw1 and not dw2 else full_kernel(W1, g1)
+    dw1 = dw1 and not dw2                       # (both depthwise: the first one as its full diagonal kernel)
+    F1 = W1 if dw1 else full_kernel(W1, g1)
     F2 = W2 if dw2 else full_kernel(W2, g2)
-    W = np.zeros((F2.shape[0], F1.shape[1] if not (dw1 and not dw2) else W1.shape[0]) + K)
+    W = np.zeros((F2.shape[0], W1.shape[0] if dw1 else F1.shape[1]) + K)
     for a in range(k2[0]):
         for b in range(k2[1]):
             for y in range(k1[0]):

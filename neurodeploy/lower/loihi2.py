@@ -15,6 +15,7 @@ annotation (:mod:`neurodeploy.analysis.annotate`), which reads the one table of 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..analysis.annotate import LOWERING, AnnotatedGraph, annotate
 from ..errors import BadInputError, UnsupportedError
@@ -23,9 +24,11 @@ from ..graph.maxpool import maxpool_spec
 from ..graph.core import graph_dt, meta
 from ..graph.primitives import KINDS, primitive_of
 from .balance import check_loops
-from .chains import Chains, Group, PopulationPlan, Term, Value, graded_group, node_shape, pooled_relay, pop_shape
+from .chains import (Chains, Group, PopulationPlan, Term, Value, global_pool, graded_group, node_shape, pooled_relay,
+                     pop_shape)
+from .fixed_point import EXCITATORY
 from .maxpool import maxpool_parts
-from .network import VTH_MAX, Attention, LoweredNetwork, Population
+from .network import VTH_MAX, Attention, LoweredNetwork, Population, Synapse
 from .neurons import DU_NONE, neuron_population
 from .passes import LOIHI2_FLOW, run_passes
 from .quantize import (attention_scale, bias_registers, encoder_record, host_encoder, make_synapses,
@@ -218,10 +221,6 @@ class Loihi2Lowering:
         smallest shift that keeps the sum's payload within 2^17, as the max-pool relays are), and the reader
         reads it at the per-channel weight w_c (the pool's 1/P times the reader's gain) on a payload of scale
         S_src / 2^k: its mantissas are 2^k / P times the direct ones, as large as any term out of the max-pool."""
-        from .chains import global_pool
-        import scipy.sparse as sp
-        from .fixed_point import EXCITATORY
-        from .network import Synapse
         c = grp.native
         shape = tuple(pop_shape(src_shape))
         if grp.kind != "conv" or grp.delays is not None or grp.host_pool is not None or len(shape) != 3 or \
@@ -238,7 +237,7 @@ class Loihi2Lowering:
         k = max(0, int(np.ceil(np.log2(top / float(1 << 17))))) if top > 0 else 0
         name = f"{src}.sum"
         if name not in self.relays:
-            self.relays[name] = name
+            self.relays[name] = src
             net.populations.append(Population(name, (C,), kind="relay", source=src))
             ones = sp.csr_matrix((np.ones(C * P, dtype=np.int64), np.arange(C * P), np.arange(0, C * P + 1, P)),
                                  shape=(C, C * P))

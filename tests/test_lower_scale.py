@@ -98,6 +98,17 @@ def test_structured_chain_equals_the_float_chain(ops, in_shape, kind):
     assert np.allclose(y, ref, rtol=1e-10, atol=1e-10)
 
 
+def _spiking_chain(ops, in_shape, seed):
+    """(the chains of input -> ops -> LIF, the op names, 3 random spike maps, the float chain on them)."""
+    low = Chains(_chain_graph(ops, in_shape))
+    names = [n for n, _ in ops]
+    x = torch.as_tensor(np.random.default_rng(seed).integers(0, 2, (3,) + in_shape).astype(np.float64))
+    ref = x
+    for n in names:
+        ref = low.op_apply(n, ref)
+    return low, names, x, ref.reshape(3, -1).numpy()
+
+
 def test_mean_over_positions_after_1x1_convs_reads_a_pooled_relay(monkeypatch):
     """1x1 conv -> per-channel scale -> mean over the whole map (the Spike-driven Transformer's head reading a
     block's output conv through the token mean): with ``pool_relay`` (a spiking source) the group is E (n_out x
@@ -105,13 +116,7 @@ def test_mean_over_positions_after_1x1_convs_reads_a_pooled_relay(monkeypatch):
     below the relay's size threshold) it stays one composed conv."""
     ops = [("c", _conv(6, 4, 1)), ("s", nir.Scale(scale=np.linspace(0.5, 2.0, 6)[:, None, None] * np.ones((6, 5, 5)))),
            ("p", _pool(5, 5, 0, "avg"))]
-    low = Chains(_chain_graph(ops, (4, 5, 5)))
-    names = [n for n, _ in ops]
-    x = torch.as_tensor(np.random.default_rng(5).integers(0, 2, (3, 4, 5, 5)).astype(np.float64))
-    ref = x
-    for n in names:
-        ref = low.op_apply(n, ref)
-    ref = ref.reshape(3, -1).numpy()
+    low, names, x, ref = _spiking_chain(ops, (4, 5, 5), seed=5)
     rowgain = np.array([0.5, 1.0, 2.0, 1.5, 0.25, 3.0])
     assert low.chain_structure(names, (4, 5, 5), rowgain, "lif", pool_relay=True).kind == "conv"  # small: a conv
     monkeypatch.setattr(chains, "RELAY_MIN_FAN_IN", 0)
@@ -132,13 +137,7 @@ def test_mean_over_positions_after_a_3x3_conv_reads_tap_window_counts(monkeypatc
     ops = [("c", _conv(6, 4, 3, pad=pad)), ("s", nir.Scale(scale=np.linspace(0.5, 2.0, 6)[:, None, None]
                                                            * np.ones((6, ho, ho)))),
            ("c2", _conv(5, 6, 1, seed=2)), ("p", _pool(ho, ho, 0, "avg"))]
-    low = Chains(_chain_graph(ops, (4, 7, 7)))
-    names = [n for n, _ in ops]
-    x = torch.as_tensor(np.random.default_rng(6).integers(0, 2, (3, 4, 7, 7)).astype(np.float64))
-    ref = x
-    for n in names:
-        ref = low.op_apply(n, ref)
-    ref = ref.reshape(3, -1).numpy()
+    low, names, x, ref = _spiking_chain(ops, (4, 7, 7), seed=6)
     rowgain = np.array([0.5, 1.0, 2.0, 1.5, 0.25])
     monkeypatch.setattr(chains, "RELAY_MIN_FAN_IN", 0)
     grp = low.chain_structure(names, (4, 7, 7), rowgain, "lif", pool_relay=True)

@@ -414,3 +414,29 @@ def test_head_through_a_conv_equals_the_conv_matrix_product(ci, co, h, w, k, st,
     general = rng.integers(-3, 4, pooled.shape).astype(np.float64)
     for M in (pooled, general):
         assert np.array_equal(conv_t(op, M), (C.T @ M.T).T)      # small integers: exact in float64
+
+
+def test_a_group_quantized_to_zeros_is_a_report_warning():
+    """A term whose weights all round to 0 at its population's scale (next to a term 10^6 times larger) is
+    dropped from the chip's network: the lowering names it (``zero_weight_groups``) and the chip fit warns,
+    so a dropped input is never silent (the SDT head's x_feat term was, until 2026-12-04)."""
+    from neurodeploy.mapping import fit, from_lowered
+    from neurodeploy.profiles import load_profile
+    rng = np.random.default_rng(0)
+    nodes = {"input": nir.Input(input_type=np.array([4])),
+             "a0": nir.Affine(weight=rng.normal(size=(6, 4)), bias=np.zeros(6)),
+             "lif0": nir.IF(r=np.ones(6), v_threshold=np.ones(6)),
+             "big": nir.Affine(weight=rng.normal(size=(3, 6)), bias=np.zeros(3)),
+             "tiny": nir.Affine(weight=1e-6 * rng.normal(size=(3, 6)), bias=np.zeros(3)),
+             "lif1": nir.IF(r=np.ones(3), v_threshold=np.ones(3)),
+             "output": nir.Output(output_type=np.array([3]))}
+    edges = [("input", "a0"), ("a0", "lif0"), ("lif0", "big"), ("lif0", "tiny"), ("big", "lif1"), ("tiny", "lif1"),
+             ("lif1", "output")]
+    net, rep = lower_graph(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False))
+    groups = [g for L in rep["layers"] if L["population"] == "lif1" for g in L["groups"]]
+    assert sorted(g["source"] for g in groups) == ["big", "tiny"]
+    assert [g["source"] for g in groups if g["rel_error"] >= 1.0] == ["tiny"]
+    zero = ["lif1<-lif0 (tiny)"]
+    assert net.metadata["zero_weight_groups"] == zero
+    warnings = fit(from_lowered(net), load_profile("loihi2")).warnings
+    assert any("all-zero weights" in w and zero[0] in w for w in warnings), warnings

@@ -490,6 +490,12 @@ def lower_graph(graph, T: int | None = None, scale: int | None = None, rounding:
                          split_signs=bool(split_signs), residual_stream=residual_stream, stream_scale=stream_scale)
     net = low.lower()
     net.metadata["passes"] = ["lower_nir"]
+    # groups whose every mantissa rounds to 0 while the model's weights are not 0: the term is dropped; the
+    # chip fit turns them into report warnings (mapping.network.from_lowered)
+    zero = [f"{g['synapse']} ({g['source']})" for L in low.report["layers"] for g in L["groups"]
+            if g.get("rel_error", 0.0) >= 1.0]
+    if zero:
+        net.metadata["zero_weight_groups"] = zero
     flow = [p for p in LOIHI2_FLOW if (p != "graded_attention" or (attention == "graded" and net.attention))
             and (p != "split_channels" or channel_splits)]
     for step in flow:       # one pass at a time, so that a pass that returns a copy frees its input here

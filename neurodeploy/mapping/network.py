@@ -108,6 +108,7 @@ class MapNetwork:
     operations: dict = field(default_factory=dict)     # operation -> [layers using it]
     time_steps: int = 1
     notes: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)    # what the lowering lost (e.g. groups quantized to zeros)
     unmapped: list = field(default_factory=list)       # layers not costed here (attention in from_graph)
 
     def pop(self, name: str) -> MapPopulation:
@@ -252,6 +253,11 @@ def from_lowered(lowered, name: str = "lowered") -> MapNetwork:
     for p in net.populations:
         if p.kind == "readout":
             net.use("readout", p.layer)
+    zero = list(getattr(lowered, "metadata", {}).get("zero_weight_groups", []))
+    if zero:
+        more = f" and {len(zero) - 3} more" if len(zero) > 3 else ""
+        net.warnings.append(f"{len(zero)} synapse group(s) quantized to all-zero weights, so their input is dropped: "
+                            f"{', '.join(zero[:3])}{more} (loihi2/summary.json 'quantization', rel_error 1.0)")
     return net
 
 

@@ -92,7 +92,7 @@ def fit(net: MapNetwork, profile, rates: dict | None = None, pack: bool | None =
     """Chip fit of ``net`` on ``profile``; ``rates``: firing rate per node (0..1) for inter-chip traffic;
     ``pack``: pack small populations onto shared cores (default: the profile's ``mapping.pack_populations``)."""
     res = FitResult(target=profile.name, title=profile.title, fits=False, violations=feature_violations(net, profile),
-                    warnings=precision_warnings(net, profile), notes=list(net.notes))
+                    warnings=precision_warnings(net, profile) + list(net.warnings), notes=list(net.notes))
     depth = net.depth()
     res.pipeline_depth = depth
     res.latency_steps = net.time_steps + depth

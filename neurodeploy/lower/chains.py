@@ -318,13 +318,16 @@ def conv_cols(op: ConvOp, M):
     return np.concatenate(out, 1)
 
 
-def pooled_relay(net: LoweredNetwork, relays: dict, src_pop: str, src_shape, geo: PooledRelay | None = None) -> str:
+def pooled_relay(net: LoweredNetwork, relays: dict, src_pop: str, src_shape, geo: PooledRelay | None = None,
+                 shift: int | None = None) -> str:
     """The relay population carrying the spike counts of ``src_pop`` summed over its positions (one
     per channel; built once per source, ``relays`` remembers them): a ``relay`` population (C,) fed by a
     sum-pool conv group (weights 1, kernel = the whole map, groups C).  Its output is the exact integer
     count (at most the number of positions) as a graded payload.  With ``geo.taps`` (kh, kw) the relay is
     (C x kh x kw,): the same ones-kernel conv the size of the chain's conv output (``geo.window``) with that
-    conv's padding gives, at output (a, b), the sum of the source over the positions tap (a, b) reads."""
+    conv's padding gives, at output (a, b), the sum of the source over the positions tap (a, b) reads.  With
+    ``shift`` k the source is graded (a max-pool's payloads): the sums come through a graded Sparse group of
+    ones at weight exponent -k (Lava's Conv ignores weight_exp), one floor of each channel's sum."""
     C, h, w = tuple(pop_shape(src_shape))
     taps = tuple(geo.taps) if geo is not None else (1, 1)
     win = tuple(geo.window) if geo is not None and geo.window else (h, w)
@@ -334,6 +337,14 @@ def pooled_relay(net: LoweredNetwork, relays: dict, src_pop: str, src_shape, geo
     if name in relays:
         return name
     net.populations.append(Population(name, (C * taps[0] * taps[1],), kind="relay", source=src_pop))
+    if shift is not None:
+        P = h * w
+        ones = sp.csr_matrix((np.ones(C * P, dtype=np.int64), np.arange(C * P), np.arange(0, C * P + 1, P)),
+                             shape=(C, C * P))
+        net.synapses.append(Synapse(f"{name}.syn", src_pop, name, "sparse", ones, weight_exp=-shift, graded=True,
+                                    sign_mode=EXCITATORY, source=f"sum of {src_pop} over positions, >> {shift}"))
+        relays[name] = src_pop
+        return name
     net.synapses.append(Synapse(f"{name}.syn", src_pop, name, "conv", np.ones((C, 1) + win, dtype=np.int64),
                                 groups=C, sign_mode=EXCITATORY, padding=pad,
                                 source=f"sum of {src_pop} over positions" + (

@@ -26,9 +26,8 @@ from ..graph.primitives import KINDS, primitive_of
 from .balance import check_loops
 from .chains import (Chains, Group, PopulationPlan, Term, Value, global_pool, graded_group, node_shape, pooled_relay,
                      pop_shape)
-from .fixed_point import EXCITATORY
 from .maxpool import maxpool_parts
-from .network import VTH_MAX, Attention, LoweredNetwork, Population, Synapse
+from .network import VTH_MAX, Attention, LoweredNetwork, Population
 from .neurons import DU_NONE, neuron_population
 from .passes import LOIHI2_FLOW, run_passes
 from .quantize import (attention_scale, bias_registers, encoder_record, host_encoder, make_synapses,
@@ -227,24 +226,15 @@ class Loihi2Lowering:
                 tuple(c.view) != shape or global_pool(c) is None or shape[1] * shape[2] < 2:
             return None
         C, P = shape[0], shape[1] * shape[2]
-        per = np.asarray(grp.weights, dtype=np.float64).reshape(C, -1)
-        if not np.all(per == per[:, :1]):
-            return None
         S, xmax = self.graded_src[t.src]
         src = self.popname.get(t.src, t.src)
         bounds = net.metadata.setdefault("graded_bounds", {})
         top = float(bounds.get(src, S * xmax)) * P
         k = max(0, int(np.ceil(np.log2(top / float(1 << 17))))) if top > 0 else 0
-        name = f"{src}.sum"
-        if name not in self.relays:
-            self.relays[name] = src
-            net.populations.append(Population(name, (C,), kind="relay", source=src))
-            ones = sp.csr_matrix((np.ones(C * P, dtype=np.int64), np.arange(C * P), np.arange(0, C * P + 1, P)),
-                                 shape=(C, C * P))
-            net.synapses.append(Synapse(f"{name}.syn", src, name, "sparse", ones, weight_exp=-k, graded=True,
-                                        sign_mode=EXCITATORY, source=f"sum of {src} over positions, >> {k}"))
-            bounds[name] = top * 2.0 ** -k + 1
-        w = per[:, 0]                              # the pool's 1/P times the reader's gain: per unit of the sum
+        name = pooled_relay(net, self.relays, src, src_shape, shift=k)
+        bounds[name] = top * 2.0 ** -k + 1
+        # the pool's 1/P times the reader's gain, per unit of the sum (a conv group's gains are per channel)
+        w = np.asarray(grp.weights, dtype=np.float64).reshape(C, -1)[:, 0]
         out = Group("sparse", sp.csr_matrix(sp.diags(w)), None, Term(name, t.ops))
         return graded_group(out, S * 2.0 ** -k, xmax * P, pl.node)
 

@@ -335,3 +335,31 @@ def test_grouped_conv_reads_the_input_channels_of_its_own_groups():
     net.add_pop(MapPopulation("y", (32, 8, 8)))
     syn = net.add_syn(MapSynapses("xy", "x", "y", "conv", kernel=(3, 3), padding=(1, 1), groups=16))
     assert receptive_box(syn, (16, 8, 8), (2, 6, 1, 3, 0, 4)) == (1, 3, 0, 4, 0, 5)
+
+
+def test_sparse_group_load_counts_each_axon_of_a_box_like_the_dense_weights():
+    # A lowered sparse group (scipy CSR, COO from other callers; stored zeros included) into boxes of a
+    # (3, 4, 5) population: the axons it brings, its synapses and the synapses per axon (in axon order) equal
+    # the dense matrix's nonzero count per column over the box's rows, box by box.
+    import numpy as np
+    import scipy.sparse as sp
+
+    from neurodeploy.mapping.boxes import _flat_rows, group_load
+
+    rng = np.random.default_rng(3)
+    dense = rng.integers(-2, 3, size=(60, 400)) * (rng.random((60, 400)) < 0.05)
+    stored = sp.coo_matrix(np.where(rng.random((60, 400)) < 0.02, 0, 1) * dense)
+    stored = sp.coo_matrix((np.r_[stored.data, 0, 0], (np.r_[stored.row, 4, 7], np.r_[stored.col, 11, 399])),
+                           shape=stored.shape)           # two explicit zeros: not connections
+    want_w = stored.toarray()
+    for weights in (stored.tocsr(), stored):
+        net = MapNetwork("sparse-load")
+        net.add_pop(MapPopulation("src", (400, 1, 1)))
+        net.add_pop(MapPopulation("dst", (3, 4, 5)))
+        net.add_syn(MapSynapses("s", "src", "dst", "dense", weights=weights))
+        syn, dst = net.synapses[0], net.pop("dst")
+        for box in [(0, 3, 0, 4, 0, 5), (1, 2, 0, 4, 0, 5), (0, 3, 1, 3, 2, 4), (2, 3, 3, 4, 4, 5)]:
+            cols = np.count_nonzero(want_w[_flat_rows(dst.shape, box)], axis=0)
+            axons, synapses, per_axon = group_load(net, syn, dst, box)
+            assert axons == np.count_nonzero(cols) and synapses == cols.sum() > 0
+            assert per_axon.tolist() == cols[cols > 0].tolist()

@@ -209,7 +209,7 @@ def from_lowered(lowered, name: str = "lowered") -> MapNetwork:
         graded = bool(getattr(s, "graded", False))
         if s.kind in ("dense", "sparse"):
             # sparse weights stay a scipy CSR matrix: the mapper counts its connections per axon
-            w = s.weights if sp.issparse(s.weights) else np.asarray(s.weights)
+            w = s.weights.tocsr() if sp.issparse(s.weights) else np.asarray(s.weights)
             net.add_syn(MapSynapses(s.name, s.src, s.dst, "dense", layer, bits, weights=w, max_delay=delay,
                                     graded=graded))
             net.use("dense", layer)

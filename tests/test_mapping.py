@@ -344,7 +344,7 @@ def test_sparse_group_load_counts_each_axon_of_a_box_like_the_dense_weights():
     import numpy as np
     import scipy.sparse as sp
 
-    from neurodeploy.mapping.boxes import _flat_rows, group_load
+    from neurodeploy.mapping.boxes import group_load
 
     rng = np.random.default_rng(3)
     dense = rng.integers(-2, 3, size=(60, 400)) * (rng.random((60, 400)) < 0.05)
@@ -359,7 +359,9 @@ def test_sparse_group_load_counts_each_axon_of_a_box_like_the_dense_weights():
         net.add_syn(MapSynapses("s", "src", "dst", "dense", weights=weights))
         syn, dst = net.synapses[0], net.pop("dst")
         for box in [(0, 3, 0, 4, 0, 5), (1, 2, 0, 4, 0, 5), (0, 3, 1, 3, 2, 4), (2, 3, 3, 4, 4, 5)]:
-            cols = np.count_nonzero(want_w[_flat_rows(dst.shape, box)], axis=0)
+            c0, c1, h0, h1, w0, w1 = box
+            rows = np.ravel_multi_index(np.mgrid[c0:c1, h0:h1, w0:w1].reshape(3, -1), dst.shape)
+            cols = np.count_nonzero(want_w[rows], axis=0)
             axons, synapses, per_axon = group_load(net, syn, dst, box)
             assert axons == np.count_nonzero(cols) and synapses == cols.sum() > 0
             assert per_axon.tolist() == cols[cols > 0].tolist()

@@ -116,3 +116,40 @@ def test_train_imagenet_layout_from_a_local_folder(tmp_path):
     assert metrics["dataset"] == "imagenet" and 0.0 <= metrics["test_accuracy"] <= 1.0
     model = load_model(out)
     assert model.arch == "spikingformer-imagenet-8-384" and model.head.out_features == 1000
+
+
+def test_batches_made_ahead_keep_their_order_errors_and_early_stop():
+    """On a GPU the digits task's batches are rendered one ahead by a worker thread (training._ahead): the
+    same items in the same order, the source's error raised in the caller, and a loop left early stops the
+    source after at most the one item in flight."""
+    import threading
+
+    from neurodeploy.training import _ahead
+
+    made = []
+
+    def source(n, fail_at=None):
+        for i in range(n):
+            if i == fail_at:
+                raise ValueError(f"bad batch {i}")
+            made.append((i, threading.current_thread().name))
+            yield torch.full((2,), i), torch.tensor([i])
+
+    got = [(int(x[0]), int(y[0])) for x, y in _ahead(source(7))]
+    assert got == [(i, i) for i in range(7)]
+    assert all(name.startswith("neurodeploy-batches") for _, name in made)
+
+    with pytest.raises(ValueError, match="bad batch 3"):
+        list(_ahead(source(7, fail_at=3)))
+
+    made.clear()
+    gen = _ahead(source(100))
+    for k, _ in enumerate(gen):
+        if k == 4:
+            break
+    gen.close()
+    after_close = [i for i, _ in made]
+    assert after_close in ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5])     # the next one, if it had started
+    import time
+    time.sleep(0.2)
+    assert [i for i, _ in made] == after_close                      # and nothing after it

@@ -22,7 +22,7 @@ from .front_door import num_classes
 from .graph import simulate as float_simulate
 from .lower.chain import chain_inputs, chain_network, split_windows
 from .sim import Engine
-from .sim.batch import DEFAULT_MAX_MEMORY, chunk_size
+from .sim.batch import DEFAULT_MAX_MEMORY, chunk_size, memory_estimate
 from .lower.loihi2 import lower_graph
 
 
@@ -99,6 +99,31 @@ def _max_delay(d) -> int:
     return int(d.max()) if hasattr(d, "tocsr") else int(np.max(d))
 
 
+def float_record_bytes(graph, steps: int) -> int:
+    """Bytes per sample of the float simulator's records (every node's output, float32, ``steps`` steps),
+    from the graph's output shapes: 146.5 MiB for gesture-2-256 at 8 steps, against 154 estimated."""
+    import math
+    total = 0
+    for node in graph.nodes.values():
+        shape = node_shape(node, "output")
+        if shape is not None:
+            total += math.prod(int(d) for d in shape)
+    return int(total) * int(steps) * 4
+
+
+def layer_agreement_batch(graph, net, steps: int, batch: int, max_memory: int | None = None,
+                          device: str = "cpu") -> tuple[int, Engine]:
+    """The samples the per-layer agreement runs on (at most ``batch``) and the layer-synchronous engine it
+    uses: both of its runs (the float records of every node and our engine's records of every LIF) fit
+    ``max_memory`` (default :data:`DEFAULT_MAX_MEMORY`) together."""
+    sync = Engine(net, device=device, pipelined=False)
+    lifs = [p.name for p in net.populations if p.kind == "lif"]
+    fixed, per = memory_estimate(sync, steps, lifs)
+    budget = int(max_memory) if max_memory else DEFAULT_MAX_MEMORY
+    per += float_record_bytes(graph, steps)
+    return max(1, min(int(batch), int((budget - fixed) // max(per, 1)))), sync
+
+
 def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: str = "fast", batch: int = 64,
                      device: str = "cpu", progress: bool = True, layers: bool = True,
                      max_memory: int | None = None, reference=None, pipeline: bool = True,
@@ -106,7 +131,8 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     """Fidelity of the lowered network ``net`` (made from ``graph``) on samples ``x`` [B, ...] (labels ``y``
     optional): predictions of the fixed-point run (``backend`` fast: our engine, batched; lava: Lava
     ``fixed_pt``, all samples chained in one run) against the float model's; ``layers``: per-layer spike
-    agreement float vs integer on the first batch (layer-synchronous engine); ``max_memory``: the fast
+    agreement float vs integer on the first samples (layer-synchronous engine; as many of the batch as
+    fit ``max_memory`` with every layer recorded, :func:`layer_agreement_batch`); ``max_memory``: the fast
     engine's batch is cut to what fits this many bytes (:func:`neurodeploy.sim.batch.chunk_size`), default
     :data:`neurodeploy.sim.batch.DEFAULT_MAX_MEMORY`; ``reference``: the float model's predictions [N] when
     the caller ran it already (the deployment's one float run), else they are computed here; ``pipeline``
@@ -232,13 +258,16 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     layer_agree = {}
     t_layers = time.perf_counter()
     if layers:
-        # the first batch, over at most LAYER_AGREEMENT_STEPS steps (memory does not grow with T)
+        # the first samples, over at most LAYER_AGREEMENT_STEPS steps (memory does not grow with T)
+        engine = None                               # the fixed-point run's engine: its memory is free now
         Tr = min(T, LAYER_AGREEMENT_STEPS)
-        first_x = float_batch(x, 0, batch)
+        # as many samples as both record-keeping runs fit in the memory budget (at most the batch)
+        lbatch, sync_engine = layer_agreement_batch(graph, net, Tr, batch, max_memory, device)
+        first_x = float_batch(x, 0, lbatch)
         timed = first_x.ndim != len(net.inputs[0].shape) + 1       # [B, T, ...]: cut to Tr steps
         fx = first_x[:, :Tr] if timed else first_x
-        _, first_rec = float_predictions(graph, fx, Tr, batch=batch, record_first=True)
-        sync = Engine(net, device=device, pipelined=False).run(
+        _, first_rec = float_predictions(graph, fx, Tr, batch=lbatch, record_first=True)
+        sync = sync_engine.run(
             {k: (v[:Tr] if net.pop(k).input_kind != "bias" else v) for k, v in _encode(net, fx, Tr, L, device, in_dims).items()},
             Tr, record=[p.name for p in net.populations if p.kind == "lif"])
         sync = {name: r["s"].cpu().numpy() for name, r in sync.items()}
@@ -260,6 +289,7 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
               "sample_steps_per_s": n * P / max(t_run, 1e-9),
               "float_reference_s": t_float, "fixed_point_s": t_run, "layer_agreement_s": t_layers,
               "layer_spike_agreement": layer_agree,
+              "layer_agreement_samples": int(len(first_x)) if layers else 0,
               "predictions": ip.astype(int).tolist(), "float_predictions": float_pred.astype(int).tolist(),
               "clipped_weights": (net.metadata.get("quantization") or {}).get("clipped_weights"),
               "clipped_biases": (net.metadata.get("quantization") or {}).get("clipped_biases")}

@@ -50,8 +50,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(event-driven accumulation off; same integers; slower)")
     p.add_argument("--arch", type=arch_name(), default=None, help="architecture of an official checkpoint")
     p.add_argument("--layers", action="store_true",
-                   help="also measure per-layer spike agreement float vs fixed point (first batch; costs a float "
-                        "run with records and a layer-synchronous engine run)")
+                   help="also measure per-layer spike agreement float vs fixed point (the first samples of the batch "
+                        "that fit --max-memory with every layer recorded; costs a float run with records and a "
+                        "layer-synchronous engine run)")
     p.add_argument("--profile-time", action="store_true",
                    help="print where the time went: reading/lowering, float reference, fixed point, layer agreement")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -145,6 +145,7 @@ def _fidelity_section(dep) -> dict:
             return {"ran": True, "target": t.name, "fidelity": f["prediction_agreement"], "samples": f["samples"],
                     "data": dep.samples_desc, "backend": f.get("backend"),
                     "latency_steps": f.get("latency_steps"), "layer_spike_agreement": f.get("layer_spike_agreement", {}),
+                    "layer_agreement_samples": f.get("layer_agreement_samples"),
                     "clipped_weights": f.get("clipped_weights"), "clipped_biases": f.get("clipped_biases"),
                     "float_accuracy": f.get("float_accuracy"), "target_accuracy": f.get("loihi2_accuracy",
                                                                                         f.get("target_accuracy")),

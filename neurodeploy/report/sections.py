@@ -205,7 +205,9 @@ def sections(doc: dict):
         layers = lo.get("layer_spike_agreement") or {}
         if layers:
             worst = sorted(layers.items(), key=lambda kv: kv[1])[:5]
-            yield "p", (f"Per-layer spike agreement float vs fixed point (first batch; {len(layers)} layers, "
+            k = lo.get("layer_agreement_samples")
+            first = ("the first sample" if k == 1 else f"the first {k} samples") if k else "first batch"
+            yield "p", (f"Per-layer spike agreement float vs fixed point ({first}; {len(layers)} layers, "
                         f"{100 * worst[0][1]:.2f}% to {100 * max(layers.values()):.2f}%), the lowest:")
             yield "table", (["layer", "spike agreement"], [[n, f"{100 * a:.2f}%"] for n, a in worst])
     else:

@@ -121,7 +121,6 @@ def _tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator
         yield x[j], y[j]
 
 
-@torch.no_grad()
 def _ahead(batches):
     """The items of ``batches`` in order, the next one made by a worker thread while the caller uses this
     one: the digits task renders its batches on the CPU, and on a GPU that overlaps the training step
@@ -142,6 +141,7 @@ def _ahead(batches):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+@torch.no_grad()
 def evaluate(model: nn.Module, batches, device: torch.device) -> float:
     model.eval()
     correct = total = 0

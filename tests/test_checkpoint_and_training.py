@@ -135,7 +135,10 @@ def test_batches_made_ahead_keep_their_order_errors_and_early_stop():
             made.append((i, threading.current_thread().name))
             yield torch.full((2,), i), torch.tensor([i])
 
-    got = [(int(x[0]), int(y[0])) for x, y in _ahead(source(7))]
+    got = []
+    for x, y in _ahead(source(7)):
+        assert torch.is_grad_enabled()          # the training step's autograd mode is the caller's
+        got.append((int(x[0]), int(y[0])))
     assert got == [(i, i) for i in range(7)]
     assert all(name.startswith("neurodeploy-batches") for _, name in made)
 
@@ -153,3 +156,18 @@ def test_batches_made_ahead_keep_their_order_errors_and_early_stop():
     import time
     time.sleep(0.2)
     assert [i for i, _ in made] == after_close                      # and nothing after it
+
+
+def test_evaluation_runs_without_autograd():
+    """The test-set evaluation after training builds no autograd graph (memory of a full-size model)."""
+    from neurodeploy.training import evaluate
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(torch.is_grad_enabled())
+            return x
+
+    assert evaluate(Probe(), [(torch.eye(2), torch.tensor([0, 1]))], torch.device("cpu")) == 1.0
+    assert seen == [False] and torch.is_grad_enabled()

@@ -20,6 +20,7 @@ from .lava.run import run_lava, run_lava_chained  # Lava itself is imported only
 from .graph.core import node_shape, input_names
 from .front_door import num_classes
 from .graph import simulate as float_simulate
+from .graph.simulate import record_bytes
 from .lower.chain import chain_inputs, chain_network, split_windows
 from .sim import Engine
 from .sim.batch import DEFAULT_MAX_MEMORY, chunk_size, memory_estimate
@@ -99,18 +100,6 @@ def _max_delay(d) -> int:
     return int(d.max()) if hasattr(d, "tocsr") else int(np.max(d))
 
 
-def float_record_bytes(graph, steps: int) -> int:
-    """Bytes per sample of the float simulator's records (every node's output, float32, ``steps`` steps),
-    from the graph's output shapes: 146.5 MiB for gesture-2-256 at 8 steps, against 154 estimated."""
-    import math
-    total = 0
-    for node in graph.nodes.values():
-        shape = node_shape(node, "output")
-        if shape is not None:
-            total += math.prod(int(d) for d in shape)
-    return int(total) * int(steps) * 4
-
-
 def layer_agreement_batch(graph, net, steps: int, batch: int, max_memory: int | None = None,
                           device: str = "cpu") -> tuple[int, Engine]:
     """The samples the per-layer agreement runs on (at most ``batch``) and the layer-synchronous engine it
@@ -120,7 +109,7 @@ def layer_agreement_batch(graph, net, steps: int, batch: int, max_memory: int | 
     lifs = [p.name for p in net.populations if p.kind == "lif"]
     fixed, per = memory_estimate(sync, steps, lifs)
     budget = int(max_memory) if max_memory else DEFAULT_MAX_MEMORY
-    per += float_record_bytes(graph, steps)
+    per += record_bytes(graph, steps)
     return max(1, min(int(batch), int((budget - fixed) // max(per, 1)))), sync
 
 

@@ -127,8 +127,9 @@ def test_layer_agreement_runs_on_the_samples_that_fit_the_memory_budget(tiny_fil
     after): the same measure on fewer samples, and the count is reported."""
     import torch
 
-    from neurodeploy.fidelity import float_record_bytes, layer_agreement_batch, simulate_lowered
+    from neurodeploy.fidelity import layer_agreement_batch, simulate_lowered
     from neurodeploy.graph import simulate as float_simulate
+    from neurodeploy.graph.simulate import record_bytes as float_record_bytes
     from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.sim.batch import memory_estimate
 
@@ -159,3 +160,30 @@ def test_layer_agreement_runs_on_the_samples_that_fit_the_memory_budget(tiny_fil
     assert cut["predictions"] == full["predictions"] == three["predictions"]
     assert cut["layer_spike_agreement"] == three["layer_spike_agreement"]
     assert set(cut["layer_spike_agreement"]) == set(full["layer_spike_agreement"])
+
+
+def test_float_reference_records_no_more_than_its_budget_at_a_time(tiny_files, monkeypatch):
+    """The deployment's float run keeps every node's records for the batch it runs: a batch whose records
+    pass RECORD_BUDGET is cut (imagenet-8-768 with --data: 17.6 GiB peak RSS at 8 samples a batch), with
+    the same predictions and activity figures."""
+    from neurodeploy.analysis import reference as ref
+    from neurodeploy.graph.simulate import record_bytes
+
+    g, d = tiny_files
+    x = np.load(d / "data.npz")["x"]
+    whole = ref.float_reference(g, x, 4)
+    seen = []
+    real = ref.simulate
+
+    def counting(graph, xb, *a, **k):
+        seen.append(len(xb))
+        return real(graph, xb, *a, **k)
+
+    monkeypatch.setattr(ref, "simulate", counting)
+    monkeypatch.setattr(ref, "RECORD_BUDGET", 3 * record_bytes(g, 4, membranes=True) + 1)
+    cut = ref.float_reference(g, x, 4)
+    assert seen == [3, 3, 3, 3]
+    assert (cut.predictions == whole.predictions).all()
+    assert cut.activity["samples"] == whole.activity["samples"] == 12
+    assert cut.activity["firing_rates"] == pytest.approx(whole.activity["firing_rates"], rel=1e-12)
+    assert cut.activity["input_mean"] == pytest.approx(whole.activity["input_mean"], rel=1e-9)

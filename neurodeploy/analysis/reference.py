@@ -3,7 +3,8 @@
 One pass serves what a deployment measures on its samples: the float model's class predictions (every
 target's fidelity compares with them), the dynamic activity (firing rates, :class:`ActivityCounter`) and the
 NeuroBench counts (:class:`NeurobenchCounter`), the last two on the first ``profile_samples`` samples as
-before.  Batched (``batch`` samples at a time, records kept for one batch only), so full-size models fit.
+before.  Batched (``batch`` samples at a time, fewer where one batch's records would pass :data:`RECORD_BUDGET`;
+records kept for one batch only), so full-size models fit.
 """
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ import numpy as np
 import torch
 
 from ..data import float_batch
-from ..graph.simulate import simulate
+from ..graph.simulate import input_sequence, record_bytes, simulate
 from .activity import ActivityCounter
 from .domains import DomainAnalysis
 from .neurobench import NeurobenchCounter
 
 #: samples the activity and NeuroBench figures are measured on (the first ones)
 PROFILE_SAMPLES = 64
+#: bytes the records of one batch may take (every node's output and every neuron's membrane over T steps):
+#: full-size models record fewer samples at a time (imagenet-8-768: 1.2 GiB a sample, so 3, not 8)
+RECORD_BUDGET = 4 * 2 ** 30
 
 
 @dataclass
@@ -40,6 +44,9 @@ def float_reference(graph, x, T: int | None = None, analysis: DomainAnalysis | N
     activity, nb = ActivityCounter(graph, analysis), NeurobenchCounter(graph)
     preds = []
     n = len(x)
+    if n and min(n, profile_samples) > 0:
+        steps = input_sequence(graph, torch.as_tensor(float_batch(x, 0, 1)), T).shape[0]
+        batch = max(1, min(int(batch), RECORD_BUDGET // max(1, record_bytes(graph, steps, membranes=True))))
     with torch.no_grad():
         for i in range(0, n, batch):
             xb = torch.as_tensor(float_batch(x, i, i + batch))

@@ -348,7 +348,6 @@ def record_bytes(graph: nir.NIRGraph, steps: int, membranes: bool = False) -> in
     float32; with ``membranes`` also each neuron node's membrane), from the graph's output shapes: callers
     size their batches by it (equal to what is kept for gesture-2-256: 146.5 MiB a sample at 8 steps with
     membranes; imagenet-8-768 at 4 steps: 887 MiB, 1.2 GiB with membranes)."""
-    from .core import node_shape
     total = 0
     for node in graph.nodes.values():
         shape = node_shape(node, "output")

@@ -102,10 +102,12 @@ def _max_delay(d) -> int:
 
 def layer_agreement_batch(graph, net, steps: int, batch: int, max_memory: int | None = None,
                           device: str = "cpu") -> tuple[int, Engine]:
-    """The samples the per-layer agreement runs on (at most ``batch``) and the layer-synchronous engine it
+    """The samples the per-layer agreement runs on (at most ``batch``) and the engine it (layer-synchronous;
+    pipelined for a network with a sample clock, read in each LIF's window)
     uses: both of its runs (the float records of every node and our engine's records of every LIF) fit
     ``max_memory`` (default :data:`DEFAULT_MAX_MEMORY`) together."""
-    sync = Engine(net, device=device, pipelined=False)
+    # a token-tiled attention (a sample clock) exists only in pipelined time: its LIFs are read in their windows
+    sync = Engine(net, device=device, pipelined=bool(net.metadata.get("sample_clock")))
     lifs = [p.name for p in net.populations if p.kind == "lif"]
     fixed, per = memory_estimate(sync, steps, lifs)
     budget = int(max_memory) if max_memory else DEFAULT_MAX_MEMORY
@@ -256,9 +258,14 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
         timed = first_x.ndim != len(net.inputs[0].shape) + 1       # [B, T, ...]: cut to Tr steps
         fx = first_x[:, :Tr] if timed else first_x
         _, first_rec = float_predictions(graph, fx, Tr, batch=lbatch, record_first=True)
-        sync = sync_engine.run(
-            {k: (v[:Tr] if net.pop(k).input_kind != "bias" else v) for k, v in _encode(net, fx, Tr, L, device, in_dims).items()},
-            Tr, record=[p.name for p in net.populations if p.kind == "lif"])
+        lifs = [p.name for p in net.populations if p.kind == "lif"]
+        enc = _encode(net, fx, Tr, L, device, in_dims)
+        if sync_engine.pipelined:       # each LIF's own window of the pipelined run
+            lat = net.latency()
+            sync = sync_engine.run(enc, Tr + L, record=lifs, windows={k: (lat[k], lat[k] + Tr) for k in lifs})
+        else:
+            sync = sync_engine.run({k: (v[:Tr] if net.pop(k).input_kind != "bias" else v) for k, v in enc.items()},
+                                   Tr, record=lifs)
         sync = {name: r["s"].cpu().numpy() for name, r in sync.items()}
         for name, parts in (net.metadata.get("channel_splits") or {}).items():
             # a population cut by channels (neurodeploy.lower.channels): its parts' spikes, rejoined in order

@@ -32,10 +32,14 @@ def test_candidates_are_a_table_and_the_default_builds_the_stream_once():
     assert DEFAULT is CANDIDATES[0] and DEFAULT.residual_stream == "relay"
     assert [(c.residual_stream, c.attention_schedule) for c in CANDIDATES] == [
         ("relay", "parallel"), ("expanded", "parallel"), ("relay", "packed"), ("expanded", "packed")]
-    # tried only when none of those fits: the repacked twins of the packed candidates (fewer cores, more steps)
+    # tried only when none of those fits, in order of latency: the repacked twins of the packed candidates (fewer
+    # cores, more steps), then the token-tiled attention at a lower sample rate (8, 4, 2 tokens per tile)
     assert [(c.name, c.residual_stream, c.attention_schedule) for c in FALLBACK] == [
         ("stream built once, repacked attention", "relay", "repacked"),
-        ("stream expanded, repacked attention", "expanded", "repacked")]
+        ("stream expanded, repacked attention", "expanded", "repacked"),
+        ("stream built once, tiled-8 attention", "relay", "tiled-8"),
+        ("stream built once, tiled-4 attention", "relay", "tiled-4"),
+        ("stream built once, tiled-2 attention", "relay", "tiled-2")]
     # --attention-schedule fixes the schedule: the search tries only those candidates
     assert [c.attention_schedule for c in candidates("packed")] == ["packed", "packed"]
     # a schedule outside the table (repacked): both stream forms with it
@@ -108,7 +112,7 @@ def test_nothing_fits_exits_1_naming_the_smallest_fit(digits_ckpt, tmp_path, cap
                      r"assumed 2,047 per core; (\d+) cores, (\d+) chips? at 4,095\) at full sample rate "
                      r"\(docs/lowering.md\)", line)
     assert m and int(m.group(2)) > 8, line
-    # nothing fitted, so the fallbacks were tried too: the smallest named is over all six
+    # nothing fitted, so the fallbacks were tried too: the smallest named is over all nine
     assert m.group(1) in [c.name for c in CANDIDATES + FALLBACK]
 
 

@@ -46,9 +46,12 @@ def add_lowering_arguments(parser: argparse.ArgumentParser) -> None:
                              "scale for the whole stream, set by its largest weight) or ratio (each relay the "
                              "largest it allows, its parent read at an 8-bit weight; docs/lowering.md)")
     parser.add_argument("--attention-schedule", choices=ATTENTION_SCHEDULES, default=None,
-                        help="loihi2: how the attention is built (all exact): parallel (default) or packed "
+                        help="loihi2: how the attention is built (all exact): parallel (default), packed "
                              "(channels packed into 24-bit graded words: half the product neurons or fewer, "
-                             "4 steps more latency; docs/lowering.md, 'Attention schedules')")
+                             "4 steps more latency), repacked (stage 1 at 3 digits per word), or tiled-8 / "
+                             "tiled-4 / tiled-2 / serial (G = 8, 4, 2, 1 tokens per tile through one bank of "
+                             "product neurons, a new sample every T + latency steps: about N/G times fewer product "
+                             "neurons, 2 (N/G - 1) T steps more per block; docs/lowering.md, 'Attention schedules')")
 
 
 def add_budget_arguments(parser: argparse.ArgumentParser, max_chips: bool = True) -> None:

@@ -23,7 +23,7 @@ MAX_CHIPS_LIMIT = 1_000_000
 class LoweringConfig:
     name: str
     residual_stream: str = "relay"          # lower_graph(residual_stream=...): relay | expanded
-    attention_schedule: str = "parallel"    # lower_graph(attention_schedule=...): parallel | packed
+    attention_schedule: str = "parallel"    # lower_graph(attention_schedule=...): ATTENTION_SCHEDULES
 
     def lower_kwargs(self) -> dict:
         """Keyword arguments of :func:`neurodeploy.lower.loihi2.lower_graph` (defaults left out, so a
@@ -50,12 +50,18 @@ CANDIDATES = [
 ]
 
 
-#: tried by a budget search only when no candidate of :data:`CANDIDATES` fits (each is its packed twin with
-#: stage 1 at 3 digits per word: fewer product neurons, more steps, so it can only win when nothing faster fits;
-#: tried then so that a refusal names the smallest exact configuration).  Not with ``--attention-schedule``.
+#: tried by a budget search only when no candidate of :data:`CANDIDATES` fits, in this order (latency grows
+#: down the list), stopping at the first that fits (so the lowest latency that fits): the repacked twins of the
+#: packed candidates (stage 1 at 3 digits per word: fewer product neurons, 3 steps more per block), then the
+#: token-tiled attention at a lower sample rate (8, 4, 2 tokens per tile: a bank of product neurons reused by
+#: the tiles, + 2 (N/G - 1) T steps per block; docs/lowering.md, "Token tiles").  When none fits, the refusal
+#: names the smallest exact configuration of all.  Not with ``--attention-schedule``.
 FALLBACK = [
     LoweringConfig("stream built once, repacked attention", residual_stream="relay", attention_schedule="repacked"),
     LoweringConfig("stream expanded, repacked attention", residual_stream="expanded", attention_schedule="repacked"),
+    LoweringConfig("stream built once, tiled-8 attention", residual_stream="relay", attention_schedule="tiled-8"),
+    LoweringConfig("stream built once, tiled-4 attention", residual_stream="relay", attention_schedule="tiled-4"),
+    LoweringConfig("stream built once, tiled-2 attention", residual_stream="relay", attention_schedule="tiled-2"),
 ]
 
 

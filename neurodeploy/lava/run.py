@@ -187,7 +187,8 @@ class LavaNetwork:
                 else:
                     proc = Sparse(weights=wm, **common)
             feed.connect(proc.s_in)
-            proc.a_out.connect(self.procs[s.dst].a_in)
+            # a prod destination has two in-ports (the tiled attention's banks and gates read sparse groups)
+            proc.a_out.connect(getattr(self.procs[s.dst], {0: "a_in", 1: "a_in1", 2: "a_in2"}[int(s.port)]))
             self.procs[s.name] = proc
         for a in net.attention:
             proc = SpikingAttention(heads=a.heads, dim=a.dim, tokens=a.tokens, weight=a.weight,

@@ -125,7 +125,14 @@ def graded_parts(a: Attention, order: str):
 #: at N = 64, where stage 2's wider digits allow 2), repacked into stage 2's layout by floor shifts (+10 steps),
 #: where that needs fewer neurons.  Token-tiled / token-serial schedules are not built: docs/lowering.md,
 #: "Attention schedules", gives the argument and bound.
-ATTENTION_SCHEDULES = ("parallel", "packed", "repacked")
+ATTENTION_SCHEDULES = ("parallel", "packed", "repacked", "tiled-8", "tiled-4", "tiled-2", "serial")
+#: token-tiled schedules: G tokens per tile (``serial``: one); docs/lowering.md, "Token tiles"
+TILE_TOKENS = {"tiled-8": 8, "tiled-4": 4, "tiled-2": 2, "serial": 1}
+#: synapse hops of the tiled form (Q, K, V -> gates -> serializers -> P1 -> pc -> (counts) -> count gate ->
+#: (hold) -> P2 -> tsum -> LIF) outside its two doubling sums (:func:`tiled_latency`), less the process op's one (the tiles add 2 (M - 1) T steps on top: :func:`tiled_latency`)
+TILED_HOPS = 7
+#: the sample clock's LIF adds this to v per step (``bias_mant``); its threshold is (period - 1) of them
+CLOCK_BIAS = 64
 #: synapse hops of the packed form minus the process op's one: V -> vpack -> P1 -> counts -> P2 -> words ->
 #: shift -> digits -> LIF
 PACKED_LATENCY = 7
@@ -192,7 +199,7 @@ def packing(heads: int, tokens: int, dim: int, repack: bool = False) -> dict | N
     return best
 
 
-def schedule_cost(schedule: str, heads: int, tokens: int, dim: int) -> dict:
+def schedule_cost(schedule: str, heads: int, tokens: int, dim: int, T: int | None = None) -> dict:
     """Resources of one attention op under ``schedule`` (one of :data:`ATTENTION_SCHEDULES`), computed from
     the shapes alone (equal to what :func:`attention_to_graded` builds; tested): ``product_neurons``,
     ``graded_vec_neurons`` and ``latency_added_steps`` (steps later than the one-step process op; the
@@ -204,6 +211,8 @@ def schedule_cost(schedule: str, heads: int, tokens: int, dim: int) -> dict:
            "graded_vec_neurons": H * dh * dh if order == "ktv" else H * N * N, "latency_added_steps": STAGE_LATENCY}
     if schedule == "parallel":
         return par
+    if schedule in TILE_TOKENS:
+        return dict(tiled_cost(H, N, dim, min(TILE_TOKENS[schedule], N), int(T or 0)), schedule=schedule)
     if schedule in ("packed", "repacked"):
         pk = packing(H, N, dim, repack=schedule == "repacked")
         if pk is None:      # nothing packs into a word: the packed schedule is the parallel one
@@ -211,6 +220,49 @@ def schedule_cost(schedule: str, heads: int, tokens: int, dim: int) -> dict:
         return dict(pk, schedule=schedule, order="ktv", packed=True,
                     latency_added_steps=REPACKED_LATENCY if pk["repacked"] else PACKED_LATENCY)
     raise UnsupportedError(f"attention_schedule '{schedule}': not one of {', '.join(ATTENTION_SCHEDULES)}")
+
+
+def tiled_latency(tokens: int, tile: int, T: int) -> int:
+    """Steps the tiled form of one op adds over the process op: :data:`TILED_HOPS`, plus 2 (M - 1) T for
+    M = ceil(N / G) tiles (the counts wait for the last key tile, the attention LIF for the last query tile),
+    plus what the two doubling sums add (:func:`_delay_sum`; for M a power of two: log2 M hops each)."""
+    M = -(-int(tokens) // int(tile))
+    return TILED_HOPS + _sum_latency(M, int(T), -1) + _sum_latency(M, int(T), +1) + (M - 1) * int(T)
+
+
+def _sum_latency(M: int, T: int, sign: int) -> int:
+    """Steps from x to the output of :func:`_delay_sum` (the balancing pass's rule: a group with skew s arrives
+    one step after its source, less s), for M copies T apart: the key counts (sign -1) wait for the last tile,
+    (M - 1) T plus the hops the delays do not hide; the hold (+1) only its hops."""
+    B = M.bit_length() - 1
+    lat = [0]
+    for i in range(B):
+        lat.append(max(lat[-1] + 1, lat[-1] + 1 - sign * (1 << i) * T))
+    if M == 1 << B:
+        return lat[-1]
+    out, off = 0, 0
+    for b in range(B, -1, -1):
+        if M >> b & 1:
+            out = max(out, lat[b] + 1 - sign * off * T)
+            off += 1 << b
+    return out
+
+
+def tiled_cost(heads: int, tokens: int, dim: int, tile: int, T: int) -> dict:
+    """Neurons of one op's tiled form (:func:`tiled_parts`), from the shapes: the two product banks
+    (2 H dh^2 G) and the count gate (H dh^2); the GradedVec tile counts, the two doubling sums' stages (2 h of
+    H dh^2, h = floor(log2 M), one more when M is not a power of two) and the tile sums (H dh G); the
+    memoryless LIF gates and serializers (3 D N + 3 D G).  The shared sample clock (2 LIFs) and delay relays
+    are not included (the network adds them once)."""
+    H, N, D = int(heads), int(tokens), int(dim)
+    dh, G = D // H, int(tile)
+    M = -(-N // G)
+    h = (M.bit_length() - 1) + (0 if M & (M - 1) == 0 else 1)     # populations of each doubling sum
+    return {"tile_tokens": G, "tiles": M, "order": "ktv",
+            "product_neurons": 2 * H * dh * dh * G + H * dh * dh,
+            "graded_vec_neurons": (1 + 2 * h) * H * dh * dh + H * dh * G,
+            "gate_neurons": 3 * D * N + 3 * D * G,
+            "latency_added_steps": tiled_latency(N, G, T)}
 
 
 def full_rate_bound(heads: int, tokens: int, head_dim: int) -> int:
@@ -356,6 +408,169 @@ def packed_parts(a: Attention, pk: dict):
     return pops, syns
 
 
+def _select_csr(pre: int, post: int, N: int, G: int, k: int, to_bank: bool):
+    """One-to-one CSR between a [pre, N] token map and a [pre, post, G] bank for token tile ``k`` (tokens
+    kG .. kG + G - 1 that exist).  ``to_bank``: rows are bank neurons (r, c, g) reading map neuron (r, kG + g),
+    broadcast over c < post; else rows are map neurons (r, kG + g) reading bank neuron (r, g) (post = 1)."""
+    g = np.arange(G)
+    g = g[k * G + g < N]
+    r = np.arange(pre)
+    if to_bank:
+        c = np.arange(post)
+        rr, cc, gg = np.meshgrid(r, c, g, indexing="ij")
+        rows = (rr * post + cc) * G + gg
+        cols = rr * N + k * G + gg
+        return _csr(rows, cols, pre * post * G, pre * N)
+    rr, gg = np.meshgrid(r, g, indexing="ij")
+    return _csr(rr * N + k * G + gg, rr * G + gg, pre * N, pre * G)
+
+
+def sample_clock(net: LoweredNetwork):
+    """The network's sample clock (created once, shared by every tiled op): ``clock.pulse``, a LIF with no
+    input that spikes at the first step of every sample period (v starts at (P - 1) x 64, adds 64 a step,
+    threshold P - 1: set by the balancing pass once the period P = T + latency is known), and
+    ``clock.window``, a memoryless LIF (an OR) reading it through T groups of delays 0 .. T - 1: it spikes at
+    the T model steps of every sample and nowhere else (not while the pipeline fills either: delay lines
+    start empty).  Its latency is 1, so, delayed like any population, it spikes exactly where a population at
+    latency l + 1 is at the sample's model steps l .. l + T - 1."""
+    T = int(net.metadata.get("time_steps", 0) or 0)
+    if T < 1:
+        raise UnsupportedError("a token-tiled attention schedule needs the number of time steps (its sample "
+                               "clock spaces the tiles T steps apart): give --steps N")
+    if any(p.name == "clock.pulse" for p in net.populations):
+        return "clock.window"
+    net.populations += [Population("clock.pulse", (1,), kind="lif", du=4095, dv=0, vth=1, bias_mant=CLOCK_BIAS,
+                                   source="sample clock"),
+                        _logic("clock.window", (1,), 0, "sample clock")]
+    net.synapses += [Synapse(f"clock.window<-pulse.d{d}", "clock.pulse", "clock.window", "sparse", _csr([0], [0], 1, 1),
+                             sign_mode=EXCITATORY, skew=d, source="sample clock") for d in range(T)]
+    net.metadata = dict(net.metadata)
+    net.metadata["sample_clock"] = {"pulse": "clock.pulse", "window": "clock.window", "bias": CLOCK_BIAS}
+    return "clock.window"
+
+
+def _logic(name: str, shape: tuple, vth: int, source: str) -> Population:
+    """A memoryless LIF (du = dv = 4095: u and v keep nothing of the previous step while a_in < 64): it spikes
+    in the step its input a_in exceeds ``vth`` (v = 64 a_in against vth x 64): an OR with vth 0 (binary inputs
+    that are never more than one at a time where it matters), an AND of two with vth 1."""
+    return Population(name, shape, kind="lif", du=4095, dv=4095, vth=vth, source=source)
+
+
+def tiled_parts(a: Attention, tile: int, T: int, window: str):
+    """``(populations, synapse groups)`` of the token-tiled form of op ``a`` (order ktv), G = ``tile`` tokens
+    per tile, M = ceil(N / G) tiles, T model steps; ``window``: the sample clock's window population.
+
+    One bank of product neurons serves every tile: tile k of model step t is in the bank at step t + k T
+    (group skews k T; the balancing pass adds them to the aligned delay).  That is a one-to-one map of
+    (t, k) onto the steps 0 .. M T - 1 only if Q, K, V are silent outside the sample's T steps, so they are
+    gated by the clock first, then serialized (one neuron per tile slot, fed by every tile at its delay)::
+
+        gate_x[h,j,n]   = X[h,j,n] AND window                  memoryless LIF, vth 1 (x = q, k, v)
+        ser_x[h,j,g]    = OR_k gate_x[h,j,kG+g] delayed kT     memoryless LIF, vth 0: tile k at t + kT
+        P1[h,j,c,g]     = ser_k[h,j,g] ser_v[h,c,g]             ProdNeuron
+        counts[h,j,c]   = sum_k sum_g P1 delayed (M-1-k) T      GradedVec: C = K V^T at t + (M-1) T
+        cgate[h,j,c]    = counts x window                      ProdNeuron (silent between samples)
+        P2[h,j,c,g]     = ser_q[h,j,g] sum_k cgate delayed kT   ProdNeuron: Q tile k x C at t + kT
+        tsum[h,c,g]     = sum_j P2                              GradedVec
+        LIF a_in       += weight x tsum (tile k delayed (M-1-k) T)  the process op's integers, later
+    """
+    H, N, D, dh = a.heads, a.tokens, a.dim, a.dim // a.heads
+    G = int(tile)
+    M = -(-N // G)
+    src = a.source or a.name
+    mant, exp = weight_mantissa(a)
+    if abs(int(a.weight)) * N * dh > _PAYLOAD_MAX:
+        raise UnsupportedError(f"attention '{src}': weight {a.weight} x tokens {N} x head dim {dh} can exceed "
+                               "the 24-bit graded payload")
+    one = np.ones((1,), dtype=np.int64)
+    n = a.name
+    pops = [_logic(f"{n}.gate_{x}", (D, N), 1, src) for x in "qkv"]
+    pops += [_logic(f"{n}.ser_{x}", (D, G), 0, src) for x in "qkv"]
+    pops += [Population(f"{n}.p1", (H * dh, dh, G), kind="prod", vth=0, source=src),
+             Population(f"{n}.cgate", (H * dh, dh), kind="prod", vth=0, source=src),
+             Population(f"{n}.p2", (H * dh, dh, G), kind="prod", vth=0, source=src),
+             Population(f"{n}.tsum", (H, dh, G), kind="graded_vec", vth=0, source=src)]
+    ax = {"h": H, "j": dh, "c": dh, "g": G, "n": N}
+
+    def ein(name, s, d, spec, port=0, skew=0, w=one, wexp=0, graded=True, mode=EXCITATORY):
+        used = {k: ax[k] for k in spec if k.isalpha()}
+        return Synapse(name, s, d, "einsum", w, weight_exp=wexp, sign_mode=mode, graded=graded, port=port,
+                       einsum=spec, axes=used, skew=skew, source=src)
+
+    def sparse(name, s, d, m, port=0, skew=0, graded=False, w=1, wexp=0, mode=EXCITATORY):
+        if w != 1:
+            m = m * int(w)
+        return Synapse(name, s, d, "sparse", m, weight_exp=wexp, sign_mode=mode, graded=graded, port=port,
+                       skew=skew, source=src)
+
+    col = np.zeros(D * N, dtype=np.int64)
+    syns = []
+    for x, xs in zip("qkv", (a.q, a.k, a.v)):
+        g = f"{n}.gate_{x}"
+        syns += [ein(f"{g}<-{x}", xs, g, "hjn->hjn", graded=False),
+                 sparse(f"{g}<-window", window, g, _csr(np.arange(D * N), col, D * N, 1))]
+        syns += [sparse(f"{n}.ser_{x}<-gate.t{k}", g, f"{n}.ser_{x}", _select_csr(D, 1, N, G, k, to_bank=False).T.tocsr(),
+                        skew=k * T) for k in range(M)]
+    syns += [ein(f"{n}.p1<-ser_k", f"{n}.ser_k", f"{n}.p1", "hjg->hjcg", port=1, graded=False),
+             ein(f"{n}.p1<-ser_v", f"{n}.ser_v", f"{n}.p1", "hcg->hjcg", port=2, graded=False),
+             ein(f"{n}.p2<-ser_q", f"{n}.ser_q", f"{n}.p2", "hjg->hjcg", port=1, graded=False),
+             sparse(f"{n}.cgate<-window", window, f"{n}.cgate",
+                    _csr(np.arange(H * dh * dh), np.zeros(H * dh * dh, dtype=np.int64), H * dh * dh, 1), port=2),
+             ein(f"{n}.tsum<-p2", f"{n}.p2", f"{n}.tsum", "hjcg->hcg")]
+    # counts = sum over the M key tiles of the bank's tile sums (pc), later tiles at +kT; the count gate held
+    # for the M query tiles: both sums of M copies k T apart, built by doubling (log2 M stages of 2 groups)
+    pops.append(Population(f"{n}.pc", (H * dh, dh), kind="graded_vec", vth=0, source=src))
+    syns.append(ein(f"{n}.pc<-p1", f"{n}.p1", f"{n}.pc", "hjcg->hjc"))
+    p_, s_, cnt = _delay_sum(f"{n}.counts", f"{n}.pc", (H * dh, dh), M, T, -1, src, final=f"{n}.counts")
+    pops += p_
+    syns += s_
+    syns.append(ein(f"{n}.cgate<-counts", cnt, f"{n}.cgate", "hjc->hjc", port=1))
+    p_, s_, hold = _delay_sum(f"{n}.chold", f"{n}.cgate", (H * dh, dh), M, T, +1, src)
+    pops += p_
+    syns += s_
+    syns.append(ein(f"{n}.p2<-chold", hold, f"{n}.p2", "hjc->hjcg", port=2))
+    for k in range(M):
+        syns.append(sparse(f"{a.dst}<-tsum.t{k}", f"{n}.tsum", a.dst, _select_csr(D, 1, N, G, k, to_bank=False),
+                           skew=-k * T, graded=True, w=mant, wexp=exp, mode=EXCITATORY if mant > 0 else INHIBITORY))
+    return pops, syns
+
+
+def _delay_sum(prefix: str, x: str, shape: tuple, M: int, T: int, sign: int, source: str, final: str | None = None):
+    """GradedVecs that sum M copies of population ``x`` spaced T steps apart: ``y[t] = sum_{k<M} x[t + sign k T]``
+    in the populations' own (balanced) frames: sign -1 gathers the later tiles (the key counts), +1 holds a
+    value for the M later tiles (the count gate).  By doubling: stage i+1 = stage i + stage i shifted 2^i T
+    (two identity groups, the second with skew sign 2^i T: a group with skew s delivers x[t - s]), then one
+    population summing
+    the stages of M's set bits at their offsets: about log2 M populations of x's size with 2 groups each,
+    instead of M groups into one.  Returns ``(populations, groups, name of y)``; ``final`` names y."""
+    n = int(np.prod(shape))
+    eye = np.ones((1,), dtype=np.int64)
+    pops, syns = [], []
+    stages = [x]
+    B = int(M).bit_length() - 1
+
+    def ident(name, s, d, skew):
+        return Synapse(name, s, d, "einsum", eye, sign_mode=EXCITATORY, graded=True, einsum="i->i", axes={"i": n},
+                       skew=skew, source=source)
+
+    for i in range(B):
+        name = final if (final and i == B - 1 and M == 1 << B) else f"{prefix}.s{i + 1}"
+        pops.append(Population(name, tuple(shape), kind="graded_vec", vth=0, source=source))
+        syns += [ident(f"{name}<-a", stages[-1], name, 0),
+                 ident(f"{name}<-b", stages[-1], name, sign * (1 << i) * T)]
+        stages.append(name)
+    if M == 1 << B:
+        return pops, syns, stages[-1]
+    name = final or f"{prefix}.sum"
+    pops.append(Population(name, tuple(shape), kind="graded_vec", vth=0, source=source))
+    off = 0
+    for b in range(B, -1, -1):
+        if M >> b & 1:
+            syns.append(ident(f"{name}<-s{b}", stages[b], name, sign * off * T))
+            off += 1 << b
+    return pops, syns, name
+
+
 def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str = "parallel",
                         balance: bool = True) -> LoweredNetwork:
     """A copy of ``net`` with every attention op replaced by product neurons, graded counts and graded
@@ -371,6 +586,25 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str 
     bounds = {}         # payload bounds proved by construction (the engine's sums of weights are looser)
     for a in list(out.attention):
         H, N, dh = a.heads, a.tokens, a.dim // a.heads
+        if schedule in TILE_TOKENS:
+            T = int(out.metadata.get("time_steps", 0) or 0)
+            window = sample_clock(out)
+            G = min(TILE_TOKENS[schedule], N)
+            pops, syns = tiled_parts(a, G, T, window)
+            out.populations += pops
+            out.synapses += syns
+            out.attention.remove(a)
+            M = -(-N // G)
+            bounds.update({f"{a.name}.p1": 1, f"{a.name}.pc": G, f"{a.name}.counts": N, f"{a.name}.cgate": N,
+                           f"{a.name}.p2": N, f"{a.name}.tsum": dh * N, f"{a.name}.chold.sum": M * N})
+            # the doubling sums' stages: 2^i tile counts (each <= G), 2^i held counts (each <= N)
+            for i in range(1, M.bit_length()):
+                bounds.update({f"{a.name}.counts.s{i}": min(N, (1 << i) * G), f"{a.name}.chold.s{i}": (1 << i) * N})
+            ops.append(dict(tiled_cost(H, N, a.dim, G, T), name=a.name, source=a.source or a.name,
+                            schedule=schedule, heads=H, tokens=N, head_dim=dh,
+                            product_neurons_parallel=product_neuron_count(a, choose_order(a)),
+                            stage_latency_steps=tiled_latency(N, G, T)))
+            continue
         pk = packing(H, N, a.dim, repack=schedule == "repacked") if schedule in ("packed", "repacked") else None
         if pk is not None:
             pops, syns = packed_parts(a, pk)

@@ -9,7 +9,7 @@ from .fixed_point import EXCITATORY
 from .network import GRADED_KINDS, MAX_DELAY, LoweredNetwork, Population, Synapse, identity_csr
 
 #: synapse kinds whose source can be moved to a delay relay unchanged (weights, geometry and delays kept)
-_RELAYABLE = ("dense", "sparse", "conv")
+_RELAYABLE = ("dense", "sparse", "conv", "einsum")
 
 
 def balance_network(net: LoweredNetwork, T=None) -> None:
@@ -25,7 +25,7 @@ def balance_network(net: LoweredNetwork, T=None) -> None:
     for name in lat:
         for c in incoming[name]:
             if isinstance(c, Synapse):
-                c.balance_delay = 0 if c.src == name else lat[name] - lat[c.src] - 1
+                c.balance_delay = 0 if c.src == name else lat[name] - lat[c.src] - 1 + int(c.skew)
                 if c.balance_delay > MAX_DELAY and c.kind not in _RELAYABLE:
                     raise UnsupportedError(
                         f"node '{net.pop(name).source}': path from '{c.src}' needs a delay of {c.balance_delay} "
@@ -42,6 +42,15 @@ def balance_network(net: LoweredNetwork, T=None) -> None:
             # zero u and set v to v_init when the first input arrives (the fill leaves nothing behind)
             p.reset_interval = period if period else 1 << 20
             p.reset_offset = (lat[p.name] + 1) % p.reset_interval
+    clock = net.metadata.get("sample_clock")
+    if clock:
+        if not period:
+            raise UnsupportedError("a network with a sample clock (tiled attention) needs its time steps")
+        # the pulse spikes at the first step of every period: v starts one step short of the threshold
+        pulse = net.pop(clock["pulse"])
+        pulse.vth = period - 1
+        pulse.v_init = int(clock["bias"]) * (period - 1)
+        net.metadata["sample_clock"] = dict(clock, period=int(period))
     net.metadata["latency"] = int(Lmax)
     net.metadata["population_latency"] = {k: int(v) for k, v in lat.items()}
 
@@ -60,7 +69,8 @@ def _longest_paths(net: LoweredNetwork) -> tuple[dict, dict]:
         for c in incoming[name]:
             if isinstance(c, Synapse):
                 if c.src != name:           # a population feeding itself: one step, no balance delay
-                    arr.append(lat[c.src] + 1)
+                    # a skewed group (token tiles) delivers its data ``skew`` steps after the aligned arrival
+                    arr.append(lat[c.src] + 1 - int(c.skew))
             else:
                 arr += [lat[c.q] + 1, lat[c.k] + 1, lat[c.v] + 1]
         lat[name] = max(arr) if arr else 0
@@ -101,11 +111,21 @@ def _insert_delay_relays(net: LoweredNetwork, lat: dict) -> None:
         moved[s.name] = bool(s.graded)
         s.src = chain[k - 1]
         s.graded = True
-        s.balance_delay = lat[s.dst] - lat[s.src] - 1
+        s.balance_delay = lat[s.dst] - lat[s.src] - 1 + int(s.skew)
         assert 0 <= s.balance_delay <= MAX_DELAY, (s.name, s.balance_delay)
     if chains:
         net.metadata["delay_relays"] = {src: list(c) for src, c in chains.items()}
         net.metadata["delay_relay_groups"] = moved
+        # a relay sends what its source sends: the source's proved bound (1 for spikes) goes with it
+        proved = dict(net.metadata.get("graded_bounds", {}) or {})
+        for src, c in chains.items():
+            p = net.pop(src)
+            b = proved.get(src, 1 if p.kind in ("lif", "readout") or (p.kind == "input" and p.input_kind == "spikes")
+                           else None)
+            if b is not None:
+                proved.update({r: b for r in c})
+        if proved:
+            net.metadata["graded_bounds"] = proved
 
 
 def _remove_delay_relays(net: LoweredNetwork) -> None:
@@ -115,6 +135,8 @@ def _remove_delay_relays(net: LoweredNetwork) -> None:
     if not chains:
         return
     root = {r: src for src, c in chains.items() for r in c}
+    if net.metadata.get("graded_bounds"):
+        net.metadata["graded_bounds"] = {k: v for k, v in net.metadata["graded_bounds"].items() if k not in root}
     net.synapses = [s for s in net.synapses if s.dst not in root]
     for s in net.synapses:
         if s.src in root:

@@ -176,6 +176,7 @@ class Synapse:
     port: int = 0                   # destination in-port: 0 a_in; 1 / 2 a_in1 / a_in2 of a prod population
     einsum: str = ""                # kind einsum: "src axes->dst axes", e.g. "hjm->hjcm" (see GRADED_KINDS)
     axes: Any = None                # kind einsum: {axis letter: size}
+    skew: int = 0                   # steps this group delivers later than delay balancing aligns it (token tiles)
 
     def __post_init__(self):
         if self.kind == "sparse":
@@ -424,8 +425,8 @@ class LoweredNetwork:
         return order
 
     def latency(self) -> dict:
-        """Pipeline depth of each population (inputs 0; each synapse hop +1, + its balance delay).
-        Raises if the incoming paths of a population disagree (the network is not balanced)."""
+        """Pipeline depth of each population (inputs 0; each synapse hop +1, + its balance delay, less its
+        skew: a token tile's data arrives ``skew`` steps after the aligned step).  Raises if the incoming paths of a population disagree (the network is not balanced)."""
         lat = {}
         for name in self.topological_order():
             inc = self.incoming(name)
@@ -437,7 +438,7 @@ class LoweredNetwork:
                 if isinstance(c, Synapse):
                     if c.src == name:
                         continue
-                    arrivals.add(lat[c.src] + (0 if c.kind == "identity" else 1 + c.balance_delay))
+                    arrivals.add(lat[c.src] + (0 if c.kind == "identity" else 1 + c.balance_delay - int(c.skew)))
                 else:
                     for src, b in zip((c.q, c.k, c.v), c.balance_delays):
                         arrivals.add(lat[src] + 1 + b)

@@ -79,7 +79,8 @@ def cut_network(net: LoweredNetwork, members) -> LoweredNetwork:
                 outside.append(src)
     for m in members:
         if byname[m].kind in GRADED_KINDS:
-            cut = [s for s in _sources(net, m) if s not in keep and sends_graded(byname[s])]
+            proved = net.metadata.get("graded_bounds") or {}     # a proved bound goes with the replayed input
+            cut = [s for s in _sources(net, m) if s not in keep and sends_graded(byname[s]) and s not in proved]
             if cut:
                 raise UnsupportedError(f"slice: {byname[m].kind} population '{m}' needs its graded source "
                                        f"'{cut[0]}' in the same slice (our engine bounds graded payloads "

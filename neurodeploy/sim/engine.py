@@ -243,8 +243,10 @@ class Engine:
         return safe
 
 
-    def run(self, inputs: dict, steps: int, record=None, progress=None) -> dict:
-        return self._threaded(self._run, inputs, steps, record, progress)
+    def run(self, inputs: dict, steps: int, record=None, progress=None, windows: dict | None = None) -> dict:
+        """``windows``: {population: (first, end)}: record only those steps of it (each population's own
+        sample window in a pipelined run), not every step."""
+        return self._threaded(self._run, inputs, steps, record, progress, None, windows)
 
     def _threaded(self, fn, *args):
         if self.threads is None:
@@ -262,6 +264,10 @@ class Engine:
         layer-synchronous model has no pipeline."""
         if not self.pipelined:
             return "the layer-synchronous model (pipelined=False) has no pipeline to stream through"
+        clock = self.net.metadata.get("sample_clock")
+        if clock:
+            return (f"its sample clock (token-tiled attention) needs samples {clock.get('period')} steps apart, "
+                    "not T")
         for s in self.net.synapses:
             if s.src == s.dst or (s.delays is not None and LoweredNetwork.max_delay(s) - s.balance_delay > 0):
                 return f"synapse '{s.name}' is recurrent or has its own synaptic delays"
@@ -400,7 +406,10 @@ class Engine:
             m.event = self.event_driven and any(g[0].event_driven for g in m.groups)
         return list(models.values())
 
-    def _run(self, inputs: dict, steps: int, record=None, progress=None, stream=None) -> dict:
+    def _run(self, inputs: dict, steps: int, record=None, progress=None, stream=None, windows=None) -> dict:
+        if not self.pipelined and self.net.metadata.get("sample_clock"):
+            raise UnsupportedError("the layer-synchronous model (pipelined=False) cannot run a token-tiled attention "
+                                   "schedule: its tiles are spaced by synapse delays, which that model ignores")
         record = set(self.pops) if record in ("all", True) else set(record or self.net.outputs)
         record = {n for n in record if self.pops[n].input_kind != "bias"}
         data, B = self._inputs(inputs, stream)
@@ -409,6 +418,7 @@ class Engine:
         if not self.pipelined and any(p.reset_interval for p in self.net.populations):
             shift = self.net.latency()
         run = Run(self, B, data, record, stream, shift, steps)
+        run.windows = dict(windows or {})
         # graded inputs have no static bound; this run's data give one, which may prove more LIFs safe
         # (their u cannot wrap: the float step instead of the int64 reference step)
         observed = {p.name: float(data[p.name].abs().max()) if data[p.name].numel() else 0.0

@@ -43,7 +43,9 @@ def value_bounds(net: LoweredNetwork, weight) -> dict:
     for name in net.topological_order():
         p = pops[name]
         if p.kind == "input":
-            out[name] = 1.0 if p.input_kind == "spikes" else float("inf")
+            # a graded input has no bound, unless the lowering proved one for it (a slice of a network replays a
+            # bounded population as an input: neurodeploy.lower.slices.cut_network)
+            out[name] = 1.0 if p.input_kind == "spikes" else float(declared.get(name, float("inf")))
             continue
         if p.kind not in GRADED_KINDS + ("relay",):
             out[name] = 1.0

@@ -131,6 +131,7 @@ class Run:
         self.record = record
         self.stream = stream          # (T, K, latency per population) for pipelined samples, else None
         self.shift = shift
+        self.windows = {}             # population -> (first, end) step it records (Engine.run(windows=...))
         self.skip_silent = eng.device.type == "cpu" and eng.skip_silent
         self.safe = eng.safe          # LIFs whose u cannot wrap (the engine may prove more from the data)
 
@@ -161,6 +162,8 @@ class StepModel:
             T_s, K_s, lat = run.stream
             self.lo, self.hi = lat[p.name], lat[p.name] + K_s * T_s
             self.idle_skip = eng.skip_idle
+        elif p.name in run.windows and p.kind != "input":     # records only these steps; runs every step
+            self.lo, self.hi = (int(v) for v in run.windows[p.name])
         # filled by the engine: [(group, weight, offset, destination model, port 2?, ring dtype)], the
         # attention ops this population completes, its spike history (attention balance delays)
         self.groups = []

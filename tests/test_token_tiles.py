@@ -1,0 +1,249 @@
+"""Token-tiled attention at a lower sample rate (``attention_schedule`` tiled-8 / tiled-4 / tiled-2 / serial;
+docs/lowering.md, "Token tiles"): one bank of product neurons serves the M = N / G token tiles of every model step
+at steps k T apart, the Q / K / V spikes gated to the sample's T steps by a sample clock built from LIFs.  The
+attention LIF gets the parallel form's integers in its own window (s, u, v), whatever the network does outside
+it; samples chained one period apart do not meet; Lava equals our engine on every population."""
+import numpy as np
+import pytest
+
+from neurodeploy.errors import UnsupportedError
+from neurodeploy.lower.attention_graded import (CLOCK_BIAS, TILE_TOKENS, attention_to_graded, schedule_cost,
+                                                 tiled_cost, tiled_latency)
+from neurodeploy.lower.chain import chain_network
+from neurodeploy.lower.network import Attention, LoweredNetwork, Population
+from neurodeploy.lower.network_file import load_network, save_network
+from neurodeploy.sim import Engine, simulate
+
+from test_attention_schedules import OPS, RE_OPS, _inputs, _lava_equals_engine, _ops_net
+
+TILED = tuple(TILE_TOKENS)
+#: ops whose token count is not a multiple of every tile (30 = 3 x 8 + 6; 7 tokens: 7 serial tiles, not a power of 2)
+ODD = [("o1", 2, 3, 7, 2), ("o2", 1, 4, 6, -3)]
+
+
+def _tiled(schedule, ops=OPS + RE_OPS, T=3, seed=0):
+    proc = _ops_net(seed=seed, ops=ops)
+    proc.metadata["time_steps"] = T
+    return proc, attention_to_graded(proc), attention_to_graded(proc, schedule=schedule)
+
+
+def _window(res, net, name, T):
+    lat = net.latency()[name]
+    return {k: res[name][k][lat:lat + T] for k in "suv"}
+
+
+@pytest.mark.parametrize("schedule", TILED)
+def test_tiled_equals_parallel_in_the_window_whatever_comes_after(schedule):
+    # the inputs go on after the sample's T steps (like a biased LIF or a held image): the clock's gates keep
+    # those spikes out of the bank, so every tile meets only its own model step
+    T = 3
+    proc, par, tl = _tiled(schedule, ops=OPS + RE_OPS + ODD, T=T)
+    P = tl.metadata["sample_clock"]["period"]
+    assert P == T + tl.metadata["latency"]
+    x = _inputs(proc, P, 2, seed=5)
+    a = simulate(par, x, T + par.metadata["latency"], record=proc.outputs)
+    c = simulate(tl, x, P, record=proc.outputs)
+    spikes = 0
+    for name in proc.outputs:
+        want, got = _window(a, par, name, T), _window(c, tl, name, T)
+        for k in "suv":
+            assert np.array_equal(want[k], got[k]), (schedule, name, k)
+        assert want["u"].any()
+        spikes += int(want["s"].sum())
+    assert spikes > 20
+    # outside the window the tiled LIF does see other tiles: the window is what is compared, not the run
+    assert any(not np.array_equal(a[n]["v"][-1], c[n]["v"][-1]) for n in proc.outputs)
+
+
+def test_tiled_costs_and_latency_equal_the_built_records():
+    for schedule in TILED:
+        for op in OPS + RE_OPS + ODD:
+            name, H, dh, N, w = op
+            proc, par, tl = _tiled(schedule, ops=[op], T=4)
+            G = min(TILE_TOKENS[schedule], N)
+            c = tiled_cost(H, N, H * dh, G, 4)
+            assert c == {k: v for k, v in schedule_cost(schedule, H, N, H * dh, T=4).items() if k != "schedule"}
+            mine = [p for p in tl.populations if p.name.startswith(name + ".") and p.name != f"{name}.out"]
+            built = {k: sum(p.size for p in mine if p.kind == k) for k in ("prod", "graded_vec", "lif")}
+            assert built == {"prod": c["product_neurons"], "graded_vec": c["graded_vec_neurons"],
+                             "lif": c["gate_neurons"]}, (schedule, name)
+            # the op's own added steps, what the balancing pass made of it: from the gates (one hop, as the
+            # process op's) to the attention LIF (here the gates wait one step for the clock's window: Q, K, V
+            # are inputs; in a model they are deeper than the window)
+            lat = tl.latency()
+            assert lat[f"{name}.out"] - lat[f"{name}.gate_q"] == c["latency_added_steps"] == \
+                tiled_latency(N, G, 4), (schedule, name)
+            assert c["tiles"] == -(-N // G)
+    # cifar10-4-384's shapes (12 heads, 64 tokens, 384 channels): the bank shrinks with the tile
+    par = schedule_cost("parallel", 12, 64, 384)["product_neurons"]
+    assert par == 2 * 12 * 64 * 32 * 32
+    assert schedule_cost("tiled-4", 12, 64, 384, T=4)["product_neurons"] == 2 * 12 * 32 * 32 * 4 + 12 * 32 * 32
+    assert schedule_cost("tiled-4", 12, 64, 384, T=4)["latency_added_steps"] == 7 + 2 * 4 + 2 * 15 * 4
+
+
+def test_sample_clock_spikes_once_a_period_and_opens_T_steps():
+    T = 3
+    _, _, tl = _tiled("tiled-4", ops=OPS[:1], T=T)
+    P = tl.metadata["sample_clock"]["period"]
+    pulse = tl.pop("clock.pulse")
+    # v starts one step short of the threshold (P - 1) x 64 and gains 64 a step: a spike every P steps
+    assert (pulse.vth, int(pulse.v_init), int(pulse.bias_mant), pulse.reset_interval) == \
+        (P - 1, CLOCK_BIAS * (P - 1), CLOCK_BIAS, 0)
+    x = _inputs(tl, 2 * P + 2, 1, seed=2)
+    r = simulate(tl, x, 2 * P + 2, record=["clock.pulse", "clock.window"])
+    assert np.flatnonzero(r["clock.pulse"]["s"][:, 0, 0]).tolist() == [0, P, 2 * P]
+    assert np.flatnonzero(r["clock.window"]["s"][:, 0, 0]).tolist() == \
+        list(range(1, T + 1)) + list(range(P + 1, P + T + 1)) + [2 * P + 1]
+
+
+@pytest.mark.parametrize("schedule", ["tiled-2", "serial"])
+def test_chained_samples_one_period_apart_equal_fresh_runs(schedule):
+    # the deployment runs samples back to back, one every period (LIFReset at each window): sample 2's tiles
+    # must not meet sample 1's, and the clock must open at sample 2's steps
+    T = 3
+    proc, _, tl = _tiled(schedule, ops=ODD, T=T)
+    P = tl.metadata["sample_clock"]["period"]
+    x1, x2 = _inputs(proc, P, 1, seed=7), _inputs(proc, P, 1, seed=8)
+    chained = chain_network(tl, P)
+    both = simulate(chained, {k: np.concatenate([x1[k], x2[k]]) for k in x1}, 2 * P, record=proc.outputs)
+    for k, x in enumerate((x1, x2)):
+        fresh = simulate(tl, x, P, record=proc.outputs)
+        for name in proc.outputs:
+            lat = tl.latency()[name]
+            for key in "suv":
+                assert np.array_equal(both[name][key][k * P + lat:k * P + lat + T], fresh[name][key][lat:lat + T]), \
+                    (k, name, key)
+
+
+def test_a_tiled_network_refuses_the_layer_synchronous_model_and_streaming():
+    _, _, tl = _tiled("tiled-4", ops=OPS[:1])
+    with pytest.raises(UnsupportedError, match="layer-synchronous model .* cannot run a token-tiled"):
+        Engine(tl, pipelined=False).run(_inputs(tl, 3, 1), 3)
+    assert "sample clock" in Engine(tl).stream_refusal()
+
+
+def test_tiled_network_saves_and_loads_with_its_skews(tmp_path):
+    _, _, tl = _tiled("tiled-2", ops=ODD)
+    save_network(tl, tmp_path / "n.npz")
+    back = load_network(tmp_path / "n.npz")
+    assert [s.skew for s in back.synapses] == [s.skew for s in tl.synapses] and any(s.skew for s in tl.synapses)
+    assert back.latency() == tl.latency()
+    x = _inputs(tl, 40, 1, seed=3)
+    a, b = simulate(tl, x, 40, record="all"), simulate(back, x, 40, record="all")
+    assert all(np.array_equal(a[n][k], b[n][k]) for n in a for k in a[n])
+
+
+def test_a_tiled_schedule_needs_the_time_steps():
+    proc = _ops_net(ops=OPS[:1])
+    with pytest.raises(UnsupportedError, match="needs the number of time steps .* give --steps N"):
+        attention_to_graded(proc, schedule="tiled-4")
+
+
+def test_worked_example_of_the_docs():
+    # docs/lowering.md "Token tiles": 1 head, dh 2, N 2, serial (G 1, M 2), T 1, weight 3
+    Q, K, V = (np.array(m) for m in ([[1, 0], [1, 1]], [[1, 1], [0, 1]], [[0, 1], [1, 1]]))
+    pops = [Population(n, (2, 2), kind="input", input_kind="spikes") for n in "qkv"]
+    pops.append(Population("o", (2, 2), du=4095, dv=0, vth=100000))        # integrates, never spikes
+    net = LoweredNetwork(populations=pops, attention=[Attention("att", "q", "k", "v", "o", 1, 2, 2, weight=3)],
+                         metadata={"time_steps": 1})
+    g = attention_to_graded(net, schedule="serial")
+    lat = g.latency()
+    P = g.metadata["sample_clock"]["period"]
+    assert (P, lat["att.gate_q"], lat["att.ser_k"], lat["att.p1"], lat["att.pc"], lat["att.counts"],
+            lat["att.cgate"], lat["att.chold.s1"], lat["att.p2"], lat["att.tsum"], lat["o"]) == \
+        (14, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13)
+    x = {"q": Q[None, None], "k": K[None, None], "v": V[None, None]}
+    r = simulate(g, x, P, record="all")
+    s = {n: r[n]["s"][:, 0] for n in r}
+    # the serializers: token 0 at their step 3, token 1 one period of T = 1 later
+    assert s["att.ser_k"][3].tolist() == [1, 0] and s["att.ser_k"][4].tolist() == [1, 1]      # K[:, 0], K[:, 1]
+    # counts C[j, c] = sum_m K[j, m] V[c, m] = K V^T, complete when the last key tile is in (step 7); at steps
+    # 6 and 8 the doubling sum holds one tile only, and the count gate (open at 8 = its step 0) keeps step 7's
+    assert s["att.counts"][7].tolist() == (K @ V.T).reshape(-1).tolist() == [1, 2, 1, 1]
+    assert s["att.counts"][6].any() and s["att.counts"][8].any()
+    assert np.flatnonzero(s["att.cgate"].any(1)).tolist() == [8] and s["att.cgate"][8].tolist() == [1, 2, 1, 1]
+    # the hold gives P2 the counts at both query tiles (steps 10, 11 -> tsum 11, 12): sum_j Q[j, n] C[j, c]
+    assert s["att.tsum"][11].tolist() == (Q[:, 0] @ (K @ V.T)).tolist() == [2, 3]
+    assert s["att.tsum"][12].tolist() == (Q[:, 1] @ (K @ V.T)).tolist() == [1, 1]
+    # the attention LIF: reset at its step 0 (13), when tile 0 (delayed 1) and tile 1 arrive together; the step
+    # before, tile 1's select brought it tile 0's sums (the pipeline fill: the reset discards it)
+    v = r["o"]["v"][:, 0] // 64
+    assert v[12].tolist() == [0, 6, 0, 9]
+    assert v[13].reshape(2, 2).tolist() == (3 * (K @ V.T).T @ Q).tolist() == [[6, 3], [9, 3]]
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("schedule", ["tiled-2", "serial"])
+def test_lava_equals_engine_on_the_tiled_form_every_population(schedule):
+    proc, _, tl = _tiled(schedule, ops=ODD, T=3, seed=3)
+    steps = tl.metadata["sample_clock"]["period"] + 3        # into the next period: the clock fires again
+    x = _inputs(proc, steps, 1, seed=4)
+    ours = _lava_equals_engine(tl, x, steps)
+    assert ours["clock.pulse"]["s"].sum() == 2 and ours["o1.tsum"]["s"].max() > 1
+
+
+@pytest.fixture(scope="module")
+def cifar8_serial():
+    """As ``tests/test_lava_slices.py``'s fixture (full-depth cifar10-4-384, random weights, BatchNorm weights
+    x8, 8x8 input: 4 tokens), lowered with the serial schedule (4 tiles of one token a block); one image; our
+    engine's run of one whole period with every population recorded."""
+    from neurodeploy.exporters import to_nir
+    from neurodeploy.models.registry import build_model
+    import torch
+    torch.manual_seed(0)
+    model = build_model("spikingformer-cifar10-4-384", {"img_size": 8}).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.weight.mul_(8.0)
+    from neurodeploy.lower.loihi2 import lower_graph
+    graph = to_nir(model)
+    par, _ = lower_graph(graph, input_range=(-1.0, 1.0))
+    net, _ = lower_graph(graph, input_range=(-1.0, 1.0), attention_schedule="serial")
+    x = (torch.rand(1, 3, 8, 8) * 2 - 1).numpy()
+    inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}
+    steps = int(net.metadata["sample_clock"]["period"])
+    ref = simulate(net, inputs, steps, record="all")
+    return par, net, inputs, steps, ref
+
+
+def test_full_depth_serial_equals_parallel_and_its_slices_are_exact(cifar8_serial):
+    from neurodeploy.lower.slices import cut_network, partition, replay_inputs
+    par, net, inputs, steps, ref = cifar8_serial
+    T = int(net.metadata["time_steps"])
+    # every LIF of the model (not the gates, serializers and clock) spikes as in the parallel form, in its window
+    pref = simulate(par, inputs, T + int(par.metadata["latency"]), record="all")
+    lp, lt = par.latency(), net.latency()
+    model_lifs = [p.name for p in par.populations if p.kind in ("lif", "readout")]
+    for name in model_lifs:
+        for k in "suv":
+            assert np.array_equal(pref[name][k][lp[name]:lp[name] + T], ref[name][k][lt[name]:lt[name] + T]), (name, k)
+    assert sum(int(ref[n]["s"][lt[n]:lt[n] + T].sum()) for n in model_lifs) > 1000
+    assert int(ref["block.3.attn.attn_lif"]["s"].sum()) > 0
+    slices = partition(net, 40)
+    for s in slices:
+        piece = cut_network(net, s)
+        rec = [m for m in s if net.pop(m).input_kind != "bias"]
+        got = simulate(piece, replay_inputs(piece, ref, inputs), steps, record=rec)
+        for name in rec:
+            for key in ref[name]:
+                assert np.array_equal(got[name][key], ref[name][key]), (name, key)
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_lava_equals_engine_slice_by_slice_at_full_depth_serial(cifar8_serial):
+    from neurodeploy.lava.slices import check_slices
+    from neurodeploy.lower.slices import partition
+    _, net, inputs, steps, ref = cifar8_serial
+    # every new construct, as built in the first block (the clock, its delay relays, the gates, serializers,
+    # banks, both doubling sums, the tile sums into the attention LIF) and the last attention LIF's slice; the
+    # other blocks repeat them (the engine test above checks every slice; Lava 3.5 min for all of them here)
+    new = [s for s in partition(net, 40) if any(m.startswith(("clock.", "block.0.attn.attention"))
+                                                or m == "block.3.attn.attn_lif" for m in s)]
+    assert {"clock.pulse", "clock.window", "block.0.attn.attention.counts", "block.0.attn.attention.chold.s2",
+            "block.3.attn.attn_lif"} <= {m for s in new for m in s}
+    reps = check_slices(net, inputs, steps, ref, new, conv_as_sparse=True)
+    bad = [(r["members"][0], r["mismatch"]) for r in reps if r["mismatch"]]
+    assert not bad, bad
+    assert sum(len(r["members"]) for r in reps) >= 20

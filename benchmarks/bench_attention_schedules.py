@@ -3,7 +3,8 @@ stdout: per schedule the product neurons, GradedVec neurons and added latency fr
 :func:`neurodeploy.lower.attention_graded.schedule_cost` (the budget search reads the same function), checked
 against the built records, and the Loihi 2 cores the mapper gives the attention ops alone (Q, K, V, the attention
 LIF and the graded parts, built from the model config as in ``bench_attention.py``); with ``--full VARIANT`` also
-the whole lowered network (random weights, seed 0) mapped: cores, chips, latency, lowering time.
+the whole lowered network (random weights, seed 0) mapped: cores, chips, latency, lowering time.  The
+token-tiled schedules (tiled-8 .. serial) are built with the variant's T (their tiles are T steps apart).
 
     python benchmarks/bench_attention_schedules.py [--variants a,b,...] [--full spikingformer-cifar10-4-384]
 """
@@ -30,12 +31,14 @@ def attention_only(arch, schedule, map_cores=True):
     from neurodeploy.profiles import load_profile
     net, cfg = _config_net(arch)
     N, H, D = cfg.tokens_side ** 2, cfg.num_heads, cfg.embed_dim
-    cost = schedule_cost(schedule, H, N, D)
+    T = int(getattr(cfg, "T", 0) or 16)         # token tiles are T steps apart; event models: 16 frames (paper)
+    net.metadata["time_steps"] = T
+    cost = schedule_cost(schedule, H, N, D, T=T)
     out = {"heads": H, "tokens": N, "head_dim": D // H, "depth": cfg.depth,
            "product_neurons_per_op": cost["product_neurons"], "graded_vec_neurons_per_op": cost["graded_vec_neurons"],
            "latency_added_steps": cost["latency_added_steps"],
            "product_neurons": cfg.depth * cost["product_neurons"]}
-    for k in ("digit_bits", "digits_per_word", "j_chunk", "words"):
+    for k in ("digit_bits", "digits_per_word", "j_chunk", "words", "tile_tokens", "tiles", "gate_neurons"):
         if k in cost:
             out[k] = cost[k]
     if not map_cores:
@@ -92,7 +95,10 @@ def engine_speed(arch, batch=64, repeats=2):
             best = min(best, time.perf_counter() - t0)
         out[s] = {"steps": steps, "batch": batch, "seconds": round(best, 2),
                   "sample_steps_per_s": round(batch * steps / best, 1),
-                  "samples_per_s": round(batch / best, 2)}
+                  "samples_per_s": round(batch / best, 2),
+                  # the engine runs every step of the period (T + latency): the tiled schedules' longer periods
+                  # cost time in proportion, whatever the bank saves in neurons
+                  "neurons": net.counts()["neurons"]}
     return out
 
 

@@ -27,15 +27,21 @@ DEFAULT_ARCHS = ["spikingformer-digits", "spikingformer-gesture-2-256", "spiking
                  "spikingformer-imagenet-8-768"]
 #: variants lowered in a subset of the candidates by default: the configuration ``export --max-chips 1152``
 #: chooses for it (the lowest latency that fits Hala Point)
-LIMITED = {"spikingformer-imagenet-8-768": ["stream built once, packed attention", "stream expanded, packed attention"]}
+LIMITED = {"spikingformer-imagenet-8-768": ["stream built once, packed attention", "stream expanded, packed attention",
+                                            "stream built once, tiled-8 attention", "stream built once, tiled-4 attention",
+                                            "stream built once, tiled-2 attention"]}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", action="append", default=None)
     ap.add_argument("--all-configs", action="store_true", help="every candidate for every variant (see LIMITED)")
+    ap.add_argument("--steps", action="append", default=[], metavar="ARCH=T",
+                    help="time steps of a model that takes them from its data (default: gesture-2-256 16)")
     a = ap.parse_args(argv)
+    a.steps = dict({"spikingformer-gesture-2-256": 16}, **{k: int(v) for k, v in (x.split("=") for x in a.steps)})
     from neurodeploy.deploy import Deployment
+    from neurodeploy.errors import UnsupportedError
     from neurodeploy.deploy.configs import CANDIDATES, FALLBACK, config_energy
     from neurodeploy.deploy.loihi2 import DEFAULT_INPUT_RANGE, attention_bound, config_row
     from neurodeploy.models.registry import build_model
@@ -44,7 +50,9 @@ def main(argv=None):
     for arch in a.arch or DEFAULT_ARCHS:
         torch.manual_seed(0)
         model = build_model(arch).eval()
-        dep = Deployment.build(model, targets=["loihi2"])
+        # models that take T from their data (event cameras): the published 16 frames, so that the token-tiled
+        # fallbacks (tiles T steps apart) can be built
+        dep = Deployment.build(model, targets=["loihi2"], steps=a.steps.get(arch))
         t = dep.target("loihi2")
         step_s = t.profile.energy("step_time_s")
         est = None
@@ -56,7 +64,11 @@ def main(argv=None):
             if not a.all_configs and arch in LIMITED and cfg.name not in LIMITED[arch]:
                 continue
             t0 = time.perf_counter()
-            art = t.target._lower_one(dep, cfg, DEFAULT_INPUT_RANGE, "default", t.profile)
+            try:
+                art = t.target._lower_one(dep, cfg, DEFAULT_INPUT_RANGE, "default", t.profile)
+            except UnsupportedError as exc:         # as the search records it
+                rows.append({"name": cfg.name, "config": cfg.to_dict(), "refused": str(exc).splitlines()[0]})
+                continue
             t1 = time.perf_counter()
             res = t.target.map(art, t.profile, dep.rates or None)
             t2 = time.perf_counter()

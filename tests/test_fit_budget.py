@@ -142,7 +142,7 @@ def test_system_needs_the_loihi2_target(digits_ckpt, tmp_path, capsys):
 
 
 def test_full_rate_attention_bound_is_the_documented_figure():
-    # docs/lowering.md "Why no token-tiled or token-serial schedule": 2 H N dh^2 / p, p = floor(23 / bit_length(N))
+    # docs/lowering.md "Why no micro-step clock": 2 H N dh^2 / p, p = floor(23 / bit_length(N))
     from neurodeploy.lower.attention_graded import full_rate_bound
     assert 4 * full_rate_bound(12, 64, 32) == 2_097_152          # cifar10-4-384: 4 ops x 524,288, p = 3
     assert 2 * full_rate_bound(16, 64, 16) == 349_526            # gesture-2-256

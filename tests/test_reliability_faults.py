@@ -381,8 +381,8 @@ def test_no_command_is_one_line_on_stderr():
     (["train", "--batch-size", "-8"], "--batch-size must be >= 1, got -8"),
     (["report", "x.pt", "--target", "loihi2", "--system", "pohoiki"], "--system 'pohoiki': not a loihi2 system"),
     (["export", "x.pt", "--target", "loihi2", "--max-chips", "1e3"], "--max-chips must be an integer, got '1e3'"),
-    (["export", "x.pt", "--target", "loihi2", "--attention-schedule", "serial"],
-     "--attention-schedule: invalid choice: 'serial'"),
+    (["export", "x.pt", "--target", "loihi2", "--attention-schedule", "diagonal"],
+     "--attention-schedule: invalid choice: 'diagonal'"),
 ])
 def test_new_option_values_are_one_line_exit_2_before_any_work(tmp_path, capsys, monkeypatch, argv, words):
     monkeypatch.chdir(tmp_path)

@@ -126,10 +126,11 @@ def attention_bound(summary: dict, profile) -> dict | None:
                         f"counts up to N tokens); at most {per_core:,} per core ([core] product_neurons)",
             "holds_for": "exact schedules at full sample rate (a new sample every T steps, so every Lava step is a "
                          "model step of some sample) built from Lava's standard processes, whose products' digits "
-                         "are summed over tokens in the word (docs/lowering.md, 'Why no token-tiled or "
-                         "token-serial schedule')",
-            "note": "the fewest product neurons any such schedule needs; only a lower sample rate goes below it "
-                    "(designed, not built)"}
+                         "are summed over tokens in the word (docs/lowering.md, 'Why no micro-step "
+                         "clock')",
+            "note": "the fewest product neurons any such schedule needs; only a lower sample rate goes below it: "
+                    "the token-tiled schedules (tiled-8 .. serial), one sample per period T + latency as every "
+                    "deployment runs (docs/lowering.md, 'Token tiles')"}
 
 
 def _bound_words(bound: dict | None) -> str:

@@ -123,8 +123,9 @@ def graded_parts(a: Attention, order: str):
 #: base-2^b digits (``packing``), unpacked by floor shifts before the attention LIF (+7 steps).  ``repacked``:
 #: ``packed`` whose stage 1 carries as many digits as a count of N tokens allows (floor(23 / bit_length(N)): 3
 #: at N = 64, where stage 2's wider digits allow 2), repacked into stage 2's layout by floor shifts (+10 steps),
-#: where that needs fewer neurons.  Token-tiled / token-serial schedules are not built: docs/lowering.md,
-#: "Attention schedules", gives the argument and bound.
+#: where that needs fewer neurons.  ``tiled-8`` / ``tiled-4`` / ``tiled-2`` / ``serial``: one bank of product
+#: neurons for G = 8, 4, 2, 1 tokens serves the N / G token tiles, T steps apart, at one sample per period
+#: (:func:`tiled_parts`; docs/lowering.md, "Token tiles").
 ATTENTION_SCHEDULES = ("parallel", "packed", "repacked", "tiled-8", "tiled-4", "tiled-2", "serial")
 #: token-tiled schedules: G tokens per tile (``serial``: one); docs/lowering.md, "Token tiles"
 TILE_TOKENS = {"tiled-8": 8, "tiled-4": 4, "tiled-2": 2, "serial": 1}
@@ -249,27 +250,29 @@ def _sum_latency(M: int, T: int, sign: int) -> int:
 
 
 def tiled_cost(heads: int, tokens: int, dim: int, tile: int, T: int) -> dict:
-    """Neurons of one op's tiled form (:func:`tiled_parts`), from the shapes: the two product banks
-    (2 H dh^2 G) and the count gate (H dh^2); the GradedVec tile counts, the two doubling sums' stages (2 h of
+    """Neurons of one op's tiled form (:func:`tiled_parts`), from the shapes: the product bank of stage 2
+    (H dh^2 G) and the count gate (H dh^2), ProdNeurons; the GradedVec tile counts, the two doubling sums' stages (2 h of
     H dh^2, h = floor(log2 M), one more when M is not a power of two) and the tile sums (H dh G); the
-    memoryless LIF gates and serializers (3 D N + 3 D G).  The shared sample clock (2 LIFs) and delay relays
+    memoryless LIF gates, serializers and stage-1 bank (3 D N + 3 D G + H dh^2 G: K AND V of two spikes needs
+    no product neuron).  The shared sample clock (2 LIFs) and delay relays
     are not included (the network adds them once)."""
     H, N, D = int(heads), int(tokens), int(dim)
     dh, G = D // H, int(tile)
     M = -(-N // G)
     h = (M.bit_length() - 1) + (0 if M & (M - 1) == 0 else 1)     # populations of each doubling sum
     return {"tile_tokens": G, "tiles": M, "order": "ktv",
-            "product_neurons": 2 * H * dh * dh * G + H * dh * dh,
+            "product_neurons": H * dh * dh * G + H * dh * dh,
             "graded_vec_neurons": (1 + 2 * h) * H * dh * dh + H * dh * G,
-            "gate_neurons": 3 * D * N + 3 * D * G,
+            "gate_neurons": 3 * D * N + 3 * D * G + H * dh * dh * G,
             "latency_added_steps": tiled_latency(N, G, T)}
 
 
 def full_rate_bound(heads: int, tokens: int, head_dim: int) -> int:
     """The fewest gating (product) neurons any exact schedule of one attention op can have while the rest of
     the network runs one model step per Lava step and samples follow each other at full rate
-    (docs/lowering.md, "Why no token-tiled or token-serial schedule"): 2 H N dh^2 binary products per model
-    step, at most p = floor(23 / bit_length(N)) per 24-bit word.  Below it only a lower sample rate goes."""
+    (docs/lowering.md, "Why no micro-step clock"): 2 H N dh^2 binary products per model step, at most
+    p = floor(23 / bit_length(N)) per 24-bit word.  Below it only a lower sample rate goes (the token tiles:
+    :func:`tiled_parts`)."""
     H, N, dh = int(heads), int(tokens), int(head_dim)
     p = max(1, 23 // max(1, N.bit_length()))
     return -(-2 * H * N * dh * dh // p)
@@ -467,7 +470,7 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str):
 
         gate_x[h,j,n]   = X[h,j,n] AND window                  memoryless LIF, vth 1 (x = q, k, v)
         ser_x[h,j,g]    = OR_k gate_x[h,j,kG+g] delayed kT     memoryless LIF, vth 0: tile k at t + kT
-        P1[h,j,c,g]     = ser_k[h,j,g] ser_v[h,c,g]             ProdNeuron
+        P1[h,j,c,g]     = ser_k[h,j,g] AND ser_v[h,c,g]         memoryless LIF, vth 1 (both are spikes)
         counts[h,j,c]   = sum_k sum_g P1 delayed (M-1-k) T      GradedVec: C = K V^T at t + (M-1) T
         cgate[h,j,c]    = counts x window                      ProdNeuron (silent between samples)
         P2[h,j,c,g]     = ser_q[h,j,g] sum_k cgate delayed kT   ProdNeuron: Q tile k x C at t + kT
@@ -486,7 +489,7 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str):
     n = a.name
     pops = [_logic(f"{n}.gate_{x}", (D, N), 1, src) for x in "qkv"]
     pops += [_logic(f"{n}.ser_{x}", (D, G), 0, src) for x in "qkv"]
-    pops += [Population(f"{n}.p1", (H * dh, dh, G), kind="prod", vth=0, source=src),
+    pops += [_logic(f"{n}.p1", (H * dh, dh, G), 1, src),         # K AND V: both are spikes
              Population(f"{n}.cgate", (H * dh, dh), kind="prod", vth=0, source=src),
              Population(f"{n}.p2", (H * dh, dh, G), kind="prod", vth=0, source=src),
              Population(f"{n}.tsum", (H, dh, G), kind="graded_vec", vth=0, source=src)]
@@ -511,8 +514,8 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str):
                  sparse(f"{g}<-window", window, g, _csr(np.arange(D * N), col, D * N, 1))]
         syns += [sparse(f"{n}.ser_{x}<-gate.t{k}", g, f"{n}.ser_{x}", _select_csr(D, 1, N, G, k, to_bank=False).T.tocsr(),
                         skew=k * T) for k in range(M)]
-    syns += [ein(f"{n}.p1<-ser_k", f"{n}.ser_k", f"{n}.p1", "hjg->hjcg", port=1, graded=False),
-             ein(f"{n}.p1<-ser_v", f"{n}.ser_v", f"{n}.p1", "hcg->hjcg", port=2, graded=False),
+    syns += [ein(f"{n}.p1<-ser_k", f"{n}.ser_k", f"{n}.p1", "hjg->hjcg", graded=False),
+             ein(f"{n}.p1<-ser_v", f"{n}.ser_v", f"{n}.p1", "hcg->hjcg", graded=False),
              ein(f"{n}.p2<-ser_q", f"{n}.ser_q", f"{n}.p2", "hjg->hjcg", port=1, graded=False),
              sparse(f"{n}.cgate<-window", window, f"{n}.cgate",
                     _csr(np.arange(H * dh * dh), np.zeros(H * dh * dh, dtype=np.int64), H * dh * dh, 1), port=2),
@@ -520,7 +523,7 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str):
     # counts = sum over the M key tiles of the bank's tile sums (pc), later tiles at +kT; the count gate held
     # for the M query tiles: both sums of M copies k T apart, built by doubling (log2 M stages of 2 groups)
     pops.append(Population(f"{n}.pc", (H * dh, dh), kind="graded_vec", vth=0, source=src))
-    syns.append(ein(f"{n}.pc<-p1", f"{n}.p1", f"{n}.pc", "hjcg->hjc"))
+    syns.append(ein(f"{n}.pc<-p1", f"{n}.p1", f"{n}.pc", "hjcg->hjc", graded=False))
     p_, s_, cnt = _delay_sum(f"{n}.counts", f"{n}.pc", (H * dh, dh), M, T, -1, src, final=f"{n}.counts")
     pops += p_
     syns += s_
@@ -595,7 +598,7 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str 
             out.synapses += syns
             out.attention.remove(a)
             M = -(-N // G)
-            bounds.update({f"{a.name}.p1": 1, f"{a.name}.pc": G, f"{a.name}.counts": N, f"{a.name}.cgate": N,
+            bounds.update({f"{a.name}.pc": G, f"{a.name}.counts": N, f"{a.name}.cgate": N,
                            f"{a.name}.p2": N, f"{a.name}.tsum": dh * N, f"{a.name}.chold.sum": M * N})
             # the doubling sums' stages: 2^i tile counts (each <= G), 2^i held counts (each <= N)
             for i in range(1, M.bit_length()):

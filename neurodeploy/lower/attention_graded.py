@@ -130,7 +130,8 @@ ATTENTION_SCHEDULES = ("parallel", "packed", "repacked", "tiled-8", "tiled-4", "
 #: token-tiled schedules: G tokens per tile (``serial``: one); docs/lowering.md, "Token tiles"
 TILE_TOKENS = {"tiled-8": 8, "tiled-4": 4, "tiled-2": 2, "serial": 1}
 #: synapse hops of the tiled form (Q, K, V -> gates -> serializers -> P1 -> pc -> (counts) -> count gate ->
-#: (hold) -> P2 -> tsum -> LIF) outside its two doubling sums (:func:`tiled_latency`), less the process op's one (the tiles add 2 (M - 1) T steps on top: :func:`tiled_latency`)
+#: (hold) -> P2 -> tsum -> LIF) outside its two doubling sums, less the process op's one; the tiles and the
+#: doubling sums add the rest (:func:`tiled_latency`)
 TILED_HOPS = 7
 #: the sample clock's LIF adds this to v per step (``bias_mant``); its threshold is (period - 1) of them
 CLOCK_BIAS = 64
@@ -251,11 +252,11 @@ def _sum_latency(M: int, T: int, sign: int) -> int:
 
 def tiled_cost(heads: int, tokens: int, dim: int, tile: int, T: int) -> dict:
     """Neurons of one op's tiled form (:func:`tiled_parts`), from the shapes: the product bank of stage 2
-    (H dh^2 G) and the count gate (H dh^2), ProdNeurons; the GradedVec tile counts, the two doubling sums' stages (2 h of
-    H dh^2, h = floor(log2 M), one more when M is not a power of two) and the tile sums (H dh G); the
-    memoryless LIF gates, serializers and stage-1 bank (3 D N + 3 D G + H dh^2 G: K AND V of two spikes needs
-    no product neuron).  The shared sample clock (2 LIFs) and delay relays
-    are not included (the network adds them once)."""
+    (H dh^2 G) and the count gate (H dh^2), ProdNeurons; the GradedVec tile counts, the two doubling sums'
+    stages (2 h of H dh^2, h = floor(log2 M), one more when M is not a power of two) and the tile sums
+    (H dh G); the memoryless LIF gates, serializers and stage-1 bank (3 D N + 3 D G + H dh^2 G: K AND V of two
+    spikes needs no product neuron).  The shared sample clock (2 LIFs) and delay relays are not included (the
+    network adds them once)."""
     H, N, D = int(heads), int(tokens), int(dim)
     dh, G = D // H, int(tile)
     M = -(-N // G)
@@ -471,9 +472,11 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str):
         gate_x[h,j,n]   = X[h,j,n] AND window                  memoryless LIF, vth 1 (x = q, k, v)
         ser_x[h,j,g]    = OR_k gate_x[h,j,kG+g] delayed kT     memoryless LIF, vth 0: tile k at t + kT
         P1[h,j,c,g]     = ser_k[h,j,g] AND ser_v[h,c,g]         memoryless LIF, vth 1 (both are spikes)
-        counts[h,j,c]   = sum_k sum_g P1 delayed (M-1-k) T      GradedVec: C = K V^T at t + (M-1) T
-        cgate[h,j,c]    = counts x window                      ProdNeuron (silent between samples)
-        P2[h,j,c,g]     = ser_q[h,j,g] sum_k cgate delayed kT   ProdNeuron: Q tile k x C at t + kT
+        pc[h,j,c]       = sum_g P1                              GradedVec: tile k's counts at t + kT
+        counts[h,j,c]   = sum_k pc delayed (M-1-k) T            GradedVecs (doubling): C = K V^T at t + (M-1) T
+        cgate[h,j,c]    = counts x window                      ProdNeuron (the complete count only)
+        chold[h,j,c]    = sum_k cgate delayed kT                GradedVecs (doubling): C held for the query tiles
+        P2[h,j,c,g]     = ser_q[h,j,g] chold[h,j,c]             ProdNeuron: Q tile k x C at t + kT
         tsum[h,c,g]     = sum_j P2                              GradedVec
         LIF a_in       += weight x tsum (tile k delayed (M-1-k) T)  the process op's integers, later
     """
@@ -543,9 +546,8 @@ def _delay_sum(prefix: str, x: str, shape: tuple, M: int, T: int, sign: int, sou
     in the populations' own (balanced) frames: sign -1 gathers the later tiles (the key counts), +1 holds a
     value for the M later tiles (the count gate).  By doubling: stage i+1 = stage i + stage i shifted 2^i T
     (two identity groups, the second with skew sign 2^i T: a group with skew s delivers x[t - s]), then one
-    population summing
-    the stages of M's set bits at their offsets: about log2 M populations of x's size with 2 groups each,
-    instead of M groups into one.  Returns ``(populations, groups, name of y)``; ``final`` names y."""
+    population summing the stages of M's set bits at their offsets: about log2 M populations of x's size with 2
+    groups each, instead of M groups into one (whose synapses and axons grow with M).  Returns ``(populations, groups, name of y)``; ``final`` names y."""
     n = int(np.prod(shape))
     eye = np.ones((1,), dtype=np.int64)
     pops, syns = [], []

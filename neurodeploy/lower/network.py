@@ -426,7 +426,8 @@ class LoweredNetwork:
 
     def latency(self) -> dict:
         """Pipeline depth of each population (inputs 0; each synapse hop +1, + its balance delay, less its
-        skew: a token tile's data arrives ``skew`` steps after the aligned step).  Raises if the incoming paths of a population disagree (the network is not balanced)."""
+        skew: a token tile's data arrives ``skew`` steps after the aligned step).  Raises if the incoming paths
+        of a population disagree (the network is not balanced)."""
         lat = {}
         for name in self.topological_order():
             inc = self.incoming(name)

@@ -99,6 +99,21 @@ def test_packed_equals_parallel_and_process_form_shifted_by_its_latency(dense):
         assert int(c["b4.digits"]["s"].max()) == 120
 
 
+def _lava_chained_equals_engine(net, inputs, chunk) -> dict:
+    """Run ``net``'s samples chained in one Lava run and in our engine, every population recorded; assert s,
+    u, v equal; Lava's records."""
+    from neurodeploy.lava.run import run_lava_chained
+    from neurodeploy.sim.chained import simulate_chained
+    chained, lava, _ = run_lava_chained(net, inputs, record="all", chunk=chunk)
+    _, ours = simulate_chained(net, inputs, record="all", conv_as_sparse=True)
+    assert set(lava) == set(ours) == {p.name for p in chained.populations}
+    for name in ours:
+        for key in ours[name]:
+            bad = np.argwhere(ours[name][key] != lava[name][key])
+            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    return lava
+
+
 def _lava_equals_engine(g, x, steps) -> dict:
     """Run ``g`` in Lava and in our engine, every population recorded; assert s, u, v equal; our run."""
     from neurodeploy.lava.run import run_lava
@@ -194,20 +209,12 @@ def test_trained_digits_every_schedule_same_readout_all_360(trained_digits_check
 @pytest.mark.lava
 @pytest.mark.slow
 def test_trained_digits_packed_in_lava_equals_engine(trained_digits_checkpoint):
-    from neurodeploy.lava.run import run_lava_chained
-    from neurodeploy.sim.chained import simulate_chained
     nets, x, _ = _digits_nets(trained_digits_checkpoint)
     net = nets["packed"]
     N = 4
     P = net.metadata["time_steps"] + net.metadata["latency"]
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x[:N]).items()}
-    chained, lava, _ = run_lava_chained(net, inputs, record="all", chunk=2 * P)
-    _, ours = simulate_chained(net, inputs, record="all", conv_as_sparse=True)
-    assert set(lava) == set(ours) == {p.name for p in chained.populations}
-    for name in ours:
-        for key in ours[name]:
-            bad = np.argwhere(ours[name][key] != lava[name][key])
-            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    lava = _lava_chained_equals_engine(net, inputs, chunk=2 * P)
     assert int(lava["block.0.attn.attention.words"]["s"].max()) >= 1 << 7      # multi-digit words (7-bit digits)
 
 

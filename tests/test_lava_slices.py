@@ -24,13 +24,8 @@ def cifar8():
     engine's run of the whole network with every population recorded.  BatchNorm weights x8: with
     PyTorch's default init the random network is silent past its first two layers (34 spikes in all)."""
     from neurodeploy.exporters import to_nir
-    from neurodeploy.models.registry import build_model
-    torch.manual_seed(0)
-    model = build_model("spikingformer-cifar10-4-384", {"img_size": 8}).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                m.weight.mul_(8.0)
+    from testmodels import active_cifar10
+    model = active_cifar10(8)
     net, _ = lower_graph(to_nir(model), input_range=(-1.0, 1.0))
     x = (torch.rand(1, 3, 8, 8) * 2 - 1).numpy()
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}

@@ -25,13 +25,8 @@ PACKED = ("vpack", "p1", "counts", "p2", "words", "shift1", "shift2", "digits")
 @pytest.fixture(scope="module")
 def cifar16_packed():
     from neurodeploy.exporters import to_nir
-    from neurodeploy.models.registry import build_model
-    torch.manual_seed(0)
-    model = build_model("spikingformer-cifar10-4-384", {"img_size": 16}).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                m.weight.mul_(8.0)
+    from testmodels import active_cifar10
+    model = active_cifar10(16)
     net, _ = lower_graph(to_nir(model), input_range=(-1.0, 1.0), attention_schedule="packed")
     x = (torch.rand(1, 3, 16, 16) * 2 - 1).numpy()
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x).items()}

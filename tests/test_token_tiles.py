@@ -14,7 +14,7 @@ from neurodeploy.lower.network import Attention, LoweredNetwork, Population
 from neurodeploy.lower.network_file import load_network, save_network
 from neurodeploy.sim import Engine, simulate
 
-from test_attention_schedules import OPS, RE_OPS, _inputs, _lava_equals_engine, _ops_net
+from test_attention_schedules import OPS, RE_OPS, _inputs, _lava_chained_equals_engine, _lava_equals_engine, _ops_net
 
 TILED = tuple(TILE_TOKENS)
 #: ops whose token count is not a multiple of every tile (30 = 3 x 8 + 6; 7 tokens: 7 serial tiles, not a power of 2)
@@ -187,17 +187,11 @@ def cifar8_serial():
     """As ``tests/test_lava_slices.py``'s fixture (full-depth cifar10-4-384, random weights, BatchNorm weights
     x8, 8x8 input: 4 tokens), lowered with the serial schedule (4 tiles of one token a block); one image; our
     engine's run of one whole period with every population recorded."""
-    from neurodeploy.exporters import to_nir
-    from neurodeploy.models.registry import build_model
     import torch
-    torch.manual_seed(0)
-    model = build_model("spikingformer-cifar10-4-384", {"img_size": 8}).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                m.weight.mul_(8.0)
+    from neurodeploy.exporters import to_nir
     from neurodeploy.lower.loihi2 import lower_graph
-    graph = to_nir(model)
+    from testmodels import active_cifar10
+    graph = to_nir(active_cifar10(8))
     par, _ = lower_graph(graph, input_range=(-1.0, 1.0))
     net, _ = lower_graph(graph, input_range=(-1.0, 1.0), attention_schedule="serial")
     x = (torch.rand(1, 3, 8, 8) * 2 - 1).numpy()
@@ -256,9 +250,7 @@ def test_trained_digits_tiled_in_lava_equals_engine(trained_digits_checkpoint):
     in one Lava run: every population's s, u, v equal our engine's (the clock, gates, serializers, banks,
     doubling sums and the model's own LIFs)."""
     from neurodeploy.commands.simulate import load_graph
-    from neurodeploy.lava.run import run_lava_chained
     from neurodeploy.lower.loihi2 import lower_graph
-    from neurodeploy.sim.chained import simulate_chained
     from neurodeploy.training import digits_split
     _, _, x, _ = digits_split()
     x = x.numpy()
@@ -266,11 +258,5 @@ def test_trained_digits_tiled_in_lava_equals_engine(trained_digits_checkpoint):
                          attention_schedule="tiled-4")
     P = net.metadata["sample_clock"]["period"]
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x[:2]).items()}
-    chained, lava, _ = run_lava_chained(net, inputs, record="all", chunk=P)
-    _, ours = simulate_chained(net, inputs, record="all", conv_as_sparse=True)
-    assert set(lava) == set(ours) == {p.name for p in chained.populations}
-    for name in ours:
-        for key in ours[name]:
-            bad = np.argwhere(ours[name][key] != lava[name][key])
-            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    lava = _lava_chained_equals_engine(net, inputs, chunk=P)
     assert lava["clock.pulse"]["s"].sum() == 2 and lava["block.0.attn.attention.tsum"]["s"].max() > 1

@@ -29,6 +29,18 @@ def tiny_spikingformer(seed: int = 0, embed_dim: int = 16, heads: int = 2, depth
     return model.eval()
 
 
+def active_cifar10(img_size: int):
+    """Full-depth spikingformer-cifar10-4-384 with random seed-0 weights at ``img_size`` input, BatchNorm weights
+    x8: with PyTorch's default init the random network is silent past its first two layers."""
+    torch.manual_seed(0)
+    model = build_model("spikingformer-cifar10-4-384", {"img_size": img_size}).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.weight.mul_(8.0)
+    return model
+
+
 def tiny_attention_net(dim: int = 4, heads: int = 2, tokens: int = 4, T: int = 3, weight: int = 3):
     """A hand-made lowered network around one attention op (process form): spike inputs qin, kin, vin
     ([dim, 1, tokens]) relayed 1:1 by threshold neurons q, k and v (v through one more relay, so the q and k

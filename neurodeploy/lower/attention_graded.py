@@ -412,21 +412,13 @@ def packed_parts(a: Attention, pk: dict):
     return pops, syns
 
 
-def _select_csr(pre: int, post: int, N: int, G: int, k: int, to_bank: bool):
-    """One-to-one CSR between a [pre, N] token map and a [pre, post, G] bank for token tile ``k`` (tokens
-    kG .. kG + G - 1 that exist).  ``to_bank``: rows are bank neurons (r, c, g) reading map neuron (r, kG + g),
-    broadcast over c < post; else rows are map neurons (r, kG + g) reading bank neuron (r, g) (post = 1)."""
+def _tile_csr(rows: int, N: int, G: int, k: int):
+    """One-to-one CSR (rows N, rows G): map neuron (r, kG + g) of a [rows, N] token map reads tile neuron (r, g)
+    of a [rows, G] tile, for the tokens of tile ``k`` that exist (its transpose: the tile reads the map)."""
     g = np.arange(G)
     g = g[k * G + g < N]
-    r = np.arange(pre)
-    if to_bank:
-        c = np.arange(post)
-        rr, cc, gg = np.meshgrid(r, c, g, indexing="ij")
-        rows = (rr * post + cc) * G + gg
-        cols = rr * N + k * G + gg
-        return _csr(rows, cols, pre * post * G, pre * N)
-    rr, gg = np.meshgrid(r, g, indexing="ij")
-    return _csr(rr * N + k * G + gg, rr * G + gg, pre * N, pre * G)
+    rr, gg = np.meshgrid(np.arange(rows), g, indexing="ij")
+    return _csr(rr * N + k * G + gg, rr * G + gg, rows * N, rows * G)
 
 
 def sample_clock(net: LoweredNetwork):
@@ -515,7 +507,7 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str):
         g = f"{n}.gate_{x}"
         syns += [ein(f"{g}<-{x}", xs, g, "hjn->hjn", graded=False),
                  sparse(f"{g}<-window", window, g, _csr(np.arange(D * N), col, D * N, 1))]
-        syns += [sparse(f"{n}.ser_{x}<-gate.t{k}", g, f"{n}.ser_{x}", _select_csr(D, 1, N, G, k, to_bank=False).T.tocsr(),
+        syns += [sparse(f"{n}.ser_{x}<-gate.t{k}", g, f"{n}.ser_{x}", _tile_csr(D, N, G, k).T.tocsr(),
                         skew=k * T) for k in range(M)]
     syns += [ein(f"{n}.p1<-ser_k", f"{n}.ser_k", f"{n}.p1", "hjg->hjcg", graded=False),
              ein(f"{n}.p1<-ser_v", f"{n}.ser_v", f"{n}.p1", "hcg->hjcg", graded=False),
@@ -536,7 +528,7 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str):
     syns += s_
     syns.append(ein(f"{n}.p2<-chold", hold, f"{n}.p2", "hjc->hjcg", port=2))
     for k in range(M):
-        syns.append(sparse(f"{a.dst}<-tsum.t{k}", f"{n}.tsum", a.dst, _select_csr(D, 1, N, G, k, to_bank=False),
+        syns.append(sparse(f"{a.dst}<-tsum.t{k}", f"{n}.tsum", a.dst, _tile_csr(D, N, G, k),
                            skew=-k * T, graded=True, w=mant, wexp=exp, mode=EXCITATORY if mant > 0 else INHIBITORY))
     return pops, syns
 

@@ -110,7 +110,7 @@ class MapNetwork:
     notes: list = field(default_factory=list)
     warnings: list = field(default_factory=list)    # what the lowering lost (e.g. groups quantized to zeros)
     unmapped: list = field(default_factory=list)       # layers not costed here (attention in from_graph)
-    latency: int | None = None      # a lowered network's balanced pipeline depth (token tiles: more than its hops)
+    latency: int | None = None      # a lowered network's balanced pipeline depth (delays and skews included)
 
     def pop(self, name: str) -> MapPopulation:
         cache = self.__dict__.get("_pops")
@@ -150,8 +150,8 @@ class MapNetwork:
 
     def depth(self) -> int:
         """Pipeline depth: the lowered network's balanced latency where known (its delay balancing says when
-        each population works; token tiles add steps beyond the hops), else the longest chain of synapse
-        groups (each adds one time step, as in Lava)."""
+        each population works: delay relays and token-tile skews add steps beyond the hops), else the longest
+        chain of synapse groups (each adds one time step, as in Lava)."""
         if self.latency is not None:
             return int(self.latency)
         order = [p.name for p in self.populations]
@@ -182,7 +182,7 @@ def cxhw(shape) -> tuple:
 def from_lowered(lowered, name: str = "lowered") -> MapNetwork:
     """From :class:`neurodeploy.lower.network.LoweredNetwork` (the lowering's output)."""
     net = MapNetwork(name=name, time_steps=int(lowered.metadata.get("time_steps", 0) or 1) if hasattr(lowered, "metadata") else 1)
-    if any(getattr(s, "skew", 0) for s in lowered.synapses) and lowered.metadata.get("latency") is not None:
+    if getattr(lowered, "metadata", {}).get("latency") is not None:      # balanced: when each population works
         net.latency = int(lowered.metadata["latency"])
     for p in lowered.populations:
         kind = getattr(p, "kind", "lif")

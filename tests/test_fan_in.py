@@ -211,3 +211,55 @@ def test_a_wide_conv_into_a_relay_is_cut_by_input_channels_exactly(groups, cap, 
 @pytest.mark.parametrize("groups", [1, 2])
 def test_lava_equals_engine_on_a_conv_cut_by_input_channels(groups):
     _lava_equals_engine(split_fan_in(_wide_conv_net(groups), max_fan_in=20), _wx(), steps=12)
+
+
+def test_partial_sums_of_sources_far_apart_travel_as_one_chain(monkeypatch):
+    """Sources at latencies 0 .. 8 with the delay limit lowered to 2 steps: the bins are packed in the order of
+    their sources' latency, each within one delay of its first source, and each bin reads the previous one
+    (the carry) when that keeps it within the readout's latency; the readout reads the chain's end only.  The
+    delay relays then hold one partial sum across each gap instead of one copy per bin or source, the
+    readout's latency is the parallel bins', and its integers are theirs (Lava equal, too: lava test below)."""
+    from neurodeploy.lower import balance, fan_in
+    from neurodeploy.lower.passes import run_passes
+    from test_delay_relays import _inputs, _net as _deep
+
+    monkeypatch.setattr(balance, "MAX_DELAY", 2)
+    monkeypatch.setattr(fan_in, "MAX_DELAY", 2)
+    chained = run_passes(_deep(), ["split_fan_in", "balance_delays"], max_fan_in=40, bin_fan_in=20)
+    monkeypatch.setattr(fan_in, "_carry_chain", lambda last: [None] * len(last))
+    parallel = run_passes(_deep(), ["split_fan_in", "balance_delays"], max_fan_in=40, bin_fan_in=20)
+    parts = chained.metadata["fan_in_splits"]["out"]
+    lat = chained.latency()
+    into = {p: sorted(s.src for s in chained.synapses if s.dst == p and ".partial" in s.src) for p in parts + ["out"]}
+    # every bin after the first reads the one before it (through its delay relays where the gap is long)
+    carried = [p for p in parts if into[p]]
+    assert len(carried) >= 2 and all(src.startswith(f"out.partial{int(p[-1]) - 1}") for p in carried
+                                      for src in into[p])
+    assert len(into["out"]) < len(parts)
+    for p in parts:     # no chunk waits in a delay relay: each bin is within one delay of its sources
+        assert all(".delay" not in s.src for s in chained.synapses if s.dst == p and ".partial" not in s.src)
+    assert chained.metadata["latency"] == parallel.metadata["latency"] == lat["out"]
+
+    def relay_neurons(net):
+        return sum(net.pop(r).size for c in net.metadata.get("delay_relays", {}).values() for r in c)
+    assert relay_neurons(chained) < relay_neurons(parallel)
+    x = _inputs(T=14)
+    a = simulate(chained, x, 14, record=["out"])["out"]
+    b = simulate(parallel, x, 14, record=["out"])["out"]
+    assert np.abs(a["v"]).max() > 100
+    for k in "suv":
+        assert np.array_equal(a[k], b[k]), k
+
+
+@pytest.mark.lava
+def test_lava_equals_engine_on_a_chain_of_partial_sums(monkeypatch):
+    from neurodeploy.lower import balance, fan_in
+    from neurodeploy.lower.passes import run_passes
+    from test_delay_relays import _inputs, _net as _deep
+
+    monkeypatch.setattr(balance, "MAX_DELAY", 2)
+    monkeypatch.setattr(fan_in, "MAX_DELAY", 2)
+    net = run_passes(_deep(), ["split_fan_in", "balance_delays"], max_fan_in=40, bin_fan_in=20)
+    assert any(s.src.startswith("out.partial") and s.dst.startswith("out.partial") for s in net.synapses) or \
+        any(".partial" in s.src and ".delay" in s.src and s.dst.startswith("out.partial") for s in net.synapses)
+    _lava_equals_engine(net, _inputs(T=14), 14)

@@ -53,7 +53,8 @@ def test_packed_at_full_depth_is_active_and_every_cut_is_exact(cifar16_packed):
     assert [(o["schedule"], o["digit_bits"], o["digits_per_word"], o["j_chunk"], o["tokens"]) for o in ops] == \
         [("packed", 7, 3, 4, 16)] * 4
     assert sum(p.name.endswith(".stream") for p in net.populations) == 8
-    assert steps == 68 and net.metadata["attention_latency_added"] == 28      # 4 blocks x PACKED_LATENCY 7
+    # T 4 + latency 65: 4 blocks x PACKED_LATENCY 7 added; the head's token sums take two steps (runs of tokens, then their sums)
+    assert steps == 69 and net.metadata["attention_latency_added"] == 28
     # every block's packed words carry several nonzero digits, and every attention LIF spikes
     for b in range(4):
         words = ref[f"block.{b}.attn.attention.words"]["s"]

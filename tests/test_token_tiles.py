@@ -260,3 +260,105 @@ def test_trained_digits_tiled_in_lava_equals_engine(trained_digits_checkpoint):
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x[:2]).items()}
     lava = _lava_chained_equals_engine(net, inputs, chunk=P)
     assert lava["clock.pulse"]["s"].sum() == 2 and lava["block.0.attn.attention.tsum"]["s"].max() > 1
+
+
+def _lif_operand_net(seed=0, ops=ODD, T=3, bias=200, du=4095):
+    """``ops`` with Q, K, V as biased LIFs (du 4095) that read spike inputs through mixed-sign dense weights, one
+    input per operand: they spike while the pipeline fills and after the sample's T steps (bias, inputs held),
+    which the token tiles must not see.  Balanced, T model steps."""
+    from neurodeploy.lower.balance import balance_network
+    from neurodeploy.lower.network import Synapse
+    rng = np.random.default_rng(seed)
+    proc = _ops_net(seed=seed, ops=ops)
+    pops, syns = [], list(proc.synapses)
+    for p in proc.populations:
+        if p.kind != "input":
+            pops.append(p)
+            continue
+        D, N = p.shape
+        pops.append(Population(f"{p.name}.in", (D, N), kind="input", input_kind="spikes"))
+        pops.append(Population(p.name, (D, N), du=du, dv=int(rng.integers(0, 4096)), vth=4,
+                               bias_mant=rng.integers(0, bias, size=(D, N)), source=p.name))
+        w = rng.integers(-6, 9, size=(D * N, D * N)) * (rng.random((D * N, D * N)) < 0.3)
+        syns.append(Synapse(f"{p.name}.syn", f"{p.name}.in", p.name, "dense", w.astype(np.int64)))
+    net = LoweredNetwork(populations=pops, synapses=syns, attention=proc.attention, outputs=proc.outputs,
+                         metadata={"time_steps": T})
+    balance_network(net, T)
+    return net
+
+
+def test_operands_held_silent_by_the_clock_instead_of_and_gates():
+    # docs/lowering.md "Token tiles", operand gate: one off neuron (NOT window) per op inhibits its Q, K, V LIFs
+    # outside their window through one group each; no gate_x populations; in the window every population equals
+    # the parallel form (s, u, v), outside it Q, K, V never spike (the parallel form's do: bias, held inputs)
+    from neurodeploy.lower.fixed_point import lava_effective_weights
+    from neurodeploy.lower.operand_gate import plan
+    T = 3
+    net = _lif_operand_net(T=T)
+    par = attention_to_graded(net)
+    for schedule in ("tiled-2", "serial"):
+        tl = attention_to_graded(net, schedule=schedule)
+        assert {r["gate"] for r in tl.metadata["attention_graded"]} == {"inhibition"}
+        assert not [p.name for p in tl.populations if ".gate_" in p.name]
+        assert tl.metadata["late_populations"] == ["o1.off", "o2.off"]
+        lat, P = tl.latency(), tl.metadata["sample_clock"]["period"]
+        syn = {g.name: g for g in tl.synapses}
+        for name, H, dh, N, _ in ODD:
+            # off sits one step before Q, K, V: its group has no delay (nothing waits in an empty delay line)
+            assert lat[f"{name}.off"] == lat[f"{name}.q"] - 1
+            for x in "qkv":
+                g = syn[f"{name}.{x}<-{name}.off"]
+                assert g.balance_delay == 0 and g.sign_mode == 3
+                pl = plan(net, f"{name}.{x}")
+                assert int(g.weights.toarray().min()) == -pl["m"] and g.weight_exp == pl["e"]
+            # the inhibition covers the largest drive: the row's positive weights (as Lava uses them: mixed-sign
+            # 8-bit weights lose their LSB) plus the bias
+            g = syn[f"{name}.q.syn"]
+            w = np.clip(lava_effective_weights(g.weights, g.sign_mode, g.num_weight_bits), 0, None).sum(1)
+            need = (w + np.asarray(net.pop(f"{name}.q").bias_mant).reshape(-1) / 64.0).max()
+            assert tl.metadata["operand_gates"][f"{name}.q"]["inhibition"] >= need
+            c = tiled_cost(H, N, H * dh, min(TILE_TOKENS[schedule], N), T, inhibited=True)
+            mine = [p for p in tl.populations if p.name.startswith(name + ".") and p.name != f"{name}.out"
+                    and p.name[len(name) + 1:] not in "qkv" and not p.name.endswith(".in")]
+            assert sum(p.size for p in mine if p.kind == "lif") == c["gate_neurons"]
+            # (the process op itself is one hop from Q to the attention LIF)
+            assert lat[f"{name}.out"] - lat[f"{name}.q"] - 1 == c["latency_added_steps"] == \
+                tiled_latency(N, min(TILE_TOKENS[schedule], N), T, inhibited=True)
+        x = _inputs(net, 2 * P, 2, seed=5)
+        a = simulate(par, x, 2 * P, record="all")
+        c = simulate(tl, x, 2 * P, record="all")
+        lp = par.latency()
+        outside = 0
+        for p in par.populations:
+            if p.kind != "lif" or p.name == "sink":
+                continue
+            for k in "suv":
+                assert np.array_equal(a[p.name][k][lp[p.name]:lp[p.name] + T], c[p.name][k][lat[p.name]:lat[p.name] + T]), \
+                    (schedule, p.name, k)
+            if p.name.endswith((".q", ".k", ".v")):
+                s = c[p.name]["s"].reshape(2 * P, -1).sum(1)
+                win = np.zeros(2 * P, bool)
+                win[lat[p.name]:lat[p.name] + T] = win[P + lat[p.name]:P + lat[p.name] + T] = True   # every period's
+                assert s[win].sum() > 0 and s[~win].sum() == 0, (schedule, p.name)
+                outside += int(a[p.name]["s"].reshape(2 * P, -1).sum(1)[lp[p.name] + T:P].sum())
+        assert outside > 100        # the parallel form's operands do spike after the window
+
+
+def test_operands_that_the_argument_does_not_cover_keep_their_and_gates():
+    # du < 4095: u keeps part of the last window step's input, the bound of one step no longer holds
+    net = _lif_operand_net(du=4000)
+    tl = attention_to_graded(net, schedule="tiled-2")
+    assert {r["gate"] for r in tl.metadata["attention_graded"]} == {"and"}
+    assert {p.name for p in tl.populations if ".gate_" in p.name} == {f"{o}.gate_{x}" for o in ("o1", "o2")
+                                                                       for x in "qkv"}
+    assert "late_populations" not in tl.metadata
+
+
+@pytest.mark.lava
+def test_lava_equals_engine_with_operands_held_silent_by_the_clock():
+    net = _lif_operand_net(seed=2)
+    tl = attention_to_graded(net, schedule="serial")
+    steps = tl.metadata["sample_clock"]["period"] + 6
+    x = _inputs(net, steps, 1, seed=4)
+    ours = _lava_equals_engine(tl, x, steps)
+    assert ours["o1.off"]["s"].sum() > 0 and ours["o1.q"]["s"].sum() > 0

@@ -35,7 +35,8 @@ import copy
 import numpy as np
 
 from ..errors import BadInputError, UnsupportedError
-from .balance import balance_network, path_latency
+from . import operand_gate
+from .balance import balance_network, path_latency, path_latency_of
 from .fixed_point import EXCITATORY, INHIBITORY
 from .network import Attention, LoweredNetwork, Population, Synapse
 
@@ -224,12 +225,13 @@ def schedule_cost(schedule: str, heads: int, tokens: int, dim: int, T: int | Non
     raise UnsupportedError(f"attention_schedule '{schedule}': not one of {', '.join(ATTENTION_SCHEDULES)}")
 
 
-def tiled_latency(tokens: int, tile: int, T: int) -> int:
-    """Steps the tiled form of one op adds over the process op: :data:`TILED_HOPS`, plus 2 (M - 1) T for
+def tiled_latency(tokens: int, tile: int, T: int, inhibited: bool = False) -> int:
+    """Steps the tiled form of one op adds over the process op: :data:`TILED_HOPS` (one fewer when Q, K, V
+    are held silent by the clock, :mod:`.operand_gate`: no AND gates), plus 2 (M - 1) T for
     M = ceil(N / G) tiles (the counts wait for the last key tile, the attention LIF for the last query tile),
     plus what the two doubling sums add (:func:`_delay_sum`; for M a power of two: log2 M hops each)."""
     M = -(-int(tokens) // int(tile))
-    return TILED_HOPS + _sum_latency(M, int(T), -1) + _sum_latency(M, int(T), +1) + (M - 1) * int(T)
+    return TILED_HOPS - bool(inhibited) + _sum_latency(M, int(T), -1) + _sum_latency(M, int(T), +1) + (M - 1) * int(T)
 
 
 def _sum_latency(M: int, T: int, sign: int) -> int:
@@ -250,13 +252,14 @@ def _sum_latency(M: int, T: int, sign: int) -> int:
     return out
 
 
-def tiled_cost(heads: int, tokens: int, dim: int, tile: int, T: int) -> dict:
+def tiled_cost(heads: int, tokens: int, dim: int, tile: int, T: int, inhibited: bool = False) -> dict:
     """Neurons of one op's tiled form (:func:`tiled_parts`), from the shapes: the product bank of stage 2
     (H dh^2 G) and the count gate (H dh^2), ProdNeurons; the GradedVec tile counts, the two doubling sums'
     stages (2 h of H dh^2, h = floor(log2 M), one more when M is not a power of two) and the tile sums
     (H dh G); the memoryless LIF gates, serializers and stage-1 bank (3 D N + 3 D G + H dh^2 G: K AND V of two
-    spikes needs no product neuron).  The shared sample clock (2 LIFs) and delay relays are not included (the
-    network adds them once)."""
+    spikes needs no product neuron; ``inhibited``: Q, K, V held silent by inhibition, :mod:`.operand_gate`,
+    no 3 D N gates, one off neuron).  The shared sample clock (2 LIFs) and delay relays are not included (the network adds them
+    once)."""
     H, N, D = int(heads), int(tokens), int(dim)
     dh, G = D // H, int(tile)
     M = -(-N // G)
@@ -264,8 +267,8 @@ def tiled_cost(heads: int, tokens: int, dim: int, tile: int, T: int) -> dict:
     return {"tile_tokens": G, "tiles": M, "order": "ktv",
             "product_neurons": H * dh * dh * G + H * dh * dh,
             "graded_vec_neurons": (1 + 2 * h) * H * dh * dh + H * dh * G,
-            "gate_neurons": 3 * D * N + 3 * D * G + H * dh * dh * G,
-            "latency_added_steps": tiled_latency(N, G, T)}
+            "gate_neurons": (1 if inhibited else 3 * D * N) + 3 * D * G + H * dh * dh * G,
+            "latency_added_steps": tiled_latency(N, G, T, inhibited)}
 
 
 def full_rate_bound(heads: int, tokens: int, head_dim: int) -> int:
@@ -452,14 +455,16 @@ def _logic(name: str, shape: tuple, vth: int, source: str) -> Population:
     return Population(name, shape, kind="lif", du=4095, dv=4095, vth=vth, source=source)
 
 
-def tiled_parts(a: Attention, tile: int, T: int, window: str):
+def tiled_parts(a: Attention, tile: int, T: int, window: str, inhibited: bool = False):
     """``(populations, synapse groups)`` of the token-tiled form of op ``a`` (order ktv), G = ``tile`` tokens
     per tile, M = ceil(N / G) tiles, T model steps; ``window``: the sample clock's window population.
 
     One bank of product neurons serves every tile: tile k of model step t is in the bank at step t + k T
     (group skews k T; the balancing pass adds them to the aligned delay).  That is a one-to-one map of
     (t, k) onto the steps 0 .. M T - 1 only if Q, K, V are silent outside the sample's T steps, so they are
-    gated by the clock first, then serialized (one neuron per tile slot, fed by every tile at its delay)::
+    gated by the clock first, then serialized (one neuron per tile slot, fed by every tile at its delay).
+    ``inhibited``: Q, K, V are already silent outside their window (inhibited by the clock's ``off`` neuron:
+    :mod:`.operand_gate`); the serializers read them directly and there are no gate_x::
 
         gate_x[h,j,n]   = X[h,j,n] AND window                  memoryless LIF, vth 1 (x = q, k, v)
         ser_x[h,j,g]    = OR_k gate_x[h,j,kG+g] delayed kT     memoryless LIF, vth 0: tile k at t + kT
@@ -482,7 +487,7 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str):
                                "the 24-bit graded payload")
     one = np.ones((1,), dtype=np.int64)
     n = a.name
-    pops = [_logic(f"{n}.gate_{x}", (D, N), 1, src) for x in "qkv"]
+    pops = [] if inhibited else [_logic(f"{n}.gate_{x}", (D, N), 1, src) for x in "qkv"]
     pops += [_logic(f"{n}.ser_{x}", (D, G), 0, src) for x in "qkv"]
     pops += [_logic(f"{n}.p1", (H * dh, dh, G), 1, src),         # K AND V: both are spikes
              Population(f"{n}.cgate", (H * dh, dh), kind="prod", vth=0, source=src),
@@ -504,11 +509,13 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str):
     col = np.zeros(D * N, dtype=np.int64)
     syns = []
     for x, xs in zip("qkv", (a.q, a.k, a.v)):
-        g = f"{n}.gate_{x}"
-        syns += [ein(f"{g}<-{x}", xs, g, "hjn->hjn", graded=False),
-                 sparse(f"{g}<-window", window, g, _csr(np.arange(D * N), col, D * N, 1))]
-        syns += [sparse(f"{n}.ser_{x}<-gate.t{k}", g, f"{n}.ser_{x}", _tile_csr(D, N, G, k).T.tocsr(),
-                        skew=k * T) for k in range(M)]
+        g = xs if inhibited else f"{n}.gate_{x}"
+        if not inhibited:
+            syns += [ein(f"{g}<-{x}", xs, g, "hjn->hjn", graded=False),
+                     sparse(f"{g}<-window", window, g, _csr(np.arange(D * N), col, D * N, 1))]
+        tag = f"{x}." if inhibited else "gate."
+        syns += [sparse(f"{n}.ser_{x}<-{tag}t{k}", g, f"{n}.ser_{x}", _tile_csr(D, N, G, k).T.tocsr(), skew=k * T)
+                 for k in range(M)]
     syns += [ein(f"{n}.p1<-ser_k", f"{n}.ser_k", f"{n}.p1", "hjg->hjcg", graded=False),
              ein(f"{n}.p1<-ser_v", f"{n}.ser_v", f"{n}.p1", "hcg->hjcg", graded=False),
              ein(f"{n}.p2<-ser_q", f"{n}.ser_q", f"{n}.p2", "hjg->hjcg", port=1, graded=False),
@@ -531,6 +538,23 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str):
         syns.append(sparse(f"{a.dst}<-tsum.t{k}", f"{n}.tsum", a.dst, _tile_csr(D, N, G, k),
                            skew=-k * T, graded=True, w=mant, wexp=exp, mode=EXCITATORY if mant > 0 else INHIBITORY))
     return pops, syns
+
+
+def _gate_operands(net: LoweredNetwork, a: Attention, window: str) -> bool:
+    """Hold op ``a``'s Q, K and V silent outside their window by inhibition from one ``off`` neuron
+    (:mod:`.operand_gate`) when that is exact for all three and they sit at one latency; else nothing changes
+    and the op keeps its AND gates.  A population gated for another op stays gated."""
+    done = net.metadata.get("operand_gates", {})
+    ops = [x for x in dict.fromkeys((a.q, a.k, a.v)) if x not in done]
+    lat = path_latency_of(net)
+    if len({lat[x] for x in (a.q, a.k, a.v)}) > 1:
+        return False
+    plans = {x: operand_gate.plan(net, x) for x in ops}
+    if any(pl is None for pl in plans.values()):
+        return False
+    if plans:
+        operand_gate.apply(net, f"{a.name}.off", window, plans, a.source or a.name)
+    return True
 
 
 def _delay_sum(prefix: str, x: str, shape: tuple, M: int, T: int, sign: int, source: str, final: str | None = None):
@@ -587,7 +611,8 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str 
             T = int(out.metadata.get("time_steps", 0) or 0)
             window = sample_clock(out)
             G = min(TILE_TOKENS[schedule], N)
-            pops, syns = tiled_parts(a, G, T, window)
+            gated = _gate_operands(out, a, window)
+            pops, syns = tiled_parts(a, G, T, window, inhibited=gated)
             out.populations += pops
             out.synapses += syns
             out.attention.remove(a)
@@ -597,10 +622,10 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str 
             # the doubling sums' stages: 2^i tile counts (each <= G), 2^i held counts (each <= N)
             for i in range(1, M.bit_length()):
                 bounds.update({f"{a.name}.counts.s{i}": min(N, (1 << i) * G), f"{a.name}.chold.s{i}": (1 << i) * N})
-            ops.append(dict(tiled_cost(H, N, a.dim, G, T), name=a.name, source=a.source or a.name,
-                            schedule=schedule, heads=H, tokens=N, head_dim=dh,
+            ops.append(dict(tiled_cost(H, N, a.dim, G, T, gated), name=a.name, source=a.source or a.name,
+                            schedule=schedule, heads=H, tokens=N, head_dim=dh, gate="inhibition" if gated else "and",
                             product_neurons_parallel=product_neuron_count(a, choose_order(a)),
-                            stage_latency_steps=tiled_latency(N, G, T)))
+                            stage_latency_steps=tiled_latency(N, G, T, gated)))
             continue
         pk = packing(H, N, a.dim, repack=schedule == "repacked") if schedule in ("packed", "repacked") else None
         if pk is not None:

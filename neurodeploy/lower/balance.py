@@ -74,7 +74,22 @@ def _longest_paths(net: LoweredNetwork) -> tuple[dict, dict]:
             else:
                 arr += [lat[c.q] + 1, lat[c.k] + 1, lat[c.v] + 1]
         lat[name] = max(arr) if arr else 0
+    # populations placed as late as their readers allow (one step before the earliest; an operand gate's off
+    # neuron, lower/operand_gate.py): their groups out have no delay, so nothing they send waits in a delay
+    # line that starts empty; their own inputs take the delay instead
+    late = set(net.metadata.get("late_populations", ()) or ())
+    if late:
+        for name in reversed(net.topological_order()):
+            if name in late:
+                outs = [lat[s.dst] - 1 + int(s.skew) for s in net.synapses if s.src == name and s.dst != name]
+                if outs:
+                    lat[name] = max(lat[name], min(outs))
     return lat, incoming
+
+
+def path_latency_of(net: LoweredNetwork) -> dict:
+    """Each population's latency as the balancing pass would give it now (``net`` balanced or not)."""
+    return _longest_paths(net)[0]
 
 
 def path_latency(net: LoweredNetwork) -> int:

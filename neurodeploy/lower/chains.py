@@ -318,6 +318,23 @@ def conv_cols(op: ConvOp, M):
     return np.concatenate(out, 1)
 
 
+def two_stage_sum(h: int, w: int):
+    """How a sum over an h x w map splits into two depthwise convs: ``((kernel 1, stride 1, map between),
+    kernel 2)``: the rows (1 x w each), then the h row sums; a token map (1 x N) as runs of N / a tokens, then the
+    a runs, a the largest divisor of N up to sqrt(N).  None when one conv is as small (a prime N, a map of
+    fewer than 9 positions)."""
+    if h * w < 9:
+        return None
+    if h > 1 and w > 1:
+        return ((1, w), (1, w), (h, 1)), (h, 1)
+    n = h * w
+    a = max(d for d in range(1, int(math.isqrt(n)) + 1) if n % d == 0)
+    if a == 1:
+        return None
+    run = n // a
+    return ((1, run), (1, run), (1, a)), (1, a)
+
+
 def pooled_relay(net: LoweredNetwork, relays: dict, src_pop: str, src_shape, geo: PooledRelay | None = None,
                  shift: int | None = None) -> str:
     """The relay population carrying the spike counts of ``src_pop`` summed over its positions (one
@@ -343,6 +360,22 @@ def pooled_relay(net: LoweredNetwork, relays: dict, src_pop: str, src_shape, geo
                              shape=(C, C * P))
         net.synapses.append(Synapse(f"{name}.syn", src_pop, name, "sparse", ones, weight_exp=-shift, graded=True,
                                     sign_mode=EXCITATORY, source=f"sum of {src_pop} over positions, >> {shift}"))
+        relays[name] = src_pop
+        return name
+    split = two_stage_sum(h, w) if taps == (1, 1) and win == (h, w) and not any(pad) else None
+    if split is not None:
+        # rows (or runs of tokens) first, then their sums: the same integer count, in two depthwise convs of
+        # a + b taps per channel where one conv has h x w (a core holds one synapse list per channel and tap:
+        # cifar10-4-384's 1,536-channel token sums 16 -> 4 + 2 cores)
+        (k1, st1, mid), k2 = split
+        sub = f"{name}.rows"
+        net.populations.append(Population(sub, (C,) + mid, kind="relay", source=src_pop))
+        net.synapses.append(Synapse(f"{sub}.syn", src_pop, sub, "conv", np.ones((C, 1) + k1, dtype=np.int64),
+                                    groups=C, stride=st1, sign_mode=EXCITATORY,
+                                    source=f"sum of {src_pop} over {k1[0]} x {k1[1]} positions"))
+        net.synapses.append(Synapse(f"{name}.syn", sub, name, "conv", np.ones((C, 1) + k2, dtype=np.int64),
+                                    groups=C, sign_mode=EXCITATORY, graded=True,
+                                    source=f"sum of {src_pop} over positions (of its partial sums {sub})"))
         relays[name] = src_pop
         return name
     net.synapses.append(Synapse(f"{name}.syn", src_pop, name, "conv", np.ones((C, 1) + win, dtype=np.int64),

@@ -26,10 +26,10 @@ from dataclasses import replace
 import numpy as np
 import scipy.sparse as sp
 
-from .balance import balance_network
+from .balance import balance_network, path_latency_of
 from .fixed_point import lava_sign_mode
 from .fixed_point import EXCITATORY
-from .network import LoweredNetwork, Population, Synapse, conv_out_shape, identity_csr
+from .network import MAX_DELAY, LoweredNetwork, Population, Synapse, conv_out_shape, identity_csr
 
 #: Source neurons one destination neuron may read: a Loihi 2 core's synapse memory (12,000 units in
 #: hardware_profiles/loihi2.toml's core model) at 2 units per input axon for a single destination neuron (1 unit
@@ -92,6 +92,28 @@ def _split_conv(net: LoweredNetwork, s: Synapse, dst: Population, pname: str, P:
                                 graded=True, source=f"{P} input-channel slices of {s.name} into {dst.name}"))
 
 
+def _carry_chain(last: list) -> list:
+    """For bins whose latest source is at ``last[i]`` (in order): the bin each one reads as its carry (None: none).
+
+    A bin reads the carry (the previous bin, which holds every earlier partial sum) when that keeps it within the
+    destination's latency: the carry at most at the latest source (a bin is one step after its sources, the
+    destination one after its bins).  Then the early partial sums travel as one chain of the destination's size
+    (the delay relays of a long gap hold one partial sum, not one per bin: the CIFAR Spikingformer's head reads
+    the patch embedding 440 steps before its last block with the tiled attention), and only the bins that end a
+    chain feed the destination.  Bins whose sources all share the latest latency stay parallel (no step added)."""
+    final = max(last, default=0)
+    out, carry, carry_lat = [], None, None
+    for i, at in enumerate(last):
+        if carry is not None and carry_lat <= final:
+            out.append(carry)
+            here = max(at, carry_lat) + 1
+        else:
+            out.append(None)
+            here = at + 1
+        carry, carry_lat = i, here
+    return out
+
+
 def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | None = None,
                  bin_fan_in: int | None = None, balance: bool = True) -> LoweredNetwork:
     """Split the fan-in of every population above ``max_fan_in`` into partial sums of at most ``bin_fan_in``
@@ -105,25 +127,33 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
                   and s.delays is None and s.port == 0 and s.src != s.dst]     # a self-loop keeps its one step
         if sum(_row_fan_in(s) for s in groups) <= max_fan_in:
             continue
-        # chunks: (group, first column, last column) of at most cap columns, packed first-fit in order;
-        # a conv group above cap is cut by input channels instead (its own relay)
-        bins, room, wide = [], [], []
+        # chunks: (group, first column, last column) of at most cap columns, in the order of their sources'
+        # latency, packed first-fit into the bins whose first source is at most MAX_DELAY steps earlier (so no
+        # chunk waits in a delay relay); a conv group above cap is cut by input channels instead (its own relay)
+        lat = path_latency_of(net)
+        groups = sorted(groups, key=lambda g: lat[g.src])
+        bins, room, first, last, wide = [], [], [], [], []
         for s in groups:
             n_in = _fan_in(s)
             if s.kind == "conv" and n_in > cap:
                 wide.append(s)
                 continue
             step = cap if s.kind != "conv" else max(n_in, 1)       # a conv group moves whole
+            at = lat[s.src]
             for a in range(0, n_in, step):
                 b = min(n_in, a + step)
                 for i, r in enumerate(room):
-                    if r >= b - a:
+                    if r >= b - a and at - first[i] <= MAX_DELAY:
                         bins[i].append((s, a, b))
                         room[i] -= b - a
+                        last[i] = max(last[i], at)
                         break
                 else:
                     bins.append([(s, a, b)])
                     room.append(cap - (b - a))
+                    first.append(at)
+                    last.append(at)
+        carried = _carry_chain(last)
         names = []
         csr = {id(s): (s.weights.tocsr() if sp.issparse(s.weights) else sp.csr_matrix(np.asarray(s.weights)))
                for s in groups if s.kind != "conv"}       # one CSR per group, sliced per chunk
@@ -142,8 +172,15 @@ def split_fan_in(net: LoweredNetwork, max_fan_in: int = MAX_FAN_IN, T: int | Non
                                             weight_exp=s.weight_exp, num_weight_bits=s.num_weight_bits,
                                             sign_mode=lava_sign_mode(w.data, s.sign_mode), graded=s.graded,
                                             source=s.source))
-            net.synapses.append(Synapse(f"{dst.name}<-{pname}", pname, dst.name, "sparse", identity_csr(dst.size),
-                                        sign_mode=EXCITATORY, graded=True, source=f"partial sums {i} of {dst.name}"))
+            if carried[i] is not None:
+                prev = f"{dst.name}.partial{carried[i]}"
+                net.synapses.append(Synapse(f"{pname}<-{prev}", prev, pname, "sparse", identity_csr(dst.size),
+                                            sign_mode=EXCITATORY, graded=True,
+                                            source=f"partial sums up to {carried[i]} of {dst.name}, carried"))
+            if i not in carried:
+                net.synapses.append(Synapse(f"{dst.name}<-{pname}", pname, dst.name, "sparse",
+                                            identity_csr(dst.size), sign_mode=EXCITATORY, graded=True,
+                                            source=f"partial sums {i} of {dst.name}"))
             names.append(pname)
         for s in wide:
             pname = f"{dst.name}.partial{len(names)}"

@@ -299,7 +299,8 @@ class Loihi2Lowering:
             vth = int(S - 1) if pl.inclusive else int(S)
         syns, layer_groups, clipped = make_synapses(
             name, chip, S, n, lambda t: self.popname.get(t.src, t.src),
-            lambda t: pop_shape(self.in_shape if t.src == self.inp else node_shape(self.g.nodes[t.src], "output")))
+            lambda t: pop_shape(self.in_shape if t.src == self.inp else node_shape(self.g.nodes[t.src], "output")),
+            shape=pl.shape)
         self.report["clipped_weights"] += clipped
         # ---- bias (constant part) and encoder
         bias_v = bias * S * 64.0

@@ -216,7 +216,22 @@ def population_scale(chip, enc, bias, n, *, du, dv, readout, T, input_range, v0=
 
 
 # ---------------------------------------------------------------- integers
-def make_synapses(name, chip, S, n, source_of, view_of):
+def stream_conv_weight(m: int, e: int, shape) -> int:
+    """The one weight of a stream group read as a depthwise 1x1 conv (graded), or 0 where it stays a Sparse.
+
+    A one-to-one group costs one input axon and one SynMem unit per neuron of a core; a depthwise 1x1 conv costs one
+    synapse list per channel and its input arrives on a few population axons (the compiler's conv path,
+    hardware_profiles/loihi2.toml [synapse_accounting]), so every population with positions (C, H, W), H W > 1, reads
+    its stream value as a conv.  Lava's Conv ignores weight_exp: only a left shift that keeps the weight within 8 bits
+    folds into the weight (m 2^e <= 255); a right shift (it floors) stays a Sparse."""
+    if shape is None or e < 0:
+        return 0
+    s3 = tuple(pop_shape(shape))
+    w = int(m) << int(e)
+    return w if len(s3) == 3 and s3[1] * s3[2] > 1 and w <= 255 else 0
+
+
+def make_synapses(name, chip, S, n, source_of, view_of, shape=None):
     """The integer synapse groups into population ``name`` at scale ``S`` and their report entries:
     ``(synapses, report groups, clipped weights)``.  ``source_of(term)``: the population a term reads;
     ``view_of(term)``: its population shape (a conv group keeps ``src_view`` only when it reads another view)."""
@@ -229,6 +244,15 @@ def make_synapses(name, chip, S, n, source_of, view_of):
             # (m, relative error of m 2^e against S / S_parent)): a left shift is exact, a right shift floors once)
             m, err = g.weights or (1, 0.0)
             sname = f"{name}<-{t.src}"
+            w1 = stream_conv_weight(m, g.weight_exp, shape)
+            if w1:
+                C = pop_shape(shape)[0]
+                syns.append(Synapse(sname, t.src, name, "conv", np.full((C, 1, 1, 1), w1, dtype=np.int64),
+                                    groups=C, sign_mode=EXCITATORY, graded=True,
+                                    source=f"residual stream value {t.src}"))
+                report.append({"synapse": sname, "source": t.src, "weight_exp": g.weight_exp,
+                               "rel_error": float(err), "clipped": 0})
+                continue
             syns.append(Synapse(sname, t.src, name, "sparse", identity_csr(n) * int(m), weight_exp=g.weight_exp,
                                 sign_mode=EXCITATORY, graded=True, source=f"residual stream value {t.src}"))
             report.append({"synapse": sname, "source": t.src, "weight_exp": g.weight_exp, "rel_error": float(err),

@@ -8,8 +8,11 @@ squared. Here the LIF populations whose input terms (source, chain of NIR nodes)
 parent read one-to-one, weight 1, graded), and every reader of K reads ``relay(K)`` once, one-to-one with weight 1.
 Exact in integers: each relay K has an integer scale S_K (integer units per model unit; its own terms are quantized
 once at S_K), S_K = B 2^j_K where B is the largest scale every relay of the stream allows and j_K >= 0 the largest
-power of two K's own terms and readers allow (mode ``level``; with ``one`` every relay has B); a relay reads its
-parent at weight 1, weight_exp j_K - j_parent (a left shift is exact, a right shift floors once). Mode ``ratio``:
+power of two K's own terms and readers allow, lowered to the smallest j of K's descendants (mode ``level``: no relay
+is finer than a later one; with ``one`` every relay has B); a relay reads its parent shifted left by j_K - j_parent
+(exact), and every group that reads a stream value one-to-one on a map with positions is a graded depthwise 1x1 conv
+of weight 2^(j_K - j_parent) (:func:`neurodeploy.lower.quantize.stream_conv_weight`: one synapse list per channel
+on a core instead of one input axon and SynMem unit per neuron; cifar10-4-384 tiled-4 1,386 -> 1,306 cores).  Mode ``ratio``:
 S_K is the largest its own terms and readers allow (a multiple of its readers' p) and the relay reads its parent at
 the 8-bit weight m 2^e nearest S_K / S_parent (exact when the ratio is such a weight; else its relative error, at
 most 2^-8, is reported as the group's). A reader with gain r (folded weight per model unit, r = 1/m with m an
@@ -185,14 +188,23 @@ def plan_stream(plans: dict, inp: str, in_shape, domain: str, chains: Chains, gr
         for K in used:
             for n in readers[K]:
                 out.scale[n] = out.scale[rname[K]] * frac[n].denominator // frac[n].numerator
+    jk, Bk = {}, {}
     for K in used if mode != "ratio" else ():
         # per level: S_K = B 2^j_K with B the tree's common base (a multiple of every reader's p) and j_K >= 0
         # the largest power of two the relay allows; a relay reads its parent shifted by 2^(j_K - j_parent)
-        B = int(math.floor(base[root(K)] / step[root(K)])) * step[root(K)]
+        Bk[K] = int(math.floor(base[root(K)] / step[root(K)])) * step[root(K)]
         j = 0
-        while mode == "level" and (B << (j + 1)) <= own[K]:
+        while mode == "level" and (Bk[K] << (j + 1)) <= own[K]:
             j += 1
-        out.scale[rname[K]] = B << j
+        jk[K] = j
+    # no relay finer than a child: j_parent <= j_K, so every relay reads its parent shifted left (a depthwise
+    # 1x1 conv of weight 2^(j_K - j_parent), lower/quantize.py stream_conv_weight), never floored by a right
+    # shift (which only a one-to-one Sparse can do, at one input axon per neuron)
+    for K in sorted(jk, key=len, reverse=True):
+        if K in parent:
+            jk[parent[K]] = min(jk[parent[K]], jk[K])
+    for K in jk:
+        out.scale[rname[K]] = Bk[K] << jk[K]
     for K in used if mode != "ratio" else ():
         S = out.scale[rname[K]]
         if K in parent:

@@ -102,12 +102,14 @@ def test_spikingformer_lowering_structure(spikingformer):
     attn = net.pop("block.0.attn.attn_lif")
     assert attn.scale == att.weight * 8 and attn.vth == attn.scale - 1 and attn.dv == 2048
     # residual stream, built once: x_0 (the tokenizer's conv) in one relay, x_1 = x_0 + the attention
-    # branch in a second one; each LIF of the stream reads its relay one-to-one (weight 1, graded), at twice
-    # the stream's scale (gain 1/2); x_0 waits 3 steps in x_1's relay for the attention branch
+    # branch in a second one; each LIF of the stream reads its relay one-to-one (weight 1, graded: a depthwise
+    # 1x1 conv on the 16 x 16 token map), at twice the stream's scale (gain 1/2); x_0 waits 3 steps in x_1's
+    # relay for the attention branch
     x0, x1 = net.pop("block.0.attn.proj_lif.stream"), net.pop("block.0.mlp.mlp1_lif.stream")
     assert x0.kind == x1.kind == "relay" and x0.scale == x1.scale
     skip = next(s for s in net.synapses if s.dst == x1.name and s.src == x0.name)
-    assert skip.balance_delay == 3 and skip.graded and skip.weights.toarray().tolist() == np.eye(256).tolist()
+    assert skip.balance_delay == 3 and skip.graded and skip.kind == "conv" and skip.groups == 16
+    assert np.array_equal(skip.weights, np.ones((16, 1, 1, 1)))
     for reader, x in (("block.0.attn.proj_lif", x0), ("block.0.mlp.mlp1_lif", x1)):
         (syn,) = [s for s in net.synapses if s.dst == reader]
         assert syn.src == x.name and syn.graded and syn.weight_exp == 0 and net.pop(reader).scale == 2 * x.scale

@@ -29,7 +29,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
-from .fixed_point import EXCITATORY, INHIBITORY, lava_effective_weights
+from .fixed_point import INHIBITORY, lava_effective_weights
 from .network import LoweredNetwork, Population, Synapse
 
 #: Lava's u register: values at or beyond -2^23 wrap

@@ -220,12 +220,13 @@ class Engine:
                 if s.kind == "identity":
                     bound[s.dst] = float("inf")
                     continue
-                if s.graded and not (src.kind in ("relay", "graded_relu") and s.kind in ("dense", "sparse")
+                if s.graded and not (src.kind in ("relay", "graded_relu") and s.kind in ("dense", "sparse", "conv")
                                      and s.delays is None):
                     bound[s.dst] = float("inf")
                     continue
                 rows = weight_bound(s.weights)
-                if s.graded:            # a relay's payload is bounded by its own input (a residual stream)
+                if s.graded:            # a relay's payload is bounded by its own input (a residual stream; a
+                    # conv's row: its kernel slice per output channel, the stream's depthwise reads one weight)
                     rows = rows * bound[n]
                 if s.kind != "conv":
                     rows = rows * 2.0 ** s.weight_exp + 1

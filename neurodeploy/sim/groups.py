@@ -81,6 +81,7 @@ class Group:
     bound: float = float("inf")   # |contribution| per part after shift / wrap (a_in units)
     shape: tuple = ()    # conv: source shape (C, H, W)
     mm1x1: bool = False  # conv 1x1, stride 1, no padding, groups 1: computed as a batched matmul
+    dw1x1: bool = False  # depthwise conv 1x1 (groups = channels, one weight each; the stream's reads): x * w[c]
     sparse: bool = False  # weights are a torch sparse CSR tensor (n_out, n_in): y = (W @ x^T)^T
     src_hwc: bool = False   # neuron order of the source / destination inside the engine (Engine._layouts)
     dst_hwc: bool = False
@@ -125,13 +126,17 @@ def prepare(eng, s: Synapse) -> Group:
         view = tuple(s.src_view) if s.src_view else tuple(src.shape)
         src_hwc, dst_hwc = eng.hwc[s.src], eng.hwc[s.dst]
         wt = torch.as_tensor(w, dtype=dtype, device=dev)
-        if mm1x1:
+        dw1x1 = (tuple(w.shape[1:]) == (1, 1, 1) and s.groups == w.shape[0] > 1 and tuple(s.stride) == (1, 1)
+                 and tuple(s.padding) == (0, 0))
+        if dw1x1:
+            wt = wt.reshape(w.shape[0]).contiguous()
+        elif mm1x1:
             wt = wt.reshape(w.shape[0], w.shape[1]).contiguous()
         elif src_hwc:
             wt = wt.contiguous(memory_format=torch.channels_last)
         parts = [(1 + s.balance_delay, 0, wt)]
         return Group(s, parts, dtype, bounded=bounded, bound=bound if bounded else float(M24),
-                     shape=view, mm1x1=mm1x1, src_hwc=src_hwc, dst_hwc=dst_hwc)
+                     shape=view, mm1x1=mm1x1, dw1x1=dw1x1, src_hwc=src_hwc, dst_hwc=dst_hwc)
     w = lava_effective_weights(s.weights, s.sign_mode, s.num_weight_bits)
     if sp.issparse(w):
         if w.shape[0] * w.shape[1] > SPARSE_DENSE_MAX:
@@ -389,7 +394,14 @@ def contrib(g: Group, x: torch.Tensor, w, cols=None) -> torch.Tensor:
     if kind == "conv":
         xin = x.to(g.dtype)
         c, h, wd = g.shape
-        if g.mm1x1:
+        if g.dw1x1:                  # one weight per channel: a broadcast product, the conv's exact integers
+            if g.src_hwc:
+                y = xin.reshape(B, h * wd, c) * w
+                y = (y if g.dst_hwc else y.transpose(1, 2)).reshape(B, -1)
+            else:
+                y = xin.reshape(B, c, h * wd) * w[:, None]
+                y = (y.transpose(1, 2) if g.dst_hwc else y).reshape(B, -1)
+        elif g.mm1x1:
             xm = xin.reshape(B, h * wd, c).transpose(1, 2) if g.src_hwc else xin.reshape(B, c, h * wd)
             if g.dst_hwc:            # [B, HW, C_out]
                 y = torch.matmul(xm.transpose(1, 2), w.T).reshape(B, -1)

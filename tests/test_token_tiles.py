@@ -247,8 +247,8 @@ def test_lava_equals_engine_slice_by_slice_at_full_depth_serial(cifar8_serial):
 @pytest.mark.slow
 def test_trained_digits_tiled_in_lava_equals_engine(trained_digits_checkpoint):
     """The trained digits model with ``tiled-4`` (16 tokens: 4 tiles), two test images chained one period apart
-    in one Lava run: every population's s, u, v equal our engine's (the clock, gates, serializers, banks,
-    doubling sums and the model's own LIFs)."""
+    in one Lava run: every population's s, u, v equal our engine's (the clock, the off neuron that holds Q, K, V
+    silent outside their window, serializers, banks, doubling sums and the model's own LIFs)."""
     from neurodeploy.commands.simulate import load_graph
     from neurodeploy.lower.loihi2 import lower_graph
     from neurodeploy.training import digits_split
@@ -257,9 +257,14 @@ def test_trained_digits_tiled_in_lava_equals_engine(trained_digits_checkpoint):
     net, _ = lower_graph(load_graph(str(trained_digits_checkpoint)), input_range=(float(x.min()), float(x.max())),
                          attention_schedule="tiled-4")
     P = net.metadata["sample_clock"]["period"]
+    # the trained Q, K, V meet the operand gate's conditions: inhibited by the clock, no AND gates
+    assert [o["gate"] for o in net.metadata["attention_graded"]] == ["inhibition"]
+    assert not [p.name for p in net.populations if ".gate_" in p.name]
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x[:2]).items()}
     lava = _lava_chained_equals_engine(net, inputs, chunk=P)
     assert lava["clock.pulse"]["s"].sum() == 2 and lava["block.0.attn.attention.tsum"]["s"].max() > 1
+    off = lava["block.0.attn.attention.off"]["s"].reshape(-1)
+    assert 0 < off.sum() < off.size      # silent in the windows, spiking around them
 
 
 def _lif_operand_net(seed=0, ops=ODD, T=3, bias=200, du=4095):

@@ -1,7 +1,7 @@
 """Shared helpers for the export / graph tests: random models with non-trivial BN statistics, LIF hooks."""
 from __future__ import annotations
 
-import numpy as np
+from simresults import assert_records_equal
 import torch
 
 import neurodeploy
@@ -62,9 +62,5 @@ def lava_equals_engine(net, inputs, steps):
     from neurodeploy.sim import simulate
     ours = simulate(net, inputs, steps, record="all")
     lava = run_lava(net, inputs, steps, record="all")
-    assert set(lava) == set(ours)
-    for name in lava:
-        for key in lava[name]:
-            bad = np.argwhere(ours[name][key] != lava[name][key])
-            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    assert_records_equal(ours, lava, set(lava))
     return ours

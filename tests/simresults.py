@@ -14,3 +14,13 @@ def assert_same(a, b):
         assert a[n].keys() == b[n].keys()
         for k in a[n]:
             assert np.array_equal(a[n][k], b[n][k]), (n, k)
+
+
+def assert_records_equal(ours, other, names):
+    """Two runs' records of the populations ``names`` (every one, no other): s, u, v identical, the first
+    differing index in the message (Lava against our engine)."""
+    assert set(other) == set(ours) == set(names)
+    for name in ours:
+        for key in ours[name]:
+            bad = np.argwhere(ours[name][key] != other[name][key])
+            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"

@@ -10,6 +10,7 @@ from neurodeploy.lower.attention_graded import (ATTENTION_SCHEDULES, PACKED_LATE
 from neurodeploy.lower.network import Attention, LoweredNetwork, Population, Synapse
 from neurodeploy.lower.network_file import load_network, save_network
 from neurodeploy.sim import simulate
+from simresults import assert_records_equal
 
 #: (name, heads, head dim, tokens, weight): all pack (digits of 4-7 bits, 2-5 per word, 1-2 j-chunks)
 OPS = [("b1", 2, 3, 5, 1), ("b2", 1, 8, 6, 3), ("b3", 2, 6, 7, -2), ("b4", 1, 4, 30, 600), ("b5", 3, 8, 9, 7)]
@@ -106,11 +107,7 @@ def _lava_chained_equals_engine(net, inputs, chunk) -> dict:
     from neurodeploy.sim.chained import simulate_chained
     chained, lava, _ = run_lava_chained(net, inputs, record="all", chunk=chunk)
     _, ours = simulate_chained(net, inputs, record="all", conv_as_sparse=True)
-    assert set(lava) == set(ours) == {p.name for p in chained.populations}
-    for name in ours:
-        for key in ours[name]:
-            bad = np.argwhere(ours[name][key] != lava[name][key])
-            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    assert_records_equal(ours, lava, {p.name for p in chained.populations})
     return lava
 
 
@@ -119,11 +116,7 @@ def _lava_equals_engine(g, x, steps) -> dict:
     from neurodeploy.lava.run import run_lava
     ours = simulate(g, x, steps, record="all")
     lava = run_lava(g, x, steps, record="all")
-    assert set(lava) == set(ours) == {p.name for p in g.populations}
-    for name in ours:
-        for key in ours[name]:
-            bad = np.argwhere(ours[name][key] != lava[name][key])
-            assert bad.size == 0, f"{name}.{key} differs first at {bad[0].tolist()}"
+    assert_records_equal(ours, lava, {p.name for p in g.populations})
     return ours
 
 

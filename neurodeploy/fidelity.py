@@ -21,7 +21,7 @@ from .graph.core import node_shape, input_names
 from .front_door import num_classes
 from .graph import simulate as float_simulate
 from .graph.simulate import record_bytes
-from .lower.chain import chain_inputs, chain_network, split_windows
+from .lower.chain import carries_tail, chain_inputs, chain_network, split_windows
 from .sim import Engine
 from .sim.batch import DEFAULT_MAX_MEMORY, chunk_size, memory_estimate
 from .lower.loihi2 import lower_graph
@@ -95,11 +95,6 @@ def _encode_stream(net, x, T, device, in_dims):
 STREAM_BATCHES = 32
 
 
-def _max_delay(d) -> int:
-    """Largest per-synapse delay (a CSR matrix or an array), read without a dense copy."""
-    return int(d.max()) if hasattr(d, "tocsr") else int(np.max(d))
-
-
 def layer_agreement_batch(graph, net, steps: int, batch: int, max_memory: int | None = None,
                           device: str = "cpu") -> tuple[int, Engine]:
     """The samples the per-layer agreement runs on (at most ``batch``) and the engine it (layer-synchronous;
@@ -170,8 +165,7 @@ def simulate_lowered(graph, net, x, y=None, steps: int | None = None, backend: s
     # a recurrent group or the model's own delays would carry one sample's tail into the next chained window:
     # Lava then runs one sample per process graph (slower: the graph is built per sample), as the fast engine
     # runs one sample per batch row
-    per_sample = backend == "lava" and any(s.src == s.dst or (s.delays is not None and _max_delay(s.delays) > 0)
-                                           for s in net.synapses)
+    per_sample = backend == "lava" and any(carries_tail(net, s, P) for s in net.synapses)
     one_window = backend == "fast" or per_sample
     chained = chain_network(net, P, bias_as_graded=(backend == "lava" and not per_sample),
                             conv_as_sparse=(backend == "lava"), one_window=one_window)

@@ -77,8 +77,36 @@ def test_tiled_costs_and_latency_equal_the_built_records():
     # cifar10-4-384's shapes (12 heads, 64 tokens, 384 channels): the bank shrinks with the tile
     par = schedule_cost("parallel", 12, 64, 384)["product_neurons"]
     assert par == 2 * 12 * 64 * 32 * 32
-    assert schedule_cost("tiled-4", 12, 64, 384, T=4)["product_neurons"] == 12 * 32 * 32 * 4 + 12 * 32 * 32
-    assert schedule_cost("tiled-4", 12, 64, 384, T=4)["latency_added_steps"] == 7 + 2 * 4 + 2 * 15 * 4
+    # one moving count (no count gate, no doubling sums): P2's bank is the only ProdNeuron population
+    assert schedule_cost("tiled-4", 12, 64, 384, T=4)["product_neurons"] == 12 * 32 * 32 * 4
+    assert schedule_cost("tiled-4", 12, 64, 384, T=4)["graded_vec_neurons"] == 2 * 12 * 32 * 32 + 12 * 32 * 4
+    assert schedule_cost("tiled-4", 12, 64, 384, T=4)["latency_added_steps"] == 7 + 2 * 15 * 4
+    # T = 64: the loop would need a delay of 63: the count gate and two doubling sums of log2 16 = 4 stages
+    assert schedule_cost("tiled-4", 12, 64, 384, T=64)["product_neurons"] == 12 * 32 * 32 * 4 + 12 * 32 * 32
+    assert schedule_cost("tiled-4", 12, 64, 384, T=64)["graded_vec_neurons"] == 9 * 12 * 32 * 32 + 12 * 32 * 4
+    assert schedule_cost("tiled-4", 12, 64, 384, T=64)["latency_added_steps"] == 7 + 2 * 4 + 2 * 15 * 64
+
+
+@pytest.mark.parametrize("schedule", ["tiled-2", "serial"])
+def test_long_windows_keep_the_doubling_sums_and_equal_parallel(schedule):
+    # T = 64: the moving count's loop (delay T - 1 = 63) does not fit a synapse; the count gate and the two
+    # doubling sums (with delay relays) give the same integers in the window
+    T = 64
+    proc, par, tl = _tiled(schedule, ops=ODD, T=T)
+    names = {p.name for p in tl.populations}
+    assert {"o1.cgate", "o1.chold.s1", "o2.cgate"} <= names and not any(s.src == s.dst for s in tl.synapses)
+    c = tiled_cost(2, 7, 6, TILE_TOKENS[schedule], T)
+    assert sum(tl.pop(n).size for n in names if n.startswith("o1.") and tl.pop(n).kind == "graded_vec") == \
+        c["graded_vec_neurons"]
+    P = tl.metadata["sample_clock"]["period"]
+    x = _inputs(proc, P, 1, seed=6)
+    a = simulate(par, x, T + par.metadata["latency"], record=proc.outputs)
+    got = simulate(tl, x, P, record=proc.outputs)
+    for name in proc.outputs:
+        for k in "suv":
+            assert np.array_equal(_window(a, par, name, T)[k], _window(got, tl, name, T)[k]), (name, k)
+    assert all(_window(a, par, n, T)["u"].any() for n in proc.outputs)
+    assert sum(int(_window(a, par, n, T)["s"].sum()) for n in proc.outputs) > 0
 
 
 def test_sample_clock_spikes_once_a_period_and_opens_T_steps():
@@ -150,36 +178,45 @@ def test_worked_example_of_the_docs():
     lat = g.latency()
     P = g.metadata["sample_clock"]["period"]
     assert (P, lat["att.gate_q"], lat["att.ser_k"], lat["att.p1"], lat["att.pc"], lat["att.counts"],
-            lat["att.cgate"], lat["att.chold.s1"], lat["att.p2"], lat["att.tsum"], lat["o"]) == \
-        (14, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13)
+            lat["att.p2"], lat["att.tsum"], lat["o"]) == (12, 2, 3, 4, 5, 6, 8, 9, 11)
+    assert not any(p.name.startswith(("att.cgate", "att.chold")) for p in g.populations)
+    # the moving count: its loop 1 step, each tile count leaving it (2M - 1) T = 3 steps after it came
+    loop = {s.name: s for s in g.synapses if s.dst == "att.counts"}
+    assert (loop["att.counts<-att.counts"].balance_delay, loop["att.counts<-pc.out"].balance_delay,
+            loop["att.counts<-pc.out"].weights.tolist()) == (0, 3, [-1])
+    assert g.metadata["finite_loops"] == {"att.counts<-att.counts": 3}
     x = {"q": Q[None, None], "k": K[None, None], "v": V[None, None]}
     r = simulate(g, x, P, record="all")
     s = {n: r[n]["s"][:, 0] for n in r}
     # the serializers: token 0 at their step 3, token 1 one period of T = 1 later
     assert s["att.ser_k"][3].tolist() == [1, 0] and s["att.ser_k"][4].tolist() == [1, 1]      # K[:, 0], K[:, 1]
-    # counts C[j, c] = sum_m K[j, m] V[c, m] = K V^T, complete when the last key tile is in (step 7); at steps
-    # 6 and 8 the doubling sum holds one tile only, and the count gate (open at 8 = its step 0) keeps step 7's
-    assert s["att.counts"][7].tolist() == (K @ V.T).reshape(-1).tolist() == [1, 2, 1, 1]
-    assert s["att.counts"][6].any() and s["att.counts"][8].any()
-    assert np.flatnonzero(s["att.cgate"].any(1)).tolist() == [8] and s["att.cgate"][8].tolist() == [1, 2, 1, 1]
-    # the hold gives P2 the counts at both query tiles (steps 10, 11 -> tsum 11, 12): sum_j Q[j, n] C[j, c]
-    assert s["att.tsum"][11].tolist() == (Q[:, 0] @ (K @ V.T)).tolist() == [2, 3]
-    assert s["att.tsum"][12].tolist() == (Q[:, 1] @ (K @ V.T)).tolist() == [1, 1]
-    # the attention LIF: reset at its step 0 (13), when tile 0 (delayed 1) and tile 1 arrive together; the step
+    # tile counts K[:, m] V[:, m]^T at steps 5, 6; the moving count adds them (6, 7), holds C = K V^T while no
+    # tile comes or goes (8), drops tile 0 three steps after it came (9) and tile 1 the step after (10: empty)
+    assert s["att.pc"][5].tolist() == [0, 1, 0, 0] and s["att.pc"][6].tolist() == [1, 1, 1, 1]
+    assert [s["att.counts"][t].tolist() for t in range(6, 11)] == \
+        [[0, 1, 0, 0], [1, 2, 1, 1], [1, 2, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]]
+    assert (K @ V.T).reshape(-1).tolist() == [1, 2, 1, 1] and not s["att.counts"][11:].any()
+    # P2 reads the count (M - 1) T = 1 step late: C at both query tiles (steps 8, 9 -> tsum 9, 10):
+    # sum_j Q[j, n] C[j, c]
+    assert s["att.tsum"][9].tolist() == (Q[:, 0] @ (K @ V.T)).tolist() == [2, 3]
+    assert s["att.tsum"][10].tolist() == (Q[:, 1] @ (K @ V.T)).tolist() == [1, 1]
+    # the attention LIF: reset at its step 0 (11), when tile 0 (delayed 1) and tile 1 arrive together; the step
     # before, tile 1's select brought it tile 0's sums (the pipeline fill: the reset discards it)
     v = r["o"]["v"][:, 0] // 64
-    assert v[12].tolist() == [0, 6, 0, 9]
-    assert v[13].reshape(2, 2).tolist() == (3 * (K @ V.T).T @ Q).tolist() == [[6, 3], [9, 3]]
+    assert v[10].tolist() == [0, 6, 0, 9]
+    assert v[11].reshape(2, 2).tolist() == (3 * (K @ V.T).T @ Q).tolist() == [[6, 3], [9, 3]]
 
 
 @pytest.mark.lava
 def test_lava_equals_engine_on_the_tiled_form_every_population():
-    # serial on 7 and 6 tokens: 7 and 6 tiles (doubling sums with a final population), relays for delays > 62
+    # serial on 7 and 6 tokens: 7 and 6 tiles (moving counts: a loop of T = 3 steps, tile counts leaving
+    # 39 and 33 steps after they came), relays for delays > 62
     proc, _, tl = _tiled("serial", ops=ODD, T=3, seed=3)
     steps = tl.metadata["sample_clock"]["period"] + 3        # into the next period: the clock fires again
     x = _inputs(proc, steps, 1, seed=4)
     ours = _lava_equals_engine(tl, x, steps)
     assert ours["clock.pulse"]["s"].sum() == 2 and ours["o1.tsum"]["s"].max() > 1
+    assert ours["o1.counts"]["s"].max() > 1 and not ours["o1.counts"]["s"][-8:].any()     # held, then empty
 
 
 @pytest.fixture(scope="module")
@@ -231,12 +268,13 @@ def test_lava_equals_engine_slice_by_slice_at_full_depth_serial(cifar8_serial):
     from neurodeploy.lower.slices import partition
     _, net, inputs, steps, ref = cifar8_serial
     # every new construct, as built in the first block (the clock, its delay relays, the gates, serializers,
-    # banks, both doubling sums, the tile sums into the attention LIF) and the last attention LIF's slice; the
+    # banks, the moving count, the tile sums into the attention LIF) and the last attention LIF's slice; the
     # other blocks repeat them (the engine test above checks every slice; Lava 3.5 min for all of them here)
     new = [s for s in partition(net, 40) if any(m.startswith(("clock.", "block.0.attn.attention"))
                                                 or m == "block.3.attn.attn_lif" for m in s)]
-    assert {"clock.pulse", "clock.window", "block.0.attn.attention.counts", "block.0.attn.attention.chold.s2",
-            "block.3.attn.attn_lif"} <= {m for s in new for m in s}
+    assert {"clock.pulse", "clock.window", "block.0.attn.attention.counts", "block.3.attn.attn_lif"} <= \
+        {m for s in new for m in s}
+    assert any(s.src == s.dst == "block.0.attn.attention.counts" for s in net.synapses)
     reps = check_slices(net, inputs, steps, ref, new, conv_as_sparse=True)
     bad = [(r["members"][0], r["mismatch"]) for r in reps if r["mismatch"]]
     assert not bad, bad

@@ -38,7 +38,7 @@ from ..errors import BadInputError, UnsupportedError
 from . import operand_gate
 from .balance import balance_network, path_latency, path_latency_of
 from .fixed_point import EXCITATORY, INHIBITORY
-from .network import Attention, LoweredNetwork, Population, Synapse
+from .network import MAX_DELAY, Attention, LoweredNetwork, Population, Synapse
 
 #: synapse hops of the graded form minus the one of the process op (input -> P1 -> counts -> P2 -> LIF)
 STAGE_LATENCY = 3
@@ -130,9 +130,9 @@ def graded_parts(a: Attention, order: str):
 ATTENTION_SCHEDULES = ("parallel", "packed", "repacked", "tiled-8", "tiled-4", "tiled-2", "serial")
 #: token-tiled schedules: G tokens per tile (``serial``: one); docs/lowering.md, "Token tiles"
 TILE_TOKENS = {"tiled-8": 8, "tiled-4": 4, "tiled-2": 2, "serial": 1}
-#: synapse hops of the tiled form (Q, K, V -> gates -> serializers -> P1 -> pc -> (counts) -> count gate ->
-#: (hold) -> P2 -> tsum -> LIF) outside its two doubling sums, less the process op's one; the tiles and the
-#: doubling sums add the rest (:func:`tiled_latency`)
+#: synapse hops of the tiled form (Q, K, V -> gates -> serializers -> P1 -> pc -> counts -> P2 -> tsum -> LIF;
+#: for T > 63: ... pc -> (counts) -> count gate -> (hold) -> P2 ..., outside its two doubling sums), less the
+#: process op's one; the tiles (and the doubling sums) add the rest (:func:`tiled_latency`)
 TILED_HOPS = 7
 #: the sample clock's LIF adds this to v per step (``bias_mant``); its threshold is (period - 1) of them
 CLOCK_BIAS = 64
@@ -225,12 +225,21 @@ def schedule_cost(schedule: str, heads: int, tokens: int, dim: int, T: int | Non
     raise UnsupportedError(f"attention_schedule '{schedule}': not one of {', '.join(ATTENTION_SCHEDULES)}")
 
 
+def moving_count(T: int) -> bool:
+    """Whether the tiled form holds its counts in one moving sum (a GradedVec feeding itself T steps later:
+    the loop's delay T - 1 within one synapse's) rather than two doubling sums and a count gate."""
+    return 1 <= int(T) <= MAX_DELAY + 1
+
+
 def tiled_latency(tokens: int, tile: int, T: int, inhibited: bool = False) -> int:
     """Steps the tiled form of one op adds over the process op: :data:`TILED_HOPS` (one fewer when Q, K, V
     are held silent by the clock, :mod:`.operand_gate`: no AND gates), plus 2 (M - 1) T for
-    M = ceil(N / G) tiles (the counts wait for the last key tile, the attention LIF for the last query tile),
-    plus what the two doubling sums add (:func:`_delay_sum`; for M a power of two: log2 M hops each)."""
+    M = ceil(N / G) tiles (P2 waits for the last key tile, the attention LIF for the last query tile); for
+    T > 63 (no moving count: :func:`moving_count`) what the two doubling sums and the count gate add instead
+    (:func:`_delay_sum`; for M a power of two: log2 M hops each)."""
     M = -(-int(tokens) // int(tile))
+    if moving_count(T):
+        return TILED_HOPS - bool(inhibited) + 2 * (M - 1) * int(T)
     return TILED_HOPS - bool(inhibited) + _sum_latency(M, int(T), -1) + _sum_latency(M, int(T), +1) + (M - 1) * int(T)
 
 
@@ -254,9 +263,9 @@ def _sum_latency(M: int, T: int, sign: int) -> int:
 
 def tiled_cost(heads: int, tokens: int, dim: int, tile: int, T: int, inhibited: bool = False) -> dict:
     """Neurons of one op's tiled form (:func:`tiled_parts`), from the shapes: the product bank of stage 2
-    (H dh^2 G) and the count gate (H dh^2), ProdNeurons; the GradedVec tile counts, the two doubling sums'
-    stages (2 h of H dh^2, h = floor(log2 M), one more when M is not a power of two) and the tile sums
-    (H dh G); the memoryless LIF gates, serializers and stage-1 bank (3 D N + 3 D G + H dh^2 G: K AND V of two
+    (H dh^2 G), ProdNeurons; the GradedVec tile counts, the moving count (both H dh^2) and the tile sums
+    (H dh G); for T > 63 instead of the moving count a count gate (H dh^2 ProdNeurons) and the two doubling
+    sums' stages (2 h of H dh^2, h = floor(log2 M), one more when M is not a power of two); the memoryless LIF gates, serializers and stage-1 bank (3 D N + 3 D G + H dh^2 G: K AND V of two
     spikes needs no product neuron; ``inhibited``: Q, K, V held silent by inhibition, :mod:`.operand_gate`,
     no 3 D N gates, one off neuron).  The shared sample clock (2 LIFs) and delay relays are not included (the network adds them
     once)."""
@@ -264,9 +273,10 @@ def tiled_cost(heads: int, tokens: int, dim: int, tile: int, T: int, inhibited: 
     dh, G = D // H, int(tile)
     M = -(-N // G)
     h = (M.bit_length() - 1) + (0 if M & (M - 1) == 0 else 1)     # populations of each doubling sum
+    moving = moving_count(T)
     return {"tile_tokens": G, "tiles": M, "order": "ktv",
-            "product_neurons": H * dh * dh * G + H * dh * dh,
-            "graded_vec_neurons": (1 + 2 * h) * H * dh * dh + H * dh * G,
+            "product_neurons": H * dh * dh * G + (0 if moving else H * dh * dh),
+            "graded_vec_neurons": (2 if moving else 1 + 2 * h) * H * dh * dh + H * dh * G,
             "gate_neurons": (1 if inhibited else 3 * D * N) + 3 * D * G + H * dh * dh * G,
             "latency_added_steps": tiled_latency(N, G, T, inhibited)}
 
@@ -470,12 +480,16 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str, inhibited: bool = 
         ser_x[h,j,g]    = OR_k gate_x[h,j,kG+g] delayed kT     memoryless LIF, vth 0: tile k at t + kT
         P1[h,j,c,g]     = ser_k[h,j,g] AND ser_v[h,c,g]         memoryless LIF, vth 1 (both are spikes)
         pc[h,j,c]       = sum_g P1                              GradedVec: tile k's counts at t + kT
-        counts[h,j,c]   = sum_k pc delayed (M-1-k) T            GradedVecs (doubling): C = K V^T at t + (M-1) T
-        cgate[h,j,c]    = counts x window                      ProdNeuron (the complete count only)
-        chold[h,j,c]    = sum_k cgate delayed kT                GradedVecs (doubling): C held for the query tiles
-        P2[h,j,c,g]     = ser_q[h,j,g] chold[h,j,c]             ProdNeuron: Q tile k x C at t + kT
+        counts[h,j,c]   = counts delayed T + pc - pc delayed (2M-1) T   GradedVec feeding itself: a moving sum,
+                                                                C = K V^T from t + (M-1) T to t + (2M-2) T
+        P2[h,j,c,g]     = ser_q[h,j,g] counts[h,j,c]            ProdNeuron: Q tile k x C at t + kT (counts
+                                                                read (M-1) T later)
         tsum[h,c,g]     = sum_j P2                              GradedVec
         LIF a_in       += weight x tsum (tile k delayed (M-1-k) T)  the process op's integers, later
+
+    For T > 63 the loop's delay T - 1 exceeds a synapse's (:func:`moving_count`); then the counts are a
+    doubling sum of the M tile counts (C at t + (M-1) T only), a count gate ``cgate = counts x window``
+    (ProdNeuron) keeps the complete count, and a second doubling sum ``chold`` holds it for the M query tiles.
     """
     H, N, D, dh = a.heads, a.tokens, a.dim, a.dim // a.heads
     G = int(tile)
@@ -490,7 +504,6 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str, inhibited: bool = 
     pops = [] if inhibited else [_logic(f"{n}.gate_{x}", (D, N), 1, src) for x in "qkv"]
     pops += [_logic(f"{n}.ser_{x}", (D, G), 0, src) for x in "qkv"]
     pops += [_logic(f"{n}.p1", (H * dh, dh, G), 1, src),         # K AND V: both are spikes
-             Population(f"{n}.cgate", (H * dh, dh), kind="prod", vth=0, source=src),
              Population(f"{n}.p2", (H * dh, dh, G), kind="prod", vth=0, source=src),
              Population(f"{n}.tsum", (H, dh, G), kind="graded_vec", vth=0, source=src)]
     ax = {"h": H, "j": dh, "c": dh, "g": G, "n": N}
@@ -519,13 +532,31 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str, inhibited: bool = 
     syns += [ein(f"{n}.p1<-ser_k", f"{n}.ser_k", f"{n}.p1", "hjg->hjcg", graded=False),
              ein(f"{n}.p1<-ser_v", f"{n}.ser_v", f"{n}.p1", "hcg->hjcg", graded=False),
              ein(f"{n}.p2<-ser_q", f"{n}.ser_q", f"{n}.p2", "hjg->hjcg", port=1, graded=False),
-             sparse(f"{n}.cgate<-window", window, f"{n}.cgate",
-                    _csr(np.arange(H * dh * dh), np.zeros(H * dh * dh, dtype=np.int64), H * dh * dh, 1), port=2),
              ein(f"{n}.tsum<-p2", f"{n}.p2", f"{n}.tsum", "hjcg->hcg")]
-    # counts = sum over the M key tiles of the bank's tile sums (pc), later tiles at +kT; the count gate held
-    # for the M query tiles: both sums of M copies k T apart, built by doubling (log2 M stages of 2 groups)
     pops.append(Population(f"{n}.pc", (H * dh, dh), kind="graded_vec", vth=0, source=src))
     syns.append(ein(f"{n}.pc<-p1", f"{n}.p1", f"{n}.pc", "hjcg->hjc", graded=False))
+    if moving_count(T):
+        # counts[t] = counts[t - T] + pc[t] - pc[t - (2M - 1) T]: one GradedVec feeding itself T steps later,
+        # a moving sum of 2M - 1 tile counts T apart.  pc is silent outside its sample's M key tiles, so at
+        # t + (M - 1 + k) T (k < M: P2's reads, skew -(M - 1) T) it holds exactly C = K V^T of model step t,
+        # and every tile count leaves it again before the next sample (period >= (2M - 1) T)
+        cnt = f"{n}.counts"
+        pops.append(Population(cnt, (H * dh, dh), kind="graded_vec", vth=0, source=src))
+        syns += [ein(f"{cnt}<-pc", f"{n}.pc", cnt, "hjc->hjc"),
+                 ein(f"{cnt}<-{cnt}", cnt, cnt, "hjc->hjc", skew=T),
+                 ein(f"{cnt}<-pc.out", f"{n}.pc", cnt, "hjc->hjc", skew=(2 * M - 1) * T, w=-one,
+                     mode=INHIBITORY),
+                 ein(f"{n}.p2<-counts", cnt, f"{n}.p2", "hjc->hjcg", port=2, skew=-(M - 1) * T)]
+        for k in range(M):
+            syns.append(sparse(f"{a.dst}<-tsum.t{k}", f"{n}.tsum", a.dst, _tile_csr(D, N, G, k),
+                               skew=-k * T, graded=True, w=mant, wexp=exp, mode=EXCITATORY if mant > 0 else INHIBITORY))
+        return pops, syns
+    # T > 63 (the loop's delay T - 1 exceeds a synapse's): counts = sum over the M key tiles of the bank's tile
+    # sums, later tiles at +kT; the count gate held for the M query tiles: both sums of M copies k T apart,
+    # built by doubling (log2 M stages of 2 groups)
+    pops.append(Population(f"{n}.cgate", (H * dh, dh), kind="prod", vth=0, source=src))
+    syns.append(sparse(f"{n}.cgate<-window", window, f"{n}.cgate",
+                       _csr(np.arange(H * dh * dh), np.zeros(H * dh * dh, dtype=np.int64), H * dh * dh, 1), port=2))
     p_, s_, cnt = _delay_sum(f"{n}.counts", f"{n}.pc", (H * dh, dh), M, T, -1, src, final=f"{n}.counts")
     pops += p_
     syns += s_
@@ -617,6 +648,15 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str 
             out.synapses += syns
             out.attention.remove(a)
             M = -(-N // G)
+            if moving_count(T):
+                # every tile count leaves the moving count (2M - 1) T steps after it came (lower/chain.py)
+                loops = dict(out.metadata.get("finite_loops", {}) or {})
+                loops[f"{a.name}.counts<-{a.name}.counts"] = (2 * M - 1) * T
+                out.metadata["finite_loops"] = loops
+                # Q's serializer waits (M - 1) T + 3 steps for the counts: placed late enough to need no relay
+                out.metadata["relay_free_populations"] = list(
+                    out.metadata.get("relay_free_populations", []) or []) + [f"{a.name}.ser_q"]
+            # the moving count holds one sample's tile counts of one model step: <= N
             bounds.update({f"{a.name}.pc": G, f"{a.name}.counts": N, f"{a.name}.cgate": N,
                            f"{a.name}.p2": N, f"{a.name}.tsum": dh * N, f"{a.name}.chold.sum": M * N})
             # the doubling sums' stages: 2^i tile counts (each <= G), 2^i held counts (each <= N)

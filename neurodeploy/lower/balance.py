@@ -25,7 +25,9 @@ def balance_network(net: LoweredNetwork, T=None) -> None:
     for name in lat:
         for c in incoming[name]:
             if isinstance(c, Synapse):
-                c.balance_delay = 0 if c.src == name else lat[name] - lat[c.src] - 1 + int(c.skew)
+                # a population feeding itself: a loop of max(1, skew) steps (skew > 1: the token tiles'
+                # moving count, lower/attention_graded.py), delivering its own output of that many steps before
+                c.balance_delay = max(0, int(c.skew) - 1) if c.src == name else lat[name] - lat[c.src] - 1 + int(c.skew)
                 if c.balance_delay > MAX_DELAY and c.kind not in _RELAYABLE:
                     raise UnsupportedError(
                         f"node '{net.pop(name).source}': path from '{c.src}' needs a delay of {c.balance_delay} "
@@ -84,6 +86,17 @@ def _longest_paths(net: LoweredNetwork) -> tuple[dict, dict]:
                 outs = [lat[s.dst] - 1 + int(s.skew) for s in net.synapses if s.src == name and s.dst != name]
                 if outs:
                     lat[name] = max(lat[name], min(outs))
+    # populations moved later only as far as keeps their groups out within one synapse delay, when their
+    # groups in stay within one too (the token tiles' query serializer, which waits (M - 1) T for the counts:
+    # a delay relay of it saved)
+    for name in net.metadata.get("relay_free_populations", ()) or ():
+        outs = [lat[s.dst] - 1 + int(s.skew) - MAX_DELAY for s in net.synapses if s.src == name and s.dst != name]
+        ins = [lat[c.src] + 1 - int(c.skew) + MAX_DELAY for c in incoming[name]
+               if isinstance(c, Synapse) and c.src != name]
+        want = max(outs, default=lat[name])
+        if lat[name] < want <= min(ins, default=want) and all(
+                lat[s.dst] - 1 + int(s.skew) >= want for s in net.synapses if s.src == name and s.dst != name):
+            lat[name] = want
     return lat, incoming
 
 

@@ -88,6 +88,18 @@ def convs_as_sparse(net: LoweredNetwork, max_connections: int = SPARSE_CONV_MAX)
     return out
 
 
+def carries_tail(net: LoweredNetwork, s, period: int) -> bool:
+    """Whether group ``s`` can carry one sample's tail into the next window ``period`` steps later: a
+    recurrent group or one with the model's own synaptic delays, unless it is a loop the lowering proved
+    finite (``metadata["finite_loops"]`` {group: steps after which every input has left it}: the token
+    tiles' moving count, :func:`neurodeploy.lower.attention_graded.tiled_parts`) and ``period`` is that long."""
+    if s.src == s.dst:
+        steps = (net.metadata.get("finite_loops") or {}).get(s.name)
+        return steps is None or int(steps) > int(period)
+    # the largest own delay, read without a dense copy of a CSR matrix
+    return s.delays is not None and int(s.delays.max() if hasattr(s.delays, "tocsr") else np.max(s.delays)) > 0
+
+
 def chain_network(net: LoweredNetwork, period: int | None = None, bias_as_graded: bool = True,
                   conv_as_sparse: bool = False, one_window: bool = False) -> LoweredNetwork:
     """The chained-mode copy of ``net`` (see the module docstring).  ``bias_as_graded=False`` keeps
@@ -105,7 +117,7 @@ def chain_network(net: LoweredNetwork, period: int | None = None, bias_as_graded
     for s in net.synapses:
         # a model's own synaptic delays or a recurrent group would carry the previous sample's tail past
         # the reset into the next window; balance delays cannot (they keep every arrival in step)
-        if not one_window and (s.src == s.dst or (s.delays is not None and int(np.max(s.delays)) > 0)):
+        if not one_window and carries_tail(net, s, P):
             raise UnsupportedError(f"synapse '{s.name}' ({s.source or s.name}): recurrent or with its own "
                                    "synaptic delays; chained samples would leak into each other")
     out = copy.deepcopy(net)

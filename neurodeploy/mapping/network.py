@@ -33,16 +33,19 @@ from ..lower.chains import conv_padding
 from ..lower.network import GRADED_KINDS, einsum_fan_in, einsum_sides
 
 
-def _operand_layers(lowered, name: str) -> tuple:
+def _operand_layers(lowered, name: str, _seen=None) -> tuple:
     """Source layers of the binary spike operands feeding a prod / graded_vec population (its firing rate
-    is bounded by theirs)."""
+    is bounded by theirs); a graded population feeding itself (the tiled attention's moving count) adds none."""
     pops = {p.name: p for p in lowered.populations}
+    seen = set() if _seen is None else _seen
+    seen.add(name)
     out = []
     for s in lowered.synapses:
         if s.dst == name:
             src = pops[s.src]
             if src.kind in GRADED_KINDS:
-                out.extend(_operand_layers(lowered, src.name))
+                if src.name not in seen:
+                    out.extend(_operand_layers(lowered, src.name, seen))
             else:
                 out.append(src.source or src.name)
     return tuple(dict.fromkeys(out))

@@ -158,6 +158,26 @@ def test_the_moving_count_is_the_one_loop_and_chains_only_when_the_period_covers
     assert carries_tail(tl, replace(o1, name="another"), 10 ** 6)
 
 
+def test_the_query_serializer_waits_without_a_relay():
+    # cifar10's shape of the wait: 64 tokens, tiles of 4, T = 4: P2 reads the counts (M - 1) T = 60 steps late,
+    # 63 steps after the serializers fire; Q's serializer is placed one step later (its tiles' skews, <= 60,
+    # leave room), so no group needs more than 62 and no relay of it is built; exact as before
+    T = 4
+    proc, par, tl = _tiled("tiled-4", ops=[("o3", 1, 2, 64, 1)], T=T, seed=2)
+    lat = tl.latency()
+    assert tl.metadata["relay_free_populations"] == ["o3.ser_q"]
+    assert lat["o3.ser_q"] == lat["o3.ser_k"] + 1 and lat["o3.p2"] - lat["o3.ser_q"] - 1 == 62
+    assert not [p.name for p in tl.populations if p.name.startswith("o3.ser_q.delay")]
+    assert max(s.balance_delay for s in tl.synapses if s.dst == "o3.ser_q") == 61
+    P = tl.metadata["sample_clock"]["period"]
+    x = _inputs(proc, P, 1, seed=9)
+    a = simulate(par, x, T + par.metadata["latency"], record=["o3.out"])
+    got = simulate(tl, x, P, record=["o3.out"])
+    for k in "suv":
+        assert np.array_equal(_window(a, par, "o3.out", T)[k], _window(got, tl, "o3.out", T)[k]), k
+    assert _window(a, par, "o3.out", T)["u"].any()
+
+
 def test_a_tiled_network_refuses_the_layer_synchronous_model_and_streaming():
     _, _, tl = _tiled("tiled-4", ops=OPS[:1])
     with pytest.raises(UnsupportedError, match="layer-synchronous model .* cannot run a token-tiled"):
@@ -316,7 +336,7 @@ def test_trained_digits_tiled_in_lava_equals_engine(trained_digits_checkpoint):
     inputs = {k: v.numpy() for k, v in net.encode_inputs(x[:2]).items()}
     lava = _lava_chained_equals_engine(net, inputs, chunk=P)
     assert lava["clock.pulse"]["s"].sum() == 2 and lava["block.0.attn.attention.tsum"]["s"].max() > 1
-    # the moving count: a loop of T steps, less each tile count (2M - 1) T later, through a delay relay of pc
+    # the moving count: a loop of T steps, less each tile count (2M - 1) T = 28 steps later (one group: no relay)
     cnt = "block.0.attn.attention.counts"
     loop = [s for s in net.synapses if s.src == s.dst == cnt]
     assert len(loop) == 1 and loop[0].balance_delay == int(net.metadata["time_steps"]) - 1

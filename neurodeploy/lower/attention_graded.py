@@ -231,6 +231,12 @@ def moving_count(T: int) -> bool:
     return 1 <= int(T) <= MAX_DELAY + 1
 
 
+def count_window(tiles: int, T: int) -> int:
+    """Steps after which a tile count leaves the moving count: (2M - 1) T, M tiles (:func:`tiled_parts`; the
+    chained runs' check, :func:`neurodeploy.lower.chain.carries_tail`, reads it from ``metadata["finite_loops"]``)."""
+    return (2 * int(tiles) - 1) * int(T)
+
+
 def tiled_latency(tokens: int, tile: int, T: int, inhibited: bool = False) -> int:
     """Steps the tiled form of one op adds over the process op: :data:`TILED_HOPS` (one fewer when Q, K, V
     are held silent by the clock, :mod:`.operand_gate`: no AND gates), plus 2 (M - 1) T for
@@ -535,6 +541,9 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str, inhibited: bool = 
              ein(f"{n}.tsum<-p2", f"{n}.p2", f"{n}.tsum", "hjcg->hcg")]
     pops.append(Population(f"{n}.pc", (H * dh, dh), kind="graded_vec", vth=0, source=src))
     syns.append(ein(f"{n}.pc<-p1", f"{n}.p1", f"{n}.pc", "hjcg->hjc", graded=False))
+    for k in range(M):
+        syns.append(sparse(f"{a.dst}<-tsum.t{k}", f"{n}.tsum", a.dst, _tile_csr(D, N, G, k),
+                           skew=-k * T, graded=True, w=mant, wexp=exp, mode=EXCITATORY if mant > 0 else INHIBITORY))
     if moving_count(T):
         # counts[t] = counts[t - T] + pc[t] - pc[t - (2M - 1) T]: one GradedVec feeding itself T steps later,
         # a moving sum of 2M - 1 tile counts T apart.  pc is silent outside its sample's M key tiles, so at
@@ -544,12 +553,9 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str, inhibited: bool = 
         pops.append(Population(cnt, (H * dh, dh), kind="graded_vec", vth=0, source=src))
         syns += [ein(f"{cnt}<-pc", f"{n}.pc", cnt, "hjc->hjc"),
                  ein(f"{cnt}<-{cnt}", cnt, cnt, "hjc->hjc", skew=T),
-                 ein(f"{cnt}<-pc.out", f"{n}.pc", cnt, "hjc->hjc", skew=(2 * M - 1) * T, w=-one,
+                 ein(f"{cnt}<-pc.out", f"{n}.pc", cnt, "hjc->hjc", skew=count_window(M, T), w=-one,
                      mode=INHIBITORY),
                  ein(f"{n}.p2<-counts", cnt, f"{n}.p2", "hjc->hjcg", port=2, skew=-(M - 1) * T)]
-        for k in range(M):
-            syns.append(sparse(f"{a.dst}<-tsum.t{k}", f"{n}.tsum", a.dst, _tile_csr(D, N, G, k),
-                               skew=-k * T, graded=True, w=mant, wexp=exp, mode=EXCITATORY if mant > 0 else INHIBITORY))
         return pops, syns
     # T > 63 (the loop's delay T - 1 exceeds a synapse's): counts = sum over the M key tiles of the bank's tile
     # sums, later tiles at +kT; the count gate held for the M query tiles: both sums of M copies k T apart,
@@ -565,9 +571,6 @@ def tiled_parts(a: Attention, tile: int, T: int, window: str, inhibited: bool = 
     pops += p_
     syns += s_
     syns.append(ein(f"{n}.p2<-chold", hold, f"{n}.p2", "hjc->hjcg", port=2))
-    for k in range(M):
-        syns.append(sparse(f"{a.dst}<-tsum.t{k}", f"{n}.tsum", a.dst, _tile_csr(D, N, G, k),
-                           skew=-k * T, graded=True, w=mant, wexp=exp, mode=EXCITATORY if mant > 0 else INHIBITORY))
     return pops, syns
 
 
@@ -648,20 +651,22 @@ def attention_to_graded(net: LoweredNetwork, order: str = "auto", schedule: str 
             out.synapses += syns
             out.attention.remove(a)
             M = -(-N // G)
+            # the counts (moving or doubling) hold one sample's tile counts of one model step: <= N
+            bounds.update({f"{a.name}.pc": G, f"{a.name}.counts": N, f"{a.name}.p2": N, f"{a.name}.tsum": dh * N})
             if moving_count(T):
                 # every tile count leaves the moving count (2M - 1) T steps after it came (lower/chain.py)
                 loops = dict(out.metadata.get("finite_loops", {}) or {})
-                loops[f"{a.name}.counts<-{a.name}.counts"] = (2 * M - 1) * T
+                loops[f"{a.name}.counts<-{a.name}.counts"] = count_window(M, T)
                 out.metadata["finite_loops"] = loops
                 # Q's serializer waits (M - 1) T + 3 steps for the counts: placed late enough to need no relay
                 out.metadata["relay_free_populations"] = list(
                     out.metadata.get("relay_free_populations", []) or []) + [f"{a.name}.ser_q"]
-            # the moving count holds one sample's tile counts of one model step: <= N
-            bounds.update({f"{a.name}.pc": G, f"{a.name}.counts": N, f"{a.name}.cgate": N,
-                           f"{a.name}.p2": N, f"{a.name}.tsum": dh * N, f"{a.name}.chold.sum": M * N})
-            # the doubling sums' stages: 2^i tile counts (each <= G), 2^i held counts (each <= N)
-            for i in range(1, M.bit_length()):
-                bounds.update({f"{a.name}.counts.s{i}": min(N, (1 << i) * G), f"{a.name}.chold.s{i}": (1 << i) * N})
+            else:
+                bounds.update({f"{a.name}.cgate": N, f"{a.name}.chold.sum": M * N})
+                # the doubling sums' stages: 2^i tile counts (each <= G), 2^i held counts (each <= N)
+                for i in range(1, M.bit_length()):
+                    bounds.update({f"{a.name}.counts.s{i}": min(N, (1 << i) * G),
+                                   f"{a.name}.chold.s{i}": (1 << i) * N})
             ops.append(dict(tiled_cost(H, N, a.dim, G, T, gated), name=a.name, source=a.source or a.name,
                             schedule=schedule, heads=H, tokens=N, head_dim=dh, gate="inhibition" if gated else "and",
                             product_neurons_parallel=product_neuron_count(a, choose_order(a)),

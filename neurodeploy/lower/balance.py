@@ -90,12 +90,12 @@ def _longest_paths(net: LoweredNetwork) -> tuple[dict, dict]:
     # groups in stay within one too (the token tiles' query serializer, which waits (M - 1) T for the counts:
     # a delay relay of it saved)
     for name in net.metadata.get("relay_free_populations", ()) or ():
-        outs = [lat[s.dst] - 1 + int(s.skew) - MAX_DELAY for s in net.synapses if s.src == name and s.dst != name]
+        # the latest latency each group out allows (no delay below 0) and each group in (no delay above 62)
+        outs = [lat[s.dst] - 1 + int(s.skew) for s in net.synapses if s.src == name and s.dst != name]
         ins = [lat[c.src] + 1 - int(c.skew) + MAX_DELAY for c in incoming[name]
                if isinstance(c, Synapse) and c.src != name]
-        want = max(outs, default=lat[name])
-        if lat[name] < want <= min(ins, default=want) and all(
-                lat[s.dst] - 1 + int(s.skew) >= want for s in net.synapses if s.src == name and s.dst != name):
+        want = max(outs, default=lat[name]) - MAX_DELAY
+        if lat[name] < want <= min(ins + outs, default=want):
             lat[name] = want
     return lat, incoming
 
